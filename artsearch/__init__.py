@@ -1,0 +1,1 @@
+"""artsearch: influence-aware artwork search. This package holds what every service shares."""

@@ -1,0 +1,64 @@
+"""Configuration from environment variables only, failing fast on a missing or malformed one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or malformed; the service refuses to start."""
+
+
+_MISSING = object()
+
+
+class Env:
+    """Typed reads of environment variables (or any mapping, for tests)."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+
+    def str(self, name: str, default: str | object = _MISSING) -> str:
+        value = self._environ.get(name)
+        if value is None or value == "":
+            if default is _MISSING:
+                raise ConfigError(f"environment variable {name} is required but not set")
+            return default  # type: ignore[return-value]
+        return value
+
+    def optional(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        return value if value else None
+
+    def int(self, name: str, default: int | object = _MISSING, *, minimum: int | None = None) -> int:
+        raw = self.str(name, _MISSING if default is _MISSING else str(default))
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"environment variable {name}={raw!r} is not an integer") from None
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"environment variable {name}={value} must be >= {minimum}")
+        return value
+
+    def float(self, name: str, default: float | object = _MISSING, *, minimum: float | None = None) -> float:
+        raw = self.str(name, _MISSING if default is _MISSING else str(default))
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"environment variable {name}={raw!r} is not a number") from None
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"environment variable {name}={value} must be >= {minimum}")
+        return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self.str(name, "true" if default else "false").strip().lower()
+        if raw in {"1", "true", "yes", "on"}:
+            return True
+        if raw in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"environment variable {name}={raw!r} is not a boolean")
+
+
+# Defaults shared by the services, the launcher and the deployment manifests.
+DEFAULT_PORTS = {"encoder": 50051, "search": 50052, "influence": 50053, "gateway": 8080}

@@ -1,0 +1,35 @@
+"""Fixtures shared by the whole suite: where the generated artefacts live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DIR = REPO_ROOT.parent / "shared"
+
+
+def _artefact(env_name: str, default: Path, make_target: str) -> Path:
+    path = Path(os.environ.get(env_name, default))
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `make {make_target}` (the `make test` target does)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    """The exported EfficientNet-Lite0 ONNX model (`make model`)."""
+    return _artefact("ARTSEARCH_MODEL_PATH", REPO_ROOT / "models/efficientnet-lite0/model.onnx", "model")
+
+
+@pytest.fixture(scope="session")
+def gcompris_catalogue() -> Path:
+    """The demo catalogue folder extracted from Debian's gcompris-qt-data (`make catalogue`)."""
+    return _artefact("ARTSEARCH_GCOMPRIS_DIR", REPO_ROOT / "data/catalogues/gcompris", "catalogue")
