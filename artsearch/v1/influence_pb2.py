@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61rtsearch/v1/influence.proto\x12\x0c\x61rtsearch.v1\"]\n\x06\x41rtist\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nbirth_year\x18\x03 \x01(\x05\x12\x12\n\ndeath_year\x18\x04 \x01(\x05\x12\x10\n\x08movement\x18\x05 \x01(\t\"V\n\x10\x44istancesRequest\x12\x15\n\rsource_artist\x18\x01 \x01(\t\x12\x19\n\x11\x63\x61ndidate_artists\x18\x02 \x03(\t\x12\x10\n\x08max_hops\x18\x03 \x01(\x05\"J\n\x0e\x41rtistDistance\x12\x0e\n\x06\x61rtist\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05known\x18\x03 \x01(\x08\x12\x0c\n\x04hops\x18\x04 \x01(\x05\"\x80\x01\n\x11\x44istancesResponse\x12$\n\x06source\x18\x01 \x01(\x0b\x32\x14.artsearch.v1.Artist\x12\x14\n\x0csource_known\x18\x02 \x01(\x08\x12/\n\tdistances\x18\x03 \x03(\x0b\x32\x1c.artsearch.v1.ArtistDistance\"G\n\x0bPathRequest\x12\x13\n\x0b\x66rom_artist\x18\x01 \x01(\t\x12\x11\n\tto_artist\x18\x02 \x01(\t\x12\x10\n\x08max_hops\x18\x03 \x01(\x05\"A\n\rInfluenceEdge\x12\x10\n\x08\x66rom_key\x18\x01 \x01(\t\x12\x0e\n\x06to_key\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\"p\n\x0cPathResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12%\n\x07\x61rtists\x18\x02 \x03(\x0b\x32\x14.artsearch.v1.Artist\x12*\n\x05\x65\x64ges\x18\x03 \x03(\x0b\x32\x1b.artsearch.v1.InfluenceEdge\"\"\n\x11GetArtistsRequest\x12\r\n\x05names\x18\x01 \x03(\t\"L\n\x12GetArtistsResponse\x12%\n\x07\x61rtists\x18\x01 \x03(\x0b\x32\x14.artsearch.v1.Artist\x12\x0f\n\x07missing\x18\x02 \x03(\t\"F\n\x0cNewInfluence\x12\x12\n\ninfluencer\x18\x01 \x01(\t\x12\x12\n\ninfluenced\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\"j\n\x11\x41\x64\x64\x41rtistsRequest\x12%\n\x07\x61rtists\x18\x01 \x03(\x0b\x32\x14.artsearch.v1.Artist\x12.\n\ninfluences\x18\x02 \x03(\x0b\x32\x1a.artsearch.v1.NewInfluence\"E\n\x12\x41\x64\x64\x41rtistsResponse\x12\x15\n\rartists_added\x18\x01 \x01(\x05\x12\x18\n\x10influences_added\x18\x02 \x01(\x05\x32\xc1\x02\n\x10InfluenceService\x12L\n\tDistances\x12\x1e.artsearch.v1.DistancesRequest\x1a\x1f.artsearch.v1.DistancesResponse\x12=\n\x04Path\x12\x19.artsearch.v1.PathRequest\x1a\x1a.artsearch.v1.PathResponse\x12O\n\nGetArtists\x12\x1f.artsearch.v1.GetArtistsRequest\x1a .artsearch.v1.GetArtistsResponse\x12O\n\nAddArtists\x12\x1f.artsearch.v1.AddArtistsRequest\x1a .artsearch.v1.AddArtistsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61rtsearch/v1/influence.proto\x12\x0c\x61rtsearch.v1\"]\n\x06\x41rtist\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nbirth_year\x18\x03 \x01(\x05\x12\x12\n\ndeath_year\x18\x04 \x01(\x05\x12\x10\n\x08movement\x18\x05 \x01(\t\"V\n\x10\x44istancesRequest\x12\x15\n\rsource_artist\x18\x01 \x01(\t\x12\x19\n\x11\x63\x61ndidate_artists\x18\x02 \x03(\t\x12\x10\n\x08max_hops\x18\x03 \x01(\x05\"J\n\x0e\x41rtistDistance\x12\x0e\n\x06\x61rtist\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05known\x18\x03 \x01(\x08\x12\x0c\n\x04hops\x18\x04 \x01(\x05\"\x99\x01\n\x11\x44istancesResponse\x12$\n\x06source\x18\x01 \x01(\x0b\x32\x14.artsearch.v1.Artist\x12\x14\n\x0csource_known\x18\x02 \x01(\x08\x12/\n\tdistances\x18\x03 \x03(\x0b\x32\x1c.artsearch.v1.ArtistDistance\x12\x17\n\x0fsource_inferred\x18\x04 \x01(\x08\"G\n\x0bPathRequest\x12\x13\n\x0b\x66rom_artist\x18\x01 \x01(\t\x12\x11\n\tto_artist\x18\x02 \x01(\t\x12\x10\n\x08max_hops\x18\x03 \x01(\x05\"A\n\rInfluenceEdge\x12\x10\n\x08\x66rom_key\x18\x01 \x01(\t\x12\x0e\n\x06to_key\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\"p\n\x0cPathResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12%\n\x07\x61rtists\x18\x02 \x03(\x0b\x32\x14.artsearch.v1.Artist\x12*\n\x05\x65\x64ges\x18\x03 \x03(\x0b\x32\x1b.artsearch.v1.InfluenceEdge\"\"\n\x11GetArtistsRequest\x12\r\n\x05names\x18\x01 \x03(\t\"L\n\x12GetArtistsResponse\x12%\n\x07\x61rtists\x18\x01 \x03(\x0b\x32\x14.artsearch.v1.Artist\x12\x0f\n\x07missing\x18\x02 \x03(\t\"F\n\x0cNewInfluence\x12\x12\n\ninfluencer\x18\x01 \x01(\t\x12\x12\n\ninfluenced\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\"j\n\x11\x41\x64\x64\x41rtistsRequest\x12%\n\x07\x61rtists\x18\x01 \x03(\x0b\x32\x14.artsearch.v1.Artist\x12.\n\ninfluences\x18\x02 \x03(\x0b\x32\x1a.artsearch.v1.NewInfluence\"E\n\x12\x41\x64\x64\x41rtistsResponse\x12\x15\n\rartists_added\x18\x01 \x01(\x05\x12\x18\n\x10influences_added\x18\x02 \x01(\x05\x32\xc1\x02\n\x10InfluenceService\x12L\n\tDistances\x12\x1e.artsearch.v1.DistancesRequest\x1a\x1f.artsearch.v1.DistancesResponse\x12=\n\x04Path\x12\x19.artsearch.v1.PathRequest\x1a\x1a.artsearch.v1.PathResponse\x12O\n\nGetArtists\x12\x1f.artsearch.v1.GetArtistsRequest\x1a .artsearch.v1.GetArtistsResponse\x12O\n\nAddArtists\x12\x1f.artsearch.v1.AddArtistsRequest\x1a .artsearch.v1.AddArtistsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,23 +38,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ARTISTDISTANCE']._serialized_start=229
   _globals['_ARTISTDISTANCE']._serialized_end=303
   _globals['_DISTANCESRESPONSE']._serialized_start=306
-  _globals['_DISTANCESRESPONSE']._serialized_end=434
-  _globals['_PATHREQUEST']._serialized_start=436
-  _globals['_PATHREQUEST']._serialized_end=507
-  _globals['_INFLUENCEEDGE']._serialized_start=509
-  _globals['_INFLUENCEEDGE']._serialized_end=574
-  _globals['_PATHRESPONSE']._serialized_start=576
-  _globals['_PATHRESPONSE']._serialized_end=688
-  _globals['_GETARTISTSREQUEST']._serialized_start=690
-  _globals['_GETARTISTSREQUEST']._serialized_end=724
-  _globals['_GETARTISTSRESPONSE']._serialized_start=726
-  _globals['_GETARTISTSRESPONSE']._serialized_end=802
-  _globals['_NEWINFLUENCE']._serialized_start=804
-  _globals['_NEWINFLUENCE']._serialized_end=874
-  _globals['_ADDARTISTSREQUEST']._serialized_start=876
-  _globals['_ADDARTISTSREQUEST']._serialized_end=982
-  _globals['_ADDARTISTSRESPONSE']._serialized_start=984
-  _globals['_ADDARTISTSRESPONSE']._serialized_end=1053
-  _globals['_INFLUENCESERVICE']._serialized_start=1056
-  _globals['_INFLUENCESERVICE']._serialized_end=1377
+  _globals['_DISTANCESRESPONSE']._serialized_end=459
+  _globals['_PATHREQUEST']._serialized_start=461
+  _globals['_PATHREQUEST']._serialized_end=532
+  _globals['_INFLUENCEEDGE']._serialized_start=534
+  _globals['_INFLUENCEEDGE']._serialized_end=599
+  _globals['_PATHRESPONSE']._serialized_start=601
+  _globals['_PATHRESPONSE']._serialized_end=713
+  _globals['_GETARTISTSREQUEST']._serialized_start=715
+  _globals['_GETARTISTSREQUEST']._serialized_end=749
+  _globals['_GETARTISTSRESPONSE']._serialized_start=751
+  _globals['_GETARTISTSRESPONSE']._serialized_end=827
+  _globals['_NEWINFLUENCE']._serialized_start=829
+  _globals['_NEWINFLUENCE']._serialized_end=899
+  _globals['_ADDARTISTSREQUEST']._serialized_start=901
+  _globals['_ADDARTISTSREQUEST']._serialized_end=1007
+  _globals['_ADDARTISTSRESPONSE']._serialized_start=1009
+  _globals['_ADDARTISTSRESPONSE']._serialized_end=1078
+  _globals['_INFLUENCESERVICE']._serialized_start=1081
+  _globals['_INFLUENCESERVICE']._serialized_end=1402
 # @@protoc_insertion_point(module_scope)

@@ -43,14 +43,16 @@ class ArtistDistance(_message.Message):
     def __init__(self, artist: _Optional[str] = ..., key: _Optional[str] = ..., known: _Optional[bool] = ..., hops: _Optional[int] = ...) -> None: ...
 
 class DistancesResponse(_message.Message):
-    __slots__ = ("source", "source_known", "distances")
+    __slots__ = ("source", "source_known", "distances", "source_inferred")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_KNOWN_FIELD_NUMBER: _ClassVar[int]
     DISTANCES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_INFERRED_FIELD_NUMBER: _ClassVar[int]
     source: Artist
     source_known: bool
     distances: _containers.RepeatedCompositeFieldContainer[ArtistDistance]
-    def __init__(self, source: _Optional[_Union[Artist, _Mapping]] = ..., source_known: _Optional[bool] = ..., distances: _Optional[_Iterable[_Union[ArtistDistance, _Mapping]]] = ...) -> None: ...
+    source_inferred: bool
+    def __init__(self, source: _Optional[_Union[Artist, _Mapping]] = ..., source_known: _Optional[bool] = ..., distances: _Optional[_Iterable[_Union[ArtistDistance, _Mapping]]] = ..., source_inferred: _Optional[bool] = ...) -> None: ...
 
 class PathRequest(_message.Message):
     __slots__ = ("from_artist", "to_artist", "max_hops")

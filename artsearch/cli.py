@@ -1,0 +1,192 @@
+"""The `artsearch` command: build catalogues, ingest them, run the demo, query a running gateway."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from artsearch.config import DEFAULT_PORTS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = REPO_ROOT / "models/efficientnet-lite0/model.onnx"
+
+
+def _default_addr(env_name: str, service: str) -> str:
+    return os.environ.get(env_name) or f"127.0.0.1:{DEFAULT_PORTS[service]}"
+
+
+def cmd_catalogue(args: argparse.Namespace) -> int:
+    from artsearch.catalogue.gcompris import build_gcompris_catalogue
+
+    entries = build_gcompris_catalogue(Path(args.output), cache_dir=Path(args.cache_dir))
+    artists = {entry.artist for entry in entries}
+    print(f"wrote {len(entries)} paintings by {len(artists)} artists to {args.output}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from artsearch.catalogue.folder import load_catalogue
+    from artsearch.ingest import IngestTargets, ingest_catalogue
+
+    catalogue = load_catalogue(Path(args.folder))
+    targets = IngestTargets(
+        encoder_addr=args.encoder,
+        search_addr=args.search,
+        influence_addr=args.influence,
+        collection=args.collection,
+        batch_size=args.batch_size,
+    )
+    report = asyncio.run(ingest_catalogue(catalogue, targets, _print_progress))
+    print()
+    print(report.summary())
+    return 0 if report.added or not catalogue.entries else 1
+
+
+def _print_progress(done: int, total: int) -> None:
+    print(f"\r  ingested {done}/{total}", end="", file=sys.stderr, flush=True)
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    import httpx
+
+    data = Path(args.image).read_bytes()
+    form = {"artist": args.artist} if args.artist else None
+    reply = httpx.post(
+        f"{args.gateway}/v1/search", params={"k": args.k}, files={"image": data}, data=form, timeout=30
+    )
+    if reply.status_code != 200:
+        print(f"error {reply.status_code}: {reply.text}", file=sys.stderr)
+        return 1
+    print(format_results(reply.json()))
+    return 0
+
+
+def format_results(answer: dict) -> str:
+    source = answer["source_artist"]
+    lines = [f"source artist: {source['name'] or '-'} ({source['how']})"]
+    if answer.get("degraded"):
+        lines.append(f"degraded: {', '.join(answer['degraded'])}")
+    lines.append(f"{'#':>3}  {'score':>6}  {'visual':>6}  {'hops':>4}  {'w':>5}  artist — title")
+    for rank, result in enumerate(answer["results"], 1):
+        scores = result["scores"]
+        hops = "-" if scores["influence_hops"] is None else str(scores["influence_hops"])
+        lines.append(
+            f"{rank:>3}  {result['score']:6.3f}  {scores['visual']:6.3f}  {hops:>4}  "
+            f"{scores['influence_weight']:5.3f}  {result['artist']} — {result['title']}"
+        )
+    return "\n".join(lines)
+
+
+def sample_query_image(image_path: Path, fraction: float = 0.6) -> bytes:
+    """A centred crop of a catalogue painting, as a visitor's photo of a detail would be."""
+    from PIL import Image
+
+    with Image.open(image_path) as image:
+        width, height = image.size
+        crop_w, crop_h = int(width * fraction), int(height * fraction)
+        left, top = (width - crop_w) // 2, (height - crop_h) // 2
+        buffer = io.BytesIO()
+        image.convert("RGB").crop((left, top, left + crop_w, top + crop_h)).save(buffer, "JPEG", quality=88)
+    return buffer.getvalue()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import httpx
+
+    from artsearch.catalogue.folder import load_catalogue
+    from artsearch.ingest import IngestTargets, ingest_catalogue
+    from artsearch.launcher import ServiceStack, StackSettings
+
+    ports = dict(DEFAULT_PORTS)
+    ports["gateway"] = int(os.environ.get("ARTSEARCH_PORT", ports["gateway"]))
+    settings = StackSettings(
+        model_path=Path(args.model).resolve(), state_dir=Path(args.state_dir).resolve(), ports=ports
+    )
+    catalogue = load_catalogue(Path(args.catalogue))
+    stack = ServiceStack(settings)
+    signal.signal(signal.SIGTERM, _interrupt)
+    started = time.perf_counter()
+    try:
+        stack.start()
+        print(f"starting encoder, search, influence and gateway (logs in {stack.log_dir}) ...")
+        stack.wait_ready()
+        print(f"all services ready in {time.perf_counter() - started:.1f} s")
+        targets = IngestTargets(
+            settings.address("encoder"), settings.address("search"), settings.address("influence")
+        )
+        print(asyncio.run(ingest_catalogue(catalogue, targets)).summary())
+        sample = next((e for e in catalogue.entries if "gogh" in e.artist.lower()), catalogue.entries[0])
+        print(f"\nsample query: a 60 % crop of “{sample.title}” by {sample.artist}")
+        query = sample_query_image(catalogue.root / sample.filename)
+        reply = httpx.post(
+            f"{settings.gateway_url}/v1/search", params={"k": 10}, files={"image": query}, timeout=60
+        )
+        reply.raise_for_status()
+        print(format_results(reply.json()))
+        print(f"\ngateway serving on {settings.gateway_url}  (web UI at /, API docs at /docs) — Ctrl-C stops")
+        while all(process.poll() is None for process in stack.processes.values()):
+            time.sleep(0.5)
+        print("a service exited:\n" + "\n".join(stack.log_tail(name, 5) for name in stack.processes))
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        print("stopping services ...")
+        stack.stop()
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="artsearch", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    catalogue = commands.add_parser("catalogue", help="build a demo catalogue folder")
+    catalogue.add_argument("source", choices=["gcompris"], help="where the paintings come from")
+    catalogue.add_argument("--output", default="data/catalogues/gcompris")
+    catalogue.add_argument("--cache-dir", default=".cache/debs", help="where downloaded .deb files are kept")
+    catalogue.set_defaults(run=cmd_catalogue)
+
+    ingest = commands.add_parser("ingest", help="load a catalogue folder (images + metadata.csv/json)")
+    ingest.add_argument("folder")
+    ingest.add_argument("--collection", default="", help="target collection (default: the search service's)")
+    ingest.add_argument("--batch-size", type=int, default=16)
+    ingest.add_argument("--encoder", default=_default_addr("ENCODER_ADDR", "encoder"))
+    ingest.add_argument("--search", default=_default_addr("SEARCH_ADDR", "search"))
+    ingest.add_argument("--influence", default=_default_addr("INFLUENCE_ADDR", "influence"))
+    ingest.set_defaults(run=cmd_ingest)
+
+    query = commands.add_parser("query", help="search a running gateway with an image file")
+    query.add_argument("image")
+    query.add_argument("--k", type=int, default=10)
+    query.add_argument("--artist", default=None, help="source artist (inferred when absent)")
+    query.add_argument("--gateway", default=f"http://127.0.0.1:{os.environ.get('ARTSEARCH_PORT', 8080)}")
+    query.set_defaults(run=cmd_query)
+
+    demo = commands.add_parser("demo", help="start all services, ingest the demo catalogue, query, serve")
+    demo.add_argument("--catalogue", default="data/catalogues/gcompris")
+    demo.add_argument("--model", default=str(DEFAULT_MODEL))
+    demo.add_argument("--state-dir", default="var/demo")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"artsearch: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
