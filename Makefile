@@ -26,7 +26,7 @@ protos: $(STAMP)
 	$(BIN)/python -m artsearch.protogen
 
 model: $(MODEL)
-$(MODEL): $(STAMP) services/encoder/export_onnx.py
+$(MODEL): $(STAMP) services/encoder/export_onnx.py services/encoder/onnx_graph.py
 	$(BIN)/python -m services.encoder.export_onnx --output $(MODEL)
 
 catalogue: $(GCOMPRIS)

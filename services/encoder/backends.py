@@ -1,0 +1,143 @@
+"""Where the network runs: behind `EmbeddingBackend`, chosen once at start-up by `open_embedding_backend`.
+
+The embedded onnxruntime backend is the default. A Triton client backend (a later issue) implements the
+same protocol against the same ONNX file's tensor names, so the servicer never knows which one it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from artsearch.config import ConfigError
+from services.encoder.config import EncoderConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbeddingModelInfo:
+    """What a backend runs: from the exported model's `model.json` sidecar."""
+
+    name: str
+    version: str
+    dimension: int
+    input_size: int
+    input_name: str
+    features_output: str
+    onnx_sha256: str
+    backend: str
+
+    @classmethod
+    def from_sidecar(cls, model_path: Path, backend: str) -> EmbeddingModelInfo:
+        """Reads `model.json` beside `model_path`; ConfigError when it is missing or malformed."""
+        sidecar = model_path.with_name("model.json")
+        try:
+            meta: dict[str, Any] = json.loads(sidecar.read_text())
+            return cls(
+                name=str(meta["name"]),
+                version=str(meta["version"]),
+                dimension=int(meta["dimension"]),
+                input_size=int(meta["input_size"]),
+                input_name=str(meta["input"]["name"]),
+                features_output=str(meta["features_output"]),
+                onnx_sha256=str(meta["onnx_sha256"]),
+                backend=backend,
+            )
+        except FileNotFoundError:
+            raise ConfigError(f"{sidecar} is missing: export the model with `make model`") from None
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ConfigError(f"{sidecar} is malformed: {error!r}") from None
+
+
+class EmbeddingBackend(Protocol):
+    """Runs the network on a batch of preprocessed images."""
+
+    @property
+    def info(self) -> EmbeddingModelInfo: ...
+
+    async def embed(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 RGB [N, input_size, input_size, 3] → raw (not normalised) float32 features [N, dimension]."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class OnnxRuntimeBackend:
+    """The exported ONNX model in an in-process onnxruntime session.
+
+    Inference runs on one dedicated thread: onnxruntime releases the GIL, so the event loop keeps serving,
+    and batches queue instead of competing for the same cores with their own intra-op thread pools.
+    """
+
+    def __init__(self, model_path: Path, intra_op_threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        self._info = EmbeddingModelInfo.from_sidecar(model_path, backend="onnxruntime")
+        _check_file_matches_sidecar(model_path, self._info)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self._check_signature()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
+
+    @property
+    def info(self) -> EmbeddingModelInfo:
+        return self._info
+
+    async def embed(self, pixels: np.ndarray) -> np.ndarray:
+        expected = (self._info.input_size, self._info.input_size, 3)
+        if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != expected:
+            shape = ", ".join(map(str, expected))
+            raise ValueError(f"expected uint8 [N, {shape}], got {pixels.dtype} {pixels.shape}")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run, np.ascontiguousarray(pixels))
+
+    def _run(self, pixels: np.ndarray) -> np.ndarray:
+        (features,) = self._session.run([self._info.features_output], {self._info.input_name: pixels})
+        return np.asarray(features, dtype=np.float32)
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    def _check_signature(self) -> None:
+        """The sidecar and the graph must agree, or every request would fail later with a worse message."""
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        model_input = inputs.get(self._info.input_name)
+        features = outputs.get(self._info.features_output)
+        if model_input is None or model_input.type != "tensor(uint8)":
+            raise ConfigError(f"model has no uint8 input {self._info.input_name!r}: inputs {list(inputs)}")
+        if features is None or features.shape[-1] != self._info.dimension:
+            raise ConfigError(
+                f"model has no output {self._info.features_output!r} of width {self._info.dimension}: "
+                f"outputs {[(o.name, o.shape) for o in outputs.values()]}"
+            )
+
+
+def _check_file_matches_sidecar(model_path: Path, info: EmbeddingModelInfo) -> None:
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    if digest != info.onnx_sha256:
+        raise ConfigError(f"{model_path} does not match its model.json (sha256 {digest[:12]}…): re-export it")
+
+
+def open_embedding_backend(config: EncoderConfig) -> EmbeddingBackend:
+    """The backend the configuration asks for; ConfigError when it cannot be used."""
+    if config.triton_url:
+        raise ConfigError("TRITON_URL is set, but the Triton backend arrives in a later issue")
+    backend = OnnxRuntimeBackend(config.model_path, intra_op_threads=config.ort_threads)
+    log.info(
+        "model loaded",
+        extra={"model": backend.info.name, "version": backend.info.version, "backend": backend.info.backend},
+    )
+    return backend

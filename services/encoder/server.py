@@ -1,0 +1,124 @@
+"""The EncoderService servicer: image bytes in, L2-normalised descriptors out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+import grpc
+import numpy as np
+
+from artsearch.grpc_server import ServiceRegistration
+from artsearch.v1 import common_pb2, encoder_pb2, encoder_pb2_grpc
+from services.encoder.backends import EmbeddingBackend
+from services.encoder.images import ImageRejected, decode_image
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = encoder_pb2.DESCRIPTOR.services_by_name["EncoderService"].full_name
+# A batch with many bad images gets an error naming the first few; that is enough to fix the upload.
+_MAX_REASONS_REPORTED = 5
+
+
+def l2_normalise(features: np.ndarray) -> np.ndarray:
+    """Unit-length rows; an all-zero row stays zero instead of becoming NaN."""
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.maximum(norms, np.finfo(np.float32).tiny)
+
+
+class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
+    def __init__(
+        self,
+        backend: EmbeddingBackend,
+        *,
+        max_batch_images: int,
+        max_image_pixels: int,
+        decode_threads: int | None = None,
+    ) -> None:
+        self._backend = backend
+        self._max_batch_images = max_batch_images
+        self._max_image_pixels = max_image_pixels
+        # Pillow releases the GIL while decoding and resizing, so one thread per core decodes in parallel.
+        self._decode_pool = ThreadPoolExecutor(
+            max_workers=decode_threads or len(os.sched_getaffinity(0)), thread_name_prefix="decode"
+        )
+        info = backend.info
+        self._model_info = encoder_pb2.ModelInfo(
+            name=info.name,
+            version=info.version,
+            dimension=info.dimension,
+            input_size=info.input_size,
+            max_batch_images=max_batch_images,
+            backend=info.backend,
+        )
+
+    async def Encode(
+        self, request: encoder_pb2.EncodeRequest, context: grpc.aio.ServicerContext
+    ) -> encoder_pb2.EncodeResponse:
+        count = len(request.images)
+        if count == 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request has no images")
+        if count > self._max_batch_images:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request has {count} images; at most {self._max_batch_images} per call",
+            )
+        pixels = await self._decode_or_abort(request.images, context)
+        features = await self._embed_or_abort(pixels, context)
+        return encoder_pb2.EncodeResponse(
+            embeddings=[common_pb2.Embedding(values=row.tolist()) for row in l2_normalise(features)],
+            model=self._model_info,
+        )
+
+    async def GetModelInfo(
+        self, request: encoder_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> encoder_pb2.ModelInfo:
+        return self._model_info
+
+    async def close(self) -> None:
+        self._decode_pool.shutdown(wait=True)
+        await self._backend.close()
+
+    async def _decode_or_abort(
+        self, images: Sequence[bytes], context: grpc.aio.ServicerContext
+    ) -> np.ndarray:
+        """Decodes every image concurrently on the decode pool into one [N, H, W, 3] batch, in input order.
+        Aborts the call naming each rejected image (up to a few)."""
+        loop = asyncio.get_running_loop()
+        decode = partial(decode_image, size=self._backend.info.input_size, max_pixels=self._max_image_pixels)
+        jobs = [loop.run_in_executor(self._decode_pool, decode, data) for data in images]
+        decoded = await asyncio.gather(*jobs, return_exceptions=True)
+        reasons = [f"image {i}: {r.reason}" for i, r in enumerate(decoded) if isinstance(r, ImageRejected)]
+        if reasons:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(reasons[:_MAX_REASONS_REPORTED]))
+        for index, result in enumerate(decoded):
+            if isinstance(result, BaseException):
+                log.error("decoding failed unexpectedly", exc_info=result, extra={"image_index": index})
+                await context.abort(
+                    grpc.StatusCode.INTERNAL, f"image {index}: the encoder failed to decode it"
+                )
+        return np.stack(decoded)
+
+    async def _embed_or_abort(self, pixels: np.ndarray, context: grpc.aio.ServicerContext) -> np.ndarray:
+        """Raw float32 features [N, D] for the batch; aborts with INTERNAL when the model fails."""
+        try:
+            features = await self._backend.embed(pixels)
+        except Exception:
+            log.exception("embedding failed", extra={"images": len(pixels)})
+            await context.abort(grpc.StatusCode.INTERNAL, "the model failed on this batch")
+        if not np.all(np.isfinite(features)):
+            log.error("model returned non-finite features", extra={"images": len(pixels)})
+            await context.abort(grpc.StatusCode.INTERNAL, "the model returned non-finite values")
+        return features.astype(np.float32, copy=False)
+
+
+def encoder_registration(service: EncoderService) -> ServiceRegistration:
+    """How GrpcServiceServer / run_service expose this servicer."""
+    return ServiceRegistration(
+        full_name=SERVICE_NAME,
+        add_to_server=partial(encoder_pb2_grpc.add_EncoderServiceServicer_to_server, service),
+    )

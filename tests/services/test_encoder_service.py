@@ -1,0 +1,241 @@
+"""EncoderService in-process over a real gRPC channel, with the real exported model in onnxruntime;
+and its start-up: configuration and backend choice."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import pytest_asyncio
+from PIL import Image, ImageDraw
+
+from artsearch.config import ConfigError, Env
+from artsearch.grpc_client import is_serving, open_channel
+from artsearch.grpc_server import GrpcServiceServer
+from artsearch.v1 import encoder_pb2, encoder_pb2_grpc
+from services.encoder.backends import OnnxRuntimeBackend, open_embedding_backend
+from services.encoder.config import EncoderConfig
+from services.encoder.server import SERVICE_NAME, EncoderService, encoder_registration, l2_normalise
+
+MAX_BATCH = 8
+
+
+def painting(seed: int, size: tuple[int, int] = (96, 72), mode: str = "RGB") -> Image.Image:
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", size, tuple(int(c) for c in rng.integers(0, 255, 3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        x, y, r = int(rng.integers(0, size[0])), int(rng.integers(0, size[1])), int(rng.integers(5, 30))
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+    if mode == "RGBA":
+        image.putalpha(Image.linear_gradient("L").resize(size))
+    return image
+
+
+def encode(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 16)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+JPEG = encode(painting(1), "JPEG")
+PNG_RGBA = encode(painting(2, mode="RGBA"), "PNG")
+WEBP = encode(painting(3), "WEBP")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def address(model_path: Path) -> AsyncIterator[str]:
+    backend = OnnxRuntimeBackend(model_path)
+    service = EncoderService(backend, max_batch_images=MAX_BATCH, max_image_pixels=50_000_000)
+    server = GrpcServiceServer([encoder_registration(service)])
+    port = await server.start()
+    yield f"127.0.0.1:{port}"
+    await server.stop(0)
+    await service.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def stub(address: str) -> AsyncIterator[encoder_pb2_grpc.EncoderServiceStub]:
+    async with open_channel(address) as channel:
+        yield encoder_pb2_grpc.EncoderServiceStub(channel)
+
+
+async def encode_images(stub: encoder_pb2_grpc.EncoderServiceStub, images: list[bytes]) -> np.ndarray:
+    response = await stub.Encode(encoder_pb2.EncodeRequest(images=images), timeout=30)
+    return np.array([list(e.values) for e in response.embeddings], dtype=np.float32)
+
+
+async def test_batch_of_three_formats_gives_unit_vectors_in_input_order(stub):
+    response = await stub.Encode(encoder_pb2.EncodeRequest(images=[JPEG, PNG_RGBA, WEBP]), timeout=30)
+    vectors = np.array([list(e.values) for e in response.embeddings], dtype=np.float32)
+    assert vectors.shape == (3, 1280)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert response.model.name == "efficientnet-lite0-imagenet"
+    assert response.model.dimension == 1280
+    # Order: each row is the vector of the image at that index, encoded on its own.
+    for index, image in enumerate([JPEG, PNG_RGBA, WEBP]):
+        (alone,) = await encode_images(stub, [image])
+        np.testing.assert_allclose(vectors[index], alone, atol=1e-5)
+    assert np.abs(vectors[0] - vectors[1]).max() > 0.01
+
+
+async def test_the_same_image_twice_gives_identical_vectors(stub):
+    first, second = await encode_images(stub, [JPEG, JPEG])
+    np.testing.assert_array_equal(first, second)
+
+
+async def test_concurrent_requests_each_get_their_own_vectors(stub):
+    singles = await asyncio.gather(*(encode_images(stub, [image]) for image in (JPEG, PNG_RGBA, WEBP) * 2))
+    batch = await encode_images(stub, [JPEG, PNG_RGBA, WEBP])
+    for index, single in enumerate(singles):
+        np.testing.assert_allclose(single[0], batch[index % 3], atol=1e-5)
+
+
+async def test_model_info(stub):
+    info = await stub.GetModelInfo(encoder_pb2.GetModelInfoRequest(), timeout=5)
+    assert info.name == "efficientnet-lite0-imagenet"
+    assert info.version
+    assert info.dimension == 1280
+    assert info.input_size == 224
+    assert info.max_batch_images == MAX_BATCH
+    assert info.backend == "onnxruntime"
+
+
+async def test_health_reports_serving(address):
+    async with open_channel(address) as channel:
+        assert await is_serving(channel)
+        assert await is_serving(channel, SERVICE_NAME)
+
+
+BAD_IMAGES = {
+    "empty bytes": (b"", "image 2: empty image data"),
+    "not an image": (b"hello", "image 2: not an image"),
+    "truncated JPEG": (encode(painting(4, (200, 150)), "JPEG")[:600], "image 2: truncated JPEG"),
+    "1x1 image": (encode(Image.new("RGB", (1, 1)), "PNG"), "image 2: image is 1x1 pixels"),
+    "20000x20000 PNG header": (png_header_only(20000, 20000), "image 2: image has 400,000,000 pixels"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_IMAGES))
+async def test_a_bad_image_fails_the_call_naming_its_index_and_the_service_keeps_serving(stub, case):
+    data, expected = BAD_IMAGES[case]
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.Encode(encoder_pb2.EncodeRequest(images=[JPEG, WEBP, data]), timeout=30)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details().startswith(expected)
+    assert (await encode_images(stub, [PNG_RGBA])).shape == (1, 1280)
+
+
+async def test_every_bad_image_is_named(stub):
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.Encode(encoder_pb2.EncodeRequest(images=[b"", JPEG, b"hello"]), timeout=30)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details().startswith("image 0: empty image data; image 2: not an image")
+
+
+async def test_empty_request_is_invalid(stub):
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.Encode(encoder_pb2.EncodeRequest(), timeout=5)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "no images" in error.value.details()
+    assert (await encode_images(stub, [JPEG])).shape == (1, 1280)
+
+
+async def test_too_many_images_is_invalid(stub):
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.Encode(encoder_pb2.EncodeRequest(images=[JPEG] * (MAX_BATCH + 1)), timeout=5)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details() == f"request has {MAX_BATCH + 1} images; at most {MAX_BATCH} per call"
+    assert (await encode_images(stub, [JPEG] * MAX_BATCH)).shape == (MAX_BATCH, 1280)
+
+
+class TestStartUp:
+    """Configuration and backend choice: everything that must fail fast, before serving."""
+
+    def test_config_reads_the_environment(self, model_path):
+        config = EncoderConfig.from_env(
+            Env({"MODEL_PATH": str(model_path), "MAX_BATCH_IMAGES": "16", "ORT_THREADS": "2", "PORT": "0"})
+        )
+        assert config.model_path == model_path
+        assert (config.max_batch_images, config.ort_threads, config.max_image_pixels) == (16, 2, 50_000_000)
+        assert config.triton_url is None
+        assert config.address == "127.0.0.1:0"
+
+    @pytest.mark.parametrize(
+        ("environ", "message"),
+        [
+            ({}, "MODEL_PATH is required"),
+            ({"MODEL_PATH": "/no/such/model.onnx"}, "is not a file"),
+            ({"MAX_BATCH_IMAGES": "0"}, "MAX_BATCH_IMAGES=0 must be >= 1"),
+            ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
+        ],
+    )
+    def test_bad_configuration_is_refused(self, model_path, environ, message):
+        with pytest.raises(ConfigError, match=message):
+            EncoderConfig.from_env(Env({"MODEL_PATH": str(model_path), **environ} if environ else {}))
+
+    def test_default_backend_is_embedded_onnxruntime(self, model_path):
+        backend = open_embedding_backend(EncoderConfig(model_path=model_path))
+        assert isinstance(backend, OnnxRuntimeBackend)
+        assert backend.info.backend == "onnxruntime"
+
+    def test_triton_url_is_refused_until_the_triton_backend_exists(self, model_path):
+        with pytest.raises(ConfigError, match="Triton backend arrives in a later issue"):
+            open_embedding_backend(EncoderConfig(model_path=model_path, triton_url="127.0.0.1:8001"))
+
+    def test_a_model_that_does_not_match_its_sidecar_is_refused(self, model_path, tmp_path):
+        shutil.copy(model_path.with_name("model.json"), tmp_path / "model.json")
+        (tmp_path / "model.onnx").write_bytes(model_path.read_bytes()[:-1])
+        with pytest.raises(ConfigError, match=r"does not match its model\.json"):
+            OnnxRuntimeBackend(tmp_path / "model.onnx")
+
+    def test_a_model_without_sidecar_is_refused(self, model_path, tmp_path):
+        shutil.copy(model_path, tmp_path / "model.onnx")
+        with pytest.raises(ConfigError, match=r"model\.json is missing"):
+            OnnxRuntimeBackend(tmp_path / "model.onnx")
+
+    async def test_backend_refuses_pixels_of_the_wrong_shape(self, model_path):
+        backend = OnnxRuntimeBackend(model_path)
+        with pytest.raises(ValueError, match=r"expected uint8 \[N, 224, 224, 3\]"):
+            await backend.embed(np.zeros((1, 100, 100, 3), dtype=np.uint8))
+        with pytest.raises(ValueError, match="expected uint8"):
+            await backend.embed(np.zeros((1, 224, 224, 3), dtype=np.float32))
+        await backend.close()
+
+    def test_service_exits_with_a_message_when_model_path_is_missing(self, repo_root):
+        environ = {k: v for k, v in os.environ.items() if k != "MODEL_PATH"}
+        result = subprocess.run(
+            [sys.executable, "-m", "services.encoder"],
+            cwd=repo_root,
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2
+        assert "MODEL_PATH is required" in result.stderr
+
+
+def test_l2_normalise_gives_unit_rows_and_leaves_a_zero_row_zero():
+    rows = l2_normalise(np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float32))
+    np.testing.assert_allclose(rows, [[0.6, 0.8], [0.0, 0.0]])
