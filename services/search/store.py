@@ -1,0 +1,175 @@
+"""The search service's storage interface: artworks with one descriptor each, searched by cosine.
+
+Plain dataclasses only: protobuf conversion happens in `server.py`, so that every engine (the Qdrant
+client today, an embedded engine later) implements the same small `ArtworkStore` protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+DEFAULT_COLLECTION = "artworks"
+
+
+class StoreError(Exception):
+    """Base of the errors a store raises on purpose."""
+
+
+class InvalidStoreRequest(StoreError, ValueError):
+    """The caller asked for something the data does not allow (e.g. a vector of the wrong dimension)."""
+
+
+class StoreUnavailable(StoreError):
+    """The storage backend cannot be reached or failed; the request may succeed later."""
+
+
+@dataclass(frozen=True)
+class ArtworkRecord:
+    """An artwork's catalogue record, as stored beside its vector."""
+
+    id: str
+    title: str = ""
+    artist: str = ""
+    style: str = ""
+    genre: str = ""
+    year: int = 0  # 0 when unknown
+    image_uri: str = ""
+    catalogue: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IndexedArtwork:
+    """An artwork and its descriptor. `vector` is None when read back without vectors."""
+
+    artwork: ArtworkRecord
+    vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ArtworkFilter:
+    """Payload filter: fields are ANDed, the values inside one field are ORed (any-of).
+
+    Artists match case-insensitively (through `artist_key`); styles and genres match exactly.
+    The year range is inclusive; a bound left as None is open. Artworks of unknown year (0) only
+    pass a range that contains 0.
+    """
+
+    artists: tuple[str, ...] = ()
+    styles: tuple[str, ...] = ()
+    genres: tuple[str, ...] = ()
+    year_min: int | None = None
+    year_max: int | None = None
+    exclude_ids: tuple[str, ...] = ()
+
+    def is_empty(self) -> bool:
+        return not (
+            self.artists
+            or self.styles
+            or self.genres
+            or self.year_min is not None
+            or self.year_max is not None
+            or self.exclude_ids
+        )
+
+
+NO_FILTER = ArtworkFilter()
+
+
+class ScoredArtwork(NamedTuple):
+    artwork: ArtworkRecord
+    score: float  # cosine similarity to the query, in [-1, 1]
+
+
+class GetResult(NamedTuple):
+    found: list[IndexedArtwork]  # in request order
+    missing: list[str]  # requested ids that are not stored, in request order
+
+
+class ArtworkStore(Protocol):
+    """Collections of artworks, each artwork one vector; all vectors of a collection share a dimension.
+
+    A collection comes into being on its first upsert, with that batch's dimension. An empty collection
+    name means the store's default collection. Reading a collection that does not exist gives empty
+    results, not an error.
+    """
+
+    async def upsert(self, collection: str, items: Sequence[IndexedArtwork]) -> int:
+        """Inserts or replaces artworks by id; returns how many distinct ids were written.
+
+        Raises InvalidStoreRequest for an empty, non-finite or zero vector, or a dimension that differs
+        inside the batch or from the collection's.
+        """
+        ...
+
+    async def search(
+        self,
+        collection: str,
+        query: np.ndarray | Sequence[float],
+        limit: int,
+        offset: int = 0,
+        filter: ArtworkFilter = NO_FILTER,
+    ) -> list[ScoredArtwork]:
+        """The `limit` artworks most similar to `query` after skipping `offset`, best first."""
+        ...
+
+    async def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> GetResult: ...
+
+    async def delete(self, collection: str, ids: Sequence[str]) -> int:
+        """Deletes artworks by id; returns how many of them existed."""
+        ...
+
+    async def count(self, collection: str, filter: ArtworkFilter = NO_FILTER) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+def as_unit_vector(values: np.ndarray | Sequence[float], what: str) -> np.ndarray:
+    """`values` scaled to length 1 as float32 (cosine ignores length; scaling here in float64 keeps huge
+    or tiny values from overflowing later), or InvalidStoreRequest saying what is wrong with them.
+
+    Rejects what cosine similarity cannot use: empty, non-finite and all-zero vectors.
+    """
+    vector = np.asarray(values, dtype=np.float64)
+    if vector.ndim != 1:
+        raise InvalidStoreRequest(f"{what} must be a flat vector, got shape {vector.shape}")
+    if vector.size == 0:
+        raise InvalidStoreRequest(f"{what} is empty")
+    if not np.isfinite(vector).all() or not np.isfinite(vector.astype(np.float32)).all():
+        raise InvalidStoreRequest(f"{what} contains NaN or infinite values")
+    norm = float(np.linalg.norm(vector))
+    if norm == 0.0:
+        raise InvalidStoreRequest(f"{what} is a zero vector (cosine similarity is undefined)")
+    return (vector / norm).astype(np.float32)
+
+
+def validated_batch(items: Sequence[IndexedArtwork]) -> tuple[list[IndexedArtwork], int]:
+    """The batch checked for upsert: one item per id (the last given wins), float32 vectors, and their
+    common dimension. InvalidStoreRequest names the first offending item by its position in `items`."""
+    checked: dict[str, IndexedArtwork] = {}
+    dimension = 0
+    for index, item in enumerate(items):
+        if not item.artwork.id:
+            raise InvalidStoreRequest(f"items[{index}] has an empty artwork id")
+        label = f"items[{index}] (id {item.artwork.id!r})"
+        if item.vector is None:
+            raise InvalidStoreRequest(f"{label} has no vector")
+        vector = as_unit_vector(item.vector, f"{label} vector")
+        if index == 0:
+            dimension = vector.shape[0]
+        elif vector.shape[0] != dimension:
+            raise InvalidStoreRequest(
+                f"{label} has dimension {vector.shape[0]}, but items[0] has dimension {dimension}: "
+                "all vectors of a batch must match"
+            )
+        # Re-inserting a key keeps its first position: first-seen order, last value.
+        checked[item.artwork.id] = IndexedArtwork(item.artwork, vector)
+    return list(checked.values()), dimension
+
+
+def unique_in_order(ids: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(ids))
