@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import Counter, Histogram, make_asgi_app
 
+from artsearch.artists import default_artist_index
 from artsearch.jsonlog import request_id_var
 from services.gateway.config import GatewayConfig
 from services.gateway.downstream import Downstream, DownstreamError
@@ -46,6 +47,7 @@ def error_response(
 def create_app(config: GatewayConfig) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        default_artist_index()  # fail at start-up, not on the first request, if the artist table is missing
         app.state.downstream = Downstream(config)
         yield
         await app.state.downstream.close()

@@ -1,0 +1,172 @@
+"""The InfluenceService gRPC servicer: validates requests, asks the graph, converts the answers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable
+
+import grpc
+
+from artsearch.artists import ArtistRecord
+from artsearch.grpc_server import ServiceRegistration
+from artsearch.v1 import influence_pb2, influence_pb2_grpc
+from services.influence.graph import (
+    RELATION_INFLUENCED,
+    InfluenceGraph,
+    InvalidGraphInput,
+    NewInfluence,
+    PathResult,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = influence_pb2.DESCRIPTOR.services_by_name["InfluenceService"].full_name
+MAX_CANDIDATES = 1000
+MAX_NAMES = 1000
+MAX_ADDITIONS = 10_000
+MAX_NAME_CHARS = 500
+
+
+class _BadRequest(Exception):
+    """Raised by the request checks; answered as INVALID_ARGUMENT with its message."""
+
+
+def _check_names(names: Iterable[str], what: str) -> None:
+    for name in names:
+        if len(name) > MAX_NAME_CHARS:
+            raise _BadRequest(f"{what} {name[:40]!r}... is longer than {MAX_NAME_CHARS} characters")
+
+
+def _check_max_hops(max_hops: int) -> None:
+    if max_hops < 0:
+        raise _BadRequest(f"max_hops must be >= 0 (0 means the service default), got {max_hops}")
+
+
+def _artist_message(artist: ArtistRecord) -> influence_pb2.Artist:
+    return influence_pb2.Artist(
+        key=artist.key,
+        name=artist.name,
+        birth_year=artist.birth_year,
+        death_year=artist.death_year,
+        movement=artist.movement,
+    )
+
+
+def _path_message(path: PathResult | None) -> influence_pb2.PathResponse:
+    if path is None:
+        return influence_pb2.PathResponse(found=False)
+    return influence_pb2.PathResponse(
+        found=True,
+        artists=[_artist_message(artist) for artist in path.artists],
+        edges=[
+            influence_pb2.InfluenceEdge(from_key=edge.influencer, to_key=edge.influenced, source=edge.source)
+            for edge in path.edges
+        ],
+    )
+
+
+class InfluenceServicer(influence_pb2_grpc.InfluenceServiceServicer):
+    def __init__(self, graph: InfluenceGraph, default_max_hops: int) -> None:
+        self._graph = graph
+        self._default_max_hops = default_max_hops
+
+    def _max_hops(self, requested: int) -> int:
+        _check_max_hops(requested)
+        return requested or self._default_max_hops
+
+    @contextlib.asynccontextmanager
+    async def _answering(self, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        """Bad input -> INVALID_ARGUMENT with its message; anything else -> INTERNAL, logged, so no
+        exception ever escapes a handler."""
+        try:
+            yield
+        except (_BadRequest, InvalidGraphInput) as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        except Exception:
+            log.exception("influence request failed")
+            await context.abort(grpc.StatusCode.INTERNAL, "the influence graph failed; see the service log")
+
+    async def Distances(
+        self, request: influence_pb2.DistancesRequest, context: grpc.aio.ServicerContext
+    ) -> influence_pb2.DistancesResponse:
+        async with self._answering(context):
+            if len(request.candidate_artists) > MAX_CANDIDATES:
+                count = len(request.candidate_artists)
+                raise _BadRequest(f"{count} candidate artists; at most {MAX_CANDIDATES} per request")
+            _check_names([request.source_artist], "source_artist")
+            _check_names(request.candidate_artists, "candidate artist")
+            result = await self._graph.distances(
+                request.source_artist, list(request.candidate_artists), self._max_hops(request.max_hops)
+            )
+            return influence_pb2.DistancesResponse(
+                source=_artist_message(result.source) if result.source is not None else None,
+                source_known=result.source_known,
+                source_inferred=result.source_inferred,
+                distances=[
+                    influence_pb2.ArtistDistance(artist=d.artist, key=d.key, known=d.known, hops=d.hops)
+                    for d in result.distances
+                ],
+            )
+
+    async def Path(
+        self, request: influence_pb2.PathRequest, context: grpc.aio.ServicerContext
+    ) -> influence_pb2.PathResponse:
+        async with self._answering(context):
+            if not request.from_artist.strip() or not request.to_artist.strip():
+                raise _BadRequest("a path needs both from_artist and to_artist")
+            _check_names([request.from_artist, request.to_artist], "artist name")
+            path = await self._graph.path(
+                request.from_artist, request.to_artist, self._max_hops(request.max_hops)
+            )
+            return _path_message(path)
+
+    async def GetArtists(
+        self, request: influence_pb2.GetArtistsRequest, context: grpc.aio.ServicerContext
+    ) -> influence_pb2.GetArtistsResponse:
+        async with self._answering(context):
+            if len(request.names) > MAX_NAMES:
+                raise _BadRequest(f"{len(request.names)} names; at most {MAX_NAMES} per request")
+            _check_names(request.names, "artist name")
+            lookup = await self._graph.get_artists(list(request.names))
+            return influence_pb2.GetArtistsResponse(
+                artists=[_artist_message(artist) for artist in lookup.found], missing=lookup.missing
+            )
+
+    async def AddArtists(
+        self, request: influence_pb2.AddArtistsRequest, context: grpc.aio.ServicerContext
+    ) -> influence_pb2.AddArtistsResponse:
+        async with self._answering(context):
+            if len(request.artists) > MAX_ADDITIONS or len(request.influences) > MAX_ADDITIONS:
+                raise _BadRequest(
+                    f"at most {MAX_ADDITIONS} artists and {MAX_ADDITIONS} influences per request"
+                )
+            if any(not (a.name.strip() or a.key.strip()) for a in request.artists):
+                raise _BadRequest("every artist to add needs a name")
+            _check_names([a.name or a.key for a in request.artists], "artist name")
+            _check_names([n for i in request.influences for n in (i.influencer, i.influenced)], "artist name")
+            added = await self._graph.add(
+                [
+                    ArtistRecord.named(
+                        a.name or a.key,
+                        birth_year=a.birth_year,
+                        death_year=a.death_year,
+                        movement=a.movement,
+                    )
+                    for a in request.artists
+                ],
+                [
+                    NewInfluence(i.influencer, i.influenced, source=i.source, relation=RELATION_INFLUENCED)
+                    for i in request.influences
+                ],
+            )
+            return influence_pb2.AddArtistsResponse(
+                artists_added=added.artists_added, influences_added=added.influences_added
+            )
+
+
+def registration(servicer: InfluenceServicer) -> ServiceRegistration:
+    return ServiceRegistration(
+        SERVICE_NAME,
+        lambda server: influence_pb2_grpc.add_InfluenceServiceServicer_to_server(servicer, server),
+    )

@@ -1,0 +1,318 @@
+"""The in-memory influence graph on hand-built graphs: bounded BFS distances, paths, aliases, additions
+and their persistence, plus the backend factory and configuration."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+from artsearch.artists import ArtistRecord
+from artsearch.config import ConfigError, Env
+from services.influence.additions_log import LOG_FILE, AdditionsLog
+from services.influence.config import DEFAULT_MAX_HOPS, InfluenceConfig, open_influence_graph
+from services.influence.curated import DEFAULT_DATA_DIR, CuratedData, check_consistency
+from services.influence.graph import (
+    Influence,
+    InfluenceGraph,
+    InvalidGraphInput,
+    NewInfluence,
+)
+from services.influence.memory_graph import InMemoryInfluenceGraph
+
+# Chain Anna -> Bert -> Cleo -> Dora -> Emil, a separate pair Xavi -> Yuki, and Zoe alone.
+NAMES = [
+    "Anna Alpha",
+    "Bert Beta",
+    "Cleo Gamma",
+    "Dora Delta",
+    "Emil Epsilon",
+    "Xavi Chi",
+    "Yuki Psi",
+    "Zoe Omega",
+]
+CHAIN = ["anna alpha", "bert beta", "cleo gamma", "dora delta", "emil epsilon"]
+
+
+def _curated(*extra_edges: tuple[str, str]) -> CuratedData:
+    artists = [
+        ArtistRecord.named(name, aliases=("Bee",) if name == "Bert Beta" else (), birth_year=1800 + i)
+        for i, name in enumerate(NAMES)
+    ]
+    pairs = [*itertools.pairwise(CHAIN), ("xavi chi", "yuki psi"), *extra_edges]
+    edges = [Influence(a, b, "influenced", f"ref {a} -> {b}") for a, b in pairs]
+    data = CuratedData(artists, edges)
+    check_consistency(data)
+    return data
+
+
+@pytest.fixture
+def graph() -> InMemoryInfluenceGraph:
+    return InMemoryInfluenceGraph(_curated())
+
+
+async def _hops(graph, source, candidates, max_hops=10):
+    result = await graph.distances(source, candidates, max_hops)
+    return [d.hops for d in result.distances]
+
+
+async def test_distances_along_a_chain_ignore_edge_direction(graph):
+    assert await _hops(graph, "Anna Alpha", NAMES[:5]) == [0, 1, 2, 3, 4]
+    assert await _hops(graph, "Emil Epsilon", NAMES[:5]) == [4, 3, 2, 1, 0]
+    assert await _hops(graph, "Cleo Gamma", ["Anna Alpha", "Emil Epsilon"]) == [2, 2]
+
+
+async def test_distances_report_each_candidate_in_request_order_with_its_key(graph):
+    result = await graph.distances("anna alpha", ["Dora Delta", "Nobody Known", "Bee", "Dora Delta", ""], 10)
+    assert result.source is not None and result.source.key == "anna alpha"
+    assert result.source_known and not result.source_inferred
+    assert [(d.artist, d.key, d.known, d.hops) for d in result.distances] == [
+        ("Dora Delta", "dora delta", True, 3),
+        ("Nobody Known", "", False, -1),
+        ("Bee", "bert beta", True, 1),
+        ("Dora Delta", "dora delta", True, 3),
+        ("", "", False, -1),
+    ]
+
+
+async def test_max_hops_cuts_the_search_off(graph):
+    assert await _hops(graph, "Anna Alpha", NAMES[:5], max_hops=2) == [0, 1, 2, -1, -1]
+    assert await _hops(graph, "Anna Alpha", NAMES[:5], max_hops=0) == [0, -1, -1, -1, -1]
+
+
+async def test_other_components_and_lonely_artists_are_known_but_unreachable(graph):
+    result = await graph.distances("Anna Alpha", ["Xavi Chi", "Zoe Omega"], 50)
+    assert [(d.known, d.hops) for d in result.distances] == [(True, -1), (True, -1)]
+    assert await _hops(graph, "Xavi Chi", ["Yuki Psi", "Anna Alpha"]) == [1, -1]
+    assert await _hops(graph, "Zoe Omega", ["Zoe Omega", "Anna Alpha"]) == [0, -1]
+
+
+async def test_the_shortest_route_wins():
+    graph = InMemoryInfluenceGraph(_curated(("emil epsilon", "anna alpha")))
+    assert await _hops(graph, "Anna Alpha", NAMES[:5]) == [0, 1, 2, 2, 1]
+
+
+async def test_an_unknown_source_reaches_nobody(graph):
+    result = await graph.distances("Nobody Known", ["Anna Alpha", "Nobody Else"], 10)
+    assert result.source is None and not result.source_known and not result.source_inferred
+    assert [(d.key, d.known, d.hops) for d in result.distances] == [("anna alpha", True, -1), ("", False, -1)]
+
+
+async def test_a_blank_source_is_inferred_from_the_first_known_candidate(graph):
+    result = await graph.distances("", ["Nobody", "Cleo Gamma", "Anna Alpha", "Xavi Chi"], 10)
+    assert result.source is not None and result.source.key == "cleo gamma"
+    assert result.source_inferred
+    assert [d.hops for d in result.distances] == [-1, 0, 2, -1]
+    nobody_known = await graph.distances("  ", ["Nobody", "Nobody Else"], 10)
+    assert nobody_known.source is None and not nobody_known.source_inferred
+
+
+async def test_negative_max_hops_is_invalid(graph):
+    with pytest.raises(InvalidGraphInput):
+        await graph.distances("Anna Alpha", ["Bert Beta"], -1)
+    with pytest.raises(InvalidGraphInput):
+        await graph.path("Anna Alpha", "Bert Beta", -1)
+
+
+async def test_path_walks_the_chain_and_reports_true_edge_directions(graph):
+    forward = await graph.path("Anna Alpha", "Dora Delta", 10)
+    assert forward is not None and forward.hops == 3
+    assert [a.key for a in forward.artists] == CHAIN[:4]
+    assert [(e.influencer, e.influenced) for e in forward.edges] == list(itertools.pairwise(CHAIN[:4]))
+    assert forward.edges[0].source == "ref anna alpha -> bert beta"
+    backward = await graph.path("Dora Delta", "Bee", 10)
+    assert backward is not None
+    assert [a.key for a in backward.artists] == ["dora delta", "cleo gamma", "bert beta"]
+    # Walked against the arrows: each edge still says who influenced whom.
+    assert [(e.influencer, e.influenced) for e in backward.edges] == [
+        ("cleo gamma", "dora delta"),
+        ("bert beta", "cleo gamma"),
+    ]
+
+
+async def test_path_edge_cases(graph):
+    same = await graph.path("Bee", "Bert Beta", 10)
+    assert same is not None and [a.key for a in same.artists] == ["bert beta"] and same.edges == []
+    assert await graph.path("Anna Alpha", "Emil Epsilon", 3) is None
+    assert (await graph.path("Anna Alpha", "Emil Epsilon", 4)).hops == 4
+    assert await graph.path("Anna Alpha", "Xavi Chi", 50) is None
+    assert await graph.path("Anna Alpha", "Nobody Known", 10) is None
+
+
+async def test_get_artists_finds_each_artist_once_and_lists_the_missing(graph):
+    lookup = await graph.get_artists(["Bee", "Nobody", "BERT BETA", "Beta, Bert", "Zoe Omega", ""])
+    assert [a.key for a in lookup.found] == ["bert beta", "zoe omega"]
+    assert lookup.found[0].birth_year == 1801
+    assert lookup.missing == ["Nobody", ""]
+
+
+async def test_added_artists_are_nodes_without_edges(graph):
+    added = await graph.add([ArtistRecord.named("Nora New", birth_year=1950)], [])
+    assert added == (1, 0)
+    result = await graph.distances("Nora New", ["Nora New", "Anna Alpha"], 10)
+    assert [(d.key, d.known, d.hops) for d in result.distances] == [
+        ("nora new", True, 0),
+        ("anna alpha", True, -1),
+    ]
+    assert result.source is not None and result.source.birth_year == 1950
+
+
+async def test_existing_artists_are_left_as_they_are(graph):
+    added = await graph.add(
+        [
+            ArtistRecord.named("Anna Alpha", birth_year=1),
+            ArtistRecord.named("Bee"),
+            ArtistRecord.named("ALPHA, Anna"),
+        ],
+        [],
+    )
+    assert added == (0, 0)
+    assert (await graph.get_artists(["Anna Alpha"])).found[0].birth_year == 1800
+
+
+async def test_added_influences_connect_artists_and_create_unknown_endpoints(graph):
+    added = await graph.add(
+        [],
+        [NewInfluence("Emil Epsilon", "Xavi Chi", source="a letter"), NewInfluence("Yuki Psi", "Nora New")],
+    )
+    assert added == (1, 2)
+    assert await _hops(graph, "Anna Alpha", ["Xavi Chi", "Yuki Psi", "Nora New"]) == [5, 6, 7]
+    path = await graph.path("Emil Epsilon", "Xavi Chi", 1)
+    assert path is not None and path.edges[0].source == "a letter"
+    again = await graph.add([ArtistRecord.named("Nora New")], [NewInfluence("Emil Epsilon", "Xavi Chi")])
+    assert again == (0, 0)
+    stats = await graph.stats()
+    assert (stats.artists, stats.influences, stats.curated_artists, stats.curated_influences) == (9, 7, 8, 5)
+
+
+async def test_a_bad_addition_adds_nothing(graph):
+    with pytest.raises(InvalidGraphInput, match="itself"):
+        await graph.add(
+            [ArtistRecord.named("Nora New")],
+            [NewInfluence("Anna Alpha", "Zoe Omega"), NewInfluence("Bee", "Bert Beta")],
+        )
+    with pytest.raises(InvalidGraphInput, match="both"):
+        await graph.add([], [NewInfluence("Anna Alpha", " ")])
+    with pytest.raises(InvalidGraphInput, match="relation"):
+        await graph.add([], [NewInfluence("Anna Alpha", "Zoe Omega", relation="admired")])
+    with pytest.raises(InvalidGraphInput, match="letters or digits"):
+        await graph.add([ArtistRecord.named("?!")], [])
+    stats = await graph.stats()
+    assert (stats.artists, stats.influences) == (8, 5)
+    assert await _hops(graph, "Anna Alpha", ["Zoe Omega"]) == [-1]
+
+
+# ---- persistence -----------------------------------------------------------------------------------------
+
+
+async def test_additions_survive_a_restart(tmp_path):
+    first = InMemoryInfluenceGraph(_curated(), AdditionsLog(tmp_path))
+    await first.add(
+        [ArtistRecord.named("Nora New", birth_year=1950, movement="Op art")],
+        [NewInfluence("Emil Epsilon", "Xavi Chi", source="a letter"), NewInfluence("Nora New", "Zoe Omega")],
+    )
+    second = InMemoryInfluenceGraph(_curated(), AdditionsLog(tmp_path))
+    assert await second.stats() == await first.stats()
+    assert await _hops(second, "Anna Alpha", ["Xavi Chi", "Zoe Omega", "Nora New"]) == [5, -1, -1]
+    nora = (await second.get_artists(["nora new"])).found[0]
+    assert (nora.name, nora.birth_year, nora.movement) == ("Nora New", 1950, "Op art")
+    assert (await second.path("Emil Epsilon", "Xavi Chi", 1)).edges[0].source == "a letter"
+    assert await second.add([ArtistRecord.named("Nora New")], [NewInfluence("Nora New", "Zoe Omega")]) == (
+        0,
+        0,
+    )
+    lines = (tmp_path / LOG_FILE).read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 3 and "artist" in json.loads(lines[0])
+
+
+async def test_without_a_state_dir_additions_are_not_kept(tmp_path):
+    first = InMemoryInfluenceGraph(_curated())
+    await first.add([ArtistRecord.named("Nora New")], [])
+    second = InMemoryInfluenceGraph(_curated())
+    assert (await second.get_artists(["Nora New"])).missing == ["Nora New"]
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_torn_last_line_is_dropped_and_the_log_stays_usable(tmp_path):
+    graph = InMemoryInfluenceGraph(_curated(), AdditionsLog(tmp_path))
+    await graph.add([ArtistRecord.named("Nora New")], [])
+    with (tmp_path / LOG_FILE).open("a", encoding="utf-8") as handle:
+        handle.write('{"artist": {"key": "half wri')
+    restarted = InMemoryInfluenceGraph(_curated(), AdditionsLog(tmp_path))
+    assert (await restarted.stats()).artists == 9
+    await restarted.add([ArtistRecord.named("Olga Other")], [])
+    again = InMemoryInfluenceGraph(_curated(), AdditionsLog(tmp_path))
+    assert (await again.get_artists(["Nora New", "Olga Other"])).missing == []
+
+
+def test_a_corrupt_entry_in_the_middle_fails_loudly(tmp_path):
+    (tmp_path / LOG_FILE).write_text(
+        '{"artist": {"key": "x", "name": "X"}}\nnot json\n{}\n', encoding="utf-8"
+    )
+    with pytest.raises(ValueError, match=":2:"):
+        InMemoryInfluenceGraph(_curated(), AdditionsLog(tmp_path))
+
+
+# ---- curated-data checks, configuration, factory ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edge", "message"),
+    [
+        (("anna alpha", "nobody"), "unknown"),
+        (("anna alpha", "anna alpha"), "self-loop"),
+        (("anna alpha", "bert beta"), "twice"),
+    ],
+)
+def test_broken_curated_data_is_refused(edge, message):
+    with pytest.raises(ValueError, match=message):
+        _curated(edge)
+
+
+def test_config_defaults_and_environment(tmp_path):
+    default = InfluenceConfig.from_env(Env({}))
+    assert (default.port, default.data_dir, default.state_dir, default.neo4j_uri) == (
+        50053,
+        DEFAULT_DATA_DIR,
+        None,
+        None,
+    )
+    assert default.default_max_hops == DEFAULT_MAX_HOPS == 10
+    config = InfluenceConfig.from_env(
+        Env(
+            {
+                "HOST": "0.0.0.0",
+                "PORT": "6000",
+                "INFLUENCE_DATA_DIR": str(tmp_path),
+                "INFLUENCE_STATE_DIR": str(tmp_path / "state"),
+                "INFLUENCE_MAX_HOPS": "4",
+            }
+        )
+    )
+    assert (config.address, config.data_dir, config.state_dir, config.default_max_hops) == (
+        "0.0.0.0:6000",
+        tmp_path,
+        tmp_path / "state",
+        4,
+    )
+    with pytest.raises(ConfigError, match="INFLUENCE_MAX_HOPS"):
+        InfluenceConfig.from_env(Env({"INFLUENCE_MAX_HOPS": "0"}))
+
+
+async def test_factory_opens_the_embedded_graph_by_default(tmp_path):
+    graph = await open_influence_graph(InfluenceConfig(state_dir=tmp_path))
+    assert isinstance(graph, InfluenceGraph)
+    stats = await graph.stats()
+    assert stats.backend == "memory" and stats.artists >= 120
+    await graph.add([ArtistRecord.named("Nora New")], [])
+    reopened = await open_influence_graph(InfluenceConfig(state_dir=tmp_path))
+    assert (await reopened.get_artists(["Nora New"])).missing == []
+    await graph.close()
+
+
+async def test_factory_refuses_neo4j_for_now_and_a_missing_data_dir(tmp_path):
+    with pytest.raises(ConfigError, match="Neo4j backend is not available yet"):
+        await open_influence_graph(InfluenceConfig(neo4j_uri="bolt://localhost:7687"))
+    with pytest.raises(ConfigError, match=r"artists\.csv"):
+        await open_influence_graph(InfluenceConfig(data_dir=tmp_path))
