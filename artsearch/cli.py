@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from artsearch.config import DEFAULT_PORTS
@@ -96,6 +97,17 @@ def sample_query_image(image_path: Path, fraction: float = 0.6) -> bytes:
     return buffer.getvalue()
 
 
+def demo_ports(environ: Mapping[str, str]) -> dict[str, int]:
+    """Default ports; ARTSEARCH_PORT overrides the gateway's, ENCODER_PORT / SEARCH_PORT / INFLUENCE_PORT
+    the services'."""
+    ports = dict(DEFAULT_PORTS)
+    for service in ports:
+        variable = "ARTSEARCH_PORT" if service == "gateway" else f"{service.upper()}_PORT"
+        if environ.get(variable):
+            ports[service] = int(environ[variable])
+    return ports
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import httpx
 
@@ -103,8 +115,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from artsearch.ingest import IngestTargets, ingest_catalogue
     from artsearch.launcher import ServiceStack, StackSettings
 
-    ports = dict(DEFAULT_PORTS)
-    ports["gateway"] = int(os.environ.get("ARTSEARCH_PORT", ports["gateway"]))
+    ports = demo_ports(os.environ)
     settings = StackSettings(
         model_path=Path(args.model).resolve(), state_dir=Path(args.state_dir).resolve(), ports=ports
     )

@@ -78,7 +78,9 @@ class _Ingestor:
         self.encoder = encoder_pb2_grpc.EncoderServiceStub(channels["encoder"])
         self.search = search_pb2_grpc.SearchServiceStub(channels["search"])
         self.influence = influence_pb2_grpc.InfluenceServiceStub(channels["influence"])
-        self.report = IngestReport(catalogue.name, rejected=list(catalogue.problems))
+        self.report = IngestReport(
+            catalogue.name, rejected=[(p.filename or f"row {p.row}", p.reason) for p in catalogue.problems]
+        )
 
     async def run(self, progress: Callable[[int, int], None] | None) -> IngestReport:
         started = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,18 @@ import httpx
 from artsearch.config import DEFAULT_PORTS
 
 SERVICES = ("encoder", "search", "influence", "gateway")
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 right now (for tests and side-by-side stacks)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 class StackFailed(RuntimeError):

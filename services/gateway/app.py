@@ -1,6 +1,7 @@
-"""The public HTTP API: FastAPI over the three gRPC services."""
+"""The public HTTP API: FastAPI over the three gRPC services.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: FastAPI reads the route signatures at run time, and their
+Query bounds refer to the configuration in scope."""
 
 import logging
 import time

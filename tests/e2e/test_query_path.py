@@ -1,0 +1,153 @@
+"""End to end: the four services as real processes talking gRPC on 127.0.0.1, queried through the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from artsearch.catalogue.folder import load_catalogue
+from artsearch.cli import sample_query_image
+from artsearch.ingest import IngestTargets, ingest_catalogue
+from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def catalogue(gcompris_catalogue: Path):
+    return load_catalogue(gcompris_catalogue)
+
+
+@pytest.fixture(scope="module")
+def stack(model_path: Path, catalogue, tmp_path_factory: pytest.TempPathFactory):
+    settings = StackSettings(
+        model_path=model_path,
+        state_dir=tmp_path_factory.mktemp("stack"),
+        ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
+    )
+    with ServiceStack(settings) as running:
+        running.wait_ready(timeout=120)
+        targets = IngestTargets(
+            settings.address("encoder"), settings.address("search"), settings.address("influence")
+        )
+        report = asyncio.run(ingest_catalogue(catalogue, targets))
+        assert report.added == len(catalogue.entries), report.summary()
+        yield running
+
+
+@pytest.fixture(scope="module")
+def gateway(stack: ServiceStack):
+    with httpx.Client(base_url=stack.settings.gateway_url, timeout=60) as client:
+        yield client
+
+
+def search(gateway: httpx.Client, image: bytes, **params) -> dict:
+    reply = gateway.post("/v1/search", params=params, files={"image": ("query.jpg", image)})
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def test_health_readiness_docs_and_metrics(gateway: httpx.Client):
+    assert gateway.get("/healthz").json() == {"status": "ok"}
+    ready = gateway.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True, "services": {"encoder": True, "search": True, "influence": True}}
+    assert gateway.get("/docs").status_code == 200
+    assert "/v1/search" in gateway.get("/openapi.json").json()["paths"]
+    assert "artsearch_http_requests_total" in gateway.get("/metrics/").text
+
+
+def test_a_catalogue_painting_finds_itself_first(gateway: httpx.Client, catalogue):
+    for entry in catalogue.entries[:: max(1, len(catalogue.entries) // 6)]:
+        answer = search(gateway, (catalogue.root / entry.filename).read_bytes(), k=5)
+        top = answer["results"][0]
+        assert top["id"] == entry.id, (entry.title, [r["title"] for r in answer["results"]])
+        assert top["scores"]["visual"] == pytest.approx(1.0, abs=1e-3)
+        # Its own artist is the inferred source: the most similar work gets the full same-artist boost.
+        assert answer["source_artist"]["how"].startswith("inferred")
+        assert top["scores"]["same_artist_rank"] == 0 and top["scores"]["influence_weight"] == 1.0
+
+
+def test_a_60_percent_crop_finds_its_painting_in_the_top_5(gateway: httpx.Client, catalogue):
+    misses = []
+    for entry in catalogue.entries:
+        answer = search(gateway, sample_query_image(catalogue.root / entry.filename, 0.6), k=5, rerank=False)
+        if entry.id not in [r["id"] for r in answer["results"]]:
+            misses.append(entry.title)
+    assert not misses, f"{len(misses)}/{len(catalogue.entries)} crops missed their painting: {misses}"
+
+
+def test_results_are_explained_and_best_first(gateway: httpx.Client, catalogue):
+    entry = next(e for e in catalogue.entries if "gogh" in e.artist.lower())
+    answer = search(gateway, sample_query_image(catalogue.root / entry.filename, 0.6), k=10)
+    results = answer["results"]
+    assert len(results) == 10
+    assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+    for r in results:
+        assert {"id", "title", "artist", "score", "scores"} <= r.keys()
+        s = r["scores"]
+        assert s["final"] == pytest.approx(s["visual"] * (1 + s["influence_weight"]), abs=1e-5)
+    assert answer["degraded"] == []
+
+
+def test_explicit_source_artist_is_used(gateway: httpx.Client, catalogue):
+    entry = catalogue.entries[0]
+    image = (catalogue.root / entry.filename).read_bytes()
+    reply = gateway.post(
+        "/v1/search", params={"k": 5}, files={"image": ("q.jpg", image)}, data={"artist": "Claude Monet"}
+    )
+    assert reply.status_code == 200, reply.text
+    source = reply.json()["source_artist"]
+    assert source["how"] == "explicit" and source["in_influence_graph"] is True
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (b"this is not an image at all", 400),
+        (b"", 400),
+    ],
+)
+def test_bad_uploads_get_a_json_4xx(gateway: httpx.Client, payload: bytes, expected: int):
+    reply = gateway.post("/v1/search", files={"image": ("x.jpg", payload)})
+    assert reply.status_code == expected
+    assert reply.json()["error"]["message"]
+    assert gateway.get("/readyz").status_code == 200
+
+
+def test_truncated_and_tiny_images_and_bad_params_get_a_json_4xx(gateway: httpx.Client, catalogue):
+    jpeg = (catalogue.root / catalogue.entries[0].filename).read_bytes()
+    tiny = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(tiny, "PNG")
+    for payload in (jpeg[: len(jpeg) // 3], tiny.getvalue()):
+        reply = gateway.post("/v1/search", files={"image": ("x.jpg", payload)})
+        assert reply.status_code == 400, reply.text
+        assert reply.json()["error"]["message"]
+    for params in ({"k": 0}, {"k": 100000}, {"pool": -1}, {"k": "many"}):
+        reply = gateway.post("/v1/search", params=params, files={"image": ("x.jpg", jpeg)})
+        assert reply.status_code == 422, (params, reply.text)
+        assert reply.json()["error"]["message"]
+    missing = gateway.post("/v1/search", data={"nothing": "here"})
+    assert missing.status_code == 422 and "image" in missing.json()["error"]["message"]
+
+
+def test_influence_down_serves_visual_results_then_recovers(
+    stack: ServiceStack, gateway: httpx.Client, catalogue
+):
+    image = sample_query_image(catalogue.root / catalogue.entries[0].filename, 0.6)
+    stack.stop_service("influence")
+    try:
+        answer = search(gateway, image, k=5)
+        assert answer["degraded"] == ["influence"]
+        assert answer["results"], "visual results are still served"
+        assert [r["score"] for r in answer["results"]] == [r["scores"]["visual"] for r in answer["results"]]
+        assert gateway.get("/readyz").status_code == 503
+    finally:
+        stack.start_service("influence")
+    stack.wait_ready(timeout=60)
+    assert search(gateway, image, k=5)["degraded"] == []
