@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 
 class ConfigError(RuntimeError):
@@ -62,3 +63,32 @@ class Env:
 
 # Defaults shared by the services, the launcher and the deployment manifests.
 DEFAULT_PORTS = {"encoder": 50051, "search": 50052, "influence": 50053, "gateway": 8080}
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class ListenSettings:
+    """Where a gRPC service listens and how it reports: HOST, PORT, METRICS_PORT, LOG_LEVEL."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    metrics_port: int | None = None
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Env, default_port: int) -> ListenSettings:
+        log_level = env.str("LOG_LEVEL", "INFO").upper()
+        if log_level not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL={log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        return cls(
+            host=env.str("HOST", "127.0.0.1"),
+            port=env.int("PORT", default_port, minimum=0),
+            metrics_port=env.int("METRICS_PORT", 0, minimum=0) or None,
+            log_level=log_level,
+        )
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"{host}:{self.port}"

@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -16,7 +17,8 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
 
-from artsearch.jsonlog import request_id_var
+from artsearch.config import ConfigError, Env, ListenSettings
+from artsearch.jsonlog import configure_logging, request_id_var
 
 log = logging.getLogger(__name__)
 
@@ -145,3 +147,33 @@ async def run_service(
     await server.stop(grace)
     if on_shutdown is not None:
         await on_shutdown()
+
+
+class ServiceConfig(Protocol):
+    @property
+    def listen(self) -> ListenSettings: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=ServiceConfig)
+
+
+def service_main(
+    name: str,
+    load_config: Callable[[Env], ConfigT],
+    serve: Callable[[ConfigT], Awaitable[None]],
+    start_errors: tuple[type[Exception], ...] = (),
+) -> int:
+    """The body of every service's `__main__`: read the configuration, log JSON, serve until a signal.
+
+    A configuration error (or one of `start_errors`, e.g. storage that cannot be opened) is logged and
+    gives exit code 2, so an orchestrator sees a failed start rather than a crash loop with a traceback.
+    """
+    configure_logging(name, "INFO")  # so that a configuration error is logged as JSON too
+    try:
+        config = load_config(Env())
+        configure_logging(name, config.listen.log_level)
+        asyncio.run(serve(config))
+    except (ConfigError, *start_errors) as error:
+        log.error("cannot start: %s", error, extra={"service": name})
+        return 2
+    return 0

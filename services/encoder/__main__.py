@@ -7,18 +7,12 @@ onnxruntime), HOST, PORT (50051), METRICS_PORT, LOG_LEVEL.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import sys
 
-from artsearch.config import ConfigError, Env
-from artsearch.grpc_server import run_service
-from artsearch.jsonlog import configure_logging
+from artsearch.grpc_server import run_service, service_main
 from services.encoder.backends import open_embedding_backend
 from services.encoder.config import EncoderConfig
 from services.encoder.server import EncoderService, encoder_registration
-
-log = logging.getLogger("services.encoder")
 
 
 async def serve(config: EncoderConfig) -> None:
@@ -28,24 +22,11 @@ async def serve(config: EncoderConfig) -> None:
     )
     await run_service(
         [encoder_registration(service)],
-        config.address,
-        metrics_port=config.metrics_port,
+        config.listen.address,
+        metrics_port=config.listen.metrics_port,
         on_shutdown=service.close,
     )
 
 
-def main() -> int:
-    env = Env()
-    try:
-        configure_logging("encoder", "INFO")  # so that a configuration error is logged as JSON too
-        config = EncoderConfig.from_env(env)
-        configure_logging("encoder", config.log_level)
-        asyncio.run(serve(config))
-    except ConfigError as error:
-        log.error("cannot start: %s", error)
-        return 2
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(service_main("encoder", EncoderConfig.from_env, serve))

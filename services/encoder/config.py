@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from artsearch.config import DEFAULT_PORTS, ConfigError, Env
+from artsearch.config import DEFAULT_PORTS, ConfigError, Env, ListenSettings
 
 DEFAULT_MAX_BATCH_IMAGES = 64
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True)
 class EncoderConfig:
     model_path: Path
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORTS["encoder"]
-    metrics_port: int | None = None
-    log_level: str = "INFO"
+    listen: ListenSettings = field(default_factory=lambda: ListenSettings(port=DEFAULT_PORTS["encoder"]))
     max_batch_images: int = DEFAULT_MAX_BATCH_IMAGES
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     # onnxruntime intra-op threads; 0 lets onnxruntime use one per physical core.
@@ -31,23 +27,11 @@ class EncoderConfig:
         model_path = Path(env.str("MODEL_PATH"))
         if not model_path.is_file():
             raise ConfigError(f"MODEL_PATH={model_path} is not a file (run `make model` to export it)")
-        metrics_port = env.int("METRICS_PORT", 0, minimum=0)
-        log_level = env.str("LOG_LEVEL", "INFO").upper()
-        if log_level not in LOG_LEVELS:
-            raise ConfigError(f"LOG_LEVEL={log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         return cls(
             model_path=model_path,
-            host=env.str("HOST", "127.0.0.1"),
-            port=env.int("PORT", DEFAULT_PORTS["encoder"], minimum=0),
-            metrics_port=metrics_port or None,
-            log_level=log_level,
+            listen=ListenSettings.from_env(env, DEFAULT_PORTS["encoder"]),
             max_batch_images=env.int("MAX_BATCH_IMAGES", DEFAULT_MAX_BATCH_IMAGES, minimum=1),
             max_image_pixels=env.int("MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, minimum=64),
             ort_threads=env.int("ORT_THREADS", 0, minimum=0),
             triton_url=env.optional("TRITON_URL"),
         )
-
-    @property
-    def address(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"

@@ -1,15 +1,16 @@
-"""Runs the influence service: `python -m services.influence`. Configuration from the environment: HOST,
-PORT, METRICS_PORT, LOG_LEVEL, INFLUENCE_DATA_DIR, INFLUENCE_STATE_DIR, INFLUENCE_MAX_HOPS, NEO4J_URI."""
+"""`python -m services.influence`: serve InfluenceService until SIGTERM/SIGINT.
+
+Environment: INFLUENCE_DATA_DIR (curated CSVs, default the bundled data), INFLUENCE_STATE_DIR (where
+artists added by ingest persist), INFLUENCE_MAX_HOPS (10), NEO4J_URI, HOST, PORT (50053), METRICS_PORT,
+LOG_LEVEL.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 
-from artsearch.config import ConfigError, Env
-from artsearch.grpc_server import run_service
-from artsearch.jsonlog import configure_logging
+from artsearch.grpc_server import run_service, service_main
 from services.influence.config import InfluenceConfig, open_influence_graph
 from services.influence.server import InfluenceServicer, registration
 
@@ -23,25 +24,13 @@ async def serve(config: InfluenceConfig) -> None:
         "influence graph ready",
         extra={"backend": config.backend, "artists": stats.artists, "influences": stats.influences},
     )
-    servicer = InfluenceServicer(graph, config.default_max_hops)
     await run_service(
-        [registration(servicer)], config.address, metrics_port=config.metrics_port, on_shutdown=graph.close
+        [registration(InfluenceServicer(graph, config.default_max_hops))],
+        config.listen.address,
+        metrics_port=config.listen.metrics_port,
+        on_shutdown=graph.close,
     )
 
 
-def main() -> None:
-    try:
-        config = InfluenceConfig.from_env(Env())
-    except ConfigError as error:
-        print(f"influence: {error}", file=sys.stderr)
-        sys.exit(2)
-    configure_logging("influence", config.log_level)
-    try:
-        asyncio.run(serve(config))
-    except ConfigError as error:
-        log.error("cannot start", extra={"error": str(error)})
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    main()
+    sys.exit(service_main("influence", InfluenceConfig.from_env, serve))

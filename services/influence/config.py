@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from artsearch.config import DEFAULT_PORTS, ConfigError, Env
+from artsearch.config import DEFAULT_PORTS, ConfigError, Env, ListenSettings
 from services.influence.curated import ARTISTS_FILE, DEFAULT_DATA_DIR, INFLUENCES_FILE
 from services.influence.graph import InfluenceGraph
 from services.influence.memory_graph import InMemoryInfluenceGraph
@@ -19,10 +19,7 @@ class InfluenceConfig:
     """Where the service listens and which graph it serves: Neo4j when `neo4j_uri` is set, otherwise the
     embedded graph loaded from `data_dir` (additions kept under `state_dir` when set)."""
 
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORTS["influence"]
-    metrics_port: int | None = None
-    log_level: str = "INFO"
+    listen: ListenSettings = field(default_factory=lambda: ListenSettings(port=DEFAULT_PORTS["influence"]))
     data_dir: Path = DEFAULT_DATA_DIR
     state_dir: Path | None = None
     default_max_hops: int = DEFAULT_MAX_HOPS
@@ -32,20 +29,12 @@ class InfluenceConfig:
     def from_env(cls, env: Env) -> InfluenceConfig:
         state_dir = env.optional("INFLUENCE_STATE_DIR")
         return cls(
-            host=env.str("HOST", "127.0.0.1"),
-            port=env.int("PORT", DEFAULT_PORTS["influence"], minimum=0),
-            metrics_port=env.int("METRICS_PORT", 0, minimum=0) or None,
-            log_level=env.str("LOG_LEVEL", "INFO"),
+            listen=ListenSettings.from_env(env, DEFAULT_PORTS["influence"]),
             data_dir=Path(env.str("INFLUENCE_DATA_DIR", str(DEFAULT_DATA_DIR))),
             state_dir=Path(state_dir) if state_dir else None,
             default_max_hops=env.int("INFLUENCE_MAX_HOPS", DEFAULT_MAX_HOPS, minimum=1),
             neo4j_uri=env.optional("NEO4J_URI"),
         )
-
-    @property
-    def address(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
-        return f"{host}:{self.port}"
 
     @property
     def backend(self) -> str:

@@ -7,13 +7,10 @@ time); SEARCH_COLLECTION (default collection, "artworks"), HOST, PORT (50052), M
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 
-from artsearch.config import ConfigError, Env
-from artsearch.grpc_server import run_service
-from artsearch.jsonlog import configure_logging
+from artsearch.grpc_server import run_service, service_main
 from services.search.config import SearchConfig, open_artwork_store
 from services.search.server import SearchService, search_registration
 from services.search.store import StoreUnavailable
@@ -26,23 +23,13 @@ async def serve(config: SearchConfig) -> None:
     log.info("storage open", extra={"backend": config.backend, "collection": config.collection})
     try:
         await run_service(
-            [search_registration(SearchService(store))], config.address, metrics_port=config.metrics_port
+            [search_registration(SearchService(store))],
+            config.listen.address,
+            metrics_port=config.listen.metrics_port,
         )
     finally:
         await store.close()
 
 
-def main() -> int:
-    try:
-        configure_logging("search", "INFO")  # so that a configuration error is logged as JSON too
-        config = SearchConfig.from_env(Env())
-        configure_logging("search", config.log_level)
-        asyncio.run(serve(config))
-    except (ConfigError, StoreUnavailable) as error:
-        log.error("cannot start: %s", error)
-        return 2
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(service_main("search", SearchConfig.from_env, serve, start_errors=(StoreUnavailable,)))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from artsearch.artists import artist_key
-from artsearch.config import DEFAULT_PORTS, ConfigError, Env
+from artsearch.config import DEFAULT_PORTS, ConfigError, Env, ListenSettings
 from services.search.qdrant_store import QdrantArtworkStore
 from services.search.store import DEFAULT_COLLECTION, ArtworkStore
 
@@ -23,10 +23,7 @@ class SearchConfig:
     """Where the service listens and which storage it uses: a Qdrant server when `qdrant_url` is set,
     otherwise embedded storage under `data_dir`."""
 
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORTS["search"]
-    metrics_port: int | None = None
-    log_level: str = "INFO"
+    listen: ListenSettings = field(default_factory=lambda: ListenSettings(port=DEFAULT_PORTS["search"]))
     collection: str = DEFAULT_COLLECTION
     qdrant_url: str | None = None
     qdrant_api_key: str | None = None
@@ -47,21 +44,13 @@ class SearchConfig:
         if not _COLLECTION_NAME.fullmatch(collection):
             raise ConfigError(f"SEARCH_COLLECTION={collection!r} must be 1 to 64 of A-Z a-z 0-9 _ -")
         return cls(
-            host=env.str("HOST", "127.0.0.1"),
-            port=env.int("PORT", DEFAULT_PORTS["search"], minimum=0),
-            metrics_port=env.int("METRICS_PORT", 0, minimum=0) or None,
-            log_level=env.str("LOG_LEVEL", "INFO"),
+            listen=ListenSettings.from_env(env, DEFAULT_PORTS["search"]),
             collection=collection,
             qdrant_url=qdrant_url,
             qdrant_api_key=env.optional("QDRANT_API_KEY"),
             qdrant_timeout_s=env.int("QDRANT_TIMEOUT_S", 10, minimum=1),
             data_dir=None if qdrant_url else Path(data_dir or ""),
         )
-
-    @property
-    def address(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
-        return f"{host}:{self.port}"
 
     @property
     def backend(self) -> str:

@@ -179,7 +179,7 @@ class TestStartUp:
         assert config.model_path == model_path
         assert (config.max_batch_images, config.ort_threads, config.max_image_pixels) == (16, 2, 50_000_000)
         assert config.triton_url is None
-        assert config.address == "127.0.0.1:0"
+        assert config.listen.address == "127.0.0.1:0"
 
     @pytest.mark.parametrize(
         ("environ", "message"),

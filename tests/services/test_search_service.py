@@ -291,8 +291,8 @@ def test_config_embedded(tmp_path: Path) -> None:
     assert config.data_dir == tmp_path
     assert config.qdrant_url is None
     assert config.collection == "artworks"
-    assert config.address == "[::1]:6000"
-    assert config.metrics_port is None
+    assert config.listen.address == "[::1]:6000"
+    assert config.listen.metrics_port is None
 
 
 def test_config_server_wins_over_data_dir() -> None:
@@ -312,8 +312,8 @@ def test_config_server_wins_over_data_dir() -> None:
     )
     assert config.data_dir is None
     assert config.collection == "paintings_v2"
-    assert config.port == DEFAULT_PORTS["search"]
-    assert config.metrics_port == 9102
+    assert config.listen.port == DEFAULT_PORTS["search"]
+    assert config.listen.metrics_port == 9102
     assert "secret" not in config.backend
 
 

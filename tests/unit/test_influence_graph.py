@@ -272,7 +272,7 @@ def test_broken_curated_data_is_refused(edge, message):
 
 def test_config_defaults_and_environment(tmp_path):
     default = InfluenceConfig.from_env(Env({}))
-    assert (default.port, default.data_dir, default.state_dir, default.neo4j_uri) == (
+    assert (default.listen.port, default.data_dir, default.state_dir, default.neo4j_uri) == (
         50053,
         DEFAULT_DATA_DIR,
         None,
@@ -290,7 +290,7 @@ def test_config_defaults_and_environment(tmp_path):
             }
         )
     )
-    assert (config.address, config.data_dir, config.state_dir, config.default_max_hops) == (
+    assert (config.listen.address, config.data_dir, config.state_dir, config.default_max_hops) == (
         "0.0.0.0:6000",
         tmp_path,
         tmp_path / "state",
