@@ -35,6 +35,8 @@ class EmbeddingModelInfo:
     features_output: str
     onnx_sha256: str
     backend: str
+    # Every output tensor of the graph and its width: (name, width), in the sidecar's order.
+    outputs: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def from_sidecar(cls, model_path: Path, backend: str) -> EmbeddingModelInfo:
@@ -51,6 +53,7 @@ class EmbeddingModelInfo:
                 features_output=str(meta["features_output"]),
                 onnx_sha256=str(meta["onnx_sha256"]),
                 backend=backend,
+                outputs=tuple((str(o["name"]), int(o["shape"][-1])) for o in meta["outputs"]),
             )
         except FileNotFoundError:
             raise ConfigError(f"{sidecar} is missing: export the model with `make model`") from None
@@ -64,8 +67,9 @@ class EmbeddingBackend(Protocol):
     @property
     def info(self) -> EmbeddingModelInfo: ...
 
-    async def embed(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 RGB [N, input_size, input_size, 3] → raw (not normalised) float32 features [N, dimension]."""
+    async def embed(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        """uint8 RGB [N, input_size, input_size, 3] → every output of the graph by name, raw (not
+        normalised) float32 [N, width]; `info.features_output` is the global descriptor."""
         ...
 
     async def close(self) -> None: ...
@@ -95,7 +99,7 @@ class OnnxRuntimeBackend:
     def info(self) -> EmbeddingModelInfo:
         return self._info
 
-    async def embed(self, pixels: np.ndarray) -> np.ndarray:
+    async def embed(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         expected = (self._info.input_size, self._info.input_size, 3)
         if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != expected:
             shape = ", ".join(map(str, expected))
@@ -103,9 +107,10 @@ class OnnxRuntimeBackend:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._run, np.ascontiguousarray(pixels))
 
-    def _run(self, pixels: np.ndarray) -> np.ndarray:
-        (features,) = self._session.run([self._info.features_output], {self._info.input_name: pixels})
-        return np.asarray(features, dtype=np.float32)
+    def _run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        names = [name for name, _ in self._info.outputs]
+        results = self._session.run(names, {self._info.input_name: pixels})
+        return {name: np.asarray(result, dtype=np.float32) for name, result in zip(names, results, strict=True)}
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True)

@@ -106,7 +106,7 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
     async def _embed_or_abort(self, pixels: np.ndarray, context: grpc.aio.ServicerContext) -> np.ndarray:
         """Raw float32 features [N, D] for the batch; aborts with INTERNAL when the model fails."""
         try:
-            features = await self._backend.embed(pixels)
+            features = (await self._backend.embed(pixels))[self._backend.info.features_output]
         except Exception:
             log.exception("embedding failed", extra={"images": len(pixels)})
             await context.abort(grpc.StatusCode.INTERNAL, "the model failed on this batch")
