@@ -110,7 +110,9 @@ class OnnxRuntimeBackend:
     def _run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         names = [name for name, _ in self._info.outputs]
         results = self._session.run(names, {self._info.input_name: pixels})
-        return {name: np.asarray(result, dtype=np.float32) for name, result in zip(names, results, strict=True)}
+        return {
+            name: np.asarray(result, dtype=np.float32) for name, result in zip(names, results, strict=True)
+        }
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True)
