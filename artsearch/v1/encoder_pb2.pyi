@@ -26,17 +26,31 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "dimension", "input_size", "max_batch_images", "backend")
+    __slots__ = ("name", "version", "dimension", "input_size", "max_batch_images", "backend", "aspects")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     INPUT_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_IMAGES_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
+    ASPECTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     dimension: int
     input_size: int
     max_batch_images: int
     backend: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., dimension: _Optional[int] = ..., input_size: _Optional[int] = ..., max_batch_images: _Optional[int] = ..., backend: _Optional[str] = ...) -> None: ...
+    aspects: _containers.RepeatedCompositeFieldContainer[DescriptorAspect]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., dimension: _Optional[int] = ..., input_size: _Optional[int] = ..., max_batch_images: _Optional[int] = ..., backend: _Optional[str] = ..., aspects: _Optional[_Iterable[_Union[DescriptorAspect, _Mapping]]] = ...) -> None: ...
+
+class DescriptorAspect(_message.Message):
+    __slots__ = ("name", "offset", "length", "default_weight")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    offset: int
+    length: int
+    default_weight: float
+    def __init__(self, name: _Optional[str] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., default_weight: _Optional[float] = ...) -> None: ...
