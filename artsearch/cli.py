@@ -187,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", default=str(DEFAULT_MODEL))
     demo.add_argument("--state-dir", default="var/demo")
     demo.set_defaults(run=cmd_demo)
+
+    from services.influence import importers
+
+    importers.register(commands)
     return parser
 
 

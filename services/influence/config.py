@@ -7,23 +7,57 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from artsearch.config import DEFAULT_PORTS, ConfigError, Env, ListenSettings
-from services.influence.curated import ARTISTS_FILE, DEFAULT_DATA_DIR, INFLUENCES_FILE
+from services.influence.bolt_store import BoltGraphStore, Neo4jSettings
+from services.influence.curated import ARTISTS_FILE, DEFAULT_DATA_DIR, INFLUENCES_FILE, load_curated
+from services.influence.cypher import DIALECTS
 from services.influence.graph import InfluenceGraph
 from services.influence.memory_graph import InMemoryInfluenceGraph
+from services.influence.neo4j_graph import Neo4jInfluenceGraph
 
 DEFAULT_MAX_HOPS = 10
+DEFAULT_NEO4J_REFRESH_SECONDS = 30.0
+DEFAULT_NEO4J_CONNECT_TIMEOUT = 5.0
+
+
+def neo4j_settings_from_env(env: Env) -> Neo4jSettings | None:
+    """NEO4J_URI (unset: no Neo4j), NEO4J_USER + NEO4J_PASSWORD (both or neither), NEO4J_DATABASE (the
+    server's default when unset), NEO4J_DIALECT (neo4j | falkordb), NEO4J_REFRESH_SECONDS (how often the
+    snapshot checks for other writers; 0 = never), NEO4J_CONNECT_TIMEOUT."""
+    uri = env.optional("NEO4J_URI")
+    if uri is None:
+        return None
+    dialect = env.str("NEO4J_DIALECT", "neo4j")
+    if dialect not in DIALECTS:
+        raise ConfigError(f"environment variable NEO4J_DIALECT={dialect!r} is not one of {sorted(DIALECTS)}")
+    user, password = env.optional("NEO4J_USER"), env.optional("NEO4J_PASSWORD")
+    if (user is None) != (password is None):
+        raise ConfigError("set both NEO4J_USER and NEO4J_PASSWORD, or neither (a server without auth)")
+    return Neo4jSettings(
+        uri=uri,
+        user=user,
+        password=password,
+        database=env.optional("NEO4J_DATABASE"),
+        dialect=dialect,
+        refresh_seconds=env.float("NEO4J_REFRESH_SECONDS", DEFAULT_NEO4J_REFRESH_SECONDS, minimum=0),
+        connect_timeout=env.float("NEO4J_CONNECT_TIMEOUT", DEFAULT_NEO4J_CONNECT_TIMEOUT, minimum=0.1),
+    )
 
 
 @dataclass(frozen=True)
 class InfluenceConfig:
-    """Where the service listens and which graph it serves: Neo4j when `neo4j_uri` is set, otherwise the
-    embedded graph loaded from `data_dir` (additions kept under `state_dir` when set)."""
+    """Where the service listens and which graph it serves: Neo4j when `neo4j` is set (seeded with the
+    curated table in `data_dir`), otherwise the embedded graph loaded from `data_dir` (additions kept under
+    `state_dir` when set)."""
 
     listen: ListenSettings = field(default_factory=lambda: ListenSettings(port=DEFAULT_PORTS["influence"]))
     data_dir: Path = DEFAULT_DATA_DIR
     state_dir: Path | None = None
     default_max_hops: int = DEFAULT_MAX_HOPS
-    neo4j_uri: str | None = None
+    neo4j: Neo4jSettings | None = None
+
+    @property
+    def neo4j_uri(self) -> str | None:
+        return self.neo4j.uri if self.neo4j is not None else None
 
     @classmethod
     def from_env(cls, env: Env) -> InfluenceConfig:
@@ -33,29 +67,43 @@ class InfluenceConfig:
             data_dir=Path(env.str("INFLUENCE_DATA_DIR", str(DEFAULT_DATA_DIR))),
             state_dir=Path(state_dir) if state_dir else None,
             default_max_hops=env.int("INFLUENCE_MAX_HOPS", DEFAULT_MAX_HOPS, minimum=1),
-            neo4j_uri=env.optional("NEO4J_URI"),
+            neo4j=neo4j_settings_from_env(env),
         )
 
     @property
     def backend(self) -> str:
         """Which graph is served, for logs (never credentials)."""
-        if self.neo4j_uri:
-            return "neo4j"
+        if self.neo4j is not None:
+            return f"neo4j at {self.neo4j.uri} ({self.neo4j.dialect} dialect), snapshot in memory"
         persisted = f", additions in {self.state_dir}" if self.state_dir else ", additions not persisted"
         return f"in-memory graph from {self.data_dir}{persisted}"
 
 
 async def open_influence_graph(config: InfluenceConfig) -> InfluenceGraph:
     """The graph the configuration asks for. Raises ConfigError when it cannot be opened."""
-    if config.neo4j_uri:
-        raise ConfigError(
-            "NEO4J_URI is set but the Neo4j backend is not available yet: unset it to serve the "
-            "embedded in-memory graph"
-        )
     for name in (ARTISTS_FILE, INFLUENCES_FILE):
         if not (config.data_dir / name).is_file():
             raise ConfigError(f"INFLUENCE_DATA_DIR={config.data_dir} has no {name}")
+    if config.neo4j is not None:
+        return await _open_neo4j_graph(config.neo4j, config.data_dir)
     try:
         return await asyncio.to_thread(InMemoryInfluenceGraph.load, config.data_dir, config.state_dir)
     except (ValueError, OSError) as error:
         raise ConfigError(f"cannot load the influence graph: {error}") from error
+
+
+async def _open_neo4j_graph(settings: Neo4jSettings, data_dir: Path) -> Neo4jInfluenceGraph:
+    try:
+        curated = await asyncio.to_thread(load_curated, data_dir)
+    except (ValueError, OSError) as error:
+        raise ConfigError(f"cannot load the curated influence data: {error}") from error
+    store = BoltGraphStore.connect(settings)
+    try:
+        await store.verify()
+        return await Neo4jInfluenceGraph.open(store, curated, settings.refresh_seconds)
+    except Exception as error:
+        await store.close()
+        hint = " (FalkorDB? set NEO4J_DIALECT=falkordb)" if settings.dialect == "neo4j" else ""
+        raise ConfigError(
+            f"cannot open the influence graph in Neo4j at {settings.uri}{hint}: {error}"
+        ) from error

@@ -56,6 +56,16 @@ class InMemoryInfluenceGraph:
     def load(cls, data_dir: Path, state_dir: Path | None = None) -> InMemoryInfluenceGraph:
         return cls(load_curated(data_dir), AdditionsLog(state_dir) if state_dir is not None else None)
 
+    @classmethod
+    def with_additions(
+        cls, curated: CuratedData, artists: Sequence[ArtistRecord], influences: Sequence[Influence]
+    ) -> InMemoryInfluenceGraph:
+        """The curated graph plus artists and edges added at run time, e.g. a snapshot of a graph database
+        (edges whose endpoints are not artists of the graph are left out)."""
+        graph = cls(curated)
+        graph.apply_additions(artists, influences)
+        return graph
+
     # ---- queries -------------------------------------------------------------------------------------
 
     async def distances(self, source: str, candidates: Sequence[str], max_hops: int) -> DistanceResult:
@@ -169,20 +179,33 @@ class InMemoryInfluenceGraph:
     # ---- additions -----------------------------------------------------------------------------------
 
     async def add(self, artists: Sequence[ArtistRecord], influences: Sequence[NewInfluence]) -> AddResult:
-        for influence in influences:
-            check_new_influence(influence)
         async with self._add_lock:
-            new_artists, new_edges = _AdditionPlan(self._index, self._edges).build(artists, influences)
+            new_artists, new_edges = self.plan_additions(artists, influences)
             if self._additions_log is not None and (new_artists or new_edges):
                 # Durable first, then visible: a crash between the two replays the batch at start.
                 await asyncio.to_thread(self._additions_log.append, new_artists, new_edges)
-            for artist in new_artists:
-                self._add_artist(artist)
-            for edge in new_edges:
-                self._link(edge)
+            self.apply_additions(new_artists, new_edges)
         if new_artists or new_edges:
             log.info("graph additions", extra={"artists": len(new_artists), "influences": len(new_edges)})
         return AddResult(len(new_artists), len(new_edges))
+
+    def plan_additions(
+        self, artists: Sequence[ArtistRecord], influences: Sequence[NewInfluence]
+    ) -> tuple[list[ArtistRecord], list[Influence]]:
+        """The artists and edges of a request that are new to this graph, resolved to keys, without
+        changing the graph. Raises InvalidGraphInput (and plans nothing) when one entry is bad."""
+        for influence in influences:
+            check_new_influence(influence)
+        return _AdditionPlan(self._index, self._edges).build(artists, influences)
+
+    def apply_additions(self, artists: Sequence[ArtistRecord], influences: Sequence[Influence]) -> None:
+        """Adds planned (or stored) artists and edges; ones already present, or edges whose endpoints are
+        unknown, are skipped."""
+        for artist in artists:
+            self._add_artist(artist)
+        for edge in influences:
+            if edge.influencer in self._neighbours and edge.influenced in self._neighbours:
+                self._link(edge)
 
     def _add_artist(self, artist: ArtistRecord) -> bool:
         if not self._index.add_runtime(artist):

@@ -11,6 +11,7 @@ import pytest
 from artsearch.artists import ArtistRecord
 from artsearch.config import ConfigError, Env
 from services.influence.additions_log import LOG_FILE, AdditionsLog
+from services.influence.bolt_store import Neo4jSettings
 from services.influence.config import DEFAULT_MAX_HOPS, InfluenceConfig, open_influence_graph
 from services.influence.curated import DEFAULT_DATA_DIR, CuratedData, check_consistency
 from services.influence.graph import (
@@ -311,8 +312,9 @@ async def test_factory_opens_the_embedded_graph_by_default(tmp_path):
     await graph.close()
 
 
-async def test_factory_refuses_neo4j_for_now_and_a_missing_data_dir(tmp_path):
-    with pytest.raises(ConfigError, match="Neo4j backend is not available yet"):
-        await open_influence_graph(InfluenceConfig(neo4j_uri="bolt://localhost:7687"))
+async def test_factory_refuses_an_unreachable_neo4j_and_a_missing_data_dir(tmp_path):
+    unreachable = Neo4jSettings("bolt://127.0.0.1:9", connect_timeout=1)
+    with pytest.raises(ConfigError, match="cannot open the influence graph in Neo4j at"):
+        await open_influence_graph(InfluenceConfig(neo4j=unreachable))
     with pytest.raises(ConfigError, match=r"artists\.csv"):
         await open_influence_graph(InfluenceConfig(data_dir=tmp_path))

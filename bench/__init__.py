@@ -1,0 +1,1 @@
+"""Speed benchmarks (`make bench`): each measures a yardstick and the system in the same run."""

