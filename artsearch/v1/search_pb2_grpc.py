@@ -60,6 +60,21 @@ class SearchServiceStub:
                 request_serializer=artsearch_dot_v1_dot_search__pb2.CountRequest.SerializeToString,
                 response_deserializer=artsearch_dot_v1_dot_search__pb2.CountResponse.FromString,
                 _registered_method=True)
+        self.Scroll = channel.unary_unary(
+                '/artsearch.v1.SearchService/Scroll',
+                request_serializer=artsearch_dot_v1_dot_search__pb2.ScrollRequest.SerializeToString,
+                response_deserializer=artsearch_dot_v1_dot_search__pb2.ScrollResponse.FromString,
+                _registered_method=True)
+        self.CreateSnapshot = channel.unary_unary(
+                '/artsearch.v1.SearchService/CreateSnapshot',
+                request_serializer=artsearch_dot_v1_dot_search__pb2.CreateSnapshotRequest.SerializeToString,
+                response_deserializer=artsearch_dot_v1_dot_search__pb2.Snapshot.FromString,
+                _registered_method=True)
+        self.RestoreSnapshot = channel.unary_unary(
+                '/artsearch.v1.SearchService/RestoreSnapshot',
+                request_serializer=artsearch_dot_v1_dot_search__pb2.RestoreSnapshotRequest.SerializeToString,
+                response_deserializer=artsearch_dot_v1_dot_search__pb2.RestoreSnapshotResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer:
@@ -99,6 +114,29 @@ class SearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Scroll(self, request, context):
+        """Every artwork of a collection once, page by page, in storage order (export, re-indexing). Pages stay
+        valid while artworks are written; an artwork written meanwhile may or may not appear.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSnapshot(self, request, context):
+        """A point-in-time copy of one collection, kept by the storage engine under the returned name.
+        UNIMPLEMENTED where the engine has none (qdrant-client's local mode).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreSnapshot(self, request, context):
+        """Replaces a collection (created if missing) with a snapshot of this engine.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +164,21 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.Count,
                     request_deserializer=artsearch_dot_v1_dot_search__pb2.CountRequest.FromString,
                     response_serializer=artsearch_dot_v1_dot_search__pb2.CountResponse.SerializeToString,
+            ),
+            'Scroll': grpc.unary_unary_rpc_method_handler(
+                    servicer.Scroll,
+                    request_deserializer=artsearch_dot_v1_dot_search__pb2.ScrollRequest.FromString,
+                    response_serializer=artsearch_dot_v1_dot_search__pb2.ScrollResponse.SerializeToString,
+            ),
+            'CreateSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSnapshot,
+                    request_deserializer=artsearch_dot_v1_dot_search__pb2.CreateSnapshotRequest.FromString,
+                    response_serializer=artsearch_dot_v1_dot_search__pb2.Snapshot.SerializeToString,
+            ),
+            'RestoreSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreSnapshot,
+                    request_deserializer=artsearch_dot_v1_dot_search__pb2.RestoreSnapshotRequest.FromString,
+                    response_serializer=artsearch_dot_v1_dot_search__pb2.RestoreSnapshotResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +317,87 @@ class SearchService:
             '/artsearch.v1.SearchService/Count',
             artsearch_dot_v1_dot_search__pb2.CountRequest.SerializeToString,
             artsearch_dot_v1_dot_search__pb2.CountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Scroll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/artsearch.v1.SearchService/Scroll',
+            artsearch_dot_v1_dot_search__pb2.ScrollRequest.SerializeToString,
+            artsearch_dot_v1_dot_search__pb2.ScrollResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/artsearch.v1.SearchService/CreateSnapshot',
+            artsearch_dot_v1_dot_search__pb2.CreateSnapshotRequest.SerializeToString,
+            artsearch_dot_v1_dot_search__pb2.Snapshot.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/artsearch.v1.SearchService/RestoreSnapshot',
+            artsearch_dot_v1_dot_search__pb2.RestoreSnapshotRequest.SerializeToString,
+            artsearch_dot_v1_dot_search__pb2.RestoreSnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,8 +1,17 @@
 """`python -m services.search`: serve SearchService until SIGTERM/SIGINT.
 
-Environment: QDRANT_URL (a Qdrant server; with QDRANT_API_KEY and QDRANT_TIMEOUT_S, default 10) or, when
-it is unset, SEARCH_DATA_DIR (required then: embedded storage in SEARCH_DATA_DIR/qdrant, one process at a
-time); SEARCH_COLLECTION (default collection, "artworks"), HOST, PORT (50052), METRICS_PORT, LOG_LEVEL.
+Environment (see docs/search.md for every setting):
+* QDRANT_URL: a Qdrant server or cluster (http:// or https://), with QDRANT_API_KEY, QDRANT_TIMEOUT_S
+  (10), QDRANT_CA_CERT, QDRANT_RETRIES (3), and for the collections this service creates
+  QDRANT_SHARD_NUMBER (1), QDRANT_REPLICATION_FACTOR (1), QDRANT_WRITE_CONSISTENCY (1),
+  QDRANT_QUANTIZATION (false); QDRANT_SNAPSHOTS_PATH (/qdrant/snapshots) for restores;
+* otherwise SEARCH_DATA_DIR (required then) and SEARCH_ENGINE: `edge` (default; qdrant-edge in
+  SEARCH_DATA_DIR/edge, HNSW-indexed in the background: SEARCH_HNSW_M, SEARCH_HNSW_EF_CONSTRUCT,
+  SEARCH_HNSW_EF, SEARCH_VECTOR_DATATYPE, SEARCH_QUANTIZATION, SEARCH_VECTORS_ON_DISK,
+  SEARCH_INDEX_THRESHOLD, SEARCH_INDEX_DELAY_S) or `qdrant-local`
+  (qdrant-client's local mode in SEARCH_DATA_DIR/qdrant, brute force); one process at a time;
+* SEARCH_COLLECTION (default collection, "artworks"), SEARCH_UPSERT_BATCH (256), HOST, PORT (50052),
+  METRICS_PORT, LOG_LEVEL.
 """
 
 from __future__ import annotations

@@ -1,18 +1,23 @@
-"""`ArtworkStore` on Qdrant, through the real `qdrant-client` API: a Qdrant server, or embedded local storage.
+"""`ArtworkStore` on Qdrant through the real `qdrant-client` API: a Qdrant server (one node or a distributed
+cluster), or qdrant-client's local mode (a pure-Python brute force, for small data and tests).
 
-One unnamed vector per point, cosine distance. Qdrant point ids must be unsigned ints or UUIDs, so each
-artwork id maps to a deterministic UUID (uuid5) and the artwork id itself lives in the payload: upserts
-are idempotent and every replica computes the same point id.
+One unnamed vector per point, cosine distance; point ids and payload as in `payload.py`. A server
+collection is created with the configured shard number, replication factor, write consistency and
+optional int8 scalar quantization, and with its payload indexes before the first point. Every call is
+idempotent (deterministic point ids), so transient failures (transport errors, 429, 5xx) are retried with
+exponential backoff before the store gives up with StoreUnavailable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,18 +28,22 @@ from qdrant_client import AsyncQdrantClient, QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from artsearch.artists import artist_key
+from services.search.payload import INTEGER_FIELDS, KEYWORD_FIELDS, point_id, to_payload, to_record
 from services.search.store import (
     DEFAULT_COLLECTION,
     NO_FILTER,
     ArtworkFilter,
-    ArtworkRecord,
     GetResult,
     IndexedArtwork,
     InvalidStoreRequest,
     ScoredArtwork,
+    ScrollPage,
+    SnapshotInfo,
     StoreError,
     StoreUnavailable,
+    UnsupportedOperation,
     as_unit_vector,
+    checked_collection_name,
     unique_in_order,
     validated_batch,
 )
@@ -43,25 +52,39 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Changing this namespace changes every point id: existing collections would have to be re-indexed.
-ARTWORK_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:artsearch:artwork")
-
-# Points per upsert request: keeps a batch of 1280-d vectors well under Qdrant's 32 MB request limit.
-UPSERT_CHUNK = 256
+__all__ = ["QdrantArtworkStore", "QdrantServerSettings", "point_id"]
 
 # Payload fields that filters use, and their index types (a Qdrant server uses them; local mode does not).
 PAYLOAD_INDEXES: Mapping[str, models.PayloadSchemaType] = {
-    "id": models.PayloadSchemaType.KEYWORD,
-    "artist_key": models.PayloadSchemaType.KEYWORD,
-    "style": models.PayloadSchemaType.KEYWORD,
-    "genre": models.PayloadSchemaType.KEYWORD,
-    "year": models.PayloadSchemaType.INTEGER,
+    **{name: models.PayloadSchemaType.KEYWORD for name in KEYWORD_FIELDS},
+    **{name: models.PayloadSchemaType.INTEGER for name in INTEGER_FIELDS},
 }
 
+# HTTP statuses worth another try: overloaded, restarting or failing over.
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
-def point_id(artwork_id: str) -> str:
-    """The Qdrant point id of an artwork: the same on every call, in every process."""
-    return str(uuid.uuid5(ARTWORK_ID_NAMESPACE, artwork_id))
+
+@dataclass(frozen=True)
+class QdrantServerSettings:
+    """How collections are laid out on a Qdrant server or cluster, and how hard calls are retried.
+
+    `shard_number` > 1 spreads a collection over the nodes of a distributed cluster (and over cores on
+    one node); `replication_factor` copies each shard to that many nodes; `write_consistency_factor` is
+    how many replicas must acknowledge a write. They apply when this service creates a collection.
+    """
+
+    shard_number: int = 1
+    replication_factor: int = 1
+    write_consistency_factor: int = 1
+    # int8 scalar quantization kept in RAM, the original vectors rescoring the best candidates.
+    quantization: bool = False
+    # Points per upsert request: keeps a batch of ~2k-d vectors well under Qdrant's 32 MB request limit.
+    upsert_batch: int = 256
+    # Further tries after a transient failure, and the first pause (doubled at each try).
+    retries: int = 3
+    retry_backoff_s: float = 0.2
+    # Where the server keeps snapshots (its --snapshots-path; the official image's default), for restores.
+    snapshots_path: str = "/qdrant/snapshots"
 
 
 class LocalQdrantClient:
@@ -119,6 +142,9 @@ class LocalQdrantClient:
     async def count(self, collection_name: str, **kwargs: Any) -> models.CountResult:
         return await self._call(self._client.count, collection_name, **kwargs)
 
+    async def scroll(self, collection_name: str, **kwargs: Any) -> tuple[list[models.Record], Any]:
+        return await self._call(self._client.scroll, collection_name, **kwargs)
+
     async def close(self) -> None:
         try:
             await self._call(self._client.close)
@@ -138,11 +164,14 @@ class QdrantArtworkStore:
         client: QdrantCalls,
         *,
         default_collection: str = DEFAULT_COLLECTION,
-        create_payload_indexes: bool = True,
+        settings: QdrantServerSettings | None = None,
+        server: bool = True,
     ) -> None:
         self._client = client
-        self._default_collection = default_collection
-        self._create_payload_indexes = create_payload_indexes
+        self._default_collection = checked_collection_name(default_collection)
+        self._settings = settings or QdrantServerSettings()
+        # A server builds payload indexes and takes snapshots; local mode does neither.
+        self._server = server
         # A collection's dimension never changes while it exists, so it is read once and kept.
         self._dimensions: dict[str, int] = {}
         self._creation_lock = asyncio.Lock()
@@ -158,9 +187,12 @@ class QdrantArtworkStore:
         path: Path | str | None = None,
         location: str | None = None,
         default_collection: str = DEFAULT_COLLECTION,
+        settings: QdrantServerSettings | None = None,
+        ca_cert: str | None = None,
         check_compatibility: bool = True,
     ) -> QdrantArtworkStore:
-        """A store on a Qdrant server (`url`, optional `api_key`/`timeout_s`), on embedded storage in the
+        """A store on a Qdrant server (`url`: http:// or https://, optional `api_key`, `timeout_s`, and
+        `ca_cert`, a CA bundle to verify the server's TLS certificate with), on embedded storage in the
         folder `path` (created if missing; one process at a time), or on a client `location`.
         `check_compatibility`: let the client compare its version with the server's (it warns)."""
         if sum(option is not None for option in (url, path, location)) != 1:
@@ -172,16 +204,17 @@ class QdrantArtworkStore:
                 local = await LocalQdrantClient.open(folder)
             except RuntimeError as exc:  # the folder is locked by another process
                 raise StoreUnavailable(f"cannot open local Qdrant storage at {folder}: {exc}") from exc
-            # Local mode ignores payload indexes (and warns when asked for them).
-            return cls(local, default_collection=default_collection, create_payload_indexes=False)
+            return cls(local, default_collection=default_collection, settings=settings, server=False)
+        tls: dict[str, Any] = {"verify": ca_cert} if ca_cert else {}
         client = AsyncQdrantClient(
             url=url,
             location=location,
             api_key=api_key,
             timeout=timeout_s,
             check_compatibility=check_compatibility,
+            **tls,
         )
-        return cls(client, default_collection=default_collection)
+        return cls(client, default_collection=default_collection, settings=settings, server=url is not None)
 
     # --- ArtworkStore -------------------------------------------------------------------------------
 
@@ -201,9 +234,13 @@ class QdrantArtworkStore:
         return len(points)
 
     async def _write(self, name: str, points: Sequence[models.PointStruct]) -> None:
-        for start in range(0, len(points), UPSERT_CHUNK):
-            with _backend_errors(f"upsert into {name!r}"):
-                await self._client.upsert(name, points=points[start : start + UPSERT_CHUNK], wait=True)
+        batch = self._settings.upsert_batch
+        for start in range(0, len(points), batch):
+            chunk = points[start : start + batch]
+            await self._call(
+                f"upsert into {name!r}",
+                lambda chunk=chunk: self._client.upsert(name, points=chunk, wait=True),  # type: ignore[misc]
+            )
 
     async def search(
         self,
@@ -237,7 +274,7 @@ class QdrantArtworkStore:
         )
         if response is None:
             return []
-        return [ScoredArtwork(_to_record(point.payload), float(point.score)) for point in response.points]
+        return [ScoredArtwork(to_record(point.payload), float(point.score)) for point in response.points]
 
     async def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> GetResult:
         name = self._resolve(collection)
@@ -275,6 +312,62 @@ class QdrantArtworkStore:
         )
         return 0 if result is None else int(result.count)
 
+    async def scroll(
+        self,
+        collection: str,
+        limit: int,
+        cursor: str = "",
+        filter: ArtworkFilter = NO_FILTER,
+        with_vectors: bool = False,
+    ) -> ScrollPage:
+        name = self._resolve(collection)
+        start = _parse_cursor(cursor)
+        if await self._dimension(name) is None:
+            return ScrollPage([], "")
+        result = await self._read(
+            name,
+            lambda: self._client.scroll(
+                name,
+                scroll_filter=_to_qdrant_filter(filter),
+                limit=limit,
+                offset=start,
+                with_payload=True,
+                with_vectors=with_vectors,
+            ),
+        )
+        if result is None:
+            return ScrollPage([], "")
+        records, following = result
+        items = [_to_indexed(record, with_vectors) for record in records]
+        return ScrollPage(items, "" if following is None else str(following))
+
+    async def create_snapshot(self, collection: str) -> SnapshotInfo:
+        name = self._resolve(collection)
+        self._require_server("snapshots")
+        if await self._dimension(name) is None:
+            raise InvalidStoreRequest(f"collection {name!r} does not exist")
+        client = self._server_client()
+        description = await self._call(f"snapshot {name!r}", lambda: client.create_snapshot(name, wait=True))
+        if description is None:
+            raise StoreUnavailable(f"Qdrant did not describe the snapshot of {name!r}")
+        created = description.creation_time or datetime.datetime.now(datetime.UTC).isoformat()
+        return SnapshotInfo(description.name, name, int(description.size), str(created))
+
+    async def restore_snapshot(self, collection: str, name: str) -> int:
+        """Recovers a snapshot the server holds (in `settings.snapshots_path`, under the collection it was
+        taken from: single-node servers; a cluster restores per node with Qdrant's own tools)."""
+        target = self._resolve(collection)
+        self._require_server("snapshots")
+        client = self._server_client()
+        source = _snapshot_collection(name)
+        location = f"file://{self._settings.snapshots_path.rstrip('/')}/{source}/{name}"
+        await self._call(
+            f"restore snapshot {name!r} into {target!r}",
+            lambda: client.recover_snapshot(target, location=location, wait=True),
+        )
+        self._dimensions.pop(target, None)
+        return await self.count(target)
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -283,21 +376,26 @@ class QdrantArtworkStore:
     # --- collections --------------------------------------------------------------------------------
 
     def _resolve(self, collection: str) -> str:
-        return collection or self._default_collection
+        return checked_collection_name(collection or self._default_collection)
+
+    def _require_server(self, what: str) -> None:
+        if not self._server:
+            raise UnsupportedOperation(f"qdrant-client's local mode has no {what}: use a Qdrant server")
+
+    def _server_client(self) -> AsyncQdrantClient:
+        assert isinstance(self._client, AsyncQdrantClient)
+        return self._client
 
     async def _dimension(self, name: str) -> int | None:
         """The collection's vector size, or None when it does not exist."""
         if name in self._dimensions:
             return self._dimensions[name]
-        with _backend_errors(f"look up collection {name!r}"):
-            if not await self._client.collection_exists(name):
-                return None
-            try:
-                info = await self._client.get_collection(name)
-            except UnexpectedResponse as exc:
-                if exc.status_code == 404:  # deleted in between by another client
-                    return None
-                raise
+        if not await self._call(f"look up collection {name!r}", lambda: self._client.collection_exists(name)):
+            return None
+        try:
+            info = await self._call(f"look up collection {name!r}", lambda: self._client.get_collection(name))
+        except _CollectionGone:  # deleted in between by another client
+            return None
         vectors = info.config.params.vectors
         if not isinstance(vectors, models.VectorParams):
             raise StoreError(f"collection {name!r} has named vectors: it was not created by this service")
@@ -315,10 +413,11 @@ class QdrantArtworkStore:
             )
 
     async def _create_collection(self, name: str, dimension: int) -> int:
-        vectors = models.VectorParams(size=dimension, distance=models.Distance.COSINE)
         try:
-            with _backend_errors(f"create collection {name!r}"):
-                await self._client.create_collection(name, vectors_config=vectors)
+            await self._call(
+                f"create collection {name!r}",
+                lambda: self._client.create_collection(name, **self._collection_options(dimension)),
+            )
         except (InvalidStoreRequest, ValueError):
             # Another process created it first (a server answers 409, local mode raises ValueError):
             # its dimension is what counts.
@@ -327,20 +426,57 @@ class QdrantArtworkStore:
                 raise
             return existing
         log.info("created collection", extra={"collection": name, "dimension": dimension})
-        if self._create_payload_indexes:
+        if self._server:
+            # Before the first point: the HNSW graph is then built knowing the filter fields.
             for field_name, schema in PAYLOAD_INDEXES.items():
-                with _backend_errors(f"index {field_name!r} of {name!r}"):
-                    await self._client.create_payload_index(
+                await self._call(
+                    f"index {field_name!r} of {name!r}",
+                    lambda field_name=field_name, schema=schema: self._client.create_payload_index(
                         name, field_name=field_name, field_schema=schema, wait=True
-                    )
+                    ),
+                )
         self._dimensions[name] = dimension
         return dimension
+
+    def _collection_options(self, dimension: int) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "vectors_config": models.VectorParams(size=dimension, distance=models.Distance.COSINE)
+        }
+        if not self._server:
+            return options  # local mode has no shards, replicas or quantization
+        settings = self._settings
+        options.update(
+            shard_number=settings.shard_number,
+            replication_factor=settings.replication_factor,
+            write_consistency_factor=settings.write_consistency_factor,
+        )
+        if settings.quantization:
+            options["quantization_config"] = models.ScalarQuantization(
+                scalar=models.ScalarQuantizationConfig(
+                    type=models.ScalarType.INT8, quantile=0.99, always_ram=True
+                )
+            )
+        return options
+
+    async def _call(self, action: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Runs one client call, retrying transient failures; store errors say what failed."""
+        pause = self._settings.retry_backoff_s
+        for attempt in range(self._settings.retries + 1):
+            try:
+                with _backend_errors(action):
+                    return await call()
+            except _Transient as exc:
+                if attempt == self._settings.retries:
+                    raise StoreUnavailable(str(exc)) from exc.__cause__
+                log.warning("retrying Qdrant call", extra={"action": action, "error": str(exc)})
+                await asyncio.sleep(pause)
+                pause *= 2
+        raise AssertionError("unreachable")
 
     async def _read(self, name: str, call: Callable[[], Awaitable[T]]) -> T | None:
         """Runs a call on an existing collection; None if the collection vanished meanwhile."""
         try:
-            with _backend_errors(f"access collection {name!r}"):
-                return await call()
+            return await self._call(f"access collection {name!r}", call)
         except _CollectionGone:
             self._dimensions.pop(name, None)
             return None
@@ -348,6 +484,10 @@ class QdrantArtworkStore:
 
 class _CollectionGone(StoreError):
     """A server answered 404 for a collection this store knew: someone else deleted it."""
+
+
+class _Transient(StoreUnavailable):
+    """A failure that another try may not meet: the server was unreachable, overloaded or restarting."""
 
 
 @contextlib.contextmanager
@@ -363,9 +503,13 @@ def _backend_errors(action: str) -> Iterator[None]:
             raise _CollectionGone(f"{action}: not found ({detail})") from exc
         if exc.status_code in (400, 409, 422):
             raise InvalidStoreRequest(f"Qdrant rejected the request to {action}: {detail}") from exc
+        if exc.status_code in TRANSIENT_STATUSES:
+            raise _Transient(f"Qdrant failed to {action}: HTTP {exc.status_code} {detail}") from exc
         raise StoreUnavailable(f"Qdrant failed to {action}: HTTP {exc.status_code} {detail}") from exc
     except (ResponseHandlingException, httpx.TransportError, ConnectionError, TimeoutError) as exc:
-        raise StoreUnavailable(f"Qdrant is unreachable (while trying to {action}): {exc}") from exc
+        raise _Transient(f"Qdrant is unreachable (while trying to {action}): {exc}") from exc
+    except NotImplementedError as exc:  # local mode lacks some server features
+        raise UnsupportedOperation(f"cannot {action} here: {exc}") from exc
 
 
 def _response_detail(exc: UnexpectedResponse) -> str:
@@ -386,45 +530,34 @@ def _to_points(items: Sequence[IndexedArtwork]) -> tuple[list[models.PointStruct
 
 def _to_point(item: IndexedArtwork) -> models.PointStruct:
     vector = np.asarray(item.vector, dtype=np.float32)
-    payload = _to_payload(item.artwork)
+    payload = to_payload(item.artwork)
     return models.PointStruct(id=point_id(item.artwork.id), vector=vector.tolist(), payload=payload)
-
-
-def _to_payload(artwork: ArtworkRecord) -> dict[str, Any]:
-    return {
-        "id": artwork.id,
-        "title": artwork.title,
-        "artist": artwork.artist,
-        "artist_key": artist_key(artwork.artist),
-        "style": artwork.style,
-        "genre": artwork.genre,
-        "year": int(artwork.year),
-        "image_uri": artwork.image_uri,
-        "catalogue": artwork.catalogue,
-        "extra": dict(artwork.extra),
-    }
-
-
-def _to_record(payload: Mapping[str, Any] | None) -> ArtworkRecord:
-    payload = payload or {}
-    return ArtworkRecord(
-        id=str(payload.get("id", "")),
-        title=str(payload.get("title", "")),
-        artist=str(payload.get("artist", "")),
-        style=str(payload.get("style", "")),
-        genre=str(payload.get("genre", "")),
-        year=int(payload.get("year") or 0),
-        image_uri=str(payload.get("image_uri", "")),
-        catalogue=str(payload.get("catalogue", "")),
-        extra={str(k): str(v) for k, v in (payload.get("extra") or {}).items()},
-    )
 
 
 def _to_indexed(record: models.Record, with_vectors: bool) -> IndexedArtwork:
     vector = None
     if with_vectors and record.vector is not None:
         vector = np.asarray(record.vector, dtype=np.float32)
-    return IndexedArtwork(_to_record(record.payload), vector)
+    return IndexedArtwork(to_record(record.payload), vector)
+
+
+def _parse_cursor(cursor: str) -> str | None:
+    if not cursor:
+        return None
+    try:
+        return str(uuid.UUID(cursor))
+    except ValueError:
+        raise InvalidStoreRequest(f"invalid scroll cursor {cursor!r}") from None
+
+
+def _snapshot_collection(name: str) -> str:
+    """The collection a server snapshot was taken from: Qdrant names collection snapshots
+    `<collection>-<peer id>-<YYYY-MM-DD-HH-MM-SS>.snapshot`."""
+    stem = name.removesuffix(".snapshot")
+    parts = stem.split("-")
+    if stem == name or len(parts) < 8 or "/" in name:
+        raise InvalidStoreRequest(f"invalid snapshot name {name!r}")
+    return checked_collection_name("-".join(parts[:-7]))
 
 
 def _to_qdrant_filter(artwork_filter: ArtworkFilter) -> models.Filter | None:

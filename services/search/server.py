@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -15,6 +14,7 @@ import numpy as np
 from artsearch.grpc_server import ServiceRegistration
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
 from services.search.store import (
+    COLLECTION_NAME,
     ArtworkFilter,
     ArtworkRecord,
     ArtworkStore,
@@ -22,6 +22,7 @@ from services.search.store import (
     InvalidStoreRequest,
     StoreError,
     StoreUnavailable,
+    UnsupportedOperation,
 )
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ MAX_LIMIT = 1000
 MAX_OFFSET = 10_000
 MAX_IDS = 10_000
 MAX_UPSERT_ITEMS = 10_000
-COLLECTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_SCROLL_LIMIT = 1000
+MAX_SNAPSHOT_NAME = 255
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
@@ -45,6 +47,8 @@ class BadRequest(ValueError):
 def _status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, BadRequest | InvalidStoreRequest):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, UnsupportedOperation):
+        return grpc.StatusCode.UNIMPLEMENTED, str(exc)
     if isinstance(exc, StoreUnavailable):
         log.warning("storage unavailable", extra={"error": str(exc)})
         return grpc.StatusCode.UNAVAILABLE, str(exc)
@@ -131,6 +135,45 @@ class SearchService(search_pb2_grpc.SearchServiceServicer):
     ) -> search_pb2.CountResponse:
         count = await self._store.count(_collection(request.collection), _filter_from_proto(request.filter))
         return search_pb2.CountResponse(count=count)
+
+    @_rpc
+    async def Scroll(
+        self, request: search_pb2.ScrollRequest, context: grpc.aio.ServicerContext
+    ) -> search_pb2.ScrollResponse:
+        collection = _collection(request.collection)
+        if not 1 <= request.limit <= MAX_SCROLL_LIMIT:
+            raise BadRequest(f"limit must be between 1 and {MAX_SCROLL_LIMIT}, got {request.limit}")
+        page = await self._store.scroll(
+            collection,
+            request.limit,
+            request.cursor,
+            _filter_from_proto(request.filter),
+            with_vectors=request.with_embeddings,
+        )
+        items = await asyncio.to_thread(lambda: [_indexed_to_proto(item) for item in page.items])
+        return search_pb2.ScrollResponse(items=items, next_cursor=page.next_cursor)
+
+    @_rpc
+    async def CreateSnapshot(
+        self, request: search_pb2.CreateSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> search_pb2.Snapshot:
+        snapshot = await self._store.create_snapshot(_collection(request.collection))
+        return search_pb2.Snapshot(
+            name=snapshot.name,
+            collection=snapshot.collection,
+            size_bytes=snapshot.size_bytes,
+            created_at=snapshot.created_at,
+        )
+
+    @_rpc
+    async def RestoreSnapshot(
+        self, request: search_pb2.RestoreSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> search_pb2.RestoreSnapshotResponse:
+        collection = _collection(request.collection)
+        if not request.name or len(request.name) > MAX_SNAPSHOT_NAME or "/" in request.name:
+            raise BadRequest(f"invalid snapshot name {request.name!r}")
+        count = await self._store.restore_snapshot(collection, request.name)
+        return search_pb2.RestoreSnapshotResponse(count=count)
 
 
 def search_registration(service: SearchService) -> ServiceRegistration:

@@ -1,11 +1,13 @@
 """The search service's storage interface: artworks with one descriptor each, searched by cosine.
 
-Plain dataclasses only: protobuf conversion happens in `server.py`, so that every engine (the Qdrant
-client today, an embedded engine later) implements the same small `ArtworkStore` protocol.
+Plain dataclasses only: protobuf conversion happens in `server.py`, so that every engine (qdrant-edge
+embedded, a Qdrant server through qdrant-client, qdrant-client's local mode) implements the same small
+`ArtworkStore` protocol; tests/services/test_search_store_contract.py runs one set of cases over all.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
@@ -13,6 +15,8 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 DEFAULT_COLLECTION = "artworks"
+# Collection names double as folder names in embedded storage: no path separators, no dots.
+COLLECTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class StoreError(Exception):
@@ -25,6 +29,10 @@ class InvalidStoreRequest(StoreError, ValueError):
 
 class StoreUnavailable(StoreError):
     """The storage backend cannot be reached or failed; the request may succeed later."""
+
+
+class UnsupportedOperation(StoreError):
+    """This engine cannot do what was asked (e.g. snapshots in qdrant-client's local mode)."""
 
 
 @dataclass(frozen=True)
@@ -90,12 +98,30 @@ class GetResult(NamedTuple):
     missing: list[str]  # requested ids that are not stored, in request order
 
 
+class ScrollPage(NamedTuple):
+    """One page of a collection in storage order; pass `next_cursor` back for the next page."""
+
+    items: list[IndexedArtwork]
+    next_cursor: str  # "" after the last page
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """A point-in-time copy of one collection, kept by the engine under `name`."""
+
+    name: str
+    collection: str
+    size_bytes: int
+    created_at: str  # ISO 8601, UTC
+
+
 class ArtworkStore(Protocol):
     """Collections of artworks, each artwork one vector; all vectors of a collection share a dimension.
 
-    A collection comes into being on its first upsert, with that batch's dimension. An empty collection
-    name means the store's default collection. Reading a collection that does not exist gives empty
-    results, not an error.
+    A collection comes into being on its first upsert, with that batch's dimension. Vectors are stored
+    normalised and at least at half precision: vectors read back and scores are within 1e-3 of the exact
+    values. An empty collection name means the store's default collection. Reading a collection that
+    does not exist gives empty results, not an error.
     """
 
     async def upsert(self, collection: str, items: Sequence[IndexedArtwork]) -> int:
@@ -124,6 +150,30 @@ class ArtworkStore(Protocol):
         ...
 
     async def count(self, collection: str, filter: ArtworkFilter = NO_FILTER) -> int: ...
+
+    async def scroll(
+        self,
+        collection: str,
+        limit: int,
+        cursor: str = "",
+        filter: ArtworkFilter = NO_FILTER,
+        with_vectors: bool = False,
+    ) -> ScrollPage:
+        """Every artwork (matching `filter`) once, `limit` at a time, for export and re-indexing.
+        The cursor is opaque; an empty one starts at the beginning. InvalidStoreRequest for a cursor
+        this store did not hand out."""
+        ...
+
+    async def create_snapshot(self, collection: str) -> SnapshotInfo:
+        """A consistent copy of the collection that `restore_snapshot` can bring back (here or in another
+        store of the same engine). InvalidStoreRequest when the collection does not exist;
+        UnsupportedOperation when the engine has no snapshots."""
+        ...
+
+    async def restore_snapshot(self, collection: str, name: str) -> int:
+        """Replaces the collection (created if missing) with the snapshot `name`; returns its artwork
+        count. InvalidStoreRequest when there is no such snapshot."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -173,3 +223,9 @@ def validated_batch(items: Sequence[IndexedArtwork]) -> tuple[list[IndexedArtwor
 
 def unique_in_order(ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(ids))
+
+
+def checked_collection_name(name: str) -> str:
+    if not COLLECTION_NAME.fullmatch(name):
+        raise InvalidStoreRequest(f"invalid collection name {name!r}: use 1 to 64 of A-Z a-z 0-9 _ -")
+    return name

@@ -1,0 +1,186 @@
+"""The on-disk side of `EdgeArtworkStore`: the folder lock, a collection's folder (collection.json + the
+shard), recovery after a crash, shard copies and swaps, and snapshot archives. Every function blocks:
+the store runs them on its executor threads.
+
+A swap puts a new shard folder in place of the live one in renames: `shard` -> `shard.old`, incoming ->
+`shard`, and, once the new shard is loaded and has every write, `shard.old` -> `shard.trash` (one atomic
+step) before it is deleted. While `shard.old` exists it is the authoritative copy, so `recover` can undo a
+crash at any point.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import qdrant_edge as edge
+
+from services.search.payload import INTEGER_FIELDS, KEYWORD_FIELDS
+from services.search.store import InvalidStoreRequest, StoreError, StoreUnavailable
+
+COLLECTION_FORMAT = 1
+COLLECTION_FILE = "collection.json"
+LOCK_FILE = ".lock"
+SNAPSHOTS_FOLDER = "snapshots"
+SHARD = "shard"
+BUILDING = "shard.building"
+OLD = "shard.old"
+TRASH = "shard.trash"
+RESTORING = "shard.restoring"
+
+
+def lock_folder(folder: Path) -> IO[bytes]:
+    """An exclusive lock on `folder` (created if missing), held while the returned file stays open."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = (folder / LOCK_FILE).open("ab")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise StoreUnavailable(f"embedded storage {folder} is already accessed by another process") from None
+    return lock
+
+
+def open_collection(
+    folder: Path, create_dimension: int | None, config_for: Callable[[int], edge.EdgeConfig]
+) -> tuple[int, edge.EdgeShard] | None:
+    """The collection in `folder` as (dimension, open shard); created when `create_dimension` is given,
+    with `config_for(dimension)` and its payload indexes; None when it does not exist."""
+    meta_file = folder / COLLECTION_FILE
+    recover(folder)
+    if meta_file.is_file():
+        meta = json.loads(meta_file.read_text())
+        if meta.get("format") != COLLECTION_FORMAT:
+            raise StoreError(f"{meta_file} has format {meta.get('format')!r}, expected {COLLECTION_FORMAT}")
+        return int(meta["dimension"]), edge.EdgeShard.load(str(folder / SHARD))
+    if create_dimension is None:
+        return None
+    # A folder without collection.json is a creation that did not finish: start it again.
+    remove_tree(folder)
+    folder.mkdir(parents=True)
+    shard = edge.EdgeShard.create(str(folder / SHARD), config_for(create_dimension))
+    for field_name in KEYWORD_FIELDS:
+        shard.update(edge.UpdateOperation.create_field_index(field_name, edge.PayloadSchemaType.Keyword))
+    for field_name in INTEGER_FIELDS:
+        shard.update(edge.UpdateOperation.create_field_index(field_name, edge.PayloadSchemaType.Integer))
+    shard.flush()
+    write_json(meta_file, {"format": COLLECTION_FORMAT, "dimension": create_dimension})
+    return create_dimension, shard
+
+
+def recover(folder: Path) -> None:
+    """Undoes what a crash in the middle of a swap or a build left behind."""
+    if (folder / OLD).exists():  # the swap did not finish: the old shard has every write
+        remove_tree(folder / SHARD)
+        (folder / OLD).rename(folder / SHARD)
+    for leftover in (BUILDING, TRASH, RESTORING):
+        remove_tree(folder / leftover)
+
+
+def copy_shard(source: Path, target: Path) -> None:
+    remove_tree(target)
+    shutil.copytree(source, target)
+
+
+class SwapFailed(StoreError):
+    """The incoming shard could not be loaded; the live one is back and open again (`shard`)."""
+
+    def __init__(self, message: str, shard: edge.EdgeShard) -> None:
+        super().__init__(message)
+        self.shard = shard
+
+
+def swap_in(folder: Path, current: edge.EdgeShard, replay: list[edge.UpdateOperation]) -> edge.EdgeShard:
+    """The built copy in place of the live shard, with the writes it missed applied again."""
+    shard = replace_shard(folder, folder / BUILDING, current)
+    for operation in replay:
+        shard.update(operation)
+    shard.flush()
+    finish_replace(folder)
+    return shard
+
+
+def replace_shard(folder: Path, incoming: Path, current: edge.EdgeShard | None) -> edge.EdgeShard:
+    """Puts the shard folder `incoming` in place of the live one (closed first) and loads it. Until
+    `finish_replace`, the old shard stays beside it as `shard.old`, the authoritative copy."""
+    if current is not None:
+        current.close()
+    live, old = folder / SHARD, folder / OLD
+    if live.exists():
+        live.rename(old)
+    incoming.rename(live)
+    try:
+        return edge.EdgeShard.load(str(live))
+    except Exception as exc:
+        remove_tree(live)
+        if not old.exists():
+            raise StoreError(f"cannot load the new shard: {exc}") from exc
+        old.rename(live)
+        reopened = edge.EdgeShard.load(str(live))
+        raise SwapFailed(f"cannot load the new shard, kept the old one: {exc}", reopened) from exc
+
+
+def finish_replace(folder: Path) -> None:
+    old = folder / OLD
+    if old.exists():
+        old.rename(folder / TRASH)  # one atomic step: from here the new shard is the authoritative one
+        remove_tree(folder / TRASH)
+
+
+def remove_tree(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def write_json(path: Path, content: dict[str, Any]) -> None:
+    partial_file = path.with_suffix(".partial")
+    partial_file.write_text(json.dumps(content))
+    partial_file.replace(path)
+
+
+def write_archive(collection_folder: Path, path: Path) -> int:
+    """A plain tar of collection.json and the (flushed) shard; returns its size. Not compressed: the
+    vectors hardly compress, and the time would go to the engine's preallocated (zero) file tails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial_file = path.with_name(path.name + ".partial")
+    with tarfile.open(partial_file, "w") as archive:
+        archive.add(collection_folder / COLLECTION_FILE, arcname=COLLECTION_FILE)
+        archive.add(collection_folder / SHARD, arcname=SHARD)
+    partial_file.replace(path)
+    return path.stat().st_size
+
+
+def unpack_snapshot(archive: Path, staging: Path) -> None:
+    """Extracts a snapshot next to the live shard and checks that the engine can load it."""
+    remove_tree(staging)
+    staging.mkdir(parents=True)
+    try:
+        with tarfile.open(archive, "r") as opened:
+            opened.extractall(staging, filter="data")
+        meta = json.loads((staging / COLLECTION_FILE).read_text())
+        if meta.get("format") != COLLECTION_FORMAT or not (staging / SHARD).is_dir():
+            raise InvalidStoreRequest(f"{archive.name} is not a snapshot of this engine")
+        int(meta["dimension"])
+        edge.EdgeShard.load(str(staging / SHARD)).close()
+    except InvalidStoreRequest:
+        remove_tree(staging)
+        raise
+    except Exception as exc:  # tar, JSON and engine errors alike: the archive is unusable
+        remove_tree(staging)
+        raise InvalidStoreRequest(f"snapshot {archive.name} cannot be restored: {exc}") from exc
+
+
+def restore_into(folder: Path, current: edge.EdgeShard | None) -> tuple[edge.EdgeShard, int]:
+    """The unpacked snapshot (see `unpack_snapshot`) in place of the collection's shard."""
+    staging = folder / RESTORING
+    dimension = int(json.loads((staging / COLLECTION_FILE).read_text())["dimension"])
+    shard = replace_shard(folder, staging / SHARD, current)
+    write_json(folder / COLLECTION_FILE, {"format": COLLECTION_FORMAT, "dimension": dimension})
+    finish_replace(folder)
+    remove_tree(staging)
+    return shard, dimension

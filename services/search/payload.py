@@ -1,0 +1,59 @@
+"""How an artwork is stored in a Qdrant point, the same in every engine (server, local mode, qdrant-edge).
+
+Qdrant point ids must be unsigned ints or UUIDs, so each artwork id maps to a deterministic UUID (uuid5)
+and the artwork id itself lives in the payload: upserts are idempotent, every replica and every engine
+computes the same point id, and a collection moved between engines (snapshot, re-ingest) keeps its ids.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from artsearch.artists import artist_key
+from services.search.store import ArtworkRecord
+
+# Changing this namespace changes every point id: existing collections would have to be re-indexed.
+ARTWORK_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:artsearch:artwork")
+
+# Payload fields that filters use, and their index kinds. Every engine creates these indexes when it
+# creates a collection, before the first point: an HNSW graph built without them cannot serve restrictive
+# filters well (Qdrant adds the per-value links only for fields indexed at build time).
+KEYWORD_FIELDS = ("id", "artist_key", "style", "genre")
+INTEGER_FIELDS = ("year",)
+
+
+def point_id(artwork_id: str) -> str:
+    """The Qdrant point id of an artwork: the same on every call, in every process."""
+    return str(uuid.uuid5(ARTWORK_ID_NAMESPACE, artwork_id))
+
+
+def to_payload(artwork: ArtworkRecord) -> dict[str, Any]:
+    return {
+        "id": artwork.id,
+        "title": artwork.title,
+        "artist": artwork.artist,
+        "artist_key": artist_key(artwork.artist),
+        "style": artwork.style,
+        "genre": artwork.genre,
+        "year": int(artwork.year),
+        "image_uri": artwork.image_uri,
+        "catalogue": artwork.catalogue,
+        "extra": dict(artwork.extra),
+    }
+
+
+def to_record(payload: Mapping[str, Any] | None) -> ArtworkRecord:
+    payload = payload or {}
+    return ArtworkRecord(
+        id=str(payload.get("id", "")),
+        title=str(payload.get("title", "")),
+        artist=str(payload.get("artist", "")),
+        style=str(payload.get("style", "")),
+        genre=str(payload.get("genre", "")),
+        year=int(payload.get("year") or 0),
+        image_uri=str(payload.get("image_uri", "")),
+        catalogue=str(payload.get("catalogue", "")),
+        extra={str(k): str(v) for k, v in (payload.get("extra") or {}).items()},
+    )
