@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import io
 import os
+import shutil
 import signal
 import sys
 import time
@@ -116,9 +117,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from artsearch.launcher import ServiceStack, StackSettings
 
     ports = demo_ports(os.environ)
-    settings = StackSettings(
-        model_path=Path(args.model).resolve(), state_dir=Path(args.state_dir).resolve(), ports=ports
-    )
+    state_dir = Path(args.state_dir).resolve()
+    # The demo re-ingests its small catalogue every run: start from empty storage so that vectors of an
+    # older model (another descriptor dimension) never meet the current one.
+    shutil.rmtree(state_dir, ignore_errors=True)
+    settings = StackSettings(model_path=Path(args.model).resolve(), state_dir=state_dir, ports=ports)
     catalogue = load_catalogue(Path(args.catalogue))
     stack = ServiceStack(settings)
     signal.signal(signal.SIGTERM, _interrupt)
