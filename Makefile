@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 MODEL  := models/efficientnet-lite0/model.onnx
 GCOMPRIS := data/catalogues/gcompris/metadata.csv
 
-.PHONY: help venv protos model catalogue demo test test-fast lint format clean
+.PHONY: help venv protos model catalogue demo test test-fast lint format clean bench eval triton-server triton-repo
 
 help:
 	@echo "make demo | make test | make model | make catalogue | make protos | make lint | make clean"
@@ -36,7 +36,27 @@ $(GCOMPRIS): $(STAMP)
 demo: $(STAMP) $(MODEL) $(GCOMPRIS)
 	$(BIN)/artsearch demo --catalogue data/catalogues/gcompris --model $(MODEL)
 
-test: $(STAMP) $(MODEL) $(GCOMPRIS) lint
+# The real Triton Inference Server binary (CPU, python backend) from PyPI's nvidia-pytriton wheel, for tests.
+TRITON := .cache/tritonserver/bin/tritonserver
+triton-server: $(TRITON)
+$(TRITON): $(STAMP) scripts/fetch_tritonserver.py
+	$(BIN)/python scripts/fetch_tritonserver.py --dest .cache/tritonserver
+
+# deploy/triton/model_repository with the exported ONNX model in place (production layout).
+triton-repo: $(MODEL)
+	$(BIN)/python -m services.encoder.triton_repository --model $(MODEL) --repository deploy/triton/model_repository
+
+# Speed: writes bench/results/*.json and prints ratios against a yardstick measured in the same run.
+bench: $(STAMP) $(MODEL) $(GCOMPRIS)
+	$(BIN)/python -m bench.encoder
+	$(BIN)/python -m bench.influence
+	$(BIN)/python -m bench.search
+
+# Quality: descriptor retrieval metrics on the labelled sets, beside a colour-histogram baseline and chance.
+eval: $(STAMP) $(MODEL) $(GCOMPRIS)
+	$(BIN)/artsearch eval descriptors
+
+test: $(STAMP) $(MODEL) $(GCOMPRIS) $(TRITON) lint
 	$(BIN)/pytest -q
 
 test-fast: $(STAMP)

@@ -191,8 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--state-dir", default="var/demo")
     demo.set_defaults(run=cmd_demo)
 
+    from artsearch.evaluation.cli import register as register_eval
     from services.influence import importers
 
+    register_eval(commands)
     importers.register(commands)
     return parser
 

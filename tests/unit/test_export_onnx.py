@@ -27,8 +27,15 @@ def sidecar(model_path: Path) -> dict:
     return json.loads(model_path.with_name("model.json").read_text())
 
 
+STYLE_WIDTH = 2 * (80 + 112)  # mean and std of the channels of blocks 7 (80) and 10 (112)
+
+
 def features(session: ort.InferenceSession, pixels: np.ndarray) -> np.ndarray:
     return session.run(["features"], {"pixels": pixels})[0]
+
+
+def style(session: ort.InferenceSession, pixels: np.ndarray) -> np.ndarray:
+    return session.run(["style"], {"pixels": pixels})[0]
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -73,27 +80,37 @@ class TestGraphContract:
         assert model_input.shape[1:] == [224, 224, 3]
         assert isinstance(model_input.shape[0], str)  # symbolic: any batch size
 
-    def test_output_is_float32_features_of_width_1280(self, session):
-        (output,) = session.get_outputs()
-        assert output.name == "features"
-        assert output.type == "tensor(float)"
-        assert output.shape[1] == 1280
-        assert isinstance(output.shape[0], str)
+    def test_outputs_are_float32_features_of_width_1280_and_style_statistics(self, session):
+        outputs = {output.name: output for output in session.get_outputs()}
+        assert list(outputs) == ["features", "style"]
+        for output, width in ((outputs["features"], 1280), (outputs["style"], STYLE_WIDTH)):
+            assert output.type == "tensor(float)"
+            assert output.shape[1] == width
+            assert isinstance(output.shape[0], str)
 
     @pytest.mark.parametrize("batch", [1, 2, 5])
     def test_runs_any_batch_size_and_rows_do_not_depend_on_the_batch(self, session, batch):
         pixels = np.stack([as_input(shapes_scene(seed)) for seed in range(batch)])
-        batched = features(session, pixels)
-        assert batched.shape == (batch, 1280)
-        assert batched.dtype == np.float32
-        alone = features(session, pixels[-1:])
-        np.testing.assert_allclose(batched[-1], alone[0], atol=1e-4)
+        batched_features, batched_style = session.run(["features", "style"], {"pixels": pixels})
+        assert batched_features.shape == (batch, 1280)
+        assert batched_style.shape == (batch, STYLE_WIDTH)
+        assert batched_features.dtype == batched_style.dtype == np.float32
+        alone_features, alone_style = session.run(["features", "style"], {"pixels": pixels[-1:]})
+        np.testing.assert_allclose(batched_features[-1], alone_features[0], atol=1e-4)
+        np.testing.assert_allclose(batched_style[-1], alone_style[0], atol=1e-4)
 
     def test_features_are_raw_not_normalised(self, session):
         row = features(session, as_input(shapes_scene(3))[None])[0]
         assert np.all(np.isfinite(row))
         assert np.all(row >= 0)  # ReLU6 activations, averaged
         assert abs(float(np.linalg.norm(row)) - 1.0) > 0.05
+
+    def test_style_standard_deviations_are_positive_and_finite(self, session):
+        row = style(session, as_input(shapes_scene(4))[None])[0]
+        assert np.all(np.isfinite(row))
+        # Per block: means then standard deviations (block 7: 80 channels, block 10: 112).
+        deviations = np.concatenate([row[80:160], row[160 + 112 :]])
+        assert np.all(deviations > 0)
 
 
 class TestSidecar:
@@ -102,8 +119,13 @@ class TestSidecar:
         assert sidecar["dimension"] == 1280
         assert sidecar["input_size"] == 224
         assert sidecar["input"] == {"name": "pixels", "dtype": "uint8", "shape": ["batch", 224, 224, 3]}
-        assert sidecar["outputs"] == [{"name": "features", "dtype": "float32", "shape": ["batch", 1280]}]
+        assert sidecar["outputs"] == [
+            {"name": "features", "dtype": "float32", "shape": ["batch", 1280]},
+            {"name": "style", "dtype": "float32", "shape": ["batch", STYLE_WIDTH]},
+        ]
         assert sidecar["features_output"] == "features"
+        assert sidecar["style_output"]["name"] == "style"
+        assert sidecar["style_output"]["blocks"] == list(export_onnx.STYLE_BLOCKS) == [7, 10]
         assert sidecar["opset"] == 17
         assert "(x - 0.5) / 0.5" in sidecar["preprocessing"]
         assert sidecar["version"] == export_onnx.model_version(sidecar["weights"]["sha256"])
@@ -118,6 +140,8 @@ class TestSidecar:
     def test_model_on_disk_is_up_to_date_so_a_rerun_is_a_no_op(self, model_path):
         weights_sha = export_onnx.sha256_of(export_onnx.weights_path())
         assert export_onnx.is_up_to_date(model_path, weights_sha)
+        # A model tapping other blocks is not the one the service expects.
+        assert not export_onnx.is_up_to_date(model_path, weights_sha, style_blocks=(4, 10))
 
     def test_a_model_that_does_not_match_its_sidecar_is_stale(self, model_path, tmp_path):
         copy = tmp_path / "model.onnx"
@@ -151,6 +175,26 @@ class TestPretrainedWeights:
         assert np.abs(actual - expected).max() < 1e-3
         # And the comparison has teeth: a randomly initialised network is nowhere near.
         assert np.abs(actual - untrained).max() > 0.1
+
+    def test_style_is_the_channel_mean_and_std_of_blocks_7_and_10(self, session):
+        """Recomputed from the library's blocks, independently of the export wrapper."""
+        torch = pytest.importorskip("torch")
+        from efficientnet_lite_pytorch import EfficientNet
+
+        model = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=str(export_onnx.weights_path())
+        ).eval()
+        pixels = np.stack([as_input(shapes_scene(8)), as_input(stripes())])
+        x = (torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.5
+        expected = []
+        with torch.no_grad():
+            x = model._swish(model._bn0(model._conv_stem(x)))
+            for index, block in enumerate(model._blocks[:11]):
+                x = block(x)
+                if index in (7, 10):
+                    flat = x.flatten(2).numpy().astype(np.float64)
+                    expected += [flat.mean(axis=2), flat.std(axis=2)]
+        np.testing.assert_allclose(style(session, pixels), np.concatenate(expected, axis=1), atol=1e-3)
 
 
 class TestDescriptorBehaviour:

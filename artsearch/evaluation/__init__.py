@@ -1,0 +1,1 @@
+"""Measuring retrieval quality: metrics, evaluation sets, baselines and the `artsearch eval` commands."""

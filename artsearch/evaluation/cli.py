@@ -1,0 +1,143 @@
+"""`artsearch eval descriptors`: measure the descriptor's aspects and weightings, publish the numbers.
+
+    artsearch eval descriptors                     # from the repository root
+    python -m artsearch.evaluation.cli descriptors # the same, without the artsearch entry point
+
+Writes the full result (every method, every grid weighting, the chosen defaults) as JSON and prints the
+published tables as Markdown. Exit status 1 when the descriptor's default weights miss the targets.
+
+`artsearch eval style-blocks` compares which network blocks should feed the style aspect (it exports one
+model per candidate, so it needs torch, and takes a few minutes per candidate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL = REPO_ROOT / "models/efficientnet-lite0/model.onnx"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds `eval descriptors` and `eval style-blocks` to a parent command's subparsers."""
+    evaluation = subparsers.add_parser("eval", help="measure retrieval quality")
+    commands = evaluation.add_subparsers(dest="eval_command", required=True)
+
+    descriptors = commands.add_parser(
+        "descriptors",
+        help="detail→painting, bad photo→painting and category retrieval per aspect and weighting",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common_arguments(descriptors)
+    descriptors.add_argument("--output", type=Path, default=Path("bench/results/descriptors.json"))
+    descriptors.add_argument("--markdown", type=Path, default=None, help="also write the tables to this file")
+    descriptors.set_defaults(run=run_descriptors)
+
+    study = commands.add_parser(
+        "style-blocks",
+        help="compare which blocks feed the style aspect (exports a model per candidate; needs torch)",
+    )
+    _common_arguments(study)
+    study.add_argument(
+        "--candidates",
+        nargs="+",
+        type=_block_list,
+        default=[(4, 10), (7, 10), (14,), (4, 7, 10, 14)],
+        help="comma-separated block lists to compare (default: 4,10 7,10 14 4,7,10,14)",
+    )
+    study.add_argument("--output", type=Path, default=Path("bench/results/descriptors_style_blocks.json"))
+    study.set_defaults(run=run_style_blocks)
+
+
+def _common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the exported ONNX model")
+    parser.add_argument("--cache-dir", type=Path, default=Path(".cache/eval"), help="described sets")
+    parser.add_argument("--debs-dir", type=Path, default=Path(".cache/debs"), help="downloaded .deb files")
+    parser.add_argument("--seed", type=int, default=0, help="photo variants and category sampling")
+    parser.add_argument(
+        "--max-category-images", type=int, default=2000, help="stratified sample size per category set"
+    )
+    parser.add_argument("--min-per-category", type=int, default=10)
+    parser.add_argument("--grid-step", type=float, default=0.1, help="weight grid resolution")
+
+
+def _block_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of block indices") from None
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from artsearch.evaluation.descriptors import EvalSettings
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not Path(args.model).is_file():
+        raise FileNotFoundError(f"{args.model} is missing: export the model with `make model`")
+    return EvalSettings(
+        model_path=args.model,
+        cache_dir=args.cache_dir,
+        debs_dir=args.debs_dir,
+        seed=args.seed,
+        max_category_images=args.max_category_images,
+        min_per_category=args.min_per_category,
+        grid_step=args.grid_step,
+    )
+
+
+def _write_json(path: Path, content: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=1) + "\n")
+
+
+def run_descriptors(args: argparse.Namespace) -> int:
+    from artsearch.evaluation.descriptors import markdown_report, run_evaluation
+
+    result = run_evaluation(_settings(args))
+    _write_json(args.output, result)
+    report = markdown_report(result)
+    if args.markdown:
+        args.markdown.write_text(report)
+    print(report)
+    selection = result["selection"]
+    print(f"grid choice: {selection['chosen']} (meets targets: {selection['meets_targets']})")
+    print(f"wrote {args.output} in {result['timing_s']['total']:.0f} s")
+    if not selection["defaults_are_chosen"]:
+        print("note: the descriptor's default weights are not the grid's choice", file=sys.stderr)
+    if not selection["defaults_meet_targets"]:
+        print("the default weights miss the targets", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_style_blocks(args: argparse.Namespace) -> int:
+    from artsearch.evaluation.descriptors import style_block_markdown, style_block_study
+
+    study = style_block_study(_settings(args), args.candidates)
+    _write_json(args.output, study)
+    print(style_block_markdown(study))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m artsearch.evaluation.cli")
+    register(parser.add_subparsers(dest="command", required=True))
+    # `python -m artsearch.evaluation.cli descriptors` reads naturally; accept it as `eval descriptors`.
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] != ["eval"]:
+        arguments = ["eval", *arguments]
+    args = parser.parse_args(arguments)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
