@@ -2,8 +2,9 @@
 
 Environment: MODEL_PATH (required: the exported model.onnx, model.json beside it), MAX_BATCH_IMAGES (64),
 MAX_IMAGE_PIXELS (50000000), ORT_THREADS (0: onnxruntime decides), TRITON_URL (unset: embedded
-onnxruntime; TRITON_MODEL_NAME, TRITON_TIMEOUT_S, TRITON_STARTUP_TIMEOUT_S with it), BATCH_MAX_IMAGES (16) and BATCH_MAX_WAIT_MS (2: micro-batching of concurrent requests),
-HOST, PORT (50051), METRICS_PORT, LOG_LEVEL.
+onnxruntime; with it TRITON_MODEL_NAME, TRITON_TIMEOUT_S, TRITON_STARTUP_TIMEOUT_S), BATCH_MAX_IMAGES (16)
+and BATCH_MAX_WAIT_MS (2: micro-batching of concurrent requests), HOST, PORT (50051), METRICS_PORT,
+LOG_LEVEL.
 """
 
 from __future__ import annotations
