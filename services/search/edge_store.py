@@ -47,7 +47,7 @@ import qdrant_edge as edge
 
 from artsearch.artists import artist_key
 from services.search import edge_files
-from services.search.payload import point_id, to_payload, to_record
+from services.search.payload import parse_cursor, point_id, to_indexed, to_payload, to_record
 from services.search.store import (
     DEFAULT_COLLECTION,
     NO_FILTER,
@@ -307,7 +307,7 @@ class EdgeArtworkStore:
         filter: ArtworkFilter = NO_FILTER,
         with_vectors: bool = False,
     ) -> ScrollPage:
-        start = _parse_cursor(cursor)
+        start = parse_cursor(cursor)
         target = await self._collection(self._resolve(collection))
         if target is None:
             return ScrollPage([], "")
@@ -319,7 +319,7 @@ class EdgeArtworkStore:
             with_vector=with_vectors,
         )
         records, following = await self._read(target, lambda shard: shard.scroll(request))
-        items = [_to_indexed(record, with_vectors) for record in records]
+        items = [to_indexed(record, with_vectors) for record in records]
         return ScrollPage(items, "" if following is None else str(following))
 
     async def create_snapshot(self, collection: str) -> SnapshotInfo:
@@ -563,7 +563,7 @@ class EdgeArtworkStore:
         records = await self._read(
             collection, lambda shard: shard.retrieve(point_ids, with_payload=True, with_vector=with_vectors)
         )
-        items = [_to_indexed(record, with_vectors) for record in records]
+        items = [to_indexed(record, with_vectors) for record in records]
         return {item.artwork.id: item for item in items}
 
     async def _write(
@@ -633,24 +633,6 @@ def _edge_config(dimension: int, settings: EdgeSettings) -> edge.EdgeConfig:
 
 def _to_point(item: IndexedArtwork) -> edge.Point:
     return edge.Point(point_id(item.artwork.id), item.vector, to_payload(item.artwork))
-
-
-def _to_indexed(record: edge.Record, with_vectors: bool) -> IndexedArtwork:
-    vector = None
-    if with_vectors and record.vector is not None:
-        vector = np.asarray(record.vector, dtype=np.float32)
-    return IndexedArtwork(to_record(record.payload), vector)
-
-
-def _parse_cursor(cursor: str) -> str | None:
-    if not cursor:
-        return None
-    try:
-        import uuid
-
-        return str(uuid.UUID(cursor))
-    except ValueError:
-        raise InvalidStoreRequest(f"invalid scroll cursor {cursor!r}") from None
 
 
 def _to_edge_filter(artwork_filter: ArtworkFilter) -> edge.Filter | None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from artsearch.artists import artist_key
-from services.search.store import ArtworkRecord
+from services.search.store import ArtworkRecord, IndexedArtwork, InvalidStoreRequest
 
 # Changing this namespace changes every point id: existing collections would have to be re-indexed.
 ARTWORK_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:artsearch:artwork")
@@ -57,3 +59,27 @@ def to_record(payload: Mapping[str, Any] | None) -> ArtworkRecord:
         catalogue=str(payload.get("catalogue", "")),
         extra={str(k): str(v) for k, v in (payload.get("extra") or {}).items()},
     )
+
+
+class StoredPoint(Protocol):
+    """What both engines hand back for a point: qdrant-client's `Record`, qdrant-edge's `Record`."""
+
+    payload: Mapping[str, Any] | None
+    vector: Any
+
+
+def to_indexed(record: StoredPoint, with_vectors: bool) -> IndexedArtwork:
+    vector = None
+    if with_vectors and record.vector is not None:
+        vector = np.asarray(record.vector, dtype=np.float32)
+    return IndexedArtwork(to_record(record.payload), vector)
+
+
+def parse_cursor(cursor: str) -> str | None:
+    """A scroll cursor is the point id to start from; empty means the beginning."""
+    if not cursor:
+        return None
+    try:
+        return str(uuid.UUID(cursor))
+    except ValueError:
+        raise InvalidStoreRequest(f"invalid scroll cursor {cursor!r}") from None

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import datetime
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,7 +27,15 @@ from qdrant_client import AsyncQdrantClient, QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from artsearch.artists import artist_key
-from services.search.payload import INTEGER_FIELDS, KEYWORD_FIELDS, point_id, to_payload, to_record
+from services.search.payload import (
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    parse_cursor,
+    point_id,
+    to_indexed,
+    to_payload,
+    to_record,
+)
 from services.search.store import (
     DEFAULT_COLLECTION,
     NO_FILTER,
@@ -288,7 +295,7 @@ class QdrantArtworkStore:
             ),
         )
         by_id = {str(record.payload.get("id")): record for record in records or () if record.payload}
-        found = [_to_indexed(by_id[i], with_vectors) for i in requested if i in by_id]
+        found = [to_indexed(by_id[i], with_vectors) for i in requested if i in by_id]
         return GetResult(found, [i for i in requested if i not in by_id])
 
     async def delete(self, collection: str, ids: Sequence[str]) -> int:
@@ -321,7 +328,7 @@ class QdrantArtworkStore:
         with_vectors: bool = False,
     ) -> ScrollPage:
         name = self._resolve(collection)
-        start = _parse_cursor(cursor)
+        start = parse_cursor(cursor)
         if await self._dimension(name) is None:
             return ScrollPage([], "")
         result = await self._read(
@@ -338,7 +345,7 @@ class QdrantArtworkStore:
         if result is None:
             return ScrollPage([], "")
         records, following = result
-        items = [_to_indexed(record, with_vectors) for record in records]
+        items = [to_indexed(record, with_vectors) for record in records]
         return ScrollPage(items, "" if following is None else str(following))
 
     async def create_snapshot(self, collection: str) -> SnapshotInfo:
@@ -532,22 +539,6 @@ def _to_point(item: IndexedArtwork) -> models.PointStruct:
     vector = np.asarray(item.vector, dtype=np.float32)
     payload = to_payload(item.artwork)
     return models.PointStruct(id=point_id(item.artwork.id), vector=vector.tolist(), payload=payload)
-
-
-def _to_indexed(record: models.Record, with_vectors: bool) -> IndexedArtwork:
-    vector = None
-    if with_vectors and record.vector is not None:
-        vector = np.asarray(record.vector, dtype=np.float32)
-    return IndexedArtwork(to_record(record.payload), vector)
-
-
-def _parse_cursor(cursor: str) -> str | None:
-    if not cursor:
-        return None
-    try:
-        return str(uuid.UUID(cursor))
-    except ValueError:
-        raise InvalidStoreRequest(f"invalid scroll cursor {cursor!r}") from None
 
 
 def _snapshot_collection(name: str) -> str:
