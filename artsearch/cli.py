@@ -124,6 +124,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = StackSettings(model_path=Path(args.model).resolve(), state_dir=state_dir, ports=ports)
     catalogue = load_catalogue(Path(args.catalogue))
     stack = ServiceStack(settings)
+    # Progress must show as it happens also when the output is a pipe (`make demo | tee demo.log`).
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.perf_counter()
     try:

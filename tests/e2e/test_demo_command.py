@@ -30,6 +30,7 @@ def test_demo_serves_then_stops_everything_on_ctrl_c(
         "SEARCH_PORT": str(grpc_ports[1]),
         "INFLUENCE_PORT": str(grpc_ports[2]),
     }
+    env.pop("PYTHONUNBUFFERED", None)  # the demo must stream its output through a pipe by itself
     command = [
         sys.executable,
         "-m",
