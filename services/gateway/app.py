@@ -19,8 +19,10 @@ from prometheus_client import Counter, Histogram, make_asgi_app
 
 from artsearch.artists import default_artist_index
 from artsearch.jsonlog import request_id_var
+from services.gateway.admin import install_admin_routes
 from services.gateway.config import GatewayConfig
 from services.gateway.downstream import Downstream, DownstreamError
+from services.gateway.media import install_media_routes
 from services.gateway.query import SearchParams, search_by_image
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ def create_app(config: GatewayConfig) -> FastAPI:
     _install_error_handlers(app)
     _install_request_context(app)
     _install_routes(app, config)
+    install_media_routes(app, config.media)
+    install_admin_routes(app, config.admin)
     app.mount("/metrics", make_asgi_app())
     return app
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from artsearch.config import DEFAULT_PORTS, Env
+from services.gateway.admin import AdminSettings
+from services.gateway.media import MediaSettings
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class GatewayConfig:
     max_pool: int
     collection: str
     log_level: str
+    admin: AdminSettings
+    media: MediaSettings
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> GatewayConfig:
@@ -45,4 +49,6 @@ class GatewayConfig:
             max_pool=env.int("MAX_POOL", 1000, minimum=1),
             collection=env.str("SEARCH_COLLECTION", "artworks"),
             log_level=env.str("LOG_LEVEL", "INFO"),
+            admin=AdminSettings.from_env(env),
+            media=MediaSettings.from_env(env),
         )

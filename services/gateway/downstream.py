@@ -50,7 +50,7 @@ class Downstream:
 
     async def encode(self, image: bytes, request_id: str = "") -> encoder_pb2.EncodeResponse:
         request = encoder_pb2.EncodeRequest(images=[image])
-        return await self._call(
+        return await self.call(
             ENCODER, self._encoder.Encode, request, self._config.encode_timeout_s, request_id
         )
 
@@ -64,7 +64,7 @@ class Downstream:
         request = search_pb2.SearchRequest(
             collection=self._config.collection, query=query, limit=limit, filter=search_filter
         )
-        return await self._call(
+        return await self.call(
             SEARCH, self._search.Search, request, self._config.search_timeout_s, request_id
         )
 
@@ -74,9 +74,13 @@ class Downstream:
         request = influence_pb2.DistancesRequest(
             source_artist=source_artist, candidate_artists=list(candidate_artists)
         )
-        return await self._call(
+        return await self.call(
             INFLUENCE, self._influence.Distances, request, self._config.influence_timeout_s, request_id
         )
+
+    def channel(self, service: str) -> grpc.aio.Channel:
+        """The shared channel to one service, for stubs of RPCs this class does not wrap."""
+        return self._channels[service]
 
     async def readiness(self, timeout: float = 1.0) -> dict[str, bool]:
         """Health of every service, checked concurrently."""
@@ -88,7 +92,7 @@ class Downstream:
         await asyncio.gather(*(channel.close() for channel in self._channels.values()))
 
     @staticmethod
-    async def _call(service: str, method, request, timeout: float, request_id: str):  # noqa: ANN001
+    async def call(service: str, method, request, timeout: float, request_id: str):  # noqa: ANN001
         try:
             return await method(request, timeout=timeout, metadata=request_metadata(request_id))
         except grpc.aio.AioRpcError as error:
