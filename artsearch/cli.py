@@ -121,8 +121,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # The demo re-ingests its small catalogue every run: start from empty storage so that vectors of an
     # older model (another descriptor dimension) never meet the current one.
     shutil.rmtree(state_dir, ignore_errors=True)
-    settings = StackSettings(model_path=Path(args.model).resolve(), state_dir=state_dir, ports=ports)
     catalogue = load_catalogue(Path(args.catalogue))
+    settings = StackSettings(
+        model_path=Path(args.model).resolve(),
+        state_dir=state_dir,
+        ports=ports,
+        image_root=catalogue.root.resolve().parent,
+    )
     stack = ServiceStack(settings)
     # Progress must show as it happens also when the output is a pipe (`make demo | tee demo.log`).
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]

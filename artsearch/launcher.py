@@ -44,6 +44,8 @@ class StackSettings:
     ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     # Extra environment for every service (e.g. LOG_LEVEL).
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # Folder holding one sub-folder per catalogue: where the gateway finds artwork images (IMAGE_ROOT).
+    image_root: Path | None = None
 
     def address(self, service: str) -> str:
         return f"{self.host}:{self.ports[service]}"
@@ -64,6 +66,7 @@ class StackSettings:
                 "ENCODER_ADDR": self.address("encoder"),
                 "SEARCH_ADDR": self.address("search"),
                 "INFLUENCE_ADDR": self.address("influence"),
+                **({"IMAGE_ROOT": str(self.image_root)} if self.image_root else {}),
             },
         }[service]
         return {**common, **specific}

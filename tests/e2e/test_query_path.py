@@ -27,6 +27,7 @@ def catalogue(gcompris_catalogue: Path):
 def stack(model_path: Path, catalogue, tmp_path_factory: pytest.TempPathFactory):
     settings = StackSettings(
         model_path=model_path,
+        image_root=catalogue.root.resolve().parent,
         state_dir=tmp_path_factory.mktemp("stack"),
         ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
     )
