@@ -50,17 +50,47 @@ def style_part(style: np.ndarray) -> np.ndarray:
     return unit_rows(style)
 
 
+# The histogram is binned with lookup tables rather than arithmetic on int32 copies of the pixels (4x
+# faster; it runs on the same cores as the network). Each channel gets an 11th level for "white" (>= the
+# threshold) so whiteness is read from the bin code; the 11^3 fine bins then fold onto the 10^3 stored ones,
+# all-white dropped.
+_FINE_LEVELS = COLOUR_LEVELS + 1
+_FINE_BINS = _FINE_LEVELS**3
+
+
+def _fine_channel_lookups() -> list[np.ndarray]:
+    values = np.arange(256)
+    levels = np.where(values >= WHITE_THRESHOLD, COLOUR_LEVELS, (values * COLOUR_LEVELS) >> 8)
+    return [(levels * _FINE_LEVELS**power).astype(np.int32) for power in (2, 1, 0)]
+
+
+def _fine_to_stored_bins() -> np.ndarray:
+    """Fine bin code → stored bin, or COLOUR_BINS (a discard slot) for the all-white fine bin."""
+    red, green, blue = np.meshgrid(*(np.arange(_FINE_LEVELS),) * 3, indexing="ij")
+    white = (red == COLOUR_LEVELS) & (green == COLOUR_LEVELS) & (blue == COLOUR_LEVELS)
+    top = COLOUR_LEVELS - 1
+    stored = (np.minimum(red, top) * COLOUR_LEVELS + np.minimum(green, top)) * COLOUR_LEVELS
+    stored += np.minimum(blue, top)
+    return np.where(white, COLOUR_BINS, stored).ravel()
+
+
+_CHANNEL_LOOKUPS = _fine_channel_lookups()
+_STORED_BIN = _fine_to_stored_bins()
+
+
 def colour_part(pixels: np.ndarray) -> np.ndarray:
     """uint8 RGB [N, H, W, 3] → unit rows [N, COLOUR_BINS]: sqrt of the non-white pixels' joint histogram."""
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[-1] != 3:
         raise ValueError(f"expected uint8 [N, H, W, 3] pixels, got {pixels.dtype} {pixels.shape}")
-    levels = (pixels.astype(np.int32) * COLOUR_LEVELS) >> 8
-    bins = (levels[..., 0] * COLOUR_LEVELS + levels[..., 1]) * COLOUR_LEVELS + levels[..., 2]
-    painted = pixels.min(axis=-1) < WHITE_THRESHOLD
-    histograms = np.zeros((pixels.shape[0], COLOUR_BINS), dtype=np.float64)
-    for row, (image_bins, image_painted) in enumerate(zip(bins, painted, strict=True)):
-        counts = np.bincount(image_bins[image_painted], minlength=COLOUR_BINS)
+    count = pixels.shape[0]
+    red, green, blue = _CHANNEL_LOOKUPS
+    codes = red[pixels[..., 0]] + green[pixels[..., 1]] + blue[pixels[..., 2]]
+    codes = codes.reshape(count, -1) + (np.arange(count, dtype=np.int32) * _FINE_BINS)[:, None]
+    fine = np.bincount(codes.ravel(), minlength=count * _FINE_BINS).reshape(count, _FINE_BINS)
+    histograms = np.empty((count, COLOUR_BINS), dtype=np.float64)
+    for row in range(count):
+        counts = np.bincount(_STORED_BIN, weights=fine[row], minlength=COLOUR_BINS + 1)[:COLOUR_BINS]
         if counts.sum() == 0:
             counts[_WHITE_BIN] = 1
         histograms[row] = counts / counts.sum()

@@ -260,6 +260,20 @@ class TestEncoderDescriptor:
         rows = colour_part(np.stack([red, mixed]))
         assert rows[0] @ rows[1] == pytest.approx(math.sqrt(0.25))
 
+    def test_colour_bins_every_pixel_by_its_definition(self):
+        """The lookup-table binning against the definition, pixel by pixel: 10 levels per channel,
+        pixels with all channels >= 250 left out, frequencies square-rooted."""
+        rng = np.random.default_rng(3)
+        pixels = rng.integers(0, 256, (3, 9, 7, 3), dtype=np.uint8)
+        pixels[1, :4] = rng.integers(245, 256, (4, 7, 3), dtype=np.uint8)  # around the white threshold
+        rows = colour_part(pixels)
+        for image, row in zip(pixels, rows, strict=True):
+            counts = np.zeros(COLOUR_BINS)
+            for red, green, blue in image.reshape(-1, 3).astype(int):
+                if min(red, green, blue) < 250:
+                    counts[(red * 10 // 256) * 100 + (green * 10 // 256) * 10 + blue * 10 // 256] += 1
+            np.testing.assert_allclose(row, np.sqrt(counts / counts.sum()), atol=1e-6)
+
     def test_colour_refuses_anything_but_uint8_rgb_batches(self):
         with pytest.raises(ValueError, match="expected uint8"):
             colour_part(np.zeros((1, 8, 8, 3), dtype=np.float32))
