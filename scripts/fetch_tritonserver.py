@@ -15,7 +15,7 @@ so it is never installed into the project's environment: the wheel is only downl
     python_backend_stubs/<X.Y>/              the stubs for the other Python versions, as shipped
 
 The python backend's stub is a separate process: it needs `lib/` and the directory of libpythonX.Y.so on
-LD_LIBRARY_PATH (tests/integration/triton_fixture.py sets both). Idempotent: does nothing when the
+LD_LIBRARY_PATH (tests/triton_fixture.py sets both). Idempotent: does nothing when the
 server is already unpacked from the same wheel version.
 """
 

@@ -1,6 +1,7 @@
-"""EncoderService in-process over a real gRPC channel, with the real exported model in onnxruntime: the
-descriptor it returns (content, style, colour) and the layout it publishes; and its start-up:
-configuration and backend choice."""
+"""EncoderService in-process over a real gRPC channel, with the real exported model: the descriptor it
+returns (content, style, colour) and the layout it publishes, run once per backend -- embedded onnxruntime,
+and a real Triton server (tests/triton_fixture.py) serving the same ONNX file -- so both give the same
+answers to the same tests; and its start-up: configuration and backend choice."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import struct
 import subprocess
 import sys
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -21,17 +22,25 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from PIL import Image, ImageDraw
+from triton_fixture import TritonServer, TritonServerError, start_triton_server
 
 from artsearch.config import ConfigError, Env
 from artsearch.descriptor import DescriptorLayout, aspect_similarities, reweight_query
 from artsearch.grpc_client import is_serving, open_channel
 from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc
-from services.encoder.backends import OnnxRuntimeBackend, open_embedding_backend
+from services.encoder.backends import (
+    EmbeddingBackend,
+    EmbeddingModelInfo,
+    OnnxRuntimeBackend,
+    open_embedding_backend,
+)
 from services.encoder.config import EncoderConfig
 from services.encoder.descriptor import DEFAULT_WEIGHTS, DESCRIPTOR_REVISION, DescriptorAssembler
 from services.encoder.images import decode_image
 from services.encoder.server import SERVICE_NAME, EncoderService, encoder_registration
+from services.encoder.triton_backend import TritonBackend, TritonSettings
+from services.encoder.triton_repository import DEFAULT_MODEL_NAME
 
 MAX_BATCH = 8
 # content (head features) + style (mean and std of blocks 7 and 10: 80 and 112 channels) + colour (10^3 bins)
@@ -71,9 +80,42 @@ PNG_RGBA = encode(painting(2, mode="RGBA"), "PNG")
 WEBP = encode(painting(3), "WEBP")
 
 
+BACKENDS = ["onnxruntime", pytest.param("triton", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def triton_server(
+    backend_name: str, model_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TritonServer | None]:
+    if backend_name != "triton":
+        yield None
+        return
+    try:
+        server = start_triton_server(model_path, tmp_path_factory.mktemp("triton"))
+    except TritonServerError as error:
+        pytest.fail(str(error))
+    yield server
+    server.stop()
+
+
+async def open_backend(backend_name: str, model_path: Path, triton: TritonServer | None) -> EmbeddingBackend:
+    if triton is None:
+        return OnnxRuntimeBackend(model_path)
+    info = EmbeddingModelInfo.from_sidecar(model_path, backend="triton")
+    settings = TritonSettings(url=triton.grpc_url, model_name=DEFAULT_MODEL_NAME, timeout_s=10.0)
+    return await asyncio.to_thread(TritonBackend.open, info, settings)
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def address(model_path: Path) -> AsyncIterator[str]:
-    backend = OnnxRuntimeBackend(model_path)
+async def address(
+    backend_name: str, model_path: Path, triton_server: TritonServer | None
+) -> AsyncIterator[str]:
+    backend = await open_backend(backend_name, model_path, triton_server)
     service = EncoderService(backend, max_batch_images=MAX_BATCH, max_image_pixels=50_000_000)
     server = GrpcServiceServer([encoder_registration(service)])
     port = await server.start()
@@ -120,14 +162,14 @@ async def test_concurrent_requests_each_get_their_own_vectors(stub):
         np.testing.assert_allclose(single[0], batch[index % 3], atol=1e-5)
 
 
-async def test_model_info(stub):
+async def test_model_info(stub, backend_name):
     info = await stub.GetModelInfo(encoder_pb2.GetModelInfoRequest(), timeout=5)
     assert info.name == "efficientnet-lite0-imagenet"
     assert info.version.endswith(f"-g2-d{DESCRIPTOR_REVISION}")  # graph revision, descriptor revision
     assert info.dimension == DIMENSION
     assert info.input_size == 224
     assert info.max_batch_images == MAX_BATCH
-    assert info.backend == "onnxruntime"
+    assert info.backend == backend_name
 
 
 async def test_model_info_publishes_the_aspect_layout_with_default_weights(stub):

@@ -26,7 +26,7 @@ from pathlib import Path
 from artsearch.launcher import free_ports
 from services.encoder.triton_repository import DEFAULT_MODEL_NAME, write_python_backend_repository
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TRITONSERVER_BIN = REPO_ROOT / ".cache" / "tritonserver" / "bin" / "tritonserver"
 
 
