@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 MODEL  := models/efficientnet-lite0/model.onnx
 GCOMPRIS := data/catalogues/gcompris/metadata.csv
 
-.PHONY: help venv protos model catalogue demo test test-fast lint format clean bench eval triton-server triton-repo
+.PHONY: help venv protos model catalogue demo test test-fast lint format clean bench eval loadtest triton-server triton-repo
 
 help:
 	@echo "make demo | make test | make model | make catalogue | make protos | make lint | make clean"
@@ -51,6 +51,11 @@ bench: $(STAMP) $(MODEL) $(GCOMPRIS)
 	$(BIN)/python -m bench.encoder
 	$(BIN)/python -m bench.influence
 	$(BIN)/python -m bench.search
+
+# End to end: the gateway and all services on embedded defaults, ~10k artworks, concurrency 1..64, loopback
+# only, about two minutes; writes bench/results/loadtest.json (ratio to the encoder's raw throughput).
+loadtest: $(STAMP) $(MODEL) $(GCOMPRIS)
+	$(BIN)/python -m bench.loadtest
 
 # Quality: descriptor retrieval metrics on the labelled sets, beside a colour-histogram baseline and chance.
 eval: $(STAMP) $(MODEL) $(GCOMPRIS)
