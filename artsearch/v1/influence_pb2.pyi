@@ -65,14 +65,16 @@ class PathRequest(_message.Message):
     def __init__(self, from_artist: _Optional[str] = ..., to_artist: _Optional[str] = ..., max_hops: _Optional[int] = ...) -> None: ...
 
 class InfluenceEdge(_message.Message):
-    __slots__ = ("from_key", "to_key", "source")
+    __slots__ = ("from_key", "to_key", "source", "relation")
     FROM_KEY_FIELD_NUMBER: _ClassVar[int]
     TO_KEY_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    RELATION_FIELD_NUMBER: _ClassVar[int]
     from_key: str
     to_key: str
     source: str
-    def __init__(self, from_key: _Optional[str] = ..., to_key: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+    relation: str
+    def __init__(self, from_key: _Optional[str] = ..., to_key: _Optional[str] = ..., source: _Optional[str] = ..., relation: _Optional[str] = ...) -> None: ...
 
 class PathResponse(_message.Message):
     __slots__ = ("found", "artists", "edges")
@@ -99,14 +101,16 @@ class GetArtistsResponse(_message.Message):
     def __init__(self, artists: _Optional[_Iterable[_Union[Artist, _Mapping]]] = ..., missing: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NewInfluence(_message.Message):
-    __slots__ = ("influencer", "influenced", "source")
+    __slots__ = ("influencer", "influenced", "source", "relation")
     INFLUENCER_FIELD_NUMBER: _ClassVar[int]
     INFLUENCED_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    RELATION_FIELD_NUMBER: _ClassVar[int]
     influencer: str
     influenced: str
     source: str
-    def __init__(self, influencer: _Optional[str] = ..., influenced: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+    relation: str
+    def __init__(self, influencer: _Optional[str] = ..., influenced: _Optional[str] = ..., source: _Optional[str] = ..., relation: _Optional[str] = ...) -> None: ...
 
 class AddArtistsRequest(_message.Message):
     __slots__ = ("artists", "influences")
@@ -123,3 +127,47 @@ class AddArtistsResponse(_message.Message):
     artists_added: int
     influences_added: int
     def __init__(self, artists_added: _Optional[int] = ..., influences_added: _Optional[int] = ...) -> None: ...
+
+class ListArtistsRequest(_message.Message):
+    __slots__ = ("prefix", "limit", "cursor")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    limit: int
+    cursor: str
+    def __init__(self, prefix: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
+
+class ListArtistsResponse(_message.Message):
+    __slots__ = ("artists", "next_cursor")
+    ARTISTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    artists: _containers.RepeatedCompositeFieldContainer[Artist]
+    next_cursor: str
+    def __init__(self, artists: _Optional[_Iterable[_Union[Artist, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
+
+class NeighboursRequest(_message.Message):
+    __slots__ = ("artist",)
+    ARTIST_FIELD_NUMBER: _ClassVar[int]
+    artist: str
+    def __init__(self, artist: _Optional[str] = ...) -> None: ...
+
+class Neighbour(_message.Message):
+    __slots__ = ("artist", "relation", "source")
+    ARTIST_FIELD_NUMBER: _ClassVar[int]
+    RELATION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    artist: Artist
+    relation: str
+    source: str
+    def __init__(self, artist: _Optional[_Union[Artist, _Mapping]] = ..., relation: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+
+class NeighboursResponse(_message.Message):
+    __slots__ = ("artist", "influencers", "influenced")
+    ARTIST_FIELD_NUMBER: _ClassVar[int]
+    INFLUENCERS_FIELD_NUMBER: _ClassVar[int]
+    INFLUENCED_FIELD_NUMBER: _ClassVar[int]
+    artist: Artist
+    influencers: _containers.RepeatedCompositeFieldContainer[Neighbour]
+    influenced: _containers.RepeatedCompositeFieldContainer[Neighbour]
+    def __init__(self, artist: _Optional[_Union[Artist, _Mapping]] = ..., influencers: _Optional[_Iterable[_Union[Neighbour, _Mapping]]] = ..., influenced: _Optional[_Iterable[_Union[Neighbour, _Mapping]]] = ...) -> None: ...

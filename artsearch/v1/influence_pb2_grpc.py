@@ -56,6 +56,16 @@ class InfluenceServiceStub:
                 request_serializer=artsearch_dot_v1_dot_influence__pb2.AddArtistsRequest.SerializeToString,
                 response_deserializer=artsearch_dot_v1_dot_influence__pb2.AddArtistsResponse.FromString,
                 _registered_method=True)
+        self.ListArtists = channel.unary_unary(
+                '/artsearch.v1.InfluenceService/ListArtists',
+                request_serializer=artsearch_dot_v1_dot_influence__pb2.ListArtistsRequest.SerializeToString,
+                response_deserializer=artsearch_dot_v1_dot_influence__pb2.ListArtistsResponse.FromString,
+                _registered_method=True)
+        self.Neighbours = channel.unary_unary(
+                '/artsearch.v1.InfluenceService/Neighbours',
+                request_serializer=artsearch_dot_v1_dot_influence__pb2.NeighboursRequest.SerializeToString,
+                response_deserializer=artsearch_dot_v1_dot_influence__pb2.NeighboursResponse.FromString,
+                _registered_method=True)
 
 
 class InfluenceServiceServicer:
@@ -91,6 +101,22 @@ class InfluenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListArtists(self, request, context):
+        """Artists in key order, page by page, optionally only those whose key, name or an alias starts with a
+        prefix (normalised like every name) at the start of a word.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Neighbours(self, request, context):
+        """The direct influencers of one artist and the artists it influenced, each edge with its relation and
+        source. NOT_FOUND when the artist is not in the graph.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InfluenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +139,16 @@ def add_InfluenceServiceServicer_to_server(servicer, server):
                     servicer.AddArtists,
                     request_deserializer=artsearch_dot_v1_dot_influence__pb2.AddArtistsRequest.FromString,
                     response_serializer=artsearch_dot_v1_dot_influence__pb2.AddArtistsResponse.SerializeToString,
+            ),
+            'ListArtists': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListArtists,
+                    request_deserializer=artsearch_dot_v1_dot_influence__pb2.ListArtistsRequest.FromString,
+                    response_serializer=artsearch_dot_v1_dot_influence__pb2.ListArtistsResponse.SerializeToString,
+            ),
+            'Neighbours': grpc.unary_unary_rpc_method_handler(
+                    servicer.Neighbours,
+                    request_deserializer=artsearch_dot_v1_dot_influence__pb2.NeighboursRequest.FromString,
+                    response_serializer=artsearch_dot_v1_dot_influence__pb2.NeighboursResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +261,60 @@ class InfluenceService:
             '/artsearch.v1.InfluenceService/AddArtists',
             artsearch_dot_v1_dot_influence__pb2.AddArtistsRequest.SerializeToString,
             artsearch_dot_v1_dot_influence__pb2.AddArtistsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListArtists(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/artsearch.v1.InfluenceService/ListArtists',
+            artsearch_dot_v1_dot_influence__pb2.ListArtistsRequest.SerializeToString,
+            artsearch_dot_v1_dot_influence__pb2.ListArtistsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Neighbours(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/artsearch.v1.InfluenceService/Neighbours',
+            artsearch_dot_v1_dot_influence__pb2.NeighboursRequest.SerializeToString,
+            artsearch_dot_v1_dot_influence__pb2.NeighboursResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,9 @@ Semantics shared by all backends:
 - An empty source name means "infer it": the source becomes the first candidate, in request order, that
   is in the graph (callers send candidates most similar first).
 - Paths report each edge walked with its true direction (`influencer` influenced `influenced`).
+- Listing pages through artists in key order; a prefix matches the start of any word of an artist's key
+  or of one of its aliases, after normalisation ("Gogh" and "van g" both find "vincent van gogh"). The
+  cursor is the key of the last artist of the previous page.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from artsearch.artists import ArtistRecord
+from artsearch.artists import ArtistRecord, normalise_name
 
 RELATION_INFLUENCED = "influenced"
 RELATION_TEACHER = "teacher"
 RELATIONS = frozenset({RELATION_INFLUENCED, RELATION_TEACHER})
 UNREACHABLE = -1
+MAX_PAGE_SIZE = 1000
 
 
 class InvalidGraphInput(ValueError):
@@ -88,6 +92,33 @@ class ArtistLookup:
     missing: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class ArtistPage:
+    """One page of artists in key order; `next_cursor` is "" after the last page."""
+
+    artists: list[ArtistRecord]
+    next_cursor: str
+
+
+@dataclass(frozen=True, slots=True)
+class NeighbourEdge:
+    """One direct neighbour of an artist and the edge joining them."""
+
+    artist: ArtistRecord
+    relation: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbourhood:
+    """An artist, who influenced it (edges neighbour -> artist) and whom it influenced (artist ->
+    neighbour), each list in key order. An artist can be in both lists (mutual influence)."""
+
+    artist: ArtistRecord
+    influencers: list[NeighbourEdge]
+    influenced: list[NeighbourEdge]
+
+
 class AddResult(NamedTuple):
     artists_added: int
     influences_added: int
@@ -116,6 +147,14 @@ class InfluenceGraph(Protocol):
 
     async def get_artists(self, names: Sequence[str]) -> ArtistLookup: ...
 
+    async def list_artists(self, prefix: str, limit: int, cursor: str) -> ArtistPage:
+        """Up to `limit` artists matching `prefix` ("" matches all) with keys after `cursor`, in key order."""
+        ...
+
+    async def neighbours(self, name: str) -> Neighbourhood | None:
+        """The artist's direct influencers and influenced, or None when the name resolves to nobody."""
+        ...
+
     async def add(self, artists: Sequence[ArtistRecord], influences: Sequence[NewInfluence]) -> AddResult:
         """Adds new artists (keyed by their names; existing ones are left as they are) and new edges
         (endpoints not yet known become artists). Returns how many of each were actually new."""
@@ -129,6 +168,20 @@ class InfluenceGraph(Protocol):
 def check_max_hops(max_hops: int) -> None:
     if max_hops < 0:
         raise InvalidGraphInput(f"max_hops must be >= 0, got {max_hops}")
+
+
+def check_page_size(limit: int) -> None:
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidGraphInput(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}")
+
+
+def prefix_matches(artist: ArtistRecord, normalised_prefix: str) -> bool:
+    """True when a word of the artist's key or of one of its aliases starts with the (normalised) prefix."""
+    needle = " " + normalised_prefix
+    return any(
+        (" " + form).find(needle) >= 0
+        for form in (artist.key, *(normalise_name(alias) for alias in artist.aliases))
+    )
 
 
 def check_new_influence(influence: NewInfluence) -> None:

@@ -8,6 +8,7 @@ most every artist once), far less than a hop to a worker thread would cost.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import logging
 from collections.abc import Sequence
@@ -20,15 +21,20 @@ from services.influence.graph import (
     UNREACHABLE,
     AddResult,
     ArtistLookup,
+    ArtistPage,
     CandidateDistance,
     DistanceResult,
     GraphStats,
     Influence,
     InvalidGraphInput,
+    NeighbourEdge,
+    Neighbourhood,
     NewInfluence,
     PathResult,
     check_max_hops,
     check_new_influence,
+    check_page_size,
+    prefix_matches,
 )
 
 log = logging.getLogger(__name__)
@@ -47,6 +53,8 @@ class InMemoryInfluenceGraph:
         for edge in curated.influences:
             self._link(edge)
         self._curated_counts = (len(self._index), len(self._edges))
+        # Every key in order, for listing; rebuilt on the next listing after an artist is added.
+        self._sorted_keys: list[str] | None = None
         self._additions_log = additions_log
         self._add_lock = asyncio.Lock()
         if additions_log is not None:
@@ -170,6 +178,39 @@ class InMemoryInfluenceGraph:
                 found[key] = self._artist(key)
         return ArtistLookup(list(found.values()), missing)
 
+    async def list_artists(self, prefix: str, limit: int, cursor: str) -> ArtistPage:
+        check_page_size(limit)
+        wanted = normalise_name(prefix)
+        if prefix.strip() and not wanted:
+            return ArtistPage([], "")  # only punctuation: no artist's words start with it
+        keys = self._keys_in_order()
+        page: list[ArtistRecord] = []
+        for position in range(bisect.bisect_right(keys, cursor) if cursor else 0, len(keys)):
+            artist = self._artist(keys[position])
+            if wanted and not prefix_matches(artist, wanted):
+                continue
+            if len(page) == limit:  # one more match exists: there is a next page
+                return ArtistPage(page, page[-1].key)
+            page.append(artist)
+        return ArtistPage(page, "")
+
+    def _keys_in_order(self) -> list[str]:
+        if self._sorted_keys is None:
+            self._sorted_keys = sorted(self._neighbours)
+        return self._sorted_keys
+
+    async def neighbours(self, name: str) -> Neighbourhood | None:
+        key = self._index.resolve(name)
+        if key is None:
+            return None
+        influencers, influenced = [], []
+        for neighbour in sorted(self._neighbours[key]):
+            if (edge := self._edges.get((neighbour, key))) is not None:
+                influencers.append(NeighbourEdge(self._artist(neighbour), edge.relation, edge.source))
+            if (edge := self._edges.get((key, neighbour))) is not None:
+                influenced.append(NeighbourEdge(self._artist(neighbour), edge.relation, edge.source))
+        return Neighbourhood(self._artist(key), influencers, influenced)
+
     async def stats(self) -> GraphStats:
         return GraphStats(self.backend, len(self._index), len(self._edges), *self._curated_counts)
 
@@ -211,6 +252,7 @@ class InMemoryInfluenceGraph:
         if not self._index.add_runtime(artist):
             return False
         self._neighbours[artist.key] = {}
+        self._sorted_keys = None
         return True
 
     def _link(self, edge: Influence) -> bool:

@@ -27,8 +27,10 @@ from services.influence.curated import CuratedData
 from services.influence.graph import (
     AddResult,
     ArtistLookup,
+    ArtistPage,
     DistanceResult,
     GraphStats,
+    Neighbourhood,
     NewInfluence,
     PathResult,
 )
@@ -98,6 +100,12 @@ class Neo4jInfluenceGraph:
 
     async def get_artists(self, names: Sequence[str]) -> ArtistLookup:
         return await self._snapshot.graph.get_artists(names)
+
+    async def list_artists(self, prefix: str, limit: int, cursor: str) -> ArtistPage:
+        return await self._snapshot.graph.list_artists(prefix, limit, cursor)
+
+    async def neighbours(self, name: str) -> Neighbourhood | None:
+        return await self._snapshot.graph.neighbours(name)
 
     async def stats(self) -> GraphStats:
         return dataclasses.replace(await self._snapshot.graph.stats(), backend=self.backend)

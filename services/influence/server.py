@@ -12,9 +12,12 @@ from artsearch.artists import ArtistRecord
 from artsearch.grpc_server import ServiceRegistration
 from artsearch.v1 import influence_pb2, influence_pb2_grpc
 from services.influence.graph import (
+    MAX_PAGE_SIZE,
     RELATION_INFLUENCED,
     InfluenceGraph,
     InvalidGraphInput,
+    NeighbourEdge,
+    Neighbourhood,
     NewInfluence,
     PathResult,
 )
@@ -26,6 +29,7 @@ MAX_CANDIDATES = 1000
 MAX_NAMES = 1000
 MAX_ADDITIONS = 10_000
 MAX_NAME_CHARS = 500
+DEFAULT_PAGE_SIZE = 100
 
 
 class _BadRequest(Exception):
@@ -60,10 +64,34 @@ def _path_message(path: PathResult | None) -> influence_pb2.PathResponse:
         found=True,
         artists=[_artist_message(artist) for artist in path.artists],
         edges=[
-            influence_pb2.InfluenceEdge(from_key=edge.influencer, to_key=edge.influenced, source=edge.source)
+            influence_pb2.InfluenceEdge(
+                from_key=edge.influencer, to_key=edge.influenced, source=edge.source, relation=edge.relation
+            )
             for edge in path.edges
         ],
     )
+
+
+def _neighbour_message(edge: NeighbourEdge) -> influence_pb2.Neighbour:
+    return influence_pb2.Neighbour(
+        artist=_artist_message(edge.artist), relation=edge.relation, source=edge.source
+    )
+
+
+def _neighbours_message(found: Neighbourhood) -> influence_pb2.NeighboursResponse:
+    return influence_pb2.NeighboursResponse(
+        artist=_artist_message(found.artist),
+        influencers=[_neighbour_message(edge) for edge in found.influencers],
+        influenced=[_neighbour_message(edge) for edge in found.influenced],
+    )
+
+
+def _page_size(requested: int) -> int:
+    if requested == 0:
+        return DEFAULT_PAGE_SIZE
+    if not 1 <= requested <= MAX_PAGE_SIZE:
+        raise _BadRequest(f"limit must be between 1 and {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})")
+    return requested
 
 
 class InfluenceServicer(influence_pb2_grpc.InfluenceServiceServicer):
@@ -156,13 +184,41 @@ class InfluenceServicer(influence_pb2_grpc.InfluenceServiceServicer):
                     for a in request.artists
                 ],
                 [
-                    NewInfluence(i.influencer, i.influenced, source=i.source, relation=RELATION_INFLUENCED)
+                    NewInfluence(
+                        i.influencer,
+                        i.influenced,
+                        source=i.source,
+                        relation=i.relation or RELATION_INFLUENCED,
+                    )
                     for i in request.influences
                 ],
             )
             return influence_pb2.AddArtistsResponse(
                 artists_added=added.artists_added, influences_added=added.influences_added
             )
+
+    async def ListArtists(
+        self, request: influence_pb2.ListArtistsRequest, context: grpc.aio.ServicerContext
+    ) -> influence_pb2.ListArtistsResponse:
+        async with self._answering(context):
+            _check_names([request.prefix], "prefix")
+            _check_names([request.cursor], "cursor")
+            page = await self._graph.list_artists(request.prefix, _page_size(request.limit), request.cursor)
+            return influence_pb2.ListArtistsResponse(
+                artists=[_artist_message(artist) for artist in page.artists], next_cursor=page.next_cursor
+            )
+
+    async def Neighbours(
+        self, request: influence_pb2.NeighboursRequest, context: grpc.aio.ServicerContext
+    ) -> influence_pb2.NeighboursResponse:
+        async with self._answering(context):
+            if not request.artist.strip():
+                raise _BadRequest("neighbours needs an artist name")
+            _check_names([request.artist], "artist name")
+            found = await self._graph.neighbours(request.artist)
+            if found is not None:
+                return _neighbours_message(found)
+        await context.abort(grpc.StatusCode.NOT_FOUND, f"artist {request.artist!r} is not in the graph")
 
 
 def registration(servicer: InfluenceServicer) -> ServiceRegistration:

@@ -265,3 +265,80 @@ async def test_additions_survive_a_restart(open_graph):
     assert await hops(second, "Zoe Omega", ["Nora New"]) == [1]
     assert (await second.get_artists(["nora new"])).found[0].birth_year == 1950
     assert await second.add([], [NewInfluence("Zoe Omega", "Nora New")]) == (0, 0)
+
+
+# ---- listing and neighbours -------------------------------------------------------------------------------
+
+SORTED_KEYS = sorted([*CHAIN, "xavi chi", "yuki psi", "zoe omega", "georgia okeeffe"])
+
+
+async def test_listing_pages_through_every_artist_in_key_order(graph):
+    seen, cursor, pages = [], "", 0
+    while True:
+        page = await graph.list_artists("", 4, cursor)
+        seen += [artist.key for artist in page.artists]
+        pages += 1
+        if not page.next_cursor:
+            break
+        assert page.next_cursor == page.artists[-1].key
+        cursor = page.next_cursor
+    assert seen == SORTED_KEYS and pages == 3
+    exact = await graph.list_artists("", len(SORTED_KEYS), "")
+    assert len(exact.artists) == len(SORTED_KEYS) and exact.next_cursor == ""
+    after = await graph.list_artists("", 2, "dora delta")
+    assert [a.key for a in after.artists] == ["emil epsilon", "georgia okeeffe"]
+    assert (await graph.list_artists("", 5, "zzz")).artists == []
+
+
+async def test_a_prefix_matches_the_start_of_a_word_of_the_key_or_an_alias(graph):
+    async def keys(prefix: str, limit: int = 100) -> list[str]:
+        return [artist.key for artist in (await graph.list_artists(prefix, limit, "")).artists]
+
+    assert await keys("GAM") == ["cleo gamma"]
+    assert await keys("bee") == ["bert beta"]  # alias
+    assert await keys("O'Kee") == ["georgia okeeffe"]
+    assert await keys("e") == ["emil epsilon"]
+    assert await keys("amma") == []  # inside a word, not at its start
+    assert await keys("!!!") == []
+    page = await graph.list_artists("g", 1, "")
+    assert [a.key for a in page.artists] == ["cleo gamma"] and page.next_cursor == "cleo gamma"
+    last = await graph.list_artists("g", 1, page.next_cursor)
+    assert [a.key for a in last.artists] == ["georgia okeeffe"] and last.next_cursor == ""
+    assert (await graph.list_artists("Anna", 10, "")).artists[0].birth_year == 1800
+
+
+async def test_listing_includes_added_artists_and_rejects_bad_limits(graph):
+    await graph.add([ArtistRecord.named("Aaron Aardvark")], [])
+    first = await graph.list_artists("", 1, "")
+    assert [a.key for a in first.artists] == ["aaron aardvark"]
+    for limit in (0, -1, 1001):
+        with pytest.raises(InvalidGraphInput, match="limit"):
+            await graph.list_artists("", limit, "")
+
+
+async def test_neighbours_split_influencers_from_influenced_with_relations_and_sources(graph):
+    bert = await graph.neighbours("Bee")
+    assert bert is not None and bert.artist.key == "bert beta" and bert.artist.aliases == ("Bee",)
+    assert [(e.artist.key, e.relation, e.source) for e in bert.influencers] == [
+        ("anna alpha", "influenced", "ref anna alpha -> bert beta")
+    ]
+    assert [(e.artist.key, e.relation, e.source) for e in bert.influenced] == [
+        ("cleo gamma", "teacher", "ref bert beta -> cleo gamma")
+    ]
+    xavi = await graph.neighbours("xavi chi")
+    assert [e.artist.key for e in xavi.influencers] == ["georgia okeeffe"]
+    assert [e.artist.key for e in xavi.influenced] == ["yuki psi"]
+    zoe = await graph.neighbours("Zoe Omega")
+    assert zoe is not None and zoe.influencers == [] and zoe.influenced == []
+    assert await graph.neighbours("Nobody Known") is None
+    assert await graph.neighbours("") is None
+
+
+async def test_neighbours_show_added_edges_and_mutual_influence_in_both_lists(graph):
+    await graph.add(
+        [],
+        [NewInfluence("Zoe Omega", "Anna Alpha", source="s1"), NewInfluence("Anna Alpha", "Zoe Omega")],
+    )
+    anna = await graph.neighbours("Anna Alpha")
+    assert [(e.artist.key, e.source) for e in anna.influencers] == [("zoe omega", "s1")]
+    assert [e.artist.key for e in anna.influenced] == ["bert beta", "zoe omega"]

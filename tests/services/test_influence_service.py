@@ -8,6 +8,7 @@ import grpc
 import pytest
 import pytest_asyncio
 
+from artsearch.artists import CURATED_ARTISTS_CSV
 from artsearch.grpc_client import is_serving, open_channel
 from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import influence_pb2, influence_pb2_grpc
@@ -145,6 +146,67 @@ async def test_add_artists_and_influences(stub):
     assert distances.source.birth_year == 1901
 
 
+async def test_path_edges_carry_their_relation(stub):
+    reply = await stub.Path(influence_pb2.PathRequest(from_artist="Cimabue", to_artist="Giotto"), timeout=5)
+    assert [(e.from_key, e.to_key, e.relation) for e in reply.edges] == [
+        ("cimabue", "giotto di bondone", "teacher")
+    ]
+
+
+async def test_list_artists_pages_by_prefix(stub):
+    first = await stub.ListArtists(influence_pb2.ListArtistsRequest(prefix="Van", limit=2), timeout=5)
+    assert len(first.artists) == 2 and first.next_cursor == first.artists[-1].key
+    keys = [a.key for a in first.artists]
+    cursor = first.next_cursor
+    while cursor:
+        page = await stub.ListArtists(
+            influence_pb2.ListArtistsRequest(prefix="Van", limit=2, cursor=cursor), timeout=5
+        )
+        keys += [a.key for a in page.artists]
+        cursor = page.next_cursor
+    assert "vincent van gogh" in keys and keys == sorted(keys) and len(keys) == len(set(keys))
+    curated = [line.split(",", 1)[0] for line in CURATED_ARTISTS_CSV.read_text().splitlines()[1:]]
+    assert {key for key in curated if " van" in f" {key}"} <= set(keys)  # aliases may add more
+    default = await stub.ListArtists(influence_pb2.ListArtistsRequest(), timeout=5)
+    assert len(default.artists) == 100 and default.next_cursor == default.artists[-1].key
+    gogh = await stub.ListArtists(influence_pb2.ListArtistsRequest(prefix="gogh"), timeout=5)
+    assert [(a.key, a.birth_year) for a in gogh.artists] == [("vincent van gogh", 1853)]
+
+
+async def test_neighbours_of_van_gogh(stub):
+    reply = await stub.Neighbours(influence_pb2.NeighboursRequest(artist="Van Gogh"), timeout=5)
+    assert reply.artist.key == "vincent van gogh"
+    influencers = {n.artist.key: n for n in reply.influencers}
+    influenced = {n.artist.key: n for n in reply.influenced}
+    assert influencers["anton mauve"].relation == "teacher"
+    assert influencers["katsushika hokusai"].source == "Van Gogh Museum: Van Gogh and Japan"
+    assert "henri matisse" in influenced and "henri matisse" not in influencers
+    assert "paul gauguin" in influenced and "paul gauguin" in influencers  # mutual
+    assert list(influencers) == sorted(influencers)
+
+
+async def test_neighbours_of_an_unknown_artist_is_not_found(stub):
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.Neighbours(influence_pb2.NeighboursRequest(artist="Nobody In Particular"), timeout=5)
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "Nobody In Particular" in error.value.details()
+
+
+async def test_added_teacher_edges_keep_their_relation(stub):
+    request = influence_pb2.AddArtistsRequest(
+        influences=[
+            influence_pb2.NewInfluence(
+                influencer="Service Teacher", influenced="Service Pupil", relation="teacher", source="t"
+            )
+        ]
+    )
+    assert (await stub.AddArtists(request, timeout=5)).influences_added == 1
+    reply = await stub.Neighbours(influence_pb2.NeighboursRequest(artist="service pupil"), timeout=5)
+    assert [(n.artist.key, n.relation, n.source) for n in reply.influencers] == [
+        ("service teacher", "teacher", "t")
+    ]
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
@@ -156,6 +218,11 @@ async def test_add_artists_and_influences(stub):
         ("AddArtists-self", "itself"),
         ("AddArtists-nameless", "needs a name"),
         ("AddArtists-edge", "both"),
+        ("AddArtists-relation", "relation"),
+        ("ListArtists-limit", "limit"),
+        ("ListArtists-negative", "limit"),
+        ("ListArtists-long-prefix", "longer than"),
+        ("Neighbours-blank", "needs an artist"),
     ],
 )
 async def test_bad_input_is_invalid_argument_and_the_service_keeps_answering(stub, call, message):
@@ -175,6 +242,12 @@ async def test_bad_input_is_invalid_argument_and_the_service_keeps_answering(stu
             artists=[influence_pb2.Artist(name=" ")])),
         "AddArtists-edge": (stub.AddArtists, influence_pb2.AddArtistsRequest(
             influences=[influence_pb2.NewInfluence(influencer="Van Gogh")])),
+        "AddArtists-relation": (stub.AddArtists, influence_pb2.AddArtistsRequest(
+            influences=[influence_pb2.NewInfluence(influencer="Monet", influenced="X Y", relation="liked")])),
+        "ListArtists-limit": (stub.ListArtists, influence_pb2.ListArtistsRequest(limit=1001)),
+        "ListArtists-negative": (stub.ListArtists, influence_pb2.ListArtistsRequest(limit=-1)),
+        "ListArtists-long-prefix": (stub.ListArtists, influence_pb2.ListArtistsRequest(prefix="p" * 501)),
+        "Neighbours-blank": (stub.Neighbours, influence_pb2.NeighboursRequest(artist=" ")),
     }  # fmt: skip
     method, request = requests[call]
     with pytest.raises(grpc.aio.AioRpcError) as error:

@@ -1,0 +1,50 @@
+"""The admin routes' remote calls: every one through `Downstream.call` with the configured deadline of its
+service and the request id, and the services' verdicts on bad input turned into 4xx answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from fastapi import Request
+
+from artsearch.jsonlog import request_id_var
+from artsearch.v1 import encoder_pb2_grpc, influence_pb2_grpc, search_pb2_grpc
+from services.gateway.downstream import ENCODER, INFLUENCE, SEARCH, Downstream, DownstreamError
+from services.gateway.errors import ApiError
+
+_STUBS = {
+    ENCODER: encoder_pb2_grpc.EncoderServiceStub,
+    SEARCH: search_pb2_grpc.SearchServiceStub,
+    INFLUENCE: influence_pb2_grpc.InfluenceServiceStub,
+}
+
+
+class Services:
+    """Stubs of the three services over the gateway's shared channels, for one request."""
+
+    def __init__(self, request: Request) -> None:
+        self._downstream: Downstream = request.app.state.downstream
+        config = request.app.state.config
+        self.collection: str = config.collection
+        self._timeouts = {
+            ENCODER: config.encode_timeout_s,
+            SEARCH: config.search_timeout_s,
+            INFLUENCE: config.influence_timeout_s,
+        }
+
+    async def call(self, service: str, method: str, message: Any) -> Any:
+        """Calls `method` of `service`. INVALID_ARGUMENT becomes 400 (invalid_image from the encoder),
+        NOT_FOUND 404; other failures propagate as DownstreamError (the app answers 503 + Retry-After)."""
+        stub = _STUBS[service](self._downstream.channel(service))
+        try:
+            return await self._downstream.call(
+                service, getattr(stub, method), message, self._timeouts[service], request_id_var.get()
+            )
+        except DownstreamError as error:
+            if error.status == grpc.StatusCode.INVALID_ARGUMENT:
+                code = "invalid_image" if service == ENCODER else "invalid_request"
+                raise ApiError(400, code, f"{service}: {error.details}") from error
+            if error.status == grpc.StatusCode.NOT_FOUND:
+                raise ApiError(404, "not_found", error.details) from error
+            raise

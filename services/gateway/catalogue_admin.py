@@ -1,0 +1,485 @@
+"""Admin routes over the artwork catalogue: list, add one, add a batch, edit metadata, delete.
+
+No `from __future__ import annotations`: FastAPI reads these route signatures at run time.
+
+Order of an addition, so that a failure leaves stored data as it was: check everything (image, metadata,
+id not taken) -> encode -> write the image beside its place under a temporary name -> upsert the record ->
+move the image into place -> add the artist to the influence graph (best effort: a failure there is
+reported as "degraded": ["influence"], the artwork stays stored)."""
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from artsearch.v1 import common_pb2, encoder_pb2, influence_pb2, search_pb2
+from services.gateway.admin import AdminSettings
+from services.gateway.admin_calls import Services
+from services.gateway.artwork_records import (
+    ADDED_AT,
+    ADDED_BY,
+    MAX_EXTRA_KEY_CHARS,
+    added_image_path,
+    artwork_json,
+    check_stored_id,
+    clean_artist,
+    clean_extra,
+    clean_text,
+    clean_year,
+    commit_image,
+    discard,
+    image_file_name,
+    invalid,
+    new_artwork,
+    stage_image,
+)
+from services.gateway.downstream import ENCODER, INFLUENCE, SEARCH, DownstreamError
+from services.gateway.errors import ApiError
+from services.gateway.image_checks import ImageLimits, check_image
+
+log = logging.getLogger(__name__)
+
+ENCODE_CONCURRENCY = 4
+MAX_LIST_LIMIT = 1000
+MAX_CURSOR_CHARS = 2000
+
+RequireAdmin = Callable[[Request], Awaitable[str]]
+
+
+@dataclass
+class Pending:
+    """An artwork that passed every check, on its way into the catalogue."""
+
+    artwork: common_pb2.Artwork
+    image: bytes
+    image_format: str
+    embedding: common_pb2.Embedding | None = None
+    staged: tuple[Path, Path] | None = None  # (temporary file, final place)
+
+
+class ArtworkPatch(BaseModel):
+    """Metadata changes: a field left out stays as it is; null or "" clears it (title cannot be cleared).
+    `extra` is merged key by key; a key set to null is removed."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"title": "Irises", "year": 1889, "extra": {"museum": "Getty"}}]},
+    )
+    title: str | None = Field(default=None, max_length=500)
+    artist: str | None = Field(default=None, max_length=500)
+    style: str | None = Field(default=None, max_length=500)
+    genre: str | None = Field(default=None, max_length=500)
+    year: int | None = None
+    extra: dict[str, str | None] | None = None
+
+
+def install_catalogue_routes(app: FastAPI, settings: AdminSettings, require_admin: RequireAdmin) -> None:
+    admin = Annotated[str, Depends(require_admin)]
+    limits = ImageLimits(app.state.config.max_upload_bytes, settings.max_image_pixels)
+
+    @app.get("/v1/artworks", tags=["admin"])
+    async def list_artworks(
+        request: Request,
+        _: admin,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT, description="Artworks per page")] = 50,
+        cursor: Annotated[
+            str, Query(max_length=MAX_CURSOR_CHARS, description="The previous page's next_cursor")
+        ] = "",
+    ) -> JSONResponse:
+        """Every artwork of the catalogue, page by page in storage order (needs an admin key)."""
+        services = Services(request)
+        reply = await services.call(
+            SEARCH,
+            "Scroll",
+            search_pb2.ScrollRequest(
+                collection=services.collection,
+                limit=limit,
+                cursor=clean_text(cursor, "cursor", MAX_CURSOR_CHARS),
+            ),
+        )
+        return JSONResponse(
+            {
+                "artworks": [artwork_json(item.artwork) for item in reply.items],
+                "next_cursor": reply.next_cursor or None,
+                "limit": limit,
+            }
+        )
+
+    @app.post("/v1/artworks", tags=["admin"], status_code=201)
+    async def add_artwork(
+        request: Request,
+        owner: admin,
+        image: Annotated[UploadFile, File(description="The artwork picture (JPEG, PNG, WebP, ...)")],
+        title: Annotated[str, Form(max_length=500)],
+        artwork_id: Annotated[
+            str | None, Form(alias="id", max_length=128, description="Default: catalogue + image hash")
+        ] = None,
+        artist: Annotated[str | None, Form(max_length=500)] = None,
+        style: Annotated[str | None, Form(max_length=500)] = None,
+        genre: Annotated[str | None, Form(max_length=500)] = None,
+        year: Annotated[str | None, Form(max_length=10, description="Year of creation")] = None,
+        catalogue: Annotated[
+            str | None, Form(max_length=64, description="Default: the configured one")
+        ] = None,
+        extra: Annotated[str | None, Form(max_length=65_536, description="JSON object of strings")] = None,
+        replace: Annotated[bool, Query(description="Replace an artwork that has this id")] = False,
+    ) -> JSONResponse:
+        """Adds one artwork: the image is checked, encoded and indexed with its metadata, kept under
+        IMAGE_ROOT/<catalogue>/<id>.<ext>, and its artist joins the influence graph (needs an admin key).
+        409 when the id exists, unless `replace`."""
+        services = Services(request)
+        data = await _read_upload(image, limits.max_bytes)
+        info = check_image(data, limits)
+        fields = {
+            "id": artwork_id,
+            "title": title,
+            "artist": artist,
+            "style": style,
+            "genre": genre,
+            "year": year,
+            "catalogue": catalogue,
+            "extra": extra,
+        }
+        pending = Pending(new_artwork(fields, settings.default_catalogue, data, owner), data, info.format)
+        previous = await _stored(services, [pending.artwork.id])
+        if previous and not replace:
+            raise ApiError(409, "already_exists", f"artwork {pending.artwork.id!r} exists; add ?replace=true")
+        reply = await services.call(ENCODER, "Encode", encoder_pb2.EncodeRequest(images=[data]))
+        pending.embedding = reply.embeddings[0]
+        degraded = await _store(services, settings.image_root, [pending], previous)
+        return JSONResponse({"artwork": artwork_json(pending.artwork), "degraded": degraded}, status_code=201)
+
+    @app.post("/v1/artworks/batch", tags=["admin"])
+    async def add_artworks(
+        request: Request,
+        owner: admin,
+        images: Annotated[list[UploadFile], File(description="The pictures; each matched by its filename")],
+        metadata: Annotated[
+            str,
+            Form(
+                description='JSON list: [{"filename": "a.jpg", "title": "...", "artist": "...", '
+                '"style": "...", "genre": "...", "year": 1889, "id": "...", "catalogue": "...", '
+                '"extra": {...}}, ...]'
+            ),
+        ],
+        replace: Annotated[bool, Query(description="Replace artworks whose ids exist")] = False,
+    ) -> JSONResponse:
+        """Adds several artworks; each one is added or rejected with its reason, on its own (needs an admin
+        key)."""
+        if len(images) > settings.max_batch_items:
+            raise ApiError(
+                413, "too_many_items", f"{len(images)} images; at most {settings.max_batch_items} per batch"
+            )
+        batch = _Batch(Services(request), settings, limits, owner, replace)
+        return JSONResponse(await batch.run(images, _metadata_entries(metadata)))
+
+    @app.patch("/v1/artworks/{artwork_id}", tags=["admin"])
+    async def edit_artwork(request: Request, _: admin, artwork_id: str, patch: ArtworkPatch) -> JSONResponse:
+        """Changes an artwork's metadata; its descriptor is kept as stored, nothing is re-encoded (needs
+        an admin key)."""
+        check_stored_id(artwork_id)
+        changes = _changes(patch)
+        services = Services(request)
+        reply = await services.call(
+            SEARCH,
+            "Get",
+            search_pb2.GetRequest(collection=services.collection, ids=[artwork_id], with_embeddings=True),
+        )
+        if not reply.items:
+            raise ApiError(404, "not_found", f"no artwork {artwork_id!r}")
+        item = reply.items[0]
+        old_artist = item.artwork.artist
+        _apply(item.artwork, changes)
+        await services.call(
+            SEARCH, "Upsert", search_pb2.UpsertRequest(collection=services.collection, items=[item])
+        )
+        degraded = []
+        if item.artwork.artist and item.artwork.artist != old_artist:
+            degraded = await _register_artists(services, [item.artwork.artist])
+        return JSONResponse({"artwork": artwork_json(item.artwork), "degraded": degraded})
+
+    @app.delete("/v1/artworks/{artwork_id}", tags=["admin"], status_code=204)
+    async def delete_artwork(request: Request, _: admin, artwork_id: str) -> Response:
+        """Deletes an artwork, and its image when it was added through this API (needs an admin key)."""
+        check_stored_id(artwork_id)
+        services = Services(request)
+        found = await _stored(services, [artwork_id])
+        if not found:
+            raise ApiError(404, "not_found", f"no artwork {artwork_id!r}")
+        await services.call(
+            SEARCH, "Delete", search_pb2.DeleteRequest(collection=services.collection, ids=[artwork_id])
+        )
+        image_path = added_image_path(settings.image_root, found[artwork_id])
+        if image_path is not None:
+            await asyncio.to_thread(discard, image_path)
+        return Response(status_code=204)
+
+
+# ---- one batch ---------------------------------------------------------------------------------------
+
+
+class _Batch:
+    """Checks, encodes and stores the artworks of one batch; collects a result per image."""
+
+    def __init__(
+        self, services: Services, settings: AdminSettings, limits: ImageLimits, owner: str, replace: bool
+    ) -> None:
+        self._services = services
+        self._settings = settings
+        self._limits = limits
+        self._owner = owner
+        self._replace = replace
+        self._results: list[dict[str, object]] = []
+
+    async def run(self, uploads: Sequence[UploadFile], entries: list[dict[str, object]]) -> dict[str, object]:
+        checked = await self._check(uploads, entries)
+        previous = await _stored(self._services, [p.artwork.id for _, p in checked])
+        fresh = []
+        for slot, pending in checked:
+            if pending.artwork.id in previous and not self._replace:
+                self._reject(slot, f"artwork {pending.artwork.id!r} exists (add ?replace=true)")
+            else:
+                fresh.append((slot, pending))
+        encoded = await self._encode(fresh)
+        degraded = await _store(self._services, self._settings.image_root, [p for _, p in encoded], previous)
+        for slot, pending in encoded:
+            self._results[slot] |= {"status": "added", "artwork": artwork_json(pending.artwork)}
+        added = sum(result["status"] == "added" for result in self._results)
+        return {
+            "added": added,
+            "rejected": len(self._results) - added,
+            "results": self._results,
+            "degraded": degraded,
+        }
+
+    def _slot(self, filename: str | None) -> int:
+        self._results.append({"filename": filename, "status": "pending"})
+        return len(self._results) - 1
+
+    def _reject(self, slot: int, reason: str) -> None:
+        self._results[slot] |= {"status": "rejected", "reason": reason}
+
+    async def _check(
+        self, uploads: Sequence[UploadFile], entries: list[dict[str, object]]
+    ) -> list[tuple[int, Pending]]:
+        by_name: dict[str, list[dict[str, object]]] = {}
+        for entry in entries:
+            by_name.setdefault(str(entry["filename"]), []).append(entry)
+        names = [upload.filename or "" for upload in uploads]
+        checked: list[tuple[int, Pending]] = []
+        ids: set[str] = set()
+        for upload, name in zip(uploads, names, strict=True):
+            slot = self._slot(name or None)
+            try:
+                pending = await self._check_one(upload, name, names.count(name), by_name.get(name, []))
+                if pending.artwork.id in ids:
+                    raise ApiError(
+                        400, "duplicate_id", f"id {pending.artwork.id!r} appears twice in this batch"
+                    )
+            except ApiError as error:
+                self._reject(slot, error.message)
+                continue
+            ids.add(pending.artwork.id)
+            checked.append((slot, pending))
+        for name in sorted(by_name.keys() - set(names)):
+            self._reject(self._slot(name), "no uploaded image has this filename")
+        return checked
+
+    async def _check_one(
+        self, upload: UploadFile, name: str, uploads_named: int, entries: list[dict[str, object]]
+    ) -> Pending:
+        if not name:
+            raise invalid("filename", "the upload has no filename to match a metadata entry")
+        if uploads_named > 1:
+            raise invalid("filename", "several uploads share this filename")
+        if len(entries) != 1:
+            raise invalid(
+                "metadata", "no entry names this file" if not entries else "several entries name this file"
+            )
+        data = await _read_upload(upload, self._limits.max_bytes)
+        info = check_image(data, self._limits)
+        artwork = new_artwork(entries[0], self._settings.default_catalogue, data, self._owner)
+        return Pending(artwork, data, info.format)
+
+    async def _encode(self, checked: list[tuple[int, Pending]]) -> list[tuple[int, Pending]]:
+        """Encodes each image on its own (the encoder batches concurrent calls), so that an image the
+        encoder cannot decode rejects only itself. An encoder outage fails the whole batch (nothing
+        stored yet)."""
+        limit = asyncio.Semaphore(ENCODE_CONCURRENCY)
+
+        async def one(slot: int, pending: Pending) -> bool:
+            async with limit:
+                try:
+                    reply = await self._services.call(
+                        ENCODER, "Encode", encoder_pb2.EncodeRequest(images=[pending.image])
+                    )
+                except ApiError as error:
+                    self._reject(slot, error.message)
+                    return False
+            pending.embedding = reply.embeddings[0]
+            return True
+
+        done = await asyncio.gather(*(one(slot, pending) for slot, pending in checked))
+        return [pair for pair, ok in zip(checked, done, strict=True) if ok]
+
+
+def _metadata_entries(raw: str) -> list[dict[str, object]]:
+    try:
+        entries = json.loads(raw)
+    except ValueError:
+        raise invalid("metadata", "is not valid JSON") from None
+    if not isinstance(entries, list):
+        raise invalid("metadata", "must be a JSON list of objects, one per image")
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str) or not entry["filename"]:
+            raise invalid(f"metadata[{index}]", "must be an object with a non-empty string filename")
+        clean_text(entry["filename"], f"metadata[{index}].filename", 1000)
+    return entries
+
+
+# ---- shared steps ------------------------------------------------------------------------------------
+
+
+async def _read_upload(upload: UploadFile, max_bytes: int) -> bytes:
+    data = await upload.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ApiError(413, "too_large", f"image is larger than {max_bytes} bytes")
+    return data
+
+
+async def _stored(services: Services, ids: Sequence[str]) -> dict[str, common_pb2.Artwork]:
+    """The stored records among `ids` (no vectors)."""
+    if not ids:
+        return {}
+    reply = await services.call(
+        SEARCH, "Get", search_pb2.GetRequest(collection=services.collection, ids=list(ids))
+    )
+    return {item.artwork.id: item.artwork for item in reply.items}
+
+
+async def _store(
+    services: Services,
+    image_root: Path | None,
+    pending: Sequence[Pending],
+    previous: Mapping[str, common_pb2.Artwork],
+) -> list[str]:
+    """Stores checked, encoded artworks (see the module doc for the order); returns what was degraded."""
+    if not pending:
+        return []
+    try:
+        if image_root is not None:
+            await asyncio.to_thread(_stage_images, image_root, pending)
+        items = [search_pb2.IndexedArtwork(artwork=p.artwork, embedding=p.embedding) for p in pending]
+        await services.call(
+            SEARCH, "Upsert", search_pb2.UpsertRequest(collection=services.collection, items=items)
+        )
+    except BaseException:
+        for p in pending:
+            if p.staged is not None:
+                discard(p.staged[0])
+        raise
+    await asyncio.to_thread(_commit_images, image_root, pending, previous)
+    return await _register_artists(services, [p.artwork.artist for p in pending])
+
+
+def _stage_images(image_root: Path, pending: Sequence[Pending]) -> None:
+    for p in pending:
+        name = image_file_name(p.artwork.id, p.image_format)
+        try:
+            p.staged = stage_image(image_root, p.artwork.catalogue, name, p.image)
+        except OSError as error:
+            log.error(
+                "cannot write an added image", extra={"catalogue": p.artwork.catalogue, "error": str(error)}
+            )
+            raise ApiError(
+                503, "image_storage_unavailable", "cannot write the image file; retry later"
+            ) from None
+        p.artwork.image_uri = name
+
+
+def _commit_images(
+    image_root: Path | None, pending: Sequence[Pending], previous: Mapping[str, common_pb2.Artwork]
+) -> None:
+    """Moves staged images into place, and removes a replaced artwork's own image when it moved."""
+    for p in pending:
+        if p.staged is None:
+            continue
+        try:
+            commit_image(*p.staged)
+        except OSError as error:
+            log.error("stored an artwork but not its image", extra={"id": p.artwork.id, "error": str(error)})
+            continue
+        old = previous.get(p.artwork.id)
+        old_path = added_image_path(image_root, old) if old is not None else None
+        if old_path is not None and old_path != p.staged[1]:
+            discard(old_path)
+
+
+async def _register_artists(services: Services, artists: Sequence[str]) -> list[str]:
+    """Adds the artists to the influence graph (existing ones are left alone); ["influence"] when that
+    service fails: the artworks are stored either way, and ingest or POST /v1/artists can add them later."""
+    names = sorted({name for name in artists if name})
+    if not names:
+        return []
+    request = influence_pb2.AddArtistsRequest(artists=[influence_pb2.Artist(name=name) for name in names])
+    try:
+        await services.call(INFLUENCE, "AddArtists", request)
+    except (ApiError, DownstreamError) as error:
+        log.warning("artists not added to the influence graph", extra={"error": str(error)})
+        return [INFLUENCE]
+    return []
+
+
+# ---- metadata edits ----------------------------------------------------------------------------------
+
+
+def _changes(patch: ArtworkPatch) -> dict[str, object]:
+    """The validated changes of a PATCH body (400 naming the first bad field)."""
+    sent = patch.model_fields_set
+    if not sent:
+        raise invalid("body", "names no field to change (title, artist, style, genre, year, extra)")
+    changes: dict[str, object] = {}
+    for field in ("style", "genre"):
+        if field in sent:
+            changes[field] = clean_text(getattr(patch, field), field)
+    if "title" in sent:
+        changes["title"] = clean_text(patch.title, "title")
+        if not changes["title"]:
+            raise invalid("title", "cannot be empty")
+    if "artist" in sent:
+        changes["artist"] = clean_artist(patch.artist)
+    if "year" in sent:
+        changes["year"] = clean_year(patch.year)
+    if "extra" in sent:
+        changes["extra"] = _extra_changes(patch.extra or {})
+    return changes
+
+
+def _extra_changes(extra: Mapping[str, str | None]) -> dict[str, str | None]:
+    removed = [key for key, value in extra.items() if value is None]
+    for key in removed:
+        clean_text(key, "extra key", MAX_EXTRA_KEY_CHARS)
+        if key in (ADDED_BY, ADDED_AT):
+            raise invalid("extra", f"key {key!r} is reserved")
+    kept = clean_extra({key: value for key, value in extra.items() if value is not None})
+    return {**kept, **dict.fromkeys(removed)}
+
+
+def _apply(artwork: common_pb2.Artwork, changes: Mapping[str, object]) -> None:
+    for field, value in changes.items():
+        if field == "extra":
+            assert isinstance(value, dict)
+            for key, item in value.items():
+                if item is None:
+                    artwork.extra.pop(key, None)
+                else:
+                    artwork.extra[key] = item
+        else:
+            setattr(artwork, field, value)

@@ -1,0 +1,665 @@
+"""The admin API of the gateway (catalogue and artist management) driven over HTTP (httpx.ASGITransport)
+against real in-process encoder (onnxruntime, the exported model), search (embedded engine) and influence
+(curated in-memory graph) gRPC servers."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import pytest_asyncio
+from PIL import Image, ImageDraw
+
+from artsearch.config import Env
+from artsearch.grpc_client import open_channel
+from artsearch.grpc_server import GrpcServiceServer
+from artsearch.v1 import search_pb2, search_pb2_grpc
+from services.encoder.backends import OnnxRuntimeBackend
+from services.encoder.server import EncoderService, encoder_registration
+from services.gateway.app import create_app
+from services.gateway.config import GatewayConfig
+from services.influence.config import InfluenceConfig, open_influence_graph
+from services.influence.server import InfluenceServicer, registration
+from services.search.edge_store import EdgeArtworkStore
+from services.search.server import SearchService, search_registration
+
+KEY, OTHER_KEY = "curator-secret-key", "second-secret-key"
+COLLECTION = "admintest"
+
+
+def key_entry(name: str, key: str) -> str:
+    return f"{name}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def painting(seed: int, fmt: str = "PNG") -> bytes:
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", (96, 72), tuple(int(c) for c in rng.integers(0, 255, 3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        x, y, r = int(rng.integers(0, 96)), int(rng.integers(0, 72)), int(rng.integers(5, 30))
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+AUTH = {"X-API-Key": KEY}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def addresses(
+    model_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[dict[str, str]]:
+    encoder = EncoderService(OnnxRuntimeBackend(model_path), max_batch_images=8, max_image_pixels=50_000_000)
+    store = await EdgeArtworkStore.open(tmp_path_factory.mktemp("admin-search") / "edge")
+    graph_config = InfluenceConfig(state_dir=tmp_path_factory.mktemp("admin-influence"), default_max_hops=10)
+    graph = await open_influence_graph(graph_config)
+    servers = {
+        "ENCODER_ADDR": GrpcServiceServer([encoder_registration(encoder)]),
+        "SEARCH_ADDR": GrpcServiceServer([search_registration(SearchService(store))]),
+        "INFLUENCE_ADDR": GrpcServiceServer([registration(InfluenceServicer(graph, 10))]),
+    }
+    ports = {name: await server.start() for name, server in servers.items()}
+    yield {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+    for server in servers.values():
+        await server.stop(0)
+    await encoder.close()
+    await store.close()
+    await graph.close()
+
+
+@asynccontextmanager
+async def gateway(addresses: dict[str, str], **settings: str) -> AsyncIterator[httpx.AsyncClient]:
+    env = {**addresses, "SEARCH_COLLECTION": COLLECTION, "ENCODE_TIMEOUT_S": "60", **settings}
+    app = create_app(GatewayConfig.from_env(Env(env)))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            yield client
+
+
+@pytest.fixture(scope="module")
+def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("images")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def client(addresses, image_root) -> AsyncIterator[httpx.AsyncClient]:
+    keys = f"{key_entry('curator', KEY)},{key_entry('second', OTHER_KEY)}"
+    async with gateway(
+        addresses, ADMIN_API_KEYS=keys, ADMIN_RATE_LIMIT_BURST="1000", IMAGE_ROOT=str(image_root)
+    ) as http:
+        yield http
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def search(addresses) -> AsyncIterator[search_pb2_grpc.SearchServiceStub]:
+    async with open_channel(addresses["SEARCH_ADDR"]) as channel:
+        yield search_pb2_grpc.SearchServiceStub(channel)
+
+
+async def stored(search, *ids: str) -> dict[str, search_pb2.IndexedArtwork]:
+    reply = await search.Get(
+        search_pb2.GetRequest(collection=COLLECTION, ids=list(ids), with_embeddings=True), timeout=10
+    )
+    return {item.artwork.id: item for item in reply.items}
+
+
+async def count(search) -> int:
+    return (await search.Count(search_pb2.CountRequest(collection=COLLECTION), timeout=10)).count
+
+
+async def add(client, image: bytes, headers=AUTH, params=None, **fields: str) -> httpx.Response:
+    return await client.post(
+        "/v1/artworks",
+        headers=headers,
+        params=params,
+        data=fields,
+        files={"image": ("a.png", image, "image/png")},
+    )
+
+
+def assert_error(response: httpx.Response, status: int, code: str, *words: str) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code, error
+    for word in words:
+        assert word in error["message"], error
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+# ---- keys ---------------------------------------------------------------------------------------------
+
+
+async def test_writes_and_the_listing_need_a_valid_key(client, search):
+    before = await count(search)
+    attempts = [
+        ("POST", "/v1/artworks", {}),
+        ("GET", "/v1/artworks", {}),
+        ("PATCH", "/v1/artworks/x", {"json": {"title": "t"}}),
+        ("DELETE", "/v1/artworks/x", {}),
+        ("POST", "/v1/artists", {"json": {"artists": [{"name": "Keyless Painter"}]}}),
+        ("POST", "/v1/influences", {"json": {"influences": [{"influencer": "A B", "influenced": "C D"}]}}),
+    ]
+    for headers, words in [
+        ({}, ("needs an admin API key",)),
+        ({"X-API-Key": "wrong"}, ("not valid",)),
+        ({"Authorization": f"Bearer {KEY}x"}, ("not valid",)),
+        ({"Authorization": f"Basic {KEY}"}, ("needs",)),
+    ]:
+        for method, url, extra in attempts:
+            response = await client.request(method, url, headers=headers, **extra)
+            assert_error(response, 401, "unauthorized", *words)
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+    unauthorised = await add(client, painting(1), headers={}, title="Sneaky")
+    assert_error(unauthorised, 401, "unauthorized")
+    assert await count(search) == before
+    lookup = await client.get("/v1/artists", params={"prefix": "Keyless"})
+    assert lookup.status_code == 200 and lookup.json()["artists"] == []
+
+
+async def test_without_configured_keys_the_admin_api_is_disabled(addresses):
+    async with gateway(addresses) as http:
+        response = await http.get("/v1/artworks", headers=AUTH)
+        assert_error(response, 403, "admin_disabled", "ADMIN_API_KEYS")
+        assert_error(await http.post("/v1/influences", headers=AUTH, json={}), 403, "admin_disabled")
+        assert (await http.get("/v1/artists", params={"prefix": "gogh"})).status_code == 200
+
+
+async def test_each_key_is_rate_limited_with_retry_after(addresses):
+    keys = f"{key_entry('curator', KEY)},{key_entry('second', OTHER_KEY)}"
+    async with gateway(
+        addresses, ADMIN_API_KEYS=keys, ADMIN_RATE_LIMIT_PER_MIN="1", ADMIN_RATE_LIMIT_BURST="2"
+    ) as http:
+        for _ in range(2):
+            assert (await http.get("/v1/artworks", headers=AUTH)).status_code == 200
+        limited = await http.get("/v1/artworks", headers=AUTH)
+        assert_error(limited, 429, "rate_limited")
+        assert 1 <= int(limited.headers["Retry-After"]) <= 60
+        assert (
+            await http.get("/v1/artworks", headers={"Authorization": f"Bearer {OTHER_KEY}"})
+        ).status_code == 200
+        assert_error(await http.get("/v1/artworks", headers={"X-API-Key": "wrong"}), 401, "unauthorized")
+
+
+# ---- artworks -----------------------------------------------------------------------------------------
+
+
+async def test_an_added_artwork_is_stored_indexed_and_its_artist_joins_the_graph(client, search, image_root):
+    image = painting(10)
+    response = await add(
+        client,
+        image,
+        id="admin-one",
+        title="Study in Circles",
+        artist="Olga Adminska",
+        style="Abstract",
+        genre="study",
+        year="1921",
+        catalogue="museum-x",
+        extra=json.dumps({"licence": "CC0"}),
+    )
+    assert response.status_code == 201, response.text
+    artwork = response.json()["artwork"]
+    assert response.json()["degraded"] == []
+    assert {k: artwork[k] for k in ("id", "title", "artist", "style", "genre", "year", "catalogue")} == {
+        "id": "admin-one",
+        "title": "Study in Circles",
+        "artist": "Olga Adminska",
+        "style": "Abstract",
+        "genre": "study",
+        "year": 1921,
+        "catalogue": "museum-x",
+    }
+    assert artwork["image_uri"] == "admin-one.png" and artwork["image_url"] == "/v1/artworks/admin-one/image"
+    assert artwork["extra"]["licence"] == "CC0" and artwork["extra"]["added_by"] == "curator"
+    assert (image_root / "museum-x" / "admin-one.png").read_bytes() == image
+    assert files_under(image_root / "museum-x") == ["admin-one.png"]  # no temporary file left behind
+
+    record = (await stored(search, "admin-one"))["admin-one"]
+    assert (record.artwork.title, record.artwork.year, record.artwork.catalogue) == (
+        "Study in Circles",
+        1921,
+        "museum-x",
+    )
+    public = await client.get("/v1/artworks/admin-one")
+    if public.status_code != 405:  # the public read route, where the gateway has it
+        assert public.status_code == 200 and public.json()["title"] == "Study in Circles"
+    found = await client.post("/v1/search", params={"k": 1}, files={"image": ("q.png", image, "image/png")})
+    assert found.status_code == 200 and found.json()["results"][0]["id"] == "admin-one"
+    artists = await client.get("/v1/artists", params={"prefix": "adminska"})
+    assert [a["name"] for a in artists.json()["artists"]] == ["Olga Adminska"]
+
+
+async def test_an_existing_id_is_refused_unless_replaced_and_ids_default_to_the_image_hash(
+    client, search, image_root
+):
+    first = await add(client, painting(11), id="admin-two", title="First")
+    assert first.status_code == 201
+    clash = await add(client, painting(12), id="admin-two", title="Second")
+    assert_error(clash, 409, "already_exists", "admin-two")
+    assert (await stored(search, "admin-two"))["admin-two"].artwork.title == "First"
+    jpeg = painting(12, "JPEG")
+    replaced = await add(client, jpeg, params={"replace": "true"}, id="admin-two", title="Second")
+    assert replaced.status_code == 201 and replaced.json()["artwork"]["image_uri"] == "admin-two.jpg"
+    assert (await stored(search, "admin-two"))["admin-two"].artwork.title == "Second"
+    assert files_under(image_root / "uploads") == ["admin-two.jpg"]  # the replaced PNG is gone
+
+    unnamed = await add(client, painting(13), title="No id given")
+    assert unnamed.status_code == 201
+    expected_id = f"uploads-{hashlib.sha256(painting(13)).hexdigest()[:16]}"
+    assert unnamed.json()["artwork"]["id"] == expected_id
+    assert_error(await add(client, painting(13), title="Again"), 409, "already_exists")
+
+
+@pytest.mark.parametrize(
+    ("image", "fields", "status", "code", "words"),
+    [
+        (b"not an image at all", {"title": "t"}, 415, "unsupported_media_type", ("accepted format",)),
+        (b"", {"title": "t"}, 400, "invalid_image", ("empty",)),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, {"title": "t"}, 400, "invalid_image", ("PNG",)),
+        (None, {}, 422, "invalid_request", ("title",)),
+        (None, {"title": "  "}, 400, "invalid_metadata", ("title", "required")),
+        (None, {"title": "t", "id": "../../etc/passwd"}, 400, "invalid_metadata", ("id",)),
+        (None, {"title": "t", "catalogue": "../outside"}, 400, "invalid_metadata", ("catalogue",)),
+        (None, {"title": "t", "year": "last year"}, 400, "invalid_metadata", ("year", "integer")),
+        (None, {"title": "t", "year": "99999"}, 400, "invalid_metadata", ("year", "outside")),
+        (None, {"title": "t", "extra": "{not json"}, 400, "invalid_metadata", ("extra", "JSON")),
+        (None, {"title": "t", "extra": '{"added_by": "me"}'}, 400, "invalid_metadata", ("reserved",)),
+        (None, {"title": "t", "extra": '{"n": 3}'}, 400, "invalid_metadata", ("extra.n", "string")),
+        (None, {"title": "tab\there"}, 400, "invalid_metadata", ("title", "control")),
+        (None, {"title": "t", "artist": "???"}, 400, "invalid_metadata", ("artist", "letters")),
+        (None, {"title": "t", "colour": "red"}, 201, None, ()),  # unknown form fields are ignored
+    ],
+)
+async def test_bad_additions_are_4xx_naming_the_problem_and_store_nothing(
+    client, search, image_root, image, fields, status, code, words
+):
+    before, files_before = await count(search), files_under(image_root)
+    response = await add(client, painting(20) if image is None else image, **fields)
+    if status == 201:
+        assert response.status_code == 201
+        assert (
+            await client.delete(f"/v1/artworks/{response.json()['artwork']['id']}", headers=AUTH)
+        ).status_code == 204
+        return
+    assert_error(response, status, code, *words)
+    assert await count(search) == before and files_under(image_root) == files_before
+
+
+async def test_a_failed_upsert_leaves_no_image_file_behind(addresses, search, tmp_path):
+    """Fault: the search service refuses the upsert (the collection holds 4-d vectors)."""
+    item = search_pb2.IndexedArtwork(
+        artwork={"id": "tiny", "title": "Tiny"}, embedding={"values": [1, 0, 0, 0]}
+    )
+    await search.Upsert(search_pb2.UpsertRequest(collection="fourdims", items=[item]), timeout=10)
+    keys = key_entry("curator", KEY)
+    settings = {"ADMIN_API_KEYS": keys, "IMAGE_ROOT": str(tmp_path), "SEARCH_COLLECTION": "fourdims"}
+    async with gateway(addresses, **settings) as http:
+        response = await add(http, painting(25), id="never-stored", title="Refused")
+        assert_error(response, 400, "invalid_request", "search")
+    assert files_under(tmp_path) == []
+    reply = await search.Get(search_pb2.GetRequest(collection="fourdims", ids=["never-stored"]), timeout=10)
+    assert list(reply.missing_ids) == ["never-stored"]
+
+
+async def test_an_influence_outage_still_stores_the_artwork_marked_degraded(addresses, search):
+    """Fault: nothing listens at the influence address."""
+    keys = key_entry("curator", KEY)
+    async with gateway(addresses, ADMIN_API_KEYS=keys, INFLUENCE_ADDR="127.0.0.1:1") as http:
+        response = await add(
+            http, painting(26), id="admin-degraded", title="Alone", artist="Unreachable Graph"
+        )
+        assert response.status_code == 201 and response.json()["degraded"] == ["influence"]
+        assert_error(await http.get("/v1/artists"), 503, "influence_unavailable")
+    assert "admin-degraded" in await stored(search, "admin-degraded")
+
+
+async def test_a_batch_adds_the_good_images_and_rejects_each_bad_one_with_its_reason(
+    client, search, image_root
+):
+    metadata = [
+        {
+            "filename": "good1.png",
+            "id": "batch-one",
+            "title": "Batch One",
+            "artist": "Batch Painter",
+            "year": 1900,
+        },
+        {"filename": "good2.jpg", "id": "batch-two", "title": "Batch Two", "catalogue": "batchcat"},
+        {"filename": "broken.png", "id": "batch-broken", "title": "Broken"},
+        {"filename": "badmeta.png", "id": "batch-bad-meta", "title": "Bad", "year": "soon"},
+        {"filename": "dupid.png", "id": "batch-one", "title": "Same id"},
+        {"filename": "missing.png", "title": "Nobody uploaded me"},
+    ]
+    files = [
+        ("images", ("good1.png", painting(30), "image/png")),
+        ("images", ("good2.jpg", painting(31, "JPEG"), "image/jpeg")),
+        ("images", ("broken.png", b"\x89PNG\r\n\x1a\n garbage", "image/png")),
+        ("images", ("badmeta.png", painting(32), "image/png")),
+        ("images", ("dupid.png", painting(33), "image/png")),
+        ("images", ("nometa.png", painting(34), "image/png")),
+    ]
+    response = await client.post(
+        "/v1/artworks/batch", headers=AUTH, data={"metadata": json.dumps(metadata)}, files=files
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["added"], body["rejected"]) == (2, 5)
+    results = {r["filename"]: r for r in body["results"]}
+    assert results["good1.png"]["status"] == "added" and results["good1.png"]["artwork"]["year"] == 1900
+    assert results["good2.jpg"]["artwork"]["catalogue"] == "batchcat"
+    reasons = {name: r.get("reason", "") for name, r in results.items()}
+    assert "PNG" in reasons["broken.png"]
+    assert "year" in reasons["badmeta.png"]
+    assert "twice" in reasons["dupid.png"]
+    assert "no entry" in reasons["nometa.png"]
+    assert "no uploaded image" in reasons["missing.png"]
+    assert set(await stored(search, "batch-one", "batch-two", "batch-broken", "batch-bad-meta")) == {
+        "batch-one",
+        "batch-two",
+    }
+    assert (image_root / "batchcat" / "batch-two.jpg").is_file()
+    again = await client.post(
+        "/v1/artworks/batch",
+        headers=AUTH,
+        data={"metadata": json.dumps(metadata[:1])},
+        files=files[:1],
+    )
+    assert (
+        again.json()["results"][0]["status"] == "rejected"
+        and "exists" in again.json()["results"][0]["reason"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("metadata", "words"),
+    [
+        ("not json", ("JSON",)),
+        ('{"filename": "a.png"}', ("list",)),
+        ('[{"title": "x"}]', ("metadata[0]", "filename")),
+    ],
+)
+async def test_a_batch_with_unusable_metadata_is_refused_whole(client, search, metadata, words):
+    before = await count(search)
+    response = await client.post(
+        "/v1/artworks/batch",
+        headers=AUTH,
+        data={"metadata": metadata},
+        files=[("images", ("a.png", painting(40), "image/png"))],
+    )
+    assert_error(response, 400, "invalid_metadata", *words)
+    assert await count(search) == before
+
+
+async def test_a_patch_changes_metadata_and_keeps_the_stored_vector(client, search):
+    assert (
+        await add(client, painting(50), id="admin-patch", title="Before", artist="Patch Painter")
+    ).status_code == 201
+    vector = np.array((await stored(search, "admin-patch"))["admin-patch"].embedding.values)
+    response = await client.patch(
+        "/v1/artworks/admin-patch",
+        headers=AUTH,
+        json={
+            "title": "After",
+            "year": 1888,
+            "style": None,
+            "artist": "Renamed Painter",
+            "extra": {"museum": "M"},
+        },
+    )
+    assert response.status_code == 200, response.text
+    artwork = response.json()["artwork"]
+    assert (artwork["title"], artwork["year"], artwork["style"], artwork["artist"]) == (
+        "After",
+        1888,
+        None,
+        "Renamed Painter",
+    )
+    record = (await stored(search, "admin-patch"))["admin-patch"]
+    assert (record.artwork.title, record.artwork.year, record.artwork.extra["museum"]) == ("After", 1888, "M")
+    assert record.artwork.image_uri == "admin-patch.png" and record.artwork.extra["added_by"] == "curator"
+    np.testing.assert_allclose(np.array(record.embedding.values), vector, atol=2e-3)
+    assert (await client.get("/v1/artists", params={"prefix": "renamed painter"})).json()["artists"]
+
+    removed = await client.patch("/v1/artworks/admin-patch", headers=AUTH, json={"extra": {"museum": None}})
+    assert "museum" not in removed.json()["artwork"]["extra"]
+
+    for body, status, code in [
+        ({}, 400, "invalid_metadata"),
+        ({"title": ""}, 400, "invalid_metadata"),
+        ({"catalogue": "elsewhere"}, 422, "invalid_request"),
+        ({"id": "other"}, 422, "invalid_request"),
+        ({"year": "nineteen"}, 422, "invalid_request"),
+        ({"title": "x\u0000y"}, 400, "invalid_metadata"),
+        ({"extra": {"added_by": None}}, 400, "invalid_metadata"),
+        ({"artist": "x" * 501}, 422, "invalid_request"),
+    ]:
+        assert_error(await client.patch("/v1/artworks/admin-patch", headers=AUTH, json=body), status, code)
+    lone_surrogate = b'{"title": "bad \\ud800 text"}'
+    response = await client.patch(
+        "/v1/artworks/admin-patch",
+        headers={**AUTH, "Content-Type": "application/json"},
+        content=lone_surrogate,
+    )
+    assert response.status_code in (400, 422), response.text
+    assert (await stored(search, "admin-patch"))["admin-patch"].artwork.title == "After"
+    assert_error(
+        await client.patch("/v1/artworks/no-such-work", headers=AUTH, json={"title": "t"}), 404, "not_found"
+    )
+
+
+async def test_delete_removes_the_record_and_its_added_image(client, search, image_root):
+    assert (
+        await add(client, painting(60), id="admin-gone", title="Short-lived", catalogue="temp")
+    ).status_code == 201
+    assert (image_root / "temp" / "admin-gone.png").is_file()
+    response = await client.delete("/v1/artworks/admin-gone", headers=AUTH)
+    assert response.status_code == 204 and response.content == b""
+    assert await stored(search, "admin-gone") == {}
+    assert not (image_root / "temp" / "admin-gone.png").exists()
+    assert_error(await client.delete("/v1/artworks/admin-gone", headers=AUTH), 404, "not_found")
+
+
+async def test_delete_leaves_images_it_did_not_write(client, search, image_root):
+    ingested = image_root / "ingested" / "kept.png"
+    ingested.parent.mkdir(parents=True, exist_ok=True)
+    ingested.write_bytes(b"ingested image")
+    vector = [1.0] + [0.0] * (2663)
+    item = search_pb2.IndexedArtwork(
+        artwork={"id": "ingested-kept", "title": "Kept", "catalogue": "ingested", "image_uri": "kept.png"},
+        embedding={"values": vector},
+    )
+    await search.Upsert(search_pb2.UpsertRequest(collection=COLLECTION, items=[item]), timeout=10)
+    assert (await client.delete("/v1/artworks/ingested-kept", headers=AUTH)).status_code == 204
+    assert ingested.read_bytes() == b"ingested image"
+
+
+async def test_the_listing_pages_through_every_artwork_once(client, search):
+    assert (await add(client, painting(70), id="admin-list-1", title="L1")).status_code == 201
+    assert (await add(client, painting(71), id="admin-list-2", title="L2")).status_code == 201
+    ids, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        response = await client.get("/v1/artworks", headers=AUTH, params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert len(page["artworks"]) <= 2 and page["limit"] == 2
+        ids += [artwork["id"] for artwork in page["artworks"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(ids) == len(set(ids)) == await count(search) and pages >= 2
+    assert {"admin-list-1", "admin-list-2"} <= set(ids)
+    assert_error(
+        await client.get("/v1/artworks", headers=AUTH, params={"cursor": "not-a-cursor"}),
+        400,
+        "invalid_request",
+    )
+    assert_error(await client.get("/v1/artworks", headers=AUTH, params={"limit": 0}), 422, "invalid_request")
+
+
+# ---- artists and influences ---------------------------------------------------------------------------
+
+
+async def test_artist_reads_need_no_key(client):
+    listed = await client.get("/v1/artists", params={"prefix": "Gogh"})
+    assert listed.status_code == 200
+    assert listed.json()["artists"][0] == {
+        "key": "vincent van gogh",
+        "name": "Vincent van Gogh",
+        "birth_year": 1853,
+        "death_year": 1890,
+        "movement": listed.json()["artists"][0]["movement"],
+    }
+    page = (await client.get("/v1/artists", params={"limit": 3})).json()
+    assert len(page["artists"]) == 3 and page["next_cursor"] == page["artists"][-1]["key"]
+    following = (await client.get("/v1/artists", params={"limit": 3, "cursor": page["next_cursor"]})).json()
+    assert following["artists"][0]["key"] > page["next_cursor"]
+
+    neighbours = await client.get("/v1/artists/Van Gogh/neighbours")
+    assert neighbours.status_code == 200
+    body = neighbours.json()
+    assert body["artist"]["key"] == "vincent van gogh"
+    influencers = {n["artist"]["key"]: n for n in body["influencers"]}
+    assert influencers["anton mauve"]["relation"] == "teacher"
+    assert "henri matisse" in {n["artist"]["key"] for n in body["influenced"]}
+    assert_error(
+        await client.get("/v1/artists/Nobody Whatsoever/neighbours"), 404, "not_found", "Nobody Whatsoever"
+    )
+
+    path = (await client.get("/v1/artists/path", params={"from": "Hokusai", "to": "Matisse"})).json()
+    assert path["found"] and path["hops"] == 2
+    assert [a["key"] for a in path["artists"]] == ["katsushika hokusai", "vincent van gogh", "henri matisse"]
+    assert path["edges"][0] == {
+        "influencer": "katsushika hokusai",
+        "influenced": "vincent van gogh",
+        "relation": "influenced",
+        "source": "Van Gogh Museum: Van Gogh and Japan",
+    }
+    too_short = (
+        await client.get("/v1/artists/path", params={"from": "Hokusai", "to": "Matisse", "max_hops": 1})
+    ).json()
+    assert too_short == {"found": False, "hops": None, "artists": [], "edges": []}
+    assert_error(
+        await client.get("/v1/artists/path", params={"from": "Hokusai"}), 422, "invalid_request", "to"
+    )
+    assert_error(
+        await client.get("/v1/artists/path", params={"from": "a", "to": "b", "max_hops": -1}),
+        422,
+        "invalid_request",
+    )
+    assert_error(await client.get("/v1/artists", params={"limit": 5000}), 422, "invalid_request")
+
+
+async def test_artists_and_influences_are_added_with_a_key(client):
+    added = await client.post(
+        "/v1/artists",
+        headers=AUTH,
+        json={
+            "artists": [{"name": "Hilda Newcomer", "birth_year": 1901, "movement": "Test School"}],
+            "influences": [{"influencer": "Hokusai", "influenced": "Hilda Newcomer", "source": "a letter"}],
+        },
+    )
+    assert added.status_code == 200 and added.json() == {"artists_added": 1, "influences_added": 1}
+    edges = await client.post(
+        "/v1/influences",
+        headers=AUTH,
+        json={
+            "influences": [{"influencer": "Hilda Newcomer", "influenced": "Ivo Pupil", "relation": "teacher"}]
+        },
+    )
+    assert edges.json() == {"artists_added": 1, "influences_added": 1}
+    hilda = (await client.get("/v1/artists/hilda newcomer/neighbours")).json()
+    assert hilda["artist"]["birth_year"] == 1901 and hilda["artist"]["movement"] == "Test School"
+    assert [(n["artist"]["key"], n["source"]) for n in hilda["influencers"]] == [
+        ("katsushika hokusai", "a letter")
+    ]
+    assert [(n["artist"]["key"], n["relation"]) for n in hilda["influenced"]] == [("ivo pupil", "teacher")]
+    path = (await client.get("/v1/artists/path", params={"from": "Ivo Pupil", "to": "Van Gogh"})).json()
+    assert path["hops"] == 3
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "status", "code"),
+    [
+        (
+            "/v1/influences",
+            {"influences": [{"influencer": "Van Gogh", "influenced": "vincent van gogh"}]},
+            400,
+            "invalid_request",
+        ),
+        (
+            "/v1/influences",
+            {"influences": [{"influencer": "A B", "influenced": "C D", "relation": "admired"}]},
+            422,
+            "invalid_request",
+        ),
+        ("/v1/influences", {"influences": []}, 422, "invalid_request"),
+        (
+            "/v1/influences",
+            {"influences": [{"influencer": "!!!", "influenced": "C D"}]},
+            422,
+            "invalid_request",
+        ),
+        ("/v1/artists", {"artists": [{"name": ""}]}, 422, "invalid_request"),
+        ("/v1/artists", {"artists": [{"name": "Real Name", "birth_year": "when"}]}, 422, "invalid_request"),
+        ("/v1/artists", {"artists": [{"name": "Real Name", "nickname": "x"}]}, 422, "invalid_request"),
+        ("/v1/artists", {"artists": [{"name": "bad\u0007bell"}]}, 422, "invalid_request"),
+        ("/v1/artists", [], 422, "invalid_request"),
+    ],
+)
+async def test_bad_graph_additions_add_nothing(client, url, body, status, code):
+    before = (await client.get("/v1/artists", params={"limit": 1000})).json()
+    assert_error(await client.post(url, headers=AUTH, json=body), status, code)
+    after = (await client.get("/v1/artists", params={"limit": 1000})).json()
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/artists/%00/neighbours",
+        "/v1/artists/%ED%A0%80/neighbours",
+        "/v1/artists/%FF%FE/neighbours",
+        "/v1/artists/" + "x" * 600 + "/neighbours",
+        "/v1/artists?prefix=%00",
+        "/v1/artists?cursor=%ED%A0%80",
+        "/v1/artists?prefix=" + "p" * 300,
+        "/v1/artists/path?from=%01&to=b",
+        "/v1/artists/path?from=a&to=%ED%A0%80",
+    ],
+)
+async def test_odd_input_on_public_artist_routes_never_fails_the_server(client, url):
+    """Invalid UTF-8 in a query arrives as replacement characters (a valid, unknown name: 200)."""
+    response = await client.get(url)
+    assert response.status_code in (200, 400, 404, 422), response.text
+    body = response.json()
+    assert response.status_code == 200 or body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("PATCH", "/v1/artworks/%00"),
+        ("DELETE", "/v1/artworks/%ED%A0%80"),
+        ("DELETE", "/v1/artworks/" + "i" * 300),
+    ],
+)
+async def test_odd_artwork_ids_are_a_4xx_json_error(client, method, url):
+    response = await client.request(
+        method, url, headers=AUTH, json={"title": "t"} if method == "PATCH" else None
+    )
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["error"]["message"]
