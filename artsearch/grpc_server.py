@@ -1,5 +1,6 @@
 """Server bootstrap shared by every gRPC service: grpc.aio, health checking, reflection, request ids,
-Prometheus metrics, graceful shutdown on SIGTERM/SIGINT."""
+access log lines, Prometheus metrics, OpenTelemetry spans (when enabled), graceful shutdown on
+SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -15,10 +16,18 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import Counter, Histogram, start_http_server
 
 from artsearch.config import ConfigError, Env, ListenSettings
-from artsearch.jsonlog import configure_logging, request_id_var
+from artsearch.jsonlog import accept_request_id, configure_logging, request_id_var
+from artsearch.telemetry import (
+    TracingSettings,
+    active_tracer_provider,
+    grpc_server_interceptors,
+    shutdown_tracing,
+    start_tracing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +51,17 @@ class ServiceRegistration:
     add_to_server: Callable[[grpc.aio.Server], None]
 
 
+# Polled by load balancers and readiness probes: counted in metrics, not logged per call.
+_PROBE_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+
+
 class _ObservingInterceptor(grpc.aio.ServerInterceptor):
-    """Sets the request id context for logging and records metrics for every unary call."""
+    """Sets the request id context for logging, logs and records metrics for every unary call.
+
+    The id comes from the caller's `x-request-id` metadata, or is made up when absent, so that every
+    line logged while serving a call can be correlated. grpc.aio serves each RPC in its own asyncio
+    task, so the id is set for the rest of that task (not reset when the handler returns): grpc's own
+    log line about a handler that raised is written after the handler, and carries the id too."""
 
     async def intercept_service(
         self,
@@ -54,11 +72,13 @@ class _ObservingInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or handler.unary_unary is None:
             return handler
         method = handler_call_details.method
-        request_id = dict(handler_call_details.invocation_metadata or ()).get(REQUEST_ID_KEY, "")
+        proposed = dict(handler_call_details.invocation_metadata or ()).get(REQUEST_ID_KEY)
+        request_id = accept_request_id(proposed if isinstance(proposed, str) else None)
+        access_log = not method.startswith(_PROBE_PREFIXES)
         inner = handler.unary_unary
 
         async def observed(request: object, context: grpc.aio.ServicerContext) -> object:
-            token = request_id_var.set(str(request_id))
+            request_id_var.set(request_id)
             started = time.perf_counter()
             code = "OK"
             try:
@@ -69,9 +89,11 @@ class _ObservingInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 if context.code() not in (None, grpc.StatusCode.OK):
                     code = context.code().name
-                RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                RPC_SECONDS.labels(method).observe(elapsed)
                 RPC_TOTAL.labels(method, code).inc()
-                request_id_var.reset(token)
+                if access_log:
+                    log.info("rpc", extra={"method": method, "code": code, "ms": round(elapsed * 1000, 2)})
 
         return grpc.unary_unary_rpc_method_handler(
             observed,
@@ -83,15 +105,24 @@ class _ObservingInterceptor(grpc.aio.ServerInterceptor):
 class GrpcServiceServer:
     """A grpc.aio server with health checking and reflection for the given services.
 
-    Tests start it in-process on port 0; `run_service` runs it until a signal arrives.
+    Tests start it in-process on port 0; `run_service` runs it until a signal arrives. With a tracer
+    provider (by default the one `start_tracing` installed, if any) every RPC gets a span, child of
+    the caller's when the metadata carries a trace context.
     """
 
-    def __init__(self, services: Sequence[ServiceRegistration], address: str = "127.0.0.1:0") -> None:
+    def __init__(
+        self,
+        services: Sequence[ServiceRegistration],
+        address: str = "127.0.0.1:0",
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
         self._services = list(services)
         self._address = address
         self.health = health_aio.HealthServicer()
+        provider = tracer_provider or active_tracer_provider()
         self.server = grpc.aio.server(
-            interceptors=[_ObservingInterceptor()],
+            # Tracing first, so that the log lines of the call carry its trace id.
+            interceptors=[*grpc_server_interceptors(provider), _ObservingInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -170,10 +201,14 @@ def service_main(
     """
     configure_logging(name, "INFO")  # so that a configuration error is logged as JSON too
     try:
-        config = load_config(Env())
+        env = Env()
+        config = load_config(env)
         configure_logging(name, config.listen.log_level)
+        start_tracing(TracingSettings.from_env(env, f"artsearch-{name}"))
         asyncio.run(serve(config))
     except (ConfigError, *start_errors) as error:
         log.error("cannot start: %s", error, extra={"service": name})
         return 2
+    finally:
+        shutdown_tracing()
     return 0
