@@ -19,41 +19,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "models/efficientnet-lite0/model.onnx"
 
 
-def _default_addr(env_name: str, service: str) -> str:
-    return os.environ.get(env_name) or f"127.0.0.1:{DEFAULT_PORTS[service]}"
-
-
-def cmd_catalogue(args: argparse.Namespace) -> int:
-    from artsearch.catalogue.gcompris import build_gcompris_catalogue
-
-    entries = build_gcompris_catalogue(Path(args.output), cache_dir=Path(args.cache_dir))
-    artists = {entry.artist for entry in entries}
-    print(f"wrote {len(entries)} paintings by {len(artists)} artists to {args.output}")
-    return 0
-
-
-def cmd_ingest(args: argparse.Namespace) -> int:
-    from artsearch.catalogue.folder import load_catalogue
-    from artsearch.ingest import IngestTargets, ingest_catalogue
-
-    catalogue = load_catalogue(Path(args.folder))
-    targets = IngestTargets(
-        encoder_addr=args.encoder,
-        search_addr=args.search,
-        influence_addr=args.influence,
-        collection=args.collection,
-        batch_size=args.batch_size,
-    )
-    report = asyncio.run(ingest_catalogue(catalogue, targets, _print_progress))
-    print()
-    print(report.summary())
-    return 0 if report.added or not catalogue.entries else 1
-
-
-def _print_progress(done: int, total: int) -> None:
-    print(f"\r  ingested {done}/{total}", end="", file=sys.stderr, flush=True)
-
-
 def cmd_query(args: argparse.Namespace) -> int:
     import httpx
 
@@ -167,23 +132,14 @@ def _interrupt(*_: object) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from artsearch.catalogue.cli import register as register_catalogue
+    from artsearch.ingest_cli import register as register_ingest
+
     parser = argparse.ArgumentParser(prog="artsearch", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    catalogue = commands.add_parser("catalogue", help="build a demo catalogue folder")
-    catalogue.add_argument("source", choices=["gcompris"], help="where the paintings come from")
-    catalogue.add_argument("--output", default="data/catalogues/gcompris")
-    catalogue.add_argument("--cache-dir", default=".cache/debs", help="where downloaded .deb files are kept")
-    catalogue.set_defaults(run=cmd_catalogue)
-
-    ingest = commands.add_parser("ingest", help="load a catalogue folder (images + metadata.csv/json)")
-    ingest.add_argument("folder")
-    ingest.add_argument("--collection", default="", help="target collection (default: the search service's)")
-    ingest.add_argument("--batch-size", type=int, default=16)
-    ingest.add_argument("--encoder", default=_default_addr("ENCODER_ADDR", "encoder"))
-    ingest.add_argument("--search", default=_default_addr("SEARCH_ADDR", "search"))
-    ingest.add_argument("--influence", default=_default_addr("INFLUENCE_ADDR", "influence"))
-    ingest.set_defaults(run=cmd_ingest)
+    register_catalogue(commands)
+    register_ingest(commands)
 
     query = commands.add_parser("query", help="search a running gateway with an image file")
     query.add_argument("image")

@@ -1,29 +1,44 @@
-"""Loads a catalogue folder through the encoder into the search and influence services."""
+"""Loads a catalogue (a folder or a URL manifest) through the encoder into the search and influence services.
+
+For each batch of artworks: ask the search service which are stored already (Get), skip those whose record
+and image are unchanged (no encoding), read or download the others, encode them (bad images are rejected
+one by one, never the batch), upsert them (ids are idempotent), record them in the state file (fsync'd),
+and register their artists with the influence service. Batches run `concurrency` at a time. Stopping
+(`request_stop`, the first Ctrl-C of the CLI) lets the batches in flight finish; their progress is saved
+and a re-run resumes where this one stopped.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-
 from artsearch.catalogue.folder import Catalogue, CatalogueEntry
-from artsearch.grpc_client import open_channel
-from artsearch.v1 import (
-    common_pb2,
-    encoder_pb2,
-    encoder_pb2_grpc,
-    influence_pb2,
-    influence_pb2_grpc,
-    search_pb2,
-    search_pb2_grpc,
-)
+from artsearch.catalogue.manifest import is_url
+from artsearch.ingest_download import Downloader, DownloadLimits, DownloadRejected
+from artsearch.ingest_report import IngestReport
+from artsearch.ingest_services import IngestServices, ServiceFailed
+from artsearch.ingest_state import IngestState, Shard, fingerprint
+from artsearch.v1 import common_pb2, search_pb2
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "IngestOptions",
+    "IngestReport",
+    "IngestRun",
+    "IngestTargets",
+    "ServiceFailed",
+    "catalogue_path",
+    "ingest_catalogue",
+]
+
+# Below the gRPC message limit (64 MiB) with room for the rest of the request.
+DEFAULT_MAX_IMAGE_BYTES = 48 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,24 +53,19 @@ class IngestTargets:
     timeout_s: float = 120.0
 
 
-@dataclass
-class IngestReport:
-    catalogue: str
-    added: int = 0
-    rejected: list[tuple[str, str]] = field(default_factory=list)
-    artists_added: int = 0
-    seconds: float = 0.0
-
-    def summary(self) -> str:
-        lines = [
-            f"catalogue {self.catalogue}: {self.added} artworks stored, {len(self.rejected)} rejected, "
-            f"{self.artists_added} new artists, {self.seconds:.1f} s"
-        ]
-        lines += [f"  rejected {item}: {reason}" for item, reason in self.rejected]
-        return "\n".join(lines)
+@dataclass(frozen=True)
+class IngestOptions:
+    # Where the state file lives; None: no state file (the search service alone says what is stored).
+    state_dir: Path | None = None
+    shard: Shard = field(default_factory=Shard)
+    max_rate: float | None = None  # artworks per second at most (spares a production encoder)
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    download: DownloadLimits = field(default_factory=DownloadLimits)
+    retries: int = 3  # per remote call, on transient failures
+    reencode: bool = False  # encode and store every artwork again, stored or not (e.g. after a model change)
 
 
-def _artwork(catalogue: Catalogue, entry: CatalogueEntry) -> common_pb2.Artwork:
+def artwork_record(catalogue: Catalogue, entry: CatalogueEntry) -> common_pb2.Artwork:
     return common_pb2.Artwork(
         id=entry.id,
         title=entry.title,
@@ -69,115 +79,227 @@ def _artwork(catalogue: Catalogue, entry: CatalogueEntry) -> common_pb2.Artwork:
     )
 
 
-class _Ingestor:
-    def __init__(
-        self, catalogue: Catalogue, targets: IngestTargets, channels: dict[str, grpc.aio.Channel]
-    ) -> None:
+@dataclass(eq=False)  # compared by identity
+class _Item:
+    entry: CatalogueEntry
+    artwork: common_pb2.Artwork
+    stored: common_pb2.Artwork | None = None
+    data: bytes | None = None
+    fingerprint: str = ""
+
+    @property
+    def record(self) -> bytes:
+        return self.artwork.SerializeToString(deterministic=True)
+
+
+class _Pacer:
+    """At most `rate` artworks per second over the run."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self._next = time.monotonic()
+
+    async def wait(self, count: int) -> None:
+        if not self.rate:
+            return
+        now = time.monotonic()
+        start = max(now, self._next)
+        self._next = start + count / self.rate
+        await asyncio.sleep(start - now)
+
+
+class IngestRun:
+    """One ingest of one catalogue (one shard of it)."""
+
+    def __init__(self, catalogue: Catalogue, targets: IngestTargets, options: IngestOptions) -> None:
         self.catalogue = catalogue
         self.targets = targets
-        self.encoder = encoder_pb2_grpc.EncoderServiceStub(channels["encoder"])
-        self.search = search_pb2_grpc.SearchServiceStub(channels["search"])
-        self.influence = influence_pb2_grpc.InfluenceServiceStub(channels["influence"])
+        self.options = options
+        self.entries = [e for e in catalogue.entries if options.shard.owns(e.id)]
         self.report = IngestReport(
-            catalogue.name, rejected=[(p.filename or f"row {p.row}", p.reason) for p in catalogue.problems]
+            catalogue.name,
+            collection=targets.collection,
+            shard=f"{options.shard.index}/{options.shard.count}",
+            total=len(self.entries),
         )
+        for problem in catalogue.problems:
+            item = problem.filename or f"row {problem.row}"
+            if options.shard.owns(item):
+                self.report.total += 1
+                self.report.reject(item, problem.reason)
+        self.state: IngestState | None = None
+        if options.state_dir is not None:
+            self.state = IngestState(options.state_dir, catalogue.name, targets.collection, options.shard)
+            self.report.state_file = str(self.state.path)
+        self._stop = asyncio.Event()
+        self._pacer = _Pacer(options.max_rate)
+        self._artists_sent: set[str] = set()
+        self._downloader: Downloader | None = None
 
-    async def run(self, progress: Callable[[int, int], None] | None) -> IngestReport:
+    def request_stop(self) -> None:
+        """Take no new batch; the ones in flight finish and are saved."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run(self, progress: Callable[[int, int], None] | None = None) -> IngestReport:
         started = time.perf_counter()
-        entries = self.catalogue.entries
-        batches = [
-            entries[i : i + self.targets.batch_size] for i in range(0, len(entries), self.targets.batch_size)
-        ]
-        limit = asyncio.Semaphore(self.targets.concurrency)
-        done = 0
-
-        async def one(batch: Sequence[CatalogueEntry]) -> None:
-            nonlocal done
-            async with limit:
-                await self._store_batch(batch)
-            done += len(batch)
-            if progress:
-                progress(done, len(entries))
-
-        artists = asyncio.create_task(self._add_artists(entries))
-        await asyncio.gather(*(one(batch) for batch in batches))
-        await artists
-        self.report.seconds = time.perf_counter() - started
+        if self.state is not None:
+            await asyncio.to_thread(self.state.load)
+        services = IngestServices(
+            {
+                "encoder": self.targets.encoder_addr,
+                "search": self.targets.search_addr,
+                "influence": self.targets.influence_addr,
+            },
+            self.targets.collection,
+            self.targets.timeout_s,
+            self.options.retries,
+        )
+        if any(is_url(entry.filename) for entry in self.entries):
+            self._downloader = Downloader(self.options.download)
+        try:
+            await self._run_batches(services, progress)
+        finally:
+            self.report.interrupted = self.stopping and self.report.processed < self.report.total
+            self.report.seconds = time.perf_counter() - started
+            if self.state is not None:
+                self.state.close()
+            if self._downloader is not None:
+                await self._downloader.close()
+            await services.close()
         return self.report
 
-    async def _store_batch(self, batch: Sequence[CatalogueEntry]) -> None:
-        images = await asyncio.to_thread(self._read_images, batch)
-        readable = [(entry, data) for entry, data in zip(batch, images, strict=True) if data is not None]
-        encoded = await self._encode(readable)
-        items = [
-            search_pb2.IndexedArtwork(artwork=_artwork(self.catalogue, entry), embedding=embedding)
-            for entry, embedding in encoded
-        ]
-        if items:
-            reply = await self.search.Upsert(
-                search_pb2.UpsertRequest(collection=self.targets.collection, items=items),
-                timeout=self.targets.timeout_s,
-            )
-            self.report.added += reply.upserted
+    async def _run_batches(
+        self, services: IngestServices, progress: Callable[[int, int], None] | None
+    ) -> None:
+        batches = self._batches()
 
-    def _read_images(self, batch: Sequence[CatalogueEntry]) -> list[bytes | None]:
-        images: list[bytes | None] = []
-        for entry in batch:
-            try:
-                images.append((self.catalogue.root / entry.filename).read_bytes())
-            except OSError as error:
-                self.report.rejected.append((entry.id, f"cannot read {entry.filename}: {error.strerror}"))
-                images.append(None)
-        return images
+        async def worker() -> None:
+            for batch in batches:
+                await self._pacer.wait(len(batch))
+                await self._process(services, batch)
+                if progress:
+                    progress(self.report.processed, self.report.total)
+                if self.stopping:
+                    return
 
-    async def _encode(
-        self, readable: list[tuple[CatalogueEntry, bytes]]
-    ) -> list[tuple[CatalogueEntry, common_pb2.Embedding]]:
-        """Encodes a batch; when the encoder rejects an image, encodes one by one to reject only that one."""
-        if not readable:
-            return []
+        if progress:
+            progress(self.report.processed, self.report.total)
+        workers = [asyncio.create_task(worker()) for _ in range(max(1, self.targets.concurrency))]
         try:
-            reply = await self.encoder.Encode(
-                encoder_pb2.EncodeRequest(images=[data for _, data in readable]),
-                timeout=self.targets.timeout_s,
-            )
-            return [(entry, emb) for (entry, _), emb in zip(readable, reply.embeddings, strict=True)]
-        except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.INVALID_ARGUMENT:
-                raise
-            if len(readable) == 1:
-                self.report.rejected.append((readable[0][0].id, error.details() or "rejected by the encoder"))
-                return []
-        encoded = await asyncio.gather(*(self._encode([pair]) for pair in readable))
-        return [pair for pairs in encoded for pair in pairs]
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
 
-    async def _add_artists(self, entries: Sequence[CatalogueEntry]) -> None:
-        names = sorted({entry.artist for entry in entries if entry.artist})
-        if not names:
+    def _batches(self) -> Iterator[list[CatalogueEntry]]:
+        size = max(1, self.targets.batch_size)
+        for start in range(0, len(self.entries), size):
+            if self.stopping:
+                return
+            yield self.entries[start : start + size]
+
+    async def _process(self, services: IngestServices, batch: Sequence[CatalogueEntry]) -> None:
+        items = [_Item(entry, artwork_record(self.catalogue, entry)) for entry in batch]
+        stored = await services.stored([item.entry.id for item in items])
+        for item in items:
+            item.stored = stored.get(item.entry.id)
+        remote = [item for item in items if is_url(item.entry.filename)]
+        local = [item for item in items if not is_url(item.entry.filename)]
+        # A URL's fingerprint is its record's (URL included): a stored, unchanged URL is not downloaded again.
+        for item in remote:
+            item.fingerprint = fingerprint(item.record)
+        unchanged = [item for item in remote if self._is_unchanged(item)]
+        await asyncio.gather(*(self._download(item) for item in remote if item not in unchanged))
+        await asyncio.to_thread(self._read_files, local)
+        unchanged += [item for item in local if item.data is not None and self._is_unchanged(item)]
+        self.report.skipped += len(unchanged)
+        to_encode = [item for item in items if item.data is not None and item not in unchanged]
+        written = await self._encode_and_store(services, to_encode)
+        if self.state is not None:
+            rows = [(item.entry.id, item.fingerprint) for item in unchanged + written]
+            await asyncio.to_thread(
+                self.state.record, [row for row in rows if self.state.fingerprint_of(row[0]) != row[1]]
+            )
+        await self._add_artists(services, unchanged + written)
+
+    def _is_unchanged(self, item: _Item) -> bool:
+        """Stored with the same record and, when the state file knows the artwork, the same fingerprint
+        (for a file: record and image bytes)."""
+        if self.options.reencode or item.stored is None or item.stored != item.artwork:
+            return False
+        recorded = self.state.fingerprint_of(item.entry.id) if self.state is not None else None
+        return recorded is None or recorded == item.fingerprint
+
+    def _read_files(self, items: Sequence[_Item]) -> None:
+        for item in items:
+            path = self.catalogue.root / item.entry.filename
+            try:
+                size = path.stat().st_size
+                if size > self.options.max_image_bytes:
+                    reason = f"{item.entry.filename} is {size:,} bytes, over the limit"
+                    self.report.reject(item.entry.id, reason)
+                    continue
+                item.data = path.read_bytes()
+            except OSError as error:
+                self.report.reject(item.entry.id, f"cannot read {item.entry.filename}: {error.strerror}")
+                continue
+            item.fingerprint = fingerprint(item.record, item.data)
+
+    async def _download(self, item: _Item) -> None:
+        assert self._downloader is not None
+        try:
+            item.data = await self._downloader.fetch(item.entry.filename)
+        except DownloadRejected as rejection:
+            self.report.reject(item.entry.id, f"{item.entry.filename}: {rejection.reason}")
             return
-        reply = await self.influence.AddArtists(
-            influence_pb2.AddArtistsRequest(artists=[influence_pb2.Artist(name=name) for name in names]),
-            timeout=self.targets.timeout_s,
-        )
-        self.report.artists_added = reply.artists_added
+
+    async def _encode_and_store(self, services: IngestServices, items: list[_Item]) -> list[_Item]:
+        if not items:
+            return []
+        self.report.encoded += len(items)
+        encoded = await services.encode_all([item.data or b"" for item in items])
+        ready: list[_Item] = []
+        records: list[search_pb2.IndexedArtwork] = []
+        for result in encoded:
+            item = items[result.index]
+            if result.embedding is None:
+                self.report.reject(item.entry.id, f"{_short(item.entry.filename)}: {result.reason}")
+                continue
+            ready.append(item)
+            records.append(search_pb2.IndexedArtwork(artwork=item.artwork, embedding=result.embedding))
+        await services.upsert(records)
+        for item in ready:
+            if item.stored is None:
+                self.report.added += 1
+            else:
+                self.report.updated += 1
+        return ready
+
+    async def _add_artists(self, services: IngestServices, items: Sequence[_Item]) -> None:
+        names = sorted({item.entry.artist for item in items if item.entry.artist} - self._artists_sent)
+        if names:
+            self._artists_sent.update(names)
+            self.report.artists_added += await services.add_artists(names)
+
+
+def _short(filename: str, limit: int = 120) -> str:
+    return filename if len(filename) <= limit else filename[: limit - 1] + "…"
 
 
 async def ingest_catalogue(
     catalogue: Catalogue,
     targets: IngestTargets,
     progress: Callable[[int, int], None] | None = None,
+    options: IngestOptions | None = None,
 ) -> IngestReport:
-    """Encodes every artwork, upserts it (idempotent ids) and registers its artist. Bad files are
-    reported, never fatal."""
-    channels = {
-        "encoder": open_channel(targets.encoder_addr),
-        "search": open_channel(targets.search_addr),
-        "influence": open_channel(targets.influence_addr),
-    }
-    try:
-        return await _Ingestor(catalogue, targets, channels).run(progress)
-    finally:
-        await asyncio.gather(*(channel.close() for channel in channels.values()))
+    """Encodes every artwork not stored yet, upserts it (idempotent ids) and registers its artist. Bad
+    files are reported, never fatal; a service that keeps failing raises ServiceFailed."""
+    return await IngestRun(catalogue, targets, options or IngestOptions()).run(progress)
 
 
 def catalogue_path(path: str | Path) -> Path:

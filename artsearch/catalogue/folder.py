@@ -12,7 +12,8 @@ objects). Recognised columns/keys (case-insensitive):
 This also reads the seed system's WikiArt CSV (``filename, artist, title, style, genre, date``). A row that
 cannot be used (missing file, duplicate id, unreadable year, ...) is skipped and reported in
 ``Catalogue.problems``; it never stops the rest from loading. Without a metadata file every image under
-the folder becomes an entry titled by its file-name stem.
+the folder becomes an entry titled by its file-name stem. A metadata file elsewhere, or a JSON-lines one,
+can be named explicitly (`load_catalogue(folder, metadata=...)`).
 """
 
 from __future__ import annotations
@@ -93,13 +94,17 @@ def parse_year(value: str | int | None) -> int | None:
     return int(match.group(1))
 
 
-def load_catalogue(folder: Path, name: str | None = None) -> Catalogue:
-    """Read the catalogue folder ``folder``; ``name`` defaults to the folder's name."""
+def load_catalogue(folder: Path, name: str | None = None, metadata: Path | None = None) -> Catalogue:
+    """Read the catalogue folder ``folder``; ``name`` defaults to the folder's name. ``metadata`` is a
+    metadata file elsewhere or under another name (CSV, JSON list or JSON lines; file names in it relative
+    to ``folder``), e.g. a WikiArt CSV."""
     root = Path(folder)
     if not root.is_dir():
         raise CatalogueError(f"catalogue folder {root} does not exist or is not a folder")
+    if metadata is not None and not Path(metadata).is_file():
+        raise CatalogueError(f"metadata file {metadata} does not exist")
     catalogue = Catalogue(name=name or root.resolve().name, root=root, entries=[], problems=[])
-    metadata = _find_metadata(root)
+    metadata = Path(metadata) if metadata is not None else _find_metadata(root)
     if metadata is None:
         _add_bare_images(catalogue)
     else:
@@ -115,16 +120,19 @@ def _find_metadata(root: Path) -> Path | None:
 
 
 def _read_rows(metadata: Path) -> list[dict[str, str]]:
-    if metadata.suffix == ".csv":
-        return _read_csv(metadata)
+    if metadata.suffix.lower() == ".csv":
+        return read_csv_rows(metadata)
+    if metadata.suffix.lower() == ".jsonl":
+        return read_jsonl_rows(metadata)
     return _read_json(metadata)
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
+def read_csv_rows(path: Path, image_keys: Iterable[str] = FILENAME_KEYS) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header naming one of `image_keys`, cells stripped."""
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         headers = [header.strip() for header in reader.fieldnames or []]
-        _require_filename_column(path, headers)
+        _require_filename_column(path, headers, image_keys)
         rows = []
         for raw in reader:
             row = {
@@ -152,6 +160,26 @@ def _read_json(path: Path) -> list[dict[str, str]]:
     return rows
 
 
+def read_jsonl_rows(path: Path) -> list[dict[str, str]]:
+    """One JSON object per line (blank lines ignored); a line that is not an object becomes an empty row,
+    reported by the caller rather than fatal."""
+    rows: list[dict[str, str]] = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError:
+                item = None
+            rows.append(
+                {str(key).strip(): _as_text(value) for key, value in item.items()}
+                if isinstance(item, dict)
+                else {}
+            )
+    return rows
+
+
 def _as_text(value: Any) -> str:
     if value is None:
         return ""
@@ -160,10 +188,13 @@ def _as_text(value: Any) -> str:
     return str(value).strip()
 
 
-def _require_filename_column(path: Path, headers: Iterable[str]) -> None:
+def _require_filename_column(
+    path: Path, headers: Iterable[str], image_keys: Iterable[str] = FILENAME_KEYS
+) -> None:
     lowered = {header.lower() for header in headers}
-    if not lowered & set(FILENAME_KEYS):
-        raise CatalogueError(f"{path}: no image column (one of {', '.join(FILENAME_KEYS)})")
+    keys = tuple(image_keys)
+    if not lowered & set(keys):
+        raise CatalogueError(f"{path}: no image column (one of {', '.join(keys)})")
 
 
 def _add_rows(catalogue: Catalogue, rows: list[dict[str, str]]) -> None:
@@ -171,7 +202,7 @@ def _add_rows(catalogue: Catalogue, rows: list[dict[str, str]]) -> None:
     for number, row in enumerate(rows, start=1):
         try:
             entry = _entry_from_row(catalogue.root, row)
-        except _RowRejected as rejection:
+        except RowRejected as rejection:
             catalogue.problems.append(CatalogueProblem(number, rejection.filename, rejection.reason))
             continue
         if entry.id in seen_ids:
@@ -182,7 +213,9 @@ def _add_rows(catalogue: Catalogue, rows: list[dict[str, str]]) -> None:
         catalogue.entries.append(entry)
 
 
-class _RowRejected(Exception):
+class RowRejected(Exception):
+    """A metadata row that cannot become an entry."""
+
     def __init__(self, filename: str, reason: str) -> None:
         super().__init__(reason)
         self.filename = filename
@@ -193,30 +226,45 @@ def _entry_from_row(root: Path, row: Mapping[str, str]) -> CatalogueEntry:
     by_key = {key.lower(): value for key, value in row.items()}
     filename = next((by_key[key] for key in FILENAME_KEYS if by_key.get(key)), "")
     if not filename:
-        raise _RowRejected("", "no file name")
+        raise RowRejected("", "no file name")
     relative = _safe_relative_path(filename)
     if relative is None:
-        raise _RowRejected(filename, "file name must be a relative path inside the catalogue folder")
+        raise RowRejected(filename, "file name must be a relative path inside the catalogue folder")
     if not (root / relative).is_file():
-        raise _RowRejected(filename, "file not found")
+        raise RowRejected(filename, "file not found")
+    stem = PurePosixPath(relative).stem
+    return entry_from_row(row, relative, default_id=slugify(stem), default_title=stem)
+
+
+def entry_from_row(
+    row: Mapping[str, str],
+    filename: str,
+    *,
+    default_id: str,
+    default_title: str,
+    image_keys: Iterable[str] = FILENAME_KEYS,
+) -> CatalogueEntry:
+    """The entry a metadata row describes, its image at `filename` (a catalogue path or a URL): the known
+    columns (case-insensitive) become fields, the others `extra`. Raises RowRejected."""
+    by_key = {key.lower(): value for key, value in row.items()}
     year_text = by_key.get("year") or by_key.get("date") or ""
     try:
         year = parse_year(year_text)
     except ValueError:
-        raise _RowRejected(filename, f"bad year {year_text!r}") from None
-    stem = PurePosixPath(relative).stem
-    entry_id = by_key.get("id") or slugify(stem)
+        raise RowRejected(filename, f"bad year {year_text!r}") from None
+    entry_id = by_key.get("id") or default_id
     if not entry_id:
-        raise _RowRejected(filename, "cannot derive an id from the file name")
+        raise RowRejected(filename, "cannot derive an id from the file name")
+    known = _KNOWN_KEYS | set(image_keys)
     return CatalogueEntry(
         id=entry_id,
-        filename=relative,
-        title=by_key.get("title") or stem,
+        filename=filename,
+        title=by_key.get("title") or default_title,
         artist=by_key.get("artist", ""),
         style=by_key.get("style", ""),
         genre=by_key.get("genre", ""),
         year=year,
-        extra={key: value for key, value in row.items() if key.lower() not in _KNOWN_KEYS},
+        extra={key: value for key, value in row.items() if key.lower() not in known},
     )
 
 
