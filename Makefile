@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 MODEL  := models/efficientnet-lite0/model.onnx
 GCOMPRIS := data/catalogues/gcompris/metadata.csv
 
-.PHONY: help venv protos model catalogue demo test test-fast lint format clean bench eval loadtest triton-server triton-repo
+.PHONY: help venv protos model catalogue demo test test-fast lint format clean bench eval loadtest triton-server triton-repo browser
 
 help:
 	@echo "make demo | make test | make model | make catalogue | make protos | make lint | make clean"
@@ -42,6 +42,10 @@ triton-server: $(TRITON)
 $(TRITON): $(STAMP) scripts/fetch_tritonserver.py
 	$(BIN)/python scripts/fetch_tritonserver.py --dest .cache/tritonserver
 
+# Debian chromium + chromium-driver for the web UI test (tests/e2e/test_web_ui.py); quick when installed.
+browser:
+	bash scripts/install_browser.sh
+
 # deploy/triton/model_repository with the exported ONNX model in place (production layout).
 triton-repo: $(MODEL)
 	$(BIN)/python -m services.encoder.triton_repository --model $(MODEL) --repository deploy/triton/model_repository
@@ -61,7 +65,7 @@ loadtest: $(STAMP) $(MODEL) $(GCOMPRIS)
 eval: $(STAMP) $(MODEL) $(GCOMPRIS)
 	$(BIN)/artsearch eval descriptors
 
-test: $(STAMP) $(MODEL) $(GCOMPRIS) $(TRITON) lint
+test: $(STAMP) $(MODEL) $(GCOMPRIS) $(TRITON) browser lint
 	$(BIN)/pytest -q
 
 test-fast: $(STAMP)

@@ -1,22 +1,355 @@
-"""Artwork images and thumbnails served by the gateway, so results can be shown.
+"""Artwork images and thumbnails served by the gateway, so results can be shown; and the web UI's files.
 
-Scaffold: the routes are filled in by the media work of issue 5."""
+An artwork's image is IMAGE_ROOT/<artwork.catalogue>/<artwork.image_uri>, or an http(s) URL in image_uri (the
+routes then redirect to it). The artwork is looked up through the search service's Get RPC, with a deadline.
+A path that resolves outside IMAGE_ROOT (``..``, absolute paths, symbolic links pointing out) is refused.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: FastAPI reads the route signatures at run time, and their
+Query bounds refer to the settings in scope."""
 
+import asyncio
+import io
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Self
+from urllib.parse import urlsplit
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from artsearch.config import Env
+from artsearch.config import ConfigError, Env
+from artsearch.jsonlog import request_id_var
+from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SEARCH_SERVICE = "search"
+MIN_THUMBNAIL_SIZE = 64
+DEFAULT_THUMBNAIL_SIZE = 256
+THUMBNAIL_JPEG_QUALITY = 85
+MAX_ARTWORK_ID_LENGTH = 256
+
+# Leading bytes of the image formats the routes serve, and their content types. Anything else under
+# IMAGE_ROOT (a metadata file an artwork points at by mistake, say) is not served.
+_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
+    (b"GIF87a", 0, "image/gif"),
+    (b"GIF89a", 0, "image/gif"),
+    (b"WEBP", 8, "image/webp"),
+    (b"BM", 0, "image/bmp"),
+    (b"II*\x00", 0, "image/tiff"),
+    (b"MM\x00*", 0, "image/tiff"),
+)
 
 
 @dataclass(frozen=True)
 class MediaSettings:
+    # Folder holding one sub-folder per catalogue; None: only http(s) images can be shown.
+    image_root: Path | None = None
+    # Thumbnails kept in memory (least recently used dropped first); 0 turns the cache off.
+    thumbnail_cache_size: int = 1024
+    thumbnail_max_size: int = 512
+    # Larger source images are not decoded for a thumbnail (decompression bombs).
+    thumbnail_max_source_pixels: int = 200_000_000
+    # Thumbnails made at once (each holds a decoded image in memory).
+    thumbnail_concurrency: int = 4
+    # Cache-Control max-age of images and thumbnails, seconds.
+    cache_max_age_s: int = 86_400
+
     @classmethod
-    def from_env(cls, env: Env) -> MediaSettings:
-        return cls()
+    def from_env(cls, env: Env) -> Self:
+        root = env.optional("IMAGE_ROOT")
+        if root is not None and not Path(root).is_dir():
+            raise ConfigError(f"IMAGE_ROOT={root!r} is not a directory")
+        max_size = env.int("THUMBNAIL_MAX_SIZE", 512, minimum=MIN_THUMBNAIL_SIZE)
+        return cls(
+            image_root=Path(root).resolve() if root else None,
+            thumbnail_cache_size=env.int("THUMBNAIL_CACHE_SIZE", 1024, minimum=0),
+            thumbnail_max_size=max_size,
+            thumbnail_max_source_pixels=env.int("THUMBNAIL_MAX_SOURCE_PIXELS", 200_000_000, minimum=1),
+            thumbnail_concurrency=env.int("THUMBNAIL_CONCURRENCY", 4, minimum=1),
+            cache_max_age_s=env.int("IMAGE_CACHE_MAX_AGE_S", 86_400, minimum=0),
+        )
+
+
+class MediaError(Exception):
+    """An image cannot be served; becomes a JSON error with this status and code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    path: Path
+    stat: os.stat_result
+    content_type: str
+
+    def etag(self, variant: str = "") -> str:
+        suffix = f"-{variant}" if variant else ""
+        return f'"{self.stat.st_size:x}-{self.stat.st_mtime_ns:x}{suffix}"'
+
+
+ThumbnailKey = tuple[str, int, str, int, int]
+
+
+class ThumbnailCache:
+    """JPEG thumbnails by (artwork id, size, file path, file mtime, file size), least recently used dropped.
+
+    Used from the event loop only; the encoding itself runs in worker threads. Concurrent requests for one
+    missing thumbnail share a single encoding."""
+
+    def __init__(self, capacity: int, concurrency: int) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[ThumbnailKey, bytes] = OrderedDict()
+        self._pending: dict[ThumbnailKey, asyncio.Task[bytes]] = {}
+        self._slots = asyncio.Semaphore(concurrency)
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get(self, key: ThumbnailKey, make: Callable[[], bytes]) -> bytes:
+        cached = self._entries.get(key)
+        if cached is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return cached
+        task = self._pending.get(key)
+        if task is None:
+            self.misses += 1
+            task = asyncio.create_task(self._make(key, make))
+            self._pending[key] = task
+        # A request that goes away does not cancel the encoding others may be waiting for.
+        return await asyncio.shield(task)
+
+    async def _make(self, key: ThumbnailKey, make: Callable[[], bytes]) -> bytes:
+        try:
+            async with self._slots:
+                data = await asyncio.to_thread(make)
+            self._store(key, data)
+            return data
+        finally:
+            del self._pending[key]
+
+    def _store(self, key: ThumbnailKey, data: bytes) -> None:
+        if self.capacity == 0:
+            return
+        self._entries[key] = data
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+
+async def _media_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, MediaError)
+    if error.status == 403:
+        log.warning("image path refused", extra={"reason": error.message})
+    return JSONResponse({"error": {"code": error.code, "message": error.message}}, status_code=error.status)
+
+
+def sniff_content_type(path: Path) -> str | None:
+    with path.open("rb") as file:
+        head = file.read(16)
+    for signature, offset, content_type in _SIGNATURES:
+        if head[offset : offset + len(signature)] == signature:
+            return content_type
+    return None
+
+
+def remote_image_url(image_uri: str) -> str | None:
+    """The URL when the artwork's image is an http(s) address, else None (a file path)."""
+    parts = urlsplit(image_uri)
+    return image_uri if parts.scheme.lower() in {"http", "https"} and parts.netloc else None
+
+
+def resolve_image_path(image_root: Path, catalogue: str, image_uri: str) -> Path:
+    """IMAGE_ROOT/<catalogue>/<image_uri>, refusing whatever resolves outside IMAGE_ROOT."""
+    root = image_root.resolve()
+    try:
+        candidate = (root / catalogue / image_uri).resolve()
+    except (OSError, ValueError, RuntimeError):
+        candidate = None
+    if candidate is None or candidate == root or not candidate.is_relative_to(root):
+        raise MediaError(403, "image_forbidden", "the artwork's image path points outside IMAGE_ROOT")
+    return candidate
+
+
+def local_image(settings: MediaSettings, artwork: common_pb2.Artwork) -> LocalImage:
+    if settings.image_root is None:
+        raise MediaError(404, "images_not_configured", "images not configured: IMAGE_ROOT is not set")
+    if not artwork.image_uri:
+        raise MediaError(404, "image_not_found", f"artwork {artwork.id!r} has no image")
+    path = resolve_image_path(settings.image_root, artwork.catalogue, artwork.image_uri)
+    try:
+        stat = path.stat()
+        content_type = sniff_content_type(path) if path.is_file() else None
+    except (OSError, ValueError):
+        raise MediaError(404, "image_not_found", f"the image of artwork {artwork.id!r} is missing") from None
+    if content_type is None:
+        raise MediaError(404, "image_not_found", f"the file of artwork {artwork.id!r} is not an image")
+    return LocalImage(path, stat, content_type)
+
+
+def make_thumbnail(path: Path, size: int, max_source_pixels: int) -> bytes:
+    """A JPEG no larger than size x size, keeping the aspect ratio; alpha is flattened on white."""
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > max_source_pixels:
+                raise MediaError(404, "image_unreadable", "the image is too large to make a thumbnail from")
+            image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
+            picture = ImageOps.exif_transpose(image)
+            picture.thumbnail((size, size), Image.Resampling.LANCZOS)
+            if picture.mode in {"RGBA", "LA", "P", "PA"}:
+                picture = picture.convert("RGBA")
+                flat = Image.new("RGB", picture.size, "white")
+                flat.paste(picture, mask=picture.getchannel("A"))
+                picture = flat
+            buffer = io.BytesIO()
+            picture.convert("RGB").save(buffer, "JPEG", quality=THUMBNAIL_JPEG_QUALITY, optimize=True)
+            return buffer.getvalue()
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError):
+        raise MediaError(404, "image_unreadable", "the artwork's image cannot be decoded") from None
+
+
+async def fetch_artwork(request: Request, artwork_id: str) -> common_pb2.Artwork:
+    """The artwork's record from the search service (Get RPC, with the search deadline)."""
+    config = request.app.state.config
+    downstream = request.app.state.downstream
+    stub = search_pb2_grpc.SearchServiceStub(downstream.channel(SEARCH_SERVICE))
+    reply = await downstream.call(
+        SEARCH_SERVICE,
+        stub.Get,
+        search_pb2.GetRequest(collection=config.collection, ids=[artwork_id]),
+        config.search_timeout_s,
+        request_id_var.get(),
+    )
+    for item in reply.items:
+        if item.artwork.id == artwork_id:
+            return item.artwork
+    raise MediaError(404, "not_found", f"no artwork with id {artwork_id!r}")
+
+
+def etag_matches(request: Request, etag: str) -> bool:
+    header = request.headers.get("if-none-match")
+    if not header:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return "*" in tags or etag in tags
+
+
+def cache_headers(settings: MediaSettings, etag: str) -> dict[str, str]:
+    return {
+        "Cache-Control": f"public, max-age={settings.cache_max_age_s}",
+        "ETag": etag,
+        "X-Content-Type-Options": "nosniff",
+    }
+
+
+IMAGE_CONTENT_TYPES = sorted({content_type for _, _, content_type in _SIGNATURES})
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            "required": ["code", "message"],
+        }
+    },
+    "required": ["error"],
+}
+
+
+def _error_doc(description: str) -> dict[str, object]:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+
+
+_COMMON_RESPONSES: dict[int | str, dict[str, object]] = {
+    304: {"description": "Not modified: If-None-Match matched the ETag"},
+    307: {"description": "Redirect to the artwork's http(s) image URL"},
+    403: _error_doc("The artwork's image path points outside IMAGE_ROOT"),
+    404: _error_doc("Unknown artwork; missing, unreadable or non-image file; or IMAGE_ROOT not set"),
+    422: _error_doc("Invalid parameter"),
+    503: _error_doc("The search service is unavailable; retry after Retry-After seconds"),
+}
+
+ArtworkId = Annotated[
+    str, PathParam(min_length=1, max_length=MAX_ARTWORK_ID_LENGTH, description="The artwork's id")
+]
 
 
 def install_media_routes(app: FastAPI, settings: MediaSettings) -> None:
-    """Adds the image and thumbnail routes to the app."""
+    """Adds the image and thumbnail routes, and the web UI's static files under /static."""
+    thumbnails = ThumbnailCache(settings.thumbnail_cache_size, settings.thumbnail_concurrency)
+    app.state.thumbnails = thumbnails
+    app.add_exception_handler(MediaError, _media_error)
+    app.mount("/static", StaticFiles(packages=[("services.gateway", "static")]), name="static")
+
+    @app.get(
+        "/v1/artworks/{artwork_id}/image",
+        tags=["artworks"],
+        response_class=Response,
+        responses={
+            200: {"content": {t: {} for t in IMAGE_CONTENT_TYPES}, "description": "The image file"},
+            **_COMMON_RESPONSES,
+        },
+    )
+    async def artwork_image(request: Request, artwork_id: ArtworkId) -> Response:
+        """The artwork's full image, with Cache-Control and an ETag (304 when If-None-Match matches)."""
+        artwork = await fetch_artwork(request, artwork_id)
+        if url := remote_image_url(artwork.image_uri):
+            return RedirectResponse(url, status_code=307)
+        image = await asyncio.to_thread(local_image, settings, artwork)
+        headers = cache_headers(settings, image.etag())
+        if etag_matches(request, headers["ETag"]):
+            return Response(status_code=304, headers=headers)
+        return FileResponse(
+            image.path, media_type=image.content_type, headers=headers, stat_result=image.stat
+        )
+
+    @app.get(
+        "/v1/artworks/{artwork_id}/thumbnail",
+        tags=["artworks"],
+        response_class=Response,
+        responses={
+            200: {"content": {"image/jpeg": {}}, "description": "A JPEG thumbnail"},
+            **_COMMON_RESPONSES,
+        },
+    )
+    async def artwork_thumbnail(
+        request: Request,
+        artwork_id: ArtworkId,
+        size: Annotated[
+            int,
+            Query(
+                ge=MIN_THUMBNAIL_SIZE,
+                le=settings.thumbnail_max_size,
+                description="Longest side of the thumbnail, pixels",
+            ),
+        ] = min(DEFAULT_THUMBNAIL_SIZE, settings.thumbnail_max_size),
+    ) -> Response:
+        """A JPEG thumbnail of the artwork's image (longest side `size`), cached in memory, with an ETag."""
+        artwork = await fetch_artwork(request, artwork_id)
+        if url := remote_image_url(artwork.image_uri):
+            return RedirectResponse(url, status_code=307)
+        image = await asyncio.to_thread(local_image, settings, artwork)
+        headers = cache_headers(settings, image.etag(f"t{size}"))
+        if etag_matches(request, headers["ETag"]):
+            return Response(status_code=304, headers=headers)
+        key = (artwork_id, size, str(image.path), image.stat.st_mtime_ns, image.stat.st_size)
+        data = await thumbnails.get(
+            key, lambda: make_thumbnail(image.path, size, settings.thumbnail_max_source_pixels)
+        )
+        return Response(data, media_type="image/jpeg", headers=headers)

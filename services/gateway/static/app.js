@@ -1,0 +1,442 @@
+// artsearch web UI: plain browser JavaScript, no build step, no network beyond this gateway's API.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+const SLIDERS = ["w-content", "w-style", "w-colour", "w-influence"];
+const ASPECT_SLIDERS = ["w-content", "w-style", "w-colour"];
+const DEFAULT_ASPECT_WEIGHTS = { "w-content": 0.5, "w-style": 0.3, "w-colour": 0.2 };
+const RERUN_DELAY_MS = 350;
+const THUMBNAIL_SIZE = 256;
+
+const state = {
+  query: null, // {kind: "file", file, name} | {kind: "url", url} | {kind: "similar", id, title, artist}
+  aspectWeightsTouched: false,
+  offset: 0,
+  sequence: 0, // answers to older requests than the latest are dropped
+  controller: null,
+  rerunTimer: null,
+  previewUrl: null,
+};
+
+// ---- requests ---------------------------------------------------------------------------------------
+
+function searchParams(offset) {
+  const params = new URLSearchParams();
+  params.set("k", $("k").value);
+  if (offset) params.set("offset", String(offset));
+  params.set("influence_weight", $("w-influence").value);
+  if (state.aspectWeightsTouched) {
+    for (const id of ASPECT_SLIDERS) params.set($(id).dataset.param, $(id).value);
+  }
+  if (!$("rerank").checked) params.set("rerank", "false");
+  const artist = $("source-artist").value.trim();
+  if (artist) params.set("source_artist", artist);
+  if ($("exclude-same-artist").checked) params.set("exclude_same_artist", "true");
+  return params;
+}
+
+function requestFor(query, offset) {
+  const params = searchParams(offset);
+  if (query.kind === "similar") {
+    return { url: `/v1/artworks/${encodeURIComponent(query.id)}/similar?${params}`, init: { method: "GET" } };
+  }
+  if (query.kind === "url") {
+    return {
+      url: `/v1/search?${params}`,
+      init: {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ url: query.url }),
+      },
+    };
+  }
+  const form = new FormData();
+  form.append("image", query.file, query.name || "query");
+  return { url: `/v1/search?${params}`, init: { method: "POST", body: form } };
+}
+
+async function errorMessage(reply) {
+  let message = `${reply.status} ${reply.statusText}`.trim();
+  try {
+    const body = await reply.json();
+    if (body && body.error && body.error.message) message = body.error.message;
+    else if (body && body.detail) message = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+  } catch (_) {
+    // not JSON: keep the status line
+  }
+  const retry = reply.headers.get("Retry-After");
+  if (retry) message += ` (retry in ${retry} s)`;
+  return message;
+}
+
+async function run(query, { append = false } = {}) {
+  state.query = query;
+  const offset = append ? state.offset : 0;
+  const { url, init } = requestFor(query, offset);
+  if (state.controller) state.controller.abort();
+  const controller = new AbortController();
+  state.controller = controller;
+  const sequence = ++state.sequence;
+  setBusy(true);
+  hideError();
+  $("results").dataset.request = url;
+  setStatus(append ? "Loading more results…" : "Searching…");
+  try {
+    const reply = await fetch(url, { ...init, signal: controller.signal });
+    if (!reply.ok) throw new Error(await errorMessage(reply));
+    const answer = await reply.json();
+    if (sequence !== state.sequence) return;
+    show(answer, { append, offset, request: url });
+  } catch (error) {
+    if (error.name === "AbortError" || sequence !== state.sequence) return;
+    showError(error.message || String(error));
+    setStatus(append ? "" : "No results.");
+  } finally {
+    if (sequence === state.sequence) setBusy(false);
+  }
+}
+
+function rerunSoon() {
+  if (!state.query) return;
+  clearTimeout(state.rerunTimer);
+  state.rerunTimer = setTimeout(() => run(state.query), RERUN_DELAY_MS);
+}
+
+// ---- showing an answer ------------------------------------------------------------------------------
+
+function show(answer, { append, offset, request }) {
+  const results = Array.isArray(answer.results) ? answer.results : [];
+  const list = $("results");
+  if (!append) list.replaceChildren();
+  results.forEach((result, i) => list.append(card(result, offset + i + 1)));
+  list.dataset.answered = request;
+  state.offset = offset + results.length;
+  const k = Number(answer.k || $("k").value);
+  $("more").hidden = results.length < k;
+  showDegraded(answer.degraded);
+  showSummary(answer);
+  const took = answer.timings_ms && answer.timings_ms.total ? ` in ${Math.round(answer.timings_ms.total)} ms` : "";
+  setStatus(
+    state.offset
+      ? `${state.offset} result${state.offset === 1 ? "" : "s"} for ${describeQuery(state.query)}${took}.`
+      : `No results for ${describeQuery(state.query)}.`
+  );
+}
+
+function describeQuery(query) {
+  if (query.kind === "similar") return `“${query.title}”`;
+  if (query.kind === "url") return "the image URL";
+  return query.name ? `“${query.name}”` : "the uploaded image";
+}
+
+function showDegraded(degraded) {
+  const banner = $("degraded");
+  if (Array.isArray(degraded) && degraded.length) {
+    banner.textContent =
+      `Partial results: the ${degraded.join(" and ")} service${degraded.length > 1 ? "s are" : " is"} ` +
+      "unavailable, so results are ranked by visual similarity only.";
+    banner.hidden = false;
+  } else {
+    banner.hidden = true;
+    banner.textContent = "";
+  }
+}
+
+function percent(value) {
+  return `${Math.round(Number(value) * 100)}%`;
+}
+
+function showSummary(answer) {
+  $("summary").hidden = false;
+  showStyle(answer.style_prediction && (answer.style_prediction.style || answer.style_prediction));
+  showSource(answer.source_artist);
+  showWeights(answer.weights);
+}
+
+function showStyle(style) {
+  const box = $("style-prediction");
+  const top = $("style-top");
+  top.replaceChildren();
+  if (!style || !style.label) {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  $("style-label").textContent = style.label;
+  $("style-confidence").textContent =
+    style.confidence !== undefined ? `${percent(style.confidence)} confidence` : "";
+  for (const entry of style.top || []) {
+    const item = document.createElement("li");
+    const name = document.createElement("span");
+    name.textContent = entry.label;
+    const meter = document.createElement("meter");
+    meter.min = 0;
+    meter.max = 1;
+    meter.value = Number(entry.score) || 0;
+    meter.setAttribute("aria-label", `${entry.label}: ${percent(entry.score)}`);
+    const value = document.createElement("span");
+    value.className = "muted";
+    value.textContent = percent(entry.score);
+    item.append(name, meter, value);
+    top.append(item);
+  }
+}
+
+const HOW = {
+  explicit: "given with the query",
+  none: "none: results ranked by visual similarity",
+};
+
+function showSource(source) {
+  const info = $("source-artist-info");
+  if (!source) {
+    info.textContent = "—";
+    return;
+  }
+  const how = HOW[source.how] || (source.how ? source.how.replaceAll("_", " ") : "");
+  const name = source.name || "none";
+  const graph = source.name ? (source.in_influence_graph ? "in the influence graph" : "not in the influence graph") : "";
+  info.textContent = [name, how && `(${how})`, graph && `— ${graph}`].filter(Boolean).join(" ");
+}
+
+function showWeights(weights) {
+  const line = $("weights-used");
+  if (!weights) {
+    line.textContent = "";
+    return;
+  }
+  const part = (name, value) => (value === undefined || value === null ? null : `${name} ${Number(value).toFixed(2)}`);
+  line.textContent =
+    "Weights used (aspects normalised): " +
+    [
+      part("content", weights.content),
+      part("style", weights.style),
+      part("colour", weights.colour),
+      part("influence", weights.influence),
+    ]
+      .filter(Boolean)
+      .join(" · ");
+  if (!state.aspectWeightsTouched) {
+    // Show the model's defaults on the sliders without sending them back as explicit choices.
+    const byId = { "w-content": weights.content, "w-style": weights.style, "w-colour": weights.colour };
+    for (const [id, value] of Object.entries(byId)) {
+      if (typeof value === "number") setSlider(id, value);
+    }
+  }
+}
+
+function thumbnailUrl(result, size) {
+  const base = result.thumbnail_url || `/v1/artworks/${encodeURIComponent(result.id)}/thumbnail`;
+  return `${base}${base.includes("?") ? "&" : "?"}size=${size}`;
+}
+
+const ASPECTS = [
+  ["visual", "Visual"],
+  ["content", "Content"],
+  ["style", "Style"],
+  ["colour", "Colour"],
+];
+
+function card(result, rank) {
+  const node = $("card-template").content.firstElementChild.cloneNode(true);
+  node.dataset.id = result.id;
+  const title = result.title || result.id;
+  const artist = result.artist || "Unknown artist";
+  const open = node.querySelector(".card-open");
+  open.setAttribute("aria-label", `${rank}. ${title} by ${artist}: search for artworks like this one`);
+  const img = node.querySelector("img");
+  img.alt = `${title} by ${artist}`;
+  img.src = thumbnailUrl(result, THUMBNAIL_SIZE);
+  img.srcset = `${thumbnailUrl(result, THUMBNAIL_SIZE)} 1x, ${thumbnailUrl(result, 2 * THUMBNAIL_SIZE)} 2x`;
+  img.addEventListener("error", () => node.querySelector(".thumb").classList.add("missing"), { once: true });
+  node.querySelector(".card-title").textContent = title;
+  node.querySelector(".card-artist").textContent = artist;
+  node.querySelector(".card-meta").textContent = [result.year, result.style, result.genre].filter(Boolean).join(" · ");
+  node.querySelector(".score").textContent = Number(result.score).toFixed(3);
+  node.querySelector(".aspects").append(...aspectRows(result.scores || {}));
+  node.querySelector(".card-path").replaceChildren(...influenceLine(result));
+  const link = node.querySelector(".card-image-link");
+  link.href = result.image_url || `/v1/artworks/${encodeURIComponent(result.id)}/image`;
+  link.setAttribute("aria-label", `Full image of ${title} (opens a new tab)`);
+  open.addEventListener("click", () => {
+    run({ kind: "similar", id: result.id, title, artist, thumbnail: img.currentSrc || img.src });
+    showPreview(img.currentSrc || img.src, `${title} — ${artist}`);
+    $("results-heading").focus({ preventScroll: false });
+  });
+  return node;
+}
+
+function aspectRows(scores) {
+  const rows = [];
+  for (const [key, name] of ASPECTS) {
+    if (typeof scores[key] !== "number") continue;
+    const wrap = document.createElement("div");
+    const term = document.createElement("dt");
+    term.textContent = name;
+    const value = document.createElement("dd");
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    bar.style.setProperty("--value", Math.max(0, Math.min(1, scores[key])));
+    const number = document.createElement("span");
+    number.className = "num";
+    number.textContent = scores[key].toFixed(3);
+    value.append(bar, number);
+    wrap.append(term, value);
+    rows.push(wrap);
+  }
+  if (typeof scores.same_artist_rank === "number") {
+    const wrap = document.createElement("div");
+    wrap.className = "same-artist";
+    const term = document.createElement("dt");
+    term.textContent = "Same artist";
+    const value = document.createElement("dd");
+    const weight = typeof scores.same_artist_penalty === "number" ? `, weight ${scores.same_artist_penalty.toFixed(3)}` : "";
+    value.textContent = `work #${scores.same_artist_rank + 1}${weight}`;
+    wrap.append(term, value);
+    rows.push(wrap);
+  }
+  return rows;
+}
+
+function influenceLine(result) {
+  const scores = result.scores || {};
+  const path = Array.isArray(result.influence_path) ? result.influence_path : null;
+  const parts = [];
+  const label = document.createElement("span");
+  label.className = "muted";
+  if (path && path.length > 1) {
+    label.textContent = `Influence (${path.length - 1} hop${path.length > 2 ? "s" : ""}): `;
+    parts.push(label, document.createTextNode(path.join(" → ")));
+  } else if (path && path.length === 1) {
+    label.textContent = "Influence: ";
+    parts.push(label, document.createTextNode(`same artist (${path[0]})`));
+  } else if (typeof scores.influence_hops === "number") {
+    label.textContent = "Influence: ";
+    parts.push(label, document.createTextNode(`${scores.influence_hops} hop${scores.influence_hops === 1 ? "" : "s"}`));
+  } else {
+    label.textContent = "Influence: not connected";
+    parts.push(label);
+  }
+  if (typeof scores.influence_weight === "number") {
+    const weight = document.createElement("span");
+    weight.className = "muted";
+    weight.textContent = ` (weight ${scores.influence_weight.toFixed(3)})`;
+    parts.push(weight);
+  }
+  return parts;
+}
+
+// ---- page state -------------------------------------------------------------------------------------
+
+function setStatus(text) {
+  $("status").textContent = text;
+}
+
+function setBusy(busy) {
+  document.body.classList.toggle("busy", busy);
+  $("results").setAttribute("aria-busy", busy ? "true" : "false");
+}
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = false;
+}
+
+function hideError() {
+  $("error").hidden = true;
+  $("error").textContent = "";
+}
+
+function showPreview(src, caption) {
+  $("query-image").src = src;
+  $("query-image").alt = `Query: ${caption}`;
+  $("query-caption").textContent = caption;
+  $("query-preview").hidden = false;
+}
+
+function setSlider(id, value) {
+  $(id).value = String(value);
+  const digits = id === "w-influence" ? 1 : 2;
+  $(`${id}-value`).textContent = Number($(id).value).toFixed(digits);
+}
+
+function searchFile(file) {
+  if (!file) return;
+  if (file.type && !file.type.startsWith("image/")) {
+    showError(`“${file.name}” is not an image (${file.type}).`);
+    return;
+  }
+  if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
+  state.previewUrl = URL.createObjectURL(file);
+  showPreview(state.previewUrl, file.name || "uploaded image");
+  run({ kind: "file", file, name: file.name });
+}
+
+function searchUrl(url) {
+  let parsed;
+  try {
+    parsed = new URL(url);
+  } catch (_) {
+    showError("That is not a valid URL.");
+    return;
+  }
+  if (!["http:", "https:"].includes(parsed.protocol)) {
+    showError("Only http(s) image URLs can be searched.");
+    return;
+  }
+  showPreview(parsed.href, parsed.href);
+  run({ kind: "url", url: parsed.href });
+}
+
+function wire() {
+  $("file").addEventListener("change", (event) => {
+    searchFile(event.target.files[0]);
+    event.target.value = ""; // choosing the same file again searches again
+  });
+  const drop = $("drop");
+  for (const name of ["dragenter", "dragover"]) {
+    drop.addEventListener(name, (event) => {
+      event.preventDefault();
+      drop.classList.add("over");
+    });
+  }
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    const file = event.dataTransfer.files[0];
+    if (file) searchFile(file);
+    else {
+      const url = event.dataTransfer.getData("text/uri-list") || event.dataTransfer.getData("text/plain");
+      if (url) searchUrl(url.trim().split("\n")[0]);
+    }
+  });
+  $("url-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    searchUrl($("url").value.trim());
+  });
+  for (const id of SLIDERS) {
+    $(id).addEventListener("input", () => {
+      if (ASPECT_SLIDERS.includes(id)) {
+        state.aspectWeightsTouched = true;
+        $("weights-hint").textContent = "Using your aspect weights.";
+      }
+      setSlider(id, $(id).value);
+      rerunSoon();
+    });
+  }
+  $("reset-weights").addEventListener("click", () => {
+    state.aspectWeightsTouched = false;
+    $("weights-hint").textContent = "Aspect weights follow the model's defaults until you move a slider.";
+    for (const [id, value] of Object.entries(DEFAULT_ASPECT_WEIGHTS)) setSlider(id, value);
+    setSlider("w-influence", 1);
+    rerunSoon();
+  });
+  for (const id of ["k", "rerank", "exclude-same-artist"]) $(id).addEventListener("change", rerunSoon);
+  $("source-artist").addEventListener("change", rerunSoon);
+  $("more").addEventListener("click", () => state.query && run(state.query, { append: true }));
+}
+
+wire();

@@ -1,0 +1,254 @@
+"""The web UI in a real headless Chromium (Debian `chromium` + `chromium-driver`, driven by Selenium) against
+the whole stack started as real processes with the GCompris demo catalogue: upload a painting, see the
+predicted style and result cards with loaded thumbnails, click a result to search from it, move a slider."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
+
+from artsearch.catalogue.folder import Catalogue, CatalogueEntry, load_catalogue
+from artsearch.ingest import IngestTargets, ingest_catalogue
+from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
+)
+QUERY_PAINTING = "hokusai-the-great-wave-off-kanagawa"
+WAIT_S = 90
+ASPECTS = ("content", "style", "colour")
+
+
+def _browser_binaries() -> tuple[str, str]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if chromium and driver:
+        return chromium, driver
+    reason = (
+        "Debian chromium and chromium-driver are not installed: run scripts/install_browser.sh (make browser)"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(reason)  # CI installs them through `make test`: missing there is a failure
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    chromium, driver_path = _browser_binaries()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = Service(
+        executable_path=driver_path, log_output=str(tmp_path_factory.mktemp("chromedriver") / "log")
+    )
+    driver = webdriver.Chrome(options=options, service=service)
+    try:
+        driver.set_page_load_timeout(WAIT_S)
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def catalogue(gcompris_catalogue: Path) -> Catalogue:
+    return load_catalogue(gcompris_catalogue)
+
+
+@pytest.fixture(scope="module")
+def gateway_url(
+    model_path: Path, catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    settings = StackSettings(
+        model_path=model_path,
+        image_root=catalogue.root.resolve().parent,
+        state_dir=tmp_path_factory.mktemp("stack"),
+        ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
+    )
+    with ServiceStack(settings) as running:
+        running.wait_ready(timeout=120)
+        targets = IngestTargets(
+            settings.address("encoder"), settings.address("search"), settings.address("influence")
+        )
+        report = asyncio.run(ingest_catalogue(catalogue, targets))
+        assert report.added == len(catalogue.entries), report.summary()
+        yield settings.gateway_url
+
+
+def _entry(catalogue: Catalogue, artwork_id: str) -> CatalogueEntry:
+    return next(e for e in catalogue.entries if e.id == artwork_id)
+
+
+def _wait(
+    browser: WebDriver, condition: Callable[[WebDriver], object], message: str, timeout: float = WAIT_S
+) -> object:
+    try:
+        return WebDriverWait(browser, timeout, poll_frequency=0.2).until(lambda d: condition(d) or None)
+    except TimeoutException:
+        error = browser.find_element(By.ID, "error").text
+        status = browser.find_element(By.ID, "status").text
+        raise AssertionError(f"{message} (status: {status!r}, error shown: {error!r})") from None
+
+
+def _answered(browser: WebDriver) -> str:
+    """The request URL of the answer the result grid shows."""
+    return browser.find_element(By.ID, "results").get_attribute("data-answered") or ""
+
+
+def _cards(browser: WebDriver) -> list[WebElement]:
+    return browser.find_elements(By.CSS_SELECTOR, "#results .card")
+
+
+def _card_ids(browser: WebDriver) -> list[str]:
+    return [card.get_attribute("data-id") for card in _cards(browser)]
+
+
+def _thumbnails_loaded(browser: WebDriver, count: int) -> bool:
+    return bool(
+        browser.execute_script(
+            "const imgs = [...document.querySelectorAll('#results .card img')].slice(0, arguments[0]);"
+            "return imgs.length === arguments[0] && imgs.every(i => i.complete && i.naturalWidth > 0);",
+            count,
+        )
+    )
+
+
+def _severe_console_messages(browser: WebDriver) -> list[str]:
+    return [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+@pytest.fixture(scope="module")
+def searched(browser: WebDriver, gateway_url: str, catalogue: Catalogue) -> WebDriver:
+    """The page after uploading the query painting through the file input."""
+    browser.get(gateway_url + "/")
+    assert browser.title.startswith("artsearch")
+    upload = browser.find_element(By.CSS_SELECTOR, "input[type=file]")
+    upload.send_keys(str((catalogue.root / _entry(catalogue, QUERY_PAINTING).filename).resolve()))
+    _wait(browser, lambda d: "/v1/search" in _answered(d) and _cards(d), "no result cards after the upload")
+    return browser
+
+
+def test_an_uploaded_painting_shows_its_style_and_results_with_thumbnails(searched, catalogue):
+    browser = searched
+    entry = _entry(catalogue, QUERY_PAINTING)
+    cards = _cards(browser)
+    assert len(cards) == int(browser.find_element(By.ID, "k").get_attribute("value"))
+    # The painting itself comes first.
+    assert cards[0].get_attribute("data-id") == entry.id
+    assert cards[0].find_element(By.CSS_SELECTOR, ".card-title").text == entry.title
+    assert cards[0].find_element(By.CSS_SELECTOR, ".card-artist").text == entry.artist
+    visible = min(4, len(cards))
+    _wait(browser, lambda d: _thumbnails_loaded(d, visible), "the first thumbnails did not load")
+    for card in cards[:visible]:
+        image = card.find_element(By.CSS_SELECTOR, "img")
+        assert image.get_attribute("alt"), "every thumbnail has alt text"
+        assert "/thumbnail" in image.get_attribute("src")
+        assert card.find_element(By.CSS_SELECTOR, ".score").text
+        assert "Visual" in card.find_element(By.CSS_SELECTOR, ".aspects").text
+        assert "Influence" in card.find_element(By.CSS_SELECTOR, ".card-path").text
+    # Predicted style with its confidence and the top 3.
+    assert browser.find_element(By.ID, "style-prediction").is_displayed()
+    label = browser.find_element(By.ID, "style-label").text
+    top = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#style-top li")]
+    assert label and label != "unknown", label
+    assert "confidence" in browser.find_element(By.ID, "style-confidence").text
+    assert 1 <= len(top) <= 3 and top[0].startswith(label)
+    assert any(item.startswith(entry.style) for item in top), (entry.style, top)
+    assert entry.artist.split()[-1] in browser.find_element(By.ID, "source-artist-info").text
+    assert not browser.find_element(By.ID, "degraded").is_displayed()
+    assert not browser.find_element(By.ID, "error").is_displayed()
+    assert _severe_console_messages(browser) == []
+
+
+def test_clicking_a_result_searches_from_it(searched):
+    browser = searched
+    before = _card_ids(browser)
+    chosen = _cards(browser)[1]
+    chosen_id = chosen.get_attribute("data-id")
+    chosen_title = chosen.find_element(By.CSS_SELECTOR, ".card-title").text
+    chosen.find_element(By.CSS_SELECTOR, ".card-open").click()
+    _wait(
+        browser,
+        lambda d: f"/v1/artworks/{chosen_id}/similar" in _answered(d) and _cards(d),
+        "no results after clicking a result",
+    )
+    after = _card_ids(browser)
+    assert chosen_id not in after, "the artwork searched from is left out of its own results"
+    assert after != before
+    assert chosen_title in browser.find_element(By.ID, "status").text
+    assert browser.find_element(By.ID, "query-preview").is_displayed()
+    _wait(browser, lambda d: _thumbnails_loaded(d, min(4, len(after))), "thumbnails did not load")
+    assert _severe_console_messages(browser) == []
+
+
+def test_moving_a_slider_reruns_the_query_with_the_new_weight(searched):
+    browser = searched
+    slider = browser.find_element(By.ID, "w-style")
+    start = float(slider.get_attribute("value"))
+    slider.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT, Keys.ARROW_RIGHT)  # the keyboard works the sliders
+    moved = float(slider.get_attribute("value"))
+    assert moved == pytest.approx(start + 0.15)
+    assert browser.find_element(By.ID, "w-style-value").text == f"{moved:.2f}"
+    expected = f"w_style={moved:g}"
+    _wait(browser, lambda d: expected in _answered(d), f"no answer to a request with {expected}")
+    # The answer reports the weights it used: the sliders' aspect weights, normalised to sum to 1.
+    aspects = {
+        name: float(browser.find_element(By.ID, f"w-{name}").get_attribute("value")) for name in ASPECTS
+    }
+    used = moved / sum(aspects.values())
+    weights = browser.find_element(By.ID, "weights-used").text
+    assert f"style {used:.2f}" in weights, (aspects, weights)
+    assert _cards(browser)
+
+
+def _shown_error(browser: WebDriver, previous: str = "") -> str:
+    _wait(
+        browser,
+        lambda d: (
+            d.find_element(By.ID, "error").is_displayed() and d.find_element(By.ID, "error").text != previous
+        ),
+        "no error shown",
+    )
+    return browser.find_element(By.ID, "error").text
+
+
+def test_bad_input_shows_the_apis_error_message(searched, tmp_path):
+    browser = searched
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_bytes(b"this is not an image at all")
+    browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(not_an_image))
+    message = _shown_error(browser)
+    assert message and "internal" not in message.lower(), message
+    # The console check of the other tests sees failed requests: this one logged its 4xx.
+    assert any("status of 4" in line for line in _severe_console_messages(browser))
+    # An image URL goes through the API's URL fetch, which refuses loopback addresses, and says so.
+    url = browser.find_element(By.ID, "url")
+    url.send_keys("http://127.0.0.1:9/painting.jpg", Keys.ENTER)
+    refused = _shown_error(browser, previous=message)
+    assert "127.0.0.1" in refused or "loopback" in refused.lower() or "not allowed" in refused.lower(), (
+        refused
+    )
