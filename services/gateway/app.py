@@ -5,30 +5,35 @@ Query bounds refer to the configuration in scope."""
 
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Annotated
 
 import grpc
-from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import Counter, Histogram, make_asgi_app
+from starlette.exceptions import HTTPException
 
 from artsearch.artists import default_artist_index
-from artsearch.jsonlog import request_id_var
+from artsearch.config import Env
+from artsearch.jsonlog import accept_request_id, request_id_var
+from artsearch.telemetry import shutdown_tracing
 from services.gateway.admin import install_admin_routes
 from services.gateway.config import GatewayConfig
 from services.gateway.downstream import Downstream, DownstreamError
+from services.gateway.errors import ApiError
 from services.gateway.media import install_media_routes
-from services.gateway.query import SearchParams, search_by_image
+from services.gateway.search_api import install_search_routes
+from services.gateway.telemetry import (
+    QUIET_ROUTES,
+    TelemetrySettings,
+    install_telemetry,
+    observe_request,
+    route_label,
+)
 
 log = logging.getLogger(__name__)
-
-HTTP_REQUESTS = Counter("artsearch_http_requests_total", "HTTP requests", ["route", "status"])
-HTTP_SECONDS = Histogram("artsearch_http_request_seconds", "HTTP request latency", ["route"])
 
 # gRPC failures of a downstream service, as the HTTP status the client should see.
 _HTTP_STATUS_FOR_GRPC = {
@@ -54,6 +59,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
         app.state.downstream = Downstream(config)
         yield
         await app.state.downstream.close()
+        shutdown_tracing()
 
     app = FastAPI(
         title="artsearch",
@@ -67,7 +73,8 @@ def create_app(config: GatewayConfig) -> FastAPI:
     _install_routes(app, config)
     install_media_routes(app, config.media)
     install_admin_routes(app, config.admin)
-    app.mount("/metrics", make_asgi_app())
+    # CORS, tracing and /metrics. Read here until GatewayConfig carries a `telemetry` field.
+    install_telemetry(app, getattr(config, "telemetry", None) or TelemetrySettings.from_env(Env()))
     return app
 
 
@@ -82,6 +89,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.warning("downstream failure", extra={"service": error.service, "status": error.status.name})
         return error_response(status, f"{error.service}_unavailable", message, headers)
 
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status, error.code, error.message, error.headers)
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
         problems = "; ".join(
@@ -90,6 +101,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
         return error_response(422, "invalid_request", problems or "invalid request")
 
+    # Starlette's class, so that errors raised by mounted apps (static files) are JSON too.
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, error: HTTPException) -> JSONResponse:
         return error_response(error.status_code, "http_error", str(error.detail), error.headers)
@@ -100,21 +112,30 @@ def _install_request_context(app: FastAPI) -> None:
     async def request_context(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        token = request_id_var.set(request_id)
+        request_id = accept_request_id(request.headers.get("x-request-id"))
+        token = request_id_var.set(request_id)  # every line logged for this request carries it
         started = time.perf_counter()
-        route = request.url.path
         try:
-            response = await call_next(request)
-        except Exception:
-            log.exception("unhandled error")
-            response = error_response(500, "internal", "internal error")
+            try:
+                response = await call_next(request)
+            except Exception:
+                log.exception("unhandled error")
+                response = error_response(500, "internal", "internal error")
+            elapsed = time.perf_counter() - started
+            route = route_label(request.scope)
+            observe_request(request.method, route, response.status_code, elapsed)
+            if route not in QUIET_ROUTES:
+                log.info(
+                    "request",
+                    extra={
+                        "method": request.method,
+                        "route": route,
+                        "status": response.status_code,
+                        "ms": round(elapsed * 1000, 2),
+                    },
+                )
         finally:
             request_id_var.reset(token)
-        matched = request.scope.get("route")
-        route = getattr(matched, "path", route if route.startswith("/v1") else "other")
-        HTTP_SECONDS.labels(route).observe(time.perf_counter() - started)
-        HTTP_REQUESTS.labels(route, str(response.status_code)).inc()
         response.headers["X-Request-ID"] = request_id
         return response
 
@@ -137,37 +158,4 @@ def _install_routes(app: FastAPI, config: GatewayConfig) -> None:
         page = resources.files("services.gateway").joinpath("static/index.html").read_text("utf-8")
         return HTMLResponse(page)
 
-    @app.post("/v1/search", tags=["search"])
-    async def search(
-        request: Request,
-        image: Annotated[UploadFile, File(description="The artwork picture: JPEG, PNG or WebP")],
-        k: Annotated[int, Query(ge=1, le=config.max_k, description="Results to return")] = config.default_k,
-        pool: Annotated[
-            int, Query(ge=1, le=config.max_pool, description="Visual candidates re-ranked by influence")
-        ] = config.default_pool,
-        artist: Annotated[
-            str | None, Form(max_length=200, description="Source artist; inferred when absent")
-        ] = None,
-        rerank: Annotated[bool, Query(description="Re-rank visual candidates by influence")] = True,
-    ) -> JSONResponse:
-        """Related artworks for an uploaded picture, best first, each with its score breakdown."""
-        data = await image.read(config.max_upload_bytes + 1)
-        if len(data) > config.max_upload_bytes:
-            return error_response(413, "too_large", f"image is larger than {config.max_upload_bytes} bytes")
-        if not data:
-            return error_response(400, "invalid_image", "the uploaded image is empty")
-        params = SearchParams(
-            k=k, pool=max(pool, k), source_artist=(artist or "").strip() or None, rerank=rerank
-        )
-        outcome = await search_by_image(request.app.state.downstream, data, params, request_id_var.get())
-        return JSONResponse(
-            {
-                "results": outcome.results,
-                "source_artist": outcome.source_artist,
-                "k": k,
-                "pool": params.pool,
-                "degraded": outcome.degraded,
-                "timings_ms": outcome.timings_ms,
-                "model": outcome.model,
-            }
-        )
+    install_search_routes(app, config)

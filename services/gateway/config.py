@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from artsearch.config import DEFAULT_PORTS, Env
+from artsearch.config import DEFAULT_PORTS, ConfigError, Env
 from services.gateway.admin import AdminSettings
+from services.gateway.image_fetch import FetchSettings
 from services.gateway.media import MediaSettings
 
 
@@ -21,12 +23,18 @@ class GatewayConfig:
     search_timeout_s: float
     influence_timeout_s: float
     max_upload_bytes: int
+    # Uploads and fetched images with more pixels than this are refused from their header (413).
+    max_image_pixels: int
     default_k: int
     max_k: int
     default_pool: int
     max_pool: int
     collection: str
     log_level: str
+    # Nearest neighbours whose style labels vote in a style prediction.
+    style_neighbours: int
+    # Images fetched from a client's URL: deadline, size limit, redirects, address policy.
+    url_fetch: FetchSettings
     admin: AdminSettings
     media: MediaSettings
 
@@ -43,12 +51,33 @@ class GatewayConfig:
             search_timeout_s=env.float("SEARCH_TIMEOUT_S", 3.0, minimum=0.01),
             influence_timeout_s=env.float("INFLUENCE_TIMEOUT_S", 1.0, minimum=0.01),
             max_upload_bytes=env.int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1),
+            max_image_pixels=env.int("MAX_IMAGE_PIXELS", 50_000_000, minimum=64),
             default_k=env.int("DEFAULT_K", 25, minimum=1),
             max_k=env.int("MAX_K", 100, minimum=1),
             default_pool=env.int("DEFAULT_POOL", 100, minimum=1),
             max_pool=env.int("MAX_POOL", 1000, minimum=1),
             collection=env.str("SEARCH_COLLECTION", "artworks"),
             log_level=env.str("LOG_LEVEL", "INFO"),
+            style_neighbours=env.int("STYLE_NEIGHBOURS", 10, minimum=1),
+            url_fetch=_fetch_settings(env),
             admin=AdminSettings.from_env(env),
             media=MediaSettings.from_env(env),
         )
+
+
+def _fetch_settings(env: Env) -> FetchSettings:
+    return FetchSettings(
+        timeout_s=env.float("URL_FETCH_TIMEOUT_S", 10.0, minimum=0.1),
+        max_bytes=env.int("URL_FETCH_MAX_BYTES", env.int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024), minimum=1),
+        max_redirects=env.int("URL_FETCH_MAX_REDIRECTS", 3, minimum=0),
+        # Tests only: fetch from loopback and private networks (the test servers run on 127.0.0.1).
+        allow_private=env.bool("URL_FETCH_ALLOW_PRIVATE", False),
+        ca_file=_existing_file(env, "URL_FETCH_CA_FILE"),
+    )
+
+
+def _existing_file(env: Env, name: str) -> str | None:
+    path = env.optional(name)
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"environment variable {name}={path} is not a file")
+    return path

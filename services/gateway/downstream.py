@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import grpc
 
-from artsearch.grpc_client import is_serving, open_channel, request_metadata
+from artsearch.grpc_client import is_serving, open_channel
 from artsearch.v1 import (
     common_pb2,
     encoder_pb2,
@@ -18,6 +18,7 @@ from artsearch.v1 import (
     search_pb2_grpc,
 )
 from services.gateway.config import GatewayConfig
+from services.gateway.telemetry import downstream_call
 
 ENCODER = "encoder"
 SEARCH = "search"
@@ -47,12 +48,15 @@ class Downstream:
         self._encoder = encoder_pb2_grpc.EncoderServiceStub(self._channels[ENCODER])
         self._search = search_pb2_grpc.SearchServiceStub(self._channels[SEARCH])
         self._influence = influence_pb2_grpc.InfluenceServiceStub(self._channels[INFLUENCE])
+        self._model_info: encoder_pb2.ModelInfo | None = None
 
     async def encode(self, image: bytes, request_id: str = "") -> encoder_pb2.EncodeResponse:
         request = encoder_pb2.EncodeRequest(images=[image])
-        return await self.call(
+        response = await self.call(
             ENCODER, self._encoder.Encode, request, self._config.encode_timeout_s, request_id
         )
+        self.remember_model(response.model)
+        return response
 
     async def search(
         self,
@@ -60,9 +64,14 @@ class Downstream:
         limit: int,
         search_filter: search_pb2.Filter | None = None,
         request_id: str = "",
+        offset: int = 0,
     ) -> search_pb2.SearchResponse:
         request = search_pb2.SearchRequest(
-            collection=self._config.collection, query=query, limit=limit, filter=search_filter
+            collection=self._config.collection,
+            query=query,
+            limit=limit,
+            offset=offset,
+            filter=search_filter,
         )
         return await self.call(
             SEARCH, self._search.Search, request, self._config.search_timeout_s, request_id
@@ -77,6 +86,39 @@ class Downstream:
         return await self.call(
             INFLUENCE, self._influence.Distances, request, self._config.influence_timeout_s, request_id
         )
+
+    async def get_artworks(
+        self, ids: Sequence[str], with_embeddings: bool = False, request_id: str = ""
+    ) -> search_pb2.GetResponse:
+        request = search_pb2.GetRequest(
+            collection=self._config.collection, ids=list(ids), with_embeddings=with_embeddings
+        )
+        return await self.call(SEARCH, self._search.Get, request, self._config.search_timeout_s, request_id)
+
+    async def path(
+        self, from_artist: str, to_artist: str, request_id: str = ""
+    ) -> influence_pb2.PathResponse:
+        request = influence_pb2.PathRequest(from_artist=from_artist, to_artist=to_artist)
+        return await self.call(
+            INFLUENCE, self._influence.Path, request, self._config.influence_timeout_s, request_id
+        )
+
+    async def model_info(self, request_id: str = "") -> encoder_pb2.ModelInfo:
+        """The encoder's model and descriptor layout: asked once, then kept (every Encode answer refreshes
+        it, so a redeployed encoder with another model is noticed on the next search)."""
+        if self._model_info is None:
+            self._model_info = await self.call(
+                ENCODER,
+                self._encoder.GetModelInfo,
+                encoder_pb2.GetModelInfoRequest(),
+                self._config.encode_timeout_s,
+                request_id,
+            )
+        return self._model_info
+
+    def remember_model(self, info: encoder_pb2.ModelInfo) -> None:
+        if info.dimension:
+            self._model_info = info
 
     def channel(self, service: str) -> grpc.aio.Channel:
         """The shared channel to one service, for stubs of RPCs this class does not wrap."""
@@ -93,7 +135,9 @@ class Downstream:
 
     @staticmethod
     async def call(service: str, method, request, timeout: float, request_id: str):  # noqa: ANN001
-        try:
-            return await method(request, timeout=timeout, metadata=request_metadata(request_id))
-        except grpc.aio.AioRpcError as error:
-            raise DownstreamError(service, error.code(), error.details() or "") from error
+        # Metadata: the request id and the trace context; records latency, failures and a client span.
+        with downstream_call(service, method, request_id) as metadata:
+            try:
+                return await method(request, timeout=timeout, metadata=metadata)
+            except grpc.aio.AioRpcError as error:
+                raise DownstreamError(service, error.code(), error.details() or "") from error

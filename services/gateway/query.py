@@ -1,83 +1,284 @@
-"""One search: encode the image, find visual candidates, re-rank them by influence, explain each result."""
+"""One search: a query descriptor (an encoded image, or a stored artwork's), visual candidates with the
+client's aspect weights and filters, the influence re-rank, one page of explained results.
+
+    1. re-weight the query's aspects (artsearch.descriptor): the search engine's score times the query's
+       length is then the weighted visual similarity Σ v_a cos_a;
+    2. search `pool` candidates with the payload filters (and the artwork itself left out);
+    3. predict the style from the nearest candidates (before any re-rank);
+    4. ask the influence service for the hops from the source artist (named, the artwork's own, or inferred
+       from the most similar candidates) - or serve the visual order, marked degraded, when it is down;
+    5. leave out the source artist's works if asked, re-rank (fusion.rank_with_influence), cut the page;
+    6. explain the page: per-aspect similarities (from the stored vectors) and influence paths, together.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import grpc
+import numpy as np
 
 from artsearch.artists import artist_key
-from artsearch.v1 import influence_pb2, search_pb2
+from artsearch.descriptor import DescriptorLayout, aspect_similarities, query_weights, reweight_query
+from artsearch.style_vote import predict_style
+from artsearch.v1 import common_pb2, encoder_pb2, influence_pb2, search_pb2
+from services.gateway.config import GatewayConfig
 from services.gateway.downstream import INFLUENCE, Downstream, DownstreamError
+from services.gateway.errors import ApiError
+from services.gateway.explain import (
+    ARTWORK,
+    EXPLICIT,
+    INFERRED,
+    NONE,
+    SourceArtist,
+    artwork_json,
+    influence_paths,
+    result_json,
+    style_json,
+)
 from services.gateway.fusion import Candidate, FusionParams, RankedCandidate, rank_with_influence
+from services.gateway.search_params import SearchOptions
 
 log = logging.getLogger(__name__)
 
+INFLUENCE_PATH = "influence_path"
+
 
 @dataclass(frozen=True)
-class SearchParams:
-    k: int
-    pool: int
-    # Explicit source artist; None lets the influence service infer it from the candidates.
-    source_artist: str | None = None
-    rerank: bool = True
-    fusion: FusionParams = field(default_factory=FusionParams)
+class QueryVector:
+    """What a search starts from: a descriptor as the encoder makes them, and the model that made it."""
+
+    values: np.ndarray
+    model: encoder_pb2.ModelInfo
+    # Artworks never to return (the artwork searched from).
+    exclude_ids: tuple[str, ...] = ()
+    # The artist of the artwork searched from: the source artist when the client names none.
+    artist: str | None = None
 
 
 @dataclass
-class SearchOutcome:
-    results: list[dict[str, object]]
-    source_artist: dict[str, object]
-    degraded: list[str]
-    timings_ms: dict[str, float]
-    model: dict[str, object]
+class _Candidates:
+    hits: list[search_pb2.ScoredArtwork]
+    visual: list[float]
 
 
-async def search_by_image(
-    downstream: Downstream, image: bytes, params: SearchParams, request_id: str = ""
-) -> SearchOutcome:
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    encoded = await downstream.encode(image, request_id)
-    timings["encode"] = _ms_since(started)
+class Timer:
+    """Milliseconds per step of one request."""
 
-    started = time.perf_counter()
-    found = await downstream.search(encoded.embeddings[0], params.pool, request_id=request_id)
-    timings["search"] = _ms_since(started)
+    def __init__(self) -> None:
+        self.timings_ms: dict[str, float] = {}
 
-    started = time.perf_counter()
-    distances, degraded = await _influence_or_degrade(downstream, found.hits, params, request_id)
-    timings["influence"] = _ms_since(started)
+    def step(self, name: str) -> _Step:
+        return _Step(self.timings_ms, name)
 
-    candidates, hops = _candidates_and_hops(found.hits, distances)
-    source_key = _source_key(params, distances)
-    fusion = params.fusion if params.rerank and not degraded else FusionParams(influence_weight=0.0)
-    ranked = rank_with_influence(candidates, source_key, hops, fusion)[: params.k]
-    hits_by_id = {hit.artwork.id: hit for hit in found.hits}
-    return SearchOutcome(
-        results=[_explain(r, hits_by_id[r.candidate.id]) for r in ranked],
-        source_artist=_describe_source(params, distances),
-        degraded=degraded,
-        timings_ms=timings,
-        model={"name": encoded.model.name, "version": encoded.model.version},
+
+class _Step:
+    def __init__(self, timings: dict[str, float], name: str) -> None:
+        self._timings, self._name = timings, name
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, *_: object) -> None:
+        self._timings[self._name] = round((time.perf_counter() - self._started) * 1000, 2)
+
+
+# --- where a query comes from ----------------------------------------------------------------------------
+
+
+async def encode_image(
+    downstream: Downstream, image: bytes, timer: Timer, request_id: str = ""
+) -> QueryVector:
+    with timer.step("encode"):
+        encoded = await downstream.encode(image, request_id)
+    return QueryVector(np.asarray(encoded.embeddings[0].values, dtype=np.float32), encoded.model)
+
+
+async def stored_artwork(downstream: Downstream, artwork_id: str, request_id: str = "") -> common_pb2.Artwork:
+    reply = await downstream.get_artworks([artwork_id], request_id=request_id)
+    if not reply.items:
+        raise ApiError(404, "not_found", f"no artwork with id {artwork_id!r}")
+    return reply.items[0].artwork
+
+
+async def stored_vector(
+    downstream: Downstream, artwork_id: str, timer: Timer, request_id: str = ""
+) -> QueryVector:
+    """The stored descriptor of a catalogue artwork (no re-encoding); 404 ApiError when unknown."""
+    with timer.step("lookup"):
+        reply, model = await asyncio.gather(
+            downstream.get_artworks([artwork_id], with_embeddings=True, request_id=request_id),
+            downstream.model_info(request_id),
+        )
+    if not reply.items:
+        raise ApiError(404, "not_found", f"no artwork with id {artwork_id!r}")
+    item = reply.items[0]
+    values = np.asarray(item.embedding.values, dtype=np.float32)
+    return QueryVector(values, model, exclude_ids=(artwork_id,), artist=item.artwork.artist or None)
+
+
+# --- the search ------------------------------------------------------------------------------------------
+
+
+async def run_search(
+    downstream: Downstream,
+    query: QueryVector,
+    options: SearchOptions,
+    config: GatewayConfig,
+    timer: Timer,
+    request_id: str = "",
+) -> dict[str, object]:
+    layout = _layout(query)
+    weights = _aspect_weights(layout, options.aspect_weights)
+    with timer.step("search"):
+        candidates = await _visual_candidates(downstream, query, layout, weights, options, request_id)
+    style = predict_style(
+        [(hit.artwork.style, score) for hit, score in zip(candidates.hits, candidates.visual, strict=True)][
+            : config.style_neighbours
+        ]
     )
+    explicit = options.source_artist or query.artist
+    with timer.step("influence"):
+        distances, degraded = await _influence_or_degrade(
+            downstream, candidates, explicit, options, request_id
+        )
+    source = _source_artist(options, query, distances)
+    pool, hops = _candidate_pool(candidates, distances)
+    if options.exclude_same_artist and source.key:
+        pool = [c for c in pool if c.artist_key != source.key]
+    boost = options.influence_weight if options.rerank and not degraded else 0.0
+    fusion = FusionParams(influence_weight=boost)
+    ranked = rank_with_influence(pool, source.key, hops, fusion)
+    page = ranked[options.offset : options.offset + options.k]
+    with timer.step("explain"):
+        aspects, (paths, complete) = await asyncio.gather(
+            _page_aspects(downstream, query, layout, page, request_id),
+            influence_paths(downstream, source, page, config.influence_timeout_s, request_id),
+        )
+    if not complete:
+        degraded.append(INFLUENCE_PATH)
+    artworks = {hit.artwork.id: hit.artwork for hit in candidates.hits}
+    results = [
+        result_json(item, artworks[item.candidate.id], aspects[item.candidate.id], fusion, paths.get(key))
+        for item in page
+        for key in [item.candidate.artist_key]
+    ]
+    return {
+        "results": results,
+        "style_prediction": style_json(style),
+        "source_artist": source.to_json(),
+        "k": options.k,
+        "offset": options.offset,
+        "pool": options.pool,
+        "candidates": len(pool),
+        "weights": {**{n: round(w, 6) for n, w in weights.items()}, "influence": options.influence_weight},
+        "degraded": degraded,
+        "timings_ms": timer.timings_ms,
+        "model": {"name": query.model.name, "version": query.model.version},
+    }
+
+
+async def run_style_prediction(
+    downstream: Downstream, query: QueryVector, config: GatewayConfig, timer: Timer, request_id: str = ""
+) -> dict[str, object]:
+    """The style vote of the nearest catalogue artworks (default aspect weights, no filter)."""
+    with timer.step("search"):
+        found = await downstream.search(
+            common_pb2.Embedding(values=query.values.tolist()), config.style_neighbours, request_id=request_id
+        )
+    neighbours = [(hit.artwork.style, float(hit.score)) for hit in found.hits]
+    return {
+        "style": style_json(predict_style(neighbours)),
+        "neighbours": [
+            {**artwork_json(hit.artwork), "score": round(float(hit.score), 6)} for hit in found.hits
+        ],
+        "timings_ms": timer.timings_ms,
+        "model": {"name": query.model.name, "version": query.model.version},
+    }
+
+
+def _layout(query: QueryVector) -> DescriptorLayout:
+    try:
+        layout = DescriptorLayout.from_model_info(query.model)
+    except ValueError as error:
+        raise ApiError(502, "encoder_layout", f"the encoder publishes an unusable layout: {error}") from None
+    if query.values.shape != (layout.dimension,):
+        raise ApiError(
+            409,
+            "descriptor_mismatch",
+            f"the query descriptor has {query.values.size} values, the encoder's layout {layout.dimension} "
+            "(the catalogue was built with another model)",
+        )
+    return layout
+
+
+def _aspect_weights(layout: DescriptorLayout, given: dict[str, float]) -> dict[str, float]:
+    """The client's aspect weights over the encoder's defaults, normalised to sum 1; 422 when unusable."""
+    unknown = sorted(set(given) - set(layout.names))
+    if any(given[name] > 0 for name in unknown):
+        raise ApiError(
+            422, "invalid_parameter", f"the encoder has no aspect {unknown}; it has {list(layout.names)}"
+        )
+    wanted = {**layout.default_weights, **{n: w for n, w in given.items() if n in layout.names}}
+    try:
+        return query_weights(layout, wanted)
+    except ValueError as error:
+        raise ApiError(422, "invalid_parameter", f"aspect weights: {error}") from None
+
+
+async def _visual_candidates(
+    downstream: Downstream,
+    query: QueryVector,
+    layout: DescriptorLayout,
+    weights: dict[str, float],
+    options: SearchOptions,
+    request_id: str,
+) -> _Candidates:
+    vector = reweight_query(query.values, layout, weights)
+    # The engine scores by cosine (it divides by the query's length); its length brings back Σ v_a cos_a.
+    length = float(np.linalg.norm(vector))
+    found = await downstream.search(
+        common_pb2.Embedding(values=vector.tolist()), options.pool, _filter(options, query), request_id
+    )
+    hits = list(found.hits)
+    if options.year_min is not None or options.year_max is not None:
+        # Year 0 means unknown: the engine's range would let it through an upper bound.
+        hits = [hit for hit in hits if hit.artwork.year != 0]
+    # Clipped: stored vectors are kept at reduced precision, so an exact match can come out at 1.00003.
+    return _Candidates(hits, [min(1.0, max(-1.0, float(hit.score) * length)) for hit in hits])
+
+
+def _filter(options: SearchOptions, query: QueryVector) -> search_pb2.Filter:
+    search_filter = search_pb2.Filter(
+        artists=options.filter_artist,
+        styles=options.filter_style,
+        genres=options.filter_genre,
+        exclude_ids=query.exclude_ids,
+    )
+    if options.year_min is not None:
+        search_filter.year_min = options.year_min
+    if options.year_max is not None:
+        search_filter.year_max = options.year_max
+    return search_filter
 
 
 async def _influence_or_degrade(
     downstream: Downstream,
-    hits: list[search_pb2.ScoredArtwork],
-    params: SearchParams,
+    candidates: _Candidates,
+    explicit: str | None,
+    options: SearchOptions,
     request_id: str,
 ) -> tuple[influence_pb2.DistancesResponse | None, list[str]]:
-    """Influence distances, or None with "influence" marked degraded when that service fails:
-    visual results are still worth serving without the re-rank."""
-    if not hits or not params.rerank:
+    """Influence distances, or None with "influence" marked degraded when that service fails: visual
+    results are still worth serving without the re-rank."""
+    if not candidates.hits or not (options.rerank or options.exclude_same_artist):
         return None, []
-    artists = [hit.artwork.artist for hit in hits]  # most similar first: the inference rule relies on it
+    artists = [hit.artwork.artist for hit in candidates.hits]  # most similar first: inference relies on it
     try:
-        return await downstream.distances(params.source_artist or "", artists, request_id), []
+        return await downstream.distances(explicit or "", artists, request_id), []
     except DownstreamError as error:
         if error.status == grpc.StatusCode.INVALID_ARGUMENT:
             raise
@@ -85,66 +286,57 @@ async def _influence_or_degrade(
         return None, [INFLUENCE]
 
 
-def _candidates_and_hops(
-    hits: list[search_pb2.ScoredArtwork], distances: influence_pb2.DistancesResponse | None
+def _candidate_pool(
+    candidates: _Candidates, distances: influence_pb2.DistancesResponse | None
 ) -> tuple[list[Candidate], dict[str, int]]:
     per_hit = list(distances.distances) if distances is not None else []
-    candidates, hops = [], {}
-    for index, hit in enumerate(hits):
+    pool, hops = [], {}
+    for index, (hit, visual) in enumerate(zip(candidates.hits, candidates.visual, strict=True)):
         distance = per_hit[index] if index < len(per_hit) else None
         key = distance.key if distance is not None and distance.known else artist_key(hit.artwork.artist)
         if distance is not None and distance.known and distance.hops >= 0:
             hops[key] = distance.hops
-        candidates.append(Candidate(hit.artwork.id, key, hit.score))
-    return candidates, hops
+        pool.append(Candidate(hit.artwork.id, key, visual))
+    return pool, hops
 
 
-def _source_key(params: SearchParams, distances: influence_pb2.DistancesResponse | None) -> str | None:
-    if distances is not None and distances.source_known:
-        return distances.source.key
-    if params.source_artist:
-        return artist_key(params.source_artist)
-    return None
-
-
-def _describe_source(
-    params: SearchParams, distances: influence_pb2.DistancesResponse | None
-) -> dict[str, object]:
+def _source_artist(
+    options: SearchOptions, query: QueryVector, distances: influence_pb2.DistancesResponse | None
+) -> SourceArtist:
     known = distances is not None and distances.source_known
-    if params.source_artist:
-        how = "explicit"
+    named = options.source_artist or query.artist
+    if options.source_artist:
+        how = EXPLICIT
+    elif query.artist:
+        how = ARTWORK
     elif known and distances.source_inferred:
-        how = "inferred from the most similar candidate in the influence graph"
+        how = INFERRED
     else:
-        how = "none"
-    return {
-        "name": distances.source.name if known else (params.source_artist or None),
-        "key": _source_key(params, distances),
-        "how": how,
-        "in_influence_graph": known,
-    }
+        how = NONE
+    if known:
+        return SourceArtist(distances.source.name, distances.source.key, how, True)
+    return SourceArtist(named, artist_key(named) if named else None, how, False)
 
 
-def _explain(ranked: RankedCandidate, hit: search_pb2.ScoredArtwork) -> dict[str, object]:
-    artwork = hit.artwork
-    return {
-        "id": artwork.id,
-        "title": artwork.title,
-        "artist": artwork.artist,
-        "style": artwork.style or None,
-        "genre": artwork.genre or None,
-        "year": artwork.year or None,
-        "image_uri": artwork.image_uri or None,
-        "score": round(ranked.score, 6),
-        "scores": {
-            "visual": round(ranked.candidate.similarity, 6),
-            "influence_hops": ranked.hops,
-            "influence_weight": round(ranked.weight, 6),
-            "same_artist_rank": ranked.same_artist_rank,
-            "final": round(ranked.score, 6),
-        },
-    }
-
-
-def _ms_since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)
+async def _page_aspects(
+    downstream: Downstream,
+    query: QueryVector,
+    layout: DescriptorLayout,
+    page: list[RankedCandidate],
+    request_id: str,
+) -> dict[str, dict[str, float]]:
+    """Cosine similarity of each aspect between the query and each result (from the stored vectors)."""
+    ids = [item.candidate.id for item in page]
+    if not ids:
+        return {}
+    reply = await downstream.get_artworks(ids, with_embeddings=True, request_id=request_id)
+    stored = {item.artwork.id: item.embedding.values for item in reply.items}
+    empty = dict.fromkeys(layout.names, 0.0)
+    found = [i for i in ids if len(stored.get(i, ())) == layout.dimension]
+    aspects: dict[str, dict[str, float]] = {i: empty for i in ids}
+    if found:
+        matrix = np.asarray([stored[i] for i in found], dtype=np.float32)
+        per_aspect = aspect_similarities(query.values, matrix, layout)
+        for row, artwork_id in enumerate(found):
+            aspects[artwork_id] = {name: float(values[row]) for name, values in per_aspect.items()}
+    return aspects

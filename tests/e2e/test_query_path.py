@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -30,6 +34,8 @@ def stack(model_path: Path, catalogue, tmp_path_factory: pytest.TempPathFactory)
         image_root=catalogue.root.resolve().parent,
         state_dir=tmp_path_factory.mktemp("stack"),
         ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
+        # The test's image server runs on 127.0.0.1, which a deployed gateway refuses to fetch from.
+        extra_env={"URL_FETCH_ALLOW_PRIVATE": "true"},
     )
     with ServiceStack(settings) as running:
         running.wait_ready(timeout=120)
@@ -110,7 +116,7 @@ def test_explicit_source_artist_is_used(gateway: httpx.Client, catalogue):
 @pytest.mark.parametrize(
     ("payload", "expected"),
     [
-        (b"this is not an image at all", 400),
+        (b"this is not an image at all", 415),
         (b"", 400),
     ],
 )
@@ -152,3 +158,55 @@ def test_influence_down_serves_visual_results_then_recovers(
         stack.start_service("influence")
     stack.wait_ready(timeout=60)
     assert search(gateway, image, k=5)["degraded"] == []
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def image_server(catalogue) -> Iterator[str]:
+    """The catalogue folder over HTTP on 127.0.0.1."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(catalogue.root)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_search_by_image_url(gateway: httpx.Client, catalogue, image_server: str):
+    entry = next(e for e in catalogue.entries if "gogh" in e.artist.lower())
+    reply = gateway.post("/v1/search", json={"url": f"{image_server}/{entry.filename}", "k": 5})
+    assert reply.status_code == 200, reply.text
+    answer = reply.json()
+    assert answer["results"][0]["id"] == entry.id and len(answer["results"]) == 5
+    assert answer["style_prediction"]["label"] == entry.style
+    linked = [r for r in answer["results"] if r["scores"]["influence_hops"]]
+    for result in linked:
+        assert result["influence_path"][0] == answer["source_artist"]["name"]
+        assert len(result["influence_path"]) == result["scores"]["influence_hops"] + 1
+    refused = gateway.post("/v1/search", json={"url": "http://169.254.169.254/latest/meta-data/"})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "url_forbidden"
+
+
+def test_similar_artworks_and_metadata(gateway: httpx.Client, catalogue):
+    entry = next(e for e in catalogue.entries if "hokusai" in e.artist.lower())
+    reply = gateway.get(f"/v1/artworks/{entry.id}/similar", params={"k": 8, "exclude_same_artist": "true"})
+    assert reply.status_code == 200, reply.text
+    answer = reply.json()
+    assert answer["source_artist"]["how"] == "artwork" and answer["source_artist"]["name"] == entry.artist
+    assert len(answer["results"]) == 8
+    assert all(r["id"] != entry.id and r["artist"] != entry.artist for r in answer["results"])
+    metadata = gateway.get(f"/v1/artworks/{entry.id}")
+    assert metadata.status_code == 200 and metadata.json()["title"] == entry.title
+    assert gateway.get("/v1/artworks/not-an-artwork/similar").status_code == 404
+
+
+def test_predict_style(gateway: httpx.Client, catalogue):
+    entry = next(e for e in catalogue.entries if e.style == "Ukiyo-e")
+    image = sample_query_image(catalogue.root / entry.filename, 0.6)
+    reply = gateway.post("/v1/predict-style", files={"image": ("q.jpg", image)})
+    assert reply.status_code == 200, reply.text
+    style = reply.json()["style"]
+    assert style["label"] == "Ukiyo-e" and 0 < style["confidence"] <= 1 and len(style["top"]) == 3

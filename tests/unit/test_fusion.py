@@ -81,3 +81,50 @@ def test_hop_zero_for_another_key_is_ignored():
     # Only the source artist's own key counts as "same artist"; a stray 0 in the map is not trusted.
     ranked = rank_with_influence([Candidate("a", "y", 0.5)], "x", {"y": 0})
     assert ranked[0].weight == 0.01 and ranked[0].hops is None
+
+
+def test_influence_weight_scales_every_w_i():
+    # score = s * (1 + p * w): same artist w=1, one hop w=1, two hops w=1/2, unrelated w=1/100.
+    cands = [
+        Candidate("same", "x", 0.50),
+        Candidate("h1", "y", 0.55),
+        Candidate("h2", "z", 0.60),
+        Candidate("far", "q", 0.80),
+    ]
+    hops = {"y": 1, "z": 2}
+    for p in (0.5, 1.0, 2.0, 10.0):
+        ranked = by_id(rank_with_influence(cands, "x", hops, FusionParams(influence_weight=p)))
+        assert ranked["same"].score == pytest.approx(0.50 * (1 + p))
+        assert ranked["h1"].score == pytest.approx(0.55 * (1 + p))
+        assert ranked["h2"].score == pytest.approx(0.60 * (1 + p / 2))
+        assert ranked["far"].score == pytest.approx(0.80 * (1 + p / 100))
+        # w_i itself does not depend on the weight: the explanation shows both.
+        assert [ranked[i].weight for i in ("same", "h1", "h2", "far")] == [1.0, 1.0, 0.5, 0.01]
+
+
+def test_a_larger_influence_weight_lets_influence_overtake_visual_similarity():
+    cands = [Candidate("far", "q", 0.80), Candidate("h2", "z", 0.60), Candidate("h1", "y", 0.55)]
+    hops = {"y": 1, "z": 2}
+
+    def order(p: float) -> list[str]:
+        return [
+            r.candidate.id for r in rank_with_influence(cands, "x", hops, FusionParams(influence_weight=p))
+        ]
+
+    assert order(0.0) == ["far", "h2", "h1"]
+    # p = 0.5: far 0.804, h2 0.75, h1 0.825 -> h1 first.
+    assert order(0.5) == ["h1", "far", "h2"]
+    # p = 2: far 0.816, h2 1.20, h1 1.65.
+    assert order(2.0) == ["h1", "h2", "far"]
+
+
+def test_default_influence_weight_is_the_brief_formula():
+    assert FusionParams().influence_weight == 1.0
+    default = rank_with_influence([Candidate("a", "x", 0.9), Candidate("b", "y", 0.8)], "x", {"y": 2})
+    explicit = rank_with_influence(
+        [Candidate("a", "x", 0.9), Candidate("b", "y", 0.8)],
+        "x",
+        {"y": 2},
+        FusionParams(influence_weight=1.0),
+    )
+    assert [r.score for r in default] == [r.score for r in explicit] == pytest.approx([1.8, 0.8 * 1.5])

@@ -1,0 +1,219 @@
+"""The parameters of every search route: query parameters (documented in OpenAPI), optionally overridden by
+the fields of a JSON body, then checked once against the gateway's bounds.
+
+No `from __future__ import annotations`: FastAPI reads `search_query`'s signature at run time, and its
+Query bounds refer to the configuration in the enclosing scope."""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any
+
+from fastapi import Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.gateway.config import GatewayConfig
+from services.gateway.errors import ApiError
+
+MAX_WEIGHT = 100.0
+YEAR_RANGE = (-5000, 3000)
+MAX_FILTER_VALUES = 50
+MAX_NAME_CHARS = 200
+ASPECT_PARAMS = {"w_content": "content", "w_style": "style", "w_colour": "colour"}
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    k: int
+    offset: int = 0
+    pool: int = 100
+    rerank: bool = True
+    # Multiplies the influence weight w_i of the re-rank formula; 0 keeps the visual order.
+    influence_weight: float = 1.0
+    # Explicit source artist; None lets the influence service infer it from the candidates.
+    source_artist: str | None = None
+    # Aspect weights the client set (aspect name -> weight); the others keep the encoder's defaults.
+    aspect_weights: dict[str, float] = field(default_factory=dict)
+    filter_artist: tuple[str, ...] = ()
+    filter_style: tuple[str, ...] = ()
+    filter_genre: tuple[str, ...] = ()
+    year_min: int | None = None
+    year_max: int | None = None
+    exclude_same_artist: bool = False
+
+
+class UrlRequest(BaseModel):
+    """JSON body of the search and predict-style routes: an image URL, and optionally any search parameter
+    (a body field overrides the query parameter of the same name)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="http(s) URL of a picture (JPEG, PNG, WebP, GIF, BMP, TIFF or AVIF)",
+        examples=["https://upload.wikimedia.org/wikipedia/commons/a/a5/Tsunami_by_hokusai_19th_century.jpg"],
+    )
+    k: int | None = None
+    offset: int | None = None
+    pool: int | None = None
+    rerank: bool | None = None
+    influence_weight: float | None = None
+    source_artist: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+    w_content: float | None = None
+    w_style: float | None = None
+    w_colour: float | None = None
+    filter_artist: list[str] | None = None
+    filter_style: list[str] | None = None
+    filter_genre: list[str] | None = None
+    year_min: int | None = None
+    year_max: int | None = None
+    exclude_same_artist: bool | None = None
+
+
+def search_query(config: GatewayConfig) -> Callable[..., SearchOptions]:
+    """A FastAPI dependency reading the search query parameters, with bounds from the configuration."""
+
+    def read(
+        k: Annotated[int, Query(ge=1, le=config.max_k, description="Results per page")] = config.default_k,
+        offset: Annotated[
+            int, Query(ge=0, lt=config.max_pool, description="Results to skip (pagination over the pool)")
+        ] = 0,
+        pool: Annotated[
+            int,
+            Query(
+                ge=1,
+                le=config.max_pool,
+                description="Visual candidates re-ranked by influence; raised to offset + k when smaller",
+            ),
+        ] = config.default_pool,
+        rerank: Annotated[bool, Query(description="Re-rank the visual candidates by influence")] = True,
+        influence_weight: Annotated[
+            float,
+            Query(ge=0, le=MAX_WEIGHT, allow_inf_nan=False, description="Scales the influence boost; 0: off"),
+        ] = 1.0,
+        source_artist: Annotated[
+            str | None,
+            Query(
+                max_length=MAX_NAME_CHARS, description="Source artist; inferred from the results if absent"
+            ),
+        ] = None,
+        w_content: Annotated[float | None, _weight_query("content (what is depicted)")] = None,
+        w_style: Annotated[float | None, _weight_query("style (brushwork, texture)")] = None,
+        w_colour: Annotated[float | None, _weight_query("colour (palette)")] = None,
+        filter_artist: Annotated[list[str] | None, _filter_query("Only these artists (any of)")] = None,
+        filter_style: Annotated[list[str] | None, _filter_query("Only these styles (any of, exact)")] = None,
+        filter_genre: Annotated[list[str] | None, _filter_query("Only these genres (any of, exact)")] = None,
+        year_min: Annotated[int | None, _year_query("Earliest year (inclusive)")] = None,
+        year_max: Annotated[int | None, _year_query("Latest year (inclusive)")] = None,
+        exclude_same_artist: Annotated[
+            bool, Query(description="Leave out works by the source artist (explicit or inferred)")
+        ] = False,
+    ) -> SearchOptions:
+        weights = {"w_content": w_content, "w_style": w_style, "w_colour": w_colour}
+        return SearchOptions(
+            k=k,
+            offset=offset,
+            pool=pool,
+            rerank=rerank,
+            influence_weight=influence_weight,
+            source_artist=_clean_name(source_artist),
+            aspect_weights={ASPECT_PARAMS[n]: v for n, v in weights.items() if v is not None},
+            filter_artist=_clean_values(filter_artist),
+            filter_style=_clean_values(filter_style),
+            filter_genre=_clean_values(filter_genre),
+            year_min=year_min,
+            year_max=year_max,
+            exclude_same_artist=exclude_same_artist,
+        )
+
+    return read
+
+
+def _weight_query(aspect: str) -> Any:
+    return Query(
+        ge=0,
+        le=MAX_WEIGHT,
+        allow_inf_nan=False,
+        description=f"Weight of the {aspect} aspect (relative; default: the encoder's default weight)",
+    )
+
+
+def _filter_query(description: str) -> Any:
+    return Query(description=f"{description}; repeat the parameter for several values")
+
+
+def _year_query(description: str) -> Any:
+    return Query(ge=YEAR_RANGE[0], le=YEAR_RANGE[1], description=description)
+
+
+def with_body(options: SearchOptions, body: UrlRequest) -> SearchOptions:
+    """The query options with every field the JSON body sets replacing the query's value."""
+    given = body.model_dump(exclude_none=True, exclude={"url"})
+    changes: dict[str, object] = {}
+    weights = dict(options.aspect_weights)
+    for name, value in given.items():
+        if name in ASPECT_PARAMS:
+            weights[ASPECT_PARAMS[name]] = float(value)
+        elif name in ("filter_artist", "filter_style", "filter_genre"):
+            changes[name] = _clean_values(value)
+        elif name == "source_artist":
+            changes[name] = _clean_name(value)
+        else:
+            changes[name] = value
+    return replace(options, aspect_weights=weights, **changes)
+
+
+def with_form_artist(options: SearchOptions, form_artist: object) -> SearchOptions:
+    """The multipart form's `artist` (or `source_artist`) field, when no query parameter named one."""
+    if options.source_artist or not isinstance(form_artist, str):
+        return options
+    return replace(options, source_artist=_clean_name(form_artist))
+
+
+def checked(options: SearchOptions, config: GatewayConfig) -> SearchOptions:
+    """Checks every bound (query parameters were checked by FastAPI already, JSON fields not) and raises
+    the pool to offset + k; raises ApiError 422 naming the parameter."""
+    _in_range("k", options.k, 1, config.max_k)
+    _in_range("offset", options.offset, 0, config.max_pool - 1)
+    _in_range("pool", options.pool, 1, config.max_pool)
+    if options.offset + options.k > config.max_pool:
+        raise _invalid("offset", f"offset + k must be at most {config.max_pool} (the largest pool)")
+    _in_range("influence_weight", options.influence_weight, 0.0, MAX_WEIGHT)
+    for aspect, weight in options.aspect_weights.items():
+        _in_range(f"w_{aspect}", weight, 0.0, MAX_WEIGHT)
+    for name in ("year_min", "year_max"):
+        value = getattr(options, name)
+        if value is not None:
+            _in_range(name, value, *YEAR_RANGE)
+    if options.year_min is not None and options.year_max is not None and options.year_min > options.year_max:
+        raise _invalid("year_min", f"year_min ({options.year_min}) is after year_max ({options.year_max})")
+    for name in ("filter_artist", "filter_style", "filter_genre"):
+        values = getattr(options, name)
+        if len(values) > MAX_FILTER_VALUES:
+            raise _invalid(name, f"at most {MAX_FILTER_VALUES} values")
+        if any(len(value) > MAX_NAME_CHARS for value in values):
+            raise _invalid(name, f"values are at most {MAX_NAME_CHARS} characters")
+    if options.source_artist is not None and len(options.source_artist) > MAX_NAME_CHARS:
+        raise _invalid("source_artist", f"at most {MAX_NAME_CHARS} characters")
+    return replace(options, pool=max(options.pool, options.offset + options.k))
+
+
+def _in_range(name: str, value: float, low: float, high: float) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _invalid(name, "must be a finite number")
+    if not low <= value <= high:
+        raise _invalid(name, f"must be between {low:g} and {high:g}, got {value:g}")
+
+
+def _invalid(name: str, problem: str) -> ApiError:
+    return ApiError(422, "invalid_parameter", f"{name}: {problem}")
+
+
+def _clean_name(value: str | None) -> str | None:
+    return (value or "").strip() or None
+
+
+def _clean_values(values: list[str] | None) -> tuple[str, ...]:
+    cleaned = (value.strip() for value in values or ())
+    return tuple(dict.fromkeys(value for value in cleaned if value))

@@ -1,0 +1,497 @@
+"""The public search API of the gateway, driven through its ASGI app against the real encoder (the exported
+model in onnxruntime), search (embedded engine) and influence (curated graph) gRPC services in-process,
+over a dozen real catalogue paintings."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import struct
+import threading
+import zlib
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+
+from artsearch.catalogue.folder import Catalogue, load_catalogue
+from artsearch.config import Env
+from artsearch.grpc_client import open_channel
+from artsearch.grpc_server import GrpcServiceServer
+from artsearch.ingest import IngestTargets, ingest_catalogue
+from artsearch.v1 import search_pb2, search_pb2_grpc
+from services.encoder.backends import OnnxRuntimeBackend
+from services.encoder.server import EncoderService, encoder_registration
+from services.gateway.app import create_app
+from services.gateway.config import GatewayConfig
+from services.influence.config import InfluenceConfig, open_influence_graph
+from services.influence.server import InfluenceServicer, registration
+from services.search.edge_store import EdgeArtworkStore
+from services.search.server import SearchService, search_registration
+
+pytestmark = pytest.mark.slow
+
+VAN_GOGH = ["van-gogh-bedroom-in-arles", "van-gogh-cafe-terrace-at-night", "van-gogh-the-harvest",
+            "van-gogh-the-church-at-auvers-sur-oise"]  # fmt: skip
+HOKUSAI = ["hokusai-the-great-wave-off-kanagawa", "hokusai-poppies", "hokusai-oiran-and-kamuro"]
+OTHERS = ["hiroshige-horse-mackerel-and-prawn", "gauguin-arearea", "kandinsky-composition-viii",
+          "renoir-bal-du-moulin-de-la-galette", "degas-the-dance-class"]  # fmt: skip
+IDS = VAN_GOGH + HOKUSAI + OTHERS
+BEDROOM = VAN_GOGH[0]
+UNLABELLED = "unlabelled"
+
+
+@pytest.fixture(scope="module")
+def catalogue(gcompris_catalogue: Path) -> Catalogue:
+    full = load_catalogue(gcompris_catalogue)
+    entries = [e for e in full.entries if e.id in IDS]
+    assert sorted(e.id for e in entries) == sorted(IDS)
+    return dataclasses.replace(full, entries=entries, problems=[])
+
+
+def image_of(catalogue: Catalogue, artwork_id: str) -> bytes:
+    return catalogue.path_of(next(e for e in catalogue.entries if e.id == artwork_id)).read_bytes()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def services(model_path: Path, catalogue: Catalogue, tmp_path_factory) -> AsyncIterator[str]:
+    """The three services on one in-process gRPC server, the catalogue subset ingested."""
+    store = await EdgeArtworkStore.open(tmp_path_factory.mktemp("search") / "edge")
+    graph = await open_influence_graph(InfluenceConfig(state_dir=tmp_path_factory.mktemp("influence")))
+    encoder = EncoderService(OnnxRuntimeBackend(model_path), max_batch_images=16, max_image_pixels=50_000_000)
+    server = GrpcServiceServer(
+        [
+            encoder_registration(encoder),
+            search_registration(SearchService(store)),
+            registration(InfluenceServicer(graph, 10)),
+        ]
+    )
+    address = f"127.0.0.1:{await server.start()}"
+    report = await ingest_catalogue(catalogue, IngestTargets(address, address, address))
+    assert report.added == len(IDS), report.summary()
+    await _copy_without_styles(address, ["hokusai-poppies", "gauguin-arearea"])
+    yield address
+    await server.stop(0)
+    await store.close()
+    await graph.close()
+
+
+async def _copy_without_styles(address: str, ids: list[str]) -> None:
+    """A second collection whose artworks carry no style label."""
+    async with open_channel(address) as channel:
+        stub = search_pb2_grpc.SearchServiceStub(channel)
+        found = await stub.Get(search_pb2.GetRequest(ids=ids, with_embeddings=True), timeout=10)
+        for item in found.items:
+            item.artwork.style = ""
+        await stub.Upsert(search_pb2.UpsertRequest(collection=UNLABELLED, items=found.items), timeout=10)
+
+
+def gateway_config(address: str, **env: str) -> GatewayConfig:
+    base = {"ENCODER_ADDR": address, "SEARCH_ADDR": address, "INFLUENCE_ADDR": address}
+    return GatewayConfig.from_env(Env({**base, **env}))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def client(services: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway with URL fetching from 127.0.0.1 allowed (the test image server runs there)."""
+    async with _serve(create_app(gateway_config(services, URL_FETCH_ALLOW_PRIVATE="true"))) as http:
+        yield http
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def strict_client(services: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway as deployed: private addresses refused."""
+    async with _serve(create_app(gateway_config(services))) as http:
+        yield http
+
+
+class _Serve:
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    async def __aenter__(self) -> httpx.AsyncClient:
+        self._lifespan = self.app.router.lifespan_context(self.app)
+        await self._lifespan.__aenter__()
+        transport = httpx.ASGITransport(app=self.app)
+        self._client = httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=60)
+        return self._client
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+        await self._lifespan.__aexit__(None, None, None)
+
+
+def _serve(app: FastAPI) -> _Serve:
+    return _Serve(app)
+
+
+@pytest.fixture(scope="module")
+def image_server(catalogue: Catalogue) -> Iterator[str]:
+    """Serves /<id>.jpg for the catalogue subset on 127.0.0.1, plus /page.html."""
+    files = {f"/{artwork_id}.jpg": image_of(catalogue, artwork_id) for artwork_id in IDS}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body, kind = files.get(self.path), "image/jpeg"
+            if body is None:
+                body, kind = b"<html>hello</html>", "text/html"
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+async def upload(
+    client: httpx.AsyncClient, image: bytes, route: str = "/v1/search", **params
+) -> httpx.Response:
+    return await client.post(route, params=params, files={"image": ("query.jpg", image, "image/jpeg")})
+
+
+async def search_ok(client: httpx.AsyncClient, image: bytes, **params) -> dict:
+    reply = await upload(client, image, **params)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def ids_of(answer: dict) -> list[str]:
+    return [r["id"] for r in answer["results"]]
+
+
+def assert_error(reply: httpx.Response, status: int, code: str, mentions: str = "") -> None:
+    assert reply.status_code == status, reply.text
+    error = reply.json()["error"]
+    assert error["code"] == code, error
+    assert mentions.lower() in error["message"].lower(), error
+
+
+# --- search by upload -------------------------------------------------------------------------------------
+
+
+async def test_upload_finds_itself_first_and_explains_every_result(client, catalogue):
+    answer = await search_ok(client, image_of(catalogue, BEDROOM), k=len(IDS))
+    top = answer["results"][0]
+    assert top["id"] == BEDROOM and top["artist"] == "Vincent van Gogh"
+    assert top["scores"]["visual"] == pytest.approx(1.0, abs=2e-3)
+    assert top["image_url"] == f"/v1/artworks/{BEDROOM}/image"
+    assert top["thumbnail_url"] == f"/v1/artworks/{BEDROOM}/thumbnail"
+    assert answer["source_artist"] == {
+        "name": "Vincent van Gogh",
+        "key": "vincent van gogh",
+        "how": "inferred",
+        "in_influence_graph": True,
+    }
+    weights = answer["weights"]
+    assert set(weights) == {"content", "style", "colour", "influence"} and weights["influence"] == 1.0
+    assert weights["content"] + weights["style"] + weights["colour"] == pytest.approx(1.0)
+    assert answer["style_prediction"]["label"] == "Post-Impressionism"
+    assert (
+        answer["degraded"] == []
+        and {"encode", "search", "influence", "explain"} <= answer["timings_ms"].keys()
+    )
+    assert answer["model"]["name"]
+    scores = [r["score"] for r in answer["results"]]
+    assert scores == sorted(scores, reverse=True)
+    for result in answer["results"]:
+        s = result["scores"]
+        # The fused visual score is the weighted sum of the per-aspect similarities.
+        fused = sum(weights[a] * s[a] for a in ("content", "style", "colour"))
+        assert s["visual"] == pytest.approx(fused, abs=3e-3), result["id"]
+        assert (
+            s["final"]
+            == result["score"]
+            == pytest.approx(s["visual"] * (1 + s["influence_weight"]), abs=1e-5)
+        )
+
+
+async def test_explanations_carry_hops_penalties_and_influence_paths(client, catalogue):
+    answer = await search_ok(client, image_of(catalogue, BEDROOM), k=len(IDS), pool=len(IDS))
+    by_artist: dict[str, list[dict]] = {}
+    for result in answer["results"]:
+        by_artist.setdefault(result["artist"], []).append(result)
+    van_gogh = sorted(by_artist["Vincent van Gogh"], key=lambda r: r["scores"]["visual"], reverse=True)
+    assert [r["scores"]["same_artist_rank"] for r in van_gogh] == [0, 1, 2, 3]
+    assert [r["scores"]["same_artist_penalty"] for r in van_gogh] == [1.0, 0.5, 0.25, 0.125]
+    assert all(
+        r["scores"]["influence_hops"] == 0 and r["influence_path"] == ["Vincent van Gogh"] for r in van_gogh
+    )
+    for hokusai in by_artist["Katsushika Hokusai"]:
+        assert hokusai["scores"]["influence_hops"] == 1 and hokusai["scores"]["same_artist_penalty"] is None
+        assert hokusai["influence_path"] == ["Vincent van Gogh", "Katsushika Hokusai"]
+        assert hokusai["scores"]["influence_weight"] == 1.0
+    for result in answer["results"]:
+        hops, path = result["scores"]["influence_hops"], result["influence_path"]
+        if hops is None:
+            assert path is None and result["scores"]["influence_weight"] == pytest.approx(0.01)
+        else:
+            assert len(path) == hops + 1 and path[0] == "Vincent van Gogh" and path[-1] == result["artist"]
+
+
+async def test_explicit_source_artist_by_query_or_old_form_field(client, catalogue):
+    image = image_of(catalogue, "hokusai-the-great-wave-off-kanagawa")
+    answer = await search_ok(client, image, k=5, source_artist="Van Gogh")
+    assert (
+        answer["source_artist"]["how"] == "explicit" and answer["source_artist"]["key"] == "vincent van gogh"
+    )
+    form = await client.post("/v1/search", files={"image": ("q.jpg", image)}, data={"artist": "Claude Monet"})
+    assert form.status_code == 200, form.text
+    assert form.json()["source_artist"]["name"] == "Claude Monet"
+    assert form.json()["source_artist"]["how"] == "explicit"
+
+
+async def test_influence_weight_scales_the_boost(client, catalogue):
+    image = image_of(catalogue, BEDROOM)
+    off = await search_ok(client, image, k=len(IDS), influence_weight=0)
+    visual = [r["scores"]["visual"] for r in off["results"]]
+    assert visual == sorted(visual, reverse=True), "weight 0 keeps the visual order"
+    assert all(
+        r["score"] == r["scores"]["visual"] and r["scores"]["influence_weight"] == 0 for r in off["results"]
+    )
+    double = await search_ok(client, image, k=len(IDS), influence_weight=2.5)
+    assert double["weights"]["influence"] == 2.5
+    for result in double["results"]:
+        s = result["scores"]
+        w_i = s["same_artist_penalty"] or (1 / s["influence_hops"] if s["influence_hops"] else 0.01)
+        assert s["influence_weight"] == pytest.approx(2.5 * w_i, abs=1e-6)
+        assert s["final"] == pytest.approx(s["visual"] * (1 + 2.5 * w_i), abs=1e-5)
+    no_rerank = await search_ok(client, image, k=len(IDS), rerank="false")
+    assert [r["score"] for r in no_rerank["results"]] == [r["scores"]["visual"] for r in no_rerank["results"]]
+
+
+async def test_aspect_weights_change_scores_and_order(client, catalogue):
+    image = image_of(catalogue, "hokusai-poppies")
+    default = await search_ok(client, image, k=len(IDS), rerank="false")
+    colour = await search_ok(client, image, k=len(IDS), rerank="false", w_content=0, w_style=0, w_colour=3)
+    assert colour["weights"] == {"content": 0.0, "style": 0.0, "colour": 1.0, "influence": 1.0}
+    for result in colour["results"]:
+        assert result["scores"]["visual"] == pytest.approx(result["scores"]["colour"], abs=3e-3)
+    assert ids_of(colour) != ids_of(default)
+    style_only = await search_ok(client, image, k=3, w_style=1, w_content=0, w_colour=0)
+    assert style_only["weights"]["style"] == 1.0
+    # One weight alone keeps the encoder's defaults for the others (normalised to sum 1).
+    partial = await search_ok(client, image, k=3, w_style=0.5)
+    defaults = default["weights"]
+    expected = 0.5 / (defaults["content"] + 0.5 + defaults["colour"])
+    assert partial["weights"]["style"] == pytest.approx(expected, abs=1e-6)
+
+
+async def test_filters_on_artist_style_genre_and_years(client, catalogue):
+    image = image_of(catalogue, BEDROOM)
+    hokusai = await search_ok(client, image, filter_artist="hokusai")
+    assert ids_of(hokusai) and {r["artist"] for r in hokusai["results"]} == {"Katsushika Hokusai"}
+    two = await client.post(
+        "/v1/search",
+        params=[("filter_style", "Ukiyo-e"), ("filter_style", "Impressionism"), ("k", "25")],
+        files={"image": ("q.jpg", image)},
+    )
+    assert {r["style"] for r in two.json()["results"]} == {"Ukiyo-e", "Impressionism"}
+    years = await search_ok(client, image, year_min=1885, year_max=1889)
+    assert ids_of(years) and all(1885 <= r["year"] <= 1889 for r in years["results"])
+    early = await search_ok(client, image, year_max=1850)
+    assert all(r["year"] and r["year"] <= 1850 for r in early["results"])
+    assert sorted(ids_of(early)) == ["hiroshige-horse-mackerel-and-prawn", "hokusai-poppies",
+                                     "hokusai-the-great-wave-off-kanagawa"]  # fmt: skip
+    portraits = await search_ok(client, image, filter_genre="portrait")
+    assert all(r["genre"] == "portrait" for r in portraits["results"])
+    nothing = await search_ok(client, image, filter_artist="Nobody At All")
+    assert nothing["results"] == [] and nothing["candidates"] == 0
+
+
+async def test_exclude_same_artist_uses_the_inferred_or_explicit_source(client, catalogue):
+    image = image_of(catalogue, BEDROOM)
+    answer = await search_ok(client, image, k=len(IDS), exclude_same_artist="true")
+    assert answer["source_artist"]["name"] == "Vincent van Gogh"
+    assert answer["results"] and all(r["artist"] != "Vincent van Gogh" for r in answer["results"])
+    assert answer["candidates"] == len(IDS) - len(VAN_GOGH)
+    explicit = await search_ok(client, image, k=len(IDS), exclude_same_artist="true", source_artist="Hokusai")
+    artists = {r["artist"] for r in explicit["results"]}
+    assert "Katsushika Hokusai" not in artists and "Vincent van Gogh" in artists
+
+
+async def test_pages_follow_each_other(client, catalogue):
+    image = image_of(catalogue, "renoir-bal-du-moulin-de-la-galette")
+    whole = await search_ok(client, image, k=9, pool=12)
+    first = await search_ok(client, image, k=3, offset=0, pool=12)
+    second = await search_ok(client, image, k=3, offset=3, pool=12)
+    third = await search_ok(client, image, k=3, offset=6, pool=12)
+    assert ids_of(first) + ids_of(second) + ids_of(third) == ids_of(whole)
+    assert (second["offset"], second["k"], second["pool"]) == (3, 3, 12)
+    raised = await search_ok(client, image, k=5, offset=8, pool=2)
+    assert raised["pool"] == 13 and len(raised["results"]) == len(IDS) - 8
+
+
+# --- search by URL ----------------------------------------------------------------------------------------
+
+
+async def test_json_url_search_with_body_parameters(client, image_server):
+    reply = await client.post(
+        "/v1/search",
+        params={"k": 10},
+        json={"url": f"{image_server}/{HOKUSAI[0]}.jpg", "k": 4, "filter_style": ["Ukiyo-e"], "w_style": 0.6},
+    )
+    assert reply.status_code == 200, reply.text
+    answer = reply.json()
+    assert ids_of(answer)[0] == HOKUSAI[0] and answer["k"] == 4 and len(answer["results"]) == 4
+    assert {r["style"] for r in answer["results"]} == {"Ukiyo-e"}
+    assert "fetch" in answer["timings_ms"]
+
+
+async def test_url_errors(client, strict_client, image_server):
+    image_url = f"{image_server}/{HOKUSAI[0]}.jpg"
+    assert_error(
+        await strict_client.post("/v1/search", json={"url": image_url}), 400, "url_forbidden", "loopback"
+    )
+    metadata = "http://169.254.169.254/latest/meta-data/"
+    assert_error(await client.post("/v1/search", json={"url": metadata}), 400, "url_forbidden", "metadata")
+    assert_error(await client.post("/v1/search", json={"url": "file:///etc/passwd"}), 400, "invalid_url")
+    html = await client.post("/v1/search", json={"url": f"{image_server}/page.html"})
+    assert_error(html, 415, "unsupported_media_type", "text/html")
+    assert_error(
+        await client.post("/v1/search", json={"url": image_url, "k": 0}), 422, "invalid_parameter", "k"
+    )
+    unknown_field = await client.post("/v1/search", json={"url": image_url, "colour": 1})
+    assert_error(unknown_field, 422, "invalid_request", "colour")
+    assert_error(await client.post("/v1/search", json={"uri": image_url}), 422, "invalid_request", "url")
+    bad_json = await client.post(
+        "/v1/search", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert_error(bad_json, 422, "invalid_request")
+    text = await client.post("/v1/search", content=b"hello", headers={"content-type": "text/plain"})
+    assert_error(text, 415, "unsupported_media_type")
+
+
+# --- similar, one artwork ---------------------------------------------------------------------------------
+
+
+async def test_similar_leaves_the_artwork_out_and_uses_its_artist(client):
+    reply = await client.get(f"/v1/artworks/{BEDROOM}/similar", params={"k": 5})
+    assert reply.status_code == 200, reply.text
+    answer = reply.json()
+    assert BEDROOM not in ids_of(answer) and len(answer["results"]) == 5
+    assert answer["source_artist"]["how"] == "artwork"
+    assert answer["source_artist"]["name"] == "Vincent van Gogh"
+    assert "encode" not in answer["timings_ms"]
+    excluded = await client.get(f"/v1/artworks/{BEDROOM}/similar", params={"exclude_same_artist": "true"})
+    assert all(r["artist"] != "Vincent van Gogh" for r in excluded.json()["results"])
+    styled = await client.get(f"/v1/artworks/{BEDROOM}/similar", params={"filter_style": "Ukiyo-e", "k": 2})
+    assert [r["style"] for r in styled.json()["results"]] == ["Ukiyo-e", "Ukiyo-e"]
+
+
+async def test_similar_matches_a_search_by_the_same_image(client, catalogue):
+    # Visual order: with the re-rank, the same-artist penalty counts the artwork itself in one, not the other.
+    by_upload = await search_ok(client, image_of(catalogue, BEDROOM), k=6, rerank="false")
+    by_id = (await client.get(f"/v1/artworks/{BEDROOM}/similar", params={"k": 5, "rerank": "false"})).json()
+    assert ids_of(by_upload)[0] == BEDROOM and ids_of(by_upload)[1:] == ids_of(by_id)
+    for from_upload, from_id in zip(by_upload["results"][1:], by_id["results"], strict=True):
+        assert from_upload["scores"]["visual"] == pytest.approx(from_id["scores"]["visual"], abs=3e-3)
+
+
+async def test_one_artwork_and_unknown_ids(client):
+    reply = await client.get("/v1/artworks/hokusai-the-great-wave-off-kanagawa")
+    assert reply.status_code == 200
+    assert reply.json()["title"] == "The Great Wave off Kanagawa" and reply.json()["year"] == 1831
+    assert_error(await client.get("/v1/artworks/no-such-artwork"), 404, "not_found", "no-such-artwork")
+    assert_error(await client.get("/v1/artworks/no-such-artwork/similar"), 404, "not_found")
+
+
+# --- style prediction -------------------------------------------------------------------------------------
+
+
+async def test_predict_style_by_upload_and_url(client, catalogue, image_server):
+    reply = await upload(
+        client, image_of(catalogue, "hokusai-the-great-wave-off-kanagawa"), "/v1/predict-style"
+    )
+    assert reply.status_code == 200, reply.text
+    style = reply.json()["style"]
+    assert style["label"] == "Ukiyo-e" and 0 < style["confidence"] <= 1
+    assert style["top"][0] == {"label": "Ukiyo-e", "score": style["confidence"]} and len(style["top"]) == 3
+    assert reply.json()["neighbours"][0]["id"] == "hokusai-the-great-wave-off-kanagawa"
+    by_url = await client.post("/v1/predict-style", json={"url": f"{image_server}/{VAN_GOGH[1]}.jpg"})
+    assert by_url.status_code == 200, by_url.text
+    assert by_url.json()["style"]["label"] == "Post-Impressionism"
+    assert_error(await client.post("/v1/predict-style", json={"url": "gopher://x"}), 400, "invalid_url")
+
+
+async def test_predict_style_is_unknown_without_labels(services, catalogue):
+    async with _serve(create_app(gateway_config(services, SEARCH_COLLECTION=UNLABELLED))) as unlabelled:
+        reply = await upload(unlabelled, image_of(catalogue, "hokusai-poppies"), "/v1/predict-style")
+        assert reply.json()["style"] == {"label": "unknown", "confidence": 0.0, "top": []}
+
+
+# --- bad requests -----------------------------------------------------------------------------------------
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "mentions"),
+    [
+        ({"k": 0}, "k"),
+        ({"k": 1000}, "k"),
+        ({"k": "many"}, "k"),
+        ({"pool": 0}, "pool"),
+        ({"offset": -1}, "offset"),
+        ({"offset": 990, "k": 20}, "offset"),
+        ({"w_style": -1}, "w_style"),
+        ({"w_colour": "inf"}, "w_colour"),
+        ({"influence_weight": 1000}, "influence_weight"),
+        ({"year_min": 1900, "year_max": 1800}, "year_min"),
+        ({"w_content": 0, "w_style": 0, "w_colour": 0}, "positive"),
+    ],
+)
+async def test_bad_parameters_are_422(client, catalogue, params, mentions):
+    reply = await upload(client, image_of(catalogue, BEDROOM), **params)
+    assert reply.status_code == 422, reply.text
+    assert mentions in reply.json()["error"]["message"]
+
+
+async def test_bad_uploads(client):
+    assert_error(await upload(client, b"just some text, not a picture"), 415, "unsupported_media_type")
+    assert_error(await upload(client, b""), 400, "invalid_image", "empty")
+    assert_error(await upload(client, png_header_only(10_000, 10_000)), 413, "too_many_pixels", "10000x10000")
+    tiny = io.BytesIO()
+    from PIL import Image
+
+    Image.new("RGB", (1, 1)).save(tiny, "PNG")
+    assert_error(await upload(client, tiny.getvalue()), 400, "invalid_image")  # the encoder's own check
+    missing = await client.post("/v1/search", data={"nothing": "here"})
+    assert_error(missing, 422, "invalid_request", "image")
+    assert_error(await upload(client, b"x", "/v1/predict-style"), 415, "unsupported_media_type")
+
+
+async def test_openapi_documents_both_request_bodies(client):
+    spec = (await client.get("/openapi.json")).json()
+    search = spec["paths"]["/v1/search"]["post"]
+    content = search["requestBody"]["content"]
+    assert content["multipart/form-data"]["schema"]["required"] == ["image"]
+    assert content["application/json"]["schema"]["required"] == ["url"]
+    assert content["application/json"]["examples"]["by_url"]["value"]["url"].startswith("https://")
+    names = {p["name"] for p in search["parameters"]}
+    assert {"k", "offset", "pool", "rerank", "influence_weight", "source_artist", "w_content", "w_style",
+            "w_colour", "filter_artist", "filter_style", "filter_genre", "year_min", "year_max",
+            "exclude_same_artist"} <= names  # fmt: skip
+    similar = spec["paths"]["/v1/artworks/{artwork_id}/similar"]["get"]
+    assert names <= {p["name"] for p in similar["parameters"]}
+    assert "application/json" in spec["paths"]["/v1/predict-style"]["post"]["requestBody"]["content"]
