@@ -127,6 +127,10 @@ class GrpcServiceServer:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
+                # Clients re-resolve DNS only when a connection ends: closing each one after ~5 minutes
+                # (in-flight calls get 30 s to finish) lets round-robin clients find new replicas.
+                ("grpc.max_connection_age_ms", 300_000),
+                ("grpc.max_connection_age_grace_ms", 30_000),
             ],
         )
         self.port = 0

@@ -16,7 +16,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from artsearch.artists import default_artist_index
-from artsearch.config import Env
 from artsearch.jsonlog import accept_request_id, request_id_var
 from artsearch.telemetry import shutdown_tracing
 from services.gateway.admin import install_admin_routes
@@ -27,7 +26,6 @@ from services.gateway.media import install_media_routes
 from services.gateway.search_api import install_search_routes
 from services.gateway.telemetry import (
     QUIET_ROUTES,
-    TelemetrySettings,
     install_telemetry,
     observe_request,
     route_label,
@@ -73,8 +71,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
     _install_routes(app, config)
     install_media_routes(app, config.media)
     install_admin_routes(app, config.admin)
-    # CORS, tracing and /metrics. Read here until GatewayConfig carries a `telemetry` field.
-    install_telemetry(app, getattr(config, "telemetry", None) or TelemetrySettings.from_env(Env()))
+    install_telemetry(app, config.telemetry)  # CORS, tracing and /metrics
     return app
 
 

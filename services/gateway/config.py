@@ -9,6 +9,7 @@ from artsearch.config import DEFAULT_PORTS, ConfigError, Env
 from services.gateway.admin import AdminSettings
 from services.gateway.image_fetch import FetchSettings
 from services.gateway.media import MediaSettings
+from services.gateway.telemetry import TelemetrySettings
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class GatewayConfig:
     url_fetch: FetchSettings
     admin: AdminSettings
     media: MediaSettings
+    telemetry: TelemetrySettings
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> GatewayConfig:
@@ -62,6 +64,7 @@ class GatewayConfig:
             url_fetch=_fetch_settings(env),
             admin=AdminSettings.from_env(env),
             media=MediaSettings.from_env(env),
+            telemetry=TelemetrySettings.from_env(env),
         )
 
 

@@ -32,20 +32,16 @@ from services.gateway.downstream import Downstream, DownstreamError
 from services.gateway.telemetry import TelemetrySettings, rpc_name
 
 
-def gateway_config(encoder: str, search: str, influence: str) -> GatewayConfig:
+def gateway_config(encoder: str, search: str, influence: str, **env: str) -> GatewayConfig:
     return GatewayConfig.from_env(
-        Env({"ENCODER_ADDR": encoder, "SEARCH_ADDR": search, "INFLUENCE_ADDR": influence})
+        Env({"ENCODER_ADDR": encoder, "SEARCH_ADDR": search, "INFLUENCE_ADDR": influence, **env})
     )
 
 
 def offline_app(monkeypatch: pytest.MonkeyPatch, **env: str):
     """The gateway over addresses where nothing listens (enough for the routes tested here)."""
-    for name in ("CORS_ALLOW_ORIGINS", "OTEL_ENABLED"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
     addresses = [f"127.0.0.1:{p}" for p in free_ports(3)]
-    return create_app(gateway_config(*addresses))
+    return create_app(gateway_config(*addresses, **env))
 
 
 def client_of(app) -> httpx.AsyncClient:

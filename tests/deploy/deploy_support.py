@@ -1,0 +1,367 @@
+"""Shared readers for the deployment tests: rendered kustomizations, the services' environment variables
+(found in their code), what their code imports, requirement pins, Dockerfiles and docker-compose.yml."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.metadata
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+K8S = REPO_ROOT / "deploy" / "k8s"
+OVERLAYS = {"dev": K8S / "overlays" / "dev", "prod": K8S / "overlays" / "prod"}
+INGEST_JOB = K8S / "jobs" / "ingest"
+SERVICES = ("encoder", "search", "influence", "gateway")
+GRPC_SERVICES = ("encoder", "search", "influence")
+FIRST_PARTY = ("artsearch", "services")
+ENV_METHODS = {"str", "int", "float", "bool", "optional"}
+# Images built by this repository: name -> (Dockerfile, requirements.txt, entry module(s)).
+CLI_DOCKERFILE = REPO_ROOT / "deploy" / "images" / "cli" / "Dockerfile"
+
+
+def dockerfile_of(image: str) -> Path:
+    return CLI_DOCKERFILE if image == "cli" else REPO_ROOT / "services" / image / "Dockerfile"
+
+
+def requirements_of(image: str) -> Path:
+    return dockerfile_of(image).parent / "requirements.txt"
+
+
+# --------------------------------------------------------------------------------------------- kustomize
+
+
+def kubectl() -> str | None:
+    return shutil.which("kubectl")
+
+
+@functools.cache
+def render(path: Path) -> tuple[dict[str, Any], ...]:
+    """The objects `kubectl kustomize` renders from a kustomization folder."""
+    binary = kubectl()
+    if binary is None:
+        raise RuntimeError("kubectl is not installed")
+    result = subprocess.run([binary, "kustomize", str(path)], capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise AssertionError(f"kubectl kustomize {path} failed:\n{result.stderr}")
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def objects(docs: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def named(docs: Iterable[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    for doc in objects(docs, kind):
+        if doc["metadata"]["name"] == name:
+            return doc
+    raise AssertionError(f"no {kind} named {name}")
+
+
+def config_map(docs: Iterable[dict[str, Any]], prefix: str) -> dict[str, Any]:
+    """A generated ConfigMap by its name before kustomize's hash suffix."""
+    for doc in objects(docs, "ConfigMap"):
+        name = doc["metadata"]["name"]
+        if name == prefix or re.fullmatch(re.escape(prefix) + r"-[a-z0-9]{10}", name):
+            return doc
+    raise AssertionError(f"no ConfigMap {prefix}")
+
+
+def workloads(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] in {"Deployment", "StatefulSet", "Job"}]
+
+
+def containers(workload: dict[str, Any], *, init: bool = False) -> list[dict[str, Any]]:
+    spec = workload["spec"]["template"]["spec"]
+    return list(spec.get("containers", [])) + (list(spec.get("initContainers", [])) if init else [])
+
+
+def container_env(docs: Iterable[dict[str, Any]], container: dict[str, Any]) -> dict[str, str | None]:
+    """Every environment variable a container gets: envFrom ConfigMaps (values) and Secrets (None), env."""
+    values: dict[str, str | None] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            values.update(config_map(docs, source["configMapRef"]["name"].rsplit("-", 1)[0])["data"])
+        else:
+            raise AssertionError(f"envFrom other than a ConfigMap (a whole Secret) in {container['name']}")
+    for variable in container.get("env", []):
+        values[variable["name"]] = variable.get("value")
+    return values
+
+
+# ----------------------------------------------------------------------------------- the services' code
+
+
+def module_file(module: str) -> Path | None:
+    """The source file of a first-party module (package -> its __init__.py), or None."""
+    path = REPO_ROOT.joinpath(*module.split("."))
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return None
+
+
+def _walk(tree: ast.AST, *, lazy: bool) -> Iterator[ast.AST]:
+    """Every node, or (lazy=False) every node outside function bodies: what runs at import time."""
+    if not lazy and isinstance(tree, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+        return
+    yield tree
+    for child in ast.iter_child_nodes(tree):
+        yield from _walk(child, lazy=lazy)
+
+
+def _imported_modules(tree: ast.AST, *, lazy: bool) -> Iterator[str]:
+    for node in _walk(tree, lazy=lazy):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+@dataclass
+class CodeClosure:
+    """First-party modules reachable from some entry modules by imports (lazy ones too), and the
+    top-level names of the third-party modules they import."""
+
+    files: dict[str, Path] = field(default_factory=dict)
+    third_party: set[str] = field(default_factory=set)
+
+
+@functools.cache
+def code_closure(*entries: str, lazy: bool = True) -> CodeClosure:
+    """lazy: follow imports inside functions too (a service's run-time paths), or only import-time ones."""
+    closure = CodeClosure()
+    pending = list(entries)
+    while pending:
+        module = pending.pop()
+        if module in closure.files:
+            continue
+        path = module_file(module)
+        if path is None:
+            continue
+        closure.files[module] = path
+        parts = module.split(".")
+        # A module's parent packages run first (their __init__.py).
+        pending.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+        for imported in _imported_modules(ast.parse(path.read_text(), str(path)), lazy=lazy):
+            top = imported.split(".")[0]
+            if top in FIRST_PARTY:
+                pending.append(imported)
+            elif top not in sys.stdlib_module_names and top != "__future__":
+                closure.third_party.add(top)
+    return closure
+
+
+# The CLI image runs `python -m artsearch.cli ingest`: the modules build_parser imports to register every
+# sub-command (their import-time imports only), then the ingest sub-command's module with its lazy imports
+# (what `ingest` runs). Other sub-commands import more, lazily; the image is for ingestion.
+CLI_INGEST_MODULES = ("artsearch.ingest_cli",)
+
+
+def cli_parser_modules() -> tuple[str, ...]:
+    tree = ast.parse((REPO_ROOT / "artsearch" / "cli.py").read_text())
+    build_parser = next(
+        node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "build_parser"
+    )
+    return ("artsearch.cli", *(m for m in _imported_modules(build_parser, lazy=True) if module_file(m)))
+
+
+# Distributions a library imports lazily for a feature the code uses, which no import in our code shows:
+# FastAPI parses multipart forms (File/Form parameters) with python-multipart.
+FEATURE_DISTRIBUTIONS = {"gateway": {"python-multipart"}}
+
+
+def image_distributions(image: str) -> set[str]:
+    """Every distribution an image needs at run time: what its code imports, plus feature extras,
+    with their dependencies."""
+    imported = distributions_for(image_closure(image).third_party)
+    return with_dependencies(imported | FEATURE_DISTRIBUTIONS.get(image, set()))
+
+
+def image_closure(image: str) -> CodeClosure:
+    """What an image's code needs: a service from its __main__ (lazy imports too), or the CLI."""
+    if image != "cli":
+        return code_closure(f"services.{image}.__main__")
+    parser, ingest = code_closure(*cli_parser_modules(), lazy=False), code_closure(*CLI_INGEST_MODULES)
+    return CodeClosure({**parser.files, **ingest.files}, parser.third_party | ingest.third_party)
+
+
+def _string_constants(tree: ast.Module) -> dict[str, str]:
+    constants = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Constant):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name) and isinstance(node.value.value, str):
+                    constants[target.id] = node.value.value
+    return constants
+
+
+def _name_argument(node: ast.expr, constants: dict[str, str]) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name):
+        return constants.get(node.id)
+    return None
+
+
+def _is_environ(node: ast.expr) -> bool:
+    return (isinstance(node, ast.Attribute) and node.attr == "environ") or (
+        isinstance(node, ast.Name) and node.id == "environ"
+    )
+
+
+@dataclass(frozen=True)
+class EnvReads:
+    names: frozenset[str]
+    required: frozenset[str]
+
+
+def env_reads_in(path: Path) -> tuple[set[str], set[str]]:
+    """(names read, names required) in one module: `env.str("NAME")`-style calls on an Env (required
+    when str/int/float get no default), os.environ.get / os.environ[...] / os.getenv."""
+    tree = ast.parse(path.read_text(), str(path))
+    constants = _string_constants(tree)
+    names: set[str] = set()
+    required: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+            name = _name_argument(node.args[0], constants)
+            if name is None or not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+                continue
+            owner, method = node.func.value, node.func.attr
+            if method in ENV_METHODS and isinstance(owner, ast.Name) and owner.id == "env":
+                names.add(name)
+                has_default = len(node.args) > 1 or any(k.arg == "default" for k in node.keywords)
+                if method in {"str", "int", "float"} and not has_default:
+                    required.add(name)
+            elif (method == "get" and _is_environ(owner)) or method == "getenv":
+                names.add(name)
+        elif isinstance(node, ast.Subscript) and _is_environ(node.value):
+            name = _name_argument(node.slice, constants)
+            if name is not None:
+                names.add(name)
+    return names, required
+
+
+def env_reads(image: str) -> EnvReads:
+    """The environment variables an image's code reads, and those it requires."""
+    names: set[str] = set()
+    required: set[str] = set()
+    for path in image_closure(image).files.values():
+        found, needed = env_reads_in(path)
+        names |= found
+        required |= needed
+    return EnvReads(frozenset(names), frozenset(required))
+
+
+# ----------------------------------------------------------------------------------------- requirements
+
+
+def read_pins(path: Path) -> dict[str, str]:
+    """name (canonical) -> version of every `name==version` line."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement = Requirement(line)
+        specifiers = list(requirement.specifier)
+        if len(specifiers) != 1 or specifiers[0].operator != "==":
+            raise AssertionError(f"{path}: {line!r} is not pinned exactly (name==version)")
+        pins[canonicalize_name(requirement.name)] = specifiers[0].version
+    return pins
+
+
+def distributions_for(top_level_modules: Iterable[str]) -> set[str]:
+    """The installed distributions providing these importable top-level names."""
+    providers = importlib.metadata.packages_distributions()
+    found = set()
+    for module in top_level_modules:
+        if module not in providers:
+            raise AssertionError(f"no installed distribution provides the module {module!r}")
+        found.update(canonicalize_name(name) for name in providers[module])
+    return found
+
+
+def with_dependencies(distributions: Iterable[str]) -> set[str]:
+    """The distributions and everything they require at run time (no extras), transitively."""
+    environment = default_environment() | {"extra": ""}
+    closure: set[str] = set()
+    pending = list(distributions)
+    while pending:
+        name = canonicalize_name(pending.pop())
+        if name in closure:
+            continue
+        closure.add(name)
+        for line in importlib.metadata.requires(name) or []:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate(environment):
+                pending.append(requirement.name)
+    return closure
+
+
+# ------------------------------------------------------------------------------------------ Dockerfiles
+
+
+@dataclass(frozen=True)
+class Dockerfile:
+    path: Path
+    instructions: tuple[tuple[str, str], ...]  # (INSTRUCTION, arguments), continuation lines joined
+
+    @classmethod
+    def read(cls, path: Path) -> Dockerfile:
+        text = re.sub(r"\\\n", " ", path.read_text())
+        instructions = []
+        for line in text.splitlines():
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            keyword, _, rest = stripped.partition(" ")
+            instructions.append((keyword.upper(), rest.strip()))
+        return cls(path, tuple(instructions))
+
+    def all(self, keyword: str) -> list[str]:
+        return [rest for name, rest in self.instructions if name == keyword]
+
+    def last_stage(self) -> list[tuple[str, str]]:
+        starts = [i for i, (name, _) in enumerate(self.instructions) if name == "FROM"]
+        return list(self.instructions[starts[-1] :])
+
+    def env(self) -> dict[str, str]:
+        """ENV of the final stage (KEY=VALUE form)."""
+        values = {}
+        for name, rest in self.last_stage():
+            if name == "ENV":
+                for match in re.finditer(r"([A-Za-z_][A-Za-z0-9_]*)=(\S+)", rest):
+                    values[match.group(1)] = match.group(2)
+        return values
+
+    def build_args(self) -> dict[str, str]:
+        values = {}
+        for rest in self.all("ARG"):
+            key, _, default = rest.partition("=")
+            values[key.strip()] = default.strip()
+        return values
+
+
+# ------------------------------------------------------------------------------------------- compose
+
+
+@functools.cache
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())

@@ -1,0 +1,406 @@
+"""Images, ports, environment variables, probes and pins agree between the Dockerfiles, docker-compose.yml,
+the Kubernetes manifests and the services' own configuration code (read from the source, not restated)."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from deploy_support import (
+    GRPC_SERVICES,
+    INGEST_JOB,
+    K8S,
+    OVERLAYS,
+    REPO_ROOT,
+    SERVICES,
+    Dockerfile,
+    compose,
+    container_env,
+    containers,
+    dockerfile_of,
+    env_reads,
+    image_closure,
+    image_distributions,
+    kubectl,
+    named,
+    objects,
+    read_pins,
+    render,
+    requirements_of,
+)
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from artsearch.config import DEFAULT_PORTS
+
+IMAGES = (*SERVICES, "cli")
+PINNED_PYTHON = re.compile(r"python:3\.11\.\d+-slim-[a-z]+")
+SERVICE_UID = "10001"
+PORT_VARIABLE = {"encoder": "PORT", "search": "PORT", "influence": "PORT", "gateway": "ARTSEARCH_PORT"}
+ADDRESS_VARIABLES = {"ENCODER_ADDR": "encoder", "SEARCH_ADDR": "search", "INFLUENCE_ADDR": "influence"}
+# Variables every Python process may get without the code reading them.
+PROCESS_VARIABLES = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}
+
+needs_kubectl = pytest.mark.skipif(kubectl() is None, reason="kubectl is not installed (kustomize)")
+
+
+# ------------------------------------------------------------------------------------------ Dockerfiles
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_dockerfile_is_multi_stage_pinned_and_runs_as_a_fixed_non_root_user(image: str):
+    dockerfile = Dockerfile.read(dockerfile_of(image))
+    assert PINNED_PYTHON.fullmatch(dockerfile.build_args()["PYTHON_IMAGE"])
+    stages = dockerfile.all("FROM")
+    assert stages == ["${PYTHON_IMAGE} AS builder", "${PYTHON_IMAGE} AS runtime"]
+    runtime = dockerfile.last_stage()
+    assert any(name == "COPY" and rest.startswith("--from=builder /opt/venv") for name, rest in runtime)
+    assert [rest for name, rest in runtime if name == "USER"] == [f"{SERVICE_UID}:{SERVICE_UID}"]
+    assert any(name == "RUN" and f"--uid {SERVICE_UID}" in rest for name, rest in runtime)
+    install = next(rest for rest in dockerfile.all("RUN") if "pip install" in rest)
+    assert "--no-deps -r /tmp/requirements.txt" in install and "pip check" in install
+    requirements = requirements_of(image).relative_to(REPO_ROOT).as_posix()
+    assert f"{requirements} /tmp/requirements.txt" in dockerfile.all("COPY")
+
+
+def test_every_image_uses_the_same_base():
+    bases = {Dockerfile.read(dockerfile_of(image)).build_args()["PYTHON_IMAGE"] for image in IMAGES}
+    assert len(bases) == 1, bases
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_image_exposes_its_port_and_checks_its_health(service: str):
+    dockerfile = Dockerfile.read(dockerfile_of(service))
+    port = DEFAULT_PORTS[service]
+    assert dockerfile.all("EXPOSE") == [str(port)]
+    assert dockerfile.env()[PORT_VARIABLE[service]] == str(port)
+    assert dockerfile.all("CMD")[-1] == f'["python", "-m", "services.{service}"]'
+    assert f"services/{service}/ services/{service}/" in dockerfile.all("COPY")
+    assert "artsearch/ artsearch/" in dockerfile.all("COPY")
+    healthcheck = dockerfile.all("HEALTHCHECK")
+    assert len(healthcheck) == 1
+    assert healthcheck[0].endswith(_healthcheck_command(service))
+
+
+def _healthcheck_command(service: str) -> str:
+    kind = '"http", "/healthz"' if service == "gateway" else '"grpc"'
+    return f'CMD ["python", "scripts/healthcheck.py", {kind}]'
+
+
+def test_cli_image_runs_the_artsearch_command():
+    dockerfile = Dockerfile.read(dockerfile_of("cli"))
+    assert dockerfile.all("ENTRYPOINT") == ['["python", "-m", "artsearch.cli"]']
+    assert dockerfile.all("HEALTHCHECK") == ["NONE"]
+
+
+def test_encoder_image_carries_the_exported_model_at_its_model_path():
+    dockerfile = Dockerfile.read(dockerfile_of("encoder"))
+    model_path = dockerfile.env()["MODEL_PATH"]
+    copies = [rest.split() for rest in dockerfile.all("COPY")]
+    assert any(
+        parts[-1] == str(Path(model_path).parent) + "/" and "models/efficientnet-lite0/model.onnx" in parts
+        for parts in copies
+    )
+
+
+def _dockerignore_allows(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parent folders decides."""
+    included = True
+    parts = path.split("/")
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        glob = pattern[1:] if negate else pattern
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(fnmatch.fnmatchcase(prefix, glob.rstrip("/")) for prefix in prefixes):
+            included = negate
+    return included
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_dockerignore_lets_every_copied_source_into_the_context(image: str):
+    patterns = [
+        line.strip()
+        for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for copy in Dockerfile.read(dockerfile_of(image)).all("COPY"):
+        if copy.startswith("--from="):
+            continue
+        for source in copy.split()[:-1]:
+            assert (REPO_ROOT / source).exists() or source.startswith("models/"), source
+            assert _dockerignore_allows(source.rstrip("/"), patterns), (
+                f"{source} is excluded by .dockerignore"
+            )
+    assert not _dockerignore_allows("tests/conftest.py", patterns)
+    assert not _dockerignore_allows(".venv/bin/python", patterns)
+
+
+# ---------------------------------------------------------------------------------------- requirements
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_image_requirements_are_the_lock_pins_of_everything_the_code_imports(image: str):
+    lock = read_pins(REPO_ROOT / "requirements.lock")
+    pins = read_pins(requirements_of(image))
+    different = {
+        name: (version, lock.get(name)) for name, version in pins.items() if lock.get(name) != version
+    }
+    assert not different, f"pins that differ from requirements.lock (image, lock): {different}"
+    needed = image_distributions(image)
+    missing = sorted(f"{name}=={lock.get(name, '?')}" for name in needed - set(pins))
+    assert not missing, f"{requirements_of(image)} lacks (with their lock pins): {missing}"
+
+
+# -------------------------------------------------------------------------------------------- compose
+
+
+def _compose_service(name: str) -> dict[str, Any]:
+    return compose()["services"][name]
+
+
+def _compose_env(name: str) -> dict[str, str]:
+    return {key: str(value) for key, value in _compose_service(name).get("environment", {}).items()}
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_compose_builds_each_image_from_the_repository_root(image: str):
+    service = "ingest" if image == "cli" else image
+    definition = _compose_service(service)
+    assert definition["build"] == {
+        "context": ".",
+        "dockerfile": dockerfile_of(image).relative_to(REPO_ROOT).as_posix(),
+    }
+    assert definition["image"] == f"artsearch/{image}:dev"
+    assert definition["read_only"] is True and definition["cap_drop"] == ["ALL"]
+    assert definition["user"] == f"{SERVICE_UID}:{SERVICE_UID}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_service_environment_is_what_the_service_reads(service: str):
+    reads = env_reads(service)
+    environment = _compose_env(service)
+    unknown = set(environment) - reads.names
+    assert not unknown, f"compose sets variables {service} never reads: {sorted(unknown)}"
+    image_env = Dockerfile.read(dockerfile_of(service)).env()
+    missing = reads.required - set(environment) - set(image_env)
+    assert not missing, f"{service} requires {sorted(missing)}"
+    assert environment[PORT_VARIABLE[service]] == str(DEFAULT_PORTS[service])
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_publishes_the_default_port_and_uses_the_image_health_check(service: str):
+    definition = _compose_service(service)
+    port = DEFAULT_PORTS[service]
+    published = {entry.rsplit(":", 2)[-1] for entry in definition["ports"]}
+    assert published == {str(port)}
+    command = definition["healthcheck"]["test"]
+    assert f"CMD [{', '.join(repr(part).replace(chr(39), chr(34)) for part in command[1:])}]" == (
+        _healthcheck_command(service)
+    )
+
+
+def test_compose_starts_in_health_order():
+    expected = {
+        "gateway": {"encoder", "search", "influence"},
+        "encoder": {"triton"},
+        "search": {"qdrant"},
+        "influence": {"neo4j"},
+        "ingest": {"gateway"},
+    }
+    for service, dependencies in expected.items():
+        depends_on = _compose_service(service)["depends_on"]
+        assert set(depends_on) == dependencies, service
+        assert all(d["condition"] == "service_healthy" for d in depends_on.values())
+    for name, definition in compose()["services"].items():
+        assert "healthcheck" in definition or name == "ingest", f"{name} has no health check"
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    """Host and port of `dns:///host:port`, `scheme://host:port` or `host:port`."""
+    target = url.removeprefix("dns:///")
+    parts = urlsplit(target if "://" in target else f"grpc://{target}")
+    assert parts.hostname and parts.port, url
+    return parts.hostname, parts.port
+
+
+def test_compose_wires_the_production_backends():
+    for variable, service in ADDRESS_VARIABLES.items():
+        value = _compose_env("gateway")[variable]
+        assert value.startswith("dns:///") and _host_port(value) == (service, DEFAULT_PORTS[service])
+    assert _host_port(_compose_env("encoder")["TRITON_URL"]) == ("triton", 8001)
+    assert _host_port(_compose_env("search")["QDRANT_URL"]) == ("qdrant", 6333)
+    assert _host_port(_compose_env("influence")["NEO4J_URI"]) == ("neo4j", 7687)
+    qdrant, search = _compose_env("qdrant"), _compose_env("search")
+    assert qdrant["QDRANT__STORAGE__SNAPSHOTS_PATH"] == search["QDRANT_SNAPSHOTS_PATH"]
+    assert qdrant["QDRANT__SERVICE__API_KEY"] == search["QDRANT_API_KEY"]
+    assert _compose_env("neo4j")["NEO4J_AUTH"] == f"neo4j/{_compose_env('influence')['NEO4J_PASSWORD']}"
+    named_volumes = {
+        volume.split(":")[0]
+        for definition in compose()["services"].values()
+        for volume in definition.get("volumes", [])
+        if not volume.startswith((".", "$"))
+    }
+    assert named_volumes == set(compose()["volumes"])
+    assert {v.split(":")[0] for v in _compose_service("qdrant")["volumes"]} <= named_volumes
+
+
+def _pbtxt(path: Path) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def test_cpu_triton_configs_differ_from_production_only_in_instance_kind():
+    production = _pbtxt(REPO_ROOT / "deploy/triton/model_repository/efficientnet-lite0/config.pbtxt")
+    for path in (REPO_ROOT / "deploy/compose/triton/config.pbtxt", K8S / "overlays/dev/triton-cpu.pbtxt"):
+        cpu = _pbtxt(path)
+        assert [group.kind for group in cpu.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_CPU]
+        del cpu.instance_group[:]
+        expected = model_config_pb2.ModelConfig()
+        expected.CopyFrom(production)
+        del expected.instance_group[:]
+        assert cpu == expected, path
+
+
+def test_kustomize_copies_of_the_triton_configs_are_the_committed_ones():
+    source = REPO_ROOT / "deploy/triton/model_repository/efficientnet-lite0"
+    assert (K8S / "base/triton/config.pbtxt").read_text() == (source / "config.pbtxt").read_text()
+    assert (K8S / "base/triton/tensorrt-fp16.pbtxt").read_text() == (
+        source / "configs/tensorrt-fp16.pbtxt"
+    ).read_text()
+
+
+# ----------------------------------------------------------------------------------- Kubernetes manifests
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+@pytest.mark.parametrize("service", SERVICES)
+def test_manifest_environment_is_what_the_service_reads_and_requires(overlay: str, service: str):
+    docs = render(OVERLAYS[overlay])
+    container = containers(named(docs, "Deployment", service))[0]
+    environment = container_env(docs, container)
+    reads = env_reads(service)
+    unknown = set(environment) - reads.names - PROCESS_VARIABLES
+    assert not unknown, f"{overlay}: {service} never reads {sorted(unknown)}"
+    image_env = Dockerfile.read(dockerfile_of(service)).env()
+    missing = reads.required - set(environment) - set(image_env)
+    assert not missing, f"{overlay}: {service} requires {sorted(missing)}"
+    if service == "gateway":
+        assert not {"HOST", "PORT"} & set(environment), "the gateway reads ARTSEARCH_HOST/ARTSEARCH_PORT"
+    if service == "search":
+        assert environment.get("QDRANT_URL") or environment.get("SEARCH_DATA_DIR")
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_manifest_ports_probes_and_users_match_the_images(overlay: str):
+    docs = render(OVERLAYS[overlay])
+    for service in SERVICES:
+        deployment = named(docs, "Deployment", service)
+        container = containers(deployment)[0]
+        environment = container_env(docs, container)
+        port = DEFAULT_PORTS[service]
+        assert environment[PORT_VARIABLE[service]] == str(port)
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports[("http" if service == "gateway" else "grpc")] == port
+        assert {p["port"] for p in named(docs, "Service", service)["spec"]["ports"]} == {port}
+        pod = deployment["spec"]["template"]
+        assert str(pod["spec"]["securityContext"]["runAsUser"]) == SERVICE_UID
+        assert container["image"].split("/")[-1].split(":")[0] == service
+        if service in GRPC_SERVICES:
+            metrics = int(environment["METRICS_PORT"])
+            assert ports["metrics"] == metrics == int(pod["metadata"]["annotations"]["prometheus.io/port"])
+    gateway = containers(named(docs, "Deployment", "gateway"))[0]
+    assert gateway["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert gateway["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def _service_port(docs: tuple[dict[str, Any], ...], host: str) -> tuple[dict[str, Any], set[int]]:
+    """The Service a cluster DNS name points at (name.namespace.svc.cluster.local), and its ports."""
+    name, namespace, *rest = host.split(".")
+    assert rest == ["svc", "cluster", "local"], host
+    service = named(docs, "Service", name)
+    assert service["metadata"]["namespace"] == namespace, host
+    return service, {p["port"] for p in service["spec"]["ports"]}
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_manifest_addresses_point_at_services_that_exist_with_those_ports(overlay: str):
+    docs = render(OVERLAYS[overlay])
+    environments = {s: container_env(docs, containers(named(docs, "Deployment", s))[0]) for s in SERVICES}
+    ingest = render(INGEST_JOB)
+    ingest_env = container_env(ingest, containers(named(ingest, "Job", "ingest"))[0])
+    for variable, target in ADDRESS_VARIABLES.items():
+        for value in (environments["gateway"][variable], ingest_env[variable]):
+            assert value.startswith("dns:///"), f"{variable}: the round_robin policy needs dns:/// targets"
+            host, port = _host_port(value)
+            service, ports = _service_port(docs, host)
+            assert service["metadata"]["name"] == target and port == DEFAULT_PORTS[target] and port in ports
+            assert service["spec"]["clusterIP"] == "None", f"{target} must be headless"
+    for value, target, port in (
+        (environments["encoder"]["TRITON_URL"], "triton", 8001),
+        (environments["search"]["QDRANT_URL"], "qdrant", 6333),
+        (environments["influence"]["NEO4J_URI"], "neo4j", 7687),
+    ):
+        host, actual_port = _host_port(value)
+        service, ports = _service_port(docs, host)
+        assert service["metadata"]["name"] == target and actual_port == port and port in ports
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_third_party_images_and_settings_match_compose(overlay: str):
+    docs = render(OVERLAYS[overlay])
+    for name, kind in (("triton", "Deployment"), ("qdrant", "StatefulSet"), ("neo4j", "StatefulSet")):
+        assert containers(named(docs, kind, name))[0]["image"] == _compose_service(name)["image"], name
+    qdrant = {e["name"]: e.get("value") for e in containers(named(docs, "StatefulSet", "qdrant"))[0]["env"]}
+    search = container_env(docs, containers(named(docs, "Deployment", "search"))[0])
+    assert qdrant["QDRANT__STORAGE__SNAPSHOTS_PATH"] == search["QDRANT_SNAPSHOTS_PATH"]
+    assert qdrant["QDRANT__SERVICE__HTTP_PORT"] == _compose_env("qdrant")["QDRANT__SERVICE__HTTP_PORT"]
+    for service in SERVICES:
+        image = containers(named(docs, "Deployment", service))[0]["image"]
+        compose_image = _compose_service(service)["image"]
+        assert image.rsplit(":", 1)[0].endswith(compose_image.rsplit(":", 1)[0]), service
+
+
+@needs_kubectl
+def test_ingest_job_sets_only_variables_the_cli_reads():
+    ingest = render(INGEST_JOB)
+    container = containers(named(ingest, "Job", "ingest"))[0]
+    environment = set(container_env(ingest, container))
+    sources = "\n".join(path.read_text() for path in image_closure("cli").files.values())
+    used_by_arguments = {name for arg in container["args"] for name in re.findall(r"\$\((\w+)\)", arg)}
+    for name in environment - used_by_arguments:
+        assert f'"{name}"' in sources, f"the CLI never reads {name}"
+    assert env_reads("cli").names  # the CLI's code is found at all
+
+
+@needs_kubectl
+def test_ingest_cli_accepts_the_job_arguments():
+    from artsearch.cli import build_parser
+
+    ingest = render(INGEST_JOB)
+    args = containers(named(ingest, "Job", "ingest"))[0]["args"]
+    concrete = [
+        re.sub(r"\$\(JOB_COMPLETION_INDEX\)", "3", re.sub(r"\$\(CATALOGUE_DIR\)", "/c", a)) for a in args
+    ]
+    parsed = build_parser().parse_args(concrete)
+    assert parsed.command == "ingest"
+    assert (parsed.shard_index, parsed.shard_count) == (3, int(args[args.index("--shard-count") + 1]))
+
+
+@needs_kubectl
+def test_every_secret_reference_names_the_one_secret(overlay: str = "dev"):
+    docs = render(OVERLAYS[overlay])
+    names = {
+        variable["valueFrom"]["secretKeyRef"]["name"]
+        for workload in objects(docs, "Deployment") + objects(docs, "StatefulSet")
+        for container in containers(workload, init=True)
+        for variable in container.get("env", [])
+        if "secretKeyRef" in variable.get("valueFrom", {})
+    }
+    assert names == {"artsearch-secrets"}
