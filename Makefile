@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 MODEL  := models/efficientnet-lite0/model.onnx
 GCOMPRIS := data/catalogues/gcompris/metadata.csv
 
-.PHONY: help venv protos model catalogue demo test test-fast lint format clean bench eval loadtest triton-server triton-repo browser
+.PHONY: help venv protos model catalogue demo test test-fast lint format clean bench eval loadtest triton-server triton-repo browser eval-retrieval retrain eval-retrain k8s-validate
 
 help:
 	@echo "make demo | make test | make model | make catalogue | make protos | make lint | make clean"
@@ -65,8 +65,24 @@ loadtest: $(STAMP) $(MODEL) $(GCOMPRIS)
 eval: $(STAMP) $(MODEL) $(GCOMPRIS)
 	$(BIN)/artsearch eval descriptors
 
+# Leave-one-out retrieval per aspect, ANN vs exact, k-means purity, influence re-rank, style prediction,
+# and the pictures in docs/img (about two minutes).
+eval-retrieval: $(STAMP) $(MODEL) $(GCOMPRIS)
+	$(BIN)/artsearch eval retrieval
+
+# A projection head fine-tuned on the demo catalogue, exported as a new model version, and whether it helps.
+RETRAINED := models/efficientnet-lite0-retrained/model.onnx
+retrain: $(STAMP) $(MODEL) $(GCOMPRIS)
+	$(BIN)/artsearch retrain --catalogue data/catalogues/gcompris --output $(RETRAINED) --holdout 0.25
+eval-retrain: retrain
+	$(BIN)/artsearch eval retrain --retrained $(RETRAINED)
+
 test: $(STAMP) $(MODEL) $(GCOMPRIS) $(TRITON) browser lint
 	$(BIN)/pytest -q
+
+# The Kubernetes manifests and compose file, offline (also part of `make test`).
+k8s-validate: $(STAMP)
+	$(BIN)/pytest -q tests/deploy
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"

@@ -155,9 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
 
     from artsearch.evaluation.cli import register as register_eval
+    from artsearch.training.cli import register as register_training
     from services.influence import importers
 
     register_eval(commands)
+    register_training(commands)
     importers.register(commands)
     return parser
 

@@ -55,6 +55,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     study.add_argument("--output", type=Path, default=Path("bench/results/descriptors_style_blocks.json"))
     study.set_defaults(run=run_style_blocks)
 
+    retrieval = commands.add_parser(
+        "retrieval",
+        help="leave-one-out per aspect, clustering purity, ANN recall/latency, style prediction, influence "
+        "re-rank on/off, and pictures (PR curves, t-SNE maps)",
+    )
+    _common_arguments(retrieval)
+    retrieval.add_argument("--sets", nargs="+", default=["gcompris", "tuxpaint", "openclipart"])
+    retrieval.add_argument("--output", type=Path, default=Path("bench/results/retrieval.json"))
+    retrieval.add_argument("--images", type=Path, default=Path("docs/img"), help="where the PNGs go")
+    retrieval.set_defaults(run=run_retrieval)
+
+    retrain = commands.add_parser("retrain", help="base vs retrained model on the same catalogue tasks")
+    retrain.add_argument("--base", type=Path, default=DEFAULT_MODEL)
+    retrain.add_argument("--retrained", type=Path, required=True, help="model.onnx of `artsearch retrain`")
+    retrain.add_argument("--catalogue", type=Path, default=Path("data/catalogues/gcompris"))
+    retrain.add_argument("--cache-dir", type=Path, default=Path(".cache/training"))
+    retrain.add_argument("--seed", type=int, default=1000, help="augmentation seed (training uses another)")
+    retrain.add_argument("--output", type=Path, default=Path("bench/results/retrain.json"))
+    retrain.set_defaults(run=run_retrain_comparison)
+
 
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the exported ONNX model")
@@ -124,6 +144,31 @@ def run_style_blocks(args: argparse.Namespace) -> int:
     study = style_block_study(_settings(args), args.candidates)
     _write_json(args.output, study)
     print(style_block_markdown(study))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def run_retrieval(args: argparse.Namespace) -> int:
+    from artsearch.evaluation.quality import SET_CHOICES, quality_markdown, run_quality
+
+    unknown = sorted(set(args.sets) - set(SET_CHOICES))
+    if unknown:
+        raise ValueError(f"unknown sets {unknown}; choose from {list(SET_CHOICES)}")
+    result = run_quality(_settings(args), args.sets, args.images)
+    _write_json(args.output, result)
+    print(quality_markdown(result))
+    print(f"wrote {args.output} and {', '.join(result['pictures'])} in {result['timing_s']:.0f} s")
+    return 0
+
+
+def run_retrain_comparison(args: argparse.Namespace) -> int:
+    from artsearch.evaluation.retraining import compare_models, retrain_markdown
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    result = compare_models(args.base, args.retrained, args.catalogue, args.cache_dir, args.seed)
+    _write_json(args.output, result)
+    print(retrain_markdown(result))
     print(f"wrote {args.output}")
     return 0
 

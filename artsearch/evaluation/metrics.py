@@ -149,3 +149,104 @@ def chance_leave_one_out(labels: Sequence[str], k: int = 10) -> RetrievalScores:
         k=k,
         queries=len(average_precisions),
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# Leave-one-out with every cut-off, recall and precision-recall curves (`artsearch eval retrieval`)
+# --------------------------------------------------------------------------------------------------
+
+PR_RECALL_LEVELS = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+@dataclass(frozen=True)
+class RankedRelevance:
+    """Per query (rows of the set that have something to find), its ranking of all the other items as
+    booleans (True = same label), best first, and how many relevant items it has."""
+
+    relevant: np.ndarray  # bool [Q, N-1]
+    totals: np.ndarray  # int [Q]
+    rows: np.ndarray  # int [Q]: which items of the set are the queries
+
+
+def ranked_relevance(
+    similarity: np.ndarray, labels: Sequence[str], query_rows: Sequence[int] | None = None
+) -> RankedRelevance:
+    """Leave-one-out rankings: every query row ranks all the other items (ties by index). Only rows whose
+    label has another item are queries; `query_rows` restricts them further (e.g. held-out artworks)."""
+    count = len(labels)
+    similarity = np.asarray(similarity)
+    if similarity.shape != (count, count):
+        raise ValueError(f"similarity is {similarity.shape} for {count} labels")
+    _, codes = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+    rows = np.arange(count) if query_rows is None else np.asarray(query_rows, dtype=np.int64)
+    scores = -similarity[rows].astype(np.float64)
+    scores[np.arange(len(rows)), rows] = np.inf  # the query itself sorts last, then is dropped
+    order = np.argsort(scores, axis=1, kind="stable")[:, : count - 1]
+    relevant = codes[order] == codes[rows][:, None]
+    totals = relevant.sum(axis=1)
+    keep = totals > 0
+    if not keep.any():
+        raise ValueError("no query has another item of its label: nothing to retrieve")
+    return RankedRelevance(relevant[keep], totals[keep], rows[keep])
+
+
+def retrieval_metrics(
+    ranked: RankedRelevance, ks: Sequence[int] = (1, 5, 10), recall_k: int = 10
+) -> dict[str, float]:
+    """mAP, precision@k for each k, and recall@recall_k (the share of a query's relevant items found in
+    its first recall_k), averaged over the queries."""
+    hits = np.cumsum(ranked.relevant, axis=1)
+    positions = np.arange(1, ranked.relevant.shape[1] + 1)
+    average_precision = (np.where(ranked.relevant, hits / positions, 0.0).sum(axis=1)) / ranked.totals
+    result = {"queries": float(len(ranked.totals)), "map": float(average_precision.mean())}
+    for k in ks:
+        result[f"p@{k}"] = float(ranked.relevant[:, :k].sum(axis=1).mean() / k)
+    result[f"r@{recall_k}"] = float((ranked.relevant[:, :recall_k].sum(axis=1) / ranked.totals).mean())
+    return result
+
+
+def chance_retrieval(
+    labels: Sequence[str], ks: Sequence[int] = (1, 5, 10), recall_k: int = 10
+) -> dict[str, float]:
+    """What a random ranking scores in expectation under `retrieval_metrics`: precision@k R/(N-1),
+    recall@k k/(N-1), AP by `chance_average_precision`."""
+    sizes = Counter(labels)
+    candidates = len(labels) - 1
+    relevant = np.array([sizes[label] - 1 for label in labels if sizes[label] > 1], dtype=np.float64)
+    if relevant.size == 0:
+        raise ValueError("no label has two items: nothing to retrieve")
+    result = {
+        "queries": float(relevant.size),
+        "map": float(np.mean([chance_average_precision(candidates, int(r)) for r in relevant])),
+    }
+    for k in ks:
+        result[f"p@{k}"] = float(np.mean(relevant / candidates))
+    result[f"r@{recall_k}"] = min(1.0, recall_k / candidates)
+    return result
+
+
+def precision_recall_curve(
+    ranked: RankedRelevance, levels: Sequence[float] = PR_RECALL_LEVELS
+) -> list[tuple[float, float]]:
+    """The interpolated precision-recall curve averaged over queries: at recall level r, each query's
+    best precision at any rank where its recall is at least r (the classic 11-point curve)."""
+    hits = np.cumsum(ranked.relevant, axis=1)
+    positions = np.arange(1, ranked.relevant.shape[1] + 1)
+    precision = hits / positions
+    recall = hits / ranked.totals[:, None]
+    # Best precision from each rank onwards: a running maximum taken from the end.
+    interpolated = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+    curve = []
+    for level in levels:
+        reached = recall >= level - 1e-12
+        first = np.argmax(reached, axis=1)  # every query reaches recall 1 at its last relevant item
+        curve.append((float(level), float(interpolated[np.arange(len(first)), first].mean())))
+    return curve
+
+
+def recall_against_exact(approximate: Sequence[Sequence[int]], exact: Sequence[Sequence[int]]) -> float:
+    """Mean share of each query's exact top-k that the approximate search also returned."""
+    if len(approximate) != len(exact) or not exact:
+        raise ValueError("one approximate and one exact list per query, at least one query")
+    shares = [len(set(a) & set(e)) / len(e) for a, e in zip(approximate, exact, strict=True) if len(e)]
+    return float(np.mean(shares))

@@ -172,3 +172,43 @@ class RestoreSnapshotResponse(_message.Message):
     COUNT_FIELD_NUMBER: _ClassVar[int]
     count: int
     def __init__(self, count: _Optional[int] = ...) -> None: ...
+
+class SetAliasRequest(_message.Message):
+    __slots__ = ("alias", "collection", "replace_collection")
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    alias: str
+    collection: str
+    replace_collection: bool
+    def __init__(self, alias: _Optional[str] = ..., collection: _Optional[str] = ..., replace_collection: _Optional[bool] = ...) -> None: ...
+
+class SetAliasResponse(_message.Message):
+    __slots__ = ("alias", "collection", "previous_collection", "replaced_collection")
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    alias: str
+    collection: str
+    previous_collection: str
+    replaced_collection: str
+    def __init__(self, alias: _Optional[str] = ..., collection: _Optional[str] = ..., previous_collection: _Optional[str] = ..., replaced_collection: _Optional[str] = ...) -> None: ...
+
+class ListAliasesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CollectionAlias(_message.Message):
+    __slots__ = ("alias", "collection")
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    alias: str
+    collection: str
+    def __init__(self, alias: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
+
+class ListAliasesResponse(_message.Message):
+    __slots__ = ("aliases",)
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    aliases: _containers.RepeatedCompositeFieldContainer[CollectionAlias]
+    def __init__(self, aliases: _Optional[_Iterable[_Union[CollectionAlias, _Mapping]]] = ...) -> None: ...

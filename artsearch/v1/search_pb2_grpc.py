@@ -75,6 +75,16 @@ class SearchServiceStub:
                 request_serializer=artsearch_dot_v1_dot_search__pb2.RestoreSnapshotRequest.SerializeToString,
                 response_deserializer=artsearch_dot_v1_dot_search__pb2.RestoreSnapshotResponse.FromString,
                 _registered_method=True)
+        self.SetAlias = channel.unary_unary(
+                '/artsearch.v1.SearchService/SetAlias',
+                request_serializer=artsearch_dot_v1_dot_search__pb2.SetAliasRequest.SerializeToString,
+                response_deserializer=artsearch_dot_v1_dot_search__pb2.SetAliasResponse.FromString,
+                _registered_method=True)
+        self.ListAliases = channel.unary_unary(
+                '/artsearch.v1.SearchService/ListAliases',
+                request_serializer=artsearch_dot_v1_dot_search__pb2.ListAliasesRequest.SerializeToString,
+                response_deserializer=artsearch_dot_v1_dot_search__pb2.ListAliasesResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer:
@@ -137,6 +147,24 @@ class SearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetAlias(self, request, context):
+        """Points an alias at a collection, or moves it, in one atomic step: every request naming the alias
+        (the default collection's name included) uses the collection it points at from then on. Aliases and
+        collections share one namespace. An empty `collection` removes the alias. NOT_FOUND when the
+        collection (or, on removal, the alias) does not exist; INVALID_ARGUMENT for bad names, or an alias
+        name taken by a collection unless `replace_collection` is set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAliases(self, request, context):
+        """Every alias and the collection it points at, sorted by alias.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +207,16 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.RestoreSnapshot,
                     request_deserializer=artsearch_dot_v1_dot_search__pb2.RestoreSnapshotRequest.FromString,
                     response_serializer=artsearch_dot_v1_dot_search__pb2.RestoreSnapshotResponse.SerializeToString,
+            ),
+            'SetAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAlias,
+                    request_deserializer=artsearch_dot_v1_dot_search__pb2.SetAliasRequest.FromString,
+                    response_serializer=artsearch_dot_v1_dot_search__pb2.SetAliasResponse.SerializeToString,
+            ),
+            'ListAliases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAliases,
+                    request_deserializer=artsearch_dot_v1_dot_search__pb2.ListAliasesRequest.FromString,
+                    response_serializer=artsearch_dot_v1_dot_search__pb2.ListAliasesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -398,6 +436,60 @@ class SearchService:
             '/artsearch.v1.SearchService/RestoreSnapshot',
             artsearch_dot_v1_dot_search__pb2.RestoreSnapshotRequest.SerializeToString,
             artsearch_dot_v1_dot_search__pb2.RestoreSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/artsearch.v1.SearchService/SetAlias',
+            artsearch_dot_v1_dot_search__pb2.SetAliasRequest.SerializeToString,
+            artsearch_dot_v1_dot_search__pb2.SetAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAliases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/artsearch.v1.SearchService/ListAliases',
+            artsearch_dot_v1_dot_search__pb2.ListAliasesRequest.SerializeToString,
+            artsearch_dot_v1_dot_search__pb2.ListAliasesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -210,6 +210,57 @@ def write_python_backend_repository(
     return model_dir
 
 
+def existing_versions(model_dir: Path) -> list[int]:
+    """The numbered version folders of a model, ascending."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(entry.name) for entry in model_dir.iterdir() if entry.is_dir() and entry.name.isdigit())
+
+
+def next_version(model_dir: Path) -> int:
+    """One above the newest version folder (1 for a new model)."""
+    versions = existing_versions(model_dir)
+    return versions[-1] + 1 if versions else 1
+
+
+def check_same_tensors(model_path: Path, model_dir: Path) -> None:
+    """ConfigError unless the model's tensors are those the existing config.pbtxt declares: every version of
+    a Triton model shares one config, so a new version must keep the input and outputs contract."""
+    config_file = model_dir / "config.pbtxt"
+    if not config_file.is_file():
+        return
+    existing = text_format.Parse(config_file.read_text(), model_config_pb2.ModelConfig())
+    info = EmbeddingModelInfo.from_sidecar(model_path, backend="triton")
+    wanted = text_format.Parse(_tensors(info), model_config_pb2.ModelConfig())
+    if list(existing.input) != list(wanted.input) or list(existing.output) != list(wanted.output):
+        raise ConfigError(
+            f"{model_path} has other tensors than {config_file} declares: a model whose inputs or outputs "
+            "differ needs its own Triton model name, not a new version"
+        )
+
+
+def add_version(
+    model_path: Path,
+    repository: Path,
+    *,
+    model_name: str = DEFAULT_MODEL_NAME,
+    python_backend: bool = False,
+    execution_env: Path | None = None,
+) -> int:
+    """Places the model as the next numbered version of `model_name` (Triton then serves it as the newest,
+    the previous one still loaded for a rollback); returns the version number."""
+    model_dir = repository / model_name
+    check_same_tensors(model_path, model_dir)
+    version = next_version(model_dir)
+    if python_backend:
+        write_python_backend_repository(
+            model_path, repository, model_name=model_name, version=version, execution_env=execution_env
+        )
+    else:
+        write_production_repository(model_path, repository, model_name=model_name, version=version)
+    return version
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -221,7 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model-name", default=DEFAULT_MODEL_NAME, help=f"Triton model name ({DEFAULT_MODEL_NAME})"
     )
-    parser.add_argument("--version", type=int, default=1, help="version directory for the ONNX file (1)")
+    parser.add_argument(
+        "--version",
+        type=_version,
+        default=1,
+        help="version directory for the ONNX file (1), or `next`: one above the newest present",
+    )
     parser.add_argument(
         "--tensorrt", action="store_true", help="config.pbtxt with the TensorRT FP16 accelerator (GPU hosts)"
     )
@@ -235,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
+        if args.version == "next":
+            check_same_tensors(args.model, args.repository / args.model_name)
+            args.version = next_version(args.repository / args.model_name)
         if args.python_backend:
             model_dir = write_python_backend_repository(
                 args.model, args.repository, model_name=args.model_name, version=args.version,
@@ -250,6 +309,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"wrote {model_dir}")
     return 0
+
+
+def _version(text: str) -> int | str:
+    if text == "next":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a version number nor `next`") from None
 
 
 if __name__ == "__main__":

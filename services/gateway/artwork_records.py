@@ -18,6 +18,7 @@ from pathlib import Path
 from artsearch.artists import normalise_name
 from artsearch.v1 import common_pb2
 from services.gateway.errors import ApiError
+from services.gateway.links import artwork_links
 
 # Ids of artworks added here become file names and URL path segments: keep them plain.
 NEW_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -163,7 +164,7 @@ def new_artwork(
 
 
 def artwork_json(artwork: common_pb2.Artwork) -> dict[str, object]:
-    """A stored record as the admin API shows it."""
+    """A stored record as the admin API shows it: the public metadata and the record's extra fields."""
     return {
         "id": artwork.id,
         "title": artwork.title,
@@ -173,8 +174,7 @@ def artwork_json(artwork: common_pb2.Artwork) -> dict[str, object]:
         "year": artwork.year or None,
         "catalogue": artwork.catalogue or None,
         "image_uri": artwork.image_uri or None,
-        "image_url": f"/v1/artworks/{artwork.id}/image",
-        "thumbnail_url": f"/v1/artworks/{artwork.id}/thumbnail",
+        **artwork_links(artwork.id),
         "extra": dict(sorted(artwork.extra.items())),
     }
 

@@ -12,6 +12,7 @@ from artsearch.style_vote import StylePrediction
 from artsearch.v1 import common_pb2
 from services.gateway.downstream import Downstream, DownstreamError
 from services.gateway.fusion import FusionParams, RankedCandidate
+from services.gateway.links import artwork_links
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,7 @@ def artwork_json(artwork: common_pb2.Artwork) -> dict[str, object]:
         "year": artwork.year or None,
         "catalogue": artwork.catalogue or None,
         "image_uri": artwork.image_uri or None,
-        "image_url": f"/v1/artworks/{artwork.id}/image",
-        "thumbnail_url": f"/v1/artworks/{artwork.id}/thumbnail",
+        **artwork_links(artwork.id),
     }
 
 

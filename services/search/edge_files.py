@@ -26,6 +26,7 @@ from services.search.store import InvalidStoreRequest, StoreError, StoreUnavaila
 COLLECTION_FORMAT = 1
 COLLECTION_FILE = "collection.json"
 LOCK_FILE = ".lock"
+ALIASES_FILE = "aliases.json"  # {"format": 1, "aliases": {alias: collection}} in the store's root
 SNAPSHOTS_FOLDER = "snapshots"
 SHARD = "shard"
 BUILDING = "shard.building"
@@ -135,6 +136,29 @@ def finish_replace(folder: Path) -> None:
 def remove_tree(path: Path) -> None:
     if path.exists():
         shutil.rmtree(path)
+
+
+def read_aliases(root: Path) -> dict[str, str]:
+    """alias -> collection as last written; empty when no alias was ever set."""
+    path = root / ALIASES_FILE
+    if not path.is_file():
+        return {}
+    meta = json.loads(path.read_text())
+    if meta.get("format") != COLLECTION_FORMAT:
+        raise StoreError(f"{path} has format {meta.get('format')!r}, expected {COLLECTION_FORMAT}")
+    return {str(alias): str(collection) for alias, collection in meta["aliases"].items()}
+
+
+def write_aliases(root: Path, aliases: dict[str, str]) -> None:
+    """Replaces the aliases file in one atomic rename: a crash leaves either the old or the new aliases."""
+    write_json(root / ALIASES_FILE, {"format": COLLECTION_FORMAT, "aliases": dict(sorted(aliases.items()))})
+
+
+def drop_collection(folder: Path) -> None:
+    """Deletes a (closed) collection: first its collection.json, so that a crash half-way leaves a folder
+    that is no longer a collection (the next creation of that name clears it), then the rest."""
+    (folder / COLLECTION_FILE).unlink(missing_ok=True)
+    remove_tree(folder)
 
 
 def write_json(path: Path, content: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 Layout under the data folder (one process at a time: a lock file says so):
 
     <root>/.lock
+    <root>/aliases.json                   alias -> collection (requests naming an alias use its collection)
     <root>/<collection>/collection.json   dimension and format of the collection
     <root>/<collection>/shard/            the EdgeShard (segments + WAL)
     <root>/snapshots/<name>.snapshot      tar archives written by create_snapshot
@@ -51,10 +52,12 @@ from services.search.payload import parse_cursor, point_id, to_indexed, to_paylo
 from services.search.store import (
     DEFAULT_COLLECTION,
     NO_FILTER,
+    AliasChange,
     ArtworkFilter,
     GetResult,
     IndexedArtwork,
     InvalidStoreRequest,
+    NotFound,
     ScoredArtwork,
     ScrollPage,
     SnapshotInfo,
@@ -176,6 +179,7 @@ class _Collection:
         self.build_task: asyncio.Task[None] | None = None
         self.last_write = 0.0
         self.dirty = False  # written since the last build was planned
+        self.dropped = False  # replaced by an alias: requests that still hold it must not touch the shard
 
 
 class EdgeArtworkStore:
@@ -188,6 +192,10 @@ class EdgeArtworkStore:
         self._default_collection = default_collection
         self._collections: dict[str, _Collection] = {}
         self._opening = asyncio.Lock()
+        # alias -> collection. `_resolve` reads it without a lock: a change replaces the whole dict, so a
+        # request sees the aliases before or after a switch, never half of one.
+        self._aliases: dict[str, str] = {}
+        self._alias_lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="qdrant-edge")
         # Qdrant-edge does not rescore quantized candidates unless asked: without it, scores are int8
         # approximations and near-ties swap. Asked always, since any collection may be quantized (the
@@ -210,6 +218,7 @@ class EdgeArtworkStore:
         folder = Path(root)
         lock = await asyncio.to_thread(edge_files.lock_folder, folder)
         store = cls(folder, lock, settings or EdgeSettings(), checked_collection_name(default_collection))
+        store._aliases = await asyncio.to_thread(edge_files.read_aliases, folder)
         for name in await asyncio.to_thread(store._stored_collection_names):
             collection = await store._collection(name)
             if collection is not None:
@@ -354,6 +363,60 @@ class EdgeArtworkStore:
         self._plan_build(existing)
         return await self.count(target_name)
 
+    async def set_alias(self, alias: str, collection: str, replace_collection: bool = False) -> AliasChange:
+        alias, collection = checked_collection_name(alias), checked_collection_name(collection)
+        async with self._alias_lock:
+            self._resolve("")  # raises when closed
+            if alias == collection:
+                raise InvalidStoreRequest(f"alias {alias!r} cannot point at itself")
+            if collection in self._aliases:
+                raise InvalidStoreRequest(f"{collection!r} is an alias: point {alias!r} at a collection")
+            if await self._collection(collection) is None:
+                raise NotFound(f"collection {collection!r} does not exist")
+            replaced = None if alias in self._aliases else await self._collection(alias)
+            if replaced is not None:
+                self._check_replaceable(alias, replace_collection)
+            aliases = {**self._aliases, alias: collection}
+            await self._call(edge_files.write_aliases, self._root, aliases)
+            previous = self._aliases.get(alias, "")
+            self._aliases = aliases  # the switch: from here every request naming `alias` uses `collection`
+            if replaced is not None:
+                await self._drop(replaced)
+        log.info("alias set", extra={"alias": alias, "collection": collection, "previous": previous})
+        return AliasChange(alias, collection, previous, replaced.name if replaced else "")
+
+    def _check_replaceable(self, name: str, replace_collection: bool) -> None:
+        if not replace_collection:
+            raise InvalidStoreRequest(
+                f"{name!r} is a collection; set replace_collection to drop it and put the alias in its place"
+            )
+        pointing = sorted(alias for alias, target in self._aliases.items() if target == name)
+        if pointing:
+            raise InvalidStoreRequest(f"collection {name!r} cannot be replaced: aliases {pointing} use it")
+
+    async def delete_alias(self, alias: str) -> str:
+        alias = checked_collection_name(alias)
+        async with self._alias_lock:
+            if alias not in self._aliases:
+                raise NotFound(f"alias {alias!r} does not exist")
+            aliases = {name: target for name, target in self._aliases.items() if name != alias}
+            await self._call(edge_files.write_aliases, self._root, aliases)
+            previous, self._aliases = self._aliases[alias], aliases
+        return previous
+
+    async def list_aliases(self) -> dict[str, str]:
+        return dict(sorted(self._aliases.items()))
+
+    async def _drop(self, collection: _Collection) -> None:
+        """Closes and deletes a collection no request can reach any more (its name is now an alias)."""
+        self._collections.pop(collection.name, None)
+        await self._cancel_build(collection)
+        async with collection.build_lock, collection.write_lock, collection.gate.exclusive():
+            collection.dropped = True
+            await self._call(collection.shard.close)
+            await self._call(edge_files.drop_collection, collection.folder)
+        log.info("collection dropped", extra={"collection": collection.name})
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -492,9 +555,11 @@ class EdgeArtworkStore:
     # --- collections --------------------------------------------------------------------------------
 
     def _resolve(self, collection: str) -> str:
+        """The collection a request means: the name given (or the default), through its alias if any."""
         if self._closed:
             raise StoreUnavailable("the store is closed")
-        return checked_collection_name(collection or self._default_collection)
+        name = checked_collection_name(collection or self._default_collection)
+        return self._aliases.get(name, name)
 
     def _stored_collection_names(self) -> list[str]:
         return sorted(p.parent.name for p in self._root.glob(f"*/{edge_files.COLLECTION_FILE}"))
@@ -545,6 +610,8 @@ class EdgeArtworkStore:
 
     async def _read(self, collection: _Collection, call: Callable[[edge.EdgeShard], T]) -> T:
         async with collection.gate.shared():
+            if collection.dropped:
+                raise StoreUnavailable(f"collection {collection.name!r} was replaced meanwhile: try again")
             return await self._call(call, collection.shard)
 
     async def _swap(self, collection: _Collection, replace: Callable[[], T]) -> T:

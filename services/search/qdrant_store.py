@@ -39,10 +39,12 @@ from services.search.payload import (
 from services.search.store import (
     DEFAULT_COLLECTION,
     NO_FILTER,
+    AliasChange,
     ArtworkFilter,
     GetResult,
     IndexedArtwork,
     InvalidStoreRequest,
+    NotFound,
     ScoredArtwork,
     ScrollPage,
     SnapshotInfo,
@@ -151,6 +153,15 @@ class LocalQdrantClient:
 
     async def scroll(self, collection_name: str, **kwargs: Any) -> tuple[list[models.Record], Any]:
         return await self._call(self._client.scroll, collection_name, **kwargs)
+
+    async def update_collection_aliases(self, **kwargs: Any) -> bool:
+        return await self._call(self._client.update_collection_aliases, **kwargs)
+
+    async def get_aliases(self) -> models.CollectionsAliasesResponse:
+        return await self._call(self._client.get_aliases)
+
+    async def delete_collection(self, collection_name: str) -> bool:
+        return await self._call(self._client.delete_collection, collection_name)
 
     async def close(self) -> None:
         try:
@@ -262,6 +273,8 @@ class QdrantArtworkStore:
         dimension = await self._dimension(name)
         if dimension is None:
             return []
+        if vector.shape[0] != dimension:
+            dimension = await self._fresh_dimension(name)  # an alias may have moved (another replica)
         if vector.shape[0] != dimension:
             raise InvalidStoreRequest(
                 f"query vector has dimension {vector.shape[0]}, "
@@ -375,6 +388,74 @@ class QdrantArtworkStore:
         self._dimensions.pop(target, None)
         return await self.count(target)
 
+    async def set_alias(self, alias: str, collection: str, replace_collection: bool = False) -> AliasChange:
+        """One `update_collection_aliases` call (delete + create when the alias moves): atomic on the
+        server. With `replace_collection`, the collection named `alias` is deleted first (a separate call:
+        for that moment the name answers as an empty collection)."""
+        alias, collection = checked_collection_name(alias), checked_collection_name(collection)
+        if alias == collection:
+            raise InvalidStoreRequest(f"alias {alias!r} cannot point at itself")
+        aliases = await self.list_aliases()
+        if collection in aliases:
+            raise InvalidStoreRequest(f"{collection!r} is an alias: point {alias!r} at a collection")
+        if not await self._exists(collection):
+            raise NotFound(f"collection {collection!r} does not exist")
+        replaced = ""
+        if alias not in aliases and await self._exists(alias):
+            self._check_replaceable(alias, replace_collection, aliases)
+            await self._call(f"drop collection {alias!r}", lambda: self._client.delete_collection(alias))
+            replaced = alias
+        operations: list[models.AliasOperations] = []
+        if alias in aliases:
+            operations.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+        operations.append(
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
+            )
+        )
+        await self._call(
+            f"point alias {alias!r} at {collection!r}",
+            lambda: self._client.update_collection_aliases(change_aliases_operations=operations),
+        )
+        self._dimensions.pop(alias, None)
+        return AliasChange(alias, collection, aliases.get(alias, ""), replaced)
+
+    @staticmethod
+    def _check_replaceable(name: str, replace_collection: bool, aliases: Mapping[str, str]) -> None:
+        if not replace_collection:
+            raise InvalidStoreRequest(
+                f"{name!r} is a collection; set replace_collection to drop it and put the alias in its place"
+            )
+        pointing = sorted(alias for alias, target in aliases.items() if target == name)
+        if pointing:
+            raise InvalidStoreRequest(f"collection {name!r} cannot be replaced: aliases {pointing} use it")
+
+    async def delete_alias(self, alias: str) -> str:
+        alias = checked_collection_name(alias)
+        aliases = await self.list_aliases()
+        if alias not in aliases:
+            raise NotFound(f"alias {alias!r} does not exist")
+        operation = models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+        await self._call(
+            f"remove alias {alias!r}",
+            lambda: self._client.update_collection_aliases(change_aliases_operations=[operation]),
+        )
+        self._dimensions.pop(alias, None)
+        return aliases[alias]
+
+    async def list_aliases(self) -> dict[str, str]:
+        response = await self._call("list aliases", lambda: self._client.get_aliases())
+        return dict(sorted((a.alias_name, a.collection_name) for a in response.aliases))
+
+    async def _exists(self, name: str) -> bool:
+        return bool(await self._call(f"look up {name!r}", lambda: self._client.collection_exists(name)))
+
+    async def _fresh_dimension(self, name: str) -> int | None:
+        """The dimension read again from the server: the cached one is stale when `name` is an alias that
+        moved to a collection of another dimension."""
+        self._dimensions.pop(name, None)
+        return await self._dimension(name)
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -411,6 +492,8 @@ class QdrantArtworkStore:
 
     async def _ensure_collection(self, name: str, dimension: int) -> None:
         existing = await self._dimension(name)
+        if existing is not None and existing != dimension:
+            existing = await self._fresh_dimension(name)
         if existing is None:
             async with self._creation_lock:
                 existing = await self._dimension(name) or await self._create_collection(name, dimension)

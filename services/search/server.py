@@ -20,6 +20,7 @@ from services.search.store import (
     ArtworkStore,
     IndexedArtwork,
     InvalidStoreRequest,
+    NotFound,
     StoreError,
     StoreUnavailable,
     UnsupportedOperation,
@@ -47,6 +48,8 @@ class BadRequest(ValueError):
 def _status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, BadRequest | InvalidStoreRequest):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, NotFound):
+        return grpc.StatusCode.NOT_FOUND, str(exc)
     if isinstance(exc, UnsupportedOperation):
         return grpc.StatusCode.UNIMPLEMENTED, str(exc)
     if isinstance(exc, StoreUnavailable):
@@ -175,6 +178,36 @@ class SearchService(search_pb2_grpc.SearchServiceServicer):
         count = await self._store.restore_snapshot(collection, request.name)
         return search_pb2.RestoreSnapshotResponse(count=count)
 
+    @_rpc
+    async def SetAlias(
+        self, request: search_pb2.SetAliasRequest, context: grpc.aio.ServicerContext
+    ) -> search_pb2.SetAliasResponse:
+        alias = _name("alias", request.alias)
+        if not request.collection:
+            previous = await self._store.delete_alias(alias)
+            return search_pb2.SetAliasResponse(alias=alias, previous_collection=previous)
+        collection = _name("collection", request.collection)
+        change = await self._store.set_alias(alias, collection, request.replace_collection)
+        log.info(
+            "alias switched",
+            extra={"alias": alias, "collection": collection, "previous": change.previous_collection},
+        )
+        return search_pb2.SetAliasResponse(
+            alias=change.alias,
+            collection=change.collection,
+            previous_collection=change.previous_collection,
+            replaced_collection=change.replaced_collection,
+        )
+
+    @_rpc
+    async def ListAliases(
+        self, request: search_pb2.ListAliasesRequest, context: grpc.aio.ServicerContext
+    ) -> search_pb2.ListAliasesResponse:
+        aliases = await self._store.list_aliases()
+        return search_pb2.ListAliasesResponse(
+            aliases=[search_pb2.CollectionAlias(alias=a, collection=c) for a, c in aliases.items()]
+        )
+
 
 def search_registration(service: SearchService) -> ServiceRegistration:
     return ServiceRegistration(
@@ -189,6 +222,13 @@ def _collection(name: str) -> str:
     """The collection name as given; empty means the store's default collection."""
     if name and not COLLECTION_NAME.fullmatch(name):
         raise BadRequest(f"invalid collection name {name!r}: use 1 to 64 of A-Z a-z 0-9 _ -")
+    return name
+
+
+def _name(field: str, name: str) -> str:
+    """A required alias or collection name."""
+    if not COLLECTION_NAME.fullmatch(name):
+        raise BadRequest(f"invalid {field} name {name!r}: use 1 to 64 of A-Z a-z 0-9 _ -")
     return name
 
 

@@ -35,6 +35,10 @@ class UnsupportedOperation(StoreError):
     """This engine cannot do what was asked (e.g. snapshots in qdrant-client's local mode)."""
 
 
+class NotFound(StoreError, LookupError):
+    """The request names a collection or an alias that must exist and does not."""
+
+
 @dataclass(frozen=True)
 class ArtworkRecord:
     """An artwork's catalogue record, as stored beside its vector."""
@@ -115,6 +119,16 @@ class SnapshotInfo:
     created_at: str  # ISO 8601, UTC
 
 
+@dataclass(frozen=True)
+class AliasChange:
+    """What `set_alias` did."""
+
+    alias: str
+    collection: str
+    previous_collection: str = ""  # where the alias pointed before ("" when it is new)
+    replaced_collection: str = ""  # the collection dropped to make room for the alias ("" when none)
+
+
 class ArtworkStore(Protocol):
     """Collections of artworks, each artwork one vector; all vectors of a collection share a dimension.
 
@@ -173,6 +187,21 @@ class ArtworkStore(Protocol):
     async def restore_snapshot(self, collection: str, name: str) -> int:
         """Replaces the collection (created if missing) with the snapshot `name`; returns its artwork
         count. InvalidStoreRequest when there is no such snapshot."""
+        ...
+
+    async def set_alias(self, alias: str, collection: str, replace_collection: bool = False) -> AliasChange:
+        """Points `alias` at `collection` (creating or moving it) in one atomic step; every call naming the
+        alias uses that collection from then on. NotFound when the collection does not exist (an alias is
+        not a target); InvalidStoreRequest for bad names, or when `alias` is a collection's name and
+        `replace_collection` is False (with it, that collection is dropped and the alias takes its place)."""
+        ...
+
+    async def delete_alias(self, alias: str) -> str:
+        """Removes the alias; returns the collection it pointed at. NotFound when there is no such alias."""
+        ...
+
+    async def list_aliases(self) -> dict[str, str]:
+        """alias -> collection, sorted by alias."""
         ...
 
     async def close(self) -> None: ...

@@ -1,0 +1,302 @@
+"""`artsearch reindex`: every artwork of a collection re-encoded into a new collection, then an alias switch.
+
+    artsearch reindex --from artworks --to artworks-v2 --alias artworks \\
+        --model models/efficientnet-lite0-retrained/model.onnx --catalogue data/catalogues/gcompris
+
+1. reads every artwork of `--from` with Scroll (metadata only; `--from` may itself be the alias);
+2. reads each artwork's image: `<catalogue folder>/<image_uri>` for a `--catalogue` folder of the artwork's
+   catalogue name, else `IMAGE_ROOT/<catalogue>/<image_uri>` (`--image-root`); http(s) URIs are fetched;
+3. encodes them with an encoder service running the new model: `--encoder ADDR`, or, with `--model`, one
+   started here on a free port for the run;
+4. upserts them into `--to` (same ids and metadata), checks the count, and
+5. points `--alias` at `--to` in one atomic step. Queries naming the alias keep answering from the old
+   collection until that step, and from the new one after it; the old collection stays for a rollback
+   (`artsearch reindex --alias artworks --switch-only --to <old>`).
+
+The gateway's encoder must run the same model as the collection the alias names: roll the encoder (or
+Triton's model version) to the new model right at the switch. Artworks whose image cannot be read or
+encoded are reported and left out; the switch is refused when any were left out unless `--allow-missing`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from artsearch.grpc_client import is_serving, open_channel
+from artsearch.launcher import free_ports
+from artsearch.v1 import encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SCROLL_PAGE = 64
+ENCODER_START_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class ReindexSettings:
+    search_addr: str
+    source: str  # collection (or alias) to read
+    target: str  # new collection to fill
+    alias: str = ""  # switched to `target` at the end; "" = no switch
+    encoder_addr: str = ""  # an encoder running the new model...
+    model: Path | None = None  # ...or the model to start one on for this run
+    catalogues: Mapping[str, Path] = field(default_factory=dict)  # catalogue name -> folder
+    image_root: Path | None = None
+    batch_size: int = 16
+    timeout_s: float = 120.0
+    replace_collection: bool = False  # the alias name is a collection (ingested before aliases): replace it
+    allow_missing: bool = False
+
+
+@dataclass
+class ReindexReport:
+    source: str
+    target: str
+    alias: str
+    model_version: str = ""
+    read: int = 0
+    stored: int = 0
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (artwork id, reason)
+    switched: bool = False
+    previous_collection: str = ""
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        lines = [
+            f"re-encoded {self.stored}/{self.read} artworks of {self.source!r} into {self.target!r} "
+            f"with model {self.model_version} in {self.seconds:.1f} s"
+        ]
+        lines += [f"  left out {artwork}: {reason}" for artwork, reason in self.missing]
+        if self.switched:
+            lines.append(f"alias {self.alias!r} now names {self.target!r} (was {self.previous_collection!r})")
+        elif self.alias:
+            lines.append(f"alias {self.alias!r} NOT switched")
+        return "\n".join(lines)
+
+
+class ReindexError(RuntimeError):
+    """The run stopped before the switch; the alias still names the old collection."""
+
+
+def image_location(artwork: object, settings: ReindexSettings) -> Path | str:
+    """Where an artwork's image is: a local path, or an http(s) URL."""
+    uri: str = artwork.image_uri  # type: ignore[attr-defined]
+    catalogue: str = artwork.catalogue  # type: ignore[attr-defined]
+    if uri.startswith(("http://", "https://")):
+        return uri
+    if not uri:
+        raise ValueError("the artwork has no image_uri")
+    if catalogue in settings.catalogues:
+        root = Path(settings.catalogues[catalogue])
+    elif settings.image_root is not None:
+        root = Path(settings.image_root) / catalogue
+    else:
+        raise ValueError(f"no folder for catalogue {catalogue!r}: pass --catalogue or --image-root")
+    path = (root / uri).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise ValueError(f"image_uri {uri!r} leaves the catalogue folder")
+    return path
+
+
+async def read_image(location: Path | str, timeout_s: float) -> bytes:
+    if isinstance(location, Path):
+        return await asyncio.to_thread(location.read_bytes)
+    import httpx
+
+    async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=True) as client:
+        reply = await client.get(location)
+        reply.raise_for_status()
+        return reply.content
+
+
+@asynccontextmanager
+async def encoder_for(settings: ReindexSettings, log_dir: Path | None = None) -> AsyncIterator[str]:
+    """The encoder address: the one given, or one started on `settings.model` for the run."""
+    if settings.encoder_addr:
+        yield settings.encoder_addr
+        return
+    if settings.model is None:
+        raise ValueError("give an encoder address or a model to start one on")
+    port = free_ports(1)[0]
+    process = await asyncio.to_thread(_start_encoder, Path(settings.model), port, log_dir)
+    address = f"127.0.0.1:{port}"
+    try:
+        await _wait_serving(address, process)
+        yield address
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(process.wait, 10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _start_encoder(model: Path, port: int, log_dir: Path | None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "MODEL_PATH": str(model.resolve()), "HOST": "127.0.0.1", "PORT": str(port)}
+    if log_dir is None:
+        command = [sys.executable, "-m", "services.encoder"]
+        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    with (log_dir / "reindex-encoder.log").open("ab") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.encoder"], env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+
+
+async def _wait_serving(address: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + ENCODER_START_TIMEOUT_S
+    async with open_channel(address) as channel:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ReindexError(f"the encoder on the new model exited with code {process.returncode}")
+            if await is_serving(channel):
+                return
+            await asyncio.sleep(0.2)
+    raise ReindexError(f"the encoder on the new model was not serving after {ENCODER_START_TIMEOUT_S:.0f} s")
+
+
+async def reindex(
+    settings: ReindexSettings, progress: Callable[[int], None] | None = None, log_dir: Path | None = None
+) -> ReindexReport:
+    started = time.perf_counter()
+    report = ReindexReport(settings.source, settings.target, settings.alias)
+    if settings.target == settings.source:
+        raise ValueError("--to must be a new collection, not the one being read")
+    async with (
+        encoder_for(settings, log_dir) as encoder_addr,
+        open_channel(settings.search_addr) as search_channel,
+        open_channel(encoder_addr) as encoder_channel,
+    ):
+        search = search_pb2_grpc.SearchServiceStub(search_channel)
+        encoder = encoder_pb2_grpc.EncoderServiceStub(encoder_channel)
+        info = await encoder.GetModelInfo(encoder_pb2.GetModelInfoRequest(), timeout=settings.timeout_s)
+        report.model_version = info.version
+        await _copy_all(search, encoder, settings, report, progress)
+        stored = await search.Count(
+            search_pb2.CountRequest(collection=settings.target), timeout=settings.timeout_s
+        )
+        if stored.count < report.stored:
+            raise ReindexError(
+                f"{settings.target!r} holds {stored.count} artworks, {report.stored} were written"
+            )
+        if settings.alias:
+            await _switch(search, settings, report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+async def _copy_all(
+    search: search_pb2_grpc.SearchServiceStub,
+    encoder: encoder_pb2_grpc.EncoderServiceStub,
+    settings: ReindexSettings,
+    report: ReindexReport,
+    progress: Callable[[int], None] | None,
+) -> None:
+    cursor = ""
+    while True:
+        page = await search.Scroll(
+            search_pb2.ScrollRequest(collection=settings.source, limit=SCROLL_PAGE, cursor=cursor),
+            timeout=settings.timeout_s,
+        )
+        for start in range(0, len(page.items), settings.batch_size):
+            batch = [item.artwork for item in page.items[start : start + settings.batch_size]]
+            await _copy_batch(search, encoder, settings, report, batch)
+        report.read += len(page.items)
+        if progress:
+            progress(report.read)
+        cursor = page.next_cursor
+        if not cursor:
+            return
+
+
+async def _copy_batch(
+    search: search_pb2_grpc.SearchServiceStub,
+    encoder: encoder_pb2_grpc.EncoderServiceStub,
+    settings: ReindexSettings,
+    report: ReindexReport,
+    artworks: list,
+) -> None:
+    readable = []
+    for artwork in artworks:
+        try:
+            readable.append(
+                (artwork, await read_image(image_location(artwork, settings), settings.timeout_s))
+            )
+        except Exception as exc:  # a missing or unreadable file: reported, never fatal
+            report.missing.append((artwork.id, f"image unreadable: {exc}"))
+    items = []
+    for artwork, embedding in await _encode(encoder, readable, settings, report):
+        items.append(search_pb2.IndexedArtwork(artwork=artwork, embedding=embedding))
+    if items:
+        reply = await search.Upsert(
+            search_pb2.UpsertRequest(collection=settings.target, items=items), timeout=settings.timeout_s
+        )
+        report.stored += reply.upserted
+
+
+async def _encode(
+    encoder: encoder_pb2_grpc.EncoderServiceStub,
+    readable: list,
+    settings: ReindexSettings,
+    report: ReindexReport,
+) -> list:
+    if not readable:
+        return []
+    request = encoder_pb2.EncodeRequest(images=[data for _, data in readable])
+    try:
+        reply = await encoder.Encode(request, timeout=settings.timeout_s)
+    except grpc.aio.AioRpcError as error:
+        if error.code() != grpc.StatusCode.INVALID_ARGUMENT or len(readable) == 1:
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                report.missing.append((readable[0][0].id, f"not encodable: {error.details()}"))
+                return []
+            raise
+        # One bad image fails the whole call: encode one by one to find it.
+        pairs = []
+        for single in readable:
+            pairs += await _encode(encoder, [single], settings, report)
+        return pairs
+    if reply.model.version != report.model_version:
+        raise ReindexError(
+            f"the encoder switched models mid-run ({report.model_version} -> {reply.model.version})"
+        )
+    return [(artwork, embedding) for (artwork, _), embedding in zip(readable, reply.embeddings, strict=True)]
+
+
+async def _switch(
+    search: search_pb2_grpc.SearchServiceStub, settings: ReindexSettings, report: ReindexReport
+) -> None:
+    if report.missing and not settings.allow_missing:
+        raise ReindexError(
+            f"{len(report.missing)} artworks could not be re-encoded: alias {settings.alias!r} not switched "
+            "(fix them, or pass --allow-missing)"
+        )
+    reply = await search.SetAlias(
+        search_pb2.SetAliasRequest(
+            alias=settings.alias, collection=settings.target, replace_collection=settings.replace_collection
+        ),
+        timeout=settings.timeout_s,
+    )
+    report.switched = True
+    report.previous_collection = reply.previous_collection or reply.replaced_collection
+
+
+async def switch_alias(search_addr: str, alias: str, collection: str, timeout_s: float = 30.0) -> str:
+    """Points `alias` at `collection` (a rollback); returns where it pointed before."""
+    async with open_channel(search_addr) as channel:
+        reply = await search_pb2_grpc.SearchServiceStub(channel).SetAlias(
+            search_pb2.SetAliasRequest(alias=alias, collection=collection), timeout=timeout_s
+        )
+    return reply.previous_collection
