@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61rtsearch/v1/influence.proto\x12\x0c\x61rtsearch.v1\"]\n\x06\x41rtist\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nbirth_year\x18\x03 \x01(\x05\x12\x12\n\ndeath_year\x18\x04 \x01(\x05\x12\x10\n\x08movement\x18\x05 \x01(\t\"V\n\x10\x44istancesRequest\x12\x15\n\rsource_artist\x18\x01 \x01(\t\x12\x19\n\x11\x63\x61ndidate_artists\x18\x02 \x03(\t\x12\x10\n\x08max_hops\x18\x03 \x01(\x05\"J\n\x0e\x41rtistDistance\x12\x0e\n\x06\x61rtist\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05known\x18\x03 \x01(\x08\x12\x0c\n\x04hops\x18\x04 \x01(\x05\"\x99\x01\n\x11\x44istancesResponse\x12$\n\x06source\x18\x01 \x01(\x0b\x32\x14.artsearch.v1.Artist\x12\x14\n\x0csource_known\x18\x02 \x01(\x08\x12/\n\tdistances\x18\x03 \x03(\x0b\x32\x1c.artsearch.v1.ArtistDistance\x12\x17\n\x0fsource_inferred\x18\x04 \x01(\x08\"G\n\x0bPathRequest\x12\x13\n\x0b\x66rom_artist\x18\x01 \x01(\t\x12\x11\n\tto_artist\x18\x02 \x01(\t\x12\x10\n\x08max_hops\x18\x03 \x01(\x05\"S\n\rInfluenceEdge\x12\x10\n\x08\x66rom_key\x18\x01 \x01(\t\x12\x0e\n\x06to_key\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x10\n\x08relation\x18\x04 \x01(\t\"p\n\x0cPathResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12%\n\x07\x61rtists\x18\x02 \x03(\x0b\x32\x14.artsearch.v1.Artist\x12*\n\x05\x65\x64ges\x18\x03 \x03(\x0b\x32\x1b.artsearch.v1.InfluenceEdge\"\"\n\x11GetArtistsRequest\x12\r\n\x05names\x18\x01 \x03(\t\"L\n\x12GetArtistsResponse\x12%\n\x07\x61rtists\x18\x01 \x03(\x0b\x32\x14.artsearch.v1.Artist\x12\x0f\n\x07missing\x18\x02 \x03(\t\"X\n\x0cNewInfluence\x12\x12\n\ninfluencer\x18\x01 \x01(\t\x12\x12\n\ninfluenced\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x10\n\x08relation\x18\x04 \x01(\t\"j\n\x11\x41\x64\x64\x41rtistsRequest\x12%\n\x07\x61rtists\x18\x01 \x03(\x0b\x32\x14.artsearch.v1.Artist\x12.\n\ninfluences\x18\x02 \x03(\x0b\x32\x1a.artsearch.v1.NewInfluence\"E\n\x12\x41\x64\x64\x41rtistsResponse\x12\x15\n\rartists_added\x18\x01 \x01(\x05\x12\x18\n\x10influences_added\x18\x02 \x01(\x05\"C\n\x12ListArtistsRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\"Q\n\x13ListArtistsResponse\x12%\n\x07\x61rtists\x18\x01 \x03(\x0b\x32\x14.artsearch.v1.Artist\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"#\n\x11NeighboursRequest\x12\x0e\n\x06\x61rtist\x18\x01 \x01(\t\"S\n\tNeighbour\x12$\n\x06\x61rtist\x18\x01 \x01(\x0b\x32\x14.artsearch.v1.Artist\x12\x10\n\x08relation\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\"\x95\x01\n\x12NeighboursResponse\x12$\n\x06\x61rtist\x18\x01 \x01(\x0b\x32\x14.artsearch.v1.Artist\x12,\n\x0binfluencers\x18\x02 \x03(\x0b\x32\x17.artsearch.v1.Neighbour\x12+\n\ninfluenced\x18\x03 \x03(\x0b\x32\x17.artsearch.v1.Neighbour2\xe6\x03\n\x10InfluenceService\x12L\n\tDistances\x12\x1e.artsearch.v1.DistancesRequest\x1a\x1f.artsearch.v1.DistancesResponse\x12=\n\x04Path\x12\x19.artsearch.v1.PathRequest\x1a\x1a.artsearch.v1.PathResponse\x12O\n\nGetArtists\x12\x1f.artsearch.v1.GetArtistsRequest\x1a .artsearch.v1.GetArtistsResponse\x12O\n\nAddArtists\x12\x1f.artsearch.v1.AddArtistsRequest\x1a .artsearch.v1.AddArtistsResponse\x12R\n\x0bListArtists\x12 .artsearch.v1.ListArtistsRequest\x1a!.artsearch.v1.ListArtistsResponse\x12O\n\nNeighbours\x12\x1f.artsearch.v1.NeighboursRequest\x1a .artsearch.v1.NeighboursResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61rtsearch/v1/influence.proto\x12\x0c\x61rtsearch.v1\"]\n\x06\x41rtist\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nbirth_year\x18\x03 \x01(\x05\x12\x12\n\ndeath_year\x18\x04 \x01(\x05\x12\x10\n\x08movement\x18\x05 \x01(\t\"j\n\x10\x44istancesRequest\x12\x15\n\rsource_artist\x18\x01 \x01(\t\x12\x19\n\x11\x63\x61ndidate_artists\x18\x02 \x03(\t\x12\x10\n\x08max_hops\x18\x03 \x01(\x05\x12\x12\n\nwith_paths\x18\x04 \x01(\x08\"X\n\x0e\x41rtistDistance\x12\x0e\n\x06\x61rtist\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05known\x18\x03 \x01(\x08\x12\x0c\n\x04hops\x18\x04 \x01(\x05\x12\x0c\n\x04path\x18\x05 \x03(\t\"\x99\x01\n\x11\x44istancesResponse\x12$\n\x06source\x18\x01 \x01(\x0b\x32\x14.artsearch.v1.Artist\x12\x14\n\x0csource_known\x18\x02 \x01(\x08\x12/\n\tdistances\x18\x03 \x03(\x0b\x32\x1c.artsearch.v1.ArtistDistance\x12\x17\n\x0fsource_inferred\x18\x04 \x01(\x08\"G\n\x0bPathRequest\x12\x13\n\x0b\x66rom_artist\x18\x01 \x01(\t\x12\x11\n\tto_artist\x18\x02 \x01(\t\x12\x10\n\x08max_hops\x18\x03 \x01(\x05\"S\n\rInfluenceEdge\x12\x10\n\x08\x66rom_key\x18\x01 \x01(\t\x12\x0e\n\x06to_key\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x10\n\x08relation\x18\x04 \x01(\t\"p\n\x0cPathResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12%\n\x07\x61rtists\x18\x02 \x03(\x0b\x32\x14.artsearch.v1.Artist\x12*\n\x05\x65\x64ges\x18\x03 \x03(\x0b\x32\x1b.artsearch.v1.InfluenceEdge\"\"\n\x11GetArtistsRequest\x12\r\n\x05names\x18\x01 \x03(\t\"L\n\x12GetArtistsResponse\x12%\n\x07\x61rtists\x18\x01 \x03(\x0b\x32\x14.artsearch.v1.Artist\x12\x0f\n\x07missing\x18\x02 \x03(\t\"X\n\x0cNewInfluence\x12\x12\n\ninfluencer\x18\x01 \x01(\t\x12\x12\n\ninfluenced\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x10\n\x08relation\x18\x04 \x01(\t\"j\n\x11\x41\x64\x64\x41rtistsRequest\x12%\n\x07\x61rtists\x18\x01 \x03(\x0b\x32\x14.artsearch.v1.Artist\x12.\n\ninfluences\x18\x02 \x03(\x0b\x32\x1a.artsearch.v1.NewInfluence\"E\n\x12\x41\x64\x64\x41rtistsResponse\x12\x15\n\rartists_added\x18\x01 \x01(\x05\x12\x18\n\x10influences_added\x18\x02 \x01(\x05\"C\n\x12ListArtistsRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\"Q\n\x13ListArtistsResponse\x12%\n\x07\x61rtists\x18\x01 \x03(\x0b\x32\x14.artsearch.v1.Artist\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"#\n\x11NeighboursRequest\x12\x0e\n\x06\x61rtist\x18\x01 \x01(\t\"S\n\tNeighbour\x12$\n\x06\x61rtist\x18\x01 \x01(\x0b\x32\x14.artsearch.v1.Artist\x12\x10\n\x08relation\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\"\x95\x01\n\x12NeighboursResponse\x12$\n\x06\x61rtist\x18\x01 \x01(\x0b\x32\x14.artsearch.v1.Artist\x12,\n\x0binfluencers\x18\x02 \x03(\x0b\x32\x17.artsearch.v1.Neighbour\x12+\n\ninfluenced\x18\x03 \x03(\x0b\x32\x17.artsearch.v1.Neighbour2\xe6\x03\n\x10InfluenceService\x12L\n\tDistances\x12\x1e.artsearch.v1.DistancesRequest\x1a\x1f.artsearch.v1.DistancesResponse\x12=\n\x04Path\x12\x19.artsearch.v1.PathRequest\x1a\x1a.artsearch.v1.PathResponse\x12O\n\nGetArtists\x12\x1f.artsearch.v1.GetArtistsRequest\x1a .artsearch.v1.GetArtistsResponse\x12O\n\nAddArtists\x12\x1f.artsearch.v1.AddArtistsRequest\x1a .artsearch.v1.AddArtistsResponse\x12R\n\x0bListArtists\x12 .artsearch.v1.ListArtistsRequest\x1a!.artsearch.v1.ListArtistsResponse\x12O\n\nNeighbours\x12\x1f.artsearch.v1.NeighboursRequest\x1a .artsearch.v1.NeighboursResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,37 +34,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ARTIST']._serialized_start=46
   _globals['_ARTIST']._serialized_end=139
   _globals['_DISTANCESREQUEST']._serialized_start=141
-  _globals['_DISTANCESREQUEST']._serialized_end=227
-  _globals['_ARTISTDISTANCE']._serialized_start=229
-  _globals['_ARTISTDISTANCE']._serialized_end=303
-  _globals['_DISTANCESRESPONSE']._serialized_start=306
-  _globals['_DISTANCESRESPONSE']._serialized_end=459
-  _globals['_PATHREQUEST']._serialized_start=461
-  _globals['_PATHREQUEST']._serialized_end=532
-  _globals['_INFLUENCEEDGE']._serialized_start=534
-  _globals['_INFLUENCEEDGE']._serialized_end=617
-  _globals['_PATHRESPONSE']._serialized_start=619
-  _globals['_PATHRESPONSE']._serialized_end=731
-  _globals['_GETARTISTSREQUEST']._serialized_start=733
-  _globals['_GETARTISTSREQUEST']._serialized_end=767
-  _globals['_GETARTISTSRESPONSE']._serialized_start=769
-  _globals['_GETARTISTSRESPONSE']._serialized_end=845
-  _globals['_NEWINFLUENCE']._serialized_start=847
-  _globals['_NEWINFLUENCE']._serialized_end=935
-  _globals['_ADDARTISTSREQUEST']._serialized_start=937
-  _globals['_ADDARTISTSREQUEST']._serialized_end=1043
-  _globals['_ADDARTISTSRESPONSE']._serialized_start=1045
-  _globals['_ADDARTISTSRESPONSE']._serialized_end=1114
-  _globals['_LISTARTISTSREQUEST']._serialized_start=1116
-  _globals['_LISTARTISTSREQUEST']._serialized_end=1183
-  _globals['_LISTARTISTSRESPONSE']._serialized_start=1185
-  _globals['_LISTARTISTSRESPONSE']._serialized_end=1266
-  _globals['_NEIGHBOURSREQUEST']._serialized_start=1268
-  _globals['_NEIGHBOURSREQUEST']._serialized_end=1303
-  _globals['_NEIGHBOUR']._serialized_start=1305
-  _globals['_NEIGHBOUR']._serialized_end=1388
-  _globals['_NEIGHBOURSRESPONSE']._serialized_start=1391
-  _globals['_NEIGHBOURSRESPONSE']._serialized_end=1540
-  _globals['_INFLUENCESERVICE']._serialized_start=1543
-  _globals['_INFLUENCESERVICE']._serialized_end=2029
+  _globals['_DISTANCESREQUEST']._serialized_end=247
+  _globals['_ARTISTDISTANCE']._serialized_start=249
+  _globals['_ARTISTDISTANCE']._serialized_end=337
+  _globals['_DISTANCESRESPONSE']._serialized_start=340
+  _globals['_DISTANCESRESPONSE']._serialized_end=493
+  _globals['_PATHREQUEST']._serialized_start=495
+  _globals['_PATHREQUEST']._serialized_end=566
+  _globals['_INFLUENCEEDGE']._serialized_start=568
+  _globals['_INFLUENCEEDGE']._serialized_end=651
+  _globals['_PATHRESPONSE']._serialized_start=653
+  _globals['_PATHRESPONSE']._serialized_end=765
+  _globals['_GETARTISTSREQUEST']._serialized_start=767
+  _globals['_GETARTISTSREQUEST']._serialized_end=801
+  _globals['_GETARTISTSRESPONSE']._serialized_start=803
+  _globals['_GETARTISTSRESPONSE']._serialized_end=879
+  _globals['_NEWINFLUENCE']._serialized_start=881
+  _globals['_NEWINFLUENCE']._serialized_end=969
+  _globals['_ADDARTISTSREQUEST']._serialized_start=971
+  _globals['_ADDARTISTSREQUEST']._serialized_end=1077
+  _globals['_ADDARTISTSRESPONSE']._serialized_start=1079
+  _globals['_ADDARTISTSRESPONSE']._serialized_end=1148
+  _globals['_LISTARTISTSREQUEST']._serialized_start=1150
+  _globals['_LISTARTISTSREQUEST']._serialized_end=1217
+  _globals['_LISTARTISTSRESPONSE']._serialized_start=1219
+  _globals['_LISTARTISTSRESPONSE']._serialized_end=1300
+  _globals['_NEIGHBOURSREQUEST']._serialized_start=1302
+  _globals['_NEIGHBOURSREQUEST']._serialized_end=1337
+  _globals['_NEIGHBOUR']._serialized_start=1339
+  _globals['_NEIGHBOUR']._serialized_end=1422
+  _globals['_NEIGHBOURSRESPONSE']._serialized_start=1425
+  _globals['_NEIGHBOURSRESPONSE']._serialized_end=1574
+  _globals['_INFLUENCESERVICE']._serialized_start=1577
+  _globals['_INFLUENCESERVICE']._serialized_end=2063
 # @@protoc_insertion_point(module_scope)

@@ -21,26 +21,30 @@ class Artist(_message.Message):
     def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., birth_year: _Optional[int] = ..., death_year: _Optional[int] = ..., movement: _Optional[str] = ...) -> None: ...
 
 class DistancesRequest(_message.Message):
-    __slots__ = ("source_artist", "candidate_artists", "max_hops")
+    __slots__ = ("source_artist", "candidate_artists", "max_hops", "with_paths")
     SOURCE_ARTIST_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_ARTISTS_FIELD_NUMBER: _ClassVar[int]
     MAX_HOPS_FIELD_NUMBER: _ClassVar[int]
+    WITH_PATHS_FIELD_NUMBER: _ClassVar[int]
     source_artist: str
     candidate_artists: _containers.RepeatedScalarFieldContainer[str]
     max_hops: int
-    def __init__(self, source_artist: _Optional[str] = ..., candidate_artists: _Optional[_Iterable[str]] = ..., max_hops: _Optional[int] = ...) -> None: ...
+    with_paths: bool
+    def __init__(self, source_artist: _Optional[str] = ..., candidate_artists: _Optional[_Iterable[str]] = ..., max_hops: _Optional[int] = ..., with_paths: _Optional[bool] = ...) -> None: ...
 
 class ArtistDistance(_message.Message):
-    __slots__ = ("artist", "key", "known", "hops")
+    __slots__ = ("artist", "key", "known", "hops", "path")
     ARTIST_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     KNOWN_FIELD_NUMBER: _ClassVar[int]
     HOPS_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
     artist: str
     key: str
     known: bool
     hops: int
-    def __init__(self, artist: _Optional[str] = ..., key: _Optional[str] = ..., known: _Optional[bool] = ..., hops: _Optional[int] = ...) -> None: ...
+    path: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, artist: _Optional[str] = ..., key: _Optional[str] = ..., known: _Optional[bool] = ..., hops: _Optional[int] = ..., path: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DistancesResponse(_message.Message):
     __slots__ = ("source", "source_known", "distances", "source_inferred")

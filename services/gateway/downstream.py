@@ -78,10 +78,15 @@ class Downstream:
         )
 
     async def distances(
-        self, source_artist: str, candidate_artists: Sequence[str], request_id: str = ""
+        self,
+        source_artist: str,
+        candidate_artists: Sequence[str],
+        request_id: str = "",
+        *,
+        with_paths: bool = False,
     ) -> influence_pb2.DistancesResponse:
         request = influence_pb2.DistancesRequest(
-            source_artist=source_artist, candidate_artists=list(candidate_artists)
+            source_artist=source_artist, candidate_artists=list(candidate_artists), with_paths=with_paths
         )
         return await self.call(
             INFLUENCE, self._influence.Distances, request, self._config.influence_timeout_s, request_id
@@ -94,14 +99,6 @@ class Downstream:
             collection=self._config.collection, ids=list(ids), with_embeddings=with_embeddings
         )
         return await self.call(SEARCH, self._search.Get, request, self._config.search_timeout_s, request_id)
-
-    async def path(
-        self, from_artist: str, to_artist: str, request_id: str = ""
-    ) -> influence_pb2.PathResponse:
-        request = influence_pb2.PathRequest(from_artist=from_artist, to_artist=to_artist)
-        return await self.call(
-            INFLUENCE, self._influence.Path, request, self._config.influence_timeout_s, request_id
-        )
 
     async def model_info(self, request_id: str = "") -> encoder_pb2.ModelInfo:
         """The encoder's model and descriptor layout: asked once, then kept (every Encode answer refreshes

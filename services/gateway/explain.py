@@ -3,18 +3,13 @@ it was chosen, the influence path of each result, and the style prediction."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from artsearch.style_vote import StylePrediction
-from artsearch.v1 import common_pb2
-from services.gateway.downstream import Downstream, DownstreamError
+from artsearch.v1 import common_pb2, influence_pb2
 from services.gateway.fusion import FusionParams, RankedCandidate
 from services.gateway.links import artwork_links
-
-log = logging.getLogger(__name__)
 
 # How the source artist was chosen.
 EXPLICIT = "explicit"  # the client named it
@@ -89,47 +84,14 @@ def style_json(prediction: StylePrediction) -> dict[str, object]:
     }
 
 
-async def influence_paths(
-    downstream: Downstream,
-    source: SourceArtist,
-    ranked: Sequence[RankedCandidate],
-    deadline_s: float,
-    request_id: str = "",
-) -> tuple[dict[str, list[str] | None], bool]:
-    """The chain of artist names from the source to each connected result's artist, by artist key, one
-    Path call per distinct artist, all at once under one deadline. Returns (paths, complete): a path that
-    could not be fetched is None and `complete` is False."""
-    if source.key is None or not source.in_influence_graph:
-        return {}, True
-    paths: dict[str, list[str] | None] = {}
-    wanted: list[str] = []
-    for item in ranked:
-        key = item.candidate.artist_key
-        if item.hops == 0:
-            paths[key] = [source.name or key]
-        elif item.hops is not None and key not in paths and key not in wanted:
-            wanted.append(key)
-    if not wanted:
-        return paths, True
-    try:
-        async with asyncio.timeout(deadline_s):
-            replies = await asyncio.gather(
-                *(downstream.path(source.key, key, request_id) for key in wanted), return_exceptions=True
-            )
-    except TimeoutError:
-        replies = [TimeoutError()] * len(wanted)
-    complete = True
-    for key, reply in zip(wanted, replies, strict=True):
-        if isinstance(reply, DownstreamError | TimeoutError):
-            complete = False
-            paths[key] = None
-        elif isinstance(reply, BaseException):
-            raise reply
-        else:
-            paths[key] = [artist.name or artist.key for artist in reply.artists] if reply.found else None
-    if not complete:
-        log.warning("some influence paths are unavailable", extra={"artists": len(wanted)})
-    return paths, complete
+def influence_paths(
+    distances: influence_pb2.DistancesResponse | None, source: SourceArtist
+) -> dict[str, list[str]]:
+    """The chain of artist names from the source to each reached candidate's artist, by artist key, as the
+    influence service answered them with the distances (one graph walk for the whole pool)."""
+    if distances is None or not source.in_influence_graph:
+        return {}
+    return {d.key: list(d.path) for d in distances.distances if d.known and d.hops >= 0 and d.path}
 
 
 def _round(value: float) -> float:

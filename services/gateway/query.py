@@ -44,8 +44,6 @@ from services.gateway.search_params import SearchOptions
 
 log = logging.getLogger(__name__)
 
-INFLUENCE_PATH = "influence_path"
-
 
 @dataclass(frozen=True)
 class QueryVector:
@@ -154,12 +152,8 @@ async def run_search(
     ranked = rank_with_influence(pool, source.key, hops, fusion)
     page = ranked[options.offset : options.offset + options.k]
     with timer.step("explain"):
-        aspects, (paths, complete) = await asyncio.gather(
-            _page_aspects(downstream, query, layout, page, request_id),
-            influence_paths(downstream, source, page, config.influence_timeout_s, request_id),
-        )
-    if not complete:
-        degraded.append(INFLUENCE_PATH)
+        aspects = await _page_aspects(downstream, query, layout, page, request_id)
+    paths = influence_paths(distances, source)
     artworks = {hit.artwork.id: hit.artwork for hit in candidates.hits}
     results = [
         result_json(item, artworks[item.candidate.id], aspects[item.candidate.id], fusion, paths.get(key))
@@ -278,7 +272,7 @@ async def _influence_or_degrade(
         return None, []
     artists = [hit.artwork.artist for hit in candidates.hits]  # most similar first: inference relies on it
     try:
-        return await downstream.distances(explicit or "", artists, request_id), []
+        return await downstream.distances(explicit or "", artists, request_id, with_paths=True), []
     except DownstreamError as error:
         if error.status == grpc.StatusCode.INVALID_ARGUMENT:
             raise

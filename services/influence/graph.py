@@ -59,6 +59,9 @@ class CandidateDistance(NamedTuple):
     key: str
     known: bool
     hops: int
+    # Artist names from the source to this candidate (both included) when paths were asked for and it was
+    # reached; empty otherwise.
+    path: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +140,11 @@ class GraphStats:
 class InfluenceGraph(Protocol):
     """A network of artistic influences (see the module doc for the shared semantics)."""
 
-    async def distances(self, source: str, candidates: Sequence[str], max_hops: int) -> DistanceResult:
-        """Hops from `source` (or the inferred source when it is "") to each candidate, in request order."""
+    async def distances(
+        self, source: str, candidates: Sequence[str], max_hops: int, with_paths: bool = False
+    ) -> DistanceResult:
+        """Hops from `source` (or the inferred source when it is "") to each candidate, in request order;
+        with `with_paths`, also a shortest chain of artist names to each reached candidate."""
         ...
 
     async def path(self, from_artist: str, to_artist: str, max_hops: int) -> PathResult | None:

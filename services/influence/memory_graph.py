@@ -76,7 +76,9 @@ class InMemoryInfluenceGraph:
 
     # ---- queries -------------------------------------------------------------------------------------
 
-    async def distances(self, source: str, candidates: Sequence[str], max_hops: int) -> DistanceResult:
+    async def distances(
+        self, source: str, candidates: Sequence[str], max_hops: int, with_paths: bool = False
+    ) -> DistanceResult:
         check_max_hops(max_hops)
         candidate_keys = [self._index.resolve(name) for name in candidates]
         source_key, inferred = self._source_key(source, candidate_keys)
@@ -85,14 +87,34 @@ class InMemoryInfluenceGraph:
                 None, False, [_unreached(n, k) for n, k in zip(candidates, candidate_keys, strict=True)]
             )
         targets = {key for key in candidate_keys if key is not None}
-        hops = self._hops_from(source_key, targets, max_hops)
+        parents: dict[str, str | None] | None = {source_key: None} if with_paths else None
+        hops = self._hops_from(source_key, targets, max_hops, parents)
+        paths = self._name_paths(parents, hops) if parents is not None else {}
         results = [
             CandidateDistance(
-                name, key or "", key is not None, hops.get(key, UNREACHABLE) if key else UNREACHABLE
+                name,
+                key or "",
+                key is not None,
+                hops.get(key, UNREACHABLE) if key else UNREACHABLE,
+                paths.get(key, ()) if key else (),
             )
             for name, key in zip(candidates, candidate_keys, strict=True)
         ]
         return DistanceResult(self._index.get(source_key), inferred, results)
+
+    def _name_paths(
+        self, parents: dict[str, str | None], reached: dict[str, int]
+    ) -> dict[str, tuple[str, ...]]:
+        """Artist names from the source to each reached key, by walking the BFS parents back."""
+        paths = {}
+        for key in reached:
+            chain: list[str] = []
+            node: str | None = key
+            while node is not None:
+                chain.append(self._artist(node).name or node)
+                node = parents[node]
+            paths[key] = tuple(reversed(chain))
+        return paths
 
     def _source_key(self, source: str, candidate_keys: list[str | None]) -> tuple[str | None, bool]:
         """The explicit source's key, or (when `source` is blank) the first known candidate's."""
@@ -101,8 +123,11 @@ class InMemoryInfluenceGraph:
         inferred = next((key for key in candidate_keys if key is not None), None)
         return inferred, inferred is not None
 
-    def _hops_from(self, source: str, targets: set[str], max_hops: int) -> dict[str, int]:
-        """Bounded BFS that stops once every target is found or `max_hops` levels are explored."""
+    def _hops_from(
+        self, source: str, targets: set[str], max_hops: int, parents: dict[str, str | None] | None = None
+    ) -> dict[str, int]:
+        """Bounded BFS that stops once every target is found or `max_hops` levels are explored; records
+        each node's BFS parent in `parents` when given (for paths)."""
         found = {source: 0} if source in targets else {}
         remaining = len(targets) - len(found)
         frontier, seen, depth = [source], {source}, 0
@@ -116,6 +141,8 @@ class InMemoryInfluenceGraph:
                         continue
                     seen.add(neighbour)
                     next_frontier.append(neighbour)
+                    if parents is not None:
+                        parents[neighbour] = node
                     if neighbour in targets:
                         found[neighbour] = depth
                         remaining -= 1

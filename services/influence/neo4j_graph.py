@@ -92,8 +92,10 @@ class Neo4jInfluenceGraph:
 
     # ---- queries: answered from the snapshot -------------------------------------------------------------
 
-    async def distances(self, source: str, candidates: Sequence[str], max_hops: int) -> DistanceResult:
-        return await self._snapshot.graph.distances(source, candidates, max_hops)
+    async def distances(
+        self, source: str, candidates: Sequence[str], max_hops: int, with_paths: bool = False
+    ) -> DistanceResult:
+        return await self._snapshot.graph.distances(source, candidates, max_hops, with_paths)
 
     async def path(self, from_artist: str, to_artist: str, max_hops: int) -> PathResult | None:
         return await self._snapshot.graph.path(from_artist, to_artist, max_hops)

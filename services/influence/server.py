@@ -125,14 +125,19 @@ class InfluenceServicer(influence_pb2_grpc.InfluenceServiceServicer):
             _check_names([request.source_artist], "source_artist")
             _check_names(request.candidate_artists, "candidate artist")
             result = await self._graph.distances(
-                request.source_artist, list(request.candidate_artists), self._max_hops(request.max_hops)
+                request.source_artist,
+                list(request.candidate_artists),
+                self._max_hops(request.max_hops),
+                request.with_paths,
             )
             return influence_pb2.DistancesResponse(
                 source=_artist_message(result.source) if result.source is not None else None,
                 source_known=result.source_known,
                 source_inferred=result.source_inferred,
                 distances=[
-                    influence_pb2.ArtistDistance(artist=d.artist, key=d.key, known=d.known, hops=d.hops)
+                    influence_pb2.ArtistDistance(
+                        artist=d.artist, key=d.key, known=d.known, hops=d.hops, path=d.path
+                    )
                     for d in result.distances
                 ],
             )

@@ -159,6 +159,21 @@ async def test_unknown_and_inferred_sources(graph):
     assert [d.hops for d in inferred.distances] == [-1, 0, 2, -1]
 
 
+async def test_distances_with_paths_give_a_chain_of_names_per_reached_candidate(graph):
+    result = await graph.distances("Dora Delta", ["Bee", "Dora Delta", "Xavi Chi", "Nobody"], 10, True)
+    assert [d.path for d in result.distances] == [
+        ("Dora Delta", "Cleo Gamma", "Bert Beta"),
+        ("Dora Delta",),
+        (),
+        (),
+    ]
+    assert all(len(d.path) == d.hops + 1 for d in result.distances if d.hops >= 0)
+    within = await graph.distances("Anna Alpha", ["Dora Delta", "Cleo Gamma"], 2, True)
+    assert [d.path for d in within.distances] == [(), ("Anna Alpha", "Bert Beta", "Cleo Gamma")]
+    plain = await graph.distances("Dora Delta", ["Bee"], 10)
+    assert plain.distances[0].path == ()
+
+
 async def test_negative_max_hops_is_invalid(graph):
     with pytest.raises(InvalidGraphInput):
         await graph.distances("Anna Alpha", ["Bert Beta"], -1)

@@ -46,6 +46,19 @@ async def test_health_reports_serving(address):
         assert await is_serving(channel, SERVICE_NAME)
 
 
+async def test_distances_with_paths_over_grpc(stub):
+    request = influence_pb2.DistancesRequest(
+        source_artist="Van Gogh",
+        candidate_artists=["Hokusai", "Claude Monet", "Unknown Painter"],
+        with_paths=True,
+    )
+    reply = await stub.Distances(request, timeout=5)
+    paths = [list(d.path) for d in reply.distances]
+    assert paths[0] == ["Vincent van Gogh", "Katsushika Hokusai"]
+    assert len(paths[1]) == 3 and paths[1][0] == "Vincent van Gogh" and paths[1][-1] == "Claude Monet"
+    assert paths[2] == []
+
+
 async def test_distances_from_van_gogh(stub):
     reply = await _distances(stub, "Van Gogh", ["Hokusai", "Paul Gauguin", "Claude Monet", "Unknown Painter"])
     assert reply.source_known and not reply.source_inferred
