@@ -508,20 +508,34 @@ def run(settings: BenchSettings) -> dict[str, object]:
     return report
 
 
-def parse_args(argv: Sequence[str] | None) -> BenchSettings:
-    parser = argparse.ArgumentParser(prog="python -m bench.encoder", description=__doc__.split("\n")[0])
+def add_level_arguments(parser: argparse.ArgumentParser, output: Path, raw_seconds: float) -> None:
+    """The options every bench that drives a service at several concurrency levels takes."""
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--catalogue", type=Path, default=DEFAULT_CATALOGUE)
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--output", type=Path, default=output)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per concurrency level")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per level")
     parser.add_argument(
-        "--raw-seconds", type=float, default=15.0, help="yardstick seconds, spread before and between levels"
+        "--raw-seconds",
+        type=float,
+        default=raw_seconds,
+        help="yardstick seconds, spread before and between levels",
     )
-    args = parser.parse_args(argv)
+
+
+def check_level_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if not args.model.is_file():
         parser.error(f"{args.model} is missing: run `make model`")
+    if min(args.concurrency) < 1 or args.seconds <= 0 or args.warmup < 0 or args.raw_seconds <= 0:
+        parser.error("--concurrency >= 1, --seconds > 0, --warmup >= 0 and --raw-seconds > 0")
+
+
+def parse_args(argv: Sequence[str] | None) -> BenchSettings:
+    parser = argparse.ArgumentParser(prog="python -m bench.encoder", description=__doc__.split("\n")[0])
+    add_level_arguments(parser, DEFAULT_OUTPUT, raw_seconds=15.0)
+    args = parser.parse_args(argv)
+    check_level_arguments(parser, args)
     return BenchSettings(
         model_path=args.model.resolve(),
         catalogue_dir=args.catalogue,

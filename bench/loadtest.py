@@ -36,12 +36,19 @@ from artsearch.grpc_client import open_channel
 from artsearch.ingest import IngestTargets, ingest_catalogue
 from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
-from bench.encoder import RAW_BATCH, RawYardstick, build_query_jpegs, decode_batch, machine, percentile
+from bench.encoder import (
+    RAW_BATCH,
+    REPO_ROOT,
+    RawYardstick,
+    add_level_arguments,
+    build_query_jpegs,
+    check_level_arguments,
+    decode_batch,
+    machine,
+    percentile,
+)
 from services.encoder.backends import EmbeddingModelInfo
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = REPO_ROOT / "models/efficientnet-lite0/model.onnx"
-DEFAULT_CATALOGUE = REPO_ROOT / "data/catalogues/gcompris"
 DEFAULT_OUTPUT = REPO_ROOT / "bench/results/loadtest.json"
 TARGET_RATIO = 0.8
 SYNTHETIC_CATALOGUE = "loadtest-synthetic"
@@ -306,19 +313,12 @@ def run(settings: LoadSettings) -> dict[str, object]:
 
 def parse_args(argv: Sequence[str] | None) -> LoadSettings:
     parser = argparse.ArgumentParser(prog="python -m bench.loadtest", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    parser.add_argument("--catalogue", type=Path, default=DEFAULT_CATALOGUE)
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    add_level_arguments(parser, DEFAULT_OUTPUT, raw_seconds=12.0)
     parser.add_argument("--artworks", type=int, default=10_000, help="collection size (real + synthetic)")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per concurrency level")
-    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per level")
-    parser.add_argument("--raw-seconds", type=float, default=12.0, help="yardstick seconds in all")
     args = parser.parse_args(argv)
-    if not args.model.is_file():
-        parser.error(f"{args.model} is missing: run `make model`")
-    if not (1 <= args.artworks <= 1_000_000) or min(args.concurrency) < 1 or args.seconds <= 0:
-        parser.error("--artworks 1..1000000, --concurrency >= 1 and --seconds > 0")
+    check_level_arguments(parser, args)
+    if not 1 <= args.artworks <= 1_000_000:
+        parser.error("--artworks must be 1..1000000")
     return LoadSettings(
         model_path=args.model.resolve(),
         catalogue_dir=args.catalogue,

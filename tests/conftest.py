@@ -1,11 +1,17 @@
-"""Fixtures shared by the whole suite: where the generated artefacts live."""
+"""Fixtures shared by the whole suite: where the generated artefacts live, and the services' log lines."""
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from artsearch.jsonlog import JsonFormatter
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO_ROOT.parent / "shared"
@@ -33,3 +39,18 @@ def model_path() -> Path:
 def gcompris_catalogue() -> Path:
     """The demo catalogue folder extracted from Debian's gcompris-qt-data (`make catalogue`)."""
     return _artefact("ARTSEARCH_GCOMPRIS_DIR", REPO_ROOT / "data/catalogues/gcompris", "catalogue")
+
+
+@pytest.fixture
+def json_log_lines() -> Iterator[Callable[[], list[dict]]]:
+    """Reads every line logged so far, formatted as the services write them (JsonFormatter)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("test"))
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    root.removeHandler(handler)
+    root.setLevel(old_level)

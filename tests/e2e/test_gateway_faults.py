@@ -6,7 +6,6 @@ same gateway process; /readyz telling each state. And a request's id reaches eve
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -18,11 +17,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from stack_support import catalogue_stack
 
-from artsearch.catalogue.folder import Catalogue, load_catalogue
+from artsearch.catalogue.folder import Catalogue
 from artsearch.cli import sample_query_image
-from artsearch.ingest import IngestTargets, ingest_catalogue
-from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
+from artsearch.launcher import SERVICES, ServiceStack
 
 pytestmark = pytest.mark.slow
 
@@ -35,26 +34,9 @@ RECOVERY_BOUND_S = 60.0
 
 
 @pytest.fixture(scope="module")
-def catalogue(gcompris_catalogue: Path) -> Catalogue:
-    return load_catalogue(gcompris_catalogue)
-
-
-@pytest.fixture(scope="module")
 def stack(model_path: Path, catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory):
-    settings = StackSettings(
-        model_path=model_path,
-        image_root=catalogue.root.resolve().parent,
-        state_dir=tmp_path_factory.mktemp("faults"),
-        ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
-        extra_env={"SEARCH_TIMEOUT_S": str(SEARCH_TIMEOUT_S), "ENCODE_TIMEOUT_S": str(ENCODE_TIMEOUT_S)},
-    )
-    with ServiceStack(settings) as running:
-        running.wait_ready(timeout=120)
-        targets = IngestTargets(
-            settings.address("encoder"), settings.address("search"), settings.address("influence")
-        )
-        report = asyncio.run(ingest_catalogue(catalogue, targets))
-        assert report.added == len(catalogue.entries), report.summary()
+    timeouts = {"SEARCH_TIMEOUT_S": str(SEARCH_TIMEOUT_S), "ENCODE_TIMEOUT_S": str(ENCODE_TIMEOUT_S)}
+    with catalogue_stack(model_path, catalogue, tmp_path_factory.mktemp("faults"), timeouts) as running:
         yield running
 
 

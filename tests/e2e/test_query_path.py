@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import threading
 from collections.abc import Iterator
@@ -13,37 +12,19 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
+from stack_support import catalogue_stack
 
-from artsearch.catalogue.folder import load_catalogue
 from artsearch.cli import sample_query_image
-from artsearch.ingest import IngestTargets, ingest_catalogue
-from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
+from artsearch.launcher import ServiceStack
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def catalogue(gcompris_catalogue: Path):
-    return load_catalogue(gcompris_catalogue)
-
-
-@pytest.fixture(scope="module")
 def stack(model_path: Path, catalogue, tmp_path_factory: pytest.TempPathFactory):
-    settings = StackSettings(
-        model_path=model_path,
-        image_root=catalogue.root.resolve().parent,
-        state_dir=tmp_path_factory.mktemp("stack"),
-        ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
-        # The test's image server runs on 127.0.0.1, which a deployed gateway refuses to fetch from.
-        extra_env={"URL_FETCH_ALLOW_PRIVATE": "true"},
-    )
-    with ServiceStack(settings) as running:
-        running.wait_ready(timeout=120)
-        targets = IngestTargets(
-            settings.address("encoder"), settings.address("search"), settings.address("influence")
-        )
-        report = asyncio.run(ingest_catalogue(catalogue, targets))
-        assert report.added == len(catalogue.entries), report.summary()
+    # The test's image server runs on 127.0.0.1, which a deployed gateway refuses to fetch from.
+    allow_loopback = {"URL_FETCH_ALLOW_PRIVATE": "true"}
+    with catalogue_stack(model_path, catalogue, tmp_path_factory.mktemp("stack"), allow_loopback) as running:
         yield running
 
 

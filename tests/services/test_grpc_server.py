@@ -3,10 +3,8 @@ access log lines, graceful shutdown."""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
@@ -15,7 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from artsearch.grpc_client import is_serving, open_channel, request_metadata
 from artsearch.grpc_server import GrpcServiceServer, ServiceRegistration
-from artsearch.jsonlog import JsonFormatter, request_id_var
+from artsearch.jsonlog import request_id_var
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc
 
 SERVICE = "artsearch.v1.EncoderService"
@@ -28,21 +26,6 @@ class _EchoRequestIdEncoder(encoder_pb2_grpc.EncoderServiceServicer):
     async def Encode(self, request, context):
         logging.getLogger("test.encoder").info("encoding", extra={"images": len(request.images)})
         raise RuntimeError("a bug in the handler")
-
-
-@pytest.fixture
-def json_log_lines() -> Iterator[Callable[[], list[dict]]]:
-    """Reads every line logged so far, formatted as the services write them (JsonFormatter)."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter("test"))
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    root.removeHandler(handler)
-    root.setLevel(old_level)
 
 
 @pytest.fixture

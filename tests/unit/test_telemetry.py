@@ -3,10 +3,8 @@ and OpenTelemetry spans from an HTTP search down to the services (in-memory span
 
 from __future__ import annotations
 
-import io
-import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -23,7 +21,6 @@ from prometheus_client import REGISTRY
 from artsearch.config import ConfigError, Env
 from artsearch.grpc_client import open_channel
 from artsearch.grpc_server import GrpcServiceServer
-from artsearch.jsonlog import JsonFormatter
 from artsearch.launcher import free_ports
 from artsearch.telemetry import TracingSettings, start_tracing
 from services.gateway.app import create_app
@@ -46,21 +43,6 @@ def offline_app(monkeypatch: pytest.MonkeyPatch, **env: str):
 
 def client_of(app) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")
-
-
-@pytest.fixture
-def json_log_lines() -> Iterator[Callable[[], list[dict]]]:
-    """Reads every line logged so far, formatted as the services write them (JsonFormatter)."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter("test"))
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    root.removeHandler(handler)
-    root.setLevel(old_level)
 
 
 def metric(name: str, **labels: str) -> float:
