@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from artsearch.image_formats import SNIFF_BYTES, sniff_image_format
+
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 # Content types that may carry an image when a server does not know better; the bytes decide.
 _NEUTRAL_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
@@ -42,27 +44,6 @@ def check_url(url: str) -> str:
     if not parts.hostname:
         raise DownloadRejected("URL has no host")
     return url
-
-
-def image_format(head: bytes) -> str | None:
-    """The raster format the first bytes announce, or None."""
-    signatures = (
-        (b"\xff\xd8\xff", "JPEG"),
-        (b"\x89PNG\r\n\x1a\n", "PNG"),
-        (b"GIF87a", "GIF"),
-        (b"GIF89a", "GIF"),
-        (b"BM", "BMP"),
-        (b"II*\x00", "TIFF"),
-        (b"MM\x00*", "TIFF"),
-    )
-    for magic, name in signatures:
-        if head.startswith(magic):
-            return name
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
-        return "AVIF"
-    return None
 
 
 class Downloader:
@@ -112,7 +93,7 @@ class Downloader:
                 data.extend(chunk)
                 if len(data) > self.limits.max_bytes:
                     raise DownloadRejected(f"larger than the limit of {self.limits.max_bytes:,} bytes")
-        if image_format(bytes(data[:16])) is None:
+        if sniff_image_format(bytes(data[:SNIFF_BYTES])) is None:
             raise DownloadRejected("content is not a JPEG, PNG, GIF, BMP, TIFF, WebP or AVIF image")
         return bytes(data)
 

@@ -149,6 +149,32 @@ def _take(images: Iterator[EvalImage], count: int) -> list[EvalImage]:
     return list(itertools.islice(images, count))
 
 
+def describe_category_set(
+    name: str, settings: EvalSettings, describer: Describer
+) -> tuple[datasets.CategorySelection, DescribedSet]:
+    """One Debian category set as every `artsearch eval` command selects it (a seeded sample, stratified
+    by category), described through the cache."""
+    from artsearch.catalogue.debian import fetch_deb_package
+
+    source = datasets.CATEGORY_SOURCES[name]
+    root = fetch_deb_package(source.package, settings.debs_dir) / source.images_dir
+    selection = datasets.select_category_files(
+        root,
+        min_per_category=settings.min_per_category,
+        max_images=settings.max_category_images,
+        seed=settings.seed,
+    )
+    parameters = {
+        "seed": settings.seed,
+        "max_images": settings.max_category_images,
+        "min_per_category": settings.min_per_category,
+        "max_pixels": datasets.CATEGORY_MAX_PIXELS,
+        "files": len(selection.files),
+    }
+    images = lambda: datasets.category_images(selection, root)  # noqa: E731 - read only on a cache miss
+    return selection, cached_set(name, parameters, images, describer, Path(settings.cache_dir))
+
+
 def cached_set(
     name: str,
     parameters: Mapping[str, Any],
@@ -402,23 +428,7 @@ def load_benchmark(settings: EvalSettings, describer: Describer) -> tuple[Benchm
     categories = {}
     for name in CATEGORY_SETS:
         source = datasets.CATEGORY_SOURCES[name]
-        root = fetch_deb_package(source.package, settings.debs_dir) / source.images_dir
-        selection = datasets.select_category_files(
-            root,
-            min_per_category=settings.min_per_category,
-            max_images=settings.max_category_images,
-            seed=settings.seed,
-        )
-        parameters = {
-            "seed": settings.seed,
-            "max_images": settings.max_category_images,
-            "min_per_category": settings.min_per_category,
-            "max_pixels": datasets.CATEGORY_MAX_PIXELS,
-            "files": len(selection.files),
-        }
-        described = cached_set(
-            name, parameters, lambda s=selection, r=root: datasets.category_images(s, r), describer, cache
-        )
+        selection, described = describe_category_set(name, settings, describer)
         categories[name] = CategoryTask(name, described)
         sets[name] = {
             "package": source.package,

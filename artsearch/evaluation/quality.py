@@ -28,6 +28,7 @@ from artsearch.evaluation.descriptors import (
     Describer,
     EvalSettings,
     cached_set,
+    describe_category_set,
 )
 from artsearch.evaluation.metrics import (
     chance_retrieval,
@@ -81,30 +82,7 @@ def gcompris_sets(settings: EvalSettings, describer: Describer) -> list[Labelled
 
 def category_set(name: str, settings: EvalSettings, describer: Describer) -> LabelledSet:
     """The same selection and cache entry as `artsearch eval descriptors`."""
-    from artsearch.catalogue.debian import fetch_deb_package
-
-    source = datasets.CATEGORY_SOURCES[name]
-    root = fetch_deb_package(source.package, settings.debs_dir) / source.images_dir
-    selection = datasets.select_category_files(
-        root,
-        min_per_category=settings.min_per_category,
-        max_images=settings.max_category_images,
-        seed=settings.seed,
-    )
-    parameters = {
-        "seed": settings.seed,
-        "max_images": settings.max_category_images,
-        "min_per_category": settings.min_per_category,
-        "max_pixels": datasets.CATEGORY_MAX_PIXELS,
-        "files": len(selection.files),
-    }
-    described = cached_set(
-        name,
-        parameters,
-        lambda: datasets.category_images(selection, root),
-        describer,
-        Path(settings.cache_dir),
-    )
+    _, described = describe_category_set(name, settings, describer)
     vectors = with_fused(described, describer.assembler.layout.default_weights)
     return LabelledSet(name, described.labels, vectors, described)
 

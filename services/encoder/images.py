@@ -15,18 +15,10 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Formats an artwork upload plausibly comes in (Pillow opens multi-picture JPEGs, "MPO", as JPEG).
-ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+from artsearch.image_formats import ACCEPTED_FORMATS, sniff_image_format
+
 MIN_SIDE_PIXELS = 8
 _WHITE = (255, 255, 255)
-_MAGIC = (
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"GIF8", "GIF"),
-    (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-)
 
 # decode_image enforces its own (configurable) pixel limit from the header; Pillow's global bomb warning
 # would only duplicate it in the logs. Pillow's hard error (above 2x its limit) is mapped below.
@@ -137,9 +129,4 @@ def _high_bit_depth_to_uint8(image: Image.Image) -> np.ndarray:
 
 def _sniff_format(data: bytes) -> str:
     """A best-effort format name for messages about files Pillow could not even open."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    for magic, name in _MAGIC:
-        if data.startswith(magic):
-            return name
-    return "image"
+    return sniff_image_format(data) or "image"

@@ -13,20 +13,9 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from artsearch.image_formats import ACCEPTED_FORMATS, sniff_image_format
 from services.gateway.errors import ApiError
 
-# What the encoder decodes (services/encoder/images.py ACCEPTED_FORMATS), by their leading bytes.
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
-    (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-)
-_AVIF_BRANDS = (b"avif", b"avis")
-ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
 # Pillow names a multi-picture JPEG "MPO".
 _PILLOW_FORMATS = (*ACCEPTED_FORMATS, "MPO")
 
@@ -44,25 +33,13 @@ class ImageInfo:
     height: int
 
 
-def sniff_format(data: bytes) -> str | None:
-    """The image format the leading bytes announce, or None when they are not one the encoder takes."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    if data[4:8] == b"ftyp" and data[8:12] in _AVIF_BRANDS:
-        return "AVIF"
-    for magic, name in _MAGIC:
-        if data.startswith(magic):
-            return name
-    return None
-
-
 def check_image(data: bytes, limits: ImageLimits) -> ImageInfo:
     """Raises ApiError unless `data` is a non-empty accepted image within the byte and pixel limits."""
     if not data:
         raise ApiError(400, "invalid_image", "the image is empty")
     if len(data) > limits.max_bytes:
         raise ApiError(413, "too_large", f"image is larger than {limits.max_bytes} bytes")
-    kind = sniff_format(data)
+    kind = sniff_image_format(data)
     if kind is None:
         accepted = ", ".join(ACCEPTED_FORMATS)
         raise ApiError(415, "unsupported_media_type", f"not an image in an accepted format ({accepted})")

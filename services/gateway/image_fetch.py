@@ -29,8 +29,8 @@ from functools import lru_cache
 import certifi
 import httpcore
 
+from artsearch.image_formats import ACCEPTED_FORMATS, sniff_image_format
 from services.gateway.errors import ApiError
-from services.gateway.image_checks import ACCEPTED_FORMATS, sniff_format
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -316,7 +316,7 @@ async def _read_response(
     if declared.isdigit() and int(declared) > settings.max_bytes:
         raise ApiError(413, "too_large", f"the image is larger than {settings.max_bytes} bytes")
     data = await _read_at_most(response, settings.max_bytes)
-    if sniff_format(data) is None:
+    if sniff_image_format(data) is None:
         raise ApiError(
             415,
             "unsupported_media_type",

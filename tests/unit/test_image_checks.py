@@ -9,8 +9,9 @@ import zlib
 import pytest
 from PIL import Image
 
+from artsearch.image_formats import sniff_image_format as sniff_format
 from services.gateway.errors import ApiError
-from services.gateway.image_checks import ImageLimits, check_image, sniff_format
+from services.gateway.image_checks import ImageLimits, check_image
 
 LIMITS = ImageLimits(max_bytes=200_000, max_pixels=10_000)
 

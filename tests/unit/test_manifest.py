@@ -17,7 +17,8 @@ from PIL import Image
 
 from artsearch.catalogue.folder import CatalogueError
 from artsearch.catalogue.manifest import is_url, load_manifest
-from artsearch.ingest_download import Downloader, DownloadLimits, DownloadRejected, check_url, image_format
+from artsearch.image_formats import sniff_image_format as image_format
+from artsearch.ingest_download import Downloader, DownloadLimits, DownloadRejected, check_url
 
 
 def png_bytes(size: int = 32, colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
