@@ -87,11 +87,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # older model (another descriptor dimension) never meet the current one.
     shutil.rmtree(state_dir, ignore_errors=True)
     catalogue = load_catalogue(Path(args.catalogue))
+    pictures = Path(__file__).resolve().parents[1] / "docs" / "img"
     settings = StackSettings(
         model_path=Path(args.model).resolve(),
         state_dir=state_dir,
         ports=ports,
         image_root=catalogue.root.resolve().parent,
+        evaluation_dir=pictures if pictures.is_dir() else None,
     )
     stack = ServiceStack(settings)
     # Progress must show as it happens also when the output is a pipe (`make demo | tee demo.log`).

@@ -46,6 +46,8 @@ class StackSettings:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     # Folder holding one sub-folder per catalogue: where the gateway finds artwork images (IMAGE_ROOT).
     image_root: Path | None = None
+    # Folder of the evaluation's PNG pictures, served to the web UI (EVALUATION_DIR).
+    evaluation_dir: Path | None = None
 
     def address(self, service: str) -> str:
         return f"{self.host}:{self.ports[service]}"
@@ -67,6 +69,7 @@ class StackSettings:
                 "SEARCH_ADDR": self.address("search"),
                 "INFLUENCE_ADDR": self.address("influence"),
                 **({"IMAGE_ROOT": str(self.image_root)} if self.image_root else {}),
+                **({"EVALUATION_DIR": str(self.evaluation_dir)} if self.evaluation_dir else {}),
             },
         }[service]
         return {**common, **specific}

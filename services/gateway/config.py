@@ -7,6 +7,8 @@ from pathlib import Path
 
 from artsearch.config import DEFAULT_PORTS, ConfigError, Env
 from services.gateway.admin import AdminSettings
+from services.gateway.clusters import ClusterSettings
+from services.gateway.evaluation_pictures import EvaluationPictureSettings
 from services.gateway.image_fetch import FetchSettings
 from services.gateway.media import MediaSettings
 from services.gateway.telemetry import TelemetrySettings
@@ -39,6 +41,8 @@ class GatewayConfig:
     admin: AdminSettings
     media: MediaSettings
     telemetry: TelemetrySettings
+    clusters: ClusterSettings
+    evaluation_pictures: EvaluationPictureSettings
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> GatewayConfig:
@@ -65,6 +69,8 @@ class GatewayConfig:
             admin=AdminSettings.from_env(env),
             media=MediaSettings.from_env(env),
             telemetry=TelemetrySettings.from_env(env),
+            clusters=ClusterSettings.from_env(env),
+            evaluation_pictures=EvaluationPictureSettings.from_env(env),
         )
 
 

@@ -1,6 +1,7 @@
 """The web UI in a real headless Chromium (Debian `chromium` + `chromium-driver`, driven by Selenium) against
 the whole stack started as real processes with the GCompris demo catalogue: upload a painting, see the
-predicted style and result cards with loaded thumbnails, click a result to search from it, move a slider."""
+predicted style and result cards with loaded thumbnails, click a result to search from it, move a slider;
+browse the catalogue's clusters in the Explore view and search from one of their artworks."""
 
 from __future__ import annotations
 
@@ -81,13 +82,15 @@ def catalogue(gcompris_catalogue: Path) -> Catalogue:
 
 @pytest.fixture(scope="module")
 def gateway_url(
-    model_path: Path, catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory
+    model_path: Path, catalogue: Catalogue, repo_root: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     settings = StackSettings(
         model_path=model_path,
         image_root=catalogue.root.resolve().parent,
         state_dir=tmp_path_factory.mktemp("stack"),
         ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
+        # The evaluation's pictures, for the Explore view's quality panel.
+        extra_env={"EVALUATION_DIR": str(repo_root / "docs" / "img")},
     )
     with ServiceStack(settings) as running:
         running.wait_ready(timeout=120)
@@ -252,3 +255,64 @@ def test_bad_input_shows_the_apis_error_message(searched, tmp_path):
     assert "127.0.0.1" in refused or "loopback" in refused.lower() or "not allowed" in refused.lower(), (
         refused
     )
+
+
+def _images_loaded(browser: WebDriver, selector: str, count: int) -> bool:
+    return bool(
+        browser.execute_script(
+            "const imgs = [...document.querySelectorAll(arguments[0])].slice(0, arguments[1]);"
+            "return imgs.length === arguments[1] && imgs.every(i => i.complete && i.naturalWidth > 0);",
+            selector,
+            count,
+        )
+    )
+
+
+def test_explore_shows_clusters_their_artworks_and_the_evaluation_pictures(
+    browser, gateway_url, catalogue, repo_root
+):
+    browser.get(gateway_url + "/")
+    _severe_console_messages(browser)  # drains what earlier tests left in the log
+    tab = browser.find_element(By.ID, "tab-explore")
+    assert tab.get_attribute("aria-selected") == "false"
+    browser.find_element(By.ID, "tab-search").send_keys(Keys.ARROW_RIGHT)  # the keyboard moves between tabs
+    assert tab.get_attribute("aria-selected") == "true"
+    assert not browser.find_element(By.ID, "view-search").is_displayed()
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#clusters .cluster-card"), "no cluster cards")
+    cards = browser.find_elements(By.CSS_SELECTOR, "#clusters .cluster-card")
+    assert len(cards) == int(browser.find_element(By.ID, "cluster-count").get_attribute("value"))
+    assert f"of {len(catalogue.entries)} artworks" in browser.find_element(By.ID, "clusters-status").text
+    assert "purity by style" in browser.find_element(By.ID, "clusters-status").text
+    _wait(browser, lambda d: _images_loaded(d, "#clusters .cluster-card:first-child img", 1), "no mosaic")
+    first = cards[0]
+    title = first.find_element(By.CSS_SELECTOR, ".cluster-title").text
+    assert title.startswith("Cluster 1 · ") and "artworks" in title
+    assert first.find_element(By.CSS_SELECTOR, ".cluster-styles").text
+    assert all(image.get_attribute("alt") for image in first.find_elements(By.CSS_SELECTOR, "img"))
+    size = int(title.split("· ")[1].split()[0])
+    # The evaluation pictures, with their titles.
+    _wait(browser, lambda d: d.find_element(By.ID, "quality").is_displayed(), "no quality panel")
+    captions = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#pictures figcaption")]
+    assert "Precision-recall curves of each descriptor aspect" in captions
+    assert len(captions) == len(list((repo_root / "docs" / "img").glob("*.png")))
+    _wait(browser, lambda d: _images_loaded(d, "#pictures img", 1), "the first picture did not load")
+    # Open the cluster (with the keyboard): its artworks, nearest the centre first.
+    first.find_element(By.CSS_SELECTOR, ".cluster-open").send_keys(Keys.ENTER)
+    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#members .member")) == min(size, 24),
+          "the cluster's artworks are not listed")  # fmt: skip
+    assert browser.find_element(By.ID, "members-heading").text == title
+    members = browser.find_elements(By.CSS_SELECTOR, "#members .member")
+    _wait(browser, lambda d: _images_loaded(d, "#members .member img", 1), "member thumbnails did not load")
+    chosen_id = members[0].get_attribute("data-id")
+    chosen_title = members[0].find_element(By.CSS_SELECTOR, ".card-title").text
+    members[0].find_element(By.CSS_SELECTOR, ".card-open").click()
+    _wait(
+        browser,
+        lambda d: f"/v1/artworks/{chosen_id}/similar" in _answered(d) and _cards(d),
+        "no results after choosing a cluster's artwork",
+    )
+    assert browser.find_element(By.ID, "view-search").is_displayed()
+    assert browser.find_element(By.ID, "tab-search").get_attribute("aria-selected") == "true"
+    assert chosen_id not in _card_ids(browser)
+    assert chosen_title in browser.find_element(By.ID, "status").text
+    assert _severe_console_messages(browser) == []

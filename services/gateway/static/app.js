@@ -439,4 +439,252 @@ function wire() {
   $("more").addEventListener("click", () => state.query && run(state.query, { append: true }));
 }
 
+// ---- views: Search and Explore (WAI-ARIA tabs: arrows, Home and End move between them) ----------------
+
+const VIEWS = ["search", "explore"];
+
+function selectView(name, { focus = false } = {}) {
+  for (const view of VIEWS) {
+    const tab = $(`tab-${view}`);
+    const selected = view === name;
+    tab.setAttribute("aria-selected", selected ? "true" : "false");
+    tab.tabIndex = selected ? 0 : -1;
+    $(`view-${view}`).hidden = !selected;
+    if (selected && focus) tab.focus();
+  }
+  const hash = name === "search" ? "" : `#${name}`;
+  if (location.hash !== hash) history.replaceState(null, "", hash || location.pathname + location.search);
+  if (name === "explore") openExplore();
+}
+
+function wireViews() {
+  for (const view of VIEWS) {
+    const tab = $(`tab-${view}`);
+    tab.addEventListener("click", () => selectView(view));
+    tab.addEventListener("keydown", (event) => {
+      const at = VIEWS.indexOf(view);
+      const next = {
+        ArrowRight: VIEWS[(at + 1) % VIEWS.length],
+        ArrowLeft: VIEWS[(at + VIEWS.length - 1) % VIEWS.length],
+        Home: VIEWS[0],
+        End: VIEWS[VIEWS.length - 1],
+      }[event.key];
+      if (!next) return;
+      event.preventDefault();
+      selectView(next, { focus: true });
+    });
+  }
+  if (location.hash === "#explore") selectView("explore");
+}
+
+// ---- Explore: the catalogue's clusters, one cluster's artworks, the evaluation pictures -----------------
+
+const MEMBER_PAGE = 24;
+const MOSAIC_SIZE = 128;
+
+const explore = {
+  n: null, // the cluster count of the clusters shown
+  cluster: null, // {id, size, title} of the cluster whose members are shown
+  offset: 0,
+  sequence: 0,
+  membersSequence: 0,
+  picturesAsked: false,
+};
+
+async function getJson(url) {
+  const reply = await fetch(url);
+  if (!reply.ok) throw new Error(await errorMessage(reply));
+  return reply.json();
+}
+
+function openExplore() {
+  const n = Number($("cluster-count").value);
+  if (explore.n !== n) loadClusters(n);
+  if (!explore.picturesAsked) loadPictures();
+}
+
+function clusterName(cluster) {
+  return `Cluster ${cluster.id + 1}`;
+}
+
+function countLabel(count, noun) {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
+function namesWithCounts(entries) {
+  return (entries || []).map((entry) => `${entry.name} (${entry.count})`).join(", ");
+}
+
+async function loadClusters(n) {
+  explore.n = n;
+  const sequence = ++explore.sequence;
+  const list = $("clusters");
+  $("clusters-error").hidden = true;
+  list.setAttribute("aria-busy", "true");
+  $("clusters-status").textContent = "Grouping the catalogue…";
+  try {
+    const answer = await getJson(`/v1/clusters?n=${n}`);
+    if (sequence !== explore.sequence) return;
+    const clusters = Array.isArray(answer.clusters) ? answer.clusters : [];
+    list.replaceChildren(...clusters.map(clusterCard));
+    list.dataset.answered = String(n);
+    const purity = answer.purity ? ` · purity by ${answer.purity.label} ${percent(answer.purity.value)}` : "";
+    $("clusters-status").textContent = clusters.length
+      ? `${countLabel(clusters.length, "cluster")} of ${countLabel(answer.artworks, "artwork")}${purity}.`
+      : "The catalogue is empty: nothing to group yet.";
+    hideMembers();
+  } catch (error) {
+    if (sequence !== explore.sequence) return;
+    explore.n = null; // try again next time
+    list.replaceChildren();
+    $("clusters-status").textContent = "";
+    $("clusters-error").textContent = error.message || String(error);
+    $("clusters-error").hidden = false;
+  } finally {
+    if (sequence === explore.sequence) list.setAttribute("aria-busy", "false");
+  }
+}
+
+function clusterCard(cluster) {
+  const node = $("cluster-template").content.firstElementChild.cloneNode(true);
+  node.dataset.id = String(cluster.id);
+  const styles = cluster.top_styles || [];
+  const mostly = styles.length ? `, mostly ${styles[0].name}` : "";
+  const open = node.querySelector(".cluster-open");
+  open.setAttribute(
+    "aria-label",
+    `${clusterName(cluster)}: ${countLabel(cluster.size, "artwork")}${mostly}. Show its artworks`
+  );
+  const mosaic = node.querySelector(".mosaic");
+  for (const artwork of (cluster.representatives || []).slice(0, 4)) {
+    const img = document.createElement("img");
+    img.loading = "lazy";
+    img.decoding = "async";
+    img.width = MOSAIC_SIZE;
+    img.height = MOSAIC_SIZE;
+    img.alt = `${artwork.title || artwork.id} by ${artwork.artist || "unknown artist"}`;
+    img.src = thumbnailUrl(artwork, MOSAIC_SIZE);
+    img.srcset = `${thumbnailUrl(artwork, MOSAIC_SIZE)} 1x, ${thumbnailUrl(artwork, 2 * MOSAIC_SIZE)} 2x`;
+    img.addEventListener("error", () => img.classList.add("missing"), { once: true });
+    mosaic.append(img);
+  }
+  mosaic.dataset.count = String(mosaic.children.length);
+  node.querySelector(".cluster-title").textContent = `${clusterName(cluster)} · ${countLabel(cluster.size, "artwork")}`;
+  node.querySelector(".cluster-styles").textContent = styles.length ? namesWithCounts(styles) : "No style labels";
+  node.querySelector(".cluster-artists").textContent = namesWithCounts(cluster.top_artists);
+  open.addEventListener("click", () => openCluster(cluster, open));
+  return node;
+}
+
+function hideMembers() {
+  explore.cluster = null;
+  $("cluster-members").hidden = true;
+  $("members").replaceChildren();
+}
+
+function openCluster(cluster, button) {
+  for (const other of document.querySelectorAll("#clusters .cluster-open")) other.removeAttribute("aria-current");
+  button.setAttribute("aria-current", "true");
+  explore.cluster = { id: cluster.id, size: cluster.size, name: clusterName(cluster) };
+  explore.offset = 0;
+  $("members").replaceChildren();
+  $("members-heading").textContent = `${clusterName(cluster)} · ${countLabel(cluster.size, "artwork")}`;
+  $("cluster-members").hidden = false;
+  $("members-heading").focus();
+  loadMembers();
+}
+
+async function loadMembers() {
+  const cluster = explore.cluster;
+  if (!cluster) return;
+  const sequence = ++explore.membersSequence;
+  const url = `/v1/clusters/${cluster.id}?n=${explore.n}&offset=${explore.offset}&limit=${MEMBER_PAGE}`;
+  const list = $("members");
+  list.setAttribute("aria-busy", "true");
+  $("members-more").hidden = true;
+  $("members-status").textContent = "Loading artworks…";
+  try {
+    const answer = await getJson(url);
+    if (sequence !== explore.membersSequence) return;
+    const members = Array.isArray(answer.members) ? answer.members : [];
+    list.append(...members.map(memberCard));
+    list.dataset.answered = url;
+    const next = answer.next_offset;
+    explore.offset = next ?? list.children.length;
+    $("members-more").hidden = next === null || next === undefined;
+    $("members-status").textContent =
+      `${list.children.length} of ${countLabel(answer.size, "artwork")}, nearest the cluster's centre first. ` +
+      "Choose one to search from it.";
+  } catch (error) {
+    if (sequence !== explore.membersSequence) return;
+    $("members-status").textContent = error.message || String(error);
+  } finally {
+    if (sequence === explore.membersSequence) list.setAttribute("aria-busy", "false");
+  }
+}
+
+function memberCard(artwork) {
+  const node = $("member-template").content.firstElementChild.cloneNode(true);
+  node.dataset.id = artwork.id;
+  const title = artwork.title || artwork.id;
+  const artist = artwork.artist || "Unknown artist";
+  const img = node.querySelector("img");
+  img.alt = `${title} by ${artist}`;
+  img.src = thumbnailUrl(artwork, THUMBNAIL_SIZE);
+  img.srcset = `${thumbnailUrl(artwork, THUMBNAIL_SIZE)} 1x, ${thumbnailUrl(artwork, 2 * THUMBNAIL_SIZE)} 2x`;
+  img.addEventListener("error", () => node.querySelector(".thumb").classList.add("missing"), { once: true });
+  node.querySelector(".card-title").textContent = title;
+  node.querySelector(".card-artist").textContent = artist;
+  node.querySelector(".card-meta").textContent = [artwork.year, artwork.style, artwork.genre].filter(Boolean).join(" · ");
+  const open = node.querySelector(".card-open");
+  open.setAttribute("aria-label", `${title} by ${artist}: search for artworks like this one`);
+  open.addEventListener("click", () => {
+    selectView("search");
+    run({ kind: "similar", id: artwork.id, title, artist });
+    showPreview(img.currentSrc || img.src, `${title} — ${artist}`);
+    $("results-heading").focus({ preventScroll: false });
+  });
+  return node;
+}
+
+async function loadPictures() {
+  explore.picturesAsked = true;
+  let answer;
+  try {
+    const reply = await fetch("/v1/evaluation/pictures");
+    if (!reply.ok) return; // not configured on this gateway: the panel stays hidden
+    answer = await reply.json();
+  } catch (_) {
+    explore.picturesAsked = false; // try again when Explore is opened next
+    return;
+  }
+  const pictures = Array.isArray(answer.pictures) ? answer.pictures : [];
+  $("pictures").replaceChildren(...pictures.map(pictureFigure));
+  $("quality").hidden = pictures.length === 0;
+}
+
+function pictureFigure(picture) {
+  const node = $("picture-template").content.firstElementChild.cloneNode(true);
+  const link = node.querySelector("a");
+  link.href = picture.url;
+  link.setAttribute("aria-label", `${picture.title} (full size, opens a new tab)`);
+  const img = node.querySelector("img");
+  img.src = picture.url;
+  img.alt = picture.title;
+  if (picture.width && picture.height) {
+    img.width = picture.width;
+    img.height = picture.height;
+    if (picture.width >= 2 * picture.height) node.classList.add("wide"); // a row of plots: full width
+  }
+  node.querySelector("figcaption").textContent = picture.title;
+  return node;
+}
+
+function wireExplore() {
+  $("cluster-count").addEventListener("change", () => loadClusters(Number($("cluster-count").value)));
+  $("members-more").addEventListener("click", loadMembers);
+}
+
 wire();
+wireExplore();
+wireViews();

@@ -1,0 +1,503 @@
+"""Browse the catalogue by look: MiniBatch k-means clusters of the stored descriptors.
+
+    GET /v1/clusters?n=12                              the clusters, each with its representative artworks
+    GET /v1/clusters/{cluster}?n=12&offset=0&limit=24  one cluster's artworks, nearest its centre first
+
+The descriptors come from the search service (Scroll RPC with embeddings, page by page, each page with the
+search deadline); the clustering is `artsearch.clustering.cluster_vectors` (cosine MiniBatch k-means, seeded,
+so the same catalogue gives the same clusters) and runs in a worker thread. A clustering is kept for
+CLUSTER_CACHE_S seconds per (collection, number of artworks, n): adding or removing an artwork changes the
+count and so the clustering asked for next. One clustering is computed at a time (an asyncio.Lock); requests
+arriving meanwhile wait for it and share its result. Cluster ids are 0.. by decreasing size and hold for one
+clustering: the members route takes the same `n` as the list it came from.
+
+A catalogue larger than CLUSTER_MAX_ARTWORKS is not clustered (422 `catalogue_too_large`): every vector is
+held in memory while clustering (2664 float32 values, ~10 KiB, each), and a sample would leave most artworks
+out of every cluster's member list. Raise the limit where memory allows.
+
+Settings (environment):
+  CLUSTER_MAX_ARTWORKS    largest catalogue clustered (default 20000)
+  CLUSTER_CACHE_S         seconds a clustering is reused (default 300; 0 computes one for every request)
+  CLUSTER_DEFAULT_COUNT   clusters when `n` is not given (default 12)
+  CLUSTER_MAX_COUNT       largest `n` (default 64)
+  CLUSTER_SCROLL_PAGE     artworks per Scroll page (default 256, at most 1000)
+  CLUSTER_SEED            k-means seed (default 0)
+  CLUSTER_CACHE_ENTRIES   clusterings kept at once (default 8)
+
+No `from __future__ import annotations` here: FastAPI reads the route signatures at run time, and their
+Query bounds refer to the settings in scope."""
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Self
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
+
+from artsearch.clustering import cluster_vectors, purity
+from artsearch.config import ConfigError, Env
+from artsearch.descriptor import unit_rows
+from artsearch.jsonlog import request_id_var
+from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
+from services.gateway.errors import ApiError
+from services.gateway.explain import artwork_json
+
+log = logging.getLogger(__name__)
+
+SEARCH_SERVICE = "search"
+MAX_SCROLL_PAGE = 1000  # the search service's Scroll limit
+MIN_CLUSTERS = 2
+REPRESENTATIVES = 4
+TOP_LABELS = 3
+DEFAULT_MEMBER_PAGE = 24
+MAX_MEMBER_PAGE = 100
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    max_artworks: int = 20_000
+    cache_s: float = 300.0
+    default_count: int = 12
+    max_count: int = 64
+    scroll_page: int = 256
+    seed: int = 0
+    cache_entries: int = 8
+
+    @classmethod
+    def from_env(cls, env: Env) -> Self:
+        max_count = env.int("CLUSTER_MAX_COUNT", 64, minimum=MIN_CLUSTERS)
+        default_count = env.int("CLUSTER_DEFAULT_COUNT", min(12, max_count), minimum=MIN_CLUSTERS)
+        if default_count > max_count:
+            raise ConfigError(f"CLUSTER_DEFAULT_COUNT={default_count} is above CLUSTER_MAX_COUNT={max_count}")
+        scroll_page = env.int("CLUSTER_SCROLL_PAGE", 256, minimum=1)
+        if scroll_page > MAX_SCROLL_PAGE:
+            raise ConfigError(
+                f"CLUSTER_SCROLL_PAGE={scroll_page} is above the Scroll limit {MAX_SCROLL_PAGE}"
+            )
+        return cls(
+            max_artworks=env.int("CLUSTER_MAX_ARTWORKS", 20_000, minimum=1),
+            cache_s=env.float("CLUSTER_CACHE_S", 300.0, minimum=0.0),
+            default_count=default_count,
+            max_count=max_count,
+            scroll_page=scroll_page,
+            seed=env.int("CLUSTER_SEED", 0, minimum=0),
+            cache_entries=env.int("CLUSTER_CACHE_ENTRIES", 8, minimum=1),
+        )
+
+
+@dataclass(frozen=True)
+class CatalogueClusters:
+    """One clustering of a collection: its artworks, and each cluster's rows nearest the centre first."""
+
+    requested: int
+    artworks: tuple[common_pb2.Artwork, ...]
+    members: tuple[tuple[int, ...], ...]  # by cluster id (0.. by decreasing size): rows into `artworks`
+    similarity: tuple[float, ...]  # cosine of each row to its cluster's centre
+    unclustered: int  # artworks without a usable descriptor (none, or another dimension than the rest)
+    style_purity: float | None  # of the clusters by style label, over the artworks that have one
+    labelled: int
+    computed_at: str
+    timings_ms: dict[str, float]
+
+
+def empty_clusters(requested: int, unclustered: int = 0) -> CatalogueClusters:
+    return CatalogueClusters(requested, (), (), (), unclustered, None, 0, _now(), {})
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def usable_rows(items: Sequence[search_pb2.IndexedArtwork]) -> tuple[list[int], np.ndarray]:
+    """The rows whose descriptor has the most common dimension, and those descriptors [rows, dimension]."""
+    dimensions = Counter(len(item.embedding.values) for item in items if len(item.embedding.values))
+    if not dimensions:
+        return [], np.zeros((0, 0), dtype=np.float32)
+    dimension = dimensions.most_common(1)[0][0]
+    rows = [i for i, item in enumerate(items) if len(item.embedding.values) == dimension]
+    return rows, np.array([items[i].embedding.values for i in rows], dtype=np.float32)
+
+
+def build_clusters(
+    items: Sequence[search_pb2.IndexedArtwork], requested: int, seed: int, scroll_ms: float = 0.0
+) -> CatalogueClusters:
+    """Clusters the scrolled artworks (blocking: run it in a worker thread)."""
+    started = time.perf_counter()
+    rows, vectors = usable_rows(items)
+    if not rows:
+        return empty_clusters(requested, len(items))
+    clustering = cluster_vectors(vectors, requested, seed=seed)
+    nearest_first = clustering.representatives(vectors, per_cluster=len(rows))
+    # Ids by decreasing size; equal sizes by their nearest artwork's row, so the order is reproducible.
+    ordered = sorted(nearest_first.items(), key=lambda entry: (-len(entry[1]), entry[1][0]))
+    units = unit_rows(vectors)
+    similarity = np.zeros(len(rows), dtype=np.float32)
+    assignments = np.zeros(len(rows), dtype=np.int64)
+    for cluster, (kmeans_cluster, members) in enumerate(ordered):
+        similarity[members] = units[members] @ clustering.centres[kmeans_cluster]
+        assignments[members] = cluster
+    artworks = tuple(items[i].artwork for i in rows)
+    styled = [i for i, artwork in enumerate(artworks) if artwork.style]
+    style_purity = (
+        purity(assignments[styled].tolist(), [artworks[i].style for i in styled]) if styled else None
+    )
+    return CatalogueClusters(
+        requested=requested,
+        artworks=artworks,
+        members=tuple(tuple(members) for _, members in ordered),
+        similarity=tuple(float(value) for value in similarity),
+        unclustered=len(items) - len(rows),
+        style_purity=style_purity,
+        labelled=len(styled),
+        computed_at=_now(),
+        timings_ms={
+            "scroll": round(scroll_ms, 2),
+            "cluster": round((time.perf_counter() - started) * 1000, 2),
+        },
+    )
+
+
+CacheKey = tuple[str, int, int]
+
+
+class ClusterCache:
+    """Clusterings by (collection, artwork count, n), each kept `ttl_s` seconds; at most `capacity`.
+    Used from the event loop only. One computation at a time: a request that finds none waits on the lock,
+    then finds the clustering the request before it stored."""
+
+    def __init__(self, ttl_s: float, capacity: int) -> None:
+        self.ttl_s = ttl_s
+        self.capacity = capacity
+        self._entries: dict[CacheKey, tuple[float, CatalogueClusters]] = {}
+        self._lock = asyncio.Lock()
+        self.computations = 0
+
+    def fresh(self, key: CacheKey) -> CatalogueClusters | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        stored_at, clusters = entry
+        if time.monotonic() - stored_at >= self.ttl_s:
+            del self._entries[key]
+            return None
+        return clusters
+
+    async def get(
+        self, key: CacheKey, compute: Callable[[], Awaitable[CatalogueClusters]]
+    ) -> tuple[CatalogueClusters, bool]:
+        """(clustering, whether it came from the cache); `compute` is an async callable making one."""
+        found = self.fresh(key)
+        if found is not None:
+            return found, True
+        async with self._lock:
+            found = self.fresh(key)
+            if found is not None:
+                return found, True
+            clusters = await compute()
+            self.computations += 1
+            self._store(key, clusters)
+            return clusters, False
+
+    def _store(self, key: CacheKey, clusters: CatalogueClusters) -> None:
+        if self.ttl_s <= 0:
+            return
+        self._entries[key] = (time.monotonic(), clusters)
+        while len(self._entries) > self.capacity:
+            oldest = min(self._entries, key=lambda k: self._entries[k][0])
+            del self._entries[oldest]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+# ---- talking to the search service -------------------------------------------------------------------
+
+
+async def count_artworks(request: Request) -> int:
+    config = request.app.state.config
+    downstream = request.app.state.downstream
+    stub = search_pb2_grpc.SearchServiceStub(downstream.channel(SEARCH_SERVICE))
+    reply = await downstream.call(
+        SEARCH_SERVICE,
+        stub.Count,
+        search_pb2.CountRequest(collection=config.collection),
+        config.search_timeout_s,
+        request_id_var.get(),
+    )
+    return int(reply.count)
+
+
+async def scroll_artworks(request: Request, page_size: int) -> list[search_pb2.IndexedArtwork]:
+    """Every artwork of the collection with its descriptor, one Scroll page per call (each with the search
+    deadline)."""
+    config = request.app.state.config
+    downstream = request.app.state.downstream
+    stub = search_pb2_grpc.SearchServiceStub(downstream.channel(SEARCH_SERVICE))
+    items: list[search_pb2.IndexedArtwork] = []
+    cursor = ""
+    while True:
+        page = await downstream.call(
+            SEARCH_SERVICE,
+            stub.Scroll,
+            search_pb2.ScrollRequest(
+                collection=config.collection, limit=page_size, cursor=cursor, with_embeddings=True
+            ),
+            config.search_timeout_s,
+            request_id_var.get(),
+        )
+        items.extend(page.items)
+        cursor = page.next_cursor
+        if not cursor or not page.items:
+            return items
+
+
+async def catalogue_clusters(
+    request: Request, settings: ClusterSettings, cache: ClusterCache, requested: int
+) -> tuple[CatalogueClusters, bool]:
+    """The clustering of the gateway's collection into `requested` clusters, from the cache when fresh."""
+    count = await count_artworks(request)
+    if count > settings.max_artworks:
+        raise ApiError(
+            422,
+            "catalogue_too_large",
+            f"the catalogue holds {count} artworks; clusters are computed for at most "
+            f"{settings.max_artworks} (CLUSTER_MAX_ARTWORKS)",
+        )
+
+    async def compute() -> CatalogueClusters:
+        if count == 0:
+            return empty_clusters(requested)
+        started = time.perf_counter()
+        items = await scroll_artworks(request, settings.scroll_page)
+        scroll_ms = (time.perf_counter() - started) * 1000
+        clusters = await asyncio.to_thread(build_clusters, items, requested, settings.seed, scroll_ms)
+        log.info(
+            "catalogue clustered",
+            extra={
+                "artworks": len(clusters.artworks),
+                "clusters": len(clusters.members),
+                **clusters.timings_ms,
+            },
+        )
+        return clusters
+
+    return await cache.get((request.app.state.config.collection, count, requested), compute)
+
+
+# ---- JSON ------------------------------------------------------------------------------------------
+
+
+def _counts(values: Sequence[str]) -> list[tuple[str, int]]:
+    return Counter(value for value in values if value).most_common()
+
+
+def _top(counts: list[tuple[str, int]]) -> list[dict[str, object]]:
+    return [{"name": name, "count": count} for name, count in counts[:TOP_LABELS]]
+
+
+def _member_json(clusters: CatalogueClusters, row: int) -> dict[str, object]:
+    return {**artwork_json(clusters.artworks[row]), "similarity": round(clusters.similarity[row], 6)}
+
+
+def cluster_json(clusters: CatalogueClusters, cluster: int) -> dict[str, object]:
+    members = clusters.members[cluster]
+    styles = _counts([clusters.artworks[row].style for row in members])
+    labelled = sum(count for _, count in styles)
+    return {
+        "id": cluster,
+        "size": len(members),
+        "url": f"/v1/clusters/{cluster}?n={clusters.requested}",
+        "representatives": [_member_json(clusters, row) for row in members[:REPRESENTATIVES]],
+        "top_styles": _top(styles),
+        "top_artists": _top(_counts([clusters.artworks[row].artist for row in members])),
+        # Share of the cluster's style-labelled artworks that carry its most common style.
+        "style_purity": round(styles[0][1] / labelled, 6) if labelled else None,
+    }
+
+
+def clusters_json(clusters: CatalogueClusters, collection: str, cached: bool) -> dict[str, object]:
+    return {
+        "collection": collection,
+        "n": clusters.requested,
+        "artworks": len(clusters.artworks),
+        "unclustered": clusters.unclustered,
+        "purity": None
+        if clusters.style_purity is None
+        else {"label": "style", "value": round(clusters.style_purity, 6), "labelled": clusters.labelled},
+        "clusters": [cluster_json(clusters, cluster) for cluster in range(len(clusters.members))],
+        "computed_at": clusters.computed_at,
+        "cached": cached,
+        "timings_ms": clusters.timings_ms,
+    }
+
+
+def members_json(
+    clusters: CatalogueClusters, cluster: int, offset: int, limit: int, cached: bool
+) -> dict[str, object]:
+    rows = clusters.members[cluster]
+    page = rows[offset : offset + limit]
+    following = offset + len(page)
+    return {
+        "cluster": cluster,
+        "n": clusters.requested,
+        "size": len(rows),
+        "offset": offset,
+        "limit": limit,
+        "members": [_member_json(clusters, row) for row in page],
+        "next_offset": following if following < len(rows) else None,
+        "computed_at": clusters.computed_at,
+        "cached": cached,
+    }
+
+
+# ---- routes ----------------------------------------------------------------------------------------
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            "required": ["code", "message"],
+        }
+    },
+    "required": ["error"],
+}
+
+
+def _error_doc(description: str, code: str, message: str) -> dict[str, object]:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": _ERROR_SCHEMA,
+                "example": {"error": {"code": code, "message": message}},
+            }
+        },
+    }
+
+
+_EXAMPLE_ARTWORK = {
+    "id": "van-gogh-the-night-cafe",
+    "title": "The Night Café",
+    "artist": "Vincent van Gogh",
+    "style": "Post-Impressionism",
+    "genre": "interior",
+    "year": 1888,
+    "catalogue": "gcompris",
+    "image_uri": "van-gogh-the-night-cafe.jpg",
+    "image_url": "/v1/artworks/van-gogh-the-night-cafe/image",
+    "thumbnail_url": "/v1/artworks/van-gogh-the-night-cafe/thumbnail",
+    "similarity": 0.912345,
+}
+_LIST_EXAMPLE = {
+    "collection": "artworks",
+    "n": 12,
+    "artworks": 36,
+    "unclustered": 0,
+    "purity": {"label": "style", "value": 0.583333, "labelled": 36},
+    "clusters": [
+        {
+            "id": 0,
+            "size": 6,
+            "url": "/v1/clusters/0?n=12",
+            "representatives": [_EXAMPLE_ARTWORK],
+            "top_styles": [{"name": "Post-Impressionism", "count": 4}, {"name": "Impressionism", "count": 2}],
+            "top_artists": [{"name": "Vincent van Gogh", "count": 3}, {"name": "Paul Gauguin", "count": 1}],
+            "style_purity": 0.666667,
+        }
+    ],
+    "computed_at": "2025-01-01T12:00:00+00:00",
+    "cached": False,
+    "timings_ms": {"scroll": 41.2, "cluster": 180.5},
+}
+_MEMBERS_EXAMPLE = {
+    "cluster": 0,
+    "n": 12,
+    "size": 6,
+    "offset": 0,
+    "limit": 24,
+    "members": [_EXAMPLE_ARTWORK],
+    "next_offset": None,
+    "computed_at": "2025-01-01T12:00:00+00:00",
+    "cached": True,
+}
+_COMMON_ERRORS: dict[int | str, dict[str, object]] = {
+    422: _error_doc(
+        "Invalid parameter, or a catalogue larger than CLUSTER_MAX_ARTWORKS",
+        "catalogue_too_large",
+        "the catalogue holds 25000 artworks; clusters are computed for at most 20000 (CLUSTER_MAX_ARTWORKS)",
+    ),
+    503: _error_doc(
+        "The search service is unavailable; retry after Retry-After seconds",
+        "search_unavailable",
+        "the search service is unavailable, retry shortly",
+    ),
+}
+
+
+def _ok(description: str, example: dict[str, object]) -> dict[str, object]:
+    return {"description": description, "content": {"application/json": {"example": example}}}
+
+
+def install_cluster_routes(app: FastAPI, settings: ClusterSettings) -> None:
+    """Adds GET /v1/clusters and GET /v1/clusters/{cluster}; the clustering cache is app.state.clusters."""
+    cache = ClusterCache(settings.cache_s, settings.cache_entries)
+    app.state.clusters = cache
+    ClusterCount = Annotated[
+        int,
+        Query(
+            ge=MIN_CLUSTERS,
+            le=settings.max_count,
+            description="Number of clusters (fewer when the catalogue has fewer artworks)",
+        ),
+    ]
+
+    @app.get(
+        "/v1/clusters",
+        tags=["clusters"],
+        responses={200: _ok("The clusters, largest first", _LIST_EXAMPLE), **_COMMON_ERRORS},
+    )
+    async def list_clusters(request: Request, n: ClusterCount = settings.default_count) -> JSONResponse:
+        """The catalogue in `n` clusters of similar-looking artworks (MiniBatch k-means of the stored
+        descriptors), largest first: each with its size, the artworks nearest its centre, its most common
+        styles and artists; and the clustering's purity by style label when the catalogue has styles."""
+        clusters, cached = await catalogue_clusters(request, settings, cache, n)
+        return JSONResponse(clusters_json(clusters, request.app.state.config.collection, cached))
+
+    @app.get(
+        "/v1/clusters/{cluster}",
+        tags=["clusters"],
+        responses={
+            200: _ok("One page of the cluster's artworks, nearest its centre first", _MEMBERS_EXAMPLE),
+            404: _error_doc(
+                "No such cluster in this clustering", "cluster_not_found", "no cluster 12 among 12 clusters"
+            ),
+            **_COMMON_ERRORS,
+        },
+    )
+    async def cluster_members(
+        request: Request,
+        cluster: Annotated[int, PathParam(ge=0, description="Cluster id, from GET /v1/clusters with this n")],
+        n: ClusterCount = settings.default_count,
+        offset: Annotated[int, Query(ge=0, le=settings.max_artworks, description="Artworks skipped")] = 0,
+        limit: Annotated[
+            int, Query(ge=1, le=MAX_MEMBER_PAGE, description="Artworks in this page")
+        ] = DEFAULT_MEMBER_PAGE,
+    ) -> JSONResponse:
+        """The artworks of one cluster, nearest its centre first (with their cosine similarity to it), one
+        page at a time: `next_offset` is the next page's offset, null after the last."""
+        clusters, cached = await catalogue_clusters(request, settings, cache, n)
+        if cluster >= len(clusters.members):
+            raise ApiError(
+                404, "cluster_not_found", f"no cluster {cluster} among {len(clusters.members)} clusters"
+            )
+        return JSONResponse(members_json(clusters, cluster, offset, limit, cached))
