@@ -6,6 +6,11 @@ within that key's rate limit. Without a key or with a wrong one: 401. When no ke
 `admin_disabled` (a configuration state, not a transient outage, so not 503). Read-only artist routes
 (GET /v1/artists...) need no key. docs/admin.md shows how to make keys and call every route.
 
+The key is checked from the request's headers before any of its body is read (AdminAuthMiddleware, a pure
+ASGI middleware in front of the routes whose dependencies include the admin check): an anonymous client
+cannot make the gateway receive and spool a large upload. The route's own dependency then reuses that
+decision, so a request takes one token of its key's rate limit, not two.
+
 Settings (environment):
   ADMIN_API_KEYS              comma-separated `name:sha256hex` (see services/gateway/api_keys.py)
   ADMIN_RATE_LIMIT_PER_MIN    sustained requests per minute per key (default 60)
@@ -19,19 +24,28 @@ Settings (environment):
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.datastructures import Headers
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from artsearch.config import ConfigError, Env
 from services.gateway.api_keys import ApiKey, ApiKeyRing, parse_api_keys
 from services.gateway.artwork_records import check_catalogue_name
+from services.gateway.body_limit import error_answer, matched_route, remaining_body, send_early_answer
 from services.gateway.errors import ApiError
 from services.gateway.rate_limit import KeyedRateLimiter
 
 API_KEY_HEADER = "x-api-key"
+# Where AdminAuthMiddleware leaves its decision for the route dependency (the request's ASGI state).
+ADMIN_OWNER_STATE = "artsearch.admin_owner"
 DEFAULT_CATALOGUE = "uploads"
 
 
@@ -72,12 +86,13 @@ class AdminGuard:
         self._keys = ApiKeyRing(settings.api_keys)
         self._limiter = KeyedRateLimiter(settings.rate_limit_per_min, settings.rate_limit_burst)
 
-    def __call__(self, request: Request) -> str:
+    def check(self, headers: Headers) -> str:
+        """The owner of the key these request headers present; takes one token of its rate limit."""
         if not self._keys:
             raise ApiError(
                 403, "admin_disabled", "the admin API is disabled: no ADMIN_API_KEYS are configured"
             )
-        presented = _presented_key(request)
+        presented = _presented_key(headers)
         if presented is None:
             raise ApiError(
                 401,
@@ -98,12 +113,57 @@ class AdminGuard:
             )
         return owner
 
+    def __call__(self, request: Request) -> str:
+        """The route dependency: the owner the middleware already found for this request (one rate-limit
+        token per request), else the check itself (an app built without AdminAuthMiddleware)."""
+        decided = request.scope.get("state", {}).get(ADMIN_OWNER_STATE)
+        if isinstance(decided, _Decision) and decided.guard is self:
+            return decided.owner
+        return self.check(request.headers)
 
-def _presented_key(request: Request) -> str | None:
-    key = request.headers.get(API_KEY_HEADER)
+
+@dataclass(frozen=True)
+class _Decision:
+    guard: AdminGuard
+    owner: str
+
+
+class AdminAuthMiddleware:
+    """Checks the admin key of a request to an admin-guarded route from its headers alone, before a byte
+    of its body is read: a client without a valid key (or over its rate limit) gets its 401/403/429 at
+    once and cannot make the gateway receive and buffer a large upload. The decision is left in the
+    request's state for the route's dependency, which then takes no second rate-limit token."""
+
+    def __init__(
+        self, app: ASGIApp, *, guard: AdminGuard, routes: Sequence[BaseRoute], guarded: Collection[BaseRoute]
+    ) -> None:
+        self.app = app
+        self._guard = guard
+        self._routes = routes  # the app's live route list: the router's order decides which route serves
+        self._guarded = {id(route) for route in guarded}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = matched_route(self._routes, scope) if scope["type"] == "http" else None
+        if route is None or id(route) not in self._guarded:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        try:
+            owner = self._guard.check(headers)
+        except ApiError as error:
+            scope["route"] = route  # the route label of the metrics
+            answer = error_answer(error.status, error.code, error.message, error.headers)
+            await send_early_answer(answer, remaining_body(headers), receive, send)
+            return
+        scope.setdefault("state", {})[ADMIN_OWNER_STATE] = _Decision(self._guard, owner)
+        await self.app(scope, receive, send)
+
+
+def _presented_key(headers: Headers) -> str | None:
+    key = headers.get(API_KEY_HEADER)
     if key:
         return key.strip()
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
     return None
@@ -111,15 +171,16 @@ def _presented_key(request: Request) -> str | None:
 
 async def _api_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ApiError)
-    return JSONResponse(
-        {"error": {"code": error.code, "message": error.message}},
-        status_code=error.status,
-        headers=error.headers,
-    )
+    return error_answer(error.status, error.code, error.message, error.headers)
+
+
+def _depends_on(dependant: Dependant, call: object) -> bool:
+    return dependant.call is call or any(_depends_on(d, call) for d in dependant.dependencies)
 
 
 def install_admin_routes(app: FastAPI, settings: AdminSettings) -> None:
-    """Adds the admin routes to the app."""
+    """Adds the admin routes to the app, and the middleware checking their keys before bodies are read
+    (install it inside the app's request-context middleware, so its answers are logged and counted)."""
     from services.gateway.artist_admin import install_artist_routes
     from services.gateway.catalogue_admin import install_catalogue_routes
 
@@ -132,3 +193,5 @@ def install_admin_routes(app: FastAPI, settings: AdminSettings) -> None:
 
     install_catalogue_routes(app, settings, require_admin)
     install_artist_routes(app, require_admin)
+    guarded = [r for r in app.routes if isinstance(r, APIRoute) and _depends_on(r.dependant, require_admin)]
+    app.add_middleware(AdminAuthMiddleware, guard=guard, routes=app.routes, guarded=guarded)

@@ -8,20 +8,26 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Any
 
 import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from artsearch.artists import default_artist_index
 from artsearch.jsonlog import accept_request_id, request_id_var
 from artsearch.telemetry import shutdown_tracing
 from services.gateway.admin import install_admin_routes
+from services.gateway.body_limit import BodyLimitMiddleware, upload_body_limit
+from services.gateway.catalogue_admin import BATCH_ROUTE
+from services.gateway.clusters import install_cluster_routes
 from services.gateway.config import GatewayConfig
 from services.gateway.downstream import Downstream, DownstreamError
-from services.gateway.errors import ApiError
+from services.gateway.errors import RETRY_AFTER_S, RETRY_STATUSES, ApiError, with_error_body
+from services.gateway.evaluation_pictures import install_evaluation_picture_routes
 from services.gateway.media import install_media_routes
 from services.gateway.search_api import install_search_routes
 from services.gateway.telemetry import (
@@ -41,13 +47,17 @@ _HTTP_STATUS_FOR_GRPC = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 503,
 }
-RETRY_AFTER_S = "2"
 
 
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+class Readiness(BaseModel):
+    ready: bool
+    services: dict[str, bool] = Field(description="Each service: whether it answers its health check")
 
 
 def create_app(config: GatewayConfig) -> FastAPI:
@@ -67,12 +77,36 @@ def create_app(config: GatewayConfig) -> FastAPI:
     )
     app.state.config = config
     _install_error_handlers(app)
-    _install_request_context(app)
     _install_routes(app, config)
     install_media_routes(app, config.media)
-    install_admin_routes(app, config.admin)
+    install_cluster_routes(app, config.clusters)
+    install_evaluation_picture_routes(app, config.evaluation_pictures)
+    install_admin_routes(app, config.admin)  # with its key-checking middleware
+    upload_limit = upload_body_limit(config.max_upload_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        routes=app.routes,
+        default_limit=upload_limit,
+        route_limits={("POST", BATCH_ROUTE): config.admin.max_batch_items * upload_limit},
+    )
+    # Added last, so it wraps the middlewares above (a middleware added later runs first): their early
+    # answers get a request id, a log line and metrics too.
+    _install_request_context(app)
     install_telemetry(app, config.telemetry)  # CORS, tracing and /metrics
+    _install_openapi(app)
     return app
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """/openapi.json as FastAPI builds it, with every error answer declared as the ErrorBody it is."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = with_error_body(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -81,14 +115,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         status = _HTTP_STATUS_FOR_GRPC.get(error.status, 502)
         if status == 400:
             return error_response(400, "invalid_image", error.details)
-        headers = {"Retry-After": RETRY_AFTER_S} if status == 503 else None
+        headers = {"Retry-After": RETRY_AFTER_S} if status in RETRY_STATUSES else None
         message = f"the {error.service} service is unavailable, retry shortly"
         log.warning("downstream failure", extra={"service": error.service, "status": error.status.name})
         return error_response(status, f"{error.service}_unavailable", message, headers)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
-        return error_response(error.status, error.code, error.message, error.headers)
+        headers = dict(error.headers or {})
+        if error.status in RETRY_STATUSES:
+            headers.setdefault("Retry-After", RETRY_AFTER_S)
+        return error_response(error.status, error.code, error.message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -143,7 +180,12 @@ def _install_routes(app: FastAPI, config: GatewayConfig) -> None:
         """Liveness: the gateway process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Not ready: a service does not answer"}},
+    )
     async def readyz(request: Request) -> JSONResponse:
         """Readiness: true only when the encoder, search and influence services answer health checks."""
         services = await request.app.state.downstream.readiness()

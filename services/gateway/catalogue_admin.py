@@ -41,7 +41,7 @@ from services.gateway.artwork_records import (
     stage_image,
 )
 from services.gateway.downstream import ENCODER, INFLUENCE, SEARCH, DownstreamError
-from services.gateway.errors import ApiError
+from services.gateway.errors import ADMIN_STATUSES, ApiError, error_responses
 from services.gateway.image_checks import ImageLimits, check_image
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 ENCODE_CONCURRENCY = 4
 MAX_LIST_LIMIT = 1000
 MAX_CURSOR_CHARS = 2000
+BATCH_ROUTE = "/v1/artworks/batch"
 
 RequireAdmin = Callable[[Request], Awaitable[str]]
 
@@ -84,7 +85,7 @@ def install_catalogue_routes(app: FastAPI, settings: AdminSettings, require_admi
     admin = Annotated[str, Depends(require_admin)]
     limits = ImageLimits(app.state.config.max_upload_bytes, settings.max_image_pixels)
 
-    @app.get("/v1/artworks", tags=["admin"])
+    @app.get("/v1/artworks", tags=["admin"], responses=error_responses(*ADMIN_STATUSES, 400, 422, 503))
     async def list_artworks(
         request: Request,
         _: admin,
@@ -112,7 +113,12 @@ def install_catalogue_routes(app: FastAPI, settings: AdminSettings, require_admi
             }
         )
 
-    @app.post("/v1/artworks", tags=["admin"], status_code=201)
+    @app.post(
+        "/v1/artworks",
+        tags=["admin"],
+        status_code=201,
+        responses=error_responses(*ADMIN_STATUSES, 400, 409, 413, 415, 422, 503),
+    )
     async def add_artwork(
         request: Request,
         owner: admin,
@@ -156,7 +162,7 @@ def install_catalogue_routes(app: FastAPI, settings: AdminSettings, require_admi
         degraded = await _store(services, settings.image_root, [pending], previous)
         return JSONResponse({"artwork": artwork_json(pending.artwork), "degraded": degraded}, status_code=201)
 
-    @app.post("/v1/artworks/batch", tags=["admin"])
+    @app.post(BATCH_ROUTE, tags=["admin"], responses=error_responses(*ADMIN_STATUSES, 400, 413, 422, 503))
     async def add_artworks(
         request: Request,
         owner: admin,
@@ -180,7 +186,11 @@ def install_catalogue_routes(app: FastAPI, settings: AdminSettings, require_admi
         batch = _Batch(Services(request), settings, limits, owner, replace)
         return JSONResponse(await batch.run(images, _metadata_entries(metadata)))
 
-    @app.patch("/v1/artworks/{artwork_id}", tags=["admin"])
+    @app.patch(
+        "/v1/artworks/{artwork_id}",
+        tags=["admin"],
+        responses=error_responses(*ADMIN_STATUSES, 400, 404, 413, 422, 503),
+    )
     async def edit_artwork(request: Request, _: admin, artwork_id: str, patch: ArtworkPatch) -> JSONResponse:
         """Changes an artwork's metadata; its descriptor is kept as stored, nothing is re-encoded (needs
         an admin key)."""
@@ -205,7 +215,12 @@ def install_catalogue_routes(app: FastAPI, settings: AdminSettings, require_admi
             degraded = await _register_artists(services, [item.artwork.artist])
         return JSONResponse({"artwork": artwork_json(item.artwork), "degraded": degraded})
 
-    @app.delete("/v1/artworks/{artwork_id}", tags=["admin"], status_code=204)
+    @app.delete(
+        "/v1/artworks/{artwork_id}",
+        tags=["admin"],
+        status_code=204,
+        responses=error_responses(*ADMIN_STATUSES, 400, 404, 422, 503),
+    )
     async def delete_artwork(request: Request, _: admin, artwork_id: str) -> Response:
         """Deletes an artwork, and its image when it was added through this API (needs an admin key)."""
         check_stored_id(artwork_id)

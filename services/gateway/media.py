@@ -27,6 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from artsearch.config import ConfigError, Env
 from artsearch.jsonlog import request_id_var
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
+from services.gateway.errors import error_responses
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +305,13 @@ def install_media_routes(app: FastAPI, settings: MediaSettings) -> None:
         responses={
             200: {"content": {t: {} for t in IMAGE_CONTENT_TYPES}, "description": "The image file"},
             **_COMMON_RESPONSES,
+            **error_responses(
+                403,
+                404,
+                422,
+                503,
+                notes={s: str(r["description"]) for s, r in _COMMON_RESPONSES.items() if isinstance(s, int)},
+            ),
         },
     )
     async def artwork_image(request: Request, artwork_id: ArtworkId) -> Response:
@@ -326,6 +334,13 @@ def install_media_routes(app: FastAPI, settings: MediaSettings) -> None:
         responses={
             200: {"content": {"image/jpeg": {}}, "description": "A JPEG thumbnail"},
             **_COMMON_RESPONSES,
+            **error_responses(
+                403,
+                404,
+                422,
+                503,
+                notes={s: str(r["description"]) for s, r in _COMMON_RESPONSES.items() if isinstance(s, int)},
+            ),
         },
     )
     async def artwork_thumbnail(

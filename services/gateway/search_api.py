@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from artsearch.jsonlog import request_id_var
+from services.gateway.body_limit import MULTIPART_OVERHEAD_BYTES
 from services.gateway.config import GatewayConfig
-from services.gateway.errors import ApiError
+from services.gateway.errors import ApiError, error_responses
 from services.gateway.explain import artwork_json
 from services.gateway.image_checks import ImageLimits, check_image
 from services.gateway.image_fetch import fetch_image
@@ -34,8 +35,6 @@ from services.gateway.search_params import (
 )
 
 MAX_JSON_BYTES = 64 * 1024
-# Room for the multipart framing and the small form fields around the image.
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
 ARTWORK_ID = Annotated[str, Path(min_length=1, max_length=256, description="Artwork id")]
 _FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 _EXAMPLE_URL = "https://upload.wikimedia.org/wikipedia/commons/a/a5/Tsunami_by_hokusai_19th_century.jpg"
@@ -78,7 +77,7 @@ def install_search_routes(app: FastAPI, config: GatewayConfig) -> None:
         "/v1/search",
         tags=["search"],
         openapi_extra=_image_request_body(UrlRequest, search_params=True),
-        responses=_ERROR_RESPONSES,
+        responses=_IMAGE_ROUTE_ERRORS,
     )
     async def search(request: Request, options: options_from_query) -> JSONResponse:
         """Related artworks for a picture, best first, each with its score breakdown and influence path.
@@ -95,7 +94,7 @@ def install_search_routes(app: FastAPI, config: GatewayConfig) -> None:
         query = await encode_image(downstream, data, timer, request_id_var.get())
         return JSONResponse(await run_search(downstream, query, options, config, timer, request_id_var.get()))
 
-    @app.get("/v1/artworks/{artwork_id}/similar", tags=["search"], responses=_ERROR_RESPONSES)
+    @app.get("/v1/artworks/{artwork_id}/similar", tags=["search"], responses=_STORED_ROUTE_ERRORS)
     async def similar(request: Request, artwork_id: ARTWORK_ID, options: options_from_query) -> JSONResponse:
         """Artworks related to one already in the catalogue, from its stored descriptor (no re-encoding);
         the artwork itself is left out and its artist is the source artist unless `source_artist` is set."""
@@ -105,7 +104,7 @@ def install_search_routes(app: FastAPI, config: GatewayConfig) -> None:
         query = await stored_vector(downstream, artwork_id, timer, request_id_var.get())
         return JSONResponse(await run_search(downstream, query, options, config, timer, request_id_var.get()))
 
-    @app.get("/v1/artworks/{artwork_id}", tags=["artworks"], responses=_ERROR_RESPONSES)
+    @app.get("/v1/artworks/{artwork_id}", tags=["artworks"], responses=_STORED_ROUTE_ERRORS)
     async def artwork(request: Request, artwork_id: ARTWORK_ID) -> JSONResponse:
         """Public metadata of one artwork."""
         found = await stored_artwork(request.app.state.downstream, artwork_id, request_id_var.get())
@@ -115,7 +114,7 @@ def install_search_routes(app: FastAPI, config: GatewayConfig) -> None:
         "/v1/predict-style",
         tags=["search"],
         openapi_extra=_image_request_body(StyleUrlRequest, search_params=False),
-        responses=_ERROR_RESPONSES,
+        responses=_IMAGE_ROUTE_ERRORS,
     )
     async def predict_style(request: Request) -> JSONResponse:
         """The style of a picture: a similarity-weighted vote of its nearest catalogue artworks' style
@@ -206,24 +205,18 @@ def _image_request_body(url_model: type[BaseModel], *, search_params: bool) -> d
     }
 
 
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            "required": ["code", "message"],
-        }
+_IMAGE_ROUTE_ERRORS = error_responses(
+    400,
+    413,
+    415,
+    422,
+    429,
+    503,
+    notes={
+        400: "Bad image (empty, unreadable) or an image URL that is refused or cannot be fetched",
+        413: "Request body or image too large (bytes or pixels)",
+        415: "Not multipart/form-data nor JSON, or not an image in an accepted format",
+        429: "The encoder is busy: retry after Retry-After seconds",
     },
-}
-_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"description": text, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
-    for status, text in [
-        (400, "Bad image or URL"),
-        (404, "Unknown artwork"),
-        (413, "Image too large (bytes or pixels)"),
-        (415, "Not an accepted image format"),
-        (422, "Invalid parameter, or the URL could not be fetched"),
-        (503, "A required service is unavailable; retry after Retry-After seconds"),
-    ]
-}
+)
+_STORED_ROUTE_ERRORS = error_responses(404, 422, 503, notes={404: "Unknown artwork"})

@@ -2,8 +2,10 @@
 generated requests (valid and invalid) to every operation of a real stack (four processes, the demo
 catalogue ingested), with an admin API key so write routes are exercised past their key check.
 
-Checks: no 5xx, and every answer whose status the schema declares matches the declared body schema.
-Afterwards every process is still running and the stack is ready. Bounded and reproducible:
+Checks: no 5xx; every answer's status is one the schema declares for its operation (errors included: each
+route declares the statuses it can answer), its content type and body match the declaration (errors: the
+shared ErrorBody, {"error": {"code", "message"}}), and declared headers are there (Retry-After on 429 and
+503). Afterwards every process is still running and the stack is ready. Bounded and reproducible:
 MAX_EXAMPLES per operation, derandomized (the same requests on every run), no example database."""
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ from hypothesis import strategies as st
 from PIL import Image
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.file_samples import FILE_SAMPLES
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from artsearch.catalogue.folder import load_catalogue
 from artsearch.config import Env
@@ -131,6 +138,14 @@ def test_the_running_gateway_serves_the_fuzzed_schema(stack: ServiceStack) -> No
     assert served == OPENAPI
 
 
+CONFORMANCE = [
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
+
+
 @schema.parametrize()
 @settings(
     max_examples=MAX_EXAMPLES,
@@ -140,13 +155,46 @@ def test_the_running_gateway_serves_the_fuzzed_schema(stack: ServiceStack) -> No
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=list(HealthCheck),
 )
-def test_no_server_error_and_answers_match_the_schema(case: schemathesis.Case, stack: ServiceStack) -> None:
+def test_no_server_error_and_every_answer_matches_the_schema(
+    case: schemathesis.Case, stack: ServiceStack
+) -> None:
     case.call_and_validate(
         base_url=stack.settings.gateway_url,
         headers={"X-API-Key": ADMIN_KEY},
-        checks=[not_a_server_error, response_schema_conformance],
+        checks=[not_a_server_error, *CONFORMANCE],
         timeout=REQUEST_TIMEOUT_S,
     )
+
+
+def test_answers_given_before_a_route_runs_match_the_schema_too(stack: ServiceStack) -> None:
+    """The fuzzer sends a valid key and small bodies; these are the middlewares' answers: 401 for every
+    key-guarded operation without a key or with a wrong one, 413 for a body over the upload limit."""
+    guarded = [
+        (path, method.upper())
+        for path, operations in OPENAPI["paths"].items()
+        for method, operation in operations.items()
+        if "401" in operation["responses"]
+    ]
+    assert len(guarded) >= 7
+    for path, method in guarded:
+        parameters = {"artwork_id": "x"} if "{artwork_id}" in path else None
+        case = schema[path][method].Case(path_parameters=parameters)
+        for headers in ({}, {"X-API-Key": "wrong"}):
+            response = case.call(
+                base_url=stack.settings.gateway_url, headers=headers, timeout=REQUEST_TIMEOUT_S
+            )
+            assert response.status_code == 401, (method, path, response.text)
+            case.validate_response(response, checks=CONFORMANCE)
+    too_large = b"\0" * (20 * 1024 * 1024 + 64 * 1024 + 1)  # MAX_UPLOAD_BYTES (default) + margin + 1
+    for path in ("/v1/search", "/v1/predict-style"):
+        response = httpx.post(
+            f"{stack.settings.gateway_url}{path}",
+            content=too_large,
+            headers={"Content-Type": "multipart/form-data; boundary=x"},
+            timeout=REQUEST_TIMEOUT_S,
+        )
+        assert response.status_code == 413, response.text
+        schema[path]["POST"].Case().validate_response(response, checks=CONFORMANCE)
 
 
 def test_every_service_is_still_up_after_fuzzing(stack: ServiceStack) -> None:

@@ -4,9 +4,11 @@ against real in-process encoder (onnxruntime, the exported model), search (embed
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +17,9 @@ import httpx
 import numpy as np
 import pytest
 import pytest_asyncio
+import uvicorn
 from PIL import Image, ImageDraw
+from starlette.types import ASGIApp, Message
 
 from artsearch.config import Env
 from artsearch.grpc_client import open_channel
@@ -192,6 +196,207 @@ async def test_each_key_is_rate_limited_with_retry_after(addresses):
         assert_error(await http.get("/v1/artworks", headers={"X-API-Key": "wrong"}), 401, "unauthorized")
 
 
+# ---- keys are checked from the headers, before any body byte is read -----------------------------------
+
+
+class EndlessUpload:
+    """An ASGI receive callable with an endless chunked body, from a client that hangs up once it has an
+    answer; counts the bytes the app took before answering."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+        self.answered = False
+
+    async def __call__(self) -> Message:
+        if self.answered:
+            return {"type": "http.disconnect"}
+        self.taken += 1 << 20
+        return {"type": "http.request", "body": b"\0" * (1 << 20), "more_body": True}
+
+
+async def call_asgi(
+    app: ASGIApp, method: str, path: str, headers: dict[str, str], receive: EndlessUpload
+) -> Message:
+    """Sends one request straight to the app; the answer's start message, with its body."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 1),
+        "server": ("gateway", 80),
+    }
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        receive.answered = True
+        sent.append(message)
+
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    return {**sent[0], "body": b"".join(m.get("body", b"") for m in sent[1:])}
+
+
+ENDLESS = {"Transfer-Encoding": "chunked", "Content-Type": "multipart/form-data; boundary=b"}
+GUARDED = [
+    ("POST", "/v1/artworks"),
+    ("POST", "/v1/artworks/batch"),
+    ("PATCH", "/v1/artworks/some-id"),
+    ("DELETE", "/v1/artworks/some-id"),
+    ("POST", "/v1/artists"),
+    ("POST", "/v1/influences"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), GUARDED)
+@pytest.mark.parametrize(
+    ("configured", "headers", "status", "code"),
+    [
+        (True, {}, 401, "unauthorized"),
+        (True, {"X-API-Key": "wrong"}, 401, "unauthorized"),
+        (True, {"Authorization": f"Bearer {KEY}x"}, 401, "unauthorized"),
+        (False, AUTH, 403, "admin_disabled"),
+    ],
+)
+async def test_a_refused_key_is_answered_before_any_body_byte_is_read(
+    addresses, method, path, configured, headers, status, code
+):
+    keys = {"ADMIN_API_KEYS": key_entry("curator", KEY)} if configured else {}
+    app = create_app(GatewayConfig.from_env(Env({**addresses, **keys})))
+    upload = EndlessUpload()
+    answer = await call_asgi(app, method, path, {**ENDLESS, **headers}, upload)
+    assert answer["status"] == status
+    assert json.loads(answer["body"])["error"]["code"] == code
+    answer_headers = dict(answer["headers"])
+    assert answer_headers[b"connection"] == b"close"  # the endless rest is not drained either
+    assert b"x-request-id" in answer_headers  # answered inside the request context: logged and counted
+    assert upload.taken == 0
+
+
+async def test_a_rate_limited_key_is_answered_before_the_body_and_a_request_takes_one_token(addresses):
+    env = {**addresses, "SEARCH_COLLECTION": COLLECTION}
+    env |= {"ADMIN_API_KEYS": key_entry("curator", KEY), "ADMIN_RATE_LIMIT_BURST": "2"}
+    app = create_app(GatewayConfig.from_env(Env(env | {"ADMIN_RATE_LIMIT_PER_MIN": "1"})))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            # Two requests, two tokens: the key check of the middleware and of the route count once.
+            assert (await http.get("/v1/artworks", headers=AUTH)).status_code == 200
+            assert (await http.get("/v1/artworks", headers=AUTH)).status_code == 200
+        upload = EndlessUpload()
+        answer = await call_asgi(app, "POST", "/v1/artworks", {**ENDLESS, **AUTH}, upload)
+    assert answer["status"] == 429 and upload.taken == 0
+    assert int(dict(answer["headers"])[b"retry-after"]) >= 1
+
+
+@asynccontextmanager
+async def served(app: ASGIApp) -> AsyncIterator[tuple[str, int]]:
+    """The app behind a real uvicorn server on a free port of 127.0.0.1, in this event loop."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        for _ in range(500):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.01)
+        assert server.started, "uvicorn did not start"
+        yield sock.getsockname()
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """The head and the body of one HTTP answer (the body by its Content-Length)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return head, await reader.readexactly(length)
+
+
+@pytest.fixture
+async def real_server(addresses) -> AsyncIterator[tuple[str, int]]:
+    """The gateway behind uvicorn, small limits: 100 kB images, batches of 2."""
+    env = {**addresses, "SEARCH_COLLECTION": COLLECTION, "ENCODE_TIMEOUT_S": "60"}
+    env |= {"ADMIN_API_KEYS": key_entry("curator", KEY), "ADMIN_RATE_LIMIT_BURST": "1000"}
+    env |= {"MAX_UPLOAD_BYTES": "100000", "ADMIN_MAX_BATCH_ITEMS": "2"}
+    async with served(create_app(GatewayConfig.from_env(Env(env)))) as address:
+        yield address
+
+
+async def test_a_real_server_answers_a_wrong_key_from_the_headers_alone(real_server):
+    """Only the request head is sent (declaring a 150 kB body, under the limit): a wrong key is answered
+    at once; with the right key the server waits for the body, which is what a wrong key used to get."""
+    answers = {}
+    for key in ("wrong", KEY):
+        reader, writer = await asyncio.open_connection(*real_server)
+        writer.write(
+            b"POST /v1/artworks HTTP/1.1\r\nHost: gateway\r\nX-API-Key: %s\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 150000\r\n\r\n" % key.encode()
+        )
+        await writer.drain()
+        try:
+            answers[key] = await asyncio.wait_for(read_answer(reader), 2 if key == KEY else 10)
+        except TimeoutError:
+            answers[key] = None
+        writer.close()
+    head, body = answers["wrong"]
+    assert head.startswith(b"HTTP/1.1 401 ")
+    assert json.loads(body)["error"] == {"code": "unauthorized", "message": "the API key is not valid"}
+    assert answers[KEY] is None
+
+
+def chunked_multipart(data: dict[str, str], files: list, piece: int = 16 * 1024):
+    """Headers and an async body of a multipart request that httpx sends chunked (no Content-Length)."""
+    request = httpx.Request("POST", "http://gateway/", data=data, files=files)
+    encoded = request.read()
+
+    async def body() -> AsyncIterator[bytes]:
+        for start in range(0, len(encoded), piece):
+            yield encoded[start : start + piece]
+
+    return {"Content-Type": request.headers["Content-Type"]}, body()
+
+
+async def test_chunked_uploads_within_the_limits_are_added_and_larger_ones_refused(real_server, search):
+    url = "http://{}:{}".format(*real_server)
+    big = painting(40) + b"\0" * 150_000  # a PNG with trailing bytes: over the 100 kB image limit
+    async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=60) as http:
+        headers, body = chunked_multipart(
+            {"id": "chunked-one", "title": "Chunked"}, [("image", ("a.png", painting(41)))]
+        )
+        added = await http.post("/v1/artworks", headers=headers, content=body)
+        assert added.status_code == 201, added.text
+        headers, body = chunked_multipart({"title": "Too big"}, [("image", ("a.png", big))])
+        assert_error(await http.post("/v1/artworks", headers=headers, content=body), 413, "too_large")
+        # The batch route's limit is 2 images' worth: the same large picture gets to the route, which
+        # rejects that image alone; a batch body over the limit is refused whole.
+        metadata = [
+            {"filename": "b1.png", "id": "chunked-b1", "title": "B1"},
+            {"filename": "big.png", "title": "Big"},
+        ]
+        files = [("images", ("b1.png", painting(42))), ("images", ("big.png", big))]
+        headers, body = chunked_multipart({"metadata": json.dumps(metadata)}, files)
+        batch = await http.post("/v1/artworks/batch", headers=headers, content=body)
+        assert batch.status_code == 200, batch.text
+        assert (batch.json()["added"], batch.json()["rejected"]) == (1, 1)
+        files = [("images", (f"b{i}.png", big)) for i in range(3)]
+        headers, body = chunked_multipart({"metadata": "[]"}, files)
+        assert_error(await http.post("/v1/artworks/batch", headers=headers, content=body), 413, "too_large")
+    assert {"chunked-one", "chunked-b1"} <= set(await stored(search, "chunked-one", "chunked-b1"))
+
+
 # ---- artworks -----------------------------------------------------------------------------------------
 
 
@@ -311,6 +516,17 @@ async def test_a_failed_upsert_leaves_no_image_file_behind(addresses, search, tm
     assert files_under(tmp_path) == []
     reply = await search.Get(search_pb2.GetRequest(collection="fourdims", ids=["never-stored"]), timeout=10)
     assert list(reply.missing_ids) == ["never-stored"]
+
+
+async def test_an_image_store_that_cannot_be_written_is_a_503_with_retry_after(addresses, search, tmp_path):
+    """Fault: the catalogue's folder under IMAGE_ROOT is a file, so the image cannot be written."""
+    (tmp_path / "blocked").write_text("not a folder")
+    settings = {"ADMIN_API_KEYS": key_entry("curator", KEY), "IMAGE_ROOT": str(tmp_path)}
+    async with gateway(addresses, **settings) as http:
+        response = await add(http, painting(27), id="never-written", title="Unwritten", catalogue="blocked")
+    assert_error(response, 503, "image_storage_unavailable")
+    assert int(response.headers["Retry-After"]) >= 1
+    assert "never-written" not in await stored(search, "never-written")
 
 
 async def test_an_influence_outage_still_stores_the_artwork_marked_degraded(addresses, search):

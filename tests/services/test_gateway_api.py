@@ -495,3 +495,43 @@ async def test_openapi_documents_both_request_bodies(client):
     similar = spec["paths"]["/v1/artworks/{artwork_id}/similar"]["get"]
     assert names <= {p["name"] for p in similar["parameters"]}
     assert "application/json" in spec["paths"]["/v1/predict-style"]["post"]["requestBody"]["content"]
+
+
+def resolve(spec: dict, schema: dict) -> dict:
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+async def test_openapi_declares_our_error_body_for_every_error_answer(client):
+    spec = (await client.get("/openapi.json")).json()
+    assert "HTTPValidationError" not in str(spec)  # FastAPI's default 422 body; ours is ErrorBody
+    error_body = spec["components"]["schemas"]["ErrorBody"]
+    assert error_body["required"] == ["error"]
+    assert resolve(spec, error_body["properties"]["error"])["required"] == ["code", "message"]
+    errors_by_route = {}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            statuses = set()
+            for status, response in operation["responses"].items():
+                if path == "/readyz" or not status.startswith(("4", "5")):
+                    continue
+                statuses.add(int(status))
+                schema = resolve(spec, response["content"]["application/json"]["schema"])
+                assert {"code", "message"} <= set(resolve(spec, schema["properties"]["error"])["properties"])
+                if status in ("429", "503"):
+                    assert response["headers"]["Retry-After"]["required"] is True, (method, path, status)
+            errors_by_route[f"{method.upper()} {path}"] = statuses
+    assert {422, 503} <= errors_by_route["GET /v1/artworks/{artwork_id}/similar"]
+    assert {400, 413, 415, 422, 429, 503} <= errors_by_route["POST /v1/search"]
+    assert {400, 401, 403, 409, 413, 415, 422, 429, 503} <= errors_by_route["POST /v1/artworks"]
+    for route in ("POST /v1/artworks/batch", "PATCH /v1/artworks/{artwork_id}", "POST /v1/influences"):
+        assert {401, 403, 413, 429} <= errors_by_route[route]
+
+
+async def test_an_unavailable_encoder_is_a_503_with_retry_after(services):
+    """Fault: nothing listens at the encoder address."""
+    async with _serve(create_app(gateway_config(services, ENCODER_ADDR="127.0.0.1:1"))) as http:
+        reply = await upload(http, png_header_only(8, 8))
+    assert_error(reply, 503, "encoder_unavailable")
+    assert int(reply.headers["Retry-After"]) >= 1
