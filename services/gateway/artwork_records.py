@@ -18,7 +18,7 @@ from pathlib import Path
 from artsearch.artists import normalise_name
 from artsearch.v1 import common_pb2
 from services.gateway.errors import ApiError
-from services.gateway.links import artwork_links
+from services.gateway.explain import artwork_json as public_artwork_json
 
 # Ids of artworks added here become file names and URL path segments: keep them plain.
 NEW_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -165,18 +165,7 @@ def new_artwork(
 
 def artwork_json(artwork: common_pb2.Artwork) -> dict[str, object]:
     """A stored record as the admin API shows it: the public metadata and the record's extra fields."""
-    return {
-        "id": artwork.id,
-        "title": artwork.title,
-        "artist": artwork.artist or None,
-        "style": artwork.style or None,
-        "genre": artwork.genre or None,
-        "year": artwork.year or None,
-        "catalogue": artwork.catalogue or None,
-        "image_uri": artwork.image_uri or None,
-        **artwork_links(artwork.id),
-        "extra": dict(sorted(artwork.extra.items())),
-    }
+    return {**public_artwork_json(artwork), "extra": dict(sorted(artwork.extra.items()))}
 
 
 # ---- image files ------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from artsearch.config import ConfigError, Env
 from artsearch.descriptor import unit_rows
 from artsearch.jsonlog import request_id_var
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
-from services.gateway.errors import ApiError
+from services.gateway.errors import ApiError, error_doc
 from services.gateway.explain import artwork_json
 
 log = logging.getLogger(__name__)
@@ -360,31 +360,6 @@ def members_json(
 # ---- routes ----------------------------------------------------------------------------------------
 
 
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            "required": ["code", "message"],
-        }
-    },
-    "required": ["error"],
-}
-
-
-def _error_doc(description: str, code: str, message: str) -> dict[str, object]:
-    return {
-        "description": description,
-        "content": {
-            "application/json": {
-                "schema": _ERROR_SCHEMA,
-                "example": {"error": {"code": code, "message": message}},
-            }
-        },
-    }
-
-
 _EXAMPLE_ARTWORK = {
     "id": "van-gogh-the-night-cafe",
     "title": "The Night Café",
@@ -431,15 +406,19 @@ _MEMBERS_EXAMPLE = {
     "cached": True,
 }
 _COMMON_ERRORS: dict[int | str, dict[str, object]] = {
-    422: _error_doc(
+    422: error_doc(
+        422,
         "Invalid parameter, or a catalogue larger than CLUSTER_MAX_ARTWORKS",
-        "catalogue_too_large",
-        "the catalogue holds 25000 artworks; clusters are computed for at most 20000 (CLUSTER_MAX_ARTWORKS)",
+        (
+            "catalogue_too_large",
+            "the catalogue holds 25000 artworks; clusters are computed for at most 20000 "
+            "(CLUSTER_MAX_ARTWORKS)",
+        ),
     ),
-    503: _error_doc(
+    503: error_doc(
+        503,
         "The search service is unavailable; retry after Retry-After seconds",
-        "search_unavailable",
-        "the search service is unavailable, retry shortly",
+        ("search_unavailable", "the search service is unavailable, retry shortly"),
     ),
 }
 
@@ -478,8 +457,10 @@ def install_cluster_routes(app: FastAPI, settings: ClusterSettings) -> None:
         tags=["clusters"],
         responses={
             200: _ok("One page of the cluster's artworks, nearest its centre first", _MEMBERS_EXAMPLE),
-            404: _error_doc(
-                "No such cluster in this clustering", "cluster_not_found", "no cluster 12 among 12 clusters"
+            404: error_doc(
+                404,
+                "No such cluster in this clustering",
+                ("cluster_not_found", "no cluster 12 among 12 clusters"),
             ),
             **_COMMON_ERRORS,
         },

@@ -67,16 +67,21 @@ def error_responses(
 ) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for these error statuses: each the ErrorBody schema (Retry-After on 429/503)."""
     notes = notes or {}
-    responses: dict[int | str, dict[str, Any]] = {}
-    for status in sorted(set(statuses)):
-        response: dict[str, Any] = {
-            "model": ErrorBody,
-            "description": notes.get(status, ERROR_STATUSES[status]),
-        }
-        if status in RETRY_STATUSES:
-            response["headers"] = _RETRY_AFTER_HEADER
-        responses[status] = response
-    return responses
+    return {status: error_doc(status, notes.get(status)) for status in sorted(set(statuses))}
+
+
+def error_doc(
+    status: int, description: str | None = None, example: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """One error status's OpenAPI response: the ErrorBody schema, an example (code, message) when given,
+    and Retry-After on 429/503."""
+    response: dict[str, Any] = {"model": ErrorBody, "description": description or ERROR_STATUSES[status]}
+    if example is not None:
+        code, message = example
+        response["content"] = {"application/json": {"example": {"error": {"code": code, "message": message}}}}
+    if status in RETRY_STATUSES:
+        response["headers"] = _RETRY_AFTER_HEADER
+    return response
 
 
 def with_error_body(openapi: dict[str, Any]) -> dict[str, Any]:

@@ -28,12 +28,14 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from artsearch.config import ConfigError, Env
-from services.gateway.errors import ApiError
+from services.gateway.errors import ApiError, error_doc
 from services.gateway.media import etag_matches
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PICTURE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.png", re.IGNORECASE)
 MAX_PICTURES = 200
+NOT_CONFIGURED_CODE = "evaluation_not_configured"
+NOT_CONFIGURED_MESSAGE = "evaluation pictures not configured: EVALUATION_DIR is not set"
 # Display names of the evaluation's data sets in the picture file names.
 _SET_NAMES = {
     "gcompris": "GCompris paintings",
@@ -133,29 +135,10 @@ def list_pictures(directory: Path) -> list[Picture]:
 
 def _configured(settings: EvaluationPictureSettings) -> Path:
     if settings.directory is None:
-        raise ApiError(
-            404, "evaluation_not_configured", "evaluation pictures not configured: EVALUATION_DIR is not set"
-        )
+        raise ApiError(404, NOT_CONFIGURED_CODE, NOT_CONFIGURED_MESSAGE)
     return settings.directory
 
 
-_ERROR = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            "required": ["code", "message"],
-        }
-    },
-    "required": ["error"],
-}
-_NOT_CONFIGURED = {
-    "error": {
-        "code": "evaluation_not_configured",
-        "message": "evaluation pictures not configured: EVALUATION_DIR is not set",
-    }
-}
 _LIST_EXAMPLE = {
     "pictures": [
         {
@@ -189,10 +172,7 @@ def install_evaluation_picture_routes(app: FastAPI, settings: EvaluationPictureS
                 "description": "The evaluation's pictures",
                 "content": {"application/json": {"example": _LIST_EXAMPLE}},
             },
-            404: {
-                "description": "EVALUATION_DIR is not set",
-                "content": {"application/json": {"schema": _ERROR, "example": _NOT_CONFIGURED}},
-            },
+            404: error_doc(404, "EVALUATION_DIR is not set", (NOT_CONFIGURED_CODE, NOT_CONFIGURED_MESSAGE)),
         },
     )
     async def evaluation_pictures() -> JSONResponse:
@@ -208,17 +188,11 @@ def install_evaluation_picture_routes(app: FastAPI, settings: EvaluationPictureS
         responses={
             200: {"content": {"image/png": {}}, "description": "The PNG file"},
             304: {"description": "Not modified: If-None-Match matched the ETag"},
-            404: {
-                "description": "No such picture, or EVALUATION_DIR is not set",
-                "content": {
-                    "application/json": {
-                        "schema": _ERROR,
-                        "example": {
-                            "error": {"code": "picture_not_found", "message": "no evaluation picture 'x.png'"}
-                        },
-                    }
-                },
-            },
+            404: error_doc(
+                404,
+                "No such picture, or EVALUATION_DIR is not set",
+                ("picture_not_found", "no evaluation picture 'x.png'"),
+            ),
         },
     )
     async def evaluation_picture(

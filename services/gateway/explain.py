@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from artsearch.style_vote import StylePrediction
 from artsearch.v1 import common_pb2, influence_pb2
 from services.gateway.fusion import FusionParams, RankedCandidate
-from services.gateway.links import artwork_links
 
 # How the source artist was chosen.
 EXPLICIT = "explicit"  # the client named it
@@ -46,6 +46,15 @@ def artwork_json(artwork: common_pb2.Artwork) -> dict[str, object]:
         "catalogue": artwork.catalogue or None,
         "image_uri": artwork.image_uri or None,
         **artwork_links(artwork.id),
+    }
+
+
+def artwork_links(artwork_id: str) -> dict[str, str]:
+    """`image_url` and `thumbnail_url` of one artwork; the id is quoted (ids may hold '/', '?', '#')."""
+    quoted = quote(artwork_id, safe="")
+    return {
+        "image_url": f"/v1/artworks/{quoted}/image",
+        "thumbnail_url": f"/v1/artworks/{quoted}/thumbnail",
     }
 
 

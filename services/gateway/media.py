@@ -260,30 +260,20 @@ def cache_headers(settings: MediaSettings, etag: str) -> dict[str, str]:
 
 
 IMAGE_CONTENT_TYPES = sorted({content_type for _, _, content_type in _SIGNATURES})
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            "required": ["code", "message"],
-        }
-    },
-    "required": ["error"],
-}
-
-
-def _error_doc(description: str) -> dict[str, object]:
-    return {"description": description, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
-
-
 _COMMON_RESPONSES: dict[int | str, dict[str, object]] = {
     304: {"description": "Not modified: If-None-Match matched the ETag"},
     307: {"description": "Redirect to the artwork's http(s) image URL"},
-    403: _error_doc("The artwork's image path points outside IMAGE_ROOT"),
-    404: _error_doc("Unknown artwork; missing, unreadable or non-image file; or IMAGE_ROOT not set"),
-    422: _error_doc("Invalid parameter"),
-    503: _error_doc("The search service is unavailable; retry after Retry-After seconds"),
+    **error_responses(
+        403,
+        404,
+        422,
+        503,
+        notes={
+            403: "The artwork's image path points outside IMAGE_ROOT",
+            404: "Unknown artwork; missing, unreadable or non-image file; or IMAGE_ROOT not set",
+            503: "The search service is unavailable; retry after Retry-After seconds",
+        },
+    ),
 }
 
 ArtworkId = Annotated[
@@ -305,13 +295,6 @@ def install_media_routes(app: FastAPI, settings: MediaSettings) -> None:
         responses={
             200: {"content": {t: {} for t in IMAGE_CONTENT_TYPES}, "description": "The image file"},
             **_COMMON_RESPONSES,
-            **error_responses(
-                403,
-                404,
-                422,
-                503,
-                notes={s: str(r["description"]) for s, r in _COMMON_RESPONSES.items() if isinstance(s, int)},
-            ),
         },
     )
     async def artwork_image(request: Request, artwork_id: ArtworkId) -> Response:
@@ -334,13 +317,6 @@ def install_media_routes(app: FastAPI, settings: MediaSettings) -> None:
         responses={
             200: {"content": {"image/jpeg": {}}, "description": "A JPEG thumbnail"},
             **_COMMON_RESPONSES,
-            **error_responses(
-                403,
-                404,
-                422,
-                503,
-                notes={s: str(r["description"]) for s, r in _COMMON_RESPONSES.items() if isinstance(s, int)},
-            ),
         },
     )
     async def artwork_thumbnail(
