@@ -45,6 +45,10 @@ MAX_ENCODE_IMAGES = 64
 MAX_ENCODE_BYTES = 32 * 1024 * 1024
 
 
+# The influence service takes at most 1000 names per call (services/influence/server.py MAX_NAMES).
+ARTISTS_PER_CALL = 1000
+
+
 class ServiceFailed(RuntimeError):
     """A service kept failing (or refused a request it should take); ingest cannot go on."""
 
@@ -107,13 +111,27 @@ class IngestServices:
         return reply.upserted
 
     async def add_artists(self, names: Sequence[str]) -> int:
-        if not names:
+        """Adds the artists the graph does not know yet; how many those were. Counted from a lookup first,
+        not from AddArtists' answer: a call retried after a lost answer would find them already added."""
+        added = 0
+        for start in range(0, len(names), ARTISTS_PER_CALL):
+            added += await self._add_new_artists(names[start : start + ARTISTS_PER_CALL])
+        return added
+
+    async def _add_new_artists(self, names: Sequence[str]) -> int:
+        lookup = influence_pb2.GetArtistsRequest(names=list(names))
+        known = await self._call(
+            "influence GetArtists", lambda: self.influence.GetArtists(lookup, timeout=self.timeout_s)
+        )
+        if not known.missing:
             return 0
-        request = influence_pb2.AddArtistsRequest(artists=[influence_pb2.Artist(name=n) for n in names])
-        reply = await self._call(
+        request = influence_pb2.AddArtistsRequest(
+            artists=[influence_pb2.Artist(name=n) for n in known.missing]
+        )
+        await self._call(
             "influence AddArtists", lambda: self.influence.AddArtists(request, timeout=self.timeout_s)
         )
-        return reply.artists_added
+        return len(known.missing)
 
     async def encode_all(self, images: Sequence[bytes]) -> list[Encoded]:
         """Every image encoded or rejected with the encoder's reason, in requests within the limits."""
