@@ -206,6 +206,12 @@ def _raw_session(model_path: Path, intra_op_threads: int, *, spinning: bool) -> 
 # ----------------------------------------------------------------------------------- service process
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class EncoderProcess:
     """`python -m services.encoder` on a free loopback port, with the caller's BATCH_*/ORT_* settings."""
 
@@ -245,8 +251,7 @@ class EncoderProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the service process, all its threads."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.process.pid)
 
     def memory_mb(self) -> dict[str, float]:
         """VmRSS (resident now) and VmHWM (peak resident) in MB."""

@@ -46,6 +46,7 @@ from bench.encoder import (
     decode_batch,
     machine,
     percentile,
+    process_cpu_seconds,
 )
 from services.encoder.backends import EmbeddingModelInfo
 
@@ -82,8 +83,12 @@ class LevelRecord:
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
     timings_ms: dict[str, list[float]] = field(default_factory=dict)
+    # CPU seconds each service process spent during the level (warm-up included), and calls it answered.
+    service_cpu_s: dict[str, float] = field(default_factory=dict)
+    calls: int = 0
 
     def record(self, started: float, finished: float, reply: httpx.Response | Exception) -> None:
+        self.calls += 1
         if not (self.measure_from <= started and finished <= self.measure_until):
             return
         self.completed += 1
@@ -105,6 +110,9 @@ class LevelRecord:
             "p99_ms": round(percentile(self.latencies_ms, 99), 2),
             "errors": self.errors,
         }
+
+    def cpu_ms_per_query(self) -> dict[str, float]:
+        return {name: round(s * 1000.0 / max(1, self.calls), 2) for name, s in self.service_cpu_s.items()}
 
 
 # ------------------------------------------------------------------------------------------ the catalogue
@@ -170,7 +178,11 @@ def _synthetic_artwork(
 
 
 async def run_level(
-    client: httpx.AsyncClient, queries: Sequence[bytes], settings: LoadSettings, concurrency: int
+    stack: ServiceStack,
+    client: httpx.AsyncClient,
+    queries: Sequence[bytes],
+    settings: LoadSettings,
+    concurrency: int,
 ) -> LevelRecord:
     started = time.perf_counter()
     record = LevelRecord(
@@ -193,8 +205,14 @@ async def run_level(
                 reply = error
             record.record(began, time.perf_counter(), reply)
 
+    cpu_before = _service_cpu(stack)
     await asyncio.gather(*(caller() for _ in range(concurrency)))
+    record.service_cpu_s = {name: _service_cpu(stack)[name] - cpu_before[name] for name in cpu_before}
     return record
+
+
+def _service_cpu(stack: ServiceStack) -> dict[str, float]:
+    return {name: process_cpu_seconds(process.pid) for name, process in stack.processes.items()}
 
 
 async def measure(
@@ -206,7 +224,7 @@ async def measure(
     async with httpx.AsyncClient(base_url=stack.settings.gateway_url, timeout=60, limits=limits) as client:
         for concurrency in settings.concurrencies:
             print(f"  concurrency {concurrency} ...", flush=True)
-            records.append(await run_level(client, queries, settings, concurrency))
+            records.append(await run_level(stack, client, queries, settings, concurrency))
             calls += records[-1].completed
             cpu_before_raw = time.process_time()
             yardstick.sample(settings.raw_seconds / (len(settings.concurrencies) + 1))
@@ -238,6 +256,7 @@ def build_report(
         "error_samples": [sample for record in records for sample in record.error_samples],
         "artworks": collection,
         "client_cpu_ms_per_query": round(client_cpu_ms, 2),
+        "service_cpu_ms_per_query": {str(r.concurrency): r.cpu_ms_per_query() for r in records},
         "settings": {
             "k": settings.k,
             "pool": settings.pool,
