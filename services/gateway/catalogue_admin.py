@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
@@ -82,8 +82,15 @@ class ArtworkPatch(BaseModel):
 
 
 def install_catalogue_routes(app: FastAPI, settings: AdminSettings, require_admin: RequireAdmin) -> None:
+    """GET/POST /v1/artworks, POST /v1/artworks/batch, PATCH/DELETE /v1/artworks/{id}: all need a key."""
     admin = Annotated[str, Depends(require_admin)]
     limits = ImageLimits(app.state.config.max_upload_bytes, settings.max_image_pixels)
+    _install_listing(app, admin)
+    _install_additions(app, settings, admin, limits)
+    _install_edits(app, settings, admin)
+
+
+def _install_listing(app: FastAPI, admin: Any) -> None:
 
     @app.get("/v1/artworks", tags=["admin"], responses=error_responses(*ADMIN_STATUSES, 400, 422, 503))
     async def list_artworks(
@@ -113,6 +120,8 @@ def install_catalogue_routes(app: FastAPI, settings: AdminSettings, require_admi
             }
         )
 
+
+def _install_additions(app: FastAPI, settings: AdminSettings, admin: Any, limits: ImageLimits) -> None:
     @app.post(
         "/v1/artworks",
         tags=["admin"],
@@ -186,6 +195,8 @@ def install_catalogue_routes(app: FastAPI, settings: AdminSettings, require_admi
         batch = _Batch(Services(request), settings, limits, owner, replace)
         return JSONResponse(await batch.run(images, _metadata_entries(metadata)))
 
+
+def _install_edits(app: FastAPI, settings: AdminSettings, admin: Any) -> None:
     @app.patch(
         "/v1/artworks/{artwork_id}",
         tags=["admin"],
