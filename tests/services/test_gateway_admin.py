@@ -18,21 +18,15 @@ import numpy as np
 import pytest
 import pytest_asyncio
 import uvicorn
+from gateway_support import gateway_client, in_process_services
 from PIL import Image, ImageDraw
 from starlette.types import ASGIApp, Message
 
 from artsearch.config import Env
 from artsearch.grpc_client import open_channel
-from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import search_pb2, search_pb2_grpc
-from services.encoder.backends import OnnxRuntimeBackend
-from services.encoder.server import EncoderService, encoder_registration
 from services.gateway.app import create_app
 from services.gateway.config import GatewayConfig
-from services.influence.config import InfluenceConfig, open_influence_graph
-from services.influence.server import InfluenceServicer, registration
-from services.search.edge_store import EdgeArtworkStore
-from services.search.server import SearchService, search_registration
 
 KEY, OTHER_KEY = "curator-secret-key", "second-secret-key"
 COLLECTION = "admintest"
@@ -61,32 +55,15 @@ AUTH = {"X-API-Key": KEY}
 async def addresses(
     model_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[dict[str, str]]:
-    encoder = EncoderService(OnnxRuntimeBackend(model_path), max_batch_images=8, max_image_pixels=50_000_000)
-    store = await EdgeArtworkStore.open(tmp_path_factory.mktemp("admin-search") / "edge")
-    graph_config = InfluenceConfig(state_dir=tmp_path_factory.mktemp("admin-influence"), default_max_hops=10)
-    graph = await open_influence_graph(graph_config)
-    servers = {
-        "ENCODER_ADDR": GrpcServiceServer([encoder_registration(encoder)]),
-        "SEARCH_ADDR": GrpcServiceServer([search_registration(SearchService(store))]),
-        "INFLUENCE_ADDR": GrpcServiceServer([registration(InfluenceServicer(graph, 10))]),
-    }
-    ports = {name: await server.start() for name, server in servers.items()}
-    yield {name: f"127.0.0.1:{port}" for name, port in ports.items()}
-    for server in servers.values():
-        await server.stop(0)
-    await encoder.close()
-    await store.close()
-    await graph.close()
+    async with in_process_services(model_path, tmp_path_factory.mktemp("admin"), max_batch_images=8) as found:
+        yield found
 
 
 @asynccontextmanager
 async def gateway(addresses: dict[str, str], **settings: str) -> AsyncIterator[httpx.AsyncClient]:
     env = {**addresses, "SEARCH_COLLECTION": COLLECTION, "ENCODE_TIMEOUT_S": "60", **settings}
-    app = create_app(GatewayConfig.from_env(Env(env)))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client
+    async with gateway_client(create_app(GatewayConfig.from_env(Env(env)))) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

@@ -16,22 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from fastapi import FastAPI
+from gateway_support import gateway_client, gateway_config, in_process_services, ingest_targets
 
 from artsearch.catalogue.folder import Catalogue, load_catalogue
-from artsearch.config import Env
 from artsearch.grpc_client import open_channel
-from artsearch.grpc_server import GrpcServiceServer
-from artsearch.ingest import IngestTargets, ingest_catalogue
+from artsearch.ingest import ingest_catalogue
 from artsearch.v1 import search_pb2, search_pb2_grpc
-from services.encoder.backends import OnnxRuntimeBackend
-from services.encoder.server import EncoderService, encoder_registration
 from services.gateway.app import create_app
-from services.gateway.config import GatewayConfig
-from services.influence.config import InfluenceConfig, open_influence_graph
-from services.influence.server import InfluenceServicer, registration
-from services.search.edge_store import EdgeArtworkStore
-from services.search.server import SearchService, search_registration
 
 pytestmark = pytest.mark.slow
 
@@ -58,26 +49,15 @@ def image_of(catalogue: Catalogue, artwork_id: str) -> bytes:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def services(model_path: Path, catalogue: Catalogue, tmp_path_factory) -> AsyncIterator[str]:
-    """The three services on one in-process gRPC server, the catalogue subset ingested."""
-    store = await EdgeArtworkStore.open(tmp_path_factory.mktemp("search") / "edge")
-    graph = await open_influence_graph(InfluenceConfig(state_dir=tmp_path_factory.mktemp("influence")))
-    encoder = EncoderService(OnnxRuntimeBackend(model_path), max_batch_images=16, max_image_pixels=50_000_000)
-    server = GrpcServiceServer(
-        [
-            encoder_registration(encoder),
-            search_registration(SearchService(store)),
-            registration(InfluenceServicer(graph, 10)),
-        ]
-    )
-    address = f"127.0.0.1:{await server.start()}"
-    report = await ingest_catalogue(catalogue, IngestTargets(address, address, address))
-    assert report.added == len(IDS), report.summary()
-    await _copy_without_styles(address, ["hokusai-poppies", "gauguin-arearea"])
-    yield address
-    await server.stop(0)
-    await store.close()
-    await graph.close()
+async def services(
+    model_path: Path, catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[dict[str, str]]:
+    """The three services in-process, the catalogue subset ingested."""
+    async with in_process_services(model_path, tmp_path_factory.mktemp("services")) as addresses:
+        report = await ingest_catalogue(catalogue, ingest_targets(addresses))
+        assert report.added == len(IDS), report.summary()
+        await _copy_without_styles(addresses["SEARCH_ADDR"], ["hokusai-poppies", "gauguin-arearea"])
+        yield addresses
 
 
 async def _copy_without_styles(address: str, ids: list[str]) -> None:
@@ -90,43 +70,18 @@ async def _copy_without_styles(address: str, ids: list[str]) -> None:
         await stub.Upsert(search_pb2.UpsertRequest(collection=UNLABELLED, items=found.items), timeout=10)
 
 
-def gateway_config(address: str, **env: str) -> GatewayConfig:
-    base = {"ENCODER_ADDR": address, "SEARCH_ADDR": address, "INFLUENCE_ADDR": address}
-    return GatewayConfig.from_env(Env({**base, **env}))
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def client(services: str) -> AsyncIterator[httpx.AsyncClient]:
+async def client(services: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway with URL fetching from 127.0.0.1 allowed (the test image server runs there)."""
-    async with _serve(create_app(gateway_config(services, URL_FETCH_ALLOW_PRIVATE="true"))) as http:
+    async with gateway_client(create_app(gateway_config(services, URL_FETCH_ALLOW_PRIVATE="true"))) as http:
         yield http
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def strict_client(services: str) -> AsyncIterator[httpx.AsyncClient]:
+async def strict_client(services: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway as deployed: private addresses refused."""
-    async with _serve(create_app(gateway_config(services))) as http:
+    async with gateway_client(create_app(gateway_config(services))) as http:
         yield http
-
-
-class _Serve:
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
-
-    async def __aenter__(self) -> httpx.AsyncClient:
-        self._lifespan = self.app.router.lifespan_context(self.app)
-        await self._lifespan.__aenter__()
-        transport = httpx.ASGITransport(app=self.app)
-        self._client = httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=60)
-        return self._client
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._client.aclose()
-        await self._lifespan.__aexit__(None, None, None)
-
-
-def _serve(app: FastAPI) -> _Serve:
-    return _Serve(app)
 
 
 @pytest.fixture(scope="module")
@@ -427,7 +382,9 @@ async def test_predict_style_by_upload_and_url(client, catalogue, image_server):
 
 
 async def test_predict_style_is_unknown_without_labels(services, catalogue):
-    async with _serve(create_app(gateway_config(services, SEARCH_COLLECTION=UNLABELLED))) as unlabelled:
+    async with gateway_client(
+        create_app(gateway_config(services, SEARCH_COLLECTION=UNLABELLED))
+    ) as unlabelled:
         reply = await upload(unlabelled, image_of(catalogue, "hokusai-poppies"), "/v1/predict-style")
         assert reply.json()["style"] == {"label": "unknown", "confidence": 0.0, "top": []}
 
@@ -531,7 +488,7 @@ async def test_openapi_declares_our_error_body_for_every_error_answer(client):
 
 async def test_an_unavailable_encoder_is_a_503_with_retry_after(services):
     """Fault: nothing listens at the encoder address."""
-    async with _serve(create_app(gateway_config(services, ENCODER_ADDR="127.0.0.1:1"))) as http:
+    async with gateway_client(create_app(gateway_config(services, ENCODER_ADDR="127.0.0.1:1"))) as http:
         reply = await upload(http, png_header_only(8, 8))
     assert_error(reply, 503, "encoder_unavailable")
     assert int(reply.headers["Retry-After"]) >= 1

@@ -15,18 +15,16 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
+from gateway_support import in_process_services, ingest_targets
 from PIL import Image
 
 from artsearch.catalogue.folder import Catalogue, load_catalogue
 from artsearch.clustering import purity
 from artsearch.config import ConfigError, Env
 from artsearch.grpc_client import open_channel
-from artsearch.grpc_server import GrpcServiceServer
-from artsearch.ingest import IngestTargets, ingest_catalogue
+from artsearch.ingest import ingest_catalogue
 from artsearch.launcher import free_ports
 from artsearch.v1 import search_pb2, search_pb2_grpc
-from services.encoder.backends import OnnxRuntimeBackend
-from services.encoder.server import EncoderService, encoder_registration
 from services.gateway.app import create_app
 from services.gateway.clusters import ClusterSettings, install_cluster_routes
 from services.gateway.config import GatewayConfig
@@ -35,10 +33,6 @@ from services.gateway.evaluation_pictures import (
     install_evaluation_picture_routes,
     picture_title,
 )
-from services.influence.config import InfluenceConfig, open_influence_graph
-from services.influence.server import InfluenceServicer, registration
-from services.search.edge_store import EdgeArtworkStore
-from services.search.server import SearchService, search_registration
 
 PAINTINGS = 16
 SCROLL_PAGE = 5  # 16 paintings: four Scroll pages per clustering
@@ -109,30 +103,18 @@ def catalogue(gcompris_catalogue: Path) -> Catalogue:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def address(model_path: Path, catalogue: Catalogue, tmp_path_factory) -> AsyncIterator[str]:
-    """The three services on one in-process gRPC server, the 16 paintings ingested; also a copy of six
-    of them without style labels, and a copy of all that a test grows."""
-    store = await EdgeArtworkStore.open(tmp_path_factory.mktemp("search") / "edge")
-    graph = await open_influence_graph(InfluenceConfig(state_dir=tmp_path_factory.mktemp("influence")))
-    encoder = EncoderService(OnnxRuntimeBackend(model_path), max_batch_images=16, max_image_pixels=50_000_000)
-    server = GrpcServiceServer(
-        [
-            encoder_registration(encoder),
-            search_registration(SearchService(store)),
-            registration(InfluenceServicer(graph, 10)),
-        ]
-    )
-    address = f"127.0.0.1:{await server.start()}"
-    report = await ingest_catalogue(catalogue, IngestTargets(address, address, address))
-    assert report.added == PAINTINGS, report.summary()
-    ids = [entry.id for entry in catalogue.entries]
-    await _copy(address, ids[:6], UNLABELLED, keep_styles=False)
-    await _copy(address, ids, GROWING)
-    yield address
-    await server.stop(0)
-    await encoder.close()
-    await store.close()
-    await graph.close()
+async def addresses(
+    model_path: Path, catalogue: Catalogue, tmp_path_factory
+) -> AsyncIterator[dict[str, str]]:
+    """The three services in-process, the 16 paintings ingested; also a copy of six of them without style
+    labels, and a copy of all that a test grows."""
+    async with in_process_services(model_path, tmp_path_factory.mktemp("services")) as found:
+        report = await ingest_catalogue(catalogue, ingest_targets(found))
+        assert report.added == PAINTINGS, report.summary()
+        ids = [entry.id for entry in catalogue.entries]
+        await _copy(found["SEARCH_ADDR"], ids[:6], UNLABELLED, keep_styles=False)
+        await _copy(found["SEARCH_ADDR"], ids, GROWING)
+        yield found
 
 
 async def _copy(address: str, ids: list[str], collection: str, keep_styles: bool = True) -> None:
@@ -155,19 +137,13 @@ async def _add_a_copy(address: str, artwork_id: str, collection: str) -> None:
         await stub.Upsert(search_pb2.UpsertRequest(collection=collection, items=[copy]), timeout=10)
 
 
-def _env(address: str, **settings: str) -> dict[str, str]:
-    base = {
-        "ENCODER_ADDR": address,
-        "SEARCH_ADDR": address,
-        "INFLUENCE_ADDR": address,
-        "CLUSTER_SCROLL_PAGE": str(SCROLL_PAGE),
-    }
-    return {**base, **settings}
+def _env(addresses: dict[str, str], **settings: str) -> dict[str, str]:
+    return {**addresses, "CLUSTER_SCROLL_PAGE": str(SCROLL_PAGE), **settings}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def gateway(address: str) -> AsyncIterator[Gateway]:
-    async with Gateway(_env(address)) as running:
+async def gateway(addresses: dict[str, str]) -> AsyncIterator[Gateway]:
+    async with Gateway(_env(addresses)) as running:
         yield running
 
 
@@ -243,8 +219,8 @@ async def test_members_are_the_cluster_nearest_its_centre_first_page_by_page(gat
 
 
 @pytest.mark.slow
-async def test_a_clustering_is_cached_and_computed_once_for_concurrent_requests(address):
-    async with Gateway(_env(address)) as gateway:
+async def test_a_clustering_is_cached_and_computed_once_for_concurrent_requests(addresses):
+    async with Gateway(_env(addresses)) as gateway:
         first = await gateway.get("/v1/clusters", n=5)
         assert first.status_code == 200 and first.json()["cached"] is False
         pages = gateway.calls.scrolls
@@ -264,15 +240,15 @@ async def test_a_clustering_is_cached_and_computed_once_for_concurrent_requests(
 
 
 @pytest.mark.slow
-async def test_same_catalogue_same_clusters_and_a_changed_one_is_clustered_again(address):
-    async with Gateway(_env(address, SEARCH_COLLECTION=GROWING, CLUSTER_CACHE_S="0")) as gateway:
+async def test_same_catalogue_same_clusters_and_a_changed_one_is_clustered_again(addresses):
+    async with Gateway(_env(addresses, SEARCH_COLLECTION=GROWING, CLUSTER_CACHE_S="0")) as gateway:
         first = (await gateway.get("/v1/clusters", n=4)).json()
         second = (await gateway.get("/v1/clusters", n=4)).json()
         assert gateway.calls.scrolls == 2 * math.ceil(PAINTINGS / SCROLL_PAGE), "CLUSTER_CACHE_S=0: no cache"
         assert second["clusters"] == first["clusters"], "seeded: the same catalogue clusters the same"
-    async with Gateway(_env(address, SEARCH_COLLECTION=GROWING)) as gateway:
+    async with Gateway(_env(addresses, SEARCH_COLLECTION=GROWING)) as gateway:
         assert (await gateway.get("/v1/clusters", n=4)).json()["artworks"] == PAINTINGS
-        await _add_a_copy(address, first["clusters"][0]["representatives"][0]["id"], GROWING)
+        await _add_a_copy(addresses["SEARCH_ADDR"], first["clusters"][0]["representatives"][0]["id"], GROWING)
         scrolls = gateway.calls.scrolls
         grown = (await gateway.get("/v1/clusters", n=4)).json()
         assert grown["artworks"] == PAINTINGS + 1 and grown["cached"] is False
@@ -312,8 +288,8 @@ async def test_an_unknown_cluster_is_a_json_404(gateway):
 
 
 @pytest.mark.slow
-async def test_an_empty_catalogue_has_no_clusters(address):
-    async with Gateway(_env(address, SEARCH_COLLECTION="nothing-here")) as gateway:
+async def test_an_empty_catalogue_has_no_clusters(addresses):
+    async with Gateway(_env(addresses, SEARCH_COLLECTION="nothing-here")) as gateway:
         reply = await gateway.get("/v1/clusters")
         assert reply.status_code == 200, reply.text
         answer = reply.json()
@@ -323,8 +299,8 @@ async def test_an_empty_catalogue_has_no_clusters(address):
 
 
 @pytest.mark.slow
-async def test_a_catalogue_without_styles_has_no_purity(address):
-    async with Gateway(_env(address, SEARCH_COLLECTION=UNLABELLED)) as gateway:
+async def test_a_catalogue_without_styles_has_no_purity(addresses):
+    async with Gateway(_env(addresses, SEARCH_COLLECTION=UNLABELLED)) as gateway:
         answer = (await gateway.get("/v1/clusters", n=12)).json()
         assert answer["artworks"] == 6 and answer["purity"] is None
         assert 1 <= len(answer["clusters"]) <= 6, "never more clusters than artworks"
@@ -335,8 +311,8 @@ async def test_a_catalogue_without_styles_has_no_purity(address):
 
 
 @pytest.mark.slow
-async def test_a_catalogue_over_the_limit_is_refused_before_scrolling(address):
-    async with Gateway(_env(address, CLUSTER_MAX_ARTWORKS="10")) as gateway:
+async def test_a_catalogue_over_the_limit_is_refused_before_scrolling(addresses):
+    async with Gateway(_env(addresses, CLUSTER_MAX_ARTWORKS="10")) as gateway:
         for url in ("/v1/clusters", "/v1/clusters/0"):
             reply = await gateway.get(url)
             assert reply.status_code == 422, reply.text

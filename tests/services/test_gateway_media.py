@@ -14,22 +14,16 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
+from gateway_support import gateway_client, in_process_services
 from PIL import Image
 
 from artsearch.config import ConfigError, Env
 from artsearch.grpc_client import open_channel
-from artsearch.grpc_server import GrpcServiceServer
 from artsearch.launcher import free_ports
 from artsearch.v1 import common_pb2, encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc
-from services.encoder.backends import OnnxRuntimeBackend
-from services.encoder.server import EncoderService, encoder_registration
 from services.gateway.app import create_app
 from services.gateway.config import GatewayConfig
 from services.gateway.media import MediaSettings, resolve_image_path
-from services.influence.config import InfluenceConfig, open_influence_graph
-from services.influence.server import InfluenceServicer, registration
-from services.search.edge_store import EdgeArtworkStore
-from services.search.server import SearchService, search_registration
 
 pytestmark = pytest.mark.slow  # runs the real encoder model
 
@@ -59,29 +53,13 @@ def image_root(gcompris_catalogue: Path, tmp_path_factory: pytest.TempPathFactor
     return root
 
 
-async def _encoder_address(model_path: Path) -> tuple[GrpcServiceServer, EncoderService, str]:
-    service = EncoderService(OnnxRuntimeBackend(model_path), max_batch_images=4, max_image_pixels=50_000_000)
-    server = GrpcServiceServer([encoder_registration(service)])
-    return server, service, f"127.0.0.1:{await server.start()}"
-
-
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def services(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict]:
     """The three gRPC services in-process; yields their addresses."""
-    encoder_server, encoder, encoder_addr = await _encoder_address(model_path)
-    store = await EdgeArtworkStore.open(tmp_path_factory.mktemp("search") / "edge")
-    search_server = GrpcServiceServer([search_registration(SearchService(store))])
-    search_addr = f"127.0.0.1:{await search_server.start()}"
-    config = InfluenceConfig(state_dir=tmp_path_factory.mktemp("influence"), default_max_hops=10)
-    graph = await open_influence_graph(config)
-    influence_server = GrpcServiceServer([registration(InfluenceServicer(graph, config.default_max_hops))])
-    influence_addr = f"127.0.0.1:{await influence_server.start()}"
-    yield {"ENCODER_ADDR": encoder_addr, "SEARCH_ADDR": search_addr, "INFLUENCE_ADDR": influence_addr}
-    for server in (encoder_server, search_server, influence_server):
-        await server.stop(0)
-    await encoder.close()
-    await store.close()
-    await graph.close()
+    async with in_process_services(
+        model_path, tmp_path_factory.mktemp("services"), max_batch_images=4
+    ) as found:
+        yield found
 
 
 def _artwork(artwork_id: str, image_uri: str, catalogue: str = CATALOGUE) -> common_pb2.Artwork:
@@ -124,14 +102,6 @@ async def artworks(services: dict, image_root: Path) -> dict[str, str]:
     return by_id
 
 
-async def _running_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client,
-    ):
-        yield client
-
-
 @pytest.fixture(scope="module")
 def app(services: dict, image_root: Path) -> FastAPI:
     return create_app(GatewayConfig.from_env(Env({**services, "IMAGE_ROOT": str(image_root)})))
@@ -139,7 +109,7 @@ def app(services: dict, image_root: Path) -> FastAPI:
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def gateway(app: FastAPI, artworks: dict) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in _running_client(app):
+    async with gateway_client(app) as client:
         yield client
 
 
@@ -273,7 +243,7 @@ async def test_the_web_ui_files_are_served(gateway):
 
 async def test_without_image_root_local_images_are_not_configured(services, artworks):
     app = create_app(GatewayConfig.from_env(Env(services)))
-    async for client in _running_client(app):
+    async with gateway_client(app) as client:
         reply = await client.get("/v1/artworks/van-gogh-the-night-cafe/image")
         assert reply.status_code == 404
         assert reply.json()["error"] == {
@@ -322,7 +292,7 @@ async def test_search_service_down_gets_a_json_503_with_retry_after(services, im
     (closed_port,) = free_ports(1)
     down = {**services, "SEARCH_ADDR": f"127.0.0.1:{closed_port}", "SEARCH_TIMEOUT_S": "2"}
     app = create_app(GatewayConfig.from_env(Env({**down, "IMAGE_ROOT": str(image_root)})))
-    async for client in _running_client(app):
+    async with gateway_client(app) as client:
         for route in ("image", "thumbnail"):
             reply = await client.get(f"/v1/artworks/van-gogh-the-night-cafe/{route}")
             assert reply.status_code == 503, reply.text

@@ -1,0 +1,73 @@
+"""What the gateway's per-service tests share: the three gRPC services running in-process on their own
+servers (the real model, the embedded search engine, the curated influence graph), and the gateway app
+over them driven through httpx.ASGITransport. `from gateway_support import ...`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+
+from artsearch.config import Env
+from artsearch.grpc_server import GrpcServiceServer
+from artsearch.ingest import IngestTargets
+from services.encoder.backends import OnnxRuntimeBackend
+from services.encoder.server import EncoderService, encoder_registration
+from services.gateway.config import GatewayConfig
+from services.influence.config import InfluenceConfig, open_influence_graph
+from services.influence.server import InfluenceServicer, registration
+from services.search.edge_store import EdgeArtworkStore
+from services.search.server import SearchService, search_registration
+
+MAX_HOPS = 10
+
+
+@asynccontextmanager
+async def in_process_services(
+    model_path: Path, folder: Path, max_batch_images: int = 16
+) -> AsyncIterator[dict[str, str]]:
+    """Encoder, search and influence, each on its own in-process gRPC server with its data under `folder`;
+    yields the gateway's address settings (ENCODER_ADDR, SEARCH_ADDR, INFLUENCE_ADDR)."""
+    encoder = EncoderService(
+        OnnxRuntimeBackend(model_path), max_batch_images=max_batch_images, max_image_pixels=50_000_000
+    )
+    store = await EdgeArtworkStore.open(folder / "search")
+    graph = await open_influence_graph(
+        InfluenceConfig(state_dir=folder / "influence", default_max_hops=MAX_HOPS)
+    )
+    servers = {
+        "ENCODER_ADDR": GrpcServiceServer([encoder_registration(encoder)]),
+        "SEARCH_ADDR": GrpcServiceServer([search_registration(SearchService(store))]),
+        "INFLUENCE_ADDR": GrpcServiceServer([registration(InfluenceServicer(graph, MAX_HOPS))]),
+    }
+    try:
+        yield {name: f"127.0.0.1:{await server.start()}" for name, server in servers.items()}
+    finally:
+        for server in servers.values():
+            await server.stop(0)
+        await encoder.close()
+        await store.close()
+        await graph.close()
+
+
+def ingest_targets(addresses: Mapping[str, str]) -> IngestTargets:
+    return IngestTargets(addresses["ENCODER_ADDR"], addresses["SEARCH_ADDR"], addresses["INFLUENCE_ADDR"])
+
+
+def gateway_config(addresses: Mapping[str, str], **env: str) -> GatewayConfig:
+    """The gateway's configuration over these services; `env` adds or overrides settings."""
+    return GatewayConfig.from_env(Env({**addresses, **env}))
+
+
+@asynccontextmanager
+async def gateway_client(app: FastAPI, timeout: float = 60.0) -> AsyncIterator[httpx.AsyncClient]:
+    """The app running (its lifespan entered) with an HTTP client on it."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://gateway", timeout=timeout
+        ) as client:
+            yield client
