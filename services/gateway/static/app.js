@@ -475,6 +475,11 @@ function wireViews() {
     });
   }
   if (location.hash === "#explore") selectView("explore");
+  // A link or the address bar changing only the fragment (#explore, #search) switches the view too.
+  window.addEventListener("hashchange", () => {
+    const name = location.hash.slice(1);
+    if (VIEWS.includes(name)) selectView(name);
+  });
 }
 
 // ---- Explore: the catalogue's clusters, one cluster's artworks, the evaluation pictures -----------------
