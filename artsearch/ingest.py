@@ -284,7 +284,10 @@ class IngestRun:
         names = sorted({item.entry.artist for item in items if item.entry.artist} - self._artists_sent)
         if names:
             self._artists_sent.update(names)
-            self.report.artists_added += await services.add_artists(names)
+            # Awaited first, then added: `report.x += await ...` reads the count before the await and
+            # would lose a concurrent worker's update.
+            added = await services.add_artists(names)
+            self.report.artists_added += added
 
 
 def _short(filename: str, limit: int = 120) -> str:
