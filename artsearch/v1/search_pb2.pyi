@@ -212,3 +212,39 @@ class ListAliasesResponse(_message.Message):
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     aliases: _containers.RepeatedCompositeFieldContainer[CollectionAlias]
     def __init__(self, aliases: _Optional[_Iterable[_Union[CollectionAlias, _Mapping]]] = ...) -> None: ...
+
+class VectorPart(_message.Message):
+    __slots__ = ("offset", "length")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    length: int
+    def __init__(self, offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+
+class PartScoresRequest(_message.Message):
+    __slots__ = ("collection", "query", "ids", "parts")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    query: _common_pb2.Embedding
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    parts: _containers.RepeatedCompositeFieldContainer[VectorPart]
+    def __init__(self, collection: _Optional[str] = ..., query: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., ids: _Optional[_Iterable[str]] = ..., parts: _Optional[_Iterable[_Union[VectorPart, _Mapping]]] = ...) -> None: ...
+
+class ArtworkPartScores(_message.Message):
+    __slots__ = ("id", "cosines")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    COSINES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    cosines: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, id: _Optional[str] = ..., cosines: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class PartScoresResponse(_message.Message):
+    __slots__ = ("scores", "missing_ids")
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    MISSING_IDS_FIELD_NUMBER: _ClassVar[int]
+    scores: _containers.RepeatedCompositeFieldContainer[ArtworkPartScores]
+    missing_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, scores: _Optional[_Iterable[_Union[ArtworkPartScores, _Mapping]]] = ..., missing_ids: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -100,6 +100,24 @@ class Downstream:
         )
         return await self.call(SEARCH, self._search.Get, request, self._config.search_timeout_s, request_id)
 
+    async def part_scores(
+        self,
+        ids: Sequence[str],
+        query: common_pb2.Embedding,
+        parts: Sequence[tuple[int, int]],
+        request_id: str = "",
+    ) -> search_pb2.PartScoresResponse:
+        """Cosine of each stored artwork with the query over each (offset, length) part of the vector."""
+        request = search_pb2.PartScoresRequest(
+            collection=self._config.collection,
+            query=query,
+            ids=list(ids),
+            parts=[search_pb2.VectorPart(offset=offset, length=length) for offset, length in parts],
+        )
+        return await self.call(
+            SEARCH, self._search.PartScores, request, self._config.search_timeout_s, request_id
+        )
+
     async def model_info(self, request_id: str = "") -> encoder_pb2.ModelInfo:
         """The encoder's model and descriptor layout: asked once, then kept (every Encode answer refreshes
         it, so a redeployed encoder with another model is noticed on the next search)."""

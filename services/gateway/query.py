@@ -22,7 +22,7 @@ import grpc
 import numpy as np
 
 from artsearch.artists import artist_key
-from artsearch.descriptor import DescriptorLayout, aspect_similarities, query_weights, reweight_query
+from artsearch.descriptor import DescriptorLayout, query_weights, reweight_query
 from artsearch.style_vote import predict_style
 from artsearch.v1 import common_pb2, encoder_pb2, influence_pb2, search_pb2
 from services.gateway.config import GatewayConfig
@@ -319,18 +319,15 @@ async def _page_aspects(
     page: list[RankedCandidate],
     request_id: str,
 ) -> dict[str, dict[str, float]]:
-    """Cosine similarity of each aspect between the query and each result (from the stored vectors)."""
+    """Cosine similarity of each aspect between the query and each result, computed by the search service
+    beside the stored vectors (a few floats per result travel, not 2,664)."""
     ids = [item.candidate.id for item in page]
     if not ids:
         return {}
-    reply = await downstream.get_artworks(ids, with_embeddings=True, request_id=request_id)
-    stored = {item.artwork.id: item.embedding.values for item in reply.items}
-    empty = dict.fromkeys(layout.names, 0.0)
-    found = [i for i in ids if len(stored.get(i, ())) == layout.dimension]
-    aspects: dict[str, dict[str, float]] = {i: empty for i in ids}
-    if found:
-        matrix = np.asarray([stored[i] for i in found], dtype=np.float32)
-        per_aspect = aspect_similarities(query.values, matrix, layout)
-        for row, artwork_id in enumerate(found):
-            aspects[artwork_id] = {name: float(values[row]) for name, values in per_aspect.items()}
+    parts = [(aspect.offset, aspect.length) for aspect in layout.aspects]
+    embedding = common_pb2.Embedding(values=query.values.tolist())
+    reply = await downstream.part_scores(ids, embedding, parts, request_id)
+    aspects: dict[str, dict[str, float]] = {i: dict.fromkeys(layout.names, 0.0) for i in ids}
+    for scores in reply.scores:
+        aspects[scores.id] = {name: float(c) for name, c in zip(layout.names, scores.cosines, strict=True)}
     return aspects

@@ -106,6 +106,47 @@ async def test_search_returns_ranked_hits_with_every_field(stub, catalogue: str)
     assert reply.hits[0].artwork == CATALOGUE[0].artwork
 
 
+async def test_part_scores_are_cosines_over_each_part_in_request_order(stub, catalogue: str) -> None:
+    # Parts [0, 2) and [2, 8): "wave" is basis 0, "irises" basis 2, "bridge" basis 3.
+    query = common_pb2.Embedding(values=[3.0, 4.0, 0, 1.0, 0, 0, 0, 0])
+    parts = [search_pb2.VectorPart(offset=0, length=2), search_pb2.VectorPart(offset=2, length=6)]
+    request = search_pb2.PartScoresRequest(
+        collection=catalogue, query=query, ids=["irises", "nobody", "wave", "bridge"], parts=parts
+    )
+    reply = await stub.PartScores(request, timeout=5)
+    assert [score.id for score in reply.scores] == ["irises", "wave", "bridge"]
+    assert list(reply.missing_ids) == ["nobody"]
+    by_id = {score.id: list(score.cosines) for score in reply.scores}
+    assert by_id["wave"] == pytest.approx([0.6, 0.0], abs=1e-3)  # all zeros in the second part: 0
+    assert by_id["irises"] == pytest.approx([0.0, 0.0], abs=1e-3)
+    assert by_id["bridge"] == pytest.approx([0.0, 1.0], abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("parts", "query", "message"),
+    [
+        ([], [1.0] * DIM, "no parts"),
+        ([(6, 4)], [1.0] * DIM, r"parts\[0\] = \[6, 10\) is not inside a vector of 8 values"),
+        ([(-1, 2)], [1.0] * DIM, "not inside"),
+        ([(0, 2)], [1.0] * 4, "another dimension"),
+        ([(0, 2)], [float("nan")] * DIM, "non-finite"),
+    ],
+)
+async def test_part_scores_refuse_parts_outside_the_vectors(
+    stub, catalogue: str, parts, query, message
+) -> None:
+    request = search_pb2.PartScoresRequest(
+        collection=catalogue,
+        query=common_pb2.Embedding(values=query),
+        ids=["wave"],
+        parts=[search_pb2.VectorPart(offset=o, length=n) for o, n in parts],
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.PartScores(request, timeout=5)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert re.search(message, error.value.details())
+
+
 async def test_search_with_filter_and_offset(stub, catalogue: str) -> None:
     query = common_pb2.Embedding(values=[1.0] * DIM)
     van_gogh = search_pb2.Filter(artists=["VINCENT VAN GOGH"], year_min=1888)
