@@ -8,7 +8,6 @@ import asyncio
 import hashlib
 import io
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,10 +16,10 @@ import httpx
 import numpy as np
 import pytest
 import pytest_asyncio
-import uvicorn
 from gateway_support import gateway_client, in_process_services
 from PIL import Image, ImageDraw
 from starlette.types import ASGIApp, Message
+from uvicorn_server import served
 
 from artsearch.config import Env
 from artsearch.grpc_client import open_channel
@@ -269,26 +268,6 @@ async def test_a_rate_limited_key_is_answered_before_the_body_and_a_request_take
         answer = await call_asgi(app, "POST", "/v1/artworks", {**ENDLESS, **AUTH}, upload)
     assert answer["status"] == 429 and upload.taken == 0
     assert int(dict(answer["headers"])[b"retry-after"]) >= 1
-
-
-@asynccontextmanager
-async def served(app: ASGIApp) -> AsyncIterator[tuple[str, int]]:
-    """The app behind a real uvicorn server on a free port of 127.0.0.1, in this event loop."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(500):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        yield sock.getsockname()
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 async def read_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:

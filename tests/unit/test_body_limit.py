@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message
+from uvicorn_server import served
 
 from artsearch.config import Env
 from services.gateway import body_limit
@@ -149,26 +147,6 @@ async def test_what_is_thrown_away_is_bounded_in_bytes_and_time(monkeypatch):
 
 MAX_UPLOAD = 200_000
 GATEWAY_LIMIT = MAX_UPLOAD + MULTIPART_OVERHEAD_BYTES
-
-
-@asynccontextmanager
-async def served(app: ASGIApp) -> AsyncIterator[tuple[str, int]]:
-    """The app behind uvicorn on a free port of 127.0.0.1, in this event loop."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(500):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        yield sock.getsockname()
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 @pytest.fixture
