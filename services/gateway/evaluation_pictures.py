@@ -29,7 +29,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from artsearch.config import ConfigError, Env
 from services.gateway.errors import ApiError, error_doc
-from services.gateway.media import etag_matches
+from services.gateway.media import cache_headers, etag_matches
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PICTURE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.png", re.IGNORECASE)
@@ -207,11 +207,7 @@ def install_evaluation_picture_routes(app: FastAPI, settings: EvaluationPictureS
         picture = next((p for p in pictures if p.name == name), None)
         if picture is None:
             raise ApiError(404, "picture_not_found", f"no evaluation picture {name[:80]!r}")
-        headers = {
-            "Cache-Control": f"public, max-age={settings.cache_max_age_s}",
-            "ETag": picture.etag(),
-            "X-Content-Type-Options": "nosniff",
-        }
+        headers = cache_headers(settings.cache_max_age_s, picture.etag())
         if etag_matches(request, headers["ETag"]):
             return Response(status_code=304, headers=headers)
         return FileResponse(picture.path, media_type="image/png", headers=headers, stat_result=picture.stat)

@@ -25,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from artsearch.config import ConfigError, Env
+from artsearch.image_formats import MEDIA_TYPES, SNIFF_BYTES, sniff_image_format
 from artsearch.jsonlog import request_id_var
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
 from services.gateway.errors import error_responses
@@ -36,19 +37,6 @@ MIN_THUMBNAIL_SIZE = 64
 DEFAULT_THUMBNAIL_SIZE = 256
 THUMBNAIL_JPEG_QUALITY = 85
 MAX_ARTWORK_ID_LENGTH = 256
-
-# Leading bytes of the image formats the routes serve, and their content types. Anything else under
-# IMAGE_ROOT (a metadata file an artwork points at by mistake, say) is not served.
-_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
-    (b"\xff\xd8\xff", 0, "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
-    (b"GIF87a", 0, "image/gif"),
-    (b"GIF89a", 0, "image/gif"),
-    (b"WEBP", 8, "image/webp"),
-    (b"BM", 0, "image/bmp"),
-    (b"II*\x00", 0, "image/tiff"),
-    (b"MM\x00*", 0, "image/tiff"),
-)
 
 
 @dataclass(frozen=True)
@@ -162,12 +150,11 @@ async def _media_error(_: Request, error: Exception) -> JSONResponse:
 
 
 def sniff_content_type(path: Path) -> str | None:
+    """The image content type the file's first bytes announce; None for anything else under IMAGE_ROOT
+    (a metadata file an artwork points at by mistake, say), which is then not served."""
     with path.open("rb") as file:
-        head = file.read(16)
-    for signature, offset, content_type in _SIGNATURES:
-        if head[offset : offset + len(signature)] == signature:
-            return content_type
-    return None
+        image_format = sniff_image_format(file.read(SNIFF_BYTES))
+    return MEDIA_TYPES[image_format] if image_format else None
 
 
 def remote_image_url(image_uri: str) -> str | None:
@@ -251,15 +238,15 @@ def etag_matches(request: Request, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-def cache_headers(settings: MediaSettings, etag: str) -> dict[str, str]:
+def cache_headers(max_age_s: int, etag: str) -> dict[str, str]:
     return {
-        "Cache-Control": f"public, max-age={settings.cache_max_age_s}",
+        "Cache-Control": f"public, max-age={max_age_s}",
         "ETag": etag,
         "X-Content-Type-Options": "nosniff",
     }
 
 
-IMAGE_CONTENT_TYPES = sorted({content_type for _, _, content_type in _SIGNATURES})
+IMAGE_CONTENT_TYPES = sorted(MEDIA_TYPES.values())
 _COMMON_RESPONSES: dict[int | str, dict[str, object]] = {
     304: {"description": "Not modified: If-None-Match matched the ETag"},
     307: {"description": "Redirect to the artwork's http(s) image URL"},
@@ -303,7 +290,7 @@ def install_media_routes(app: FastAPI, settings: MediaSettings) -> None:
         if url := remote_image_url(artwork.image_uri):
             return RedirectResponse(url, status_code=307)
         image = await asyncio.to_thread(local_image, settings, artwork)
-        headers = cache_headers(settings, image.etag())
+        headers = cache_headers(settings.cache_max_age_s, image.etag())
         if etag_matches(request, headers["ETag"]):
             return Response(status_code=304, headers=headers)
         return FileResponse(
@@ -336,7 +323,7 @@ def install_media_routes(app: FastAPI, settings: MediaSettings) -> None:
         if url := remote_image_url(artwork.image_uri):
             return RedirectResponse(url, status_code=307)
         image = await asyncio.to_thread(local_image, settings, artwork)
-        headers = cache_headers(settings, image.etag(f"t{size}"))
+        headers = cache_headers(settings.cache_max_age_s, image.etag(f"t{size}"))
         if etag_matches(request, headers["ETag"]):
             return Response(status_code=304, headers=headers)
         key = (artwork_id, size, str(image.path), image.stat.st_mtime_ns, image.stat.st_size)

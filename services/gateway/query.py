@@ -8,7 +8,8 @@ client's aspect weights and filters, the influence re-rank, one page of explaine
     4. ask the influence service for the hops from the source artist (named, the artwork's own, or inferred
        from the most similar candidates) - or serve the visual order, marked degraded, when it is down;
     5. leave out the source artist's works if asked, re-rank (fusion.rank_with_influence), cut the page;
-    6. explain the page: per-aspect similarities (from the stored vectors) and influence paths, together.
+    6. explain the page: per-aspect similarities (the search service's PartScores) and the influence paths
+       the distances came with.
 """
 
 from __future__ import annotations
@@ -97,9 +98,14 @@ async def encode_image(
 
 async def stored_artwork(downstream: Downstream, artwork_id: str, request_id: str = "") -> common_pb2.Artwork:
     reply = await downstream.get_artworks([artwork_id], request_id=request_id)
+    return _only_item(reply, artwork_id).artwork
+
+
+def _only_item(reply: search_pb2.GetResponse, artwork_id: str) -> search_pb2.IndexedArtwork:
+    """The one artwork a Get asked for; 404 ApiError when the catalogue has no such id."""
     if not reply.items:
         raise ApiError(404, "not_found", f"no artwork with id {artwork_id!r}")
-    return reply.items[0].artwork
+    return reply.items[0]
 
 
 async def stored_vector(
@@ -111,9 +117,7 @@ async def stored_vector(
             downstream.get_artworks([artwork_id], with_embeddings=True, request_id=request_id),
             downstream.model_info(request_id),
         )
-    if not reply.items:
-        raise ApiError(404, "not_found", f"no artwork with id {artwork_id!r}")
-    item = reply.items[0]
+    item = _only_item(reply, artwork_id)
     values = np.asarray(item.embedding.values, dtype=np.float32)
     return QueryVector(values, model, exclude_ids=(artwork_id,), artist=item.artwork.artist or None)
 

@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from artsearch.jsonlog import request_id_var
-from services.gateway.body_limit import MULTIPART_OVERHEAD_BYTES
 from services.gateway.config import GatewayConfig
 from services.gateway.errors import ApiError, error_responses
 from services.gateway.explain import artwork_json
@@ -150,9 +149,9 @@ async def _read_body(
 
 
 async def _read_form(request: Request, config: GatewayConfig) -> _ImageInput:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > config.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
-        raise ApiError(413, "too_large", f"image is larger than {config.max_upload_bytes} bytes")
+    """The upload and the form's source artist. The body's size is bounded as it arrives (body_limit);
+    the image's own size and pixels are checked with the image (check_image), reading one byte past the
+    limit so an oversized image is seen."""
     async with request.form(max_files=1, max_fields=20) as form:  # closes the spooled upload after
         image = form.get("image")
         if not isinstance(image, UploadFile):
@@ -161,8 +160,6 @@ async def _read_form(request: Request, config: GatewayConfig) -> _ImageInput:
             )
         data = await image.read(config.max_upload_bytes + 1)
         artist = form.get("source_artist") or form.get("artist")
-    if len(data) > config.max_upload_bytes:
-        raise ApiError(413, "too_large", f"image is larger than {config.max_upload_bytes} bytes")
     return _ImageInput(data, None, artist)
 
 

@@ -492,3 +492,13 @@ async def test_an_unavailable_encoder_is_a_503_with_retry_after(services):
         reply = await upload(http, png_header_only(8, 8))
     assert_error(reply, 503, "encoder_unavailable")
     assert int(reply.headers["Retry-After"]) >= 1
+
+
+async def test_an_image_over_the_upload_limit_is_413_also_when_the_body_fits(services, catalogue):
+    """The body limit leaves room for multipart overhead; the image itself is held to MAX_UPLOAD_BYTES."""
+    image = image_of(catalogue, BEDROOM)
+    limit = len(image) - 1
+    async with gateway_client(create_app(gateway_config(services, MAX_UPLOAD_BYTES=str(limit)))) as http:
+        assert_error(await upload(http, image), 413, "too_large", f"larger than {limit} bytes")
+        assert_error(await upload(http, image, route="/v1/predict-style"), 413, "too_large")
+        assert (await http.get("/healthz")).status_code == 200
