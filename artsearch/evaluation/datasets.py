@@ -102,12 +102,12 @@ def gcompris_photos(
             yield EvalImage(
                 id=f"{painting_id}/{variant.kind}",
                 label=painting_id,
-                pixels=_through_jpeg(variant.image),
+                pixels=through_jpeg(variant.image),
                 kind=variant.kind,
             )
 
 
-def _through_jpeg(image: Image.Image, quality: int = 90) -> np.ndarray:
+def through_jpeg(image: Image.Image, quality: int = 90) -> np.ndarray:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=quality)
     return decode_image(buffer.getvalue(), size=INPUT_SIZE, max_pixels=50_000_000)

@@ -23,8 +23,7 @@ import numpy as np
 from PIL import Image
 
 from artsearch.catalogue.folder import Catalogue
-from artsearch.evaluation.datasets import _through_jpeg as through_jpeg
-from artsearch.evaluation.datasets import pixels_from_file
+from artsearch.evaluation.datasets import pixels_from_file, through_jpeg
 from artsearch.evaluation.photo_variants import VARIANT_KINDS, photo_variants
 from services.encoder.backends import EmbeddingModelInfo
 from services.encoder.descriptor import STYLE_OUTPUT, colour_part
