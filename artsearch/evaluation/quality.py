@@ -174,7 +174,7 @@ def ann_curve(vectors: np.ndarray, seed: int, queries: int = 200) -> dict[str, A
     Queries are held-out rows (not in the index)."""
     import qdrant_edge as edge
 
-    from services.search.edge_store import EdgeSettings, _edge_config
+    from services.search.edge_store import EdgeSettings, edge_config
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(vectors))
@@ -186,7 +186,7 @@ def ann_curve(vectors: np.ndarray, seed: int, queries: int = 200) -> dict[str, A
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
-        config = _edge_config(indexed.shape[1], EdgeSettings(index_threshold=1, vector_datatype="float32"))
+        config = edge_config(indexed.shape[1], EdgeSettings(index_threshold=1, vector_datatype="float32"))
         shard = edge.EdgeShard.create(folder, config)
         points = [edge.Point(int(i), indexed[i].tolist(), {}) for i in range(len(indexed))]
         for start in range(0, len(points), 256):

@@ -578,7 +578,7 @@ class EdgeArtworkStore:
                     edge_files.open_collection,
                     folder,
                     create_dimension,
-                    partial(_edge_config, settings=self._settings),
+                    partial(edge_config, settings=self._settings),
                 )
                 if opened is None:
                     return None
@@ -671,7 +671,8 @@ async def _uncancellable(coroutine: Coroutine[Any, Any, T]) -> T:
         raise
 
 
-def _edge_config(dimension: int, settings: EdgeSettings) -> edge.EdgeConfig:
+def edge_config(dimension: int, settings: EdgeSettings) -> edge.EdgeConfig:
+    """The qdrant-edge shard configuration for vectors of `dimension` under these settings."""
     quantization = (
         edge.ScalarQuantizationConfig(edge.ScalarType.Int8, quantile=0.99, always_ram=True)
         if settings.quantization
