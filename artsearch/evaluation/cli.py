@@ -164,6 +164,9 @@ def run_retrieval(args: argparse.Namespace) -> int:
 def run_retrain_comparison(args: argparse.Namespace) -> int:
     from artsearch.evaluation.retraining import compare_models, retrain_markdown
 
+    for role, model in (("base", args.base), ("retrained", args.retrained)):
+        if not Path(model).is_file():
+            raise FileNotFoundError(f"the {role} model {model} is missing (`make retrain` makes one)")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     result = compare_models(args.base, args.retrained, args.catalogue, args.cache_dir, args.seed)
