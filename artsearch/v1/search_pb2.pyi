@@ -46,26 +46,32 @@ class Filter(_message.Message):
     def __init__(self, artists: _Optional[_Iterable[str]] = ..., styles: _Optional[_Iterable[str]] = ..., genres: _Optional[_Iterable[str]] = ..., year_min: _Optional[int] = ..., year_max: _Optional[int] = ..., exclude_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "query", "limit", "offset", "filter")
+    __slots__ = ("collection", "query", "limit", "offset", "filter", "parts", "part_query")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
+    PART_QUERY_FIELD_NUMBER: _ClassVar[int]
     collection: str
     query: _common_pb2.Embedding
     limit: int
     offset: int
     filter: Filter
-    def __init__(self, collection: _Optional[str] = ..., query: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
+    parts: _containers.RepeatedCompositeFieldContainer[VectorPart]
+    part_query: _common_pb2.Embedding
+    def __init__(self, collection: _Optional[str] = ..., query: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., parts: _Optional[_Iterable[_Union[VectorPart, _Mapping]]] = ..., part_query: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ...) -> None: ...
 
 class ScoredArtwork(_message.Message):
-    __slots__ = ("artwork", "score")
+    __slots__ = ("artwork", "score", "part_projections")
     ARTWORK_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
+    PART_PROJECTIONS_FIELD_NUMBER: _ClassVar[int]
     artwork: _common_pb2.Artwork
     score: float
-    def __init__(self, artwork: _Optional[_Union[_common_pb2.Artwork, _Mapping]] = ..., score: _Optional[float] = ...) -> None: ...
+    part_projections: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, artwork: _Optional[_Union[_common_pb2.Artwork, _Mapping]] = ..., score: _Optional[float] = ..., part_projections: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("hits",)
@@ -220,31 +226,3 @@ class VectorPart(_message.Message):
     offset: int
     length: int
     def __init__(self, offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
-
-class PartScoresRequest(_message.Message):
-    __slots__ = ("collection", "query", "ids", "parts")
-    COLLECTION_FIELD_NUMBER: _ClassVar[int]
-    QUERY_FIELD_NUMBER: _ClassVar[int]
-    IDS_FIELD_NUMBER: _ClassVar[int]
-    PARTS_FIELD_NUMBER: _ClassVar[int]
-    collection: str
-    query: _common_pb2.Embedding
-    ids: _containers.RepeatedScalarFieldContainer[str]
-    parts: _containers.RepeatedCompositeFieldContainer[VectorPart]
-    def __init__(self, collection: _Optional[str] = ..., query: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., ids: _Optional[_Iterable[str]] = ..., parts: _Optional[_Iterable[_Union[VectorPart, _Mapping]]] = ...) -> None: ...
-
-class ArtworkPartScores(_message.Message):
-    __slots__ = ("id", "cosines")
-    ID_FIELD_NUMBER: _ClassVar[int]
-    COSINES_FIELD_NUMBER: _ClassVar[int]
-    id: str
-    cosines: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, id: _Optional[str] = ..., cosines: _Optional[_Iterable[float]] = ...) -> None: ...
-
-class PartScoresResponse(_message.Message):
-    __slots__ = ("scores", "missing_ids")
-    SCORES_FIELD_NUMBER: _ClassVar[int]
-    MISSING_IDS_FIELD_NUMBER: _ClassVar[int]
-    scores: _containers.RepeatedCompositeFieldContainer[ArtworkPartScores]
-    missing_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, scores: _Optional[_Iterable[_Union[ArtworkPartScores, _Mapping]]] = ..., missing_ids: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -85,11 +85,6 @@ class SearchServiceStub:
                 request_serializer=artsearch_dot_v1_dot_search__pb2.ListAliasesRequest.SerializeToString,
                 response_deserializer=artsearch_dot_v1_dot_search__pb2.ListAliasesResponse.FromString,
                 _registered_method=True)
-        self.PartScores = channel.unary_unary(
-                '/artsearch.v1.SearchService/PartScores',
-                request_serializer=artsearch_dot_v1_dot_search__pb2.PartScoresRequest.SerializeToString,
-                response_deserializer=artsearch_dot_v1_dot_search__pb2.PartScoresResponse.FromString,
-                _registered_method=True)
 
 
 class SearchServiceServicer:
@@ -170,15 +165,6 @@ class SearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def PartScores(self, request, context):
-        """Cosine similarity between a query and stored artworks, computed separately over each part of the
-        vector (the descriptor's aspects): what a result's explanation needs, a few floats per artwork instead
-        of its whole vector. INVALID_ARGUMENT when a part lies outside the query or a stored vector.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -231,11 +217,6 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.ListAliases,
                     request_deserializer=artsearch_dot_v1_dot_search__pb2.ListAliasesRequest.FromString,
                     response_serializer=artsearch_dot_v1_dot_search__pb2.ListAliasesResponse.SerializeToString,
-            ),
-            'PartScores': grpc.unary_unary_rpc_method_handler(
-                    servicer.PartScores,
-                    request_deserializer=artsearch_dot_v1_dot_search__pb2.PartScoresRequest.FromString,
-                    response_serializer=artsearch_dot_v1_dot_search__pb2.PartScoresResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -509,33 +490,6 @@ class SearchService:
             '/artsearch.v1.SearchService/ListAliases',
             artsearch_dot_v1_dot_search__pb2.ListAliasesRequest.SerializeToString,
             artsearch_dot_v1_dot_search__pb2.ListAliasesResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def PartScores(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/artsearch.v1.SearchService/PartScores',
-            artsearch_dot_v1_dot_search__pb2.PartScoresRequest.SerializeToString,
-            artsearch_dot_v1_dot_search__pb2.PartScoresResponse.FromString,
             options,
             channel_credentials,
             insecure,

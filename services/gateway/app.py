@@ -4,8 +4,7 @@ No `from __future__ import annotations` here: FastAPI reads the route signatures
 Query bounds refer to the configuration in scope."""
 
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -13,12 +12,11 @@ from typing import Any
 import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from artsearch.artists import default_artist_index
-from artsearch.jsonlog import accept_request_id, request_id_var
 from artsearch.telemetry import shutdown_tracing
 from services.gateway.admin import install_admin_routes
 from services.gateway.body_limit import BodyLimitMiddleware, upload_body_limit
@@ -26,15 +24,19 @@ from services.gateway.catalogue_admin import BATCH_ROUTE
 from services.gateway.clusters import install_cluster_routes
 from services.gateway.config import GatewayConfig
 from services.gateway.downstream import Downstream, DownstreamError
-from services.gateway.errors import RETRY_AFTER_S, RETRY_STATUSES, ApiError, with_error_body
+from services.gateway.errors import (
+    RETRY_AFTER_S,
+    RETRY_STATUSES,
+    ApiError,
+    error_response,
+    with_error_body,
+)
 from services.gateway.evaluation_pictures import install_evaluation_picture_routes
 from services.gateway.media import install_media_routes
+from services.gateway.request_context import RequestContextMiddleware
 from services.gateway.search_api import install_search_routes
 from services.gateway.telemetry import (
-    QUIET_ROUTES,
     install_telemetry,
-    observe_request,
-    route_label,
 )
 
 log = logging.getLogger(__name__)
@@ -47,12 +49,6 @@ _HTTP_STATUS_FOR_GRPC = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 503,
 }
-
-
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
 class Readiness(BaseModel):
@@ -91,7 +87,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
     )
     # Added last, so it wraps the middlewares above (a middleware added later runs first): their early
     # answers get a request id, a log line and metrics too.
-    _install_request_context(app)
+    app.add_middleware(RequestContextMiddleware)
     install_telemetry(app, config.telemetry)  # CORS, tracing and /metrics
     _install_openapi(app)
     return app
@@ -139,39 +135,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, error: HTTPException) -> JSONResponse:
         return error_response(error.status_code, "http_error", str(error.detail), error.headers)
-
-
-def _install_request_context(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def request_context(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request_id = accept_request_id(request.headers.get("x-request-id"))
-        token = request_id_var.set(request_id)  # every line logged for this request carries it
-        started = time.perf_counter()
-        try:
-            try:
-                response = await call_next(request)
-            except Exception:
-                log.exception("unhandled error")
-                response = error_response(500, "internal", "internal error")
-            elapsed = time.perf_counter() - started
-            route = route_label(request.scope)
-            observe_request(request.method, route, response.status_code, elapsed)
-            if route not in QUIET_ROUTES:
-                log.info(
-                    "request",
-                    extra={
-                        "method": request.method,
-                        "route": route,
-                        "status": response.status_code,
-                        "ms": round(elapsed * 1000, 2),
-                    },
-                )
-        finally:
-            request_id_var.reset(token)
-        response.headers["X-Request-ID"] = request_id
-        return response
 
 
 def _install_routes(app: FastAPI, config: GatewayConfig) -> None:

@@ -65,13 +65,18 @@ class Downstream:
         search_filter: search_pb2.Filter | None = None,
         request_id: str = "",
         offset: int = 0,
+        parts: Sequence[tuple[int, int]] = (),
+        part_query: common_pb2.Embedding | None = None,
     ) -> search_pb2.SearchResponse:
+        """The nearest artworks; with `parts`, each hit also carries its part projections (search.proto)."""
         request = search_pb2.SearchRequest(
             collection=self._config.collection,
             query=query,
             limit=limit,
             offset=offset,
             filter=search_filter,
+            parts=[search_pb2.VectorPart(offset=o, length=n) for o, n in parts],
+            part_query=part_query,
         )
         return await self.call(
             SEARCH, self._search.Search, request, self._config.search_timeout_s, request_id
@@ -99,24 +104,6 @@ class Downstream:
             collection=self._config.collection, ids=list(ids), with_embeddings=with_embeddings
         )
         return await self.call(SEARCH, self._search.Get, request, self._config.search_timeout_s, request_id)
-
-    async def part_scores(
-        self,
-        ids: Sequence[str],
-        query: common_pb2.Embedding,
-        parts: Sequence[tuple[int, int]],
-        request_id: str = "",
-    ) -> search_pb2.PartScoresResponse:
-        """Cosine of each stored artwork with the query over each (offset, length) part of the vector."""
-        request = search_pb2.PartScoresRequest(
-            collection=self._config.collection,
-            query=query,
-            ids=list(ids),
-            parts=[search_pb2.VectorPart(offset=offset, length=length) for offset, length in parts],
-        )
-        return await self.call(
-            SEARCH, self._search.PartScores, request, self._config.search_timeout_s, request_id
-        )
 
     async def model_info(self, request_id: str = "") -> encoder_pb2.ModelInfo:
         """The encoder's model and descriptor layout: asked once, then kept (every Encode answer refreshes

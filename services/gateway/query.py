@@ -8,14 +8,15 @@ client's aspect weights and filters, the influence re-rank, one page of explaine
     4. ask the influence service for the hops from the source artist (named, the artwork's own, or inferred
        from the most similar candidates) - or serve the visual order, marked degraded, when it is down;
     5. leave out the source artist's works if asked, re-rank (fusion.rank_with_influence), cut the page;
-    6. explain the page: per-aspect similarities (the search service's PartScores) and the influence paths
-       the distances came with.
+    6. explain the page: per-aspect similarities, from the part projections the search service scored
+       every candidate on (step 2), and the influence paths the distances came with.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ from services.gateway.explain import (
     result_json,
     style_json,
 )
-from services.gateway.fusion import Candidate, FusionParams, RankedCandidate, rank_with_influence
+from services.gateway.fusion import Candidate, FusionParams, rank_with_influence
 from services.gateway.search_params import SearchOptions
 
 log = logging.getLogger(__name__)
@@ -155,14 +156,14 @@ async def run_search(
     fusion = FusionParams(influence_weight=boost)
     ranked = rank_with_influence(pool, source.key, hops, fusion)
     page = ranked[options.offset : options.offset + options.k]
-    with timer.step("explain"):
-        aspects = await _page_aspects(downstream, query, layout, page, request_id)
     paths = influence_paths(distances, source)
-    artworks = {hit.artwork.id: hit.artwork for hit in candidates.hits}
+    hits = {hit.artwork.id: hit for hit in candidates.hits}
     results = [
-        result_json(item, artworks[item.candidate.id], aspects[item.candidate.id], fusion, paths.get(key))
+        result_json(
+            item, hit.artwork, _aspect_cosines(hit, layout), fusion, paths.get(item.candidate.artist_key)
+        )
         for item in page
-        for key in [item.candidate.artist_key]
+        for hit in [hits[item.candidate.id]]
     ]
     return {
         "results": results,
@@ -239,14 +240,43 @@ async def _visual_candidates(
     # The engine scores by cosine (it divides by the query's length); its length brings back Σ v_a cos_a.
     length = float(np.linalg.norm(vector))
     found = await downstream.search(
-        common_pb2.Embedding(values=vector.tolist()), options.pool, _filter(options, query), request_id
+        common_pb2.Embedding(values=vector.tolist()),
+        options.pool,
+        _filter(options, query),
+        request_id,
+        parts=[(aspect.offset, aspect.length) for aspect in layout.aspects],
+        part_query=_part_query(query, weights),
     )
     hits = list(found.hits)
     if options.year_min is not None or options.year_max is not None:
         # Year 0 means unknown: the engine's range would let it through an upper bound.
         hits = [hit for hit in hits if hit.artwork.year != 0]
-    # Clipped: stored vectors are kept at reduced precision, so an exact match can come out at 1.00003.
-    return _Candidates(hits, [min(1.0, max(-1.0, float(hit.score) * length)) for hit in hits])
+    visual = [_clipped(float(hit.score) * length) for hit in hits]
+    return _Candidates(hits, visual)
+
+
+def _part_query(query: QueryVector, weights: dict[str, float]) -> common_pb2.Embedding | None:
+    """What the aspects are explained against: the re-weighted query keeps every aspect's direction unless
+    its weight is 0; then the unweighted descriptor travels too, so that aspect is still explained."""
+    if all(weight > 0 for weight in weights.values()):
+        return None
+    return common_pb2.Embedding(values=query.values.tolist())
+
+
+def _aspect_cosines(hit: search_pb2.ScoredArtwork, layout: DescriptorLayout) -> dict[str, float]:
+    """Each aspect's cosine from the hit's part projections: a stored descriptor's aspect part has length
+    sqrt(default weight) (artsearch.descriptor), so projection / sqrt(w_a) = cos_a. 0 for an aspect stored
+    empty (weight 0), or when the engine sent no projections (the artwork was deleted meanwhile)."""
+    projections = list(hit.part_projections) or [0.0] * len(layout.aspects)
+    return {
+        aspect.name: _clipped(p / math.sqrt(aspect.default_weight)) if aspect.default_weight > 0 else 0.0
+        for aspect, p in zip(layout.aspects, projections, strict=True)
+    }
+
+
+def _clipped(similarity: float) -> float:
+    # Stored vectors are kept at reduced precision, so an exact match can come out at 1.00003.
+    return min(1.0, max(-1.0, similarity))
 
 
 def _filter(options: SearchOptions, query: QueryVector) -> search_pb2.Filter:
@@ -314,24 +344,3 @@ def _source_artist(
     if known:
         return SourceArtist(distances.source.name, distances.source.key, how, True)
     return SourceArtist(named, artist_key(named) if named else None, how, False)
-
-
-async def _page_aspects(
-    downstream: Downstream,
-    query: QueryVector,
-    layout: DescriptorLayout,
-    page: list[RankedCandidate],
-    request_id: str,
-) -> dict[str, dict[str, float]]:
-    """Cosine similarity of each aspect between the query and each result, computed by the search service
-    beside the stored vectors (a few floats per result travel, not 2,664)."""
-    ids = [item.candidate.id for item in page]
-    if not ids:
-        return {}
-    parts = [(aspect.offset, aspect.length) for aspect in layout.aspects]
-    embedding = common_pb2.Embedding(values=query.values.tolist())
-    reply = await downstream.part_scores(ids, embedding, parts, request_id)
-    aspects: dict[str, dict[str, float]] = {i: dict.fromkeys(layout.names, 0.0) for i in ids}
-    for scores in reply.scores:
-        aspects[scores.id] = {name: float(c) for name, c in zip(layout.names, scores.cosines, strict=True)}
-    return aspects

@@ -48,6 +48,7 @@ import qdrant_edge as edge
 
 from artsearch.artists import artist_key
 from services.search import edge_files
+from services.search.part_scores import masked_part_queries, projections_by_id
 from services.search.payload import parse_cursor, point_id, to_indexed, to_payload, to_record
 from services.search.store import (
     DEFAULT_COLLECTION,
@@ -80,6 +81,8 @@ VECTOR_DATATYPES = {
 }
 # Quantized candidates fetched per result before rescoring with the original vectors.
 QUANTIZED_OVERSAMPLING = 2.0
+# Part projections score a handful of points: exactly, on the original vectors (never the int8 copies).
+_EXACT = edge.SearchParams(exact=True, quantization=edge.QuantizationSearchParams(ignore=True))
 SNAPSHOT_SUFFIX = ".snapshot"
 SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}-\d{8}T\d{6}(\.\d+)?Z" + re.escape(SNAPSHOT_SUFFIX))
 
@@ -256,16 +259,15 @@ class EdgeArtworkStore:
         limit: int,
         offset: int = 0,
         filter: ArtworkFilter = NO_FILTER,
+        parts: Sequence[tuple[int, int]] = (),
+        part_query: np.ndarray | None = None,
     ) -> list[ScoredArtwork]:
         vector = as_unit_vector(query, "query vector")
+        masked = masked_part_queries(vector if part_query is None else part_query, parts, len(vector))
         target = await self._collection(self._resolve(collection))
         if target is None:
             return []
-        if vector.shape[0] != target.dimension:
-            raise InvalidStoreRequest(
-                f"query vector has dimension {vector.shape[0]}, "
-                f"but collection {target.name!r} holds {target.dimension}-d vectors"
-            )
+        _check_dimension(target, vector.shape[0], "query vector")
         request = edge.QueryRequest(
             limit=limit,
             offset=offset or None,
@@ -274,8 +276,13 @@ class EdgeArtworkStore:
             with_payload=True,
             params=self._search_params,
         )
-        points = await self._read(target, lambda shard: shard.query(request))
-        return [ScoredArtwork(to_record(point.payload), float(point.score)) for point in points]
+        points, projections = await self._read(
+            target, lambda shard: _search_with_parts(shard, request, masked)
+        )
+        return [
+            ScoredArtwork(to_record(point.payload), float(point.score), projection)
+            for point, projection in zip(points, projections, strict=True)
+        ]
 
     async def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> GetResult:
         requested = unique_in_order(ids)
@@ -696,7 +703,38 @@ def edge_config(dimension: int, settings: EdgeSettings) -> edge.EdgeConfig:
     )
 
 
+def _search_with_parts(
+    shard: edge.EdgeShard, request: edge.QueryRequest, masked: Sequence[np.ndarray | None]
+) -> tuple[list[edge.ScoredPoint], list[tuple[float, ...]]]:
+    """The search's points and, point by point, their projections when parts were asked for: the hits
+    scored again, exactly, by each masked query (one batch, in the same engine call: no second thread hop)."""
+    points = shard.query(request)
+    if not masked or not points:
+        return points, [()] * len(points)
+    point_ids = [point.id for point in points]  # qdrant-edge makes a new UUID object on every access
+    only_these = edge.Filter(must=[edge.HasIdCondition(set(point_ids))])
+    queries = [
+        edge.QueryRequest(
+            limit=len(point_ids), query=edge.Query.Nearest(vector.tolist()), filter=only_these, params=_EXACT
+        )
+        for vector in masked
+        if vector is not None
+    ]
+    columns = shard.query_batch(edge.QueryBatchRequest(queries)) if queries else []
+    scores = [{point.id: point.score for point in column} for column in columns]
+    projections = projections_by_id(point_ids, masked, scores)
+    return points, [projections.get(point_id, ()) for point_id in point_ids]
+
+
 # --- conversions ------------------------------------------------------------------------------------
+
+
+def _check_dimension(collection: _Collection, dimension: int, what: str) -> None:
+    if dimension != collection.dimension:
+        raise InvalidStoreRequest(
+            f"{what} has dimension {dimension}, but collection {collection.name!r} holds "
+            f"{collection.dimension}-d vectors"
+        )
 
 
 def _to_point(item: IndexedArtwork) -> edge.Point:

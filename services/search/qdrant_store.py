@@ -27,6 +27,7 @@ from qdrant_client import AsyncQdrantClient, QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from artsearch.artists import artist_key
+from services.search.part_scores import masked_part_queries, projections_by_id
 from services.search.payload import (
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
@@ -71,6 +72,8 @@ PAYLOAD_INDEXES: Mapping[str, models.PayloadSchemaType] = {
 
 # HTTP statuses worth another try: overloaded, restarting or failing over.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Part projections score a handful of points: exactly, on the original vectors (never the int8 copies).
+_EXACT = models.SearchParams(exact=True, quantization=models.QuantizationSearchParams(ignore=True))
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,9 @@ class LocalQdrantClient:
 
     async def query_points(self, collection_name: str, **kwargs: Any) -> models.QueryResponse:
         return await self._call(self._client.query_points, collection_name, **kwargs)
+
+    async def query_batch_points(self, collection_name: str, **kwargs: Any) -> list[models.QueryResponse]:
+        return await self._call(self._client.query_batch_points, collection_name, **kwargs)
 
     async def retrieve(self, collection_name: str, **kwargs: Any) -> list[models.Record]:
         return await self._call(self._client.retrieve, collection_name, **kwargs)
@@ -267,9 +273,12 @@ class QdrantArtworkStore:
         limit: int,
         offset: int = 0,
         filter: ArtworkFilter = NO_FILTER,
+        parts: Sequence[tuple[int, int]] = (),
+        part_query: np.ndarray | None = None,
     ) -> list[ScoredArtwork]:
         name = self._resolve(collection)
         vector = as_unit_vector(query, "query vector")
+        masked = masked_part_queries(vector if part_query is None else part_query, parts, len(vector))
         dimension = await self._dimension(name)
         if dimension is None:
             return []
@@ -294,7 +303,33 @@ class QdrantArtworkStore:
         )
         if response is None:
             return []
-        return [ScoredArtwork(to_record(point.payload), float(point.score)) for point in response.points]
+        projections = await self._part_projections(name, [point.id for point in response.points], masked)
+        return [
+            ScoredArtwork(to_record(point.payload), float(point.score), projections.get(point.id, ()))
+            for point in response.points
+        ]
+
+    async def _part_projections(
+        self, name: str, point_ids: list[Any], masked: Sequence[np.ndarray | None]
+    ) -> dict[Any, tuple[float, ...]]:
+        """The hits scored again, exactly, by each masked query (part_scores), in one batch request."""
+        if not masked or not point_ids:
+            return {}
+        only_these = models.Filter(must=[models.HasIdCondition(has_id=point_ids)])
+        queries = [
+            models.QueryRequest(query=vector.tolist(), filter=only_these, limit=len(point_ids), params=_EXACT)
+            for vector in masked
+            if vector is not None
+        ]
+        answers = (
+            await self._read(name, lambda: self._client.query_batch_points(name, requests=queries))
+            if queries
+            else []
+        )
+        if answers is None:  # the collection went away meanwhile
+            return {}
+        scores = [{point.id: point.score for point in answer.points} for answer in answers]
+        return projections_by_id(point_ids, masked, scores)
 
     async def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> GetResult:
         name = self._resolve(collection)

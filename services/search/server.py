@@ -13,7 +13,6 @@ import numpy as np
 
 from artsearch.grpc_server import ServiceRegistration
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
-from services.search.part_scores import checked_parts, part_cosines
 from services.search.store import (
     COLLECTION_NAME,
     ArtworkFilter,
@@ -110,11 +109,29 @@ class SearchService(search_pb2_grpc.SearchServiceServicer):
         if not 0 <= request.offset <= MAX_OFFSET:
             raise BadRequest(f"offset must be between 0 and {MAX_OFFSET}, got {request.offset}")
         query = np.asarray(request.query.values, dtype=np.float32)
+        part_query = (
+            np.asarray(request.part_query.values, dtype=np.float32)
+            if request.HasField("part_query")
+            else None
+        )
         hits = await self._store.search(
-            collection, query, request.limit, request.offset, _filter_from_proto(request.filter)
+            collection,
+            query,
+            request.limit,
+            request.offset,
+            _filter_from_proto(request.filter),
+            parts=[(part.offset, part.length) for part in request.parts],
+            part_query=part_query,
         )
         return search_pb2.SearchResponse(
-            hits=[search_pb2.ScoredArtwork(artwork=_artwork_to_proto(a), score=score) for a, score in hits]
+            hits=[
+                search_pb2.ScoredArtwork(
+                    artwork=_artwork_to_proto(hit.artwork),
+                    score=hit.score,
+                    part_projections=hit.part_projections,
+                )
+                for hit in hits
+            ]
         )
 
     @_rpc
@@ -125,29 +142,6 @@ class SearchService(search_pb2_grpc.SearchServiceServicer):
         ids = _ids(request.ids)
         found, missing = await self._store.get(collection, ids, with_vectors=request.with_embeddings)
         return search_pb2.GetResponse(items=[_indexed_to_proto(item) for item in found], missing_ids=missing)
-
-    @_rpc
-    async def PartScores(
-        self, request: search_pb2.PartScoresRequest, context: grpc.aio.ServicerContext
-    ) -> search_pb2.PartScoresResponse:
-        collection = _collection(request.collection)
-        ids = _ids(request.ids)
-        query = np.asarray(request.query.values, dtype=np.float32)
-        if not np.isfinite(query).all():
-            raise BadRequest("the query has non-finite values")
-        parts = checked_parts([(part.offset, part.length) for part in request.parts], len(query))
-        found, missing = await self._store.get(collection, ids, with_vectors=True)
-        stored = [item for item in found if item.vector is not None]
-        if any(len(item.vector) != len(query) for item in stored):
-            raise BadRequest(f"the query has {len(query)} values; the stored vectors have another dimension")
-        cosines = part_cosines(query, np.stack([item.vector for item in stored]), parts) if stored else []
-        return search_pb2.PartScoresResponse(
-            scores=[
-                search_pb2.ArtworkPartScores(id=item.artwork.id, cosines=row.tolist())
-                for item, row in zip(stored, cosines, strict=True)
-            ],
-            missing_ids=missing,
-        )
 
     @_rpc
     async def Delete(

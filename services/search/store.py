@@ -95,6 +95,8 @@ NO_FILTER = ArtworkFilter()
 class ScoredArtwork(NamedTuple):
     artwork: ArtworkRecord
     score: float  # cosine similarity to the query, in [-1, 1]
+    # One per part a search asked for (services.search.part_scores); empty when it asked for none.
+    part_projections: tuple[float, ...] = ()
 
 
 class GetResult(NamedTuple):
@@ -153,8 +155,14 @@ class ArtworkStore(Protocol):
         limit: int,
         offset: int = 0,
         filter: ArtworkFilter = NO_FILTER,
+        parts: Sequence[tuple[int, int]] = (),
+        part_query: np.ndarray | None = None,
     ) -> list[ScoredArtwork]:
-        """The `limit` artworks most similar to `query` after skipping `offset`, best first."""
+        """The `limit` artworks most similar to `query` after skipping `offset`, best first.
+
+        With `parts` ((offset, length) inside the vector), each hit also carries one value per part: the
+        hit's vector at unit length dotted with the unit direction of `part_query` (`query` when None) over
+        that part, 0 where that part of it is all zeros; within 1e-3 of the exact value (part_scores)."""
         ...
 
     async def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> GetResult: ...

@@ -106,43 +106,70 @@ async def test_search_returns_ranked_hits_with_every_field(stub, catalogue: str)
     assert reply.hits[0].artwork == CATALOGUE[0].artwork
 
 
-async def test_part_scores_are_cosines_over_each_part_in_request_order(stub, catalogue: str) -> None:
-    # Parts [0, 2) and [2, 8): "wave" is basis 0, "irises" basis 2, "bridge" basis 3.
+def parts_of(*spans: tuple[int, int]) -> list[search_pb2.VectorPart]:
+    return [search_pb2.VectorPart(offset=offset, length=length) for offset, length in spans]
+
+
+async def test_search_scores_each_hit_on_each_part_in_request_order(stub, catalogue: str) -> None:
+    # Parts [0, 2) and [2, 8), unit directions (0.6, 0.8) and e3: "wave" is e0, "shower" e1, "bridge" e3.
     query = common_pb2.Embedding(values=[3.0, 4.0, 0, 1.0, 0, 0, 0, 0])
-    parts = [search_pb2.VectorPart(offset=0, length=2), search_pb2.VectorPart(offset=2, length=6)]
-    request = search_pb2.PartScoresRequest(
-        collection=catalogue, query=query, ids=["irises", "nobody", "wave", "bridge"], parts=parts
+    request = search_pb2.SearchRequest(
+        collection=catalogue, query=query, limit=4, parts=parts_of((0, 2), (2, 6))
     )
-    reply = await stub.PartScores(request, timeout=5)
-    assert [score.id for score in reply.scores] == ["irises", "wave", "bridge"]
-    assert list(reply.missing_ids) == ["nobody"]
-    by_id = {score.id: list(score.cosines) for score in reply.scores}
-    assert by_id["wave"] == pytest.approx([0.6, 0.0], abs=1e-3)  # all zeros in the second part: 0
+    reply = await stub.Search(request, timeout=5)
+    by_id = {hit.artwork.id: list(hit.part_projections) for hit in reply.hits}
+    assert set(by_id) == {"wave", "shower", "bridge", "irises"}
+    assert by_id["shower"] == pytest.approx([0.8, 0.0], abs=1e-3)
+    assert by_id["wave"] == pytest.approx([0.6, 0.0], abs=1e-3)
+    assert by_id["bridge"] == pytest.approx([0.0, 1.0], abs=1e-3)
     assert by_id["irises"] == pytest.approx([0.0, 0.0], abs=1e-3)
+
+
+async def test_search_without_parts_sends_no_projections(stub, catalogue: str) -> None:
+    query = common_pb2.Embedding(values=basis(0))
+    reply = await stub.Search(search_pb2.SearchRequest(collection=catalogue, query=query, limit=2), timeout=5)
+    assert all(len(hit.part_projections) == 0 for hit in reply.hits)
+
+
+async def test_part_query_gives_the_direction_a_reweighted_query_zeroed(stub, catalogue: str) -> None:
+    # The query has nothing in [0, 2) (a zero aspect weight): no direction there, so 0 ...
+    query = common_pb2.Embedding(values=[0, 0, 0, 1.0, 0, 0, 0, 0])
+    request = search_pb2.SearchRequest(
+        collection=catalogue, query=query, limit=4, parts=parts_of((0, 2), (2, 6))
+    )
+    zeroed = {
+        hit.artwork.id: list(hit.part_projections) for hit in (await stub.Search(request, timeout=5)).hits
+    }
+    assert zeroed["wave"] == pytest.approx([0.0, 0.0], abs=1e-3)
+    # ... unless the unweighted vector travels as part_query: same ranking, the part's direction is back.
+    request.part_query.values[:] = [1.0, 0, 0, 2.0, 0, 0, 0, 0]
+    reply = await stub.Search(request, timeout=5)
+    assert hit_ids(reply)[0] == "bridge"
+    by_id = {hit.artwork.id: list(hit.part_projections) for hit in reply.hits}
+    assert by_id["wave"] == pytest.approx([1.0, 0.0], abs=1e-3)
     assert by_id["bridge"] == pytest.approx([0.0, 1.0], abs=1e-3)
 
 
 @pytest.mark.parametrize(
-    ("parts", "query", "message"),
+    ("parts", "part_query", "message"),
     [
-        ([], [1.0] * DIM, "no parts"),
-        ([(6, 4)], [1.0] * DIM, r"parts\[0\] = \[6, 10\) is not inside a vector of 8 values"),
-        ([(-1, 2)], [1.0] * DIM, "not inside"),
-        ([(0, 2)], [1.0] * 4, "another dimension"),
-        ([(0, 2)], [float("nan")] * DIM, "non-finite"),
+        ([(6, 4)], None, r"parts\[0\] = \[6, 10\) is not inside a vector of 8 values"),
+        ([(-1, 2)], None, "not inside"),
+        ([(0, 0)], None, "not inside"),
+        ([(0, 2)], [1.0] * 4, "part query must be 8 finite values"),
+        ([(0, 2)], [float("nan")] * DIM, "part query must be 8 finite values"),
     ],
 )
-async def test_part_scores_refuse_parts_outside_the_vectors(
-    stub, catalogue: str, parts, query, message
+async def test_search_refuses_parts_that_do_not_fit_the_query(
+    stub, catalogue: str, parts, part_query, message
 ) -> None:
-    request = search_pb2.PartScoresRequest(
-        collection=catalogue,
-        query=common_pb2.Embedding(values=query),
-        ids=["wave"],
-        parts=[search_pb2.VectorPart(offset=o, length=n) for o, n in parts],
+    request = search_pb2.SearchRequest(
+        collection=catalogue, query=common_pb2.Embedding(values=[1.0] * DIM), limit=2, parts=parts_of(*parts)
     )
+    if part_query is not None:
+        request.part_query.values[:] = part_query
     with pytest.raises(grpc.aio.AioRpcError) as error:
-        await stub.PartScores(request, timeout=5)
+        await stub.Search(request, timeout=5)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert re.search(message, error.value.details())
 

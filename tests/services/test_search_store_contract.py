@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
+from artsearch.descriptor import DescriptorLayout, aspect_similarities, assemble
 from services.search.edge_store import EdgeArtworkStore
 from services.search.qdrant_store import QdrantArtworkStore
 from services.search.store import (
@@ -192,7 +193,8 @@ async def test_upsert_same_ids_twice_replaces_without_growing(filled: ArtworkSto
     )  # every field replaced, extra included
     # The vector was replaced too: the new direction finds it first.
     assert ids(await filled.search("", basis(7), limit=2)) == ["hokusai-wave", "renoir-boating"]
-    assert ids(await filled.search("", basis(0), limit=1)) != ["hokusai-wave"]
+    # Nothing points along the old direction any more (every score ties at 0: no order to check).
+    assert all(abs(hit.score) < PRECISION for hit in await filled.search("", basis(0), limit=len(CATALOGUE)))
 
 
 async def test_upserting_the_same_content_again_changes_nothing(filled: ArtworkStore) -> None:
@@ -342,6 +344,63 @@ async def test_get_with_vectors_returns_the_unit_vector(store: ArtworkStore) -> 
     found, _ = await store.get("", ["scaled"], with_vectors=True)
     assert found[0].vector is not None
     np.testing.assert_allclose(found[0].vector, unit(0, 0, 4, 3), atol=PRECISION)
+
+
+async def test_part_projections_divided_by_the_stored_part_length_are_the_part_cosines(
+    store: ArtworkStore,
+) -> None:
+    # Descriptors laid out as artsearch.descriptor does: each part at length sqrt(w); one stored vector
+    # breaks the layout (its parts at other lengths), where the projection is still the dot product.
+    rng = np.random.default_rng(7)
+    layout = DescriptorLayout.build([("a", 3), ("b", 5)], {"a": 0.6, "b": 0.4})
+    vectors = assemble({"a": rng.normal(size=(5, 3)), "b": rng.normal(size=(5, 5))}, layout)
+    vectors[4] = rng.normal(size=DIM)
+    await store.upsert("", [item(f"v{i}", vector) for i, vector in enumerate(vectors)])
+    query = rng.normal(size=DIM).astype(np.float32)
+    parts = [(0, 3), (3, 5), (1, 4)]
+
+    hits = await store.search("", query, limit=5, parts=parts)
+    plain = await store.search("", query, limit=5)
+
+    assert [(hit.artwork, hit.score) for hit in hits] == [(hit.artwork, hit.score) for hit in plain]
+    assert all(hit.part_projections == () for hit in plain)
+    for hit in hits:
+        stored = vectors[int(hit.artwork.id[1:])] / np.linalg.norm(vectors[int(hit.artwork.id[1:])])
+        exact = [stored[o : o + n] @ query[o : o + n] / np.linalg.norm(query[o : o + n]) for o, n in parts]
+        assert hit.part_projections == pytest.approx(exact, abs=PRECISION), hit.artwork.id
+    v0 = next(hit for hit in hits if hit.artwork.id == "v0")
+    cosines = aspect_similarities(query, vectors[0], layout)
+    assert v0.part_projections[0] / np.sqrt(0.6) == pytest.approx(cosines["a"], abs=PRECISION)
+    assert v0.part_projections[1] / np.sqrt(0.4) == pytest.approx(cosines["b"], abs=PRECISION)
+
+
+async def test_part_projections_follow_the_part_query_and_are_zero_where_it_is(
+    catalogue_store: ArtworkStore,
+) -> None:
+    query = basis(5) + basis(0) * 0.5
+    # The part query has nothing in [0, 4): 0 there, whatever the search query has.
+    part_query = basis(5) * 2.0
+    hits = await catalogue_store.search("", query, limit=2, parts=[(0, 4), (4, 4)], part_query=part_query)
+    assert ids(hits) == ["kandinsky-vii", "hokusai-wave"]
+    assert hits[0].part_projections == pytest.approx((0.0, 1.0), abs=PRECISION)
+    assert hits[1].part_projections == pytest.approx((0.0, 0.0), abs=PRECISION)
+    only_zero_parts = await catalogue_store.search("", query, limit=2, parts=[(0, 4)], part_query=part_query)
+    assert [hit.part_projections for hit in only_zero_parts] == [(0.0,), (0.0,)]
+
+
+@pytest.mark.parametrize(
+    ("parts", "part_query", "message"),
+    [
+        ([(6, 4)], None, "not inside a vector of 8 values"),
+        ([(0, 2)], np.ones(4, dtype=np.float32), "must be 8 finite values"),
+        ([(0, 2)], np.full(DIM, np.nan, dtype=np.float32), "must be 8 finite values"),
+    ],
+)
+async def test_parts_that_do_not_fit_are_refused(
+    catalogue_store: ArtworkStore, parts, part_query, message
+) -> None:
+    with pytest.raises(InvalidStoreRequest, match=message):
+        await catalogue_store.search("", basis(0), limit=2, parts=parts, part_query=part_query)
 
 
 async def test_delete_removes_and_counts_only_existing(filled: ArtworkStore) -> None:
