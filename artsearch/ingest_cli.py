@@ -3,6 +3,7 @@
     artsearch ingest data/catalogues/gcompris
     artsearch ingest wikiart/ --metadata wikiart/wikiart.csv --name wikiart --batch-size 32
     artsearch ingest --manifest artworks.jsonl --name museum --report report.json
+    artsearch ingest --manifest internal.csv --allow-download-network 10.20.0.0/16   # an internal store
     artsearch ingest big/ --shard-index $JOB_COMPLETION_INDEX --shard-count 8 --state-dir /state
 
 Re-running adds nothing twice; after a crash or Ctrl-C the same command resumes without re-encoding what is
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import os
 import shlex
 import signal
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from artsearch.catalogue.folder import Catalogue
     from artsearch.ingest import IngestOptions, IngestRun, IngestTargets
     from artsearch.ingest_progress import Progress
+    from artsearch.safe_fetch import IPNetwork
 
 EXIT_INTERRUPTED = 130
 EXIT_SERVICE_FAILED = 1
@@ -73,6 +76,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     downloads.add_argument("--download-timeout", type=float, default=30.0, help="seconds per image")
     downloads.add_argument("--max-download-bytes", type=_at_least(1), default=50 * 1024 * 1024)
     downloads.add_argument("--download-concurrency", type=_at_least(1), default=8)
+    downloads.add_argument(
+        "--allow-private-downloads",
+        action="store_true",
+        help="also fetch from loopback, private, link-local and CGNAT addresses, e.g. an internal object "
+        "store (cloud metadata addresses stay refused)",
+    )
+    downloads.add_argument(
+        "--allow-download-network",
+        action="append",
+        type=_network,
+        default=[],
+        metavar="CIDR",
+        help="the same for this network only, e.g. 10.20.0.0/16 (repeatable)",
+    )
     services = parser.add_argument_group("services")
     services.add_argument("--encoder", default=_default_addr("ENCODER_ADDR", "encoder"))
     services.add_argument("--search", default=_default_addr("SEARCH_ADDR", "search"))
@@ -88,6 +105,13 @@ def _at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _network(text: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def run_ingest(args: argparse.Namespace) -> int:
@@ -187,5 +211,7 @@ def _options(args: argparse.Namespace) -> IngestOptions:
             max_bytes=args.max_download_bytes,
             timeout_s=args.download_timeout,
             concurrency=args.download_concurrency,
+            allow_private_addresses=args.allow_private_downloads,
+            allowed_networks=tuple(args.allow_download_network),
         ),
     )

@@ -1,4 +1,7 @@
-"""Downloads the images of a URL manifest: http(s) only, bounded in size and time, images only.
+"""Downloads the images of a URL manifest through `artsearch.safe_fetch`, the gateway's SSRF policy: http(s)
+only, every address (also after a redirect) vetted — loopback, private, link-local, CGNAT, metadata and
+other special addresses refused unless the operator allows local networks —, bounded in size and time,
+images only.
 
 Every failure is a `DownloadRejected` with a reason for the ingest report; nothing here raises anything
 else for a bad URL or a bad server answer.
@@ -8,15 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-import httpx
+from artsearch.safe_fetch import FetchRefused, FetchSettings, IPNetwork, fetch_image, parse_url
 
-from artsearch.image_formats import SNIFF_BYTES, sniff_image_format
-
-ALLOWED_SCHEMES = frozenset({"http", "https"})
-# Content types that may carry an image when a server does not know better; the bytes decide.
-_NEUTRAL_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+USER_AGENT = "artsearch-ingest/1"
+PRIVATE_OPT_OUT = (
+    "an operator may allow local networks: --allow-private-downloads or --allow-download-network"
+)
 
 
 class DownloadRejected(ValueError):
@@ -33,30 +34,52 @@ class DownloadLimits:
     timeout_s: float = 30.0
     concurrency: int = 8
     max_redirects: int = 5
+    # Operator opt-out: fetch from loopback, private, link-local and CGNAT addresses (e.g. a manifest on an
+    # internal object store). Cloud metadata, multicast, reserved and unspecified addresses stay refused.
+    allow_private_addresses: bool = False
+    # The same opt-out for these networks only.
+    allowed_networks: tuple[IPNetwork, ...] = ()
+
+    def fetch_settings(self) -> FetchSettings:
+        return FetchSettings(
+            timeout_s=self.timeout_s,
+            max_bytes=self.max_bytes,
+            max_redirects=self.max_redirects,
+            allow_private=self.allow_private_addresses,
+            allowed_networks=self.allowed_networks,
+            user_agent=USER_AGENT,
+        )
 
 
 def check_url(url: str) -> str:
-    """The URL when it is an absolute http(s) URL with a host; DownloadRejected otherwise."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ALLOWED_SCHEMES:
-        scheme = parts.scheme or "a relative"
-        raise DownloadRejected(f"only http and https URLs are fetched, not {scheme} URL")
-    if not parts.hostname:
-        raise DownloadRejected("URL has no host")
+    """The URL to fetch when it is an absolute http(s) URL with a host (spaces, which manifests often leave
+    unencoded in file names, become %20); DownloadRejected otherwise."""
+    url = url.strip().replace(" ", "%20")
+    try:
+        parse_url(url)
+    except FetchRefused as refused:
+        raise DownloadRejected(refused.message) from None
     return url
 
 
+def rejection_reason(refused: FetchRefused) -> str:
+    """The report's reason for a refused download: what went wrong, after which redirect, and how an
+    operator lets a local-network address through."""
+    reason = refused.message
+    if refused.redirected_to is not None:
+        reason = f"redirected to {refused.redirected_to}: {reason}"
+    if refused.local_network:
+        reason = f"{reason}; {PRIVATE_OPT_OUT}"
+    return reason
+
+
 class Downloader:
-    """One shared HTTP client with a cap on concurrent downloads."""
+    """Fetches under one policy with a cap on concurrent downloads; each download has its own deadline
+    (DNS, every redirect and the whole body), counted from when it gets a slot."""
 
     def __init__(self, limits: DownloadLimits = DownloadLimits()) -> None:
         self.limits = limits
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(limits.timeout_s),
-            follow_redirects=True,
-            max_redirects=limits.max_redirects,
-            headers={"User-Agent": "artsearch-ingest/1", "Accept": "image/*"},
-        )
+        self._settings = limits.fetch_settings()
         self._slots = asyncio.Semaphore(limits.concurrency)
 
     async def __aenter__(self) -> Downloader:
@@ -66,41 +89,14 @@ class Downloader:
         await self.close()
 
     async def close(self) -> None:
-        await self._client.aclose()
+        """Nothing is held between downloads (each connects to its own vetted address); kept for callers."""
 
     async def fetch(self, url: str) -> bytes:
         """The image bytes at `url`. Raises DownloadRejected."""
-        check_url(url)
+        url = check_url(url)
         async with self._slots:
             try:
-                return await asyncio.wait_for(self._fetch(url), self.limits.timeout_s)
-            except (TimeoutError, httpx.TimeoutException):
-                raise DownloadRejected(f"download took longer than {self.limits.timeout_s:g} s") from None
-            except httpx.TooManyRedirects:
-                raise DownloadRejected(f"more than {self.limits.max_redirects} redirects") from None
-            except httpx.UnsupportedProtocol:
-                raise DownloadRejected("redirected to a URL that is not http or https") from None
-            except httpx.HTTPError as error:
-                raise DownloadRejected(f"download failed: {type(error).__name__}: {error}") from None
-
-    async def _fetch(self, url: str) -> bytes:
-        async with self._client.stream("GET", url) as response:
-            if response.status_code != 200:
-                raise DownloadRejected(f"HTTP {response.status_code} {response.reason_phrase}".strip())
-            self._check_headers(response)
-            data = bytearray()
-            async for chunk in response.aiter_bytes():
-                data.extend(chunk)
-                if len(data) > self.limits.max_bytes:
-                    raise DownloadRejected(f"larger than the limit of {self.limits.max_bytes:,} bytes")
-        if sniff_image_format(bytes(data[:SNIFF_BYTES])) is None:
-            raise DownloadRejected("content is not a JPEG, PNG, GIF, BMP, TIFF, WebP or AVIF image")
-        return bytes(data)
-
-    def _check_headers(self, response: httpx.Response) -> None:
-        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if not content_type.startswith("image/") and content_type not in _NEUTRAL_TYPES:
-            raise DownloadRejected(f"content type {content_type!r} is not an image")
-        length = response.headers.get("content-length", "")
-        if length.isdigit() and int(length) > self.limits.max_bytes:
-            raise DownloadRejected(f"{int(length):,} bytes, more than the limit of {self.limits.max_bytes:,}")
+                fetched = await fetch_image(url, self._settings)
+            except FetchRefused as refused:
+                raise DownloadRejected(rejection_reason(refused)) from None
+        return fetched.data

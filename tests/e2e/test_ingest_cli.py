@@ -259,11 +259,21 @@ def test_a_url_manifest_is_downloaded_checked_and_not_fetched_twice(
     manifest = tmp_path / "web.jsonl"
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
     args = ("--manifest", str(manifest), "--collection", "web")
+    # The server is on loopback: without the operator's opt-out every download is refused, item by item.
+    _CountingHandler.requests.clear()
+    refused = ingest(stack, tmp_path, *args, name="web0")
+    assert refused.status == 0, refused.stderr
+    assert refused.report["added"] == 0 and refused.report["encoded"] == 0 and _CountingHandler.requests == []
+    refused_why = reasons(refused.report)
+    assert len(refused_why) == len(lines)
+    assert all("127.0.0.1 is a loopback address" in refused_why[f"web-{row['id']}"] for row in rows)
+    assert "--allow-private-downloads" in refused_why["web-gone"]
+    args += ("--allow-private-downloads",)
     first = ingest(stack, tmp_path, *args, name="web1")
     assert first.status == 0, first.stderr
     assert first.report["added"] == 5 and count(stack, "web") == 5
     why = reasons(first.report)
-    assert "is not an image" in why["web-text"] and "HTTP 404" in why["web-gone"]
+    assert "not an image" in why["web-text"] and "HTTP 404" in why["web-gone"]
     assert "http or https" in why["file:///etc/passwd"]
     _CountingHandler.requests.clear()
     again = ingest(stack, tmp_path, *args, name="web2")
