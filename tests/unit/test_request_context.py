@@ -59,9 +59,7 @@ async def test_an_uncaught_error_is_a_json_500_with_the_request_id(json_log_line
     assert answer.json() == {"error": {"code": "internal", "message": "internal error"}}
     assert len(answer.headers["x-request-id"]) == 32
     lines = json_log_lines()
-    assert any(line["msg"] == "unhandled error" and "a bug" in line.get("exc", "") for line in lines), (
-        lines
-    )
+    assert any(line["msg"] == "unhandled error" and "a bug" in line.get("exc", "") for line in lines), lines
     assert any(line["msg"] == "request" and line["status"] == 500 for line in lines)
 
 
