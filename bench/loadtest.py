@@ -4,7 +4,8 @@
 1. starts encoder, search, influence and gateway as processes on 127.0.0.1 (artsearch.launcher), ingests
    the GCompris paintings through the encoder, then fills the collection to --artworks with synthetic
    artworks: each descriptor a random blend of two real paintings' descriptors plus noise, by one of the
-   real artists (so the influence re-rank has work to do), upserted straight into the search service;
+   real artists (so the influence re-rank has work to do), upserted straight into the search service,
+   and waits until the search service has indexed them (its background build);
 2. drives POST /v1/search (multipart JPEG of a real painting at 640-1600 px, k=25, pool 100, influence
    re-rank on) from one asyncio HTTP client at each concurrency level for a fixed time: QPS, p50/p95/p99,
    errors (any answer but 200);
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -49,6 +51,7 @@ from bench.encoder import (
     process_cpu_seconds,
 )
 from services.encoder.backends import EmbeddingModelInfo
+from services.search.edge_store import EdgeSettings
 
 DEFAULT_OUTPUT = REPO_ROOT / "bench/results/loadtest.json"
 TARGET_RATIO = 0.8
@@ -139,6 +142,28 @@ async def fill_collection(stack: ServiceStack, settings: LoadSettings) -> dict[s
             await search.Upsert(search_pb2.UpsertRequest(items=items), timeout=60)
         count = await search.Count(search_pb2.CountRequest(), timeout=30)
     return {"real": report.added, "synthetic": synthetic, "stored": count.count}
+
+
+def wait_for_index_build(search_pid: int, timeout_s: float = 600.0) -> float:
+    """Seconds waited until the search service has indexed the bulk load: its background HNSW build (a
+    child process, started once writes have been quiet for `index_delay_s`) would otherwise share the
+    cores with the first levels. TimeoutError past `timeout_s`."""
+    started = time.monotonic()
+    time.sleep(EdgeSettings.index_delay_s + 2.0)  # long enough for a build to have started
+    while child_pids(search_pid):
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"the search service's index build took more than {timeout_s:.0f} s")
+        time.sleep(0.5)
+    return round(time.monotonic() - started, 1)
+
+
+def child_pids(pid: int) -> set[int]:
+    """The processes `pid` has started and not yet reaped (Linux /proc)."""
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():  # any of its threads may have started the child
+        with contextlib.suppress(OSError):
+            children.update(int(child) for child in (task / "children").read_text().split())
+    return children
 
 
 async def _stored_artworks(search: search_pb2_grpc.SearchServiceStub) -> list[search_pb2.IndexedArtwork]:
@@ -318,6 +343,9 @@ def run(settings: LoadSettings) -> dict[str, object]:
             print(f"filling the collection to {settings.artworks} artworks ...", flush=True)
             collection = asyncio.run(fill_collection(stack, settings))
             print(f"  {collection}", flush=True)
+            if settings.artworks >= EdgeSettings.index_threshold:  # fewer points are never indexed
+                print("waiting for the search service's index build ...", flush=True)
+                print(f"  {wait_for_index_build(stack.processes['search'].pid)} s", flush=True)
             yardstick.sample(settings.raw_seconds / (len(settings.concurrencies) + 1))
             print("driving POST /v1/search ...", flush=True)
             records, client_cpu_ms = asyncio.run(measure(stack, settings, queries, yardstick))

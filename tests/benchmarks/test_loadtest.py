@@ -4,11 +4,14 @@ keys `bench/results/loadtest.json` promises and no request failed."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
-from bench.loadtest import LevelRecord, build_report, main
+from bench.loadtest import LevelRecord, build_report, child_pids, main
 
 pytestmark = pytest.mark.slow
 
@@ -48,3 +51,16 @@ def _settings():
     from bench.loadtest import LoadSettings
 
     return LoadSettings(model_path=Path("m"), catalogue_dir=Path("c"), output=Path("o"))
+
+
+def test_child_pids_sees_a_child_started_from_another_thread():
+    started: list[subprocess.Popen] = []
+    thread = threading.Thread(target=lambda: started.append(subprocess.Popen(["sleep", "5"])))
+    thread.start()
+    thread.join()
+    try:
+        assert started[0].pid in child_pids(os.getpid())
+    finally:
+        started[0].kill()
+        started[0].wait()
+    assert started[0].pid not in child_pids(os.getpid())
