@@ -226,3 +226,44 @@ class VectorPart(_message.Message):
     offset: int
     length: int
     def __init__(self, offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+
+class UpdateArtworkRequest(_message.Message):
+    __slots__ = ("collection", "id", "title", "artist", "style", "genre", "year", "image_uri", "catalogue", "set_extra", "remove_extra")
+    class SetExtraEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    ARTIST_FIELD_NUMBER: _ClassVar[int]
+    STYLE_FIELD_NUMBER: _ClassVar[int]
+    GENRE_FIELD_NUMBER: _ClassVar[int]
+    YEAR_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_URI_FIELD_NUMBER: _ClassVar[int]
+    CATALOGUE_FIELD_NUMBER: _ClassVar[int]
+    SET_EXTRA_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_EXTRA_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    id: str
+    title: str
+    artist: str
+    style: str
+    genre: str
+    year: int
+    image_uri: str
+    catalogue: str
+    set_extra: _containers.ScalarMap[str, str]
+    remove_extra: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, collection: _Optional[str] = ..., id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., style: _Optional[str] = ..., genre: _Optional[str] = ..., year: _Optional[int] = ..., image_uri: _Optional[str] = ..., catalogue: _Optional[str] = ..., set_extra: _Optional[_Mapping[str, str]] = ..., remove_extra: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpdateArtworkResponse(_message.Message):
+    __slots__ = ("artwork", "previous")
+    ARTWORK_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    artwork: _common_pb2.Artwork
+    previous: _common_pb2.Artwork
+    def __init__(self, artwork: _Optional[_Union[_common_pb2.Artwork, _Mapping]] = ..., previous: _Optional[_Union[_common_pb2.Artwork, _Mapping]] = ...) -> None: ...

@@ -85,6 +85,11 @@ class SearchServiceStub:
                 request_serializer=artsearch_dot_v1_dot_search__pb2.ListAliasesRequest.SerializeToString,
                 response_deserializer=artsearch_dot_v1_dot_search__pb2.ListAliasesResponse.FromString,
                 _registered_method=True)
+        self.UpdateArtwork = channel.unary_unary(
+                '/artsearch.v1.SearchService/UpdateArtwork',
+                request_serializer=artsearch_dot_v1_dot_search__pb2.UpdateArtworkRequest.SerializeToString,
+                response_deserializer=artsearch_dot_v1_dot_search__pb2.UpdateArtworkResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer:
@@ -165,6 +170,18 @@ class SearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateArtwork(self, request, context):
+        """Changes the metadata of one stored artwork in place: only the fields given and single `extra` keys;
+        its vector is never touched and an artwork is never created. NOT_FOUND when the id is not stored, also
+        when a Delete took it a moment before: an edit racing a Delete never brings the artwork back, and edits
+        of different fields (or different `extra` keys) racing each other both stay. INVALID_ARGUMENT for an
+        empty id, a request that changes nothing, an empty `extra` key, a key both set and removed, a removed
+        key containing '"' (Qdrant's JSON paths cannot name it), or more than 1000 `extra` keys.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -217,6 +234,11 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.ListAliases,
                     request_deserializer=artsearch_dot_v1_dot_search__pb2.ListAliasesRequest.FromString,
                     response_serializer=artsearch_dot_v1_dot_search__pb2.ListAliasesResponse.SerializeToString,
+            ),
+            'UpdateArtwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateArtwork,
+                    request_deserializer=artsearch_dot_v1_dot_search__pb2.UpdateArtworkRequest.FromString,
+                    response_serializer=artsearch_dot_v1_dot_search__pb2.UpdateArtworkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -490,6 +512,33 @@ class SearchService:
             '/artsearch.v1.SearchService/ListAliases',
             artsearch_dot_v1_dot_search__pb2.ListAliasesRequest.SerializeToString,
             artsearch_dot_v1_dot_search__pb2.ListAliasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateArtwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/artsearch.v1.SearchService/UpdateArtwork',
+            artsearch_dot_v1_dot_search__pb2.UpdateArtworkRequest.SerializeToString,
+            artsearch_dot_v1_dot_search__pb2.UpdateArtworkResponse.FromString,
             options,
             channel_credentials,
             insecure,

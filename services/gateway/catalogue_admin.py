@@ -204,27 +204,22 @@ def _install_edits(app: FastAPI, settings: AdminSettings, admin: Any) -> None:
     )
     async def edit_artwork(request: Request, _: admin, artwork_id: str, patch: ArtworkPatch) -> JSONResponse:
         """Changes an artwork's metadata; its descriptor is kept as stored, nothing is re-encoded (needs
-        an admin key)."""
+        an admin key). The search service changes only the fields sent, in place: an edit never brings
+        back an artwork deleted meanwhile (404), and edits of different fields never undo each other."""
         check_stored_id(artwork_id)
-        changes = _changes(patch)
         services = Services(request)
-        reply = await services.call(
-            SEARCH,
-            "Get",
-            search_pb2.GetRequest(collection=services.collection, ids=[artwork_id], with_embeddings=True),
-        )
-        if not reply.items:
-            raise ApiError(404, "not_found", f"no artwork {artwork_id!r}")
-        item = reply.items[0]
-        old_artist = item.artwork.artist
-        _apply(item.artwork, changes)
-        await services.call(
-            SEARCH, "Upsert", search_pb2.UpsertRequest(collection=services.collection, items=[item])
-        )
+        edit = _edit_request(patch)
+        if not edit.ListFields():  # only an empty `extra` was sent: nothing to change
+            found = await _stored(services, [artwork_id])
+            if not found:
+                raise ApiError(404, "not_found", f"no artwork {artwork_id!r}")
+            return JSONResponse({"artwork": artwork_json(found[artwork_id]), "degraded": []})
+        edit.collection, edit.id = services.collection, artwork_id
+        reply = await services.call(SEARCH, "UpdateArtwork", edit)
         degraded = []
-        if item.artwork.artist and item.artwork.artist != old_artist:
-            degraded = await _register_artists(services, [item.artwork.artist])
-        return JSONResponse({"artwork": artwork_json(item.artwork), "degraded": degraded})
+        if reply.artwork.artist and reply.artwork.artist != reply.previous.artist:
+            degraded = await _register_artists(services, [reply.artwork.artist])
+        return JSONResponse({"artwork": artwork_json(reply.artwork), "degraded": degraded})
 
     @app.delete(
         "/v1/artworks/{artwork_id}",
@@ -466,46 +461,37 @@ async def _register_artists(services: Services, artists: Sequence[str]) -> list[
 # ---- metadata edits ----------------------------------------------------------------------------------
 
 
-def _changes(patch: ArtworkPatch) -> dict[str, object]:
-    """The validated changes of a PATCH body (400 naming the first bad field)."""
+def _edit_request(patch: ArtworkPatch) -> search_pb2.UpdateArtworkRequest:
+    """The validated changes of a PATCH body (400 naming the first bad field), as the search service's
+    edit: only the fields sent are set."""
     sent = patch.model_fields_set
     if not sent:
         raise invalid("body", "names no field to change (title, artist, style, genre, year, extra)")
-    changes: dict[str, object] = {}
+    edit = search_pb2.UpdateArtworkRequest()
     for field in ("style", "genre"):
         if field in sent:
-            changes[field] = clean_text(getattr(patch, field), field)
+            setattr(edit, field, clean_text(getattr(patch, field), field))
     if "title" in sent:
-        changes["title"] = clean_text(patch.title, "title")
-        if not changes["title"]:
+        edit.title = clean_text(patch.title, "title")
+        if not edit.title:
             raise invalid("title", "cannot be empty")
     if "artist" in sent:
-        changes["artist"] = clean_artist(patch.artist)
+        edit.artist = clean_artist(patch.artist)
     if "year" in sent:
-        changes["year"] = clean_year(patch.year)
+        edit.year = clean_year(patch.year)
     if "extra" in sent:
-        changes["extra"] = _extra_changes(patch.extra or {})
-    return changes
+        _add_extra_changes(edit, patch.extra or {})
+    return edit
 
 
-def _extra_changes(extra: Mapping[str, str | None]) -> dict[str, str | None]:
+def _add_extra_changes(edit: search_pb2.UpdateArtworkRequest, extra: Mapping[str, str | None]) -> None:
+    """Keys set to a string are set, keys set to null removed; the others stay as stored."""
     removed = [key for key, value in extra.items() if value is None]
     for key in removed:
-        clean_text(key, "extra key", MAX_EXTRA_KEY_CHARS)
-        if key in (ADDED_BY, ADDED_AT):
-            raise invalid("extra", f"key {key!r} is reserved")
-    kept = clean_extra({key: value for key, value in extra.items() if value is not None})
-    return {**kept, **dict.fromkeys(removed)}
-
-
-def _apply(artwork: common_pb2.Artwork, changes: Mapping[str, object]) -> None:
-    for field, value in changes.items():
-        if field == "extra":
-            assert isinstance(value, dict)
-            for key, item in value.items():
-                if item is None:
-                    artwork.extra.pop(key, None)
-                else:
-                    artwork.extra[key] = item
-        else:
-            setattr(artwork, field, value)
+        name = clean_text(key, "extra key", MAX_EXTRA_KEY_CHARS)
+        if not name or name in (ADDED_BY, ADDED_AT):
+            raise invalid("extra", f"key {name!r} is empty or reserved")
+        if '"' in name:
+            raise invalid("extra", f"key {name!r} cannot be removed: it contains '\"'")
+        edit.remove_extra.append(name)
+    edit.set_extra.update(clean_extra({key: value for key, value in extra.items() if value is not None}))

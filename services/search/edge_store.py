@@ -49,7 +49,14 @@ import qdrant_edge as edge
 from artsearch.artists import artist_key
 from services.search import edge_files
 from services.search.part_scores import masked_part_queries, projections_by_id
-from services.search.payload import parse_cursor, point_id, to_indexed, to_payload, to_record
+from services.search.payload import (
+    changed_fields,
+    parse_cursor,
+    point_id,
+    to_indexed,
+    to_payload,
+    to_record,
+)
 from services.search.store import (
     DEFAULT_COLLECTION,
     NO_FILTER,
@@ -58,13 +65,16 @@ from services.search.store import (
     GetResult,
     IndexedArtwork,
     InvalidStoreRequest,
+    MetadataChanges,
     NotFound,
     ScoredArtwork,
     ScrollPage,
     SnapshotInfo,
     StoreError,
     StoreUnavailable,
+    UpdatedArtwork,
     as_unit_vector,
+    checked_changes,
     checked_collection_name,
     unique_in_order,
     validated_batch,
@@ -307,6 +317,31 @@ class EdgeArtworkStore:
             operation = edge.UpdateOperation.delete_points([point_id(i) for i in existing])
             await self._apply(target, [operation], points=len(existing))
         return len(existing)
+
+    async def update_metadata(
+        self, collection: str, artwork_id: str, changes: MetadataChanges
+    ) -> UpdatedArtwork:
+        """Atomic: under the collection's write lock (every write of this store takes it, and one process
+        holds the folder), the stored record is read and one set-payload operation writes the changed
+        fields (and the whole new `extra`) of that point; a search or get sees the record before or after
+        it, never half of it, and a delete is wholly before (NotFound) or after. Recorded for replay like
+        every write, so a background index build keeps it."""
+        changes = checked_changes(artwork_id, changes)
+        target = await self._collection(self._resolve(collection))
+        if target is None:
+            raise NotFound(f"no artwork {artwork_id!r}")
+        async with target.write_lock:
+            stored = await self._retrieve(target, [artwork_id], with_vectors=False)
+            if artwork_id not in stored:
+                raise NotFound(f"no artwork {artwork_id!r}")
+            previous = stored[artwork_id].artwork
+            current = changes.applied_to(previous)
+            payload = changed_fields(changes)
+            if changes.touches_extra():
+                payload["extra"] = dict(current.extra)  # a top-level set replaces the object whole
+            operation = edge.UpdateOperation.set_payload([point_id(artwork_id)], payload)
+            await self._apply(target, [operation], points=1)
+        return UpdatedArtwork(previous, current)
 
     async def count(self, collection: str, filter: ArtworkFilter = NO_FILTER) -> int:
         target = await self._collection(self._resolve(collection))

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from artsearch.artists import artist_key
-from services.search.store import ArtworkRecord, IndexedArtwork, InvalidStoreRequest
+from services.search.store import ArtworkRecord, IndexedArtwork, InvalidStoreRequest, MetadataChanges
 
 # Changing this namespace changes every point id: existing collections would have to be re-indexed.
 ARTWORK_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:artsearch:artwork")
@@ -24,6 +24,8 @@ ARTWORK_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:artsearch:artwork")
 # filters well (Qdrant adds the per-value links only for fields indexed at build time).
 KEYWORD_FIELDS = ("id", "artist_key", "style", "genre")
 INTEGER_FIELDS = ("year",)
+# Payload fields computed from a record field by `to_payload`: an edit of the field rewrites them too.
+DERIVED_FIELDS = {"artist": ("artist_key",)}
 
 
 def point_id(artwork_id: str) -> str:
@@ -44,6 +46,20 @@ def to_payload(artwork: ArtworkRecord) -> dict[str, Any]:
         "catalogue": artwork.catalogue,
         "extra": dict(artwork.extra),
     }
+
+
+def changed_fields(changes: MetadataChanges) -> dict[str, Any]:
+    """The top-level payload fields an edit sets, the derived ones included, as `to_payload` writes them
+    (`extra` aside: engines change it key by key)."""
+    fields = changes.fields()
+    written = to_payload(ArtworkRecord(id="", **fields))  # type: ignore[arg-type]
+    names = [*fields, *(derived for name in fields for derived in DERIVED_FIELDS.get(name, ()))]
+    return {name: written[name] for name in names}
+
+
+def extra_path(key: str) -> str:
+    """The Qdrant JSON path of one `extra` key (quoted: a key may hold dots or brackets; never '"')."""
+    return f'extra."{key}"'
 
 
 def to_record(payload: Mapping[str, Any] | None) -> ArtworkRecord:

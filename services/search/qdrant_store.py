@@ -31,6 +31,8 @@ from services.search.part_scores import masked_part_queries, projections_by_id
 from services.search.payload import (
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
+    changed_fields,
+    extra_path,
     parse_cursor,
     point_id,
     to_indexed,
@@ -42,9 +44,11 @@ from services.search.store import (
     NO_FILTER,
     AliasChange,
     ArtworkFilter,
+    ArtworkRecord,
     GetResult,
     IndexedArtwork,
     InvalidStoreRequest,
+    MetadataChanges,
     NotFound,
     ScoredArtwork,
     ScrollPage,
@@ -52,7 +56,9 @@ from services.search.store import (
     StoreError,
     StoreUnavailable,
     UnsupportedOperation,
+    UpdatedArtwork,
     as_unit_vector,
+    checked_changes,
     checked_collection_name,
     unique_in_order,
     validated_batch,
@@ -153,6 +159,9 @@ class LocalQdrantClient:
 
     async def delete(self, collection_name: str, **kwargs: Any) -> models.UpdateResult:
         return await self._call(self._client.delete, collection_name, **kwargs)
+
+    async def batch_update_points(self, collection_name: str, **kwargs: Any) -> list[models.UpdateResult]:
+        return await self._call(self._client.batch_update_points, collection_name, **kwargs)
 
     async def count(self, collection_name: str, **kwargs: Any) -> models.CountResult:
         return await self._call(self._client.count, collection_name, **kwargs)
@@ -357,6 +366,41 @@ class QdrantArtworkStore:
             name, lambda: self._client.delete(name, points_selector=selector, wait=True)
         )
         return 0 if result is None else len(existing)
+
+    async def update_metadata(
+        self, collection: str, artwork_id: str, changes: MetadataChanges
+    ) -> UpdatedArtwork:
+        """One request of up to three payload operations on the point, applied in order: set the changed
+        top-level fields (derived ones included), set the given keys inside `extra`, delete the removed
+        `extra` keys. Qdrant writes only the keys an operation names, so concurrent edits of different
+        fields or different extra keys (from any replica) both stay; and an operation on a point that does
+        not exist fails (404; local mode: KeyError) instead of creating it, so an edit racing a delete
+        never brings the artwork back: it answers NotFound.
+
+        Atomicity: each operation is atomic on the point. On a server the three are not one transaction:
+        a reader may see the fields changed before the extra keys, and a delete landing between two of
+        them stops the rest (NotFound; the point stays deleted). Local mode and `:memory:` run the whole
+        request in one call that nothing else interleaves with. `previous` is read just before the
+        request and `current` just after it: another client's edit may fall in between (last writer wins
+        on the same field)."""
+        changes = checked_changes(artwork_id, changes)
+        name = self._resolve(collection)
+        previous = await self._stored_record(name, artwork_id)
+        operations = _payload_operations(point_id(artwork_id), changes)
+        try:
+            await self._call(
+                f"edit artwork {artwork_id!r} in {name!r}",
+                lambda: self._client.batch_update_points(name, update_operations=operations, wait=True),
+            )
+        except (_CollectionGone, KeyError):  # the point (or its collection) is gone: nothing was created
+            raise NotFound(f"no artwork {artwork_id!r}") from None
+        return UpdatedArtwork(previous, await self._stored_record(name, artwork_id))
+
+    async def _stored_record(self, name: str, artwork_id: str) -> ArtworkRecord:
+        found = (await self.get(name, [artwork_id])).found
+        if not found:
+            raise NotFound(f"no artwork {artwork_id!r}")
+        return found[0].artwork
 
     async def count(self, collection: str, filter: ArtworkFilter = NO_FILTER) -> int:
         name = self._resolve(collection)
@@ -657,6 +701,29 @@ def _to_point(item: IndexedArtwork) -> models.PointStruct:
     vector = np.asarray(item.vector, dtype=np.float32)
     payload = to_payload(item.artwork)
     return models.PointStruct(id=point_id(item.artwork.id), vector=vector.tolist(), payload=payload)
+
+
+def _payload_operations(point: str, changes: MetadataChanges) -> list[models.UpdateOperation]:
+    operations: list[models.UpdateOperation] = []
+    fields = changed_fields(changes)
+    if fields:
+        operations.append(
+            models.SetPayloadOperation(set_payload=models.SetPayload(payload=fields, points=[point]))
+        )
+    if changes.set_extra:
+        # Keys of a payload set under `key` are taken literally (dots included), merged into `extra`.
+        extra = dict(changes.set_extra)
+        operations.append(
+            models.SetPayloadOperation(
+                set_payload=models.SetPayload(payload=extra, points=[point], key="extra")
+            )
+        )
+    if changes.remove_extra:
+        keys = [extra_path(key) for key in changes.remove_extra]
+        operations.append(
+            models.DeletePayloadOperation(delete_payload=models.DeletePayload(keys=keys, points=[point]))
+        )
+    return operations
 
 
 def _snapshot_collection(name: str) -> str:

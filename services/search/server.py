@@ -15,11 +15,13 @@ from artsearch.grpc_server import ServiceRegistration
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
 from services.search.store import (
     COLLECTION_NAME,
+    EDITABLE_FIELDS,
     ArtworkFilter,
     ArtworkRecord,
     ArtworkStore,
     IndexedArtwork,
     InvalidStoreRequest,
+    MetadataChanges,
     NotFound,
     StoreError,
     StoreUnavailable,
@@ -36,6 +38,7 @@ MAX_IDS = 10_000
 MAX_UPSERT_ITEMS = 10_000
 MAX_SCROLL_LIMIT = 1000
 MAX_SNAPSHOT_NAME = 255
+MAX_EXTRA_CHANGES = 1000
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
@@ -226,6 +229,18 @@ class SearchService(search_pb2_grpc.SearchServiceServicer):
             aliases=[search_pb2.CollectionAlias(alias=a, collection=c) for a, c in aliases.items()]
         )
 
+    @_rpc
+    async def UpdateArtwork(
+        self, request: search_pb2.UpdateArtworkRequest, context: grpc.aio.ServicerContext
+    ) -> search_pb2.UpdateArtworkResponse:
+        collection = _collection(request.collection)
+        if not request.id:
+            raise BadRequest("id is empty")
+        updated = await self._store.update_metadata(collection, request.id, _changes_from_proto(request))
+        return search_pb2.UpdateArtworkResponse(
+            artwork=_artwork_to_proto(updated.current), previous=_artwork_to_proto(updated.previous)
+        )
+
 
 def search_registration(service: SearchService) -> ServiceRegistration:
     return ServiceRegistration(
@@ -278,6 +293,17 @@ def _filter_from_proto(message: search_pb2.Filter) -> ArtworkFilter:
         year_min=year_min,
         year_max=year_max,
         exclude_ids=_non_empty_values("exclude_ids", message.exclude_ids),
+    )
+
+
+def _changes_from_proto(request: search_pb2.UpdateArtworkRequest) -> MetadataChanges:
+    extra_changes = len(request.set_extra) + len(request.remove_extra)
+    if extra_changes > MAX_EXTRA_CHANGES:
+        raise BadRequest(f"too many extra keys: {extra_changes} > {MAX_EXTRA_CHANGES} per request")
+    return MetadataChanges(
+        **{name: getattr(request, name) for name in EDITABLE_FIELDS if request.HasField(name)},
+        set_extra=dict(request.set_extra),
+        remove_extra=tuple(request.remove_extra),
     )
 
 

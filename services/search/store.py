@@ -7,6 +7,7 @@ embedded, a Qdrant server through qdrant-client, qdrant-client's local mode) imp
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ class UnsupportedOperation(StoreError):
 
 
 class NotFound(StoreError, LookupError):
-    """The request names a collection or an alias that must exist and does not."""
+    """The request names a collection, an alias or an artwork that must exist and does not."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,67 @@ class ArtworkRecord:
     image_uri: str = ""
     catalogue: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
+
+
+# The record fields an edit may set (all but the id).
+EDITABLE_FIELDS = ("title", "artist", "style", "genre", "year", "image_uri", "catalogue")
+# A removed `extra` key is named by a Qdrant JSON path, `extra."<key>"`, which has no escape for '"'.
+UNREMOVABLE_KEY_CHARACTER = '"'
+
+
+@dataclass(frozen=True)
+class MetadataChanges:
+    """An edit of one stored artwork's metadata: the fields to set (None leaves a field as stored) and the
+    `extra` keys to set or remove (the other keys stay)."""
+
+    title: str | None = None
+    artist: str | None = None
+    style: str | None = None
+    genre: str | None = None
+    year: int | None = None
+    image_uri: str | None = None
+    catalogue: str | None = None
+    set_extra: Mapping[str, str] = field(default_factory=dict)
+    remove_extra: tuple[str, ...] = ()
+
+    def fields(self) -> dict[str, str | int]:
+        """The record fields to set, by name."""
+        values = {name: getattr(self, name) for name in EDITABLE_FIELDS}
+        return {name: value for name, value in values.items() if value is not None}
+
+    def touches_extra(self) -> bool:
+        return bool(self.set_extra or self.remove_extra)
+
+    def applied_to(self, artwork: ArtworkRecord) -> ArtworkRecord:
+        """`artwork` with these changes made."""
+        extra = {key: value for key, value in artwork.extra.items() if key not in self.remove_extra}
+        extra.update(self.set_extra)
+        return dataclasses.replace(artwork, **self.fields(), extra=extra)
+
+
+class UpdatedArtwork(NamedTuple):
+    """What an edit did: the record as stored before it and after it."""
+
+    previous: ArtworkRecord
+    current: ArtworkRecord
+
+
+def checked_changes(artwork_id: str, changes: MetadataChanges) -> MetadataChanges:
+    """The edit, or InvalidStoreRequest saying what is wrong with it."""
+    if not artwork_id:
+        raise InvalidStoreRequest("the artwork id is empty")
+    if not changes.fields() and not changes.touches_extra():
+        raise InvalidStoreRequest("the edit changes nothing: give a field, or extra keys to set or remove")
+    for key in (*changes.set_extra, *changes.remove_extra):
+        if not key:
+            raise InvalidStoreRequest("an extra key is empty")
+    both = sorted(set(changes.set_extra) & set(changes.remove_extra))
+    if both:
+        raise InvalidStoreRequest(f"extra key {both[0]!r} is both set and removed")
+    for key in changes.remove_extra:
+        if UNREMOVABLE_KEY_CHARACTER in key:
+            raise InvalidStoreRequest(f"extra key {key!r} cannot be removed: it contains '\"'")
+    return dataclasses.replace(changes, remove_extra=tuple(unique_in_order(changes.remove_extra)))
 
 
 @dataclass(frozen=True)
@@ -169,6 +231,16 @@ class ArtworkStore(Protocol):
 
     async def delete(self, collection: str, ids: Sequence[str]) -> int:
         """Deletes artworks by id; returns how many of them existed."""
+        ...
+
+    async def update_metadata(
+        self, collection: str, artwork_id: str, changes: MetadataChanges
+    ) -> UpdatedArtwork:
+        """Sets the given fields (and the payload fields derived from them) and `extra` keys of one stored
+        artwork; never touches its vector, never creates an artwork. NotFound when the id is not stored
+        (deleted a moment before included: an edit never brings a deleted artwork back); edits of
+        different fields or different extra keys never undo each other. InvalidStoreRequest for an edit
+        `checked_changes` refuses."""
         ...
 
     async def count(self, collection: str, filter: ArtworkFilter = NO_FILTER) -> int: ...

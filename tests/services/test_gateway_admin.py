@@ -631,6 +631,86 @@ async def test_a_patch_changes_metadata_and_keeps_the_stored_vector(client, sear
     )
 
 
+async def upsert_plain(search, *ids: str, **fields: object) -> None:
+    """Artworks stored straight into search (no image to encode): the admin routes only edit them."""
+    vector = [1.0] + [0.0] * 2663
+    items = [
+        search_pb2.IndexedArtwork(artwork={"id": i, "title": i, **fields}, embedding={"values": vector})
+        for i in ids
+    ]
+    await search.Upsert(search_pb2.UpsertRequest(collection=COLLECTION, items=items), timeout=10)
+
+
+async def test_a_patch_racing_a_delete_never_brings_the_artwork_back(client, search):
+    ids = [f"admin-race-{n}" for n in range(12)]
+    await upsert_plain(search, *ids, artist="Race Painter")
+    before = await count(search)
+
+    def requests_for(n: int, artwork_id: str) -> list:
+        url = f"/v1/artworks/{artwork_id}"
+        patches = [
+            client.patch(url, headers=AUTH, json=body)
+            for body in ({"title": "Patched"}, {"year": 1900}, {"extra": {"k": "v"}}, {"artist": f"New {n}"})
+        ]
+        patches.insert(n % 5, client.delete(url, headers=AUTH))  # the DELETE before, among, after the PATCHes
+        return patches
+
+    calls = [requests_for(n, artwork_id) for n, artwork_id in enumerate(ids)]
+    answers = await asyncio.gather(*(call for per_id in calls for call in per_id))
+    for n, artwork_id in enumerate(ids):
+        mine = answers[n * 5 : n * 5 + 5]
+        deleted = mine.pop(n % 5)
+        assert deleted.status_code == 204, deleted.text
+        for patched in mine:
+            assert patched.status_code in (200, 404), patched.text
+            if patched.status_code == 404:
+                assert_error(patched, 404, "not_found", artwork_id)
+        assert_error(await client.get(f"/v1/artworks/{artwork_id}"), 404, "not_found")
+    assert await stored(search, *ids) == {}
+    assert await count(search) == before - len(ids)
+
+
+async def test_concurrent_patches_of_different_fields_all_stay(client, search):
+    ids = [f"admin-merge-{n}" for n in range(6)]
+    await upsert_plain(search, *ids, extra={"keep": "me", "drop": "me"})
+    bodies = [
+        {"title": "Merged title"},
+        {"year": 1877},
+        {"genre": "marine"},
+        {"extra": {"first": "1"}},
+        {"extra": {"second": "2", "drop": None}},
+    ]
+    answers = await asyncio.gather(
+        *(client.patch(f"/v1/artworks/{i}", headers=AUTH, json=body) for i in ids for body in bodies)
+    )
+    assert all(answer.status_code == 200 for answer in answers), [a.text for a in answers]
+    for record in (await stored(search, *ids)).values():
+        artwork = record.artwork
+        assert (artwork.title, artwork.year, artwork.genre) == ("Merged title", 1877, "marine")
+        assert dict(artwork.extra) == {"keep": "me", "first": "1", "second": "2"}
+
+
+async def test_a_patch_answers_the_stored_record_and_registers_only_a_new_artist(client, search):
+    await upsert_plain(search, "admin-artist", artist="Already Stored Artist")
+    same = await client.patch(
+        "/v1/artworks/admin-artist", headers=AUTH, json={"artist": "Already Stored Artist"}
+    )
+    assert same.status_code == 200 and same.json()["degraded"] == []
+    # Not registered: the artist did not change (only artists new to the artwork join the graph).
+    assert (await client.get("/v1/artists", params={"prefix": "already stored"})).json()["artists"] == []
+    renamed = await client.patch("/v1/artworks/admin-artist", headers=AUTH, json={"artist": "Freshly Named"})
+    assert renamed.json()["artwork"]["artist"] == "Freshly Named"
+    assert (await client.get("/v1/artists", params={"prefix": "freshly named"})).json()["artists"]
+    # Only an empty extra: nothing to change, the stored record comes back as it is.
+    unchanged = await client.patch("/v1/artworks/admin-artist", headers=AUTH, json={"extra": {}})
+    assert unchanged.status_code == 200 and unchanged.json()["artwork"] == renamed.json()["artwork"]
+    quoted = await client.patch("/v1/artworks/admin-artist", headers=AUTH, json={"extra": {'say "hi"': None}})
+    assert_error(quoted, 400, "invalid_metadata", "cannot be removed")
+    assert_error(
+        await client.patch("/v1/artworks/no-such-work", headers=AUTH, json={"extra": {}}), 404, "not_found"
+    )
+
+
 async def test_delete_removes_the_record_and_its_added_image(client, search, image_root):
     assert (
         await add(client, painting(60), id="admin-gone", title="Short-lived", catalogue="temp")

@@ -237,6 +237,57 @@ async def test_upsert_replaces_and_delete_removes_in_the_default_collection(stub
     assert (await stub.Count(search_pb2.CountRequest(), timeout=5)).count == 0
 
 
+async def test_update_artwork_sets_the_given_fields_in_place(stub) -> None:
+    items = [indexed("e1", basis(6), title="Old", artist="Katsushika Hokusai", style="Ukiyo-e", year=1831,
+                     image_uri="e1.png", catalogue="demo", extra={"museum": "Met", "room": "1"}),
+             indexed("e2", basis(7), title="Other", artist="Katsushika Hokusai")]  # fmt: skip
+    await stub.Upsert(search_pb2.UpsertRequest(collection="edits", items=items), timeout=10)
+    request = search_pb2.UpdateArtworkRequest(
+        collection="edits",
+        id="e1",
+        title="New",
+        artist="Utagawa Hiroshige",
+        style="",  # set to empty: cleared, unlike the fields left unset
+        set_extra={"room": "2", "licence": "PD"},
+        remove_extra=["museum", "never-there"],
+    )
+    reply = await stub.UpdateArtwork(request, timeout=5)
+
+    expected = common_pb2.Artwork()
+    expected.CopyFrom(items[0].artwork)
+    expected.title, expected.artist, expected.style = "New", "Utagawa Hiroshige", ""
+    del expected.extra["museum"]
+    expected.extra.update({"room": "2", "licence": "PD"})
+    assert reply.previous == items[0].artwork
+    assert reply.artwork == expected
+    got = await stub.Get(
+        search_pb2.GetRequest(collection="edits", ids=["e1"], with_embeddings=True), timeout=5
+    )
+    assert got.items[0].artwork == expected
+    assert list(got.items[0].embedding.values) == pytest.approx(basis(6), abs=1e-3)
+
+    def by_artist(name: str) -> search_pb2.SearchRequest:
+        query = common_pb2.Embedding(values=basis(6))
+        artist = search_pb2.Filter(artists=[name])
+        return search_pb2.SearchRequest(collection="edits", query=query, limit=5, filter=artist)
+
+    assert hit_ids(await stub.Search(by_artist("utagawa hiroshige"), timeout=5)) == ["e1"]
+    assert hit_ids(await stub.Search(by_artist("Katsushika Hokusai"), timeout=5)) == ["e2"]
+
+
+async def test_update_artwork_of_a_missing_or_deleted_id_is_not_found(stub) -> None:
+    await stub.Upsert(search_pb2.UpsertRequest(collection="gone", items=[indexed("g", basis(0))]), timeout=10)
+    await stub.Delete(search_pb2.DeleteRequest(collection="gone", ids=["g"]), timeout=5)
+    for artwork_id in ("g", "never"):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.UpdateArtwork(
+                search_pb2.UpdateArtworkRequest(collection="gone", id=artwork_id, title="back?"), timeout=5
+            )
+        assert error.value.code() == grpc.StatusCode.NOT_FOUND
+        assert artwork_id in error.value.details()
+    assert (await stub.Count(search_pb2.CountRequest(collection="gone"), timeout=5)).count == 0
+
+
 async def test_unknown_collection_is_empty_not_an_error(stub) -> None:
     query = common_pb2.Embedding(values=basis(0))
     search = await stub.Search(
@@ -331,6 +382,10 @@ def _upsert(*items: search_pb2.IndexedArtwork, collection: str = "demo") -> sear
     return search_pb2.UpsertRequest(collection=collection, items=items)
 
 
+def _edit(**fields: object) -> search_pb2.UpdateArtworkRequest:
+    return search_pb2.UpdateArtworkRequest(collection="demo", id="wave", **fields)  # type: ignore[arg-type]
+
+
 BAD_REQUESTS = [
     ("Upsert", _upsert(indexed("", basis(0))), r"items\[0\] has no artwork id"),
     ("Upsert", _upsert(indexed("ok", basis(0)), indexed("e", [])), r"items\[1\] \(id 'e'\) vector is empty"),
@@ -368,6 +423,14 @@ BAD_REQUESTS = [
     ("RestoreSnapshot", search_pb2.RestoreSnapshotRequest(name="../../etc/passwd"), "invalid snapshot name"),
     ("RestoreSnapshot", search_pb2.RestoreSnapshotRequest(name="demo-20260101T000000Z.snapshot"),
      "no snapshot"),
+    ("UpdateArtwork", search_pb2.UpdateArtworkRequest(collection="demo", title="t"), "id is empty"),
+    ("UpdateArtwork", _edit(), "changes nothing"),
+    ("UpdateArtwork", _edit(set_extra={"": "v"}), "extra key is empty"),
+    ("UpdateArtwork", _edit(set_extra={"k": "v"}, remove_extra=["k"]), "'k' is both set and removed"),
+    ("UpdateArtwork", _edit(remove_extra=['a"b']), "cannot be removed"),
+    ("UpdateArtwork", _edit(remove_extra=["k"] * 1001), "too many extra keys: 1001 > 1000"),
+    ("UpdateArtwork", search_pb2.UpdateArtworkRequest(collection="a b", id="wave", title="t"),
+     "invalid collection name"),
 ]  # fmt: skip
 
 

@@ -4,6 +4,8 @@ Docker engine answers, a real Qdrant server."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -23,6 +25,8 @@ from services.search.store import (
     ArtworkStore,
     IndexedArtwork,
     InvalidStoreRequest,
+    MetadataChanges,
+    NotFound,
     UnsupportedOperation,
 )
 
@@ -411,6 +415,125 @@ async def test_delete_removes_and_counts_only_existing(filled: ArtworkStore) -> 
     assert [f.artwork.id for f in found] == ["renoir-boating"]
     assert "hokusai-wave" not in ids(await filled.search("", basis(0), limit=100))
     assert await filled.delete("", ["hokusai-wave"]) == 0
+
+
+# --- metadata edits ---------------------------------------------------------------------------------
+
+
+async def test_an_edit_sets_only_the_given_fields_and_keeps_the_vector(filled: ArtworkStore) -> None:
+    before = await filled.search("", unit(5, 1), limit=3)
+    changes = MetadataChanges(title="Kanagawa", year=0, style="", set_extra={"room": "W204"})
+    updated = await filled.update_metadata("", "hokusai-wave", changes)
+
+    expected = dataclasses.replace(
+        CATALOGUE[0].artwork, title="Kanagawa", year=0, style="", extra={"museum": "Met", "room": "W204"}
+    )
+    assert updated.previous == CATALOGUE[0].artwork
+    assert updated.current == expected
+    found, _ = await filled.get("", ["hokusai-wave"], with_vectors=True)
+    assert found[0].artwork == expected
+    np.testing.assert_allclose(found[0].vector, basis(0), atol=PRECISION)
+    after = await filled.search("", unit(5, 1), limit=3)
+    assert [(hit.artwork.id, round(hit.score, 3)) for hit in after] == [
+        (hit.artwork.id, round(hit.score, 3)) for hit in before
+    ]
+    assert await filled.count("") == len(CATALOGUE)
+    # Filters see the new values: the year range and the style changed with the record.
+    assert await filled.count("", ArtworkFilter(styles=("Ukiyo-e",))) == 1
+    assert await filled.count("", ArtworkFilter(year_max=1831)) == 2
+
+
+async def test_an_edit_sets_and_removes_extra_keys_one_by_one(filled: ArtworkStore) -> None:
+    await filled.update_metadata("", "hokusai-wave", MetadataChanges(set_extra={"a.b[0]": "1", "room": "2"}))
+    removed = await filled.update_metadata(
+        "", "hokusai-wave", MetadataChanges(remove_extra=("museum", "never-set", "a.b[0]"))
+    )
+    assert removed.current.extra == {"room": "2"}
+    again = await filled.update_metadata("", "hokusai-wave", MetadataChanges(set_extra={"room": "3"}))
+    assert again.previous.extra == {"room": "2"}
+    found, _ = await filled.get("", ["hokusai-wave"])
+    assert found[0].artwork == dataclasses.replace(CATALOGUE[0].artwork, extra={"room": "3"})
+
+
+async def test_an_artist_change_moves_the_artwork_between_artist_filters(filled: ArtworkStore) -> None:
+    await filled.update_metadata("", "vangogh-irises", MetadataChanges(artist="Claude Monet"))
+    monet = await filled.search("", QUERY_ALL, limit=10, filter=ArtworkFilter(artists=("monet, claude",)))
+    van_gogh = await filled.search(
+        "", QUERY_ALL, limit=10, filter=ArtworkFilter(artists=("Vincent van Gogh",))
+    )
+    assert ids(monet) == ["vangogh-irises"]
+    assert ids(van_gogh) == ["vangogh-bridge"]
+    assert await filled.count("", ArtworkFilter(artists=("CLAUDE MONET",))) == 1
+
+
+async def test_editing_a_missing_artwork_is_not_found_and_creates_nothing(filled: ArtworkStore) -> None:
+    with pytest.raises(NotFound, match="ghost"):
+        await filled.update_metadata("", "ghost", MetadataChanges(title="Boo"))
+    await filled.delete("", ["kandinsky-vii"])
+    with pytest.raises(NotFound, match="kandinsky-vii"):
+        await filled.update_metadata("", "kandinsky-vii", MetadataChanges(set_extra={"back": "no"}))
+    with pytest.raises(NotFound):
+        await filled.update_metadata(
+            f"absent_{uuid.uuid4().hex[:8]}", "hokusai-wave", MetadataChanges(year=1)
+        )
+    assert await filled.count("") == len(CATALOGUE) - 1
+    assert (await filled.get("", ["ghost", "kandinsky-vii"])).missing == ["ghost", "kandinsky-vii"]
+
+
+async def test_an_edit_racing_a_delete_never_brings_the_artwork_back(filled: ArtworkStore) -> None:
+    for position, entry in enumerate(CATALOGUE):
+        artwork_id = entry.artwork.id
+        calls = [filled.update_metadata("", artwork_id, MetadataChanges(title=f"t{i}")) for i in range(4)]
+        calls.insert(
+            position % 5, filled.delete("", [artwork_id])
+        )  # the delete before, among, after the edits
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert outcomes.pop(position % 5) == 1
+        assert all(isinstance(o, NotFound) or o.current.title.startswith("t") for o in outcomes), outcomes
+    assert await filled.count("") == 0
+    assert len((await filled.get("", [entry.artwork.id for entry in CATALOGUE])).missing) == len(CATALOGUE)
+
+
+async def test_concurrent_edits_of_different_fields_and_extra_keys_all_stay(filled: ArtworkStore) -> None:
+    edits = [
+        MetadataChanges(title="New title"),
+        MetadataChanges(style="Shin-hanga"),
+        MetadataChanges(genre="seascape"),
+        MetadataChanges(year=1830),
+        MetadataChanges(artist="Hokusai"),
+        *(MetadataChanges(set_extra={f"key{i}": str(i)}) for i in range(6)),
+        MetadataChanges(remove_extra=("museum",)),
+    ]
+    await asyncio.gather(*(filled.update_metadata("", "hokusai-wave", edit) for edit in edits))
+    found, _ = await filled.get("", ["hokusai-wave"])
+    assert found[0].artwork == dataclasses.replace(
+        CATALOGUE[0].artwork,
+        title="New title",
+        style="Shin-hanga",
+        genre="seascape",
+        year=1830,
+        artist="Hokusai",
+        extra={f"key{i}": str(i) for i in range(6)},
+    )
+
+
+@pytest.mark.parametrize(
+    ("artwork_id", "changes", "message"),
+    [
+        ("", MetadataChanges(title="x"), "id is empty"),
+        ("hokusai-wave", MetadataChanges(), "changes nothing"),
+        ("hokusai-wave", MetadataChanges(set_extra={"": "x"}), "extra key is empty"),
+        ("hokusai-wave", MetadataChanges(remove_extra=("",)), "extra key is empty"),
+        ("hokusai-wave", MetadataChanges(set_extra={"k": "1"}, remove_extra=("k",)), "both set and removed"),
+        ("hokusai-wave", MetadataChanges(remove_extra=('say "hi"',)), "cannot be removed"),
+    ],
+)
+async def test_bad_edits_are_refused_and_change_nothing(
+    catalogue_store: ArtworkStore, artwork_id: str, changes: MetadataChanges, message: str
+) -> None:
+    with pytest.raises(InvalidStoreRequest, match=message):
+        await catalogue_store.update_metadata("", artwork_id, changes)
+    assert (await catalogue_store.get("", ["hokusai-wave"])).found[0].artwork == CATALOGUE[0].artwork
 
 
 # --- scroll -----------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from services.search.store import (
     ArtworkRecord,
     IndexedArtwork,
     InvalidStoreRequest,
+    MetadataChanges,
     StoreUnavailable,
 )
 
@@ -160,14 +161,17 @@ async def test_writes_during_a_build_are_kept(store: EdgeArtworkStore, tmp_path:
     await store.upsert("", late)
     await store.upsert("", [IndexedArtwork(ArtworkRecord(id="p1", title="replaced"), late[0].vector)])
     assert await store.delete("", ["p2"]) == 1
+    await store.update_metadata("", "p3", MetadataChanges(title="edited", artist="Claude Monet"))
     served_during_build = await store.count("")
 
     assert await build
     assert served_during_build == 401
     assert await store.count("") == 401
-    found, missing = await store.get("", ["late0", "late1", "p1", "p2"])
-    assert [f.artwork.id for f in found] == ["late0", "late1", "p1"]
+    found, missing = await store.get("", ["late0", "late1", "p1", "p2", "p3"])
+    assert [f.artwork.id for f in found] == ["late0", "late1", "p1", "p3"]
     assert found[2].artwork.title == "replaced"
+    assert (found[3].artwork.title, found[3].artwork.artist) == ("edited", "Claude Monet")
+    assert await store.count("", ArtworkFilter(artists=("Claude Monet",))) == 1  # the payload index too
     assert missing == ["p2"]
     points, indexed = await store.index_status("")
     assert points == 401 and indexed >= 398

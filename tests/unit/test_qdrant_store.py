@@ -23,11 +23,15 @@ from typing import Any
 import numpy as np
 import pytest
 
+from artsearch.artists import artist_key
+from services.search.payload import to_payload
 from services.search.qdrant_store import QdrantArtworkStore, QdrantServerSettings, point_id
 from services.search.store import (
     ArtworkRecord,
     IndexedArtwork,
     InvalidStoreRequest,
+    MetadataChanges,
+    NotFound,
     StoreUnavailable,
     UnsupportedOperation,
 )
@@ -67,6 +71,8 @@ class ScriptedQdrant:
     failures: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     collections: set[str] = field(default_factory=set)
+    # `results[(method, path regex)]`: the `result` of a 200 answer to requests that match.
+    results: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def answer(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         self.requests.append(Recorded(method, path, body))
@@ -74,6 +80,9 @@ class ScriptedQdrant:
             if failing_method == method and re.fullmatch(pattern, path) and statuses:
                 status = statuses.pop(0)
                 return status, {"status": {"error": f"scripted {status}"}, "time": 0.0}
+        for (scripted_method, pattern), result in self.results.items():
+            if scripted_method == method and re.fullmatch(pattern, path):
+                return 200, _ok(result)
         name = path.split("/")[2] if path.startswith("/collections/") else ""
         if method == "GET" and path.endswith("/exists"):
             return 200, _ok({"exists": name in self.collections})
@@ -186,6 +195,71 @@ async def test_upserts_go_out_in_bounded_batches(scripted: tuple[ScriptedQdrant,
     assert sizes == [256, 256, 88]
     sent = [point["id"] for r in state.paths("PUT", "/points") for point in r.body["points"]]
     assert sent == [point_id(f"n{i}") for i in range(600)]
+
+
+# --- metadata edits on a server -----------------------------------------------------------------------
+
+
+async def test_an_edit_is_one_request_of_per_key_payload_operations(
+    scripted: tuple[ScriptedQdrant, str],
+) -> None:
+    state, url = scripted
+    store = await _server_store(url)
+    stored = {"id": point_id("a"), "payload": to_payload(ArtworkRecord(id="a", extra={"old": "x"}))}
+    state.results[("POST", r"/collections/paintings/points")] = [stored]  # what a retrieve finds
+    state.results[("POST", r"/collections/paintings/points/batch")] = [
+        {"operation_id": 1, "status": "completed"}
+    ]
+    try:
+        await store.upsert("", [item("a", basis(0))])
+        changes = MetadataChanges(
+            artist="Hokusai", year=0, set_extra={"a.b": "1"}, remove_extra=("old", "x.y")
+        )
+        updated = await store.update_metadata("", "a", changes)
+    finally:
+        await store.close()
+    assert updated.previous == ArtworkRecord(id="a", extra={"old": "x"})
+    (batch,) = state.paths("POST", "/points/batch")
+    operations = [
+        (kind, {key: value for key, value in body.items() if value is not None})
+        for operation in batch.body["operations"]
+        for kind, body in operation.items()
+    ]
+    target = [point_id("a")]
+    assert operations == [
+        (
+            "set_payload",
+            {
+                "payload": {"artist": "Hokusai", "year": 0, "artist_key": artist_key("Hokusai")},
+                "points": target,
+            },
+        ),
+        ("set_payload", {"payload": {"a.b": "1"}, "points": target, "key": "extra"}),
+        ("delete_payload", {"keys": ['extra."old"', 'extra."x.y"'], "points": target}),
+    ]
+    assert not state.paths("PUT", "/points")[1:]  # the one upsert above; the edit wrote no point
+
+
+async def test_an_edit_the_server_finds_no_point_for_is_not_found(
+    scripted: tuple[ScriptedQdrant, str],
+) -> None:
+    state, url = scripted
+    store = await _server_store(url)
+    stored = {"id": point_id("a"), "payload": to_payload(ArtworkRecord(id="a"))}
+    state.results[("POST", r"/collections/paintings/points")] = [stored]
+    # Deleted between the read and the write: Qdrant answers 404 for a payload operation on a missing point.
+    state.failures[("POST", r"/collections/paintings/points/batch")] = [404]
+    try:
+        await store.upsert("", [item("a", basis(0))])
+        with pytest.raises(NotFound, match="no artwork 'a'"):
+            await store.update_metadata("", "a", MetadataChanges(title="back?"))
+        state.results[("POST", r"/collections/paintings/points")] = []  # and now the read finds nothing
+        with pytest.raises(NotFound, match="no artwork 'a'"):
+            await store.update_metadata("", "a", MetadataChanges(title="back?"))
+    finally:
+        await store.close()
+    assert len(state.paths("POST", "/points/batch")) == 1  # a 404 is not retried; a missing point not written
+    assert len(state.paths("PUT", "/points")) == 1
 
 
 # --- retries ----------------------------------------------------------------------------------------
