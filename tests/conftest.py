@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from containers import qdrant_server
 
 from artsearch.jsonlog import JsonFormatter
 
@@ -54,3 +55,9 @@ def json_log_lines() -> Iterator[Callable[[], list[dict]]]:
     yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
     root.removeHandler(handler)
     root.setLevel(old_level)
+
+
+@pytest.fixture(scope="session")
+def qdrant_server_url() -> Iterator[str]:
+    """A real Qdrant server in a container; skipped (not failed) where no Docker engine answers."""
+    yield from qdrant_server()

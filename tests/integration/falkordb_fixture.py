@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from containers import docker_engine_answers
 
 from services.influence.bolt_store import BoltGraphStore, Neo4jSettings
 from services.influence.falkordb_server import FalkorDBServer, FalkorDBUnavailable
@@ -37,17 +38,6 @@ async def clear_graph(store: BoltGraphStore) -> None:
     await store.run("MATCH (n) DETACH DELETE n")
 
 
-def docker_available() -> bool:
-    """Whether a Docker engine answers (the `docker` client alone proves nothing)."""
-    try:
-        import docker
-
-        docker.from_env(timeout=3).ping()
-    except Exception:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def falkordb() -> Iterator[BoltServer]:
     try:
@@ -62,7 +52,7 @@ def falkordb() -> Iterator[BoltServer]:
 
 @pytest.fixture(scope="module")
 def neo4j_server() -> Iterator[BoltServer]:
-    if not docker_available():
+    if not docker_engine_answers():
         pytest.skip("no Docker engine answers: the Neo4j 5 container tests run where one does")
     from testcontainers.community.neo4j import Neo4jContainer
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +35,6 @@ DIM = 8
 # Stores keep vectors at least at half precision (qdrant-edge stores float16 by default): returned vectors
 # and scores are within this of the exact values.
 PRECISION = 1e-3
-QDRANT_TEST_IMAGE = os.environ.get("QDRANT_TEST_IMAGE", "qdrant/qdrant:v1.16.2")
 
 
 def unit(*weights: float) -> np.ndarray:
@@ -80,27 +78,6 @@ CATALOGUE = [
 
 
 # --- engines ----------------------------------------------------------------------------------------
-
-
-def _docker_engine_answers() -> bool:
-    try:
-        import docker
-
-        docker.from_env(timeout=3).ping()
-    except Exception:
-        return False
-    return True
-
-
-@pytest.fixture(scope="session")
-def qdrant_server_url() -> Iterator[str]:
-    """A real Qdrant server in a container; skipped (not failed) where no Docker engine answers."""
-    if not _docker_engine_answers():
-        pytest.skip("no Docker engine answers: the real Qdrant server test needs one")
-    from testcontainers.community.qdrant import QdrantContainer
-
-    with QdrantContainer(QDRANT_TEST_IMAGE) as container:
-        yield f"http://{container.rest_host_address}"
 
 
 Opener = Callable[[str], Awaitable[ArtworkStore]]

@@ -9,7 +9,6 @@ store uses, and, where a Docker engine answers, against a real `qdrant/qdrant` s
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import threading
@@ -39,7 +38,6 @@ from services.search.store import (
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
 
 DIM = 8
-QDRANT_TEST_IMAGE = os.environ.get("QDRANT_TEST_IMAGE", "qdrant/qdrant:v1.16.2")
 FAST_RETRIES = {"retries": 2, "retry_backoff_s": 0.01}
 
 
@@ -363,27 +361,6 @@ async def test_open_needs_exactly_one_target(tmp_path: Path) -> None:
 
 
 # --- a real server ----------------------------------------------------------------------------------
-
-
-def _docker_engine_answers() -> bool:
-    try:
-        import docker
-
-        docker.from_env(timeout=3).ping()
-    except Exception:
-        return False
-    return True
-
-
-@pytest.fixture(scope="session")
-def qdrant_server_url() -> Iterator[str]:
-    """A real Qdrant server in a container; skipped (not failed) where no Docker engine answers."""
-    if not _docker_engine_answers():
-        pytest.skip("no Docker engine answers: the real Qdrant server test needs one")
-    from testcontainers.community.qdrant import QdrantContainer
-
-    with QdrantContainer(QDRANT_TEST_IMAGE) as container:
-        yield f"http://{container.rest_host_address}"
 
 
 @pytest.mark.slow
