@@ -149,7 +149,7 @@ async def test_max_hops_and_components_bound_what_is_reached(graph):
 
 async def test_unknown_and_inferred_sources(graph):
     unknown = await graph.distances("Nobody Known", ["Anna Alpha", "Nobody Else"], 10)
-    assert unknown.source is None and not unknown.source_inferred
+    assert unknown.source is None and not unknown.source_known and not unknown.source_inferred
     assert [(d.key, d.known, d.hops) for d in unknown.distances] == [
         ("anna alpha", True, -1),
         ("", False, -1),
@@ -157,6 +157,8 @@ async def test_unknown_and_inferred_sources(graph):
     inferred = await graph.distances("", ["Nobody", "Cleo Gamma", "Anna Alpha", "Xavi Chi"], 10)
     assert inferred.source is not None and inferred.source.key == "cleo gamma" and inferred.source_inferred
     assert [d.hops for d in inferred.distances] == [-1, 0, 2, -1]
+    nobody_known = await graph.distances("  ", ["Nobody", "Nobody Else"], 10)
+    assert nobody_known.source is None and not nobody_known.source_inferred
 
 
 async def test_distances_with_paths_give_a_chain_of_names_per_reached_candidate(graph):
