@@ -37,6 +37,11 @@ _TRANSIENT_STATUSES = frozenset(
 # gRPC's default reconnect backoff grows to 120 s: after a Triton restart the channel could sit idle for
 # minutes. Capped at 1 s, it is back within a second of the server.
 _CHANNEL_ARGS = [
+    # Every Triton pod a (headless) Service name resolves to gets calls, not just the first one. With a
+    # subchannel pool of its own, a channel made after a Triton restart starts afresh instead of inheriting
+    # the process-wide pool's subchannel still backing off from the failure (it would fail fast).
+    ("grpc.lb_policy_name", "round_robin"),
+    ("grpc.use_local_subchannel_pool", 1),
     ("grpc.max_send_message_length", triton_grpc.MAX_GRPC_MESSAGE_SIZE),
     ("grpc.max_receive_message_length", triton_grpc.MAX_GRPC_MESSAGE_SIZE),
     ("grpc.initial_reconnect_backoff_ms", 100),

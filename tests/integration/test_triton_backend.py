@@ -324,6 +324,38 @@ async def test_triton_metrics_count_successful_inferences(
     assert int(successes.group(1)) >= 1
 
 
+def successful_inferences(server: TritonServer) -> int:
+    metrics = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
+    found = re.search(
+        rf'^nv_inference_request_success{{model="{MODEL_NAME}",version="1"}} (\d+)', metrics, re.M
+    )
+    return int(found.group(1)) if found else 0
+
+
+@pytest.mark.slow
+async def test_calls_are_spread_over_every_triton_the_address_resolves_to(
+    model_path: Path, triton: TritonServer, tmp_path: Path
+):
+    """Round robin over the resolved addresses (a headless Service's pods in Kubernetes; here gRPC's
+    `ipv4:` target naming two servers): every server gets calls, not only the first one."""
+    second = await asyncio.to_thread(start_triton_server, model_path, tmp_path)
+    try:
+        both = f"ipv4:127.0.0.1:{triton.grpc_port},127.0.0.1:{second.grpc_port}"
+        info = EmbeddingModelInfo.from_sidecar(model_path, backend="triton")
+        backend = await asyncio.to_thread(TritonBackend.open, info, settings_for(triton, url=both))
+        before = [await asyncio.to_thread(successful_inferences, s) for s in (triton, second)]
+        try:
+            for _ in range(8):
+                await backend.embed(np.zeros((1, 224, 224, 3), dtype=np.uint8))
+        finally:
+            await backend.close()
+        after = [await asyncio.to_thread(successful_inferences, s) for s in (triton, second)]
+    finally:
+        await asyncio.to_thread(second.stop)
+    served = [a - b for a, b in zip(after, before, strict=True)]
+    assert sum(served) == 8 and min(served) >= 2, served
+
+
 @pytest.mark.slow
 async def test_a_hung_triton_gives_unavailable_at_the_deadline(
     triton: TritonServer, triton_address: str, paintings: list[bytes]
@@ -378,7 +410,8 @@ async def test_start_up_waits_for_a_triton_that_is_still_starting(
         TritonBackend.open, triton_backend.info, settings_for(triton, startup_timeout_s=30)
     )
     try:
-        assert triton.is_ready()
+        # Ready over gRPC (what the backend polls); Triton's HTTP endpoint may come up a moment later.
+        assert triton.process is not None and triton.process.poll() is None
         assert (await backend.embed(np.zeros((1, 224, 224, 3), dtype=np.uint8)))["features"].shape == (
             1,
             1280,
