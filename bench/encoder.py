@@ -43,6 +43,7 @@ from artsearch.v1 import encoder_pb2
 from services.encoder.backends import EmbeddingModelInfo
 from services.encoder.config import DEFAULT_BATCH_MAX_IMAGES, DEFAULT_BATCH_MAX_WAIT_MS
 from services.encoder.images import decode_image, to_rgb
+from services.encoder.ort_providers import check_session_providers, parse_providers, session_providers
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "models/efficientnet-lite0/model.onnx"
@@ -155,12 +156,19 @@ class RawYardstick:
     and sleeping) and the faster one is the yardstick, so the service is compared with the best raw run.
     Sampled in short segments spread over the whole bench, so a noisy neighbour weighs on both sides."""
 
-    def __init__(self, model_path: Path, input_name: str, pixels: np.ndarray, intra_op_threads: int) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        input_name: str,
+        pixels: np.ndarray,
+        intra_op_threads: int,
+        providers: tuple[str, ...] = ("cpu",),
+    ) -> None:
         self._input = {input_name: pixels}
         self._images = len(pixels)
         self._sessions = {
-            "spinning": _raw_session(model_path, intra_op_threads, spinning=True),
-            "sleeping": _raw_session(model_path, intra_op_threads, spinning=False),
+            "spinning": _raw_session(model_path, intra_op_threads, providers, spinning=True),
+            "sleeping": _raw_session(model_path, intra_op_threads, providers, spinning=False),
         }
         self._batch_seconds: dict[str, list[float]] = {name: [] for name in self._sessions}
         self._cpu_seconds = dict.fromkeys(self._sessions, 0.0)
@@ -192,7 +200,9 @@ class RawYardstick:
         return RawResult(rates[best], tuple(timings), cpu_ms, best, rates)
 
 
-def _raw_session(model_path: Path, intra_op_threads: int, *, spinning: bool) -> object:
+def _raw_session(
+    model_path: Path, intra_op_threads: int, providers: tuple[str, ...], *, spinning: bool
+) -> object:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -200,7 +210,9 @@ def _raw_session(model_path: Path, intra_op_threads: int, *, spinning: bool) -> 
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(model_path), options, providers=session_providers(providers))
+    check_session_providers(session, providers)
+    return session
 
 
 # ----------------------------------------------------------------------------------- service process
@@ -415,12 +427,31 @@ def machine() -> dict[str, object]:
     return {
         "cpu": cpu,
         "cores": len(os.sched_getaffinity(0)),
-        "gpu": None,
+        "gpu": _gpu_name(),
         "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,
         "grpcio": grpc.__version__,
         "load_average_at_start": [round(load, 2) for load in os.getloadavg()],
     }
+
+
+def _gpu_name() -> str | None:
+    """The first GPU's name as nvidia-smi reports it; None without one."""
+    try:
+        listed = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return listed.stdout.strip().splitlines()[0] if listed.stdout.strip() else None
+
+
+def ort_providers_from_env() -> tuple[str, ...]:
+    return parse_providers(os.environ.get("ORT_PROVIDERS", "cpu"))
 
 
 def build_report(
@@ -465,6 +496,8 @@ def build_report(
             "batch_max_images": int(os.environ.get("BATCH_MAX_IMAGES", DEFAULT_BATCH_MAX_IMAGES)),
             "batch_max_wait_ms": float(os.environ.get("BATCH_MAX_WAIT_MS", DEFAULT_BATCH_MAX_WAIT_MS)),
             "ort_threads": int(os.environ.get("ORT_THREADS", "0")),
+            # The yardstick and the service run on the same providers (ORT_PROVIDERS reaches both).
+            "ort_providers": list(ort_providers_from_env()),
             "query_jpeg_sides": list(QUERY_SIDES),
             "query_images": settings.paintings * len(QUERY_SIDES),
             "seconds_per_level": settings.seconds_per_level,
@@ -501,6 +534,7 @@ def run(settings: BenchSettings) -> dict[str, object]:
         info.input_name,
         decode_batch(queries, info.input_size, RAW_BATCH),
         int(os.environ.get("ORT_THREADS", "0")),
+        ort_providers_from_env(),
     )
     yardstick.sample(settings.raw_seconds / (len(settings.concurrencies) + 1))
     print(f"encoder service, {len(queries)} query JPEGs, one per request ...", flush=True)

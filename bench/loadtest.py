@@ -47,6 +47,7 @@ from bench.encoder import (
     check_level_arguments,
     decode_batch,
     machine,
+    ort_providers_from_env,
     percentile,
     process_cpu_seconds,
 )
@@ -328,7 +329,11 @@ def run(settings: LoadSettings) -> dict[str, object]:
     info = EmbeddingModelInfo.from_sidecar(settings.model_path, backend="onnxruntime")
     queries = build_query_jpegs(settings.catalogue_dir, settings.paintings)
     yardstick = RawYardstick(
-        settings.model_path, info.input_name, decode_batch(queries, info.input_size, RAW_BATCH), 0
+        settings.model_path,
+        info.input_name,
+        decode_batch(queries, info.input_size, RAW_BATCH),
+        0,
+        ort_providers_from_env(),
     )
     with tempfile.TemporaryDirectory(prefix="artsearch-loadtest-") as state:
         stack_settings = StackSettings(

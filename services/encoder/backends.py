@@ -20,6 +20,7 @@ import numpy as np
 
 from artsearch.config import ConfigError
 from services.encoder.config import EncoderConfig
+from services.encoder.ort_providers import check_session_providers, session_providers
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,9 @@ class OnnxRuntimeBackend:
     and batches queue instead of competing for the same cores with their own intra-op thread pools.
     """
 
-    def __init__(self, model_path: Path, intra_op_threads: int = 0) -> None:
+    def __init__(
+        self, model_path: Path, intra_op_threads: int = 0, providers: tuple[str, ...] = ("cpu",)
+    ) -> None:
         import onnxruntime as ort
 
         self._info = EmbeddingModelInfo.from_sidecar(model_path, backend="onnxruntime")
@@ -103,7 +106,8 @@ class OnnxRuntimeBackend:
         # measured ~20 -> ~12.4 CPU ms per image under load, single-image p50 ~30 -> ~17 ms
         # (docs/performance.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(str(model_path), options, providers=session_providers(providers))
+        check_session_providers(self._session, providers)
         self._check_signature()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
 
@@ -169,9 +173,16 @@ def open_embedding_backend(config: EncoderConfig) -> EmbeddingBackend:
         )
         backend = TritonBackend.open(EmbeddingModelInfo.from_sidecar(config.model_path, "triton"), settings)
     else:
-        backend = OnnxRuntimeBackend(config.model_path, intra_op_threads=config.ort_threads)
+        backend = OnnxRuntimeBackend(
+            config.model_path, intra_op_threads=config.ort_threads, providers=config.ort_providers
+        )
     log.info(
         "model loaded",
-        extra={"model": backend.info.name, "version": backend.info.version, "backend": backend.info.backend},
+        extra={
+            "model": backend.info.name,
+            "version": backend.info.version,
+            "backend": backend.info.backend,
+            "providers": "" if config.triton_url else ",".join(config.ort_providers),
+        },
     )
     return backend

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from artsearch.config import DEFAULT_PORTS, ConfigError, Env, ListenSettings
+from services.encoder.ort_providers import parse_providers
 
 DEFAULT_MAX_BATCH_IMAGES = 64
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
@@ -27,6 +28,8 @@ class EncoderConfig:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     # onnxruntime intra-op threads; 0 lets onnxruntime use one per physical core.
     ort_threads: int = 0
+    # onnxruntime execution providers in order of preference (services/encoder/ort_providers.py).
+    ort_providers: tuple[str, ...] = ("cpu",)
     # When set, a Triton Inference Server runs the model instead of the embedded onnxruntime.
     triton_url: str | None = None
     # The model's name in Triton's repository and its version ("": Triton's newest loaded version).
@@ -51,6 +54,7 @@ class EncoderConfig:
             max_batch_images=env.int("MAX_BATCH_IMAGES", DEFAULT_MAX_BATCH_IMAGES, minimum=1),
             max_image_pixels=env.int("MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, minimum=64),
             ort_threads=env.int("ORT_THREADS", 0, minimum=0),
+            ort_providers=parse_providers(env.str("ORT_PROVIDERS", "cpu")),
             triton_url=env.optional("TRITON_URL"),
             triton_model_name=env.str("TRITON_MODEL_NAME", DEFAULT_TRITON_MODEL_NAME),
             triton_model_version=env.str("TRITON_MODEL_VERSION", ""),

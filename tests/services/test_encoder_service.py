@@ -38,6 +38,7 @@ from services.encoder.backends import (
 from services.encoder.config import EncoderConfig
 from services.encoder.descriptor import DEFAULT_WEIGHTS, DESCRIPTOR_REVISION, DescriptorAssembler
 from services.encoder.images import decode_image
+from services.encoder.ort_providers import check_session_providers
 from services.encoder.server import SERVICE_NAME, EncoderService, encoder_registration
 from services.encoder.triton_backend import TritonBackend, TritonSettings
 from services.encoder.triton_repository import DEFAULT_MODEL_NAME
@@ -283,6 +284,11 @@ class TestStartUp:
         assert (config.max_batch_images, config.ort_threads, config.max_image_pixels) == (16, 2, 50_000_000)
         assert config.triton_url is None
         assert config.listen.address == "127.0.0.1:0"
+        assert config.ort_providers == ("cpu",)
+        gpu = EncoderConfig.from_env(
+            Env({"MODEL_PATH": str(model_path), "ORT_PROVIDERS": " TensorRT, cuda,cpu"})
+        )
+        assert gpu.ort_providers == ("tensorrt", "cuda", "cpu")
 
     @pytest.mark.parametrize(
         ("environ", "message"),
@@ -291,6 +297,9 @@ class TestStartUp:
             ({"MODEL_PATH": "/no/such/model.onnx"}, "is not a file"),
             ({"MAX_BATCH_IMAGES": "0"}, "MAX_BATCH_IMAGES=0 must be >= 1"),
             ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
+            ({"ORT_PROVIDERS": "gpu"}, "ORT_PROVIDERS='gpu': give distinct names among tensorrt, cuda, cpu"),
+            ({"ORT_PROVIDERS": "cuda,cuda"}, "ORT_PROVIDERS"),
+            ({"ORT_PROVIDERS": " , "}, "ORT_PROVIDERS"),
         ],
     )
     def test_bad_configuration_is_refused(self, model_path, environ, message):
@@ -301,6 +310,23 @@ class TestStartUp:
         backend = open_embedding_backend(EncoderConfig(model_path=model_path))
         assert isinstance(backend, OnnxRuntimeBackend)
         assert backend.info.backend == "onnxruntime"
+
+    @pytest.mark.skipif(
+        "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(),
+        reason="this onnxruntime has the GPU providers",
+    )
+    def test_gpu_providers_missing_from_this_onnxruntime_are_refused_at_start_up(self, model_path):
+        config = EncoderConfig(model_path=model_path, ort_providers=("cuda", "cpu"))
+        with pytest.raises(ConfigError, match=r"asks for \['CUDAExecutionProvider'\].*onnxruntime-gpu"):
+            open_embedding_backend(config)
+
+    def test_a_session_that_fell_back_to_another_provider_is_refused(self, model_path):
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+        check_session_providers(session, ("cpu",))
+        with pytest.raises(ConfigError, match="could not start CUDAExecutionProvider"):
+            check_session_providers(session, ("cuda", "cpu"))
 
     def test_an_unreachable_triton_is_refused_at_start_up(self, model_path):
         config = EncoderConfig(model_path=model_path, triton_url="127.0.0.1:1", triton_startup_timeout_s=0.3)
