@@ -51,6 +51,9 @@ class IngestTargets:
     # Batches in flight at once: the encoder batches internally, this keeps it and search busy together.
     concurrency: int = 2
     timeout_s: float = 120.0
+    # The name `collection=""` stands for (the search service's SEARCH_COLLECTION): model aliases are named
+    # after it (artsearch.model_aliases).
+    default_collection: str = "artworks"
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ class IngestRun:
         self._pacer = _Pacer(options.max_rate)
         self._artists_sent: set[str] = set()
         self._downloader: Downloader | None = None
+        self.model_alias = ""  # the model alias this run set ("" when none)
 
     def request_stop(self) -> None:
         """Take no new batch; the ones in flight finish and are saved."""
@@ -162,6 +166,8 @@ class IngestRun:
             self._downloader = Downloader(self.options.download)
         try:
             await self._run_batches(services, progress)
+            if not (self.stopping and self.report.processed < self.report.total):  # not interrupted
+                await self._record_model(services)
         finally:
             self.report.interrupted = self.stopping and self.report.processed < self.report.total
             self.report.seconds = time.perf_counter() - started
@@ -279,6 +285,24 @@ class IngestRun:
             else:
                 self.report.updated += 1
         return ready
+
+    async def _record_model(self, services: IngestServices) -> None:
+        """After a complete run: `<collection>__<model version>` names the collection (for the gateway's
+        per-model routing and `artsearch reindex`), unless set already. Only when every artwork encoded by
+        this run came from one model; a failure here is logged, the ingest itself succeeded."""
+        versions = services.model_versions
+        if len(versions) != 1:
+            if versions:
+                log.warning("the encoder changed models during the ingest %s: no model alias set", versions)
+            return
+        collection = self.targets.collection or self.targets.default_collection
+        try:
+            self.model_alias = await services.record_model(collection, next(iter(versions)))
+        except (ServiceFailed, ValueError) as error:
+            log.warning("model alias of %r not set: %s", collection, error)
+            return
+        if self.model_alias:
+            log.info("model alias %s set for collection %s", self.model_alias, collection)
 
     async def _add_artists(self, services: IngestServices, items: Sequence[_Item]) -> None:
         names = sorted({item.entry.artist for item in items if item.entry.artist} - self._artists_sent)

@@ -191,6 +191,9 @@ def _targets(args: argparse.Namespace) -> IngestTargets:
         search_addr=args.search,
         influence_addr=args.influence,
         collection=args.collection,
+        # What `--collection ""` stands for on the search service (its SEARCH_COLLECTION): the model alias
+        # recorded after the run is named after it.
+        default_collection=os.environ.get("SEARCH_COLLECTION") or "artworks",
         batch_size=args.batch_size,
         concurrency=args.concurrency,
         timeout_s=args.timeout,

@@ -16,6 +16,7 @@ from typing import TypeVar
 import grpc
 
 from artsearch.grpc_client import open_channel
+from artsearch.model_aliases import model_alias, resolved
 from artsearch.v1 import (
     common_pb2,
     encoder_pb2,
@@ -73,6 +74,7 @@ class IngestServices:
         self.encoder = encoder_pb2_grpc.EncoderServiceStub(self._channels["encoder"])
         self.search = search_pb2_grpc.SearchServiceStub(self._channels["search"])
         self.influence = influence_pb2_grpc.InfluenceServiceStub(self._channels["influence"])
+        self.model_versions: set[str] = set()  # of every Encode answer: the model(s) this run encoded with
 
     async def close(self) -> None:
         await asyncio.gather(*(channel.close() for channel in self._channels.values()))
@@ -109,6 +111,22 @@ class IngestServices:
         request = search_pb2.UpsertRequest(collection=self.collection, items=list(items))
         reply = await self._call("search Upsert", lambda: self.search.Upsert(request, timeout=self.timeout_s))
         return reply.upserted
+
+    async def record_model(self, collection_name: str, model_version: str) -> str:
+        """Points `<collection_name>__<model_version>` (artsearch.model_aliases) at the collection the name
+        stands for (through its alias, if it is one), unless that model alias exists already. Returns the
+        model alias set, or "" when it was there."""
+        listed = await self._call(
+            "search ListAliases",
+            lambda: self.search.ListAliases(search_pb2.ListAliasesRequest(), timeout=self.timeout_s),
+        )
+        aliases = {alias.alias: alias.collection for alias in listed.aliases}
+        name = model_alias(collection_name, model_version)
+        if name in aliases:
+            return ""
+        request = search_pb2.SetAliasRequest(alias=name, collection=resolved(aliases, collection_name))
+        await self._call("search SetAlias", lambda: self.search.SetAlias(request, timeout=self.timeout_s))
+        return name
 
     async def add_artists(self, names: Sequence[str]) -> int:
         """Adds the artists the graph does not know yet; how many those were. Counted from a lookup first,
@@ -150,6 +168,8 @@ class IngestServices:
             reply = await self._call("encoder Encode", lambda: self._encode_call(request))
         except _Rejected as rejected:
             return await self._encode_without(images, rejected.reasons)
+        if reply.model.version:
+            self.model_versions.add(reply.model.version)
         return [Encoded(index, emb) for (index, _), emb in zip(images, reply.embeddings, strict=True)]
 
     async def _encode_call(self, request: encoder_pb2.EncodeRequest) -> encoder_pb2.EncodeResponse:

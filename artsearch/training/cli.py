@@ -69,7 +69,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the alias name is a collection (ingested before aliases): drop it, the alias takes its place",
     )
     reindex.add_argument("--allow-missing", action="store_true", help="switch even if some images failed")
-    reindex.add_argument("--switch-only", action="store_true", help="only point --alias at --to (rollback)")
+    reindex.add_argument(
+        "--source-model-version",
+        default="",
+        help="the model version --from was encoded with, when no model alias records it",
+    )
+    reindex.add_argument(
+        "--switch-only",
+        action="store_true",
+        help="only point --alias (and its model aliases for --to's model) at --to (rollback)",
+    )
     reindex.set_defaults(run=run_reindex)
 
 
@@ -116,14 +125,13 @@ def run_retrain(args: argparse.Namespace) -> int:
 
 def run_reindex(args: argparse.Namespace) -> int:
     from artsearch.catalogue.folder import load_catalogue
-    from artsearch.training.reindex import ReindexError, ReindexSettings, reindex, switch_alias
+    from artsearch.training.reindex import ReindexError, ReindexSettings, reindex, rollback
 
     _logging()
     if args.switch_only:
         if not args.alias:
             raise ValueError("--switch-only needs --alias")
-        previous = asyncio.run(switch_alias(args.search, args.alias, args.target))
-        print(f"alias {args.alias!r} now names {args.target!r} (was {previous!r})")
+        print(asyncio.run(rollback(args.search, args.alias, args.target)).summary())
         return 0
     if not (args.model or args.encoder):
         raise ValueError("give --model (an encoder is started on it) or --encoder ADDR")
@@ -140,6 +148,7 @@ def run_reindex(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         replace_collection=args.replace_collection,
         allow_missing=args.allow_missing,
+        source_model_version=args.source_model_version,
     )
     try:
         report = asyncio.run(reindex(settings, _progress))

@@ -9,13 +9,21 @@
 3. encodes them with an encoder service running the new model: `--encoder ADDR`, or, with `--model`, one
    started here on a free port for the run;
 4. upserts them into `--to` (same ids and metadata), checks the count, and
-5. points `--alias` at `--to` in one atomic step. Queries naming the alias keep answering from the old
-   collection until that step, and from the new one after it; the old collection stays for a rollback
-   (`artsearch reindex --alias artworks --switch-only --to <old>`).
+5. records the new collection's model (`<to>__<new version>`, see artsearch/model_aliases.py), and at the
+   switch points the model aliases `<alias>__<old version>` at the old collection and `<alias>__<new
+   version>` at `--to`, then `--alias` at `--to` in one atomic step. Queries naming the alias keep answering
+   from the old collection until that step, and from the new one after it; the old collection stays for a
+   rollback (`artsearch reindex --alias artworks --switch-only --to <old>`, which also points `<alias>__<its
+   version>` back at it).
 
-The gateway's encoder must run the same model as the collection the alias names: roll the encoder (or
-Triton's model version) to the new model right at the switch. Artworks whose image cannot be read or
-encoded are reported and left out; the switch is refused when any were left out unless `--allow-missing`.
+The gateway searches a query made by model V in `<alias>__V` when that alias exists, so while the encoder
+pods roll from the old model to the new one (before, during or after the switch) each query meets the
+collection its own model encoded; keep both collections until the rollout ends. The old collection's model
+is the one recorded by the model aliases pointing at it (`artsearch ingest` and this command set them);
+`--source-model-version` names it for a collection filled before model aliases existed.
+
+Artworks whose image cannot be read or encoded are reported and left out; the switch is refused when any
+were left out unless `--allow-missing`.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import grpc
 
 from artsearch.grpc_client import is_serving, open_channel
 from artsearch.launcher import free_ports
+from artsearch.model_aliases import collection_versions, model_alias, resolved, version_in
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -58,6 +67,8 @@ class ReindexSettings:
     timeout_s: float = 120.0
     replace_collection: bool = False  # the alias name is a collection (ingested before aliases): replace it
     allow_missing: bool = False
+    # The model `source` was encoded with, when no model alias records it (filled before model aliases).
+    source_model_version: str = ""
 
 
 @dataclass
@@ -72,6 +83,10 @@ class ReindexReport:
     switched: bool = False
     previous_collection: str = ""
     seconds: float = 0.0
+    source_collection: str = ""  # the collection `source` named when the run started
+    source_model_versions: list[str] = field(default_factory=list)  # the model(s) it was encoded with
+    model_aliases: dict[str, str] = field(default_factory=dict)  # model alias -> collection, set by this run
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = [
@@ -79,11 +94,29 @@ class ReindexReport:
             f"with model {self.model_version} in {self.seconds:.1f} s"
         ]
         lines += [f"  left out {artwork}: {reason}" for artwork, reason in self.missing]
+        lines += [f"model alias {name!r} now names {target!r}" for name, target in self.model_aliases.items()]
         if self.switched:
             lines.append(f"alias {self.alias!r} now names {self.target!r} (was {self.previous_collection!r})")
         elif self.alias:
             lines.append(f"alias {self.alias!r} NOT switched")
+        lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
+
+
+@dataclass
+class AliasSwitch:
+    """What `rollback` did: where the alias pointed before, and the model aliases it moved."""
+
+    alias: str
+    collection: str
+    previous_collection: str = ""
+    model_aliases: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"model alias {name!r} now names {target!r}" for name, target in self.model_aliases.items()]
+        lines.append(f"alias {self.alias!r} now names {self.collection!r} (was {self.previous_collection!r})")
+        return "\n".join(lines + [f"note: {note}" for note in self.notes])
 
 
 class ReindexError(RuntimeError):
@@ -183,6 +216,7 @@ async def reindex(
         encoder = encoder_pb2_grpc.EncoderServiceStub(encoder_channel)
         info = await encoder.GetModelInfo(encoder_pb2.GetModelInfoRequest(), timeout=settings.timeout_s)
         report.model_version = info.version
+        await _note_source_model(search, settings, report)
         await _copy_all(search, encoder, settings, report, progress)
         stored = await search.Count(
             search_pb2.CountRequest(collection=settings.target), timeout=settings.timeout_s
@@ -191,10 +225,56 @@ async def reindex(
             raise ReindexError(
                 f"{settings.target!r} holds {stored.count} artworks, {report.stored} were written"
             )
+        # The new collection's model, recorded for a later reindex or rollback from it.
+        await _point(
+            search, settings.target, report.model_version, settings.target, settings.timeout_s, report
+        )
         if settings.alias:
             await _switch(search, settings, report)
     report.seconds = time.perf_counter() - started
     return report
+
+
+async def list_aliases(search: search_pb2_grpc.SearchServiceStub, timeout_s: float) -> dict[str, str]:
+    reply = await search.ListAliases(search_pb2.ListAliasesRequest(), timeout=timeout_s)
+    return {alias.alias: alias.collection for alias in reply.aliases}
+
+
+async def _note_source_model(
+    search: search_pb2_grpc.SearchServiceStub, settings: ReindexSettings, report: ReindexReport
+) -> None:
+    """The collection read and the model(s) it was encoded with (its model aliases, or the setting)."""
+    aliases = await list_aliases(search, settings.timeout_s)
+    report.source_collection = resolved(aliases, settings.source)
+    bases = (settings.alias, settings.source, report.source_collection)
+    versions = collection_versions(aliases, report.source_collection, bases)
+    if settings.source_model_version:
+        versions.add(settings.source_model_version)
+    report.source_model_versions = sorted(versions)
+    if not versions and settings.alias:
+        report.notes.append(
+            f"no model alias records the model of {report.source_collection!r}: after the switch, queries "
+            f"by its model search {settings.alias!r} (pass --source-model-version)"
+        )
+
+
+async def _point(
+    search: search_pb2_grpc.SearchServiceStub,
+    alias: str,
+    model_version: str,
+    collection: str,
+    timeout_s: float,
+    report: ReindexReport | AliasSwitch,
+    aliases: dict[str, str] | None = None,
+) -> None:
+    """Points the model alias of `alias` for `model_version` at `collection` (unless it already does)."""
+    if not model_version:
+        return
+    name = model_alias(alias, model_version)
+    if aliases is not None and aliases.get(name) == collection:
+        return
+    await search.SetAlias(search_pb2.SetAliasRequest(alias=name, collection=collection), timeout=timeout_s)
+    report.model_aliases[name] = collection
 
 
 async def _copy_all(
@@ -283,6 +363,7 @@ async def _switch(
             f"{len(report.missing)} artworks could not be re-encoded: alias {settings.alias!r} not switched "
             "(fix them, or pass --allow-missing)"
         )
+    await _point_model_aliases(search, settings, report)
     reply = await search.SetAlias(
         search_pb2.SetAliasRequest(
             alias=settings.alias, collection=settings.target, replace_collection=settings.replace_collection
@@ -293,10 +374,63 @@ async def _switch(
     report.previous_collection = reply.previous_collection or reply.replaced_collection
 
 
-async def switch_alias(search_addr: str, alias: str, collection: str, timeout_s: float = 30.0) -> str:
-    """Points `alias` at `collection` (a rollback); returns where it pointed before."""
+async def _point_model_aliases(
+    search: search_pb2_grpc.SearchServiceStub, settings: ReindexSettings, report: ReindexReport
+) -> None:
+    """Before the switch: the old model's alias at the old collection, the new model's at the new one, so
+    that queries by either model meet their own descriptors before, during and after the switch."""
+    aliases = await list_aliases(search, settings.timeout_s)
+    timeout_s = settings.timeout_s
+    replaced = settings.replace_collection and settings.alias not in aliases  # the alias name is a collection
+    if replaced:
+        await _drop_model_aliases(search, settings, aliases, report)
+    for version in report.source_model_versions:
+        if version == report.model_version:
+            continue
+        if replaced and report.source_collection == settings.alias:
+            report.notes.append(
+                f"{settings.alias!r} is dropped at the switch (--replace-collection): queries by model "
+                f"{version} search the new collection from then on: roll the encoder at this switch"
+            )
+            continue
+        await _point(search, settings.alias, version, report.source_collection, timeout_s, report, aliases)
+    await _point(search, settings.alias, report.model_version, settings.target, timeout_s, report, aliases)
+
+
+async def _drop_model_aliases(
+    search: search_pb2_grpc.SearchServiceStub,
+    settings: ReindexSettings,
+    aliases: dict[str, str],
+    report: ReindexReport,
+) -> None:
+    """Removes the model aliases pointing at the collection `--replace-collection` drops (the store refuses
+    to drop a collection an alias uses)."""
+    bases = (settings.alias, settings.source)
+    for name, target in aliases.items():
+        if target == settings.alias and any(version_in(name, base) for base in bases):
+            await search.SetAlias(search_pb2.SetAliasRequest(alias=name), timeout=settings.timeout_s)
+            report.notes.append(f"model alias {name!r} removed: {settings.alias!r} is dropped")
+
+
+async def rollback(search_addr: str, alias: str, collection: str, timeout_s: float = 30.0) -> AliasSwitch:
+    """Points `alias` at `collection` (a rollback, or a switch forward again), after pointing the model
+    aliases of `alias` for the model(s) recorded for `collection` at it."""
+    switch = AliasSwitch(alias, collection)
     async with open_channel(search_addr) as channel:
-        reply = await search_pb2_grpc.SearchServiceStub(channel).SetAlias(
+        search = search_pb2_grpc.SearchServiceStub(channel)
+        aliases = await list_aliases(search, timeout_s)
+        versions = sorted(collection_versions(aliases, collection, (alias, collection)))
+        if not versions:
+            switch.notes.append(f"no model alias records the model of {collection!r}: none moved")
+        for version in versions:
+            await _point(search, alias, version, collection, timeout_s, switch, aliases)
+        reply = await search.SetAlias(
             search_pb2.SetAliasRequest(alias=alias, collection=collection), timeout=timeout_s
         )
-    return reply.previous_collection
+    switch.previous_collection = reply.previous_collection
+    return switch
+
+
+async def switch_alias(search_addr: str, alias: str, collection: str, timeout_s: float = 30.0) -> str:
+    """`rollback`; returns where `alias` pointed before."""
+    return (await rollback(search_addr, alias, collection, timeout_s)).previous_collection

@@ -43,6 +43,9 @@ class GatewayConfig:
     telemetry: TelemetrySettings
     clusters: ClusterSettings
     evaluation_pictures: EvaluationPictureSettings
+    # Seconds the search service's alias list is kept: an image query made by model V searches the model
+    # alias `<collection>__V` when it exists (artsearch/model_aliases.py), else `collection`.
+    model_alias_ttl_s: float = 5.0
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> GatewayConfig:
@@ -71,6 +74,7 @@ class GatewayConfig:
             telemetry=TelemetrySettings.from_env(env),
             clusters=ClusterSettings.from_env(env),
             evaluation_pictures=EvaluationPictureSettings.from_env(env),
+            model_alias_ttl_s=env.float("MODEL_ALIAS_TTL_S", 5.0, minimum=0.0),
         )
 
 

@@ -1,13 +1,20 @@
-"""The gateway's gRPC clients of the encoder, search and influence services, each call with a deadline."""
+"""The gateway's gRPC clients of the encoder, search and influence services, each call with a deadline.
+
+A query the encoder made with model V searches the model alias `<SEARCH_COLLECTION>__V` when the search
+service has it (artsearch/model_aliases.py; `artsearch ingest` and `artsearch reindex` set them), else
+SEARCH_COLLECTION: while the encoder pods roll from one model to another, each query meets the collection its
+own model encoded. Which aliases exist is asked with ListAliases and kept MODEL_ALIAS_TTL_S seconds."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
 from artsearch.grpc_client import is_serving, open_channel
+from artsearch.model_aliases import model_alias
 from artsearch.v1 import (
     common_pb2,
     encoder_pb2,
@@ -17,8 +24,11 @@ from artsearch.v1 import (
     search_pb2,
     search_pb2_grpc,
 )
+from services.gateway.alias_cache import AliasCache
 from services.gateway.config import GatewayConfig
 from services.gateway.telemetry import downstream_call
+
+log = logging.getLogger(__name__)
 
 ENCODER = "encoder"
 SEARCH = "search"
@@ -49,6 +59,7 @@ class Downstream:
         self._search = search_pb2_grpc.SearchServiceStub(self._channels[SEARCH])
         self._influence = influence_pb2_grpc.InfluenceServiceStub(self._channels[INFLUENCE])
         self._model_info: encoder_pb2.ModelInfo | None = None
+        self._aliases = AliasCache(self._list_aliases, config.model_alias_ttl_s)
 
     async def encode(self, image: bytes, request_id: str = "") -> encoder_pb2.EncodeResponse:
         request = encoder_pb2.EncodeRequest(images=[image])
@@ -67,10 +78,12 @@ class Downstream:
         offset: int = 0,
         parts: Sequence[tuple[int, int]] = (),
         part_query: common_pb2.Embedding | None = None,
+        collection: str = "",
     ) -> search_pb2.SearchResponse:
-        """The nearest artworks; with `parts`, each hit also carries its part projections (search.proto)."""
+        """The nearest artworks in `collection` (default: the configured one); with `parts`, each hit also
+        carries its part projections (search.proto)."""
         request = search_pb2.SearchRequest(
-            collection=self._config.collection,
+            collection=collection or self._config.collection,
             query=query,
             limit=limit,
             offset=offset,
@@ -81,6 +94,51 @@ class Downstream:
         return await self.call(
             SEARCH, self._search.Search, request, self._config.search_timeout_s, request_id
         )
+
+    async def model_collection(self, model_version: str, request_id: str = "") -> str:
+        """Where a query made by `model_version` searches: its model alias when the search service has it,
+        else the configured collection (also when the aliases cannot be listed)."""
+        try:
+            name = model_alias(self._config.collection, model_version)
+        except ValueError:  # no version, or a configured name model aliases cannot be made of
+            return self._config.collection
+        aliases = await self._aliases.get(request_id)
+        return name if aliases is not None and name in aliases else self._config.collection
+
+    async def in_model_collection(
+        self,
+        model_version: str,
+        run: Callable[[str], Awaitable[search_pb2.SearchResponse]],
+        request_id: str = "",
+    ) -> tuple[str, search_pb2.SearchResponse]:
+        """`run(collection)` (a search) on the collection of `model_version` (`model_collection`), and that
+        collection. A model alias removed since the aliases were listed answers as an unknown collection (no
+        hits; NOT_FOUND on an engine that says so): then the aliases are listed again and, when the model
+        alias is gone, `run` runs once more on the configured collection."""
+        collection = await self.model_collection(model_version, request_id)
+        found: search_pb2.SearchResponse | None = None
+        try:
+            found = await run(collection)
+        except DownstreamError as error:
+            if collection == self._config.collection or error.status != grpc.StatusCode.NOT_FOUND:
+                raise
+        if found is not None and (found.hits or collection == self._config.collection):
+            return collection, found
+        self._aliases.expire()
+        again = await self.model_collection(model_version, request_id)
+        if again == collection and found is not None:
+            return collection, found  # the model alias is still there: its collection found nothing
+        return again, await run(again)
+
+    async def _list_aliases(self, request_id: str) -> dict[str, str]:
+        reply = await self.call(
+            SEARCH,
+            self._search.ListAliases,
+            search_pb2.ListAliasesRequest(),
+            self._config.search_timeout_s,
+            request_id,
+        )
+        return {alias.alias: alias.collection for alias in reply.aliases}
 
     async def distances(
         self,

@@ -3,7 +3,9 @@ client's aspect weights and filters, the influence re-rank, one page of explaine
 
     1. re-weight the query's aspects (artsearch.descriptor): the search engine's score times the query's
        length is then the weighted visual similarity Σ v_a cos_a;
-    2. search `pool` candidates with the payload filters (and the artwork itself left out);
+    2. search `pool` candidates with the payload filters (and the artwork itself left out), in the collection
+       of the query's model for an encoded picture (Downstream.model_collection: the model alias
+       `<collection>__<version>` when it exists), in the configured collection for a stored descriptor;
     3. predict the style from the nearest candidates (before any re-rank);
     4. ask the influence service for the hops from the source artist (named, the artwork's own, or inferred
        from the most similar candidates) - or serve the visual order, marked degraded, when it is down;
@@ -18,6 +20,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import grpc
@@ -57,12 +60,21 @@ class QueryVector:
     exclude_ids: tuple[str, ...] = ()
     # The artist of the artwork searched from: the source artist when the client names none.
     artist: str | None = None
+    # Made by the encoder for this request: searched in its model's collection (the model alias) when the
+    # search service has one. A stored descriptor is searched in the collection it came from.
+    by_model: bool = False
+
+    @property
+    def routing_version(self) -> str:
+        """The model version that picks the collection ("": the configured collection)."""
+        return self.model.version if self.by_model else ""
 
 
 @dataclass
 class _Candidates:
     hits: list[search_pb2.ScoredArtwork]
     visual: list[float]
+    collection: str  # the collection (or alias) searched
 
 
 class Timer:
@@ -94,7 +106,8 @@ async def encode_image(
 ) -> QueryVector:
     with timer.step("encode"):
         encoded = await downstream.encode(image, request_id)
-    return QueryVector(np.asarray(encoded.embeddings[0].values, dtype=np.float32), encoded.model)
+    values = np.asarray(encoded.embeddings[0].values, dtype=np.float32)
+    return QueryVector(values, encoded.model, by_model=True)
 
 
 async def stored_artwork(downstream: Downstream, artwork_id: str, request_id: str = "") -> common_pb2.Artwork:
@@ -177,6 +190,7 @@ async def run_search(
         "degraded": degraded,
         "timings_ms": timer.timings_ms,
         "model": {"name": query.model.name, "version": query.model.version},
+        "collection": candidates.collection,
     }
 
 
@@ -184,9 +198,14 @@ async def run_style_prediction(
     downstream: Downstream, query: QueryVector, config: GatewayConfig, timer: Timer, request_id: str = ""
 ) -> dict[str, object]:
     """The style vote of the nearest catalogue artworks (default aspect weights, no filter)."""
+    embedding = common_pb2.Embedding(values=query.values.tolist())
     with timer.step("search"):
-        found = await downstream.search(
-            common_pb2.Embedding(values=query.values.tolist()), config.style_neighbours, request_id=request_id
+        collection, found = await downstream.in_model_collection(
+            query.routing_version,
+            lambda name: downstream.search(
+                embedding, config.style_neighbours, request_id=request_id, collection=name
+            ),
+            request_id,
         )
     neighbours = [(hit.artwork.style, float(hit.score)) for hit in found.hits]
     return {
@@ -196,6 +215,7 @@ async def run_style_prediction(
         ],
         "timings_ms": timer.timings_ms,
         "model": {"name": query.model.name, "version": query.model.version},
+        "collection": collection,
     }
 
 
@@ -239,20 +259,29 @@ async def _visual_candidates(
     vector = reweight_query(query.values, layout, weights)
     # The engine scores by cosine (it divides by the query's length); its length brings back Σ v_a cos_a.
     length = float(np.linalg.norm(vector))
-    found = await downstream.search(
-        common_pb2.Embedding(values=vector.tolist()),
-        options.pool,
-        _filter(options, query),
-        request_id,
-        parts=[(aspect.offset, aspect.length) for aspect in layout.aspects],
-        part_query=_part_query(query, weights),
-    )
+    embedding = common_pb2.Embedding(values=vector.tolist())
+    search_filter = _filter(options, query)
+    parts = [(aspect.offset, aspect.length) for aspect in layout.aspects]
+    part_query = _part_query(query, weights)
+
+    def search_in(collection: str) -> Awaitable[search_pb2.SearchResponse]:
+        return downstream.search(
+            embedding,
+            options.pool,
+            search_filter,
+            request_id,
+            parts=parts,
+            part_query=part_query,
+            collection=collection,
+        )
+
+    collection, found = await downstream.in_model_collection(query.routing_version, search_in, request_id)
     hits = list(found.hits)
     if options.year_min is not None or options.year_max is not None:
         # Year 0 means unknown: the engine's range would let it through an upper bound.
         hits = [hit for hit in hits if hit.artwork.year != 0]
     visual = [_clipped(float(hit.score) * length) for hit in hits]
-    return _Candidates(hits, visual)
+    return _Candidates(hits, visual, collection)
 
 
 def _part_query(query: QueryVector, weights: dict[str, float]) -> common_pb2.Embedding | None:

@@ -1,6 +1,8 @@
 """Retrain, re-index and switch, end to end: 20 GCompris paintings ingested into `artworks-1` behind the alias
 `artworks`, a head trained on them, every artwork re-encoded by an encoder started on the new model into
-`artworks-2`, the alias switched — while the gateway keeps answering queries through the alias."""
+`artworks-2`, the alias switched — while the gateway keeps answering queries through the alias. The gateway's
+encoder stays on the old model throughout (an encoder rollout not yet done): its queries go to the model alias
+`artworks__<old version>`, which names `artworks-1` before, during and after the switch."""
 
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ from artsearch.catalogue.folder import load_catalogue
 from artsearch.grpc_client import open_channel
 from artsearch.ingest import IngestTargets, ingest_catalogue
 from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
+from artsearch.model_aliases import model_alias
 from artsearch.training.features import ViewSettings
 from artsearch.training.head import HeadSettings
-from artsearch.training.reindex import ReindexSettings, reindex, switch_alias
+from artsearch.training.reindex import ReindexSettings, reindex, rollback, switch_alias
 from artsearch.training.retrain import RetrainSettings, retrain
-from artsearch.v1 import search_pb2, search_pb2_grpc
+from artsearch.v1 import encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc
 
 pytestmark = pytest.mark.slow
 
@@ -59,21 +62,39 @@ async def aliases(search_addr: str) -> dict[str, str]:
     return {alias.alias: alias.collection for alias in reply.aliases}
 
 
+async def remove_alias(search_addr: str, alias: str) -> None:
+    async with open_channel(search_addr) as channel:
+        await search_pb2_grpc.SearchServiceStub(channel).SetAlias(
+            search_pb2.SetAliasRequest(alias=alias), timeout=10
+        )
+
+
+async def encoder_version(encoder_addr: str) -> str:
+    async with open_channel(encoder_addr) as channel:
+        info = await encoder_pb2_grpc.EncoderServiceStub(channel).GetModelInfo(
+            encoder_pb2.GetModelInfoRequest(), timeout=30
+        )
+    return info.version
+
+
 class QueryLoad(threading.Thread):
-    """Queries the gateway without pause until stopped; records each answer's status and result count."""
+    """Queries the gateway without pause until stopped; records each answer's status, result count and the
+    collection (or alias) that answered."""
 
     def __init__(self, gateway_url: str, image: bytes) -> None:
         super().__init__(daemon=True)
         self.gateway_url, self.image = gateway_url, image
-        self.answers: list[tuple[int, int]] = []
+        self.answers: list[tuple[int, int, str]] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
         with httpx.Client(base_url=self.gateway_url, timeout=60) as client:
             while not self.stop.is_set():
                 reply = client.post("/v1/search", params={"k": 5}, files={"image": ("q.jpg", self.image)})
-                count = len(reply.json().get("results", [])) if reply.status_code == 200 else 0
-                self.answers.append((reply.status_code, count))
+                answer = reply.json() if reply.status_code == 200 else {}
+                self.answers.append(
+                    (reply.status_code, len(answer.get("results", [])), answer.get("collection", ""))
+                )
 
 
 def test_retrain_reindex_and_switch_while_serving(
@@ -93,7 +114,12 @@ def test_retrain_reindex_and_switch_while_serving(
             settings.address("encoder"), search_addr, settings.address("influence"), collection="artworks-1"
         )
         assert asyncio.run(ingest_catalogue(catalogue, targets)).added == PAINTINGS
+        old_version = asyncio.run(encoder_version(settings.address("encoder")))
+        old_alias = model_alias("artworks", old_version)
+        # The ingest recorded artworks-1's model; pointing the alias at it points the model alias too.
+        assert asyncio.run(aliases(search_addr)) == {model_alias("artworks-1", old_version): "artworks-1"}
         asyncio.run(switch_alias(search_addr, "artworks", "artworks-1"))
+        assert asyncio.run(aliases(search_addr))[old_alias] == "artworks-1"
 
         new_model = tmp_path / "retrained" / "model.onnx"
         report = retrain(
@@ -134,9 +160,19 @@ def test_retrain_reindex_and_switch_while_serving(
 
         assert result.switched and result.previous_collection == "artworks-1", result.summary()
         assert (result.read, result.stored, result.missing) == (PAINTINGS, PAINTINGS, [])
-        assert result.model_version.startswith(report.sidecar["version"] + "-d")  # + descriptor revision
-        assert load.answers and all(answer == (200, 5) for answer in load.answers), load.answers
-        assert asyncio.run(aliases(search_addr)) == {"artworks": "artworks-2"}
+        new_version = result.model_version
+        assert new_version.startswith(report.sidecar["version"] + "-d")  # + descriptor revision
+        assert new_version != old_version and result.source_model_versions == [old_version]
+        # Every query (all by the old model) searched the old model's collection, before and after the switch.
+        assert load.answers and all(answer == (200, 5, old_alias) for answer in load.answers), load.answers
+        new_alias = model_alias("artworks", new_version)
+        model_aliases = {
+            old_alias: "artworks-1",
+            new_alias: "artworks-2",
+            model_alias("artworks-1", old_version): "artworks-1",
+            model_alias("artworks-2", new_version): "artworks-2",
+        }
+        assert asyncio.run(aliases(search_addr)) == {"artworks": "artworks-2", **model_aliases}
 
         some_id = catalogue.entries[3].id
         through_alias = asyncio.run(stored_vector(search_addr, "artworks", some_id))
@@ -146,6 +182,19 @@ def test_retrain_reindex_and_switch_while_serving(
         old = asyncio.run(stored_vector(search_addr, "artworks-1", some_id))
         assert through_alias.shape == old.shape and not np.allclose(through_alias, old, atol=1e-3)
 
-        # Rollback: one switch back, the old collection was kept.
+        # Rollback: one switch back, the old collection was kept; each model alias still names its model's
+        # collection.
         assert asyncio.run(switch_alias(search_addr, "artworks", "artworks-1")) == "artworks-2"
         np.testing.assert_array_equal(asyncio.run(stored_vector(search_addr, "artworks", some_id)), old)
+        assert asyncio.run(aliases(search_addr)) == {"artworks": "artworks-1", **model_aliases}
+        np.testing.assert_array_equal(
+            asyncio.run(stored_vector(search_addr, new_alias, some_id)), through_alias
+        )
+
+        # Forward again (--switch-only --to artworks-2) puts back a model alias removed meanwhile.
+        asyncio.run(remove_alias(search_addr, new_alias))
+        forward = asyncio.run(rollback(search_addr, "artworks", "artworks-2"))
+        assert forward.previous_collection == "artworks-1" and forward.model_aliases == {
+            new_alias: "artworks-2"
+        }
+        assert asyncio.run(aliases(search_addr)) == {"artworks": "artworks-2", **model_aliases}
