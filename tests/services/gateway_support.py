@@ -12,8 +12,10 @@ import httpx
 from fastapi import FastAPI
 
 from artsearch.config import Env
+from artsearch.grpc_client import open_channel
 from artsearch.grpc_server import GrpcServiceServer
 from artsearch.ingest import IngestTargets
+from artsearch.v1 import encoder_pb2, encoder_pb2_grpc
 from services.encoder.backends import OnnxRuntimeBackend
 from services.encoder.server import EncoderService, encoder_registration
 from services.gateway.config import GatewayConfig
@@ -71,3 +73,13 @@ async def gateway_client(app: FastAPI, timeout: float = 60.0) -> AsyncIterator[h
             transport=transport, base_url="http://gateway", timeout=timeout
         ) as client:
             yield client
+
+
+async def encoder_model_version(addresses: Mapping[str, str]) -> str:
+    """The version of the model the in-process encoder runs."""
+    async with open_channel(addresses["ENCODER_ADDR"]) as channel:
+        info = await encoder_pb2_grpc.EncoderServiceStub(channel).GetModelInfo(
+            encoder_pb2.GetModelInfoRequest(), timeout=30
+        )
+    assert info.version
+    return info.version

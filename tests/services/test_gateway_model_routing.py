@@ -16,14 +16,20 @@ import grpc
 import httpx
 import pytest
 import pytest_asyncio
-from gateway_support import gateway_client, gateway_config, in_process_services, ingest_targets
+from gateway_support import (
+    encoder_model_version,
+    gateway_client,
+    gateway_config,
+    in_process_services,
+    ingest_targets,
+)
 
 from artsearch.catalogue.folder import Catalogue, load_catalogue
 from artsearch.grpc_client import open_channel
 from artsearch.grpc_server import GrpcServiceServer
 from artsearch.ingest import IngestOptions, IngestRun, ingest_catalogue
 from artsearch.model_aliases import model_alias
-from artsearch.v1 import encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc
+from artsearch.v1 import search_pb2, search_pb2_grpc
 from services.gateway.alias_cache import AliasCache
 from services.gateway.app import create_app
 from services.gateway.downstream import Downstream
@@ -64,12 +70,7 @@ async def services(
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def version(services: dict[str, str]) -> str:
     """The version of the real encoder's model."""
-    async with open_channel(services["ENCODER_ADDR"]) as channel:
-        info = await encoder_pb2_grpc.EncoderServiceStub(channel).GetModelInfo(
-            encoder_pb2.GetModelInfoRequest(), timeout=30
-        )
-    assert info.version
-    return info.version
+    return await encoder_model_version(services)
 
 
 async def copy_artworks(address: str, ids: list[str], collection: str) -> None:

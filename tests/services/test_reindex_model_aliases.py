@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from gateway_support import in_process_services, ingest_targets
+from gateway_support import encoder_model_version, in_process_services, ingest_targets
 
 from artsearch.catalogue.folder import Catalogue, load_catalogue
 from artsearch.grpc_client import open_channel
 from artsearch.ingest import ingest_catalogue
 from artsearch.model_aliases import model_alias
 from artsearch.training.reindex import ReindexSettings, reindex, rollback
-from artsearch.v1 import encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc
+from artsearch.v1 import search_pb2, search_pb2_grpc
 
 pytestmark = pytest.mark.slow
 
@@ -48,11 +48,8 @@ async def services(
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def version(services: dict[str, str]) -> str:
-    async with open_channel(services["ENCODER_ADDR"]) as channel:
-        info = await encoder_pb2_grpc.EncoderServiceStub(channel).GetModelInfo(
-            encoder_pb2.GetModelInfoRequest(), timeout=30
-        )
-    return info.version
+    """The version of the real encoder's model."""
+    return await encoder_model_version(services)
 
 
 async def aliases(address: str) -> dict[str, str]:
