@@ -170,6 +170,7 @@ def open_embedding_backend(config: EncoderConfig) -> EmbeddingBackend:
             model_version=config.triton_model_version,
             timeout_s=config.triton_timeout_s,
             startup_timeout_s=config.triton_startup_timeout_s,
+            channel_max_age_s=config.triton_channel_max_age_s,
         )
         backend = TritonBackend.open(EmbeddingModelInfo.from_sidecar(config.model_path, "triton"), settings)
     else:

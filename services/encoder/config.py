@@ -14,6 +14,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 DEFAULT_TRITON_MODEL_NAME = "efficientnet-lite0"
 DEFAULT_TRITON_TIMEOUT_S = 10.0
 DEFAULT_TRITON_STARTUP_TIMEOUT_S = 60.0
+DEFAULT_TRITON_CHANNEL_MAX_AGE_S = 300.0
 # Micro-batching of concurrent requests (services/encoder/batching.py).
 # 16 on CPU: as fast per image as 32 here, ~200 MB less resident memory (docs/performance.md).
 DEFAULT_BATCH_MAX_IMAGES = 16
@@ -38,6 +39,8 @@ class EncoderConfig:
     # Deadline of every call to Triton; start-up waits this long for Triton and the model to be ready.
     triton_timeout_s: float = DEFAULT_TRITON_TIMEOUT_S
     triton_startup_timeout_s: float = DEFAULT_TRITON_STARTUP_TIMEOUT_S
+    # The channel to Triton is made anew this often (0: never), to find Triton pods added since.
+    triton_channel_max_age_s: float = DEFAULT_TRITON_CHANNEL_MAX_AGE_S
     # Concurrent requests are coalesced into backend calls of up to this many images...
     batch_max_images: int = DEFAULT_BATCH_MAX_IMAGES
     # ...waiting at most this long for companions when the backend is idle under concurrent traffic.
@@ -61,6 +64,9 @@ class EncoderConfig:
             triton_timeout_s=env.float("TRITON_TIMEOUT_S", DEFAULT_TRITON_TIMEOUT_S, minimum=0.001),
             triton_startup_timeout_s=env.float(
                 "TRITON_STARTUP_TIMEOUT_S", DEFAULT_TRITON_STARTUP_TIMEOUT_S, minimum=0.0
+            ),
+            triton_channel_max_age_s=env.float(
+                "TRITON_CHANNEL_MAX_AGE_S", DEFAULT_TRITON_CHANNEL_MAX_AGE_S, minimum=0.0
             ),
             batch_max_images=env.int("BATCH_MAX_IMAGES", DEFAULT_BATCH_MAX_IMAGES, minimum=1),
             batch_max_wait_ms=env.float("BATCH_MAX_WAIT_MS", DEFAULT_BATCH_MAX_WAIT_MS, minimum=0.0),

@@ -61,6 +61,10 @@ class TritonSettings:
     timeout_s: float = 10.0
     # How long start-up waits for the server and the model to become ready.
     startup_timeout_s: float = 60.0
+    # The channel to Triton is replaced after this many seconds (0: never), so that the name is resolved
+    # again and Triton pods added since get calls too: Triton does not age its connections the way this
+    # project's servers do. The old channel is closed once its calls' deadline has passed.
+    channel_max_age_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,8 @@ class TritonBackend:
         self._max_batch_size = max_batch_size
         # Created on first use, inside the serving event loop that grpc.aio binds it to.
         self._client: triton_aio.InferenceServerClient | None = None
+        self._client_since = 0.0
+        self._retiring: set[asyncio.Task[None]] = set()  # old channels, closed at their calls' deadline
 
     @classmethod
     def open(cls, model_info: EmbeddingModelInfo, settings: TritonSettings) -> TritonBackend:
@@ -167,14 +173,28 @@ class TritonBackend:
             raise _as_backend_error(error, self._address) from None
 
     async def close(self) -> None:
+        for retiring in list(self._retiring):
+            retiring.cancel()  # closes its client at once
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         if self._client is not None:
             await self._client.close()
             self._client = None
 
     def _aio_client(self) -> triton_aio.InferenceServerClient:
+        max_age = self._settings.channel_max_age_s
+        if self._client is not None and max_age and time.monotonic() - self._client_since >= max_age:
+            self._retire(self._client)
+            self._client = None
         if self._client is None:
             self._client = triton_aio.InferenceServerClient(self._address, channel_args=_CHANNEL_ARGS)
+            self._client_since = time.monotonic()
         return self._client
+
+    def _retire(self, client: triton_aio.InferenceServerClient) -> None:
+        """Closes `client` once the calls still running on it have reached their deadline."""
+        task = asyncio.get_running_loop().create_task(_close_after(client, self._settings.timeout_s))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def _infer(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         model_input = triton_aio.InferInput(self._info.input_name, list(pixels.shape), "UINT8")
@@ -200,6 +220,13 @@ class TritonBackend:
                 )
             arrays[name] = array.astype(np.float32, copy=False)
         return arrays
+
+
+async def _close_after(client: triton_aio.InferenceServerClient, delay_s: float) -> None:
+    try:
+        await asyncio.sleep(delay_s)
+    finally:
+        await client.close()
 
 
 def _as_backend_error(error: InferenceServerException, address: str) -> Exception:

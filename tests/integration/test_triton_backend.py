@@ -357,6 +357,39 @@ async def test_calls_are_spread_over_every_triton_the_address_resolves_to(
 
 
 @pytest.mark.slow
+async def test_an_old_channel_is_replaced_and_closed_after_the_calls_still_on_it(
+    model_path: Path, triton: TritonServer
+):
+    """Triton does not age its connections: the backend makes its channel anew after
+    `channel_max_age_s` (so the name is resolved again), and a call still running on the old channel
+    finishes before that channel is closed (at the calls' deadline)."""
+    info = EmbeddingModelInfo.from_sidecar(model_path, backend="triton")
+    settings = settings_for(triton, channel_max_age_s=0.5, timeout_s=3.0)
+    backend = await asyncio.to_thread(TritonBackend.open, info, settings)
+    pixels = np.zeros((1, 224, 224, 3), dtype=np.uint8)
+    try:
+        await backend.embed(pixels)
+        old = backend._client
+        triton.freeze()
+        try:
+            held = asyncio.create_task(backend.embed(pixels))  # on the old channel, answered after the thaw
+            await asyncio.sleep(0.6)  # the channel is now older than its maximum age
+        finally:
+            triton.thaw()
+        assert (await backend.embed(pixels))["features"].shape == (1, 1280)  # on a new channel
+        assert backend._client is not old
+        assert (await held)["features"].shape == (1, 1280)
+        assert await old.is_server_live(client_timeout=1)  # still open for the calls it may carry
+        await asyncio.sleep(settings.timeout_s + 0.5)  # the old channel's calls are past their deadline
+        with pytest.raises(Exception) as closed:  # its type depends on grpc and tritonclient versions
+            await old.is_server_live(client_timeout=1)
+        assert "closed" in str(closed.value).lower(), closed.value
+        assert (await backend.embed(pixels))["features"].shape == (1, 1280)
+    finally:
+        await backend.close()
+
+
+@pytest.mark.slow
 async def test_a_hung_triton_gives_unavailable_at_the_deadline(
     triton: TritonServer, triton_address: str, paintings: list[bytes]
 ):

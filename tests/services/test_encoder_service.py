@@ -289,6 +289,9 @@ class TestStartUp:
             Env({"MODEL_PATH": str(model_path), "ORT_PROVIDERS": " TensorRT, cuda,cpu"})
         )
         assert gpu.ort_providers == ("tensorrt", "cuda", "cpu")
+        assert config.triton_channel_max_age_s == 300.0
+        aged = EncoderConfig.from_env(Env({"MODEL_PATH": str(model_path), "TRITON_CHANNEL_MAX_AGE_S": "0"}))
+        assert aged.triton_channel_max_age_s == 0.0
 
     @pytest.mark.parametrize(
         ("environ", "message"),
