@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class ConfigError(RuntimeError):
@@ -31,6 +32,15 @@ class Env:
     def optional(self, name: str) -> str | None:
         value = self._environ.get(name)
         return value if value else None
+
+    def optional_directory(self, name: str) -> Path | None:
+        """The existing directory `name` names, resolved; None when unset; ConfigError when it is not one."""
+        value = self.optional(name)
+        if value is None:
+            return None
+        if not Path(value).is_dir():
+            raise ConfigError(f"{name}={value!r} is not a directory")
+        return Path(value).resolve()
 
     def int(self, name: str, default: int | object = _MISSING, *, minimum: int | None = None) -> int:
         raw = self.str(name, _MISSING if default is _MISSING else str(default))

@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from artsearch.config import ConfigError, Env
+from artsearch.config import Env
 from services.gateway.errors import ApiError, error_doc
 from services.gateway.media import cache_headers, etag_matches
 
@@ -51,11 +51,8 @@ class EvaluationPictureSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> Self:
-        directory = env.optional("EVALUATION_DIR")
-        if directory is not None and not Path(directory).is_dir():
-            raise ConfigError(f"EVALUATION_DIR={directory!r} is not a directory")
         return cls(
-            directory=Path(directory).resolve() if directory else None,
+            directory=env.optional_directory("EVALUATION_DIR"),
             cache_max_age_s=env.int("EVALUATION_CACHE_MAX_AGE_S", 3600, minimum=0),
         )
 

@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from artsearch.config import ConfigError, Env
+from artsearch.config import Env
 from artsearch.image_formats import MEDIA_TYPES, SNIFF_BYTES, sniff_image_format
 from artsearch.jsonlog import request_id_var
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
@@ -55,12 +55,9 @@ class MediaSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> Self:
-        root = env.optional("IMAGE_ROOT")
-        if root is not None and not Path(root).is_dir():
-            raise ConfigError(f"IMAGE_ROOT={root!r} is not a directory")
         max_size = env.int("THUMBNAIL_MAX_SIZE", 512, minimum=MIN_THUMBNAIL_SIZE)
         return cls(
-            image_root=Path(root).resolve() if root else None,
+            image_root=env.optional_directory("IMAGE_ROOT"),
             thumbnail_cache_size=env.int("THUMBNAIL_CACHE_SIZE", 1024, minimum=0),
             thumbnail_max_size=max_size,
             thumbnail_max_source_pixels=env.int("THUMBNAIL_MAX_SOURCE_PIXELS", 200_000_000, minimum=1),

@@ -30,3 +30,13 @@ def test_defaults_and_typed_values():
 def test_malformed_values_are_rejected(environ, read):
     with pytest.raises(ConfigError, match=next(iter(environ))):
         read(Env(environ))
+
+
+def test_optional_directory_must_exist(tmp_path):
+    env = Env({"DIR": str(tmp_path), "FILE": str(tmp_path / "f"), "GONE": str(tmp_path / "nope")})
+    (tmp_path / "f").write_text("x")
+    assert env.optional_directory("DIR") == tmp_path.resolve()
+    assert env.optional_directory("UNSET") is None
+    for name in ("FILE", "GONE"):
+        with pytest.raises(ConfigError, match=f"{name}=.* is not a directory"):
+            env.optional_directory(name)
