@@ -10,7 +10,6 @@ MAX_EXAMPLES per operation, derandomized (the same requests on every run), no ex
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import os
@@ -33,11 +32,11 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from stack_support import catalogue_stack
 
 from artsearch.catalogue.folder import load_catalogue
 from artsearch.config import Env
-from artsearch.ingest import IngestTargets, ingest_catalogue
-from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
+from artsearch.launcher import ServiceStack
 from services.gateway.app import create_app
 from services.gateway.config import GatewayConfig
 
@@ -61,25 +60,13 @@ def stack(
         target = image_root / catalogue.name / entry.filename
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes((catalogue.root / entry.filename).read_bytes())
-    settings_ = StackSettings(
-        model_path=model_path,
-        image_root=image_root,
-        state_dir=state_dir,
-        ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
-        extra_env={
-            "ADMIN_API_KEYS": f"fuzzer:{hashlib.sha256(ADMIN_KEY.encode()).hexdigest()}",
-            # The fuzzer is one client sending hundreds of writes: the rate limit is not under test here.
-            "ADMIN_RATE_LIMIT_PER_MIN": "1000000",
-            "ADMIN_RATE_LIMIT_BURST": "100000",
-        },
-    )
-    with ServiceStack(settings_) as running:
-        running.wait_ready(timeout=120)
-        targets = IngestTargets(
-            settings_.address("encoder"), settings_.address("search"), settings_.address("influence")
-        )
-        report = asyncio.run(ingest_catalogue(catalogue, targets))
-        assert report.added == len(catalogue.entries), report.summary()
+    extra_env = {
+        "ADMIN_API_KEYS": f"fuzzer:{hashlib.sha256(ADMIN_KEY.encode()).hexdigest()}",
+        # The fuzzer is one client sending hundreds of writes: the rate limit is not under test here.
+        "ADMIN_RATE_LIMIT_PER_MIN": "1000000",
+        "ADMIN_RATE_LIMIT_BURST": "100000",
+    }
+    with catalogue_stack(model_path, catalogue, state_dir, extra_env, image_root) as running:
         CATALOGUE_IDS[:] = sorted(entry.id for entry in catalogue.entries)
         yield running
 

@@ -5,7 +5,6 @@ browse the catalogue's clusters in the Explore view and search from one of their
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -20,10 +19,9 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
+from stack_support import catalogue_stack
 
 from artsearch.catalogue.folder import Catalogue, CatalogueEntry, load_catalogue
-from artsearch.ingest import IngestTargets, ingest_catalogue
-from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
 
 pytestmark = pytest.mark.slow
 
@@ -84,22 +82,10 @@ def catalogue(gcompris_catalogue: Path) -> Catalogue:
 def gateway_url(
     model_path: Path, catalogue: Catalogue, repo_root: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    settings = StackSettings(
-        model_path=model_path,
-        image_root=catalogue.root.resolve().parent,
-        state_dir=tmp_path_factory.mktemp("stack"),
-        ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
-        # The evaluation's pictures, for the Explore view's quality panel.
-        extra_env={"EVALUATION_DIR": str(repo_root / "docs" / "img")},
-    )
-    with ServiceStack(settings) as running:
-        running.wait_ready(timeout=120)
-        targets = IngestTargets(
-            settings.address("encoder"), settings.address("search"), settings.address("influence")
-        )
-        report = asyncio.run(ingest_catalogue(catalogue, targets))
-        assert report.added == len(catalogue.entries), report.summary()
-        yield settings.gateway_url
+    # The evaluation's pictures, for the Explore view's quality panel.
+    pictures = {"EVALUATION_DIR": str(repo_root / "docs" / "img")}
+    with catalogue_stack(model_path, catalogue, tmp_path_factory.mktemp("stack"), pictures) as running:
+        yield running.settings.gateway_url
 
 
 def _entry(catalogue: Catalogue, artwork_id: str) -> CatalogueEntry:
