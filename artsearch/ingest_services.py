@@ -16,7 +16,7 @@ from typing import TypeVar
 import grpc
 
 from artsearch.grpc_client import open_channel
-from artsearch.model_aliases import model_alias, resolved
+from artsearch.model_aliases import alias_map, model_alias, resolved
 from artsearch.v1 import (
     common_pb2,
     encoder_pb2,
@@ -120,7 +120,7 @@ class IngestServices:
             "search ListAliases",
             lambda: self.search.ListAliases(search_pb2.ListAliasesRequest(), timeout=self.timeout_s),
         )
-        aliases = {alias.alias: alias.collection for alias in listed.aliases}
+        aliases = alias_map(listed)
         name = model_alias(collection_name, model_version)
         if name in aliases:
             return ""

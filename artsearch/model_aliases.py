@@ -20,6 +20,10 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from artsearch.v1 import search_pb2
 
 SEPARATOR = "__"
 MAX_NAME = 64  # services/search/store.py COLLECTION_NAME
@@ -77,6 +81,11 @@ def collection_versions(aliases: Mapping[str, str], collection: str, bases: Iter
             if version is not None:
                 versions.add(version)
     return versions
+
+
+def alias_map(listed: search_pb2.ListAliasesResponse) -> dict[str, str]:
+    """alias -> collection, from a ListAliases answer."""
+    return {alias.alias: alias.collection for alias in listed.aliases}
 
 
 def resolved(aliases: Mapping[str, str], name: str) -> str:

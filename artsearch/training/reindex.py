@@ -44,7 +44,7 @@ import grpc
 
 from artsearch.grpc_client import is_serving, open_channel
 from artsearch.launcher import free_ports
-from artsearch.model_aliases import collection_versions, model_alias, resolved, version_in
+from artsearch.model_aliases import alias_map, collection_versions, model_alias, resolved, version_in
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ async def reindex(
 
 async def list_aliases(search: search_pb2_grpc.SearchServiceStub, timeout_s: float) -> dict[str, str]:
     reply = await search.ListAliases(search_pb2.ListAliasesRequest(), timeout=timeout_s)
-    return {alias.alias: alias.collection for alias in reply.aliases}
+    return alias_map(reply)
 
 
 async def _note_source_model(

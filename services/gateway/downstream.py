@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import grpc
 
 from artsearch.grpc_client import is_serving, open_channel
-from artsearch.model_aliases import model_alias
+from artsearch.model_aliases import alias_map, model_alias
 from artsearch.v1 import (
     common_pb2,
     encoder_pb2,
@@ -138,7 +138,7 @@ class Downstream:
             self._config.search_timeout_s,
             request_id,
         )
-        return {alias.alias: alias.collection for alias in reply.aliases}
+        return alias_map(reply)
 
     async def distances(
         self,

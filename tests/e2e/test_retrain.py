@@ -20,7 +20,7 @@ from artsearch.catalogue.folder import load_catalogue
 from artsearch.grpc_client import open_channel
 from artsearch.ingest import IngestTargets, ingest_catalogue
 from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
-from artsearch.model_aliases import model_alias
+from artsearch.model_aliases import alias_map, model_alias
 from artsearch.training.features import ViewSettings
 from artsearch.training.head import HeadSettings
 from artsearch.training.reindex import ReindexSettings, reindex, rollback, switch_alias
@@ -59,7 +59,7 @@ async def aliases(search_addr: str) -> dict[str, str]:
         reply = await search_pb2_grpc.SearchServiceStub(channel).ListAliases(
             search_pb2.ListAliasesRequest(), timeout=10
         )
-    return {alias.alias: alias.collection for alias in reply.aliases}
+    return alias_map(reply)
 
 
 async def remove_alias(search_addr: str, alias: str) -> None:

@@ -28,7 +28,7 @@ from artsearch.catalogue.folder import Catalogue, load_catalogue
 from artsearch.grpc_client import open_channel
 from artsearch.grpc_server import GrpcServiceServer
 from artsearch.ingest import IngestOptions, IngestRun, ingest_catalogue
-from artsearch.model_aliases import model_alias
+from artsearch.model_aliases import alias_map, model_alias
 from artsearch.v1 import search_pb2, search_pb2_grpc
 from services.gateway.alias_cache import AliasCache
 from services.gateway.app import create_app
@@ -87,7 +87,7 @@ async def list_aliases(address: str) -> dict[str, str]:
         reply = await search_pb2_grpc.SearchServiceStub(channel).ListAliases(
             search_pb2.ListAliasesRequest(), timeout=10
         )
-    return {alias.alias: alias.collection for alias in reply.aliases}
+    return alias_map(reply)
 
 
 async def set_alias(address: str, alias: str, collection: str) -> None:
@@ -289,7 +289,7 @@ async def test_the_alias_cache_asks_once_per_ttl_and_again_when_expired(services
         async def fetch(request_id: str) -> dict[str, str]:
             questions.append(request_id)
             reply = await stub.ListAliases(search_pb2.ListAliasesRequest(), timeout=10)
-            return {alias.alias: alias.collection for alias in reply.aliases}
+            return alias_map(reply)
 
         cache = AliasCache(fetch, ttl_s=5.0, clock=lambda: now[0])
         answers = await asyncio.gather(*(cache.get(f"r{i}") for i in range(5)))

@@ -16,7 +16,7 @@ from gateway_support import encoder_model_version, in_process_services, ingest_t
 from artsearch.catalogue.folder import Catalogue, load_catalogue
 from artsearch.grpc_client import open_channel
 from artsearch.ingest import ingest_catalogue
-from artsearch.model_aliases import model_alias
+from artsearch.model_aliases import alias_map, model_alias
 from artsearch.training.reindex import ReindexSettings, reindex, rollback
 from artsearch.v1 import search_pb2, search_pb2_grpc
 
@@ -57,7 +57,7 @@ async def aliases(address: str) -> dict[str, str]:
         reply = await search_pb2_grpc.SearchServiceStub(channel).ListAliases(
             search_pb2.ListAliasesRequest(), timeout=10
         )
-    return {alias.alias: alias.collection for alias in reply.aliases}
+    return alias_map(reply)
 
 
 def settings(services: dict[str, str], catalogue: Catalogue, **fields: object) -> ReindexSettings:
