@@ -18,12 +18,14 @@ from artsearch.config import DEFAULT_PORTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO_ROOT / "models/efficientnet-lite0/model.onnx"
+# The --labels choices: artsearch.training.retrain.LABEL_CHOICES, restated so that building the parser
+# (`artsearch --help`, the CLI image's `ingest`) does not import retrain and its numpy (a unit test keeps
+# the two equal).
+LABEL_CHOICES = ("auto", "none", "style", "artist")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds `retrain` and `reindex` to a parent command's subparsers."""
-    from artsearch.training.retrain import LABEL_CHOICES
-
     retrain = subparsers.add_parser("retrain", help="train a projection head on a catalogue: a new model")
     retrain.add_argument("--catalogue", type=Path, required=True, help="catalogue folder (images + metadata)")
     retrain.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the base ONNX model")

@@ -104,9 +104,11 @@ def container_env(docs: Iterable[dict[str, Any]], container: dict[str, Any]) -> 
 # ----------------------------------------------------------------------------------- the services' code
 
 
-def module_file(module: str) -> Path | None:
+def module_file(module: str, root: Path = REPO_ROOT) -> Path | None:
     """The source file of a first-party module (package -> its __init__.py), or None."""
-    path = REPO_ROOT.joinpath(*module.split("."))
+    if not module or module.split(".")[0] not in FIRST_PARTY:
+        return None
+    path = root.joinpath(*module.split("."))
     if path.with_suffix(".py").is_file():
         return path.with_suffix(".py")
     if (path / "__init__.py").is_file():
@@ -166,18 +168,97 @@ def code_closure(*entries: str, lazy: bool = True) -> CodeClosure:
     return closure
 
 
-# The CLI image runs `python -m artsearch.cli ingest`: the modules build_parser imports to register every
-# sub-command (their import-time imports only), then the ingest sub-command's module with its lazy imports
-# (what `ingest` runs). Other sub-commands import more, lazily; the image is for ingestion.
+# The CLI image runs `python -m artsearch.cli ...`: building the parser runs artsearch.cli's main and
+# build_parser, every sub-command's `register` and what they call (their imports inside those functions
+# count, with the import-time imports of every module reached), then the ingest sub-command's module with
+# all its lazy imports (what `ingest` runs). Other sub-commands import more, lazily, when they run; the
+# image is for ingestion and `--help`.
+CLI_ENTRY = ("artsearch.cli", "main")
 CLI_INGEST_MODULES = ("artsearch.ingest_cli",)
 
 
-def cli_parser_modules() -> tuple[str, ...]:
-    tree = ast.parse((REPO_ROOT / "artsearch" / "cli.py").read_text())
-    build_parser = next(
-        node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "build_parser"
+@functools.cache
+def _module_tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), str(path))
+
+
+def _function(tree: ast.Module, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    return next(
+        (
+            node
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name
+        ),
+        None,
     )
-    return ("artsearch.cli", *(m for m in _imported_modules(build_parser, lazy=True) if module_file(m)))
+
+
+def _bindings(nodes: Iterable[ast.AST]) -> dict[str, str]:
+    """Local name -> the dotted name the imports among these nodes bind it to: `import a.b as c`
+    (c -> a.b), `import a.b` (a -> a), `from a import f as g` (g -> a.f). Absolute imports only."""
+    names = {}
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                top = alias.name.split(".")[0]
+                names[alias.asname or top] = alias.name if alias.asname else top
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return names
+
+
+def call_time_imports(module: str, function: str, *, root: Path = REPO_ROOT) -> set[str]:
+    """The modules imported inside a first-party function and inside every first-party function it
+    calls, transitively: `f()` for a function of the same module or one an import binds
+    (`from m import f as g; g()`), `m.f()` for a module an import binds. Calls through other objects
+    (`args.run(args)`) and functions passed as values (`set_defaults(run=f)`) are not followed: they run
+    later, if at all. Nested definitions count as their function's body."""
+    imported: set[str] = set()
+    seen: set[tuple[str, str]] = set()
+    pending = [(module, function)]
+    while pending:
+        current = pending.pop()
+        path = module_file(current[0], root)
+        if current in seen or path is None:
+            continue
+        seen.add(current)
+        tree = _module_tree(path)
+        node = _function(tree, current[1])
+        if node is None:
+            continue
+        imported.update(_imported_modules(node, lazy=True))
+        body = list(ast.walk(node))
+        names = _bindings(tree.body) | _bindings(body)
+        for call in (n for n in body if isinstance(n, ast.Call)):
+            target = call.func
+            if isinstance(target, ast.Name) and target.id in names:
+                owner, _, name = names[target.id].rpartition(".")
+                pending.append((owner, name))
+            elif isinstance(target, ast.Name):
+                pending.append((current[0], target.id))
+            elif (
+                isinstance(target, ast.Attribute)
+                and isinstance(target.value, ast.Name)
+                and target.value.id in names
+            ):
+                pending.append((names[target.value.id], target.attr))
+    return {name for name in imported if name.split(".")[0] not in FIRST_PARTY or module_file(name, root)}
+
+
+def cli_parser_closure() -> CodeClosure:
+    """What building the `artsearch` parser imports (the `--help` of every sub-command, and the start
+    of every command): artsearch.cli at import time, the imports inside main, build_parser and the
+    `register` functions they call, and everything those modules import at import time."""
+    imported = call_time_imports(*CLI_ENTRY)
+    first_party = [name for name in imported if name.split(".")[0] in FIRST_PARTY]
+    closure = code_closure(CLI_ENTRY[0], *first_party, lazy=False)
+    third_party = {
+        top
+        for top in (name.split(".")[0] for name in imported)
+        if top not in FIRST_PARTY and top not in sys.stdlib_module_names and top != "__future__"
+    }
+    return CodeClosure(dict(closure.files), closure.third_party | third_party)
 
 
 # Distributions a library imports lazily for a feature the code uses, which no import in our code shows:
@@ -196,7 +277,7 @@ def image_closure(image: str) -> CodeClosure:
     """What an image's code needs: a service from its __main__ (lazy imports too), or the CLI."""
     if image != "cli":
         return code_closure(f"services.{image}.__main__")
-    parser, ingest = code_closure(*cli_parser_modules(), lazy=False), code_closure(*CLI_INGEST_MODULES)
+    parser, ingest = cli_parser_closure(), code_closure(*CLI_INGEST_MODULES)
     return CodeClosure({**parser.files, **ingest.files}, parser.third_party | ingest.third_party)
 
 

@@ -4,13 +4,18 @@ the Kubernetes manifests and the services' own configuration code (read from the
 from __future__ import annotations
 
 import fnmatch
+import importlib.metadata
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from deploy_support import (
+    FIRST_PARTY,
     GRPC_SERVICES,
     INGEST_JOB,
     K8S,
@@ -18,6 +23,7 @@ from deploy_support import (
     REPO_ROOT,
     SERVICES,
     Dockerfile,
+    call_time_imports,
     compose,
     container_env,
     containers,
@@ -33,6 +39,7 @@ from deploy_support import (
     requirements_of,
 )
 from google.protobuf import text_format
+from packaging.utils import canonicalize_name
 from tritonclient.grpc import model_config_pb2
 
 from artsearch.config import DEFAULT_PORTS
@@ -153,6 +160,65 @@ def test_image_requirements_are_the_lock_pins_of_everything_the_code_imports(ima
     needed = image_distributions(image)
     missing = sorted(f"{name}=={lock.get(name, '?')}" for name in needed - set(pins))
     assert not missing, f"{requirements_of(image)} lacks (with their lock pins): {missing}"
+
+
+def test_cli_closure_follows_the_imports_inside_the_functions_that_build_the_parser(tmp_path: Path):
+    """A `register` that imports a heavy module inside its body runs that import when the parser is
+    built (`artsearch --help`): the CLI image's closure must see it; a command's own lazy imports not."""
+    package = tmp_path / "artsearch"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "cli.py").write_text(
+        "from artsearch import tools\n"
+        "def build_parser():\n"
+        "    from artsearch.sub import register as register_sub\n"
+        "    register_sub(None)\n"
+        "    tools.register(None)\n"
+        "def main():\n"
+        "    args = build_parser()\n"
+        "    return args.run(args)\n"
+    )
+    (package / "sub.py").write_text(
+        "def register(subparsers):\n"
+        "    _choices()\n"
+        "    subparsers.set_defaults(run=run)\n"
+        "def _choices():\n"
+        "    from artsearch.heavy import CHOICES\n"
+        "    return CHOICES\n"
+        "def run(args):\n"
+        "    import torch\n"
+    )
+    (package / "tools.py").write_text("def register(subparsers):\n    import numpy\n")
+    (package / "heavy.py").write_text("import PIL\nCHOICES = ()\n")
+    imported = call_time_imports("artsearch.cli", "main", root=tmp_path)
+    assert imported == {"artsearch.sub", "artsearch.heavy", "numpy"}
+
+
+def test_cli_closure_covers_what_building_the_parser_imports():
+    """Cross-check of the static walk: every module `build_parser()` really imports (first-party ones by
+    name, third-party ones by distribution) is in what the CLI image's requirements are checked against."""
+    script = (
+        "import json, sys; before = set(sys.modules); import artsearch.cli; artsearch.cli.build_parser(); "
+        "print(json.dumps(sorted(set(sys.modules) - before)))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0, completed.stderr
+    loaded = json.loads(completed.stdout)
+    closure = image_closure("cli")
+    first_party = {m for m in loaded if m.split(".")[0] in FIRST_PARTY}
+    assert not first_party - set(closure.files), "imported when the parser is built, not in the closure"
+    tops = {m.split(".")[0] for m in loaded}
+    third_party = {top for top in tops if top not in FIRST_PARTY and top not in sys.stdlib_module_names}
+    providers = importlib.metadata.packages_distributions()
+    unknown = sorted(top for top in third_party if top not in providers)
+    assert not unknown, f"modules no installed distribution provides: {unknown}"
+    outside = sorted(
+        {canonicalize_name(name) for top in third_party for name in providers[top]}
+        - image_distributions("cli")
+    )
+    assert not outside, f"building the parser imports distributions outside the CLI image's: {outside}"
 
 
 # -------------------------------------------------------------------------------------------- compose
