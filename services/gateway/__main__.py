@@ -1,16 +1,31 @@
-"""Runs the gateway: `python -m services.gateway` (settings from the environment, see config.py)."""
+"""Runs the gateway: `python -m services.gateway` (settings from the environment, see config.py).
+
+A configuration error is logged as one JSON line and gives exit code 2 (as the gRPC services'
+`service_main`): an orchestrator sees a failed start with its reason, not a crash loop of tracebacks.
+"""
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import uvicorn
 
+from artsearch.config import ConfigError
 from artsearch.jsonlog import configure_logging
 from services.gateway.app import create_app
 from services.gateway.config import GatewayConfig
 
+log = logging.getLogger("services.gateway")
 
-def main() -> None:
-    config = GatewayConfig.from_env()
+
+def main() -> int:
+    configure_logging("gateway", "INFO")  # so that a configuration error is logged as JSON too
+    try:
+        config = GatewayConfig.from_env()
+    except ConfigError as error:
+        log.error("cannot start: %s", error, extra={"service": "gateway"})
+        return 2
     configure_logging("gateway", config.log_level)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -23,7 +38,8 @@ def main() -> None:
         )
     )
     server.run()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
