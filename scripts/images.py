@@ -15,8 +15,9 @@ Images (tags are the interface: compose files, manifests and tests name them):
 **The base.** Every Dockerfile starts `FROM ${PYTHON_IMAGE}`, the public `python:3.11.14-slim-bookworm`
 by default, which is what users elsewhere get. Where that image is neither local nor pullable (no
 registry reachable, as on the project's CI machines), an equivalent base is made from Debian's packages:
-`debootstrap --variant=minbase` of bookworm with Debian's python3.11, venv and CA certificates,
-trimmed of package caches and documentation, imported as `artsearch/python-base:3.11-bookworm`.
+`debootstrap --variant=minbase` of bookworm with Debian's python3.11, venv, libpython (Triton's python
+backend) and CA certificates, upgraded with bookworm's point and security updates, trimmed of package
+caches and documentation, imported as `artsearch/python-base:3.11-bookworm`.
 `PYTHON_IMAGE=...` in the environment names another base (e.g. a registry mirror's copy).
 
 **Reaching the package registry from a build.** The builder stage of each Dockerfile installs the pinned
@@ -49,7 +50,7 @@ LOCAL_BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certi
 LOCAL_BASE_SUITE = "bookworm"
 RECIPE_LABEL = "org.artsearch.base-recipe"
 HOST_CA_BUNDLE = Path(os.environ.get("ARTSEARCH_BUILD_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
-# Removed from the debootstrap tree: package caches and lists, documentation, translations (as the slim image).
+# Removed from the debootstrap tree: package caches and lists, documentation, translations (as slim images).
 TRIMMED = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
            "usr/share/info", "usr/share/locale")  # fmt: skip
 
@@ -93,7 +94,9 @@ def image_exists(tag: str) -> bool:
 
 
 def image_label(tag: str, label: str) -> str | None:
-    result = docker("image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}', tag, check=False)
+    result = docker(
+        "image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}', tag, check=False
+    )
     value = result.stdout.strip() if result.returncode == 0 else ""
     return value if value and value != "<no value>" else None
 
@@ -108,7 +111,7 @@ def public_base() -> str:
 
 
 def local_base_recipe() -> str:
-    recipe = f"{LOCAL_BASE_SUITE} minbase {' '.join(LOCAL_BASE_PACKAGES)} trim {' '.join(TRIMMED)}"
+    recipe = f"{LOCAL_BASE_SUITE} minbase {' '.join(LOCAL_BASE_PACKAGES)} updates trim {' '.join(TRIMMED)}"
     return hashlib.sha256(recipe.encode()).hexdigest()[:16]
 
 
@@ -143,6 +146,7 @@ def build_local_base() -> None:
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise BuildFailed(f"debootstrap failed (exit {result.returncode}): {result.stdout[-1500:]}")
+        upgrade_with_security_updates(root, mirror)
         for relative in TRIMMED:
             for child in (root / relative).glob("*"):
                 shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
@@ -166,6 +170,24 @@ def build_local_base() -> None:
     print(f"images: {LOCAL_BASE} made in {time.monotonic() - started:.0f} s", file=sys.stderr)
 
 
+def upgrade_with_security_updates(root: Path, mirror: str) -> None:
+    """debootstrap installs the release as it was; the slim image it stands for carries the point and
+    security updates since, and so does this base. The host's resolver and name stay out of the image."""
+    (root / "etc/apt/sources.list").write_text(
+        f"deb {mirror} {LOCAL_BASE_SUITE} main\n"
+        f"deb {mirror} {LOCAL_BASE_SUITE}-updates main\n"
+        f"deb {mirror.removesuffix('/debian')}/debian-security {LOCAL_BASE_SUITE}-security main\n"
+    )
+    upgrade = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get upgrade -y -qq && apt-get clean"
+    result = subprocess.run(
+        ["chroot", str(root), "sh", "-c", upgrade], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise BuildFailed(f"updating the local base failed: {(result.stdout + result.stderr)[-1500:]}")
+    for name in ("etc/resolv.conf", "etc/hostname"):
+        (root / name).write_text("")
+
+
 def builder_base(base: str) -> str:
     """The base plus the host's CA bundle, for the builder stages (see the module doc); the base itself
     where the host has no bundle."""
@@ -176,7 +198,8 @@ def builder_base(base: str) -> str:
         (Path(context) / "Dockerfile").write_text(
             f"FROM {base}\n"
             "COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt\n"
-            "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt\n"
+            "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt \\\n"
+            "    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt\n"
         )
         docker("build", "--quiet", "-t", BUILDER_BASE, context)
     return BUILDER_BASE
@@ -188,17 +211,12 @@ def build_image(image: Image, base: str, builder: str, log_dir: Path) -> float:
         raise BuildFailed(f"{image.tag} carries the model: {', '.join(missing)} missing (run `make model`)")
     log_path = log_dir / f"{image.name}.log"
     started = time.monotonic()
+    command = [
+        "docker", "build", "-f", image.dockerfile, "-t", image.tag,
+        "--build-arg", f"PYTHON_IMAGE={base}", "--build-arg", f"BUILDER_IMAGE={builder}", ".",
+    ]  # fmt: skip
     with log_path.open("w") as log:
-        result = subprocess.run(
-            [
-                "docker", "build", "-f", image.dockerfile, "-t", image.tag,
-                "--build-arg", f"PYTHON_IMAGE={base}", "--build-arg", f"BUILDER_IMAGE={builder}", ".",
-            ],  # fmt: skip
-            cwd=REPO_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
+        result = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
         tail = "".join(log_path.read_text(errors="replace").splitlines(keepends=True)[-30:])
         raise BuildFailed(f"building {image.tag} failed (log: {log_path}):\n{tail}")
@@ -238,7 +256,9 @@ def build(names: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     build_command = commands.add_parser("build", help="build every image, or the named ones")
     build_command.add_argument("names", nargs="*", help=", ".join(image.name for image in IMAGES))

@@ -1,11 +1,11 @@
-"""Browse the catalogue by look: MiniBatch k-means clusters of the stored descriptors.
+"""Browse the catalogue by look: spherical k-means clusters of the stored descriptors.
 
     GET /v1/clusters?n=12                              the clusters, each with its representative artworks
     GET /v1/clusters/{cluster}?n=12&offset=0&limit=24  one cluster's artworks, nearest its centre first
 
 The descriptors come from the search service (Scroll RPC with embeddings, page by page, each page with the
-search deadline); the clustering is `artsearch.clustering.cluster_vectors` (cosine MiniBatch k-means, seeded,
-so the same catalogue gives the same clusters) and runs in a worker thread. A clustering is kept for
+search deadline); the clustering is `artsearch.clustering.cluster_vectors` (cosine: spherical k-means,
+seeded, so the same catalogue gives the same clusters) and runs in a worker thread. A clustering is kept for
 CLUSTER_CACHE_S seconds per (collection, number of artworks, n): adding or removing an artwork changes the
 count and so the clustering asked for next. One clustering is computed at a time (an asyncio.Lock); requests
 arriving meanwhile wait for it and share its result. Cluster ids are 0.. by decreasing size and hold for one
@@ -446,7 +446,7 @@ def install_cluster_routes(app: FastAPI, settings: ClusterSettings) -> None:
         responses={200: _ok("The clusters, largest first", _LIST_EXAMPLE), **_COMMON_ERRORS},
     )
     async def list_clusters(request: Request, n: ClusterCount = settings.default_count) -> JSONResponse:
-        """The catalogue in `n` clusters of similar-looking artworks (MiniBatch k-means of the stored
+        """The catalogue in `n` clusters of similar-looking artworks (spherical k-means of the stored
         descriptors), largest first: each with its size, the artworks nearest its centre, its most common
         styles and artists; and the clustering's purity by style label when the catalogue has styles."""
         clusters, cached = await catalogue_clusters(request, settings, cache, n)
