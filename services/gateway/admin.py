@@ -17,6 +17,8 @@ Settings (environment):
   ADMIN_RATE_LIMIT_BURST      requests a key may make at once before the sustained rate applies (default 20)
   ADMIN_MAX_BATCH_ITEMS       images per POST /v1/artworks/batch (default 32)
   ADMIN_DEFAULT_CATALOGUE     catalogue of an added artwork that names none (default "uploads")
+  ADMIN_WRITE_TIMEOUT_S       deadline of each write the admin routes make in the search and influence
+                              services (default 10); their reads keep the services' query deadlines
   IMAGE_ROOT                  where added images are written, as IMAGE_ROOT/<catalogue>/<id>.<ext>;
                               unset: images are encoded and indexed but not kept
   MAX_IMAGE_PIXELS            largest accepted image, in pixels (default 50,000,000, as the encoder's)
@@ -58,6 +60,9 @@ class AdminSettings:
     default_catalogue: str = DEFAULT_CATALOGUE
     image_root: Path | None = None
     max_image_pixels: int = 50_000_000
+    # A write (upsert, edit, delete, new artists) is not on the query path: a database committing to
+    # disk may take longer than the tight read deadlines allow, and a timed-out write may still land.
+    write_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Env) -> AdminSettings:
@@ -75,6 +80,7 @@ class AdminSettings:
             default_catalogue=catalogue,
             image_root=Path(image_root) if image_root else None,
             max_image_pixels=env.int("MAX_IMAGE_PIXELS", 50_000_000, minimum=64),
+            write_timeout_s=env.float("ADMIN_WRITE_TIMEOUT_S", 10.0, minimum=0.01),
         )
 
 

@@ -20,6 +20,10 @@ _STUBS = {
 }
 
 
+# The RPCs that change stored data: they get ADMIN_WRITE_TIMEOUT_S instead of the query deadlines.
+WRITE_METHODS = frozenset({"Upsert", "UpdateArtwork", "Delete", "AddArtists"})
+
+
 class Services:
     """Stubs of the three services over the gateway's shared channels, for one request."""
 
@@ -32,6 +36,10 @@ class Services:
             SEARCH: config.search_timeout_s,
             INFLUENCE: config.influence_timeout_s,
         }
+        self._write_timeout = config.admin.write_timeout_s
+
+    def _timeout(self, service: str, method: str) -> float:
+        return self._write_timeout if method in WRITE_METHODS else self._timeouts[service]
 
     async def call(self, service: str, method: str, message: Any) -> Any:
         """Calls `method` of `service`. INVALID_ARGUMENT becomes 400 (invalid_image from the encoder),
@@ -39,7 +47,7 @@ class Services:
         stub = _STUBS[service](self._downstream.channel(service))
         try:
             return await self._downstream.call(
-                service, getattr(stub, method), message, self._timeouts[service], request_id_var.get()
+                service, getattr(stub, method), message, self._timeout(service, method), request_id_var.get()
             )
         except DownstreamError as error:
             if error.status == grpc.StatusCode.INVALID_ARGUMENT:

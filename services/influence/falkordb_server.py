@@ -31,7 +31,6 @@ import ctypes
 import fcntl
 import functools
 import os
-import re
 import shutil
 import signal
 import socket
@@ -273,34 +272,60 @@ class _BoltFramer:
         return 0, b""
 
 
+STATS_KEY = b"\x85stats"  # the PackStream string "stats": FalkorDB sends it only when a query changed data
+BEGIN, COMMIT, ROLLBACK, RESET, PULL = 0x11, 0x12, 0x13, 0x0F, 0x3F
+SUCCESS, SUMMARIES = 0x70, (0x70, 0x7E, 0x7F)  # SUCCESS, IGNORED, FAILURE: one per request, in order
+
+
 def _signature(payload: bytes) -> int | None:
-    """A message's signature byte (after its structure marker), None for an empty message."""
+    """A message's signature byte (after its structure marker), None for an empty (NOOP) message."""
     return payload[1] if len(payload) >= 2 else None
 
 
-_WRITE_CLAUSE = re.compile(rb"\b(CREATE|MERGE|SET|DELETE|REMOVE|DROP)\b", re.IGNORECASE)
+class _Commits:
+    """Which answers of one connection acknowledge a change (they are held back until it is on disk).
 
+    Bolt answers each request with one summary, in order. Outside a transaction, a change is acknowledged
+    by its PULL's SUCCESS, which carries `stats` only when the query changed something. Inside one
+    (BEGIN ... COMMIT), by the COMMIT's SUCCESS: saving at the PULL would wait on the open transaction,
+    which FalkorDB keeps Redis's SAVE waiting for (~3 s) while the client waits for that very PULL. A
+    ROLLBACK or RESET acknowledges the changes too: FalkorDB's rollback is a no-op."""
 
-def _run_writes(payload: bytes) -> bool:
-    """Whether a RUN message's query (its first field, a PackStream string) can change the graph."""
-    if len(payload) < 3:
+    def __init__(self) -> None:
+        self._requests: collections.deque[int] = collections.deque()
+        self._in_transaction = False
+        self._changed = False
+
+    def request(self, payload: bytes) -> None:
+        signature = _signature(payload)
+        if signature is not None:
+            self._requests.append(signature)
+
+    def answer_needs_saving(self, payload: bytes) -> bool:
+        signature = _signature(payload)
+        if signature not in SUMMARIES or not self._requests:
+            return False
+        request = self._requests.popleft()
+        if request == BEGIN:
+            self._in_transaction, self._changed = True, False
+            return False
+        if request == PULL and signature == SUCCESS and STATS_KEY in payload:
+            if self._in_transaction:
+                self._changed = True
+                return False
+            return True
+        if request in (COMMIT, ROLLBACK, RESET):
+            changed, self._in_transaction, self._changed = self._changed, False, False
+            return changed
         return False
-    marker, body = payload[2], payload[3:]
-    if 0x80 <= marker <= 0x8F:
-        query = body[: marker - 0x80]
-    elif marker in (0xD0, 0xD1, 0xD2):
-        width = {0xD0: 1, 0xD1: 2, 0xD2: 4}[marker]
-        query = body[width : width + int.from_bytes(body[:width], "big")]
-    else:
-        return False
-    return _WRITE_CLAUSE.search(query) is not None
 
 
 class _Durability:
     """With a data directory: FalkorDB's Bolt writes crash Redis's append-only file (an assertion in its
-    command propagation), so the relay makes writes durable itself. It holds back the answer to a writing
-    query until `SAVE` (a synchronous RDB snapshot, fsynced) has put the change on disk: an acknowledged
-    write survives a kill. Reads are never held back."""
+    command propagation), so the relay makes writes durable itself. It holds back the summary of a query
+    that changed the graph, or of the COMMIT of a transaction that did (see _Commits), until `SAVE` (a
+    synchronous RDB snapshot, fsynced) has put the change on disk: an acknowledged write survives a kill.
+    Reads, and writes that changed nothing (a MERGE of what exists), are never held back."""
 
     def __init__(self, redis_socket: Path) -> None:
         self._redis_socket = redis_socket
@@ -319,42 +344,13 @@ class _Durability:
                 print(f"falkordb_server: SAVE failed: {answer!r}", file=sys.stderr, flush=True)
 
 
-class _Exchange:
-    """One client connection: which of its requests must be saved before their answer is forwarded.
-    Bolt answers every request with exactly one summary (SUCCESS, FAILURE or IGNORED), in order."""
-
-    SUMMARIES = (0x70, 0x7E, 0x7F)
-    RUN, PULL, SUCCESS = 0x10, 0x3F, 0x70
-
-    def __init__(self) -> None:
-        self.pending: collections.deque[bool] = collections.deque()
-        self._last_run_writes = False
-
-    def request(self, payload: bytes) -> None:
-        signature = _signature(payload)
-        if signature is None:
-            return
-        if signature == self.RUN:
-            self._last_run_writes = _run_writes(payload)
-        self.pending.append(signature == self.PULL and self._last_run_writes)
-
-    def answer(self, payload: bytes) -> bool:
-        """Whether this server message is the successful summary of a writing query (save it first)."""
-        signature = _signature(payload)
-        if signature not in self.SUMMARIES or not self.pending:
-            return False
-        return self.pending.popleft() and signature == self.SUCCESS
-
-
-async def _pump_client(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, exchange: _Exchange
-) -> None:
+async def _pump_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, commits: _Commits) -> None:
     framer = _BoltFramer(len(BOLT_HANDSHAKE))
     while data := await reader.read(65536):
         for raw, payload in framer.feed(data):
             if payload == GOODBYE_MESSAGE:
                 return
-            exchange.request(payload)
+            commits.request(payload)
             writer.write(raw)
         await writer.drain()
 
@@ -362,13 +358,13 @@ async def _pump_client(
 async def _pump_server(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    exchange: _Exchange,
+    commits: _Commits,
     durability: _Durability | None,
 ) -> None:
     framer = _BoltFramer(4)  # the server's handshake answer: the protocol version it picked
     while data := await reader.read(65536):
         for raw, payload in framer.feed(data):
-            if exchange.answer(payload) and durability is not None:
+            if commits.answer_needs_saving(payload) and durability is not None:
                 await writer.drain()
                 await durability.save()
             writer.write(raw)
@@ -387,10 +383,10 @@ async def _relay_connection(
         return
     for writer in (client_writer, server_writer):
         writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    exchange = _Exchange()
+    commits = _Commits()
     pumps = [
-        asyncio.create_task(_pump_client(client_reader, server_writer, exchange)),
-        asyncio.create_task(_pump_server(server_reader, client_writer, exchange, durability)),
+        asyncio.create_task(_pump_client(client_reader, server_writer, commits)),
+        asyncio.create_task(_pump_server(server_reader, client_writer, commits, durability)),
     ]
     with contextlib.suppress(ConnectionError):
         await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)

@@ -23,9 +23,12 @@ from uvicorn_server import served
 
 from artsearch.config import Env
 from artsearch.grpc_client import open_channel
+from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import search_pb2, search_pb2_grpc
 from services.gateway.app import create_app
 from services.gateway.config import GatewayConfig
+from services.influence.config import InfluenceConfig, open_influence_graph
+from services.influence.server import InfluenceServicer, registration
 
 KEY, OTHER_KEY = "curator-secret-key", "second-secret-key"
 COLLECTION = "admintest"
@@ -915,3 +918,53 @@ async def test_odd_artwork_ids_are_a_4xx_json_error(client, method, url):
     )
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["error"]["message"]
+
+
+class SlowWritingInfluence(InfluenceServicer):
+    """The real influence service with a fault injected on purpose: every write takes WRITE_DELAY_S."""
+
+    WRITE_DELAY_S = 1.5
+
+    async def AddArtists(self, request, context):
+        await asyncio.sleep(self.WRITE_DELAY_S)
+        return await super().AddArtists(request, context)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def slow_influence(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    graph = await open_influence_graph(
+        InfluenceConfig(state_dir=tmp_path_factory.mktemp("slow-influence"), default_max_hops=10)
+    )
+    server = GrpcServiceServer([registration(SlowWritingInfluence(graph, 10))])
+    try:
+        yield f"127.0.0.1:{await server.start()}"
+    finally:
+        await server.stop(0)
+        await graph.close()
+
+
+@pytest.mark.parametrize(("write_timeout", "expected"), [("5", 200), ("0.5", 503)])
+async def test_admin_writes_have_their_own_deadline_not_the_query_deadline(
+    addresses, slow_influence, write_timeout, expected
+):
+    """INFLUENCE_TIMEOUT_S (0.3 s here) bounds the query path; a write that takes 1.5 s still lands under
+    ADMIN_WRITE_TIMEOUT_S=5, and answers 503 within ADMIN_WRITE_TIMEOUT_S=0.5."""
+    settings = {
+        "INFLUENCE_ADDR": slow_influence,
+        "INFLUENCE_TIMEOUT_S": "0.3",
+        "ADMIN_WRITE_TIMEOUT_S": write_timeout,
+        "ADMIN_API_KEYS": key_entry("curator", KEY),
+    }
+    name = f"Slow Writer {write_timeout}"
+    async with gateway(addresses, **settings) as http:
+        started = asyncio.get_running_loop().time()
+        reply = await http.post("/v1/artists", headers=AUTH, json={"artists": [{"name": name}]})
+        took = asyncio.get_running_loop().time() - started
+        assert reply.status_code == expected, reply.text
+        if expected == 503:
+            assert took < 1.2 and reply.headers["retry-after"]
+        else:
+            assert took >= SlowWritingInfluence.WRITE_DELAY_S
+            # A read on the query path keeps the query deadline and is not slowed by the write deadline.
+            read = await http.get(f"/v1/artists/{name}/neighbours")
+            assert read.status_code == 200, read.text
