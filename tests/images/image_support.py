@@ -17,10 +17,15 @@ Nothing here is aimed at any address but 127.0.0.1 and the test's own network.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import io
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -38,6 +43,9 @@ from testcontainers.core.network import Network
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LABEL = "org.artsearch.test"
+# Every container, volume and network a test makes carries LABEL=<the pid of the test process>, so that a
+# later run removes what a killed run left behind without touching another run going on beside it.
+LABELS = {LABEL: str(os.getpid())}
 SECOND_NS = 1_000_000_000
 # The image's own health check command, run every second (the images say every 10 s: slow for tests).
 FAST_HEALTH = {"interval": SECOND_NS, "timeout": 5 * SECOND_NS, "retries": 3, "start_period": 120 * SECOND_NS}
@@ -83,15 +91,23 @@ def docker_client() -> docker.DockerClient:
 
 
 def remove_leftovers(client: docker.DockerClient) -> None:
-    """Containers, volumes and networks an earlier, killed test run left behind (by their label)."""
+    """Containers, volumes and networks an earlier test run left behind: those whose process is gone."""
+
+    def orphaned(labels: Mapping[str, str] | None) -> bool:
+        pid = (labels or {}).get(LABEL, "")
+        return not (pid.isdigit() and Path(f"/proc/{pid}").exists())
+
     for container in client.containers.list(all=True, filters={"label": LABEL}):
-        container.remove(force=True, v=True)
+        if orphaned(container.labels):
+            container.remove(force=True, v=True)
     for volume in client.volumes.list(filters={"label": LABEL}):
-        with contextlib.suppress(docker.errors.APIError):
-            volume.remove(force=True)
+        if orphaned(volume.attrs.get("Labels")):
+            with contextlib.suppress(docker.errors.APIError):
+                volume.remove(force=True)
     for network in client.networks.list(filters={"label": LABEL}):
-        with contextlib.suppress(docker.errors.APIError):
-            network.remove()
+        if orphaned(network.attrs.get("Labels")):
+            with contextlib.suppress(docker.errors.APIError):
+                network.remove()
 
 
 class ProjectNetwork:
@@ -99,7 +115,7 @@ class ProjectNetwork:
 
     def __init__(self, client: docker.DockerClient) -> None:
         self.client = client
-        self.network = Network(docker_network_kw={"labels": {LABEL: "1"}}).create()
+        self.network = Network(docker_network_kw={"labels": LABELS}).create()
         self.name = self.network.name
 
     def docker_network(self) -> DockerNetwork:
@@ -116,7 +132,7 @@ class ProjectNetwork:
 
 def named_volume(client: docker.DockerClient, purpose: str) -> str:
     name = f"artsearch-test-{purpose}-{uuid.uuid4().hex[:8]}"
-    client.volumes.create(name, labels={LABEL: "1"})
+    client.volumes.create(name, labels=LABELS)
     return name
 
 
@@ -158,7 +174,7 @@ class ServiceContainer(DockerContainer):
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges:true"],
             "healthcheck": FAST_HEALTH,
-            "labels": {LABEL: "1"},
+            "labels": LABELS,
         }
         if restart:
             # As compose's `restart: unless-stopped` and a Deployment: a killed process comes back by itself.
@@ -209,7 +225,20 @@ class ServiceContainer(DockerContainer):
 
     # ---- faults
     def kill(self) -> None:
+        """`docker kill`: SIGKILL through Docker, which counts as a manual stop (no restart by the policy)."""
         self.docker_container().kill()
+
+    def start_again(self) -> None:
+        """What an orchestrator does after a kill: start the same container (its volumes, its aliases)."""
+        self.docker_container().start()
+
+    def crash(self) -> None:
+        """SIGKILL of the container's process from outside, as the OOM killer would: the restart policy
+        brings the container back by itself (RestartCount goes up)."""
+        os.kill(int(self.state()["Pid"]), signal.SIGKILL)
+
+    def started_at(self) -> str:
+        return str(self.state()["StartedAt"])
 
     def pause(self) -> None:
         self.docker_container().pause()
@@ -241,6 +270,9 @@ class StackOptions:
     encoder_replicas: int = 1
     influence_replicas: int = 1
     encoder_mem_limit: str | None = None
+    # The gateway's IMAGE_ROOT on a volume of its own (/images, writable: artworks added over the admin API
+    # keep their image) instead of the catalogues' folder (/catalogues, read-only here).
+    writable_image_root: bool = False
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
@@ -294,6 +326,7 @@ class Stack:
                 "falkordb",
                 self.network,
                 ("neo4j",),
+                env=self.options.extra_env.get("falkordb", {}),
                 publish=(7687,),
                 volumes={self._volume("graph"): "/data"},
             ),
@@ -330,12 +363,16 @@ class Stack:
                     publish=(50053, METRICS_PORT), volumes=volumes,
                 ),
             )  # fmt: skip
+        settings = {"ADMIN_API_KEYS": admin_key_entry(DEV_ADMIN_KEY)}
+        volumes = {}
+        if self.options.writable_image_root:
+            settings["IMAGE_ROOT"] = "/images"
+            volumes = {self._volume("images"): "/images"}
         self._add(
             "gateway",
             ServiceContainer(
-                "gateway", self.network, ("gateway",),
-                env=self._env("gateway", ADMIN_API_KEYS=admin_key_entry(DEV_ADMIN_KEY)),
-                publish=(8080,), binds={self.catalogues: "/catalogues"},
+                "gateway", self.network, ("gateway",), env=self._env("gateway", **settings),
+                publish=(8080,), binds={self.catalogues: "/catalogues"}, volumes=volumes,
             ),
         )  # fmt: skip
 
@@ -378,7 +415,7 @@ class Stack:
             tmpfs={"/tmp": "size=64m"},
             cap_drop=["ALL"],
             security_opt=["no-new-privileges:true"],
-            labels={LABEL: "1"},
+            labels=LABELS,
             remove=True,
             stdout=True,
             stderr=True,
@@ -440,3 +477,114 @@ def json_log_lines(container: ServiceContainer) -> list[dict[str, Any]]:
         with contextlib.suppress(json.JSONDecodeError):
             lines.append(json.loads(line))
     return lines
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One request of a load: when it started and ended (monotonic seconds), its status and what it said."""
+
+    started: float
+    ended: float
+    status: int
+    kind: str = "search"  # "search" (a picture) or "similar" (a stored artwork)
+    degraded: tuple[str, ...] = ()
+    error: str = ""
+    retry_after: str | None = None
+
+
+@dataclass
+class LoadResult:
+    answers: list[Answer] = field(default_factory=list)
+
+    def between(self, start: float, end: float) -> list[Answer]:
+        """Answers to requests that started in [start, end)."""
+        return [a for a in self.answers if start <= a.started < end]
+
+    def statuses(self, answers: list[Answer] | None = None) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for answer in self.answers if answers is None else answers:
+            counts[answer.status] = counts.get(answer.status, 0) + 1
+        return counts
+
+
+class SearchLoad:
+    """Picture searches (and searches by stored artwork) sent by `concurrency` workers through the
+    gateway's published port until stopped, every answer recorded. Runs in a thread of its own."""
+
+    def __init__(
+        self,
+        gateway_url: str,
+        pictures: list[bytes],
+        *,
+        concurrency: int = 4,
+        similar_ids: tuple[str, ...] = (),
+    ) -> None:
+        self.gateway_url = gateway_url
+        self.pictures = pictures
+        self.concurrency = concurrency
+        self.similar_ids = similar_ids
+        self.result = LoadResult()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def __enter__(self) -> SearchLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    async def _run(self) -> None:
+        limits = httpx.Limits(max_connections=self.concurrency)
+        async with httpx.AsyncClient(base_url=self.gateway_url, timeout=30, limits=limits) as client:
+            await asyncio.gather(*(self._worker(client, n) for n in range(self.concurrency)))
+
+    async def _worker(self, client: httpx.AsyncClient, number: int) -> None:
+        turn = number
+        while not self._stop.is_set():
+            turn += 1
+            started = time.monotonic()
+            kind = "similar" if self.similar_ids and turn % 4 == 0 else "search"
+            try:
+                if kind == "similar":
+                    artwork = self.similar_ids[turn % len(self.similar_ids)]
+                    reply = await client.get(f"/v1/artworks/{artwork}/similar", params={"k": 5})
+                else:
+                    picture = self.pictures[turn % len(self.pictures)]
+                    reply = await client.post("/v1/search", params={"k": 5}, files={"image": picture})
+            except httpx.HTTPError as error:
+                self.result.answers.append(Answer(started, time.monotonic(), 0, kind, error=repr(error)))
+                continue
+            self.result.answers.append(_answer(started, kind, reply))
+
+
+def _answer(started: float, kind: str, reply: httpx.Response) -> Answer:
+    try:
+        body = reply.json()
+    except ValueError:
+        body = {}
+    return Answer(
+        started,
+        time.monotonic(),
+        reply.status_code,
+        kind,
+        degraded=tuple(body.get("degraded") or ()),
+        error=(body.get("error") or {}).get("code", "") if reply.status_code != 200 else "",
+        retry_after=reply.headers.get("retry-after"),
+    )
+
+
+def small_jpegs(folder: Path, count: int = 6, size: int = 320) -> list[bytes]:
+    """Catalogue paintings as a visitor's small JPEG photos (quick to send and decode under load)."""
+    from PIL import Image
+
+    pictures = []
+    for path in sorted(folder.glob("*.jpg"))[:count]:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            image.thumbnail((size, size))
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=85)
+            pictures.append(buffer.getvalue())
+    return pictures

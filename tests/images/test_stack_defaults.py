@@ -13,7 +13,7 @@ import httpx
 import pytest
 from image_support import (
     DEV_ADMIN_KEY,
-    LABEL,
+    LABELS,
     REPO_ROOT,
     Stack,
     StackOptions,
@@ -41,7 +41,7 @@ def run_image(image: str, command: list[str], **options: object) -> tuple[int, s
     """Runs a one-off container of `image` to its end: (exit code, output)."""
     client = docker_client()
     container = client.containers.run(
-        tag(image), command, detach=True, labels={LABEL: "1"}, read_only=True, cap_drop=["ALL"], **options
+        tag(image), command, detach=True, labels=LABELS, read_only=True, cap_drop=["ALL"], **options
     )
     try:
         code = container.wait(timeout=120)["StatusCode"]
