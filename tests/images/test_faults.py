@@ -161,7 +161,7 @@ def test_a_faulty_backend_gives_degraded_answers_or_fast_503s_then_recovers(
     after = [a for a in result.answers if a.started >= recovered]
     assert after and all(healthy_answer(a) for a in after), result.statuses(after)
     lifted_after, recovered_after = lifted - fault_start, recovered - lifted
-    print(f"{service} {fault}: lifted after {lifted_after:.1f} s, healthy {max(recovered_after, 0):.1f} s later")
+    print(f"{service} {fault}: lifted after {lifted_after:.1f} s, healthy {max(recovered_after, 0):.1f} s on")
     container.wait_healthy(RECOVERY_BOUND_S)
     assert stack.readyz()[0] == 200
 
