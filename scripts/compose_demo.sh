@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# `make compose-demo`: the production shape on this machine, from the project's images (docker-compose.local.yml):
-# brings the stack up, ingests the demo catalogue through the CLI container, answers a query, and leaves the
-# gateway serving on http://127.0.0.1:8080 (stop: `docker-compose -p artsearch -f docker-compose.local.yml down`;
-# add -v to delete the volumes). `make images` and `make catalogue` run first (the Makefile sees to it).
+# `make compose-demo`: the production shape on this machine, from the project's images
+# (docker-compose.local.yml): brings the stack up, ingests the demo catalogue through the CLI container,
+# answers a query, and leaves the gateway serving on http://127.0.0.1:8080 (ARTSEARCH_PORT moves it).
+# Stop: `docker-compose -p artsearch -f docker-compose.local.yml down` (-v also deletes the volumes).
+# `make images` and `make catalogue` run first (the Makefile sees to it).
 #
-# Environment: COMPOSE_PROJECT_NAME (artsearch), ARTSEARCH_CATALOGUES (./data/catalogues), and the compose
-# file's own variables (LOCAL_TRITON_URL= LOCAL_NEO4J_URI= for the embedded backends).
+# Environment: COMPOSE_PROJECT_NAME (artsearch), ARTSEARCH_CATALOGUES (./data/catalogues), ARTSEARCH_PORT
+# (8080) and the compose file's other variables (LOCAL_TRITON_URL= LOCAL_NEO4J_URI= for the embedded backends;
+# ENCODER_PORT, SEARCH_PORT, INFLUENCE_PORT for the services' published ports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-artsearch}
 FILE=docker-compose.local.yml
-GATEWAY=http://127.0.0.1:8080
+GATEWAY=http://127.0.0.1:${ARTSEARCH_PORT:-8080}
 CATALOGUE=gcompris
 PYTHON=${PYTHON:-.venv/bin/python}
 
