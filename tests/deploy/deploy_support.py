@@ -443,6 +443,69 @@ class Dockerfile:
 # ------------------------------------------------------------------------------------------- compose
 
 
+COMPOSE_FILES = ("docker-compose.yml", "docker-compose.local.yml")
+# ${NAME}, ${NAME:-default}, ${NAME-default}: compose interpolation, read here with the defaults.
+_INTERPOLATION = re.compile(r"\$\{[A-Z_][A-Z0-9_]*(?::?-([^}]*))?\}")
+
+
 @functools.cache
-def compose() -> dict[str, Any]:
-    return yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+def compose(file: str = "docker-compose.yml") -> dict[str, Any]:
+    return yaml.safe_load((REPO_ROOT / file).read_text())
+
+
+def with_defaults(value: object) -> str:
+    """A compose value as compose renders it with none of its variables set."""
+    return _INTERPOLATION.sub(lambda match: match.group(1) or "", str(value))
+
+
+# --------------------------------------------------------------------------- the settings the repo ships
+
+
+def example_env_file(path: Path) -> dict[str, str]:
+    """NAME=value lines of an env file (comments and blanks skipped), as compose reads `.env`."""
+    values = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+def _interpolated(value: object, variables: dict[str, str]) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(0)[2:].split(":", 1)[0].split("-", 1)[0].rstrip("}")
+        return variables.get(name) or match.group(1) or ""
+
+    return _INTERPOLATION.sub(substitute, str(value))
+
+
+def placeholder_secret() -> dict[str, str]:
+    """The development values of deploy/k8s/base/secret.yaml."""
+    secret = yaml.safe_load((K8S / "base" / "secret.yaml").read_text())
+    return dict(secret["stringData"])
+
+
+def shipped_gateway_settings() -> dict[str, dict[str, str]]:
+    """Every environment the repository ships for the gateway, by where it comes from: each compose file's
+    (with its defaults, and with deploy/compose/dev.env.example as `.env`), and each Kubernetes overlay's
+    (ConfigMap values, Secret references filled from the placeholder Secret)."""
+    example = example_env_file(REPO_ROOT / "deploy" / "compose" / "dev.env.example")
+    settings = {}
+    for file in COMPOSE_FILES:
+        environment = compose(file)["services"]["gateway"]["environment"]
+        settings[file] = {key: _interpolated(value, {}) for key, value in environment.items()}
+        settings[f"{file} + dev.env.example"] = {
+            key: _interpolated(value, example) for key, value in environment.items()
+        }
+    secret = placeholder_secret()
+    for overlay, path in OVERLAYS.items():
+        docs = render(path)
+        (gateway,) = [c for c in containers(named(docs, "Deployment", "gateway")) if c["name"] == "gateway"]
+        environment = container_env(docs, gateway)
+        for variable in gateway.get("env", []):
+            reference = variable.get("valueFrom", {}).get("secretKeyRef")
+            if reference:
+                environment[variable["name"]] = secret[reference["key"]]
+        settings[f"k8s {overlay}"] = {key: str(value) for key, value in environment.items()}
+    return settings

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from deploy_support import (
+    COMPOSE_FILES,
     FIRST_PARTY,
     GRPC_SERVICES,
     INGEST_JOB,
@@ -37,6 +38,7 @@ from deploy_support import (
     read_pins,
     render,
     requirements_of,
+    with_defaults,
 )
 from google.protobuf import text_format
 from packaging.utils import canonicalize_name
@@ -227,12 +229,16 @@ def test_cli_closure_covers_what_building_the_parser_imports():
 # -------------------------------------------------------------------------------------------- compose
 
 
-def _compose_service(name: str) -> dict[str, Any]:
-    return compose()["services"][name]
+def _compose_service(name: str, file: str = "docker-compose.yml") -> dict[str, Any]:
+    return compose(file)["services"][name]
 
 
-def _compose_env(name: str) -> dict[str, str]:
-    return {key: str(value) for key, value in _compose_service(name).get("environment", {}).items()}
+def _compose_env(name: str, file: str = "docker-compose.yml") -> dict[str, str]:
+    """The service's environment as compose renders it with no variables set (empty ones dropped: the
+    services read an empty variable as unset)."""
+    environment = _compose_service(name, file).get("environment", {})
+    rendered = {key: with_defaults(value) for key, value in environment.items()}
+    return {key: value for key, value in rendered.items() if value}
 
 
 @pytest.mark.parametrize("image", IMAGES)
@@ -248,10 +254,11 @@ def test_compose_builds_each_image_from_the_repository_root(image: str):
     assert definition["user"] == f"{SERVICE_UID}:{SERVICE_UID}"
 
 
+@pytest.mark.parametrize("file", COMPOSE_FILES)
 @pytest.mark.parametrize("service", SERVICES)
-def test_compose_service_environment_is_what_the_service_reads(service: str):
+def test_compose_service_environment_is_what_the_service_reads(service: str, file: str):
     reads = env_reads(service)
-    environment = _compose_env(service)
+    environment = _compose_env(service, file)
     unknown = set(environment) - reads.names
     assert not unknown, f"compose sets variables {service} never reads: {sorted(unknown)}"
     image_env = Dockerfile.read(dockerfile_of(service)).env()
@@ -260,12 +267,14 @@ def test_compose_service_environment_is_what_the_service_reads(service: str):
     assert environment[PORT_VARIABLE[service]] == str(DEFAULT_PORTS[service])
 
 
+@pytest.mark.parametrize("file", COMPOSE_FILES)
 @pytest.mark.parametrize("service", SERVICES)
-def test_compose_publishes_the_default_port_and_uses_the_image_health_check(service: str):
-    definition = _compose_service(service)
+def test_compose_publishes_the_default_port_and_uses_the_image_health_check(service: str, file: str):
+    definition = _compose_service(service, file)
     port = DEFAULT_PORTS[service]
-    published = {entry.rsplit(":", 2)[-1] for entry in definition["ports"]}
+    published = {with_defaults(entry).rsplit(":", 2)[-1] for entry in definition["ports"]}
     assert published == {str(port)}
+    assert all(with_defaults(entry).startswith("127.0.0.1:") for entry in definition["ports"]), file
     command = definition["healthcheck"]["test"]
     assert f"CMD [{', '.join(repr(part).replace(chr(39), chr(34)) for part in command[1:])}]" == (
         _healthcheck_command(service)
@@ -315,6 +324,75 @@ def test_compose_wires_the_production_backends():
     }
     assert named_volumes == set(compose()["volumes"])
     assert {v.split(":")[0] for v in _compose_service("qdrant")["volumes"]} <= named_volumes
+
+
+# The local compose file (no registry: the project's images and the stand-ins) is docker-compose.yml's four
+# services and ingest command but for these differences, each for a reason given in the file's header.
+LOCAL_DIFFERENCES: dict[str, dict[str, Any]] = {
+    "encoder": {},
+    "search": {
+        # No Qdrant server without a registry: the embedded engine, its data on a volume.
+        "environment_removed": {"QDRANT_URL", "QDRANT_API_KEY", "QDRANT_SNAPSHOTS_PATH"},
+        "environment_added": {"SEARCH_DATA_DIR": "/data"},
+        "volumes": ["search-data:/data"],
+        "depends_on": None,
+    },
+    "influence": {
+        # FalkorDB behind the same NEO4J_URI: its dialect, and no auth (its Bolt refuses credentials).
+        "environment_removed": {"NEO4J_USER", "NEO4J_PASSWORD"},
+        "environment_added": {"NEO4J_DIALECT": "falkordb", "INFLUENCE_STATE_DIR": "/state"},
+        "volumes": ["influence-state:/state"],
+    },
+    "gateway": {},
+    "ingest": {},
+}
+STANDINS = {"triton": "artsearch/tritonserver-cpu:dev", "neo4j": "artsearch/falkordb:dev"}
+
+
+def _rendered(definition: dict[str, Any]) -> dict[str, Any]:
+    """A service definition with compose's variable defaults applied and no build section."""
+    text = json.dumps({key: value for key, value in definition.items() if key != "build"})
+    return json.loads(with_defaults(text).replace("\\$", "$"))
+
+
+@pytest.mark.parametrize("service", sorted(LOCAL_DIFFERENCES))
+def test_local_compose_runs_the_main_files_services_but_for_the_listed_differences(service: str):
+    main = _rendered(_compose_service(service))
+    local = _rendered(_compose_service(service, "docker-compose.local.yml"))
+    differences = LOCAL_DIFFERENCES[service]
+    environment = {k: v for k, v in main.get("environment", {}).items()}
+    for name in differences.get("environment_removed", ()):
+        del environment[name]
+    environment |= differences.get("environment_added", {})
+    main["environment"] = environment
+    local["environment"] = {k: v for k, v in local.get("environment", {}).items() if v != ""}
+    for key in ("volumes", "depends_on"):
+        if key in differences:
+            main[key] = differences[key]
+            if differences[key] is None:
+                del main[key]
+    assert local == main
+
+
+def test_local_compose_stand_ins_are_images_the_project_builds_and_hardened():
+    from scripts.images import IMAGES as BUILT
+
+    local = compose("docker-compose.local.yml")["services"]
+    built = {image.tag for image in BUILT}
+    for name, image in STANDINS.items():
+        definition = local[name]
+        assert definition["image"] == image and image in built, name
+        assert definition["read_only"] is True and definition["cap_drop"] == ["ALL"], name
+        assert "ports" not in definition, f"{name}: the stand-ins are reached on the compose network only"
+    every_image = {definition["image"] for definition in local.values()}
+    assert every_image <= built, f"images the project does not build: {every_image - built}"
+    named_volumes = {
+        volume.split(":")[0]
+        for definition in local.values()
+        for volume in definition.get("volumes", [])
+        if not volume.startswith((".", "$"))
+    }
+    assert named_volumes == set(compose("docker-compose.local.yml")["volumes"])
 
 
 def _pbtxt(path: Path) -> model_config_pb2.ModelConfig:

@@ -1,12 +1,13 @@
 """The local compose file as users run it: `make compose-demo`'s script (docker-compose.local.yml up, the
-demo catalogue ingested through the CLI container, a query) on ports of the test's choosing, then
-`down -v`."""
+demo catalogue ingested through the CLI container, a query) with the example `.env`
+(deploy/compose/dev.env.example) on ports of the test's choosing, then `down -v`."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 from image_support import REPO_ROOT, docker_client
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
+from deploy_support import example_env_file
 
 from artsearch.launcher import free_ports
 
@@ -29,8 +33,11 @@ def compose_command() -> list[str]:
 @pytest.fixture(scope="module")
 def compose_project(catalogues: Path) -> Iterator[tuple[dict[str, str], subprocess.CompletedProcess[str]]]:
     gateway, encoder, search, influence = free_ports(4)
+    # deploy/compose/dev.env.example as the `.env` a user copies it to; the test's own paths and ports on top.
+    example = example_env_file(REPO_ROOT / "deploy/compose/dev.env.example")
     env = {
         **os.environ,
+        **example,
         "COMPOSE_PROJECT_NAME": f"artsearch-test-{uuid.uuid4().hex[:8]}",
         "ARTSEARCH_CATALOGUES": str(catalogues),
         "ARTSEARCH_PORT": str(gateway),
