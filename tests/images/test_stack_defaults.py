@@ -20,6 +20,7 @@ from image_support import (
     docker_client,
     running_stack,
     tag,
+    wait_until,
 )
 
 from scripts.images import added_sizes_mb, resolve_base
@@ -158,3 +159,26 @@ def _documented_sizes() -> dict[str, float]:
     for name, megabytes in re.findall(r"^\| `artsearch/([a-z-]+):dev` \| ([0-9.]+) \|", text, re.MULTILINE):
         sizes[name] = float(megabytes)
     return sizes
+
+
+def test_influences_acknowledged_before_the_embedded_graph_crashes_are_there_after(stack: Stack):
+    """The embedded influence graph keeps its additions in a log on its /state volume: influences added
+    through the gateway survive a crash (SIGKILL of the process; the restart policy brings it back)."""
+    container = stack.one("influence")
+    restarts = container.restart_count()
+    headers = {"X-API-Key": DEV_ADMIN_KEY}
+    added = [f"Embedded Pupil {n}" for n in range(4)]
+    with httpx.Client(base_url=stack.gateway_url, headers=headers, timeout=30) as client:
+        for artist in added:
+            influence = {"influencer": "Claude Monet", "influenced": artist}
+            reply = client.post("/v1/influences", json={"influences": [influence]})
+            assert reply.status_code == 200, reply.text
+        container.crash()
+        wait_until(lambda: container.restart_count() > restarts, 60, "influence restarted by its policy")
+        container.wait_healthy(60)
+        for artist in added:
+            reply = client.get(f"/v1/artists/{artist}/neighbours")
+            assert reply.status_code == 200, reply.text
+            influencers = {n["artist"]["name"] for n in reply.json()["influencers"]}
+            assert "Claude Monet" in influencers, (artist, reply.json())
+    wait_until(lambda: stack.readyz()[0] == 200, 60, "the gateway ready again")
