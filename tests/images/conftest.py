@@ -24,3 +24,11 @@ def images() -> None:
 def catalogues(gcompris_catalogue: Path) -> Path:
     """The folder of catalogues (IMAGE_ROOT=/catalogues in the gateway, the CLI's input)."""
     return gcompris_catalogue.parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The first container test may build every image (minutes on a fresh machine: the base from Debian,
+    then each image's dependencies): more than the suite's 300 s per test."""
+    for item in items:
+        if "tests/images/" in item.nodeid and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(1200))
