@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -12,11 +11,13 @@ from functools import partial
 import grpc
 import numpy as np
 
+from artsearch.cpu_quota import available_cpus
 from artsearch.grpc_server import ServiceRegistration
 from artsearch.v1 import common_pb2, encoder_pb2, encoder_pb2_grpc
 from services.encoder.backends import BackendUnavailable, EmbeddingBackend
+from services.encoder.decode_memory import DecodeMemory
 from services.encoder.descriptor import DescriptorAssembler
-from services.encoder.images import ImageRejected, decode_image
+from services.encoder.images import ImageRejected, decode_budget_bytes, open_image
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +34,20 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
         max_batch_images: int,
         max_image_pixels: int,
         decode_threads: int | None = None,
+        decode_memory_bytes: int | None = None,
     ) -> None:
         self._backend = backend
         self._max_batch_images = max_batch_images
         self._max_image_pixels = max_image_pixels
-        # Pillow releases the GIL while decoding and resizing, so one thread per core decodes in parallel.
+        # Pillow releases the GIL while decoding and resizing, so one thread per core decodes in parallel:
+        # the cores the container's CPU quota allows, not the node's.
         self._decode_pool = ThreadPoolExecutor(
-            max_workers=decode_threads or len(os.sched_getaffinity(0)), thread_name_prefix="decode"
+            max_workers=decode_threads or available_cpus(), thread_name_prefix="decode"
         )
+        # Pictures decode together only while their estimated memory fits in this budget; by default what
+        # one picture at the pixel limit takes in a 4-byte mode (RGBA, CMYK, 32-bit): such a picture is
+        # always accepted, memory-hungrier formats up to what the same memory decodes (images.py).
+        self._decode_memory = DecodeMemory(decode_memory_bytes or decode_budget_bytes(max_image_pixels))
         info = backend.info
         # Raises ConfigError at start-up when the model lacks an output the descriptor needs.
         self._describe = DescriptorAssembler(info)
@@ -87,10 +94,7 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
     ) -> np.ndarray:
         """Decodes every image concurrently on the decode pool into one [N, H, W, 3] batch, in input order.
         Aborts the call naming each rejected image (up to a few)."""
-        loop = asyncio.get_running_loop()
-        decode = partial(decode_image, size=self._backend.info.input_size, max_pixels=self._max_image_pixels)
-        jobs = [loop.run_in_executor(self._decode_pool, decode, data) for data in images]
-        decoded = await asyncio.gather(*jobs, return_exceptions=True)
+        decoded = await asyncio.gather(*(self._decode(data) for data in images), return_exceptions=True)
         reasons = [f"image {i}: {r.reason}" for i, r in enumerate(decoded) if isinstance(r, ImageRejected)]
         if reasons:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(reasons[:_MAX_REASONS_REPORTED]))
@@ -101,6 +105,25 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
                     grpc.StatusCode.INTERNAL, f"image {index}: the encoder failed to decode it"
                 )
         return np.stack(decoded)
+
+    async def _decode(self, data: bytes) -> np.ndarray:
+        """One picture: its header read on the pool, then decoded there once its memory fits the budget."""
+        loop = asyncio.get_running_loop()
+        opened = await loop.run_in_executor(
+            self._decode_pool,
+            partial(
+                open_image,
+                data,
+                size=self._backend.info.input_size,
+                max_pixels=self._max_image_pixels,
+                max_decode_bytes=self._decode_memory.capacity,
+            ),
+        )
+        taken = await self._decode_memory.acquire(opened.decode_bytes)
+        job = loop.run_in_executor(self._decode_pool, opened.decode)
+        # The memory is in use until the thread finishes, even when the call is cancelled meanwhile.
+        job.add_done_callback(lambda _: self._decode_memory.release(taken))
+        return await asyncio.shield(job)
 
     async def _embed_or_abort(
         self, pixels: np.ndarray, context: grpc.aio.ServicerContext
