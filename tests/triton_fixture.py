@@ -177,16 +177,24 @@ class TritonServer:
 
 
 def start_triton_server(
-    model_path: Path, workdir: Path, *, model_name: str = DEFAULT_MODEL_NAME, timeout: float = 60.0
+    model_path: Path,
+    workdir: Path,
+    *,
+    model_name: str = DEFAULT_MODEL_NAME,
+    timeout: float = 60.0,
+    start: bool = True,
 ) -> TritonServer:
     """Builds the python-backend repository under `workdir` and starts a server on free loopback ports;
-    returns it ready. The caller stops it (`stop()` or a `with` block)."""
+    returns it ready. The caller stops it (`stop()` or a `with` block). With `start=False` the server is
+    returned unstarted (a test may change the repository first, then `start()`)."""
     binary = tritonserver_binary()
     repository = build_python_backend_repository(model_path, workdir / "model_repository", model_name)
     grpc_port, http_port, metrics_port = free_ports(3)
     server = TritonServer(
         binary, repository, workdir / "tritonserver.log", grpc_port, http_port, metrics_port
     )
+    if not start:
+        return server
     try:
         server.start(timeout)
     except BaseException:

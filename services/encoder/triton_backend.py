@@ -214,9 +214,13 @@ class TritonBackend:
         for name, width in self._info.outputs:
             array = result.as_numpy(name)
             if array is None or array.shape != (len(pixels), width):
+                # The model's shapes were checked at start-up: a wrong answer now is the server failing (seen
+                # from the python backend right after the server was frozen and thawed). Unavailable, not an
+                # encoder error: the caller retries, and this server is asked again once it has recovered.
                 shape = None if array is None else array.shape
-                raise RuntimeError(
-                    f"Triton returned {name!r} of shape {shape}, expected ({len(pixels)}, {width})"
+                raise BackendUnavailable(
+                    f"Triton at {self._address} answered {name!r} of shape {shape}, "
+                    f"expected ({len(pixels)}, {width})"
                 )
             arrays[name] = array.astype(np.float32, copy=False)
         return arrays

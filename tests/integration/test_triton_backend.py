@@ -451,3 +451,32 @@ async def test_start_up_waits_for_a_triton_that_is_still_starting(
         )
     finally:
         await backend.close()
+
+
+@pytest.mark.slow
+async def test_a_triton_answering_wrong_shapes_is_unavailable_not_an_encoder_error(
+    model_path: Path, paintings: list[bytes], tmp_path: Path
+):
+    """A fault injected on purpose: the served model.py answers every request one row short (as the python
+    backend did right after the server was frozen and thawed). The encoder says UNAVAILABLE — the caller
+    retries, the gateway answers 503 — instead of INTERNAL (a 502 at the gateway)."""
+    server = start_triton_server(model_path, tmp_path, start=False)
+    model_file = next(server.repository.glob("*/1/model.py"))
+    source = model_file.read_text()
+    assert "result[start:end]" in source
+    model_file.write_text(source.replace("result[start:end]", "result[start:end][:-1]"))
+    server.start()
+    try:
+        info = EmbeddingModelInfo.from_sidecar(model_path, backend="triton")
+        backend = await asyncio.to_thread(TritonBackend.open, info, settings_for(server))
+        service = EncoderService(backend, max_batch_images=MAX_BATCH, max_image_pixels=50_000_000)
+        grpc_server, address = await serve(service)
+        try:
+            error, _ = await encode_error(address, paintings[:3])
+        finally:
+            await grpc_server.stop(0)
+            await service.close()
+    finally:
+        server.stop()
+    assert error.code() == grpc.StatusCode.UNAVAILABLE, error.details()
+    assert "shape" in error.details()
