@@ -23,7 +23,7 @@ from services.gateway.body_limit import BodyLimitMiddleware, upload_body_limit
 from services.gateway.catalogue_admin import BATCH_ROUTE
 from services.gateway.clusters import install_cluster_routes
 from services.gateway.config import GatewayConfig
-from services.gateway.downstream import Downstream, DownstreamError
+from services.gateway.downstream import REQUIRED_SERVICES, Downstream, DownstreamError
 from services.gateway.errors import (
     RETRY_AFTER_S,
     RETRY_STATUSES,
@@ -52,8 +52,13 @@ _HTTP_STATUS_FOR_GRPC = {
 
 
 class Readiness(BaseModel):
-    ready: bool
+    ready: bool = Field(description="Whether the gateway can answer searches: the encoder and search answer")
     services: dict[str, bool] = Field(description="Each service: whether it answers its health check")
+    degraded: list[str] = Field(
+        default_factory=list,
+        description="Optional services that do not answer: searches are served without them (influence: "
+        'the visual order, marked `"degraded": ["influence"]`)',
+    )
 
 
 def create_app(config: GatewayConfig) -> FastAPI:
@@ -147,13 +152,24 @@ def _install_routes(app: FastAPI, config: GatewayConfig) -> None:
         "/readyz",
         tags=["operations"],
         response_model=Readiness,
-        responses={503: {"model": Readiness, "description": "Not ready: a service does not answer"}},
+        responses={
+            503: {
+                "model": Readiness,
+                "description": "Not ready: the encoder or the search service does not answer",
+            }
+        },
     )
     async def readyz(request: Request) -> JSONResponse:
-        """Readiness: true only when the encoder, search and influence services answer health checks."""
+        """Readiness: what this gateway can serve. Ready while the encoder and search services answer their
+        health checks (no search can be answered without them); the influence service is optional (without
+        it answers keep the visual order and say so), so its outage is reported in `degraded`, not as
+        unready: otherwise every gateway pod would leave the load balancer at once and the degraded mode
+        would never serve anyone."""
         services = await request.app.state.downstream.readiness()
-        ready = all(services.values())
-        return JSONResponse({"ready": ready, "services": services}, status_code=200 if ready else 503)
+        ready = all(services[name] for name in REQUIRED_SERVICES)
+        degraded = [name for name, up in services.items() if not up and name not in REQUIRED_SERVICES]
+        body = {"ready": ready, "services": services, "degraded": degraded}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:

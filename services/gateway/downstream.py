@@ -26,13 +26,15 @@ from artsearch.v1 import (
 )
 from services.gateway.alias_cache import AliasCache
 from services.gateway.config import GatewayConfig
-from services.gateway.telemetry import downstream_call
+from services.gateway.telemetry import downstream_call, record_downstream_health
 
 log = logging.getLogger(__name__)
 
 ENCODER = "encoder"
 SEARCH = "search"
 INFLUENCE = "influence"
+# Without these no search can be answered; without influence the answers are degraded, not refused.
+REQUIRED_SERVICES = (ENCODER, SEARCH)
 
 
 class DownstreamError(Exception):
@@ -185,10 +187,13 @@ class Downstream:
         return self._channels[service]
 
     async def readiness(self, timeout: float = 1.0) -> dict[str, bool]:
-        """Health of every service, checked concurrently."""
+        """Health of every service, checked concurrently (each within `timeout`); also exported as the
+        `artsearch_downstream_up` gauge."""
         names = list(self._channels)
         states = await asyncio.gather(*(is_serving(self._channels[n], timeout=timeout) for n in names))
-        return dict(zip(names, states, strict=True))
+        health = dict(zip(names, states, strict=True))
+        record_downstream_health(health)
+        return health
 
     async def close(self) -> None:
         await asyncio.gather(*(channel.close() for channel in self._channels.values()))

@@ -21,8 +21,9 @@ from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from prometheus_client import Counter, Histogram, make_asgi_app
+from prometheus_client import Counter, Gauge, Histogram, make_asgi_app
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from artsearch.config import Env
 from artsearch.grpc_client import request_metadata
@@ -43,6 +44,13 @@ DOWNSTREAM_ERRORS = Counter(
     "The gateway's gRPC calls to the services that failed, by gRPC status",
     ["service", "method", "code"],
 )
+DOWNSTREAM_UP = Gauge(
+    "artsearch_downstream_up",
+    "Whether each service answered the gateway's last health check (1) or not (0)",
+    ["service"],
+)
+# A scrape checks the services' health first, so the gauge is current even where nothing probes /readyz.
+SCRAPE_HEALTH_TIMEOUT_S = 1.0
 
 # Probes and scrapes: counted, not logged nor traced.
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -82,7 +90,27 @@ def install_telemetry(app: FastAPI, settings: TelemetrySettings) -> None:
         FastAPIInstrumentor.instrument_app(
             app, tracer_provider=provider, excluded_urls=",".join(r.lstrip("/") for r in QUIET_ROUTES)
         )
-    app.mount("/metrics", make_asgi_app())
+    app.mount("/metrics", _HealthRefreshingMetrics(make_asgi_app()))
+
+
+def record_downstream_health(health: Mapping[str, bool]) -> None:
+    for service, up in health.items():
+        DOWNSTREAM_UP.labels(service).set(1.0 if up else 0.0)
+
+
+class _HealthRefreshingMetrics:
+    """The Prometheus exposition, after a health check of the services (Downstream.readiness, each within
+    SCRAPE_HEALTH_TIMEOUT_S) so that `artsearch_downstream_up` says how they are now."""
+
+    def __init__(self, metrics: ASGIApp) -> None:
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = scope.get("app")
+        downstream = getattr(getattr(app, "state", None), "downstream", None)
+        if scope["type"] == "http" and downstream is not None:
+            await downstream.readiness(timeout=SCRAPE_HEALTH_TIMEOUT_S)
+        await self._metrics(scope, receive, send)
 
 
 def route_label(scope: Mapping[str, object]) -> str:

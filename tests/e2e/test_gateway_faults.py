@@ -149,7 +149,8 @@ def test_influence_killed_serves_visual_order_marked_degraded_then_recovers(
         scores = [r["score"] for r in answer["results"]]
         assert len(scores) == 5
         assert scores == [r["scores"]["visual"] for r in answer["results"]] == sorted(scores, reverse=True)
-        assert readiness(gateway) == (503, {"encoder": True, "search": True, "influence": False})
+        # The influence service is optional: the gateway stays ready (degraded), it must not leave the pool.
+        assert readiness(gateway) == (200, {"encoder": True, "search": True, "influence": False})
     poll(search_succeeds(gateway, query))
     assert readiness(gateway) == (200, {"encoder": True, "search": True, "influence": True})
     assert stack.processes["gateway"].pid == gateway_pid

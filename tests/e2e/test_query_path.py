@@ -44,7 +44,11 @@ def test_health_readiness_docs_and_metrics(gateway: httpx.Client):
     assert gateway.get("/healthz").json() == {"status": "ok"}
     ready = gateway.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"ready": True, "services": {"encoder": True, "search": True, "influence": True}}
+    assert ready.json() == {
+        "ready": True,
+        "services": {"encoder": True, "search": True, "influence": True},
+        "degraded": [],
+    }
     assert gateway.get("/docs").status_code == 200
     assert "/v1/search" in gateway.get("/openapi.json").json()["paths"]
     assert "artsearch_http_requests_total" in gateway.get("/metrics/").text
