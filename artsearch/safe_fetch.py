@@ -3,9 +3,11 @@
 Used by the gateway (search by image URL) and by `artsearch ingest --manifest` (image URLs of a manifest).
 
 - Only http and https, no credentials in the URL.
-- The host is resolved off the event loop; every address it resolves to must be public: loopback, private,
-  link-local, CGNAT, multicast, reserved, unspecified and cloud metadata addresses are refused, also when
-  they hide inside an IPv6 address (IPv4-mapped, IPv4-compatible, NAT64, 6to4, Teredo). An operator may let
+- The host is resolved off the event loop, on a few threads of its own and within a deadline of its own
+  (slow lookups cannot hold the threads the rest of the process shares); every address it resolves to
+  must be public: loopback, private, link-local, CGNAT, multicast, reserved, unspecified and cloud
+  metadata addresses are refused, also when they hide inside an IPv6 address (IPv4-mapped,
+  IPv4-compatible, NAT64, 6to4, Teredo). An operator may let
   loopback, private, link-local and CGNAT addresses through, all of them (`allow_private`) or those inside
   given networks (`allowed_networks`); metadata, multicast, reserved and unspecified addresses stay refused.
 - The connection goes to the vetted address itself (no second DNS lookup, so no rebinding window), while
@@ -29,6 +31,7 @@ import ssl
 import typing
 import urllib.parse
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -43,10 +46,29 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_URL_LENGTH = 2048
 _REDIRECTS = {301, 302, 303, 307, 308}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-# Instance metadata endpoints (AWS, GCP and Azure share 169.254.169.254; AWS IPv6, AWS ECS, Alibaba).
+# Cloud instance metadata and platform endpoints: refused always, whatever an operator allows. Most are in
+# ranges refused anyway (link-local, private, CGNAT), which `allow_private` or an allowed network would
+# open; Azure's is a public address that nothing else would refuse.
 METADATA_ADDRESSES = frozenset(
-    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "169.254.170.2", "100.100.100.200")
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",  # AWS, GCP, Azure, Oracle, DigitalOcean, OpenStack, ... instance metadata
+        "fd00:ec2::254",  # AWS instance metadata over IPv6
+        "169.254.170.2",  # AWS ECS task metadata and credentials
+        "169.254.170.23",  # AWS EKS Pod Identity credentials
+        "fd00:ec2::23",  # the same over IPv6
+        "fd20:ce::254",  # GCP metadata server over IPv6
+        "168.63.129.16",  # Azure WireServer / platform endpoint (a public address)
+        "100.100.100.200",  # Alibaba Cloud metadata
+        "192.0.0.192",  # Oracle Cloud (OCI classic) metadata
+        "fd00:c1::a9fe:a9fe",  # Oracle Cloud metadata over IPv6
+        "169.254.0.23",  # Tencent Cloud metadata
+    )
 )
+# Name lookups run on threads of their own (getaddrinfo blocks and cannot be cancelled): slow or hanging
+# lookups then hold at most these threads, never the event loop's default executor that the rest of the
+# process shares; a lookup still waiting for a thread when its time is up is dropped unstarted.
+DNS_THREADS = 4
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 # RFC 1918, unique local (RFC 4193) and the deprecated site-local IPv6 ranges.
@@ -88,6 +110,8 @@ class FetchSettings:
     allowed_networks: tuple[IPNetwork, ...] = ()
     # Certificate authorities trusted for https URLs (PEM file); None: the certifi bundle.
     ca_file: str | None = None
+    # Longest a name lookup may take (each hop's; within the whole fetch's `timeout_s` in any case).
+    dns_timeout_s: float = 3.0
     user_agent: str = "artsearch/1.0 (+image fetch by URL)"
 
 
@@ -222,14 +246,20 @@ def _ascii_host(host: str) -> str:
 
 
 async def vetted_address(
-    host: str, port: int, *, allow_private: bool = False, allowed_networks: Iterable[IPNetwork] = ()
+    host: str,
+    port: int,
+    *,
+    allow_private: bool = False,
+    allowed_networks: Iterable[IPNetwork] = (),
+    dns_timeout_s: float = FetchSettings.dns_timeout_s,
 ) -> str:
-    """The address to connect to for `host`: resolved off the event loop; refused (FetchRefused 400) when
-    any address the name resolves to is not allowed, so a name cannot mix a public and a private answer."""
+    """The address to connect to for `host`: resolved on the lookup threads within `dns_timeout_s`
+    (FetchRefused 422 `url_timeout` after); refused (FetchRefused 400) when any address the name resolves
+    to is not allowed, so a name cannot mix a public and a private answer."""
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
-        addresses = await _resolve(host, port)
+        addresses = await _resolve(host, port, dns_timeout_s)
     networks = tuple(allowed_networks)
     for address in addresses:
         reason = refusal_reason(address, allow_private=allow_private, allowed_networks=networks)
@@ -244,10 +274,24 @@ async def vetted_address(
     return str(addresses[0])
 
 
-async def _resolve(host: str, port: int) -> list[IPAddress]:
+@lru_cache(maxsize=1)
+def _dns_executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=DNS_THREADS, thread_name_prefix="safe-fetch-dns")
+
+
+def _getaddrinfo(host: str, port: int) -> list[tuple[typing.Any, ...]]:
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+async def _resolve(host: str, port: int, timeout_s: float) -> list[IPAddress]:
     loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)  # runs in the default executor
+        async with asyncio.timeout(timeout_s):
+            infos = await loop.run_in_executor(_dns_executor(), _getaddrinfo, host, port)
+    except TimeoutError:
+        raise FetchRefused(
+            422, "url_timeout", f"resolving host {host!r} took longer than {timeout_s:g} s"
+        ) from None
     except (socket.gaierror, UnicodeError) as error:
         raise FetchRefused(422, "url_unresolvable", f"cannot resolve host {host!r} ({error})") from None
     addresses: list[IPAddress] = []
@@ -320,6 +364,7 @@ async def _fetch_once(target: FetchTarget, settings: FetchSettings) -> tuple[Fet
         target.port,
         allow_private=settings.allow_private,
         allowed_networks=settings.allowed_networks,
+        dns_timeout_s=settings.dns_timeout_s,
     )
     headers = [
         (b"Host", target.host_header.encode("ascii")),

@@ -86,6 +86,7 @@ def _fetch_settings(env: Env) -> FetchSettings:
         # Tests only: fetch from loopback and private networks (the test servers run on 127.0.0.1).
         allow_private=env.bool("URL_FETCH_ALLOW_PRIVATE", False),
         ca_file=_existing_file(env, "URL_FETCH_CA_FILE"),
+        dns_timeout_s=env.float("URL_FETCH_DNS_TIMEOUT_S", 3.0, minimum=0.01),
     )
 
 

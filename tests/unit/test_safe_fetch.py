@@ -5,11 +5,14 @@ exactly what the shared module refuses. A real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import ipaddress
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -188,3 +191,94 @@ async def test_each_caller_names_itself_to_the_server(server: str):
         "artsearch/1.0 (+image fetch by URL)",
         "artsearch-gateway/1.0 (+image search by URL)",
     ]
+
+
+# --- cloud metadata addresses ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "169.254.169.254",  # AWS, GCP, Azure, Oracle, ...
+        "fd00:ec2::254",  # AWS over IPv6
+        "169.254.170.2",  # AWS ECS
+        "169.254.170.23",  # AWS EKS Pod Identity
+        "fd00:ec2::23",
+        "fd20:ce::254",  # GCP over IPv6
+        "168.63.129.16",  # Azure WireServer: a public address
+        "100.100.100.200",  # Alibaba
+        "192.0.0.192",  # Oracle
+        "fd00:c1::a9fe:a9fe",  # Oracle over IPv6
+        "169.254.0.23",  # Tencent
+        "::ffff:168.63.129.16",  # inside IPv6
+        "64:ff9b::a83f:8110",  # NAT64 of 168.63.129.16
+    ],
+)
+def test_cloud_metadata_addresses_are_refused_whatever_the_operator_allows(address: str):
+    everything = [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
+    for reason in (
+        refusal_reason(address),
+        refusal_reason(address, allow_private=True),
+        refusal_reason(address, allowed_networks=everything),
+    ):
+        assert reason is not None and reason.startswith("cloud metadata"), (address, reason)
+
+
+# --- name lookups: their own deadline, their own threads ----------------------------------------------------
+
+
+@pytest.fixture
+def hanging_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Fault: every name lookup hangs (as with a resolver that never answers) until the test ends; the
+    names asked are recorded."""
+    release = threading.Event()
+    asked: list[str] = []
+
+    def hang(host: str, *_: object, **__: object) -> list:
+        asked.append(host)
+        release.wait(30)
+        raise socket.gaierror(socket.EAI_AGAIN, "resolver gave up")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hang)
+    yield asked
+    release.set()
+
+
+async def test_a_hanging_lookup_ends_at_its_own_deadline_well_within_the_fetch(hanging_dns: list[str]):
+    settings = FetchSettings(timeout_s=20.0, dns_timeout_s=0.3)
+    started = time.monotonic()
+    with pytest.raises(FetchRefused) as caught:
+        await fetch_image("http://slow-dns.example.org/a.png", settings)
+    elapsed = time.monotonic() - started
+    assert (caught.value.status, caught.value.code) == (422, "url_timeout")
+    assert "resolving host 'slow-dns.example.org'" in caught.value.message
+    assert elapsed < 2.0, f"the lookup took {elapsed:.1f} s: no deadline of its own"
+    assert hanging_dns == ["slow-dns.example.org"]
+
+
+async def test_many_hanging_lookups_leave_the_shared_threads_free(hanging_dns: list[str]):
+    """A burst of URLs whose names never resolve must not take the default executor, which the rest of the
+    process (thumbnails, file reads, ...) shares: a small job there still runs at once."""
+    settings = FetchSettings(timeout_s=5.0, dns_timeout_s=1.5)
+    fetches = [
+        asyncio.create_task(fetch_image(f"http://host{n}.slow-dns.example.org/a.png", settings))
+        for n in range(40)
+    ]
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    assert await asyncio.wait_for(asyncio.to_thread(lambda: 42), timeout=5) == 42
+    assert time.monotonic() - started < 0.5, "the default executor is held by name lookups"
+    outcomes = await asyncio.gather(*fetches, return_exceptions=True)
+    assert all(isinstance(o, FetchRefused) and o.code == "url_timeout" for o in outcomes), outcomes
+    # Lookups waiting for a lookup thread when their time ran out never started.
+    assert len(hanging_dns) <= safe_fetch.DNS_THREADS
+
+
+def test_the_gateway_reads_the_lookup_deadline_from_its_environment():
+    from artsearch.config import ConfigError, Env
+    from services.gateway.config import _fetch_settings
+
+    assert _fetch_settings(Env({})).dns_timeout_s == 3.0
+    assert _fetch_settings(Env({"URL_FETCH_DNS_TIMEOUT_S": "0.5"})).dns_timeout_s == 0.5
+    with pytest.raises(ConfigError, match="URL_FETCH_DNS_TIMEOUT_S"):
+        _fetch_settings(Env({"URL_FETCH_DNS_TIMEOUT_S": "soon"}))
