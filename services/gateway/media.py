@@ -11,8 +11,10 @@ import asyncio
 import io
 import logging
 import os
+import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Self
@@ -22,18 +24,22 @@ from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
-from artsearch.config import Env
+from artsearch.config import ConfigError, Env
 from artsearch.image_formats import MEDIA_TYPES, SNIFF_BYTES, sniff_image_format
 from artsearch.jsonlog import request_id_var
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
-from services.gateway.errors import error_responses
+from services.gateway.errors import ApiError, error_responses
 
 log = logging.getLogger(__name__)
 
 SEARCH_SERVICE = "search"
-MIN_THUMBNAIL_SIZE = 64
+# The only thumbnail sizes made (the web UI asks for 128 and 256, and twice those on dense screens): each
+# size is a cache entry and a decode, so a client choosing among hundreds of sizes could bypass the cache
+# and make the gateway decode source images at will.
+THUMBNAIL_SIZES = (64, 128, 256, 512)
+MIN_THUMBNAIL_SIZE = THUMBNAIL_SIZES[0]
 DEFAULT_THUMBNAIL_SIZE = 256
 THUMBNAIL_JPEG_QUALITY = 85
 MAX_ARTWORK_ID_LENGTH = 256
@@ -45,9 +51,11 @@ class MediaSettings:
     image_root: Path | None = None
     # Thumbnails kept in memory (least recently used dropped first); 0 turns the cache off.
     thumbnail_cache_size: int = 1024
+    # The largest of THUMBNAIL_SIZES offered.
     thumbnail_max_size: int = 512
-    # Larger source images are not decoded for a thumbnail (decompression bombs).
-    thumbnail_max_source_pixels: int = 200_000_000
+    # Larger source images are not decoded for a thumbnail (decompression bombs): MAX_IMAGE_PIXELS, the
+    # uploads' limit. It is also the pixel budget of the decodes running at once (PixelBudget).
+    max_source_pixels: int = 50_000_000
     # Thumbnails made at once (each holds a decoded image in memory).
     thumbnail_concurrency: int = 4
     # Cache-Control max-age of images and thumbnails, seconds.
@@ -55,15 +63,26 @@ class MediaSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> Self:
-        max_size = env.int("THUMBNAIL_MAX_SIZE", 512, minimum=MIN_THUMBNAIL_SIZE)
+        if env.optional("THUMBNAIL_MAX_SOURCE_PIXELS") is not None:
+            raise ConfigError(
+                "THUMBNAIL_MAX_SOURCE_PIXELS is no longer read: thumbnails decode at most MAX_IMAGE_PIXELS"
+            )
         return cls(
             image_root=env.optional_directory("IMAGE_ROOT"),
             thumbnail_cache_size=env.int("THUMBNAIL_CACHE_SIZE", 1024, minimum=0),
-            thumbnail_max_size=max_size,
-            thumbnail_max_source_pixels=env.int("THUMBNAIL_MAX_SOURCE_PIXELS", 200_000_000, minimum=1),
+            thumbnail_max_size=env.int("THUMBNAIL_MAX_SIZE", 512, minimum=MIN_THUMBNAIL_SIZE),
+            max_source_pixels=env.int("MAX_IMAGE_PIXELS", 50_000_000, minimum=64),
             thumbnail_concurrency=env.int("THUMBNAIL_CONCURRENCY", 4, minimum=1),
             cache_max_age_s=env.int("IMAGE_CACHE_MAX_AGE_S", 86_400, minimum=0),
         )
+
+    @property
+    def thumbnail_sizes(self) -> tuple[int, ...]:
+        return tuple(size for size in THUMBNAIL_SIZES if size <= self.thumbnail_max_size)
+
+    @property
+    def default_thumbnail_size(self) -> int:
+        return max(size for size in self.thumbnail_sizes if size <= DEFAULT_THUMBNAIL_SIZE)
 
 
 class MediaError(Exception):
@@ -188,25 +207,80 @@ def local_image(settings: MediaSettings, artwork: common_pb2.Artwork) -> LocalIm
     return LocalImage(path, stat, content_type)
 
 
-def make_thumbnail(path: Path, size: int, max_source_pixels: int) -> bytes:
-    """A JPEG no larger than size x size, keeping the aspect ratio; alpha is flattened on white."""
+class PixelBudget:
+    """At most `capacity` decoded pixels held at once by the thumbnail decodes (worker threads): many small
+    images decode side by side, a large one waits until it can run alone. One decode costs at most
+    MAX_IMAGE_PIXELS (larger sources are refused), so with capacity MAX_IMAGE_PIXELS the thumbnails hold
+    one worst-case image in memory, not THUMBNAIL_CONCURRENCY of them."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.in_use = 0
+        self.peak = 0  # the most ever held at once (for tests and curiosity)
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        cost = min(pixels, self.capacity)
+        with self._changed:
+            self._changed.wait_for(lambda: self.in_use + cost <= self.capacity)
+            self.in_use += cost
+            self.peak = max(self.peak, self.in_use)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.in_use -= cost
+                self._changed.notify_all()
+
+
+# EXIF orientation -> the transposition that shows the picture upright (as ImageOps.exif_transpose).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def make_thumbnail(path: Path, size: int, max_source_pixels: int, budget: PixelBudget) -> bytes:
+    """A JPEG no larger than size x size, keeping the aspect ratio, upright; alpha is flattened on white.
+
+    Memory stays small: a source over `max_source_pixels` is refused from its header; a JPEG is decoded at
+    the smallest scale (1/2 to 1/8, Pillow's draft) still at least twice `size`; the decode holds its
+    pixels of `budget`; the picture is turned upright once it is a thumbnail, not at full size."""
     try:
         with Image.open(path) as image:
             if image.width * image.height > max_source_pixels:
-                raise MediaError(404, "image_unreadable", "the image is too large to make a thumbnail from")
-            image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
-            picture = ImageOps.exif_transpose(image)
-            picture.thumbnail((size, size), Image.Resampling.LANCZOS)
-            if picture.mode in {"RGBA", "LA", "P", "PA"}:
-                picture = picture.convert("RGBA")
-                flat = Image.new("RGB", picture.size, "white")
-                flat.paste(picture, mask=picture.getchannel("A"))
-                picture = flat
-            buffer = io.BytesIO()
-            picture.convert("RGB").save(buffer, "JPEG", quality=THUMBNAIL_JPEG_QUALITY, optimize=True)
-            return buffer.getvalue()
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError):
+                raise MediaError(
+                    404,
+                    "image_unreadable",
+                    f"the image has more than {max_source_pixels} pixels; no thumbnail is made of it",
+                )
+            orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+            # JPEG only: the decoder scales down as it decodes, keeping twice the size for a sharp resize.
+            image.draft("RGB", (2 * size, 2 * size))
+            with budget.hold(image.width * image.height):
+                image.thumbnail((size, size), Image.Resampling.LANCZOS)
+            return _jpeg(image, _UPRIGHT.get(orientation))
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError, SyntaxError):
         raise MediaError(404, "image_unreadable", "the artwork's image cannot be decoded") from None
+
+
+def _jpeg(picture: Image.Image, transpose: Image.Transpose | None) -> bytes:
+    if transpose is not None:
+        picture = picture.transpose(transpose)
+    if picture.mode in {"RGBA", "LA", "P", "PA"}:
+        picture = picture.convert("RGBA")
+        flat = Image.new("RGB", picture.size, "white")
+        flat.paste(picture, mask=picture.getchannel("A"))
+        picture = flat
+    buffer = io.BytesIO()
+    picture.convert("RGB").save(buffer, "JPEG", quality=THUMBNAIL_JPEG_QUALITY, optimize=True)
+    return buffer.getvalue()
 
 
 async def fetch_artwork(request: Request, artwork_id: str) -> common_pb2.Artwork:
@@ -269,6 +343,9 @@ def install_media_routes(app: FastAPI, settings: MediaSettings) -> None:
     """Adds the image and thumbnail routes, and the web UI's static files under /static."""
     thumbnails = ThumbnailCache(settings.thumbnail_cache_size, settings.thumbnail_concurrency)
     app.state.thumbnails = thumbnails
+    budget = PixelBudget(settings.max_source_pixels)
+    app.state.thumbnail_pixels = budget
+    sizes = settings.thumbnail_sizes
     app.add_exception_handler(MediaError, _media_error)
     app.mount("/static", StaticFiles(packages=[("services.gateway", "static")]), name="static")
 
@@ -301,6 +378,7 @@ def install_media_routes(app: FastAPI, settings: MediaSettings) -> None:
         responses={
             200: {"content": {"image/jpeg": {}}, "description": "A JPEG thumbnail"},
             **_COMMON_RESPONSES,
+            **error_responses(400, notes={400: f"`size` is not one of {', '.join(map(str, sizes))}"}),
         },
     )
     async def artwork_thumbnail(
@@ -309,13 +387,17 @@ def install_media_routes(app: FastAPI, settings: MediaSettings) -> None:
         size: Annotated[
             int,
             Query(
-                ge=MIN_THUMBNAIL_SIZE,
-                le=settings.thumbnail_max_size,
-                description="Longest side of the thumbnail, pixels",
+                description=f"Longest side of the thumbnail, pixels: one of {', '.join(map(str, sizes))}",
+                json_schema_extra={"enum": list(sizes)},
             ),
-        ] = min(DEFAULT_THUMBNAIL_SIZE, settings.thumbnail_max_size),
+        ] = settings.default_thumbnail_size,
     ) -> Response:
-        """A JPEG thumbnail of the artwork's image (longest side `size`), cached in memory, with an ETag."""
+        """A JPEG thumbnail of the artwork's image (longest side `size`, one of a few fixed sizes), cached in
+        memory, with an ETag."""
+        if size not in sizes:
+            raise ApiError(
+                400, "invalid_size", f"size={size}: thumbnails come in sizes {', '.join(map(str, sizes))}"
+            )
         artwork = await fetch_artwork(request, artwork_id)
         if url := remote_image_url(artwork.image_uri):
             return RedirectResponse(url, status_code=307)
@@ -325,6 +407,6 @@ def install_media_routes(app: FastAPI, settings: MediaSettings) -> None:
             return Response(status_code=304, headers=headers)
         key = (artwork_id, size, str(image.path), image.stat.st_mtime_ns, image.stat.st_size)
         data = await thumbnails.get(
-            key, lambda: make_thumbnail(image.path, size, settings.thumbnail_max_source_pixels)
+            key, lambda: make_thumbnail(image.path, size, settings.max_source_pixels, budget)
         )
         return Response(data, media_type="image/jpeg", headers=headers)

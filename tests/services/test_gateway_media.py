@@ -179,15 +179,15 @@ async def test_thumbnails_are_jpegs_of_the_asked_size_and_cached(gateway, app, i
 
 async def test_a_changed_file_gets_a_new_thumbnail(gateway, image_root):
     path = image_root / CATALOGUE / "translucent.png"
-    first = await gateway.get("/v1/artworks/translucent/thumbnail", params={"size": 96})
+    first = await gateway.get("/v1/artworks/translucent/thumbnail", params={"size": 128})
     assert first.status_code == 200, first.text
     # alpha is flattened on white: the half-transparent painting comes out light
     with Image.open(io.BytesIO(first.content)) as thumbnail:
         assert thumbnail.mode == "RGB" and thumbnail.convert("L").getextrema()[0] >= 100
     Image.new("RGB", (300, 100), "black").save(path)
-    second = await gateway.get("/v1/artworks/translucent/thumbnail", params={"size": 96})
+    second = await gateway.get("/v1/artworks/translucent/thumbnail", params={"size": 128})
     assert second.status_code == 200 and second.headers["etag"] != first.headers["etag"]
-    assert _jpeg_size(second.content) == (96, 32)
+    assert _jpeg_size(second.content) == (128, 43)
 
 
 @pytest.mark.parametrize("artwork_id", ["escape", "absolute", "symlink-out"])
@@ -223,11 +223,69 @@ async def test_remote_images_redirect(gateway, artworks):
         assert reply.headers["location"] == artworks["remote"]
 
 
-@pytest.mark.parametrize("size", ["10", "63", "513", "100000", "big"])
-async def test_thumbnail_sizes_out_of_bounds_get_a_json_422(gateway, size):
+async def test_every_offered_thumbnail_size_is_made(gateway):
+    for size in (64, 128, 256, 512):
+        reply = await gateway.get("/v1/artworks/van-gogh-the-night-cafe/thumbnail", params={"size": size})
+        assert reply.status_code == 200, (size, reply.text)
+        assert max(_jpeg_size(reply.content)) == size
+
+
+@pytest.mark.parametrize(
+    "size", ["10", "63", "65", "96", "100", "127", "129", "300", "513", "1024", "100000"]
+)
+async def test_thumbnail_sizes_outside_the_fixed_set_get_a_json_400(gateway, app, size):
+    """Each size is a decode and a cache entry: any size a client likes would bypass the cache."""
+    misses = app.state.thumbnails.misses
     reply = await gateway.get("/v1/artworks/van-gogh-the-night-cafe/thumbnail", params={"size": size})
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert error["code"] == "invalid_size"
+    assert f"size={size}" in error["message"] and "64, 128, 256, 512" in error["message"]
+    assert app.state.thumbnails.misses == misses  # nothing decoded
+
+
+async def test_a_size_that_is_not_a_number_is_a_json_422(gateway):
+    reply = await gateway.get("/v1/artworks/van-gogh-the-night-cafe/thumbnail", params={"size": "big"})
     assert reply.status_code == 422
     assert "size" in reply.json()["error"]["message"]
+
+
+async def test_thumbnail_max_size_leaves_out_the_larger_sizes(services, image_root, artworks):
+    env = {**services, "IMAGE_ROOT": str(image_root), "THUMBNAIL_MAX_SIZE": "300"}
+    async with gateway_client(create_app(GatewayConfig.from_env(Env(env)))) as client:
+        spec = (await client.get("/openapi.json")).json()
+        (size,) = [p for p in spec["paths"]["/v1/artworks/{artwork_id}/thumbnail"]["get"]["parameters"]
+                   if p["name"] == "size"]  # fmt: skip
+        assert size["schema"]["enum"] == [64, 128, 256] and size["schema"]["default"] == 256
+        reply = await client.get("/v1/artworks/van-gogh-the-night-cafe/thumbnail", params={"size": 512})
+        assert reply.status_code == 400 and "64, 128, 256" in reply.json()["error"]["message"]
+
+
+async def test_a_source_over_max_image_pixels_gets_no_thumbnail(services, image_root, artworks):
+    """The thumbnails decode at most MAX_IMAGE_PIXELS, the uploads' limit (a 3 MP picture over a 2 MP
+    limit here); the image itself is still served."""
+    Image.new("RGB", (3000, 1000), "teal").save(image_root / CATALOGUE / "wide.png")
+    await _store_artwork(services, "wide", "wide.png")
+    env = {**services, "IMAGE_ROOT": str(image_root), "MAX_IMAGE_PIXELS": "2000000"}
+    async with gateway_client(create_app(GatewayConfig.from_env(Env(env)))) as client:
+        reply = await client.get("/v1/artworks/wide/thumbnail", params={"size": 64})
+        assert reply.status_code == 404, reply.text
+        assert reply.json()["error"]["code"] == "image_unreadable"
+        assert "more than 2000000 pixels" in reply.json()["error"]["message"]
+        assert (await client.get("/v1/artworks/wide/image")).status_code == 200
+        small = await client.get("/v1/artworks/van-gogh-the-night-cafe/thumbnail", params={"size": 64})
+        assert small.status_code == 200
+
+
+async def _store_artwork(services: dict, artwork_id: str, image_uri: str) -> None:
+    """Stores an artwork whose image is `image_uri`, with another artwork's descriptor."""
+    async with open_channel(services["SEARCH_ADDR"]) as channel:
+        search = search_pb2_grpc.SearchServiceStub(channel)
+        found = await search.Get(search_pb2.GetRequest(ids=["van-gogh-the-night-cafe"], with_embeddings=True))
+        item = search_pb2.IndexedArtwork(
+            artwork=_artwork(artwork_id, image_uri), embedding=found.items[0].embedding
+        )
+        await search.Upsert(search_pb2.UpsertRequest(items=[item]), timeout=30)
 
 
 async def test_the_web_ui_files_are_served(gateway):
@@ -261,6 +319,12 @@ def test_settings_from_the_environment(tmp_path):
     )
     assert settings.image_root == tmp_path.resolve()
     assert (settings.thumbnail_cache_size, settings.thumbnail_max_size) == (7, 300)
+    assert settings.thumbnail_sizes == (64, 128, 256)
+    assert MediaSettings.from_env(Env({})).max_source_pixels == 50_000_000
+    assert MediaSettings.from_env(Env({"MAX_IMAGE_PIXELS": "1000"})).max_source_pixels == 1000
+    # The setting it replaces is refused rather than silently ignored.
+    with pytest.raises(ConfigError, match=r"THUMBNAIL_MAX_SOURCE_PIXELS .* MAX_IMAGE_PIXELS"):
+        MediaSettings.from_env(Env({"THUMBNAIL_MAX_SOURCE_PIXELS": "200000000"}))
     assert MediaSettings.from_env(Env({})).image_root is None
     with pytest.raises(ConfigError, match="IMAGE_ROOT"):
         MediaSettings.from_env(Env({"IMAGE_ROOT": str(tmp_path / "absent")}))
