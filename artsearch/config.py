@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -77,14 +77,51 @@ DEFAULT_PORTS = {"encoder": 50051, "search": 50052, "influence": 50053, "gateway
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+SERVICE_TOKEN_VARIABLE = "SERVICE_TOKEN"
+MIN_SERVICE_TOKEN_CHARS = 32
+
+
+@dataclass(frozen=True)
+class ServiceAuth:
+    """SERVICE_TOKEN (comma-separated: the tokens a server accepts; a client sends the first) and
+    GRPC_REFLECTION (whether a server offers reflection). Why and how: artsearch/service_auth.py."""
+
+    tokens: tuple[str, ...] = ()
+    reflection: bool = True
+
+    @classmethod
+    def from_env(cls, env: Env) -> ServiceAuth:
+        return cls(tokens=_service_tokens(env), reflection=env.bool("GRPC_REFLECTION", True))
+
+    @property
+    def client_token(self) -> str | None:
+        return self.tokens[0] if self.tokens else None
+
+
+def _service_tokens(env: Env) -> tuple[str, ...]:
+    raw = env.optional(SERVICE_TOKEN_VARIABLE)
+    if raw is None:
+        return ()
+    tokens = tuple(token.strip() for token in raw.split(","))
+    for position, token in enumerate(tokens, start=1):
+        if len(token) < MIN_SERVICE_TOKEN_CHARS:
+            raise ConfigError(
+                f"{SERVICE_TOKEN_VARIABLE} entry {position}: at least {MIN_SERVICE_TOKEN_CHARS} characters "
+                "(e.g. `openssl rand -hex 32`)"
+            )
+    return tokens
+
+
 @dataclass(frozen=True)
 class ListenSettings:
-    """Where a gRPC service listens and how it reports: HOST, PORT, METRICS_PORT, LOG_LEVEL."""
+    """Where a gRPC service listens, how it reports and whom it answers: HOST, PORT, METRICS_PORT,
+    LOG_LEVEL, and SERVICE_TOKEN / GRPC_REFLECTION (artsearch/service_auth.py)."""
 
     host: str = "127.0.0.1"
     port: int = 0
     metrics_port: int | None = None
     log_level: str = "INFO"
+    auth: ServiceAuth = field(default_factory=ServiceAuth)
 
     @classmethod
     def from_env(cls, env: Env, default_port: int) -> ListenSettings:
@@ -96,6 +133,7 @@ class ListenSettings:
             port=env.int("PORT", default_port, minimum=0),
             metrics_port=env.int("METRICS_PORT", 0, minimum=0) or None,
             log_level=log_level,
+            auth=ServiceAuth.from_env(env),
         )
 
     @property

@@ -19,8 +19,9 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import Counter, Histogram, start_http_server
 
-from artsearch.config import ConfigError, Env, ListenSettings
+from artsearch.config import ConfigError, Env, ListenSettings, ServiceAuth
 from artsearch.jsonlog import accept_request_id, configure_logging, request_id_var
+from artsearch.service_auth import TokenCheckingInterceptor
 from artsearch.telemetry import (
     TracingSettings,
     active_tracer_provider,
@@ -115,14 +116,18 @@ class GrpcServiceServer:
         services: Sequence[ServiceRegistration],
         address: str = "127.0.0.1:0",
         tracer_provider: TracerProvider | None = None,
+        auth: ServiceAuth | None = None,
     ) -> None:
         self._services = list(services)
         self._address = address
+        self._auth = auth or ServiceAuth()
         self.health = health_aio.HealthServicer()
         provider = tracer_provider or active_tracer_provider()
+        # A refused call is still counted and logged (observing wraps it), with its UNAUTHENTICATED code.
+        checking = [TokenCheckingInterceptor(self._auth.tokens)] if self._auth.tokens else []
         self.server = grpc.aio.server(
             # Tracing first, so that the log lines of the call carry its trace id.
-            interceptors=[*grpc_server_interceptors(provider), _ObservingInterceptor()],
+            interceptors=[*grpc_server_interceptors(provider), _ObservingInterceptor(), *checking],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -141,10 +146,11 @@ class GrpcServiceServer:
             service.add_to_server(self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = [s.full_name for s in self._services]
-        reflection.enable_server_reflection(
-            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-            self.server,
-        )
+        if self._auth.reflection:
+            reflection.enable_server_reflection(
+                [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+                self.server,
+            )
         self.port = self.server.add_insecure_port(self._address)
         if self.port == 0:
             raise OSError(f"cannot bind gRPC server to {self._address}")
@@ -161,18 +167,28 @@ class GrpcServiceServer:
 
 async def run_service(
     services: Sequence[ServiceRegistration],
-    address: str,
+    listen: ListenSettings,
     *,
-    metrics_port: int | None = None,
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
     grace: float = 5.0,
 ) -> None:
-    """Serves until SIGTERM or SIGINT, then shuts down gracefully."""
-    server = GrpcServiceServer(services, address)
+    """Serves on `listen` (address, metrics port, service token, reflection) until SIGTERM or SIGINT, then
+    shuts down gracefully."""
+    address = listen.address
+    server = GrpcServiceServer(services, address, auth=listen.auth)
     port = await server.start()
-    if metrics_port:
-        start_http_server(metrics_port, addr=address.rsplit(":", 1)[0].strip("[]") or "0.0.0.0")
-    log.info("serving", extra={"address": address, "port": port, "services": [s.full_name for s in services]})
+    if listen.metrics_port:
+        start_http_server(listen.metrics_port, addr=address.rsplit(":", 1)[0].strip("[]") or "0.0.0.0")
+    log.info(
+        "serving",
+        extra={
+            "address": address,
+            "port": port,
+            "services": [s.full_name for s in services],
+            "token_required": bool(listen.auth.tokens),
+            "reflection": listen.auth.reflection,
+        },
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

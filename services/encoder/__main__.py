@@ -29,8 +29,7 @@ async def serve(config: EncoderConfig) -> None:
     )
     await run_service(
         [encoder_registration(service)],
-        config.listen.address,
-        metrics_port=config.listen.metrics_port,
+        config.listen,
         on_shutdown=service.close,
     )
 

@@ -26,8 +26,7 @@ async def serve(config: InfluenceConfig) -> None:
     )
     await run_service(
         [registration(InfluenceServicer(graph, config.default_max_hops))],
-        config.listen.address,
-        metrics_port=config.listen.metrics_port,
+        config.listen,
         on_shutdown=graph.close,
     )
 

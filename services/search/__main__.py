@@ -33,8 +33,7 @@ async def serve(config: SearchConfig) -> None:
     try:
         await run_service(
             [search_registration(SearchService(store))],
-            config.listen.address,
-            metrics_port=config.listen.metrics_port,
+            config.listen,
         )
     finally:
         await store.close()

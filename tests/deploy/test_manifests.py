@@ -342,3 +342,87 @@ def test_ingest_job_is_indexed_and_shards_by_completion_index():
     assert int(args[args.index("--shard-count") + 1]) == spec["completions"]
     mount = containers(job)[0]["volumeMounts"][0]
     assert mount == {"name": "catalogues", "mountPath": "/catalogues", "readOnly": True}
+
+
+# ------------------------------------------------------------------------------------ transport security
+
+# The gateway's routes that are for the public; everything else (/metrics, /healthz, /readyz) is for the
+# cluster only (Prometheus and kubelet reach the pods directly).
+PUBLIC_PATHS = (
+    "/", "/static/app.js", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/v1/search",
+    "/v1/artworks/some-id/similar", "/v1/artworks", "/v1/artists/path", "/v1/clusters",
+)  # fmt: skip
+CLUSTER_ONLY_PATHS = ("/metrics", "/metrics/", "/healthz", "/readyz", "/metrics/anything")
+
+
+def _ingress_routes(path: str, rules: list[dict[str, Any]]) -> bool:
+    """Whether an Ingress rule matches `path` (Kubernetes semantics: Exact is the whole path; Prefix matches
+    whole path elements, so /v1 matches /v1 and /v1/search, not /v10)."""
+    for rule in rules:
+        for entry in rule["http"]["paths"]:
+            wanted = entry["path"]
+            if entry["pathType"] == "Exact" and path == wanted:
+                return True
+            if entry["pathType"] == "Prefix":
+                elements = [e for e in wanted.split("/") if e]
+                if [e for e in path.split("/") if e][: len(elements)] == elements:
+                    return True
+    return False
+
+
+def test_the_ingress_serves_https_only_and_only_the_public_routes(overlay):
+    _, docs = overlay
+    ingress = named(docs, "Ingress", "gateway")
+    hosts = {rule["host"] for rule in ingress["spec"]["rules"]}
+    tls_hosts = {host for entry in ingress["spec"]["tls"] for host in entry["hosts"]}
+    assert hosts <= tls_hosts and all(entry["secretName"] for entry in ingress["spec"]["tls"])
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
+    rules = ingress["spec"]["rules"]
+    for path in PUBLIC_PATHS:
+        assert _ingress_routes(path, rules), f"{path} is not routed"
+    for path in CLUSTER_ONLY_PATHS:
+        assert not _ingress_routes(path, rules), f"{path} is public"
+
+
+def test_the_ingress_route_list_covers_every_public_route_of_the_gateway(overlay):
+    from artsearch.config import Env
+    from services.gateway.app import create_app
+    from services.gateway.config import GatewayConfig
+
+    settings = {"ENCODER_ADDR": "e:1", "SEARCH_ADDR": "s:1", "INFLUENCE_ADDR": "i:1"}
+    app = create_app(GatewayConfig.from_env(Env(settings)))
+    rules = named(overlay[1], "Ingress", "gateway")["spec"]["rules"]
+    for route in app.routes:
+        path = re.sub(r"\{[^}]+\}", "x", route.path)
+        if path in ("/healthz", "/readyz", "/metrics"):
+            assert not _ingress_routes(path, rules), path
+        else:
+            assert _ingress_routes(path, rules), f"the gateway's route {route.path} is not routed"
+
+
+def _secret_key(container: dict[str, Any], variable: str) -> str | None:
+    for entry in container.get("env", []):
+        if entry["name"] == variable:
+            return entry.get("valueFrom", {}).get("secretKeyRef", {}).get("key")
+    return None
+
+
+@pytest.mark.parametrize("name", sorted(RENDERED))
+def test_every_grpc_server_and_every_client_of_them_gets_the_service_token(name: str):
+    docs = render(RENDERED[name])
+    expected = {"encoder", "search", "influence", "gateway", "ingest"}
+    found = set()
+    for workload in workloads(docs) + objects(docs, "Job"):
+        for container in containers(workload):
+            if container["name"] in expected:
+                assert _secret_key(container, "SERVICE_TOKEN") == "service-token", container["name"]
+                found.add(container["name"])
+    assert found == (expected & {"ingest"} if name == "ingest-job" else expected - {"ingest"})
+
+
+def test_prod_turns_grpc_reflection_off_and_dev_keeps_it():
+    for overlay, wanted in (("prod", "false"), ("dev", None)):
+        docs = render(OVERLAYS[overlay])
+        for service in GRPC_SERVICES:
+            assert config_map(docs, f"{service}-config")["data"].get("GRPC_REFLECTION") == wanted, service

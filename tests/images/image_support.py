@@ -241,7 +241,17 @@ class ServiceContainer(DockerContainer):
         return str(self.state()["StartedAt"])
 
     def pause(self) -> None:
-        self.docker_container().pause()
+        """`docker pause`. The cgroup-v1 freezer gives up ("unable to freeze") when a process is starting
+        in the container meanwhile — the health check Docker runs every second here — so a failed freeze
+        is tried again; the container is never left half frozen (runc thaws it after a failed attempt)."""
+        for attempt in range(5):
+            try:
+                self.docker_container().pause()
+                return
+            except docker.errors.APIError as error:
+                if "unable to freeze" not in str(error) or attempt == 4:
+                    raise
+                time.sleep(0.2)
 
     def unpause(self) -> None:
         self.docker_container().unpause()
@@ -273,7 +283,12 @@ class StackOptions:
     # The gateway's IMAGE_ROOT on a volume of its own (/images, writable: artworks added over the admin API
     # keep their image) instead of the catalogues' folder (/catalogues, read-only here).
     writable_image_root: bool = False
+    # SERVICE_TOKEN of the four services and the CLI image (artsearch/service_auth.py), as in Kubernetes.
+    service_token: str | None = None
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def token_env(self) -> dict[str, str]:
+        return {"SERVICE_TOKEN": self.service_token} if self.service_token else {}
 
 
 class Stack:
@@ -294,7 +309,8 @@ class Stack:
         return name
 
     def _env(self, service: str, **settings: str) -> dict[str, str]:
-        return {**SERVICE_ENV.get(service, {}), **settings, **self.options.extra_env.get(service, {})}
+        extra = self.options.extra_env.get(service, {})
+        return {**SERVICE_ENV.get(service, {}), **self.options.token_env(), **settings, **extra}
 
     def _add(self, service: str, container: ServiceContainer) -> ServiceContainer:
         container.start()
@@ -408,6 +424,7 @@ class Stack:
                 "ENCODER_ADDR": "dns:///encoder:50051",
                 "SEARCH_ADDR": "dns:///search:50052",
                 "INFLUENCE_ADDR": "dns:///influence:50053",
+                **self.options.token_env(),
             },
             network=self.network.name,
             volumes={str(self.catalogues): {"bind": "/catalogues", "mode": "ro"}},

@@ -2,7 +2,8 @@
 back-end container is killed (`docker kill`, then started again as an orchestrator would), paused
 (`docker pause`: a process that hangs) or cut off (`docker network disconnect`). The stack runs the
 production code paths against the stand-ins: the encoder on Triton (TRITON_URL), influence on a Bolt server
-(NEO4J_URI), search on its embedded engine with its data on a volume.
+(NEO4J_URI), search on its embedded engine with its data on a volume; every call between the services
+carries the service token, and a call without it is refused.
 
 What must hold: during a fault every answer is a success (degraded where the influence graph is missing) or
 a fast 503 with Retry-After — never another error, never a hang past the call's deadline; afterwards the
@@ -39,6 +40,8 @@ FAULT_HOLD_S = 4.0
 RECOVERY_BOUND_S = 60.0
 # Time an answer may take beyond the deadline of the call it waited for (gateway work, a retry, the client).
 DEADLINE_SLACK_S = 2.5
+# Calls between the services carry a token, as in Kubernetes (artsearch/service_auth.py).
+SERVICE_TOKEN = "test-service-token-0123456789abcdef0123"
 SIMILAR_IDS = ("hokusai-the-great-wave-off-kanagawa", "van-gogh-the-night-cafe", "cassatt-summertime")
 
 
@@ -68,6 +71,7 @@ def stack(catalogues: Path) -> Iterator[Stack]:
     options = StackOptions(
         standins=True,
         writable_image_root=True,
+        service_token=SERVICE_TOKEN,
         extra_env={"gateway": {"ENCODE_TIMEOUT_S": str(DEADLINES_S["encoder"])}},
     )
     with running_stack(catalogues, options) as running:
@@ -231,3 +235,58 @@ def test_writes_acknowledged_before_a_kill_are_there_after_the_restart(
         lost = [artist for artist in artists if not influenced_by_monet(client, artist)]
         assert not lost, f"acknowledged influences lost after killing {victim}: {lost}"
     print(f"{victim}: {step - WRITES_BEFORE_KILL} writes after the kill, {time.monotonic() - started:.1f} s")
+
+
+# ------------------------------------------------------------------------------------ service token
+
+
+def _call_each_service(stack: Stack, token: str) -> dict[str, object]:
+    """One real call to each gRPC service through its published port, with `token` ("" for none): what each
+    answered, or the gRPC status it refused with."""
+    import asyncio
+
+    import grpc
+
+    from artsearch.grpc_client import is_serving, open_channel
+    from artsearch.v1 import (
+        encoder_pb2,
+        encoder_pb2_grpc,
+        influence_pb2,
+        influence_pb2_grpc,
+        search_pb2,
+        search_pb2_grpc,
+    )
+
+    calls = {
+        "encoder": (50051, lambda c: encoder_pb2_grpc.EncoderServiceStub(c).GetModelInfo(
+            encoder_pb2.GetModelInfoRequest(), timeout=5)),
+        "search": (50052, lambda c: search_pb2_grpc.SearchServiceStub(c).Get(
+            search_pb2.GetRequest(collection="artworks", ids=["cassatt-summertime"]), timeout=5)),
+        "influence": (50053, lambda c: influence_pb2_grpc.InfluenceServiceStub(c).GetArtists(
+            influence_pb2.GetArtistsRequest(names=["Mary Cassatt"]), timeout=5)),
+    }  # fmt: skip
+
+    async def call(service: str) -> object:
+        port, rpc = calls[service]
+        async with open_channel(stack.one(service).address(port), token=token) as channel:
+            assert await is_serving(channel), f"{service}: health checks answer without a token"
+            try:
+                return await rpc(channel)
+            except grpc.aio.AioRpcError as error:
+                return error.code()
+
+    async def all_calls() -> dict[str, object]:
+        return {service: await call(service) for service in calls}
+
+    return asyncio.run(all_calls())
+
+
+def test_each_service_refuses_calls_without_the_token_and_answers_those_with_it(stack: Stack):
+    import grpc
+
+    refused = _call_each_service(stack, "")
+    assert refused == dict.fromkeys(refused, grpc.StatusCode.UNAUTHENTICATED), refused
+    wrong = _call_each_service(stack, "x" * 40)
+    assert wrong == dict.fromkeys(wrong, grpc.StatusCode.UNAUTHENTICATED), wrong
+    answered = _call_each_service(stack, SERVICE_TOKEN)
+    assert not any(isinstance(reply, grpc.StatusCode) for reply in answered.values()), answered
