@@ -3,7 +3,9 @@
 Environment: MODEL_PATH (required: the exported model.onnx, model.json beside it), MAX_BATCH_IMAGES (64),
 MAX_IMAGE_PIXELS (50000000), ORT_THREADS (0: onnxruntime decides), TRITON_URL (unset: embedded
 onnxruntime; with it TRITON_MODEL_NAME, TRITON_TIMEOUT_S, TRITON_STARTUP_TIMEOUT_S), BATCH_MAX_IMAGES (16)
-and BATCH_MAX_WAIT_MS (2: micro-batching of concurrent requests), HOST, PORT (50051), METRICS_PORT,
+and BATCH_MAX_WAIT_MS (2: micro-batching of concurrent requests), MAX_QUEUED_IMAGES (images in progress
+beyond which calls are refused with RESOURCE_EXHAUSTED; default 4 batches per core, at least 2 x
+MAX_BATCH_IMAGES), HOST, PORT (50051), METRICS_PORT,
 LOG_LEVEL.
 """
 
@@ -25,7 +27,10 @@ async def serve(config: EncoderConfig) -> None:
         max_wait_ms=config.batch_max_wait_ms,
     )
     service = EncoderService(
-        backend, max_batch_images=config.max_batch_images, max_image_pixels=config.max_image_pixels
+        backend,
+        max_batch_images=config.max_batch_images,
+        max_image_pixels=config.max_image_pixels,
+        max_queued_images=config.max_queued_images,
     )
     await run_service(
         [encoder_registration(service)],

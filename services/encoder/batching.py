@@ -11,6 +11,10 @@ When a batch starts (the policy, with one batch in flight by default):
 - a request that finds the backend idle starts at once when traffic is light (the previous batch held one
   request): a single client never pays the wait. Under concurrent traffic it waits at most `max_wait_ms`
   for companions, so a burst of requests arriving together shares one batch.
+
+Requests whose deadline (`load_shedding.request_deadline` of the caller) has passed by the time their batch
+is formed are dropped with `DeadlineExpired`, never run: their callers are gone. How many images may wait
+at all is bounded before this queue, by the servicer's admission (`load_shedding.ImageAdmission`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from services.encoder.backends import EmbeddingBackend, EmbeddingModelInfo
+from services.encoder.load_shedding import DeadlineExpired, request_deadline
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +45,22 @@ class _Pending:
 
     pixels: np.ndarray
     future: asyncio.Future[dict[str, np.ndarray]]
+    # time.monotonic() after which nobody waits for the answer (the caller's gRPC deadline); None: never.
+    deadline: float | None = None
     enqueued_at: float = field(default_factory=time.monotonic)
 
     @property
     def count(self) -> int:
         return len(self.pixels)
+
+    def is_stale(self, now: float) -> bool:
+        """Cancelled, or past its deadline (then failed with DeadlineExpired): not to be run."""
+        if not self.future.done() and self.deadline is not None and now >= self.deadline:
+            waited = now - self.enqueued_at
+            self.future.set_exception(
+                DeadlineExpired(f"the caller's deadline passed after {waited:.3f} s waiting for a batch")
+            )
+        return self.future.done()
 
 
 class MicroBatchingBackend:
@@ -94,8 +110,9 @@ class MicroBatchingBackend:
             return await self._backend.embed(pixels)
         self._ensure_dispatcher()
         loop = asyncio.get_running_loop()
+        deadline = request_deadline.get()
         chunks = [
-            _Pending(pixels[start : start + self._max_batch_images], loop.create_future())
+            _Pending(pixels[start : start + self._max_batch_images], loop.create_future(), deadline)
             for start in range(0, len(pixels), self._max_batch_images)
         ]
         for chunk in chunks:
@@ -151,16 +168,19 @@ class MicroBatchingBackend:
     async def _next_batch(self) -> list[_Pending] | None:
         """Waits until the policy in the module docstring says go; None once closing and drained."""
         while True:
-            self._drop_cancelled()
+            self._drop_stale()
             if not self._queue:
                 if self._closing:
                     return None
                 await self._wait_for_wakeup(None)
                 continue
             delay = self._seconds_to_wait()
-            if delay <= 0:
-                return self._take_batch()
-            await self._wait_for_wakeup(delay)
+            if delay > 0:
+                await self._wait_for_wakeup(delay)
+                continue
+            batch = self._take_batch()
+            if batch:  # empty when every request queued went stale meanwhile
+                return batch
 
     def _seconds_to_wait(self) -> float:
         if self._closing or self._light_traffic or self._queued_images >= self._max_batch_images:
@@ -170,17 +190,24 @@ class MicroBatchingBackend:
     def _take_batch(self) -> list[_Pending]:
         batch: list[_Pending] = []
         images = 0
-        while self._queue and images + self._queue[0].count <= self._max_batch_images:
-            pending = self._queue.popleft()
+        now = time.monotonic()
+        while self._queue:
+            pending = self._queue[0]
+            stale = pending.is_stale(now)
+            if not stale and images + pending.count > self._max_batch_images:
+                break
+            self._queue.popleft()
             self._queued_images -= pending.count
-            if not pending.future.done():
+            if not stale:
                 batch.append(pending)
                 images += pending.count
         self._light_traffic = len(batch) <= 1
         return batch
 
-    def _drop_cancelled(self) -> None:
-        while self._queue and self._queue[0].future.done():
+    def _drop_stale(self) -> None:
+        """Drops cancelled and expired requests from the head of the queue (their images count no more)."""
+        now = time.monotonic()
+        while self._queue and self._queue[0].is_stale(now):
             self._queued_images -= self._queue.popleft().count
 
     async def _wait_for_wakeup(self, timeout: float | None) -> None:

@@ -1,8 +1,10 @@
 """Turns uploaded image bytes into the network's input: uint8 RGB, size x size, the whole picture.
 
 Untrusted input: the pixel count is checked from the header before anything is decoded, only common raster
-formats are opened (no Ghostscript-backed EPS and the like), and every failure becomes `ImageRejected` with
-a message a client can act on.
+formats are opened (no Ghostscript-backed EPS and the like), and every failure Pillow raises while it works
+on the upload (parsing, decoding, converting an odd mode, resizing) becomes `ImageRejected` with a message a
+client can act on. Two failures are not the upload's doing and are left to the caller: MemoryError (the
+server is short of memory; a retry may pass) and an exception raised by this module's own code (a bug).
 
 Memory is bounded per picture. The full-size picture is decoded once, in its own mode (1 to 4 bytes a
 pixel); everything after that works on blocks of it: each block is converted to RGB (transparency over
@@ -22,16 +24,20 @@ import contextlib
 import io
 import math
 import re
+import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import PIL
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from artsearch.image_formats import ACCEPTED_FORMATS, sniff_image_format
 
 MIN_SIDE_PIXELS = 8
+_PILLOW_PACKAGE = Path(PIL.__file__).resolve().parent
 _WHITE = (255, 255, 255)
 # What Pillow's resize(reducing_gap=2.0) would do: box-reduce by an integer factor down to at most twice
 # the output size (at least that), then resample with bicubic.
@@ -109,6 +115,10 @@ class OpenedImage:
 
     def decode(self) -> np.ndarray:
         """The uint8 [size, size, 3] input of the network (see `decode_image`). Raises ImageRejected."""
+        with _rejecting_pillow_failures(self.image):
+            return self._decode()
+
+    def _decode(self) -> np.ndarray:
         image = self.image
         _load(image, self.data)
         width, height = image.size
@@ -149,6 +159,13 @@ def open_image(
         )
     if min(width, height) < MIN_SIDE_PIXELS:
         raise ImageRejected(f"image is {width}x{height} pixels; each side must be at least {MIN_SIDE_PIXELS}")
+    with _rejecting_pillow_failures(image):
+        return _estimated(image, data, size, max_decode_bytes)
+
+
+def _estimated(image: Image.Image, data: bytes, size: int, max_decode_bytes: int | None) -> OpenedImage:
+    """The opened picture with its decode memory estimate, refused when it exceeds `max_decode_bytes`."""
+    width, height = image.size
     coefficients = _jpeg_coefficient_bytes(image)
     if image.format in ("JPEG", "MPO"):
         # Let libjpeg scale down by 1/2, 1/4 or 1/8 while decoding (each side stays >= size): a 6000x4000
@@ -266,6 +283,29 @@ def _load(image: Image.Image, data: bytes) -> None:
         raise  # not the client's fault within the pixel limit: let the server report it as internal
     except Exception as error:  # OSError, SyntaxError, ValueError, EOFError, struct.error... on broken data
         raise _rejection(image.format or _sniff_format(data), error) from None
+
+
+@contextlib.contextmanager
+def _rejecting_pillow_failures(image: Image.Image) -> Iterator[None]:
+    """An exception raised by Pillow's own code while it works on the upload becomes ImageRejected: Pillow
+    raises many types (OSError, TypeError, its colour-management PyCMSError, ...) on data it cannot handle,
+    and the picture is what differs from one that works. MemoryError, and exceptions raised by this module's
+    code (a bug, whatever the picture), pass through for the service to answer as its own failure."""
+    try:
+        yield
+    except (ImageRejected, MemoryError):
+        raise
+    except Exception as error:
+        if not _raised_by_pillow(error):
+            raise
+        kind = f"{image.format or 'image'} image in mode {image.mode}"
+        raise ImageRejected(f"cannot decode this {kind} ({type(error).__name__}: {error})") from None
+
+
+def _raised_by_pillow(error: BaseException) -> bool:
+    """Whether the innermost Python frame of `error` is Pillow's (C code called by Pillow included)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(_PILLOW_PACKAGE)
 
 
 def _rejection(kind: str, error: Exception) -> ImageRejected:

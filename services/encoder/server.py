@@ -10,20 +10,36 @@ from functools import partial
 
 import grpc
 import numpy as np
+from prometheus_client import Counter
 
 from artsearch.cpu_quota import available_cpus
 from artsearch.grpc_server import ServiceRegistration
 from artsearch.v1 import common_pb2, encoder_pb2, encoder_pb2_grpc
 from services.encoder.backends import BackendUnavailable, EmbeddingBackend
+from services.encoder.config import DEFAULT_BATCH_MAX_IMAGES
 from services.encoder.decode_memory import DecodeMemory
 from services.encoder.descriptor import DescriptorAssembler
-from services.encoder.images import ImageRejected, decode_budget_bytes, open_image
+from services.encoder.images import ImageRejected, OpenedImage, decode_budget_bytes, open_image
+from services.encoder.load_shedding import (
+    DeadlineExpired,
+    ImageAdmission,
+    check_deadline,
+    default_max_queued_images,
+    request_deadline,
+    set_request_deadline,
+)
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = encoder_pb2.DESCRIPTOR.services_by_name["EncoderService"].full_name
 # A batch with many bad images gets an error naming the first few; that is enough to fix the upload.
 _MAX_REASONS_REPORTED = 5
+
+SHED_CALLS = Counter(
+    "artsearch_encoder_shed_total",
+    "Encode calls refused or dropped unrun: overloaded (RESOURCE_EXHAUSTED) or expired (deadline passed)",
+    ["reason"],
+)
 
 
 class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
@@ -35,15 +51,25 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
         max_image_pixels: int,
         decode_threads: int | None = None,
         decode_memory_bytes: int | None = None,
+        max_queued_images: int | None = None,
     ) -> None:
         self._backend = backend
         self._max_batch_images = max_batch_images
         self._max_image_pixels = max_image_pixels
         # Pillow releases the GIL while decoding and resizing, so one thread per core decodes in parallel:
         # the cores the container's CPU quota allows, not the node's.
-        self._decode_pool = ThreadPoolExecutor(
-            max_workers=decode_threads or available_cpus(), thread_name_prefix="decode"
+        threads = decode_threads or available_cpus()
+        self._decode_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode")
+        # The service reads MAX_QUEUED_IMAGES (EncoderConfig); the default serves in-process uses and tests.
+        self._admission = ImageAdmission(
+            max_queued_images
+            or default_max_queued_images(DEFAULT_BATCH_MAX_IMAGES, max_batch_images, threads)
         )
+        if self._admission.limit < max_batch_images:
+            raise ValueError(
+                f"max_queued_images={self._admission.limit} is below the {max_batch_images} images one call "
+                "may carry: such a call could never be served"
+            )
         # Pictures decode together only while their estimated memory fits in this budget; by default what
         # one picture at the pixel limit takes in a 4-byte mode (RGBA, CMYK, 32-bit): such a picture is
         # always accepted, memory-hungrier formats up to what the same memory decodes (images.py).
@@ -72,12 +98,26 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"request has {count} images; at most {self._max_batch_images} per call",
             )
-        pixels = await self._decode_or_abort(request.images, context)
-        outputs = await self._embed_or_abort(pixels, context)
-        descriptors = await self._describe_or_abort(outputs, pixels, context)
+        if not self._admission.try_admit(count):
+            SHED_CALLS.labels("overloaded").inc()
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self._overloaded_message(count))
+        try:
+            set_request_deadline(context.time_remaining())
+            pixels = await self._decode_or_abort(request.images, context)
+            outputs = await self._embed_or_abort(pixels, context)
+            descriptors = await self._describe_or_abort(outputs, pixels, context)
+        finally:
+            self._admission.release(count)
         return encoder_pb2.EncodeResponse(
             embeddings=[common_pb2.Embedding(values=row.tolist()) for row in descriptors],
             model=self._model_info,
+        )
+
+    def _overloaded_message(self, count: int) -> str:
+        waiting, limit = self._admission.in_progress, self._admission.limit
+        return (
+            f"the encoder is overloaded: {waiting} images are already waiting or being encoded and this call "
+            f"adds {count}, over its limit of {limit} (MAX_QUEUED_IMAGES); retry with backoff"
         )
 
     async def GetModelInfo(
@@ -92,18 +132,15 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
     async def _decode_or_abort(
         self, images: Sequence[bytes], context: grpc.aio.ServicerContext
     ) -> np.ndarray:
-        """Decodes every image concurrently on the decode pool into one [N, H, W, 3] batch, in input order.
-        Aborts the call naming each rejected image (up to a few)."""
+        """Decodes every image concurrently on the decode pool into one [N, H, W, 3] batch, in input order;
+        aborts the call when any failed (`_decode_failure`)."""
         decoded = await asyncio.gather(*(self._decode(data) for data in images), return_exceptions=True)
-        reasons = [f"image {i}: {r.reason}" for i, r in enumerate(decoded) if isinstance(r, ImageRejected)]
-        if reasons:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(reasons[:_MAX_REASONS_REPORTED]))
-        for index, result in enumerate(decoded):
-            if isinstance(result, BaseException):
-                log.error("decoding failed unexpectedly", exc_info=result, extra={"image_index": index})
-                await context.abort(
-                    grpc.StatusCode.INTERNAL, f"image {index}: the encoder failed to decode it"
-                )
+        failure = _decode_failure(decoded)
+        if failure is not None:
+            code, message = failure
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                SHED_CALLS.labels("expired").inc()
+            await context.abort(code, message)
         return np.stack(decoded)
 
     async def _decode(self, data: bytes) -> np.ndarray:
@@ -120,10 +157,16 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
             ),
         )
         taken = await self._decode_memory.acquire(opened.decode_bytes)
-        job = loop.run_in_executor(self._decode_pool, opened.decode)
-        # The memory is in use until the thread finishes, even when the call is cancelled meanwhile.
-        job.add_done_callback(lambda _: self._decode_memory.release(taken))
-        return await asyncio.shield(job)
+        job = self._decode_pool.submit(_decode_in_time, opened, request_deadline.get())
+        # The memory is in use until the thread finishes, even when the call is cancelled meanwhile; a job
+        # cancelled before its thread took it (the call ended) never runs and gives its memory back at once.
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self._decode_memory.release, taken))
+        return await asyncio.wrap_future(job)
+
+    async def _abort_expired(self, expired: DeadlineExpired, context: grpc.aio.ServicerContext) -> None:
+        """The work of a call whose deadline passed was dropped unrun (its caller has given up on it)."""
+        SHED_CALLS.labels("expired").inc()
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"dropped unrun: {expired}")
 
     async def _embed_or_abort(
         self, pixels: np.ndarray, context: grpc.aio.ServicerContext
@@ -132,6 +175,8 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
         remote model server is out of reach (the caller may retry), INTERNAL when the model fails."""
         try:
             outputs = await self._backend.embed(pixels)
+        except DeadlineExpired as expired:
+            await self._abort_expired(expired, context)
         except BackendUnavailable as error:
             log.warning("model backend unavailable", extra={"images": len(pixels), "reason": str(error)})
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"the model server is unavailable: {error}")
@@ -154,6 +199,38 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
             log.exception("descriptor assembly failed", extra={"images": len(pixels)})
             await context.abort(grpc.StatusCode.INTERNAL, "the encoder failed to assemble the descriptors")
             raise  # unreachable: abort raises
+
+
+def _decode_failure(decoded: Sequence[np.ndarray | BaseException]) -> tuple[grpc.StatusCode, str] | None:
+    """The status of a call whose pictures did not all decode, None when they did: INVALID_ARGUMENT naming
+    each picture the client must fix (up to a few), DEADLINE_EXCEEDED for work dropped unrun,
+    RESOURCE_EXHAUSTED when memory ran out (a retry, later or on another replica, may pass), INTERNAL for a
+    failure of the encoder's own code."""
+    reasons = [f"image {i}: {r.reason}" for i, r in enumerate(decoded) if isinstance(r, ImageRejected)]
+    if reasons:
+        return grpc.StatusCode.INVALID_ARGUMENT, "; ".join(reasons[:_MAX_REASONS_REPORTED])
+    failures = [(index, r) for index, r in enumerate(decoded) if isinstance(r, BaseException)]
+    if not failures:
+        return None
+    index, error = next(((i, r) for i, r in failures if isinstance(r, DeadlineExpired)), failures[0])
+    if isinstance(error, DeadlineExpired):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, f"dropped unrun: {error}"
+    if isinstance(error, MemoryError):
+        log.warning("out of memory while decoding", extra={"image_index": index})
+        message = f"image {index}: the encoder ran out of memory decoding it; retry later"
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, message
+    log.error("decoding failed unexpectedly", exc_info=error, extra={"image_index": index})
+    return grpc.StatusCode.INTERNAL, f"image {index}: the encoder failed to decode it"
+
+
+def _decode_in_time(opened: OpenedImage, deadline: float | None) -> np.ndarray:
+    """Decodes on a pool thread, unless the caller's deadline passed while the job waited for the thread."""
+    try:
+        check_deadline(deadline, "decoding")
+    except DeadlineExpired:
+        opened.image.close()
+        raise
+    return opened.decode()
 
 
 def encoder_registration(service: EncoderService) -> ServiceRegistration:

@@ -17,6 +17,7 @@ from artsearch.config import ConfigError, Env
 from services.encoder.backends import EmbeddingModelInfo, OnnxRuntimeBackend
 from services.encoder.batching import BackendClosed, MicroBatchingBackend
 from services.encoder.config import EncoderConfig
+from services.encoder.load_shedding import DeadlineExpired, set_request_deadline
 
 SIDE = 4
 POISON = 250  # an image whose first pixel holds this value makes the scripted backend fail its batch
@@ -195,6 +196,46 @@ async def test_a_cancelled_queued_caller_is_left_out_and_the_others_get_their_ro
     with pytest.raises(asyncio.CancelledError):
         await queued[3]
     assert backend.batches == [[1], [2, 4]]
+
+
+async def embed_with_deadline(
+    batcher: MicroBatchingBackend, pixels: np.ndarray, seconds: float
+) -> dict[str, np.ndarray]:
+    """A caller whose gRPC deadline is `seconds` away (the servicer records it; the task is not cancelled
+    when it passes, as a caller slow to notice would not be)."""
+    set_request_deadline(seconds)
+    return await batcher.embed(pixels)
+
+
+async def test_a_caller_whose_deadline_passes_while_queued_is_dropped_unrun() -> None:
+    backend = ScriptedBackend(hold=True)
+    batcher = MicroBatchingBackend(backend, max_batch_images=32, max_wait_ms=0)
+    running = asyncio.create_task(batcher.embed(images(1)))
+    await backend.started.wait()
+    late = asyncio.create_task(embed_with_deadline(batcher, images(2, 3), 0.05))
+    patient = asyncio.create_task(embed_with_deadline(batcher, images(4), 30))
+    await asyncio.sleep(0.1)  # the late caller's deadline passes while batch [1] runs
+    backend.release.set()
+    assert_rows_for(await running, 1)
+    assert_rows_for(await patient, 4)
+    with pytest.raises(DeadlineExpired, match=r"deadline passed after .* s waiting for a batch"):
+        await late
+    assert backend.batches == [[1], [4]]  # the model never saw images 2 and 3
+
+
+async def test_an_expired_caller_larger_than_a_batch_leaves_none_of_its_chunks_queued() -> None:
+    backend = ScriptedBackend(hold=True)
+    batcher = MicroBatchingBackend(backend, max_batch_images=2, max_wait_ms=0)
+    running = asyncio.create_task(batcher.embed(images(1)))
+    await backend.started.wait()
+    late = asyncio.create_task(embed_with_deadline(batcher, images(*range(10, 17)), 0.05))
+    await asyncio.sleep(0.1)
+    backend.release.set()
+    assert_rows_for(await running, 1)
+    with pytest.raises(DeadlineExpired):
+        await late
+    assert_rows_for(await batcher.embed(images(5)), 5)  # an empty queue: the next caller goes at once
+    assert backend.batches == [[1], [5]]
 
 
 async def test_a_caller_cancelled_while_its_batch_runs_does_not_break_the_batch() -> None:
