@@ -35,6 +35,9 @@ def main() -> int:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=5,
+            # Which X-Forwarded-For to believe is TRUSTED_PROXIES' decision (services/gateway/clients.py);
+            # uvicorn's own handling would take it from any loopback peer.
+            proxy_headers=False,
         )
     )
     server.run()

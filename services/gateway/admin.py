@@ -6,6 +6,10 @@ within that key's rate limit. Without a key or with a wrong one: 401. When no ke
 `admin_disabled` (a configuration state, not a transient outage, so not 503). Read-only artist routes
 (GET /v1/artists...) need no key. docs/admin.md shows how to make keys and call every route.
 
+A client (its address, services/gateway/clients.py) that presents wrong keys too often is answered 429 with
+Retry-After, before its key is even looked at, until it may try again; the moment it is throttled is
+logged. A key is never counted against the client that presents it correctly.
+
 The key is checked from the request's headers before any of its body is read (AdminAuthMiddleware, a pure
 ASGI middleware in front of the routes whose dependencies include the admin check): an anonymous client
 cannot make the gateway receive and spool a large upload. The route's own dependency then reuses that
@@ -13,6 +17,13 @@ decision, so a request takes one token of its key's rate limit, not two.
 
 Settings (environment):
   ADMIN_API_KEYS              comma-separated `name:sha256hex` (see services/gateway/api_keys.py)
+  ALLOW_DEV_ADMIN_KEY         accept the published development key's entry (default false: refused at start)
+  ADMIN_AUTH_MAX_FAILURES     wrong keys a client may present in quick succession before it has to wait
+                              (default 10; 0: no limit)
+  ADMIN_AUTH_FAILURE_WINDOW_S the window of those failures, seconds (default 60): afterwards one more
+                              attempt every WINDOW / MAX_FAILURES seconds
+  TRUSTED_PROXIES             proxies whose X-Forwarded-For names the client (services/gateway/clients.py)
+  RATE_LIMIT_MAX_CLIENTS      clients each per-client table remembers at most (default 100000)
   ADMIN_RATE_LIMIT_PER_MIN    sustained requests per minute per key (default 60)
   ADMIN_RATE_LIMIT_BURST      requests a key may make at once before the sustained rate applies (default 20)
   ADMIN_MAX_BATCH_ITEMS       images per POST /v1/artworks/batch (default 32)
@@ -26,6 +37,7 @@ Settings (environment):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +51,14 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from artsearch.config import ConfigError, Env
-from services.gateway.api_keys import ApiKey, ApiKeyRing, parse_api_keys
+from services.gateway.api_keys import ApiKey, ApiKeyRing, parse_api_keys, refuse_dev_key
 from services.gateway.artwork_records import check_catalogue_name
 from services.gateway.body_limit import error_answer, matched_route, remaining_body, send_early_answer
+from services.gateway.clients import IPNetwork, client_of, trusted_proxies_from_env
 from services.gateway.errors import ApiError
-from services.gateway.rate_limit import KeyedRateLimiter
+from services.gateway.rate_limit import FailureThrottle, KeyedRateLimiter
+
+log = logging.getLogger(__name__)
 
 API_KEY_HEADER = "x-api-key"
 # Where AdminAuthMiddleware leaves its decision for the route dependency (the request's ASGI state).
@@ -63,6 +78,11 @@ class AdminSettings:
     # A write (upsert, edit, delete, new artists) is not on the query path: a database committing to
     # disk may take longer than the tight read deadlines allow, and a timed-out write may still land.
     write_timeout_s: float = 10.0
+    # Wrong keys one client may present in quick succession (0: any number), and the window they refill in.
+    auth_max_failures: int = 10
+    auth_failure_window_s: float = 60.0
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    max_clients: int = 100_000
 
     @classmethod
     def from_env(cls, env: Env) -> AdminSettings:
@@ -72,8 +92,10 @@ class AdminSettings:
         except ApiError as error:
             raise ConfigError(f"ADMIN_DEFAULT_CATALOGUE: {error.message}") from None
         image_root = env.optional("IMAGE_ROOT")
+        api_keys = parse_api_keys(env.optional("ADMIN_API_KEYS"))
+        refuse_dev_key(api_keys, allowed=env.bool("ALLOW_DEV_ADMIN_KEY", False))
         return cls(
-            api_keys=parse_api_keys(env.optional("ADMIN_API_KEYS")),
+            api_keys=api_keys,
             rate_limit_per_min=env.float("ADMIN_RATE_LIMIT_PER_MIN", 60.0, minimum=0.001),
             rate_limit_burst=env.int("ADMIN_RATE_LIMIT_BURST", 20, minimum=1),
             max_batch_items=env.int("ADMIN_MAX_BATCH_ITEMS", 32, minimum=1),
@@ -81,22 +103,40 @@ class AdminSettings:
             image_root=Path(image_root) if image_root else None,
             max_image_pixels=env.int("MAX_IMAGE_PIXELS", 50_000_000, minimum=64),
             write_timeout_s=env.float("ADMIN_WRITE_TIMEOUT_S", 10.0, minimum=0.01),
+            auth_max_failures=env.int("ADMIN_AUTH_MAX_FAILURES", 10, minimum=0),
+            auth_failure_window_s=env.float("ADMIN_AUTH_FAILURE_WINDOW_S", 60.0, minimum=1.0),
+            trusted_proxies=trusted_proxies_from_env(env),
+            max_clients=env.int("RATE_LIMIT_MAX_CLIENTS", 100_000, minimum=1),
         )
 
 
 class AdminGuard:
-    """Says who is calling (the key's name) or raises ApiError: 403 admin off, 401 no or wrong key, 429
-    over the key's rate limit (with Retry-After in whole seconds)."""
+    """Says who is calling (the key's name) or raises ApiError: 403 admin off, 429 a client that presented
+    too many wrong keys, 401 no or wrong key, 429 over the key's rate limit (Retry-After in whole
+    seconds)."""
 
     def __init__(self, settings: AdminSettings) -> None:
         self._keys = ApiKeyRing(settings.api_keys)
         self._limiter = KeyedRateLimiter(settings.rate_limit_per_min, settings.rate_limit_burst)
+        self.failures = FailureThrottle(
+            settings.auth_max_failures, settings.auth_failure_window_s, settings.max_clients
+        )
+        self.trusted_proxies = settings.trusted_proxies
 
-    def check(self, headers: Headers) -> str:
-        """The owner of the key these request headers present; takes one token of its rate limit."""
+    def check(self, headers: Headers, client: str) -> str:
+        """The owner of the key these request headers present; takes one token of its rate limit. `client`
+        is who sends them (clients.client_of), throttled after too many wrong keys."""
         if not self._keys:
             raise ApiError(
                 403, "admin_disabled", "the admin API is disabled: no ADMIN_API_KEYS are configured"
+            )
+        throttled = self.failures.retry_after(client)
+        if throttled:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many wrong admin keys from this client; retry in {throttled} s",
+                {"Retry-After": str(throttled)},
             )
         presented = _presented_key(headers)
         if presented is None:
@@ -108,6 +148,7 @@ class AdminGuard:
             )
         owner = self._keys.identify(presented)
         if owner is None:
+            self._wrong_key(client)
             raise ApiError(401, "unauthorized", "the API key is not valid", {"WWW-Authenticate": "Bearer"})
         wait = self._limiter.retry_after(owner)
         if wait:
@@ -119,13 +160,21 @@ class AdminGuard:
             )
         return owner
 
+    def _wrong_key(self, client: str) -> None:
+        if self.failures.failed(client):
+            # Once per throttling, not per refused attempt: a guessing client cannot flood the log.
+            log.warning(
+                "admin key guessing: client throttled",
+                extra={"client": client, "retry_after_s": self.failures.retry_after(client)},
+            )
+
     def __call__(self, request: Request) -> str:
         """The route dependency: the owner the middleware already found for this request (one rate-limit
         token per request), else the check itself (an app built without AdminAuthMiddleware)."""
         decided = request.scope.get("state", {}).get(ADMIN_OWNER_STATE)
         if isinstance(decided, _Decision) and decided.guard is self:
             return decided.owner
-        return self.check(request.headers)
+        return self.check(request.headers, client_of(request.scope, self.trusted_proxies))
 
 
 @dataclass(frozen=True)
@@ -155,7 +204,7 @@ class AdminAuthMiddleware:
             return
         headers = Headers(scope=scope)
         try:
-            owner = self._guard.check(headers)
+            owner = self._guard.check(headers, client_of(scope, self._guard.trusted_proxies))
         except ApiError as error:
             scope["route"] = route  # the route label of the metrics
             answer = error_answer(error.status, error.code, error.message, error.headers)

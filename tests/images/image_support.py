@@ -379,7 +379,7 @@ class Stack:
                     publish=(50053, METRICS_PORT), volumes=volumes,
                 ),
             )  # fmt: skip
-        settings = {"ADMIN_API_KEYS": admin_key_entry(DEV_ADMIN_KEY)}
+        settings = {"ADMIN_API_KEYS": admin_key_entry(DEV_ADMIN_KEY), "ALLOW_DEV_ADMIN_KEY": "true"}
         volumes = {}
         if self.options.writable_image_root:
             settings["IMAGE_ROOT"] = "/images"

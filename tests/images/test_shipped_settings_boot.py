@@ -1,7 +1,9 @@
-"""The gateway image boots with every gateway setting the repository ships (both compose files with and
-without the example `.env`, each Kubernetes overlay with the placeholder Secret) and takes the documented
-development admin key. The settings are collected in tests/deploy (deploy_support.shipped_gateway_settings);
-there no downstream service runs, so /healthz answers and the admin routes get past the key check."""
+"""The gateway image boots with every development setting the repository ships (both compose files with and
+without the example `.env`, the Kubernetes dev overlay with the placeholder Secret) and takes the documented
+development admin key; with the prod overlay's settings and the placeholder Secret it refuses that published
+key and exits 2, saying why. The settings are collected in tests/deploy
+(deploy_support.shipped_gateway_settings); there no downstream service runs, so /healthz answers and the
+admin routes get past the key check."""
 
 from __future__ import annotations
 
@@ -30,13 +32,33 @@ pytestmark = [
         "docker-compose.yml + dev.env.example",
         "docker-compose.local.yml + dev.env.example",
         "k8s dev",
-        "k8s prod",
     ],
 )
 def test_gateway_image_boots_with_the_shipped_settings_and_the_dev_key(source: str):
-    environment = shipped_gateway_settings()[source]
-    client = docker_client()
-    container = client.containers.run(
+    container = _run_gateway(shipped_gateway_settings()[source])
+    try:
+        url = _wait_for_healthz(container)
+        unknown = httpx.get(f"{url}/v1/artworks", headers={"X-API-Key": "not-the-key"}, timeout=10)
+        assert unknown.status_code == 401
+        known = httpx.get(f"{url}/v1/artworks", headers={"X-API-Key": DEV_ADMIN_KEY}, timeout=30)
+        # Past the key check; the search service is not there to answer.
+        assert known.status_code == 503, known.text
+    finally:
+        container.remove(force=True)
+
+
+def test_gateway_image_refuses_the_published_key_with_the_prod_settings():
+    container = _run_gateway(shipped_gateway_settings()["k8s prod"])
+    try:
+        assert container.wait(timeout=60)["StatusCode"] == 2
+        logs = container.logs().decode()
+        assert "published development key" in logs and "ALLOW_DEV_ADMIN_KEY" in logs, logs[-2000:]
+    finally:
+        container.remove(force=True)
+
+
+def _run_gateway(environment: dict[str, str]):
+    return docker_client().containers.run(
         tag("gateway"),
         detach=True,
         environment=environment,
@@ -48,15 +70,6 @@ def test_gateway_image_boots_with_the_shipped_settings_and_the_dev_key(source: s
         security_opt=["no-new-privileges:true"],
         labels=LABELS,
     )
-    try:
-        url = _wait_for_healthz(container)
-        unknown = httpx.get(f"{url}/v1/artworks", headers={"X-API-Key": "not-the-key"}, timeout=10)
-        assert unknown.status_code == 401
-        known = httpx.get(f"{url}/v1/artworks", headers={"X-API-Key": DEV_ADMIN_KEY}, timeout=30)
-        # Past the key check; the search service is not there to answer.
-        assert known.status_code == 503, known.text
-    finally:
-        container.remove(force=True)
 
 
 def _wait_for_healthz(container) -> str:

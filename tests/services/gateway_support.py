@@ -4,12 +4,14 @@ over them driven through httpx.ASGITransport. `from gateway_support import ...`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message
 
 from artsearch.config import Env
 from artsearch.grpc_client import open_channel
@@ -83,3 +85,51 @@ async def encoder_model_version(addresses: Mapping[str, str]) -> str:
         )
     assert info.version
     return info.version
+
+
+class EndlessUpload:
+    """An ASGI receive callable with an endless chunked body, from a client that hangs up once it has an
+    answer; counts the bytes the app took before answering."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+        self.answered = False
+
+    async def __call__(self) -> Message:
+        if self.answered:
+            return {"type": "http.disconnect"}
+        self.taken += 1 << 20
+        return {"type": "http.request", "body": b"\0" * (1 << 20), "more_body": True}
+
+
+async def call_asgi(
+    app: ASGIApp,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    receive: EndlessUpload,
+    client: tuple[str, int] = ("127.0.0.1", 1),
+) -> Message:
+    """Sends one request straight to the app from `client`; the answer's start message, with its body."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": client,
+        "server": ("gateway", 80),
+    }
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        receive.answered = True
+        sent.append(message)
+
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    return {**sent[0], "body": b"".join(m.get("body", b"") for m in sent[1:])}

@@ -16,9 +16,8 @@ import httpx
 import numpy as np
 import pytest
 import pytest_asyncio
-from gateway_support import gateway_client, in_process_services
+from gateway_support import EndlessUpload, call_asgi, gateway_client, in_process_services
 from PIL import Image, ImageDraw
-from starlette.types import ASGIApp, Message
 from uvicorn_server import served
 
 from artsearch.config import Env
@@ -76,8 +75,14 @@ def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def client(addresses, image_root) -> AsyncIterator[httpx.AsyncClient]:
     keys = f"{key_entry('curator', KEY)},{key_entry('second', OTHER_KEY)}"
+    # Wrong keys are not throttled here: several tests present them through this one shared client
+    # (test_gateway_admin_hardening.py tests the throttle).
     async with gateway(
-        addresses, ADMIN_API_KEYS=keys, ADMIN_RATE_LIMIT_BURST="1000", IMAGE_ROOT=str(image_root)
+        addresses,
+        ADMIN_API_KEYS=keys,
+        ADMIN_RATE_LIMIT_BURST="1000",
+        IMAGE_ROOT=str(image_root),
+        ADMIN_AUTH_MAX_FAILURES="0",
     ) as http:
         yield http
 
@@ -176,49 +181,6 @@ async def test_each_key_is_rate_limited_with_retry_after(addresses):
 
 
 # ---- keys are checked from the headers, before any body byte is read -----------------------------------
-
-
-class EndlessUpload:
-    """An ASGI receive callable with an endless chunked body, from a client that hangs up once it has an
-    answer; counts the bytes the app took before answering."""
-
-    def __init__(self) -> None:
-        self.taken = 0
-        self.answered = False
-
-    async def __call__(self) -> Message:
-        if self.answered:
-            return {"type": "http.disconnect"}
-        self.taken += 1 << 20
-        return {"type": "http.request", "body": b"\0" * (1 << 20), "more_body": True}
-
-
-async def call_asgi(
-    app: ASGIApp, method: str, path: str, headers: dict[str, str], receive: EndlessUpload
-) -> Message:
-    """Sends one request straight to the app; the answer's start message, with its body."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 1),
-        "server": ("gateway", 80),
-    }
-    sent: list[Message] = []
-
-    async def send(message: Message) -> None:
-        receive.answered = True
-        sent.append(message)
-
-    await asyncio.wait_for(app(scope, receive, send), 10)
-    return {**sent[0], "body": b"".join(m.get("body", b"") for m in sent[1:])}
 
 
 ENDLESS = {"Transfer-Encoding": "chunked", "Content-Type": "multipart/form-data; boundary=b"}

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import io
+import secrets
 import subprocess
 import sys
 
 import pytest
 
-from artsearch.config import ConfigError
-from services.gateway.api_keys import ApiKeyRing, config_entry, hash_key, main, new_key, parse_api_keys
+from artsearch.config import ConfigError, Env
+from services.gateway.admin import AdminSettings
+from services.gateway.api_keys import (
+    DEV_ADMIN_KEY,
+    ApiKeyRing,
+    config_entry,
+    hash_key,
+    key_weakness,
+    main,
+    new_key,
+    parse_api_keys,
+    refuse_dev_key,
+)
 
 
 def entry(name: str, key: str) -> str:
@@ -88,8 +100,60 @@ def test_the_command_prints_a_key_and_an_entry_that_accepts_it(repo_root):
 
 
 def test_the_hash_command_reads_the_key_from_stdin(monkeypatch, capsys):
-    monkeypatch.setattr(sys, "stdin", io.StringIO("my-existing-key\n"))
+    existing = "Zq3vN8kT1xWb6Lr0Ys5Hc2Jm9Pd4Fg7A"  # 32 characters, no pattern
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{existing}\n"))
     assert main(["hash", "ci"]) == 0
-    assert capsys.readouterr().out.strip() == f"ADMIN_API_KEYS entry: {entry('ci', 'my-existing-key')}"
+    assert capsys.readouterr().out.strip() == f"ADMIN_API_KEYS entry: {entry('ci', existing)}"
     assert main(["rotate", "ci"]) == 2
     assert main(["new", "bad name"]) == 2
+
+
+# --- weak keys ----------------------------------------------------------------------------------------------
+
+DEV_ENTRY = "dev:29b401073038b82dd8106b36b0e4105cb0fcf084a083efccb6f525c8973bd2d2"
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        (DEV_ADMIN_KEY, "23 characters"),
+        ("short-but-random-9f3K", "21 characters"),
+        ("a" * 64, "a shorter string repeated"),
+        ("ab" * 20, "a shorter string repeated"),
+        ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbbbbbc", "too few distinct characters"),
+        ("0101010101010101010101010101010123", "too few distinct characters"),
+        ("passwordpasswordpasswordpassword", "a shorter string repeated"),
+    ],
+)
+def test_the_hash_command_refuses_weak_keys(monkeypatch, capsys, key: str, why: str):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{key}\n"))
+    assert main(["hash", "ops"]) == 2
+    output = capsys.readouterr()
+    assert output.out == "", "no entry may be printed for a refused key"
+    assert "too weak" in output.err and why in output.err
+
+
+def test_keys_from_the_usual_generators_are_strong_enough():
+    for _ in range(200):
+        assert key_weakness(new_key()) is None
+        assert key_weakness(secrets.token_hex(16)) is None  # openssl rand -hex 16: 128 bits
+        assert key_weakness(secrets.token_hex(32)) is None  # the deployment docs' recipe
+
+
+def test_the_published_development_key_is_refused_unless_allowed():
+    assert parse_api_keys(DEV_ENTRY)[0].sha256 == hash_key(DEV_ADMIN_KEY)
+    with pytest.raises(ConfigError, match=r"development key .*ALLOW_DEV_ADMIN_KEY=true"):
+        refuse_dev_key(parse_api_keys(f"{entry('ops', new_key())},{DEV_ENTRY}"), allowed=False)
+    refuse_dev_key(parse_api_keys(DEV_ENTRY), allowed=True)
+    refuse_dev_key(parse_api_keys(entry("ops", new_key())), allowed=False)
+
+
+def test_the_gateway_settings_refuse_the_development_key_unless_allowed():
+    with pytest.raises(ConfigError, match="'dev' is the published development key"):
+        AdminSettings.from_env(Env({"ADMIN_API_KEYS": DEV_ENTRY}))
+    with pytest.raises(ConfigError, match="'dev' is the published development key"):
+        AdminSettings.from_env(Env({"ADMIN_API_KEYS": DEV_ENTRY, "ALLOW_DEV_ADMIN_KEY": "false"}))
+    allowed = AdminSettings.from_env(Env({"ADMIN_API_KEYS": DEV_ENTRY, "ALLOW_DEV_ADMIN_KEY": "true"}))
+    assert ApiKeyRing(allowed.api_keys).identify(DEV_ADMIN_KEY) == "dev"
+    with pytest.raises(ConfigError, match="ALLOW_DEV_ADMIN_KEY"):
+        AdminSettings.from_env(Env({"ADMIN_API_KEYS": DEV_ENTRY, "ALLOW_DEV_ADMIN_KEY": "perhaps"}))
