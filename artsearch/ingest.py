@@ -11,6 +11,7 @@ and a re-run resumes where this one stopped.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +29,7 @@ from artsearch.v1 import common_pb2, search_pb2
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "IMAGE_SHA256_KEY",
     "IngestOptions",
     "IngestReport",
     "IngestRun",
@@ -39,6 +41,10 @@ __all__ = [
 
 # Below the gRPC message limit (64 MiB) with room for the rest of the request.
 DEFAULT_MAX_IMAGE_BYTES = 48 * 1024 * 1024
+# The `extra` key ingest stores the SHA-256 of an artwork's image bytes under. The stored record then
+# says which picture its vector was made from, so any later run (another machine, no state file) can
+# tell a changed image from an unchanged one; a metadata column of this name is overwritten.
+IMAGE_SHA256_KEY = "image_sha256"
 
 
 @dataclass(frozen=True)
@@ -78,8 +84,27 @@ def artwork_record(catalogue: Catalogue, entry: CatalogueEntry) -> common_pb2.Ar
         year=entry.year or 0,
         image_uri=entry.filename,
         catalogue=catalogue.name,
-        extra=entry.extra,
+        # The image hash is ingest's to write (`with_image_hash`), never the catalogue's.
+        extra={key: value for key, value in entry.extra.items() if key != IMAGE_SHA256_KEY},
     )
+
+
+def without_image_hash(artwork: common_pb2.Artwork) -> common_pb2.Artwork:
+    """The record's metadata alone: what the catalogue says, to compare with what is stored."""
+    if IMAGE_SHA256_KEY not in artwork.extra:
+        return artwork
+    metadata = common_pb2.Artwork()
+    metadata.CopyFrom(artwork)
+    del metadata.extra[IMAGE_SHA256_KEY]
+    return metadata
+
+
+def with_image_hash(artwork: common_pb2.Artwork, image_sha256: str) -> common_pb2.Artwork:
+    """The record to store: the metadata and the hash of the image its vector is made from."""
+    record = common_pb2.Artwork()
+    record.CopyFrom(artwork)
+    record.extra[IMAGE_SHA256_KEY] = image_sha256
+    return record
 
 
 @dataclass(eq=False)  # compared by identity
@@ -89,6 +114,7 @@ class _Item:
     stored: common_pb2.Artwork | None = None
     data: bytes | None = None
     fingerprint: str = ""
+    image_sha256: str = ""  # of `data`, once read or downloaded
 
     @property
     def record(self) -> bytes:
@@ -234,12 +260,21 @@ class IngestRun:
         await self._add_artists(services, unchanged + written)
 
     def _is_unchanged(self, item: _Item) -> bool:
-        """Stored with the same record and, when the state file knows the artwork, the same fingerprint
-        (for a file: record and image bytes)."""
-        if self.options.reencode or item.stored is None or item.stored != item.artwork:
+        """Stored with the same metadata and made from the same image bytes: the hash stored with the
+        record says so, whether or not a state file exists. A URL not downloaded (no bytes to hash) is
+        judged by its record (URL included) and the state file's fingerprint when there is one."""
+        if self.options.reencode or item.stored is None:
+            return False
+        if without_image_hash(item.stored) != item.artwork:
             return False
         recorded = self.state.fingerprint_of(item.entry.id) if self.state is not None else None
-        return recorded is None or recorded == item.fingerprint
+        if item.data is None:
+            return recorded is None or recorded == item.fingerprint
+        stored_hash = item.stored.extra.get(IMAGE_SHA256_KEY)
+        if stored_hash:
+            return stored_hash == item.image_sha256
+        # Stored by an ingest that kept no image hash: only the state file can vouch for the image.
+        return recorded == item.fingerprint
 
     def _read_files(self, items: Sequence[_Item]) -> None:
         for item in items:
@@ -255,6 +290,7 @@ class IngestRun:
                 self.report.reject(item.entry.id, f"cannot read {item.entry.filename}: {error.strerror}")
                 continue
             item.fingerprint = fingerprint(item.record, item.data)
+            item.image_sha256 = hashlib.sha256(item.data).hexdigest()
 
     async def _download(self, item: _Item) -> None:
         assert self._downloader is not None
@@ -263,6 +299,7 @@ class IngestRun:
         except DownloadRejected as rejection:
             self.report.reject(item.entry.id, f"{item.entry.filename}: {rejection.reason}")
             return
+        item.image_sha256 = hashlib.sha256(item.data).hexdigest()
 
     async def _encode_and_store(self, services: IngestServices, items: list[_Item]) -> list[_Item]:
         if not items:
@@ -277,7 +314,8 @@ class IngestRun:
                 self.report.reject(item.entry.id, f"{_short(item.entry.filename)}: {result.reason}")
                 continue
             ready.append(item)
-            records.append(search_pb2.IndexedArtwork(artwork=item.artwork, embedding=result.embedding))
+            record = with_image_hash(item.artwork, item.image_sha256)
+            records.append(search_pb2.IndexedArtwork(artwork=record, embedding=result.embedding))
         await services.upsert(records)
         for item in ready:
             if item.stored is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import json
 import re
 import shutil
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import grpc
 import httpx
+import numpy as np
 import pytest
 
 from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
@@ -219,6 +221,68 @@ def test_a_changed_image_is_encoded_again(stack: ServiceStack, catalogue_dir: Pa
     forced = ingest(stack, tmp_path, str(copy), "--collection", "changes", "--reencode", name="three").report
     assert (forced["updated"], forced["skipped"], forced["encoded"]) == (PAINTINGS, 0, PAINTINGS + 1)
     assert count(stack, "changes") == PAINTINGS
+
+
+def stored_items(
+    stack: ServiceStack, collection: str, ids: list[str]
+) -> dict[str, search_pb2.IndexedArtwork]:
+    with grpc.insecure_channel(stack.settings.address("search")) as channel:
+        reply = search_pb2_grpc.SearchServiceStub(channel).Get(
+            search_pb2.GetRequest(collection=collection, ids=ids, with_embeddings=True), timeout=30
+        )
+    return {item.artwork.id: item for item in reply.items}
+
+
+def test_without_a_state_file_a_changed_image_is_encoded_again(
+    stack: ServiceStack, catalogue_dir: Path, tmp_path: Path
+):
+    """A new machine (or --no-state) has only what the search service stores to go by: the hash of the
+    image stored with each record tells a changed picture under an unchanged record."""
+    copy = tmp_path / CATALOGUE
+    shutil.copytree(catalogue_dir, copy)
+    args = (str(copy), "--collection", "stateless", "--no-state")
+    first = ingest(stack, tmp_path, *args, name="one").report
+    assert first["added"] == PAINTINGS and first["state_file"] == ""
+    rows = list(csv.DictReader((copy / "metadata.csv").open(encoding="utf-8")))
+    changed, other = rows[0], rows[1]
+    before = stored_items(stack, "stateless", [changed["id"], other["id"]])
+    original = (copy / changed["filename"]).read_bytes()
+    picture = (copy / other["filename"]).read_bytes()
+
+    (copy / changed["filename"]).write_bytes(picture)  # same file name and metadata, another picture
+    again = ingest(stack, tmp_path, *args, name="two").report
+    assert (again["updated"], again["skipped"], again["encoded"]) == (1, PAINTINGS - 1, 2)
+    after = stored_items(stack, "stateless", [changed["id"]])[changed["id"]]
+    assert before[changed["id"]].artwork.extra["image_sha256"] == hashlib.sha256(original).hexdigest()
+    assert after.artwork.extra["image_sha256"] == hashlib.sha256(picture).hexdigest()
+    # The stored vector is now the other picture's, not the stale one.
+    np.testing.assert_allclose(after.embedding.values, before[other["id"]].embedding.values, atol=1e-5)
+    assert not np.allclose(after.embedding.values, before[changed["id"]].embedding.values, atol=1e-3)
+
+    settled = ingest(stack, tmp_path, *args, name="three").report
+    assert (settled["updated"], settled["skipped"], settled["encoded"]) == (0, PAINTINGS, 1)
+    assert count(stack, "stateless") == PAINTINGS
+
+
+def test_a_record_stored_without_an_image_hash_is_trusted_only_with_the_state_file(
+    stack: ServiceStack, catalogue_dir: Path, tmp_path: Path
+):
+    """Artworks stored before ingest kept image hashes: the state file's fingerprint (record + bytes) still
+    vouches for them; without it the image cannot be vouched for, so it is encoded once more."""
+    assert ingest(stack, tmp_path, str(catalogue_dir), "--collection", "legacy").report["added"] == PAINTINGS
+    legacy_id = next(csv.DictReader((catalogue_dir / "metadata.csv").open(encoding="utf-8")))["id"]
+    with grpc.insecure_channel(stack.settings.address("search")) as channel:
+        search_pb2_grpc.SearchServiceStub(channel).UpdateArtwork(
+            search_pb2.UpdateArtworkRequest(collection="legacy", id=legacy_id, remove_extra=["image_sha256"]),
+            timeout=30,
+        )
+    with_state = ingest(stack, tmp_path, str(catalogue_dir), "--collection", "legacy", name="state").report
+    assert (with_state["skipped"], with_state["encoded"]) == (PAINTINGS, 1)
+    stateless = ingest(
+        stack, tmp_path, str(catalogue_dir), "--collection", "legacy", "--no-state", name="nostate"
+    ).report
+    assert (stateless["updated"], stateless["skipped"], stateless["encoded"]) == (1, PAINTINGS - 1, 2)
+    assert stored_items(stack, "legacy", [legacy_id])[legacy_id].artwork.extra["image_sha256"]
 
 
 class _CountingHandler(SimpleHTTPRequestHandler):
