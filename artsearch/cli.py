@@ -6,14 +6,18 @@ import argparse
 import asyncio
 import io
 import os
-import shutil
 import signal
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from artsearch.config import DEFAULT_PORTS
+
+if TYPE_CHECKING:
+    from artsearch.catalogue.folder import Catalogue
+    from artsearch.launcher import ServiceStack, StackSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "models/efficientnet-lite0/model.onnx"
@@ -75,27 +79,42 @@ def demo_ports(environ: Mapping[str, str]) -> dict[str, int]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import httpx
-
     from artsearch.catalogue.folder import load_catalogue
-    from artsearch.ingest import IngestTargets, ingest_catalogue
-    from artsearch.launcher import ServiceStack, StackSettings
+    from artsearch.launcher import DemoStateDir, ServiceStack, StackSettings, StateDirRefused, taken_ports
 
-    ports = demo_ports(os.environ)
-    state_dir = Path(args.state_dir).resolve()
-    # The demo re-ingests its small catalogue every run: start from empty storage so that vectors of an
-    # older model (another descriptor dimension) never meet the current one.
-    shutil.rmtree(state_dir, ignore_errors=True)
     catalogue = load_catalogue(Path(args.catalogue))
-    pictures = Path(__file__).resolve().parents[1] / "docs" / "img"
+    pictures = REPO_ROOT / "docs" / "img"
     settings = StackSettings(
         model_path=Path(args.model).resolve(),
-        state_dir=state_dir,
-        ports=ports,
+        state_dir=Path(args.state_dir).resolve(),
+        ports=demo_ports(os.environ),
         image_root=catalogue.root.resolve().parent,
         evaluation_dir=pictures if pictures.is_dir() else None,
     )
-    stack = ServiceStack(settings)
+    # Before the state folder is touched: a second demo must leave the first one's data alone.
+    taken = taken_ports(settings)
+    if taken:
+        print(f"artsearch demo: cannot start: {'; '.join(taken)}.\n{PORTS_HINT}", file=sys.stderr)
+        return 2
+    state = DemoStateDir(settings.state_dir)
+    try:
+        state.claim()
+    except StateDirRefused as refused:
+        print(f"artsearch demo: {refused}", file=sys.stderr)
+        return 2
+    try:
+        return _run_demo(ServiceStack(settings), catalogue)
+    finally:
+        state.release()
+
+
+PORTS_HINT = (
+    "Is another `make demo` running? Stop it (Ctrl-C), or give this one other ports: ARTSEARCH_PORT, "
+    "ENCODER_PORT, SEARCH_PORT, INFLUENCE_PORT."
+)
+
+
+def _run_demo(stack: ServiceStack, catalogue: Catalogue) -> int:
     # Progress must show as it happens also when the output is a pipe (`make demo | tee demo.log`).
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     signal.signal(signal.SIGTERM, _interrupt)
@@ -105,28 +124,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"starting encoder, search, influence and gateway (logs in {stack.log_dir}) ...")
         stack.wait_ready()
         print(f"all services ready in {time.perf_counter() - started:.1f} s")
-        targets = IngestTargets(
-            settings.address("encoder"), settings.address("search"), settings.address("influence")
-        )
-        print(asyncio.run(ingest_catalogue(catalogue, targets)).summary())
-        sample = next((e for e in catalogue.entries if "gogh" in e.artist.lower()), catalogue.entries[0])
-        print(f"\nsample query: a 60 % crop of “{sample.title}” by {sample.artist}")
-        query = sample_query_image(catalogue.root / sample.filename)
-        reply = httpx.post(
-            f"{settings.gateway_url}/v1/search", params={"k": 10}, files={"image": query}, timeout=60
-        )
-        reply.raise_for_status()
-        print(format_results(reply.json()))
-        print(f"\ngateway serving on {settings.gateway_url}  (web UI at /, API docs at /docs) — Ctrl-C stops")
-        while all(process.poll() is None for process in stack.processes.values()):
-            time.sleep(0.5)
-        print("a service exited:\n" + "\n".join(stack.log_tail(name, 5) for name in stack.processes))
-        return 1
+        _ingest_and_query(stack.settings, catalogue)
+        url = stack.settings.gateway_url
+        print(f"\ngateway serving on {url}  (web UI at /, API docs at /docs) — Ctrl-C stops")
+        _supervise(stack)
     except KeyboardInterrupt:
         return 0
     finally:
         print("stopping services ...")
         stack.stop()
+
+
+def _ingest_and_query(settings: StackSettings, catalogue: Catalogue) -> None:
+    import httpx
+
+    from artsearch.ingest import IngestTargets, ingest_catalogue
+
+    targets = IngestTargets(
+        settings.address("encoder"), settings.address("search"), settings.address("influence")
+    )
+    print(asyncio.run(ingest_catalogue(catalogue, targets)).summary())
+    sample = next((e for e in catalogue.entries if "gogh" in e.artist.lower()), catalogue.entries[0])
+    print(f"\nsample query: a 60 % crop of “{sample.title}” by {sample.artist}")
+    query = sample_query_image(catalogue.root / sample.filename)
+    reply = httpx.post(
+        f"{settings.gateway_url}/v1/search", params={"k": 10}, files={"image": query}, timeout=60
+    )
+    reply.raise_for_status()
+    print(format_results(reply.json()))
+
+
+def _supervise(stack: ServiceStack) -> NoReturn:
+    """Until Ctrl-C: a service that exits is started again, with backoff (the gateway meanwhile answers
+    degraded or 503), so one crash does not end the demo."""
+    from artsearch.launcher import Supervisor
+
+    supervisor = Supervisor(stack, notify=_say)
+    while True:
+        supervisor.poll()
+        time.sleep(0.25)
+
+
+def _say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}")
 
 
 def _interrupt(*_: object) -> None:
