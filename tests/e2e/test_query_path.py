@@ -138,7 +138,8 @@ def test_influence_down_serves_visual_results_then_recovers(
         assert answer["degraded"] == ["influence"]
         assert answer["results"], "visual results are still served"
         assert [r["score"] for r in answer["results"]] == [r["scores"]["visual"] for r in answer["results"]]
-        assert gateway.get("/readyz").status_code == 503
+        ready = gateway.get("/readyz")  # still ready: influence is optional, its outage listed
+        assert (ready.status_code, ready.json()["degraded"]) == (200, ["influence"])
     finally:
         stack.start_service("influence")
     stack.wait_ready(timeout=60)
