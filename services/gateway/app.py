@@ -33,6 +33,7 @@ from services.gateway.errors import (
 )
 from services.gateway.evaluation_pictures import install_evaluation_picture_routes
 from services.gateway.media import install_media_routes
+from services.gateway.public_limits import PublicLimitMiddleware
 from services.gateway.request_context import RequestContextMiddleware
 from services.gateway.search_api import install_search_routes
 from services.gateway.telemetry import (
@@ -90,6 +91,8 @@ def create_app(config: GatewayConfig) -> FastAPI:
         default_limit=upload_limit,
         route_limits={("POST", BATCH_ROUTE): config.admin.max_batch_items * upload_limit},
     )
+    # Outside the body limit: a shed request is answered before its body is counted or read.
+    app.add_middleware(PublicLimitMiddleware, settings=config.public_limits, routes=app.routes)
     # Added last, so it wraps the middlewares above (a middleware added later runs first): their early
     # answers get a request id, a log line and metrics too.
     app.add_middleware(RequestContextMiddleware)
@@ -117,8 +120,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         if status == 400:
             return error_response(400, "invalid_image", error.details)
         headers = {"Retry-After": RETRY_AFTER_S} if status in RETRY_STATUSES else None
-        message = f"the {error.service} service is unavailable, retry shortly"
         log.warning("downstream failure", extra={"service": error.service, "status": error.status.name})
+        if status == 429:  # the service sheds load (the encoder's queues are full): back off, then retry
+            message = f"the {error.service} service is busy, retry in {RETRY_AFTER_S} s"
+            return error_response(429, f"{error.service}_busy", message, headers)
+        message = f"the {error.service} service is unavailable, retry shortly"
         return error_response(status, f"{error.service}_unavailable", message, headers)
 
     @app.exception_handler(ApiError)

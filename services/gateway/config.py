@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from artsearch.config import DEFAULT_PORTS, ConfigError, Env
@@ -11,6 +11,7 @@ from services.gateway.clusters import ClusterSettings
 from services.gateway.evaluation_pictures import EvaluationPictureSettings
 from services.gateway.image_fetch import FetchSettings
 from services.gateway.media import MediaSettings
+from services.gateway.public_limits import PublicLimitSettings
 from services.gateway.telemetry import TelemetrySettings
 
 
@@ -46,6 +47,8 @@ class GatewayConfig:
     # Seconds the search service's alias list is kept: an image query made by model V searches the model
     # alias `<collection>__V` when it exists (artsearch/model_aliases.py), else `collection`.
     model_alias_ttl_s: float = 5.0
+    # Per-client concurrency and rate limits on the public image routes (services/gateway/public_limits.py).
+    public_limits: PublicLimitSettings = field(default_factory=PublicLimitSettings)
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> GatewayConfig:
@@ -75,6 +78,7 @@ class GatewayConfig:
             clusters=ClusterSettings.from_env(env),
             evaluation_pictures=EvaluationPictureSettings.from_env(env),
             model_alias_ttl_s=env.float("MODEL_ALIAS_TTL_S", 5.0, minimum=0.0),
+            public_limits=PublicLimitSettings.from_env(env),
         )
 
 

@@ -139,10 +139,11 @@ class ClientTable(Generic[S]):
 @dataclass(frozen=True)
 class Verdict:
     """Whether a request may go ahead: `retry_after` 0 when it may, else whole seconds; `reason` says why
-    not."""
+    not, for people, and `kind` for metrics (`concurrency`, `rate`, `clients`)."""
 
     retry_after: int = 0
     reason: str = ""
+    kind: str = ""
 
     def __bool__(self) -> bool:
         return self.retry_after == 0
@@ -196,12 +197,13 @@ class ClientLimiter:
         with self._lock:
             state = self._clients.get(client)
             if state is None:
-                return Verdict(1, "the gateway is tracking too many clients with requests in flight")
+                return Verdict(1, "the gateway is serving too many clients at once", "clients")
             if self._max_concurrent and state.in_flight >= self._max_concurrent:
-                return Verdict(1, f"more than {self._max_concurrent} requests at once from this client")
+                reason = f"more than {self._max_concurrent} requests at once from this client"
+                return Verdict(1, reason, "concurrency")
             wait = state.bucket.take() if state.bucket is not None else 0.0
             if wait:
-                return Verdict(whole_seconds(wait), "too many requests from this client")
+                return Verdict(whole_seconds(wait), "too many requests from this client", "rate")
             state.in_flight += 1
             return Verdict()
 

@@ -213,7 +213,8 @@ _IMAGE_ROUTE_ERRORS = error_responses(
         400: "Bad image (empty, unreadable) or an image URL that is refused or cannot be fetched",
         413: "Request body or image too large (bytes or pixels)",
         415: "Not multipart/form-data nor JSON, or not an image in an accepted format",
-        429: "The encoder is busy: retry after Retry-After seconds",
+        429: "This client is over its rate or concurrency limit (rate_limited), or the encoder is busy "
+        "(encoder_busy): retry after Retry-After seconds",
     },
 )
 _STORED_ROUTE_ERRORS = error_responses(404, 422, 503, notes={404: "Unknown artwork"})
