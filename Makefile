@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 MODEL  := models/efficientnet-lite0/model.onnx
 GCOMPRIS := data/catalogues/gcompris/metadata.csv
 
-.PHONY: help venv protos model catalogue demo test test-fast lint format clean bench eval loadtest triton-server triton-repo browser eval-retrieval retrain eval-retrain k8s-validate docker-engine images compose-demo test-docker-engine
+.PHONY: help venv protos model catalogue demo test test-fast lint format clean bench eval loadtest triton-server triton-repo browser eval-retrieval retrain eval-retrain k8s-validate docker-engine images compose-demo test-docker-engine test-repeat
 
 help:
 	@echo "make demo | make test | make model | make catalogue | make images | make compose-demo | make lint | make clean"
@@ -109,6 +109,20 @@ k8s-validate: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
+
+# A test that failed once and passed on a rerun is a bug: this reruns the slow suites N times and stops at the
+# first run that fails, naming it, e.g. `make test-repeat N=10 SUITES=tests/integration PYTEST_ARGS="-k triton"`.
+N ?= 5
+SUITES ?= tests/e2e tests/integration tests/services
+PYTEST_ARGS ?= -x
+test-repeat: $(STAMP) $(MODEL) $(GCOMPRIS) $(TRITON)
+	@for run in $$(seq 1 $(N)); do \
+	  echo "== test-repeat: run $$run of $(N): pytest -m slow $(PYTEST_ARGS) $(SUITES)"; \
+	  if ! $(BIN)/pytest -q -m slow $(PYTEST_ARGS) $(SUITES); then \
+	    echo "== test-repeat: run $$run of $(N) FAILED (runs 1 to $$((run - 1)) passed)"; exit 1; \
+	  fi; \
+	done; \
+	echo "== test-repeat: all $(N) runs passed"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
