@@ -3,6 +3,7 @@
 No `from __future__ import annotations` here: FastAPI reads the route signatures at run time, and their
 Query bounds refer to the configuration in scope."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +21,7 @@ from artsearch.artists import default_artist_index
 from artsearch.telemetry import shutdown_tracing
 from services.gateway.admin import install_admin_routes
 from services.gateway.body_limit import BodyLimitMiddleware, upload_body_limit
-from services.gateway.catalogue_admin import BATCH_ROUTE
+from services.gateway.catalogue_admin import BATCH_ROUTE, sweep_stale_uploads
 from services.gateway.clusters import install_cluster_routes
 from services.gateway.config import GatewayConfig
 from services.gateway.downstream import REQUIRED_SERVICES, Downstream, DownstreamError
@@ -67,7 +68,10 @@ def create_app(config: GatewayConfig) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         default_artist_index()  # fail at start-up, not on the first request, if the artist table is missing
         app.state.downstream = Downstream(config)
+        # In the background: a large IMAGE_ROOT must not hold back readiness.
+        app.state.upload_sweep = asyncio.create_task(sweep_stale_uploads(config.admin.image_root))
         yield
+        app.state.upload_sweep.cancel()
         await app.state.downstream.close()
         shutdown_tracing()
 

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -171,8 +172,13 @@ def artwork_json(artwork: common_pb2.Artwork) -> dict[str, object]:
 # ---- image files ------------------------------------------------------------------------------------
 
 
-def image_file_name(artwork_id: str, image_format: str) -> str:
-    return f"{artwork_id}.{FILE_EXTENSIONS.get(image_format, 'img')}"
+def image_file_name(artwork_id: str, image_format: str, content: bytes | None = None) -> str:
+    """`<id>.<ext>`, or with `content` `<id>.<first 12 hex digits of its SHA-256>.<ext>`: the name of an
+    image that must not take the place of the file its artwork's stored record still shows."""
+    extension = FILE_EXTENSIONS.get(image_format, "img")
+    if content is None:
+        return f"{artwork_id}.{extension}"
+    return f"{artwork_id}.{hashlib.sha256(content).hexdigest()[:12]}.{extension}"
 
 
 def _inside(root: Path, catalogue: str, file_name: str) -> Path:
@@ -184,21 +190,59 @@ def _inside(root: Path, catalogue: str, file_name: str) -> Path:
     return path
 
 
-def stage_image(root: Path, catalogue: str, file_name: str, data: bytes) -> tuple[Path, Path]:
-    """Writes the image beside its final place under a temporary name; returns (staged, final).
-    `commit_image` moves it into place once the record is stored, `discard` removes it otherwise."""
+UPLOAD_PREFIX, UPLOAD_SUFFIX = ".upload-", ".part"
+# A temporary upload file this old is a crashed write's leftover: no write takes minutes, and the margin
+# keeps a start-up sweep from taking a file another gateway replica sharing IMAGE_ROOT is writing now.
+STALE_UPLOAD_AFTER_S = 300.0
+
+
+def place_image(root: Path, catalogue: str, file_name: str, data: bytes) -> Path:
+    """Writes the image to root/catalogue/file_name durably, before any record points at it: a temporary
+    file beside its place, written and fsync'd, renamed over the place in one step, and the folder fsync'd
+    (the rename itself survives a power cut). After a crash the place holds the whole image, or what it
+    held before; never a part of one. Returns the place."""
     final = _inside(root, catalogue, file_name)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    handle, staged = tempfile.mkstemp(dir=final.parent, prefix=".upload-", suffix=".part")
-    with os.fdopen(handle, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    return Path(staged), final
+    _make_folder(final.parent)
+    handle, temporary = tempfile.mkstemp(dir=final.parent, prefix=UPLOAD_PREFIX, suffix=UPLOAD_SUFFIX)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, final)
+    except BaseException:
+        discard(Path(temporary))
+        raise
+    fsync_folder(final.parent)
+    return final
 
 
-def commit_image(staged: Path, final: Path) -> None:
-    os.replace(staged, final)
+def _make_folder(folder: Path) -> None:
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        fsync_folder(folder.parent)  # the new catalogue folder's own entry
+
+
+def fsync_folder(folder: Path) -> None:
+    handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def remove_stale_uploads(root: Path, older_than_s: float = STALE_UPLOAD_AFTER_S) -> list[Path]:
+    """Removes the temporary upload files under root/<catalogue>/ older than `older_than_s` (left by a
+    gateway killed while writing); returns them."""
+    removed = []
+    cutoff = time.time() - older_than_s
+    for folder in (entry for entry in root.iterdir() if entry.is_dir()):
+        for leftover in folder.glob(f"{UPLOAD_PREFIX}*{UPLOAD_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
+                    removed.append(leftover)
+    return removed
 
 
 def discard(path: Path) -> None:

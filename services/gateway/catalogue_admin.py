@@ -2,10 +2,15 @@
 
 No `from __future__ import annotations`: FastAPI reads these route signatures at run time.
 
-Order of an addition, so that a failure leaves stored data as it was: check everything (image, metadata,
-id not taken) -> encode -> write the image beside its place under a temporary name -> upsert the record ->
-move the image into place -> add the artist to the influence graph (best effort: a failure there is
-reported as "degraded": ["influence"], the artwork stays stored)."""
+Order of an addition, so that a failure or a crash (the gateway killed at any point) never leaves a record
+without its image: check everything (image, metadata, id not taken) -> encode -> write the image to its
+place durably (artwork_records.place_image: a temporary file, fsync'd, renamed into place, the folder
+fsync'd) -> upsert the record -> remove the image a replaced record showed -> add the artist to the
+influence graph (best effort: a failure there is reported as "degraded": ["influence"], the artwork stays
+stored). A replacement never overwrites the file the stored record still shows (it gets another name,
+image_file_name with its content). When the search service refuses the upsert, the new image is removed;
+when the outcome is unknown (deadline, connection lost: the write may have landed) it is kept. A crash
+leaves at worst an image no record shows, or a temporary file that the next start-up removes (app.py)."""
 
 import asyncio
 import json
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import grpc
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,12 +39,12 @@ from services.gateway.artwork_records import (
     clean_extra,
     clean_text,
     clean_year,
-    commit_image,
     discard,
     image_file_name,
     invalid,
     new_artwork,
-    stage_image,
+    place_image,
+    remove_stale_uploads,
 )
 from services.gateway.downstream import ENCODER, INFLUENCE, SEARCH, DownstreamError
 from services.gateway.errors import ADMIN_STATUSES, ApiError, error_responses
@@ -62,7 +68,8 @@ class Pending:
     image: bytes
     image_format: str
     embedding: common_pb2.Embedding | None = None
-    staged: tuple[Path, Path] | None = None  # (temporary file, final place)
+    placed: Path | None = None  # the image file written for it
+    new_file: bool = False  # `placed` is a file no stored record showed before (removable on a refusal)
 
 
 class ArtworkPatch(BaseModel):
@@ -394,53 +401,99 @@ async def _store(
     """Stores checked, encoded artworks (see the module doc for the order); returns what was degraded."""
     if not pending:
         return []
+    if image_root is not None:
+        await asyncio.to_thread(_place_images, image_root, pending, previous)
+    items = [search_pb2.IndexedArtwork(artwork=p.artwork, embedding=p.embedding) for p in pending]
     try:
-        if image_root is not None:
-            await asyncio.to_thread(_stage_images, image_root, pending)
-        items = [search_pb2.IndexedArtwork(artwork=p.artwork, embedding=p.embedding) for p in pending]
         await services.call(
             SEARCH, "Upsert", search_pb2.UpsertRequest(collection=services.collection, items=items)
         )
-    except BaseException:
-        for p in pending:
-            if p.staged is not None:
-                discard(p.staged[0])
+    except (ApiError, DownstreamError) as error:
+        if not _may_have_landed(error):
+            await asyncio.to_thread(_remove_new_files, pending)
         raise
-    await asyncio.to_thread(_commit_images, image_root, pending, previous)
+    await asyncio.to_thread(_remove_replaced_images, image_root, pending, previous)
     return await _register_artists(services, [p.artwork.artist for p in pending])
 
 
-def _stage_images(image_root: Path, pending: Sequence[Pending]) -> None:
+# A write that failed so may still have been applied (the answer, not the request, was lost).
+_UNKNOWN_OUTCOMES = frozenset(
+    {
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+
+def _may_have_landed(error: ApiError | DownstreamError) -> bool:
+    """False only when the search service refused the upsert (its records are not stored)."""
+    return isinstance(error, DownstreamError) and error.status in _UNKNOWN_OUTCOMES
+
+
+def _place_images(
+    image_root: Path, pending: Sequence[Pending], previous: Mapping[str, common_pb2.Artwork]
+) -> None:
+    """Writes each image to its place (place_image), before its record is stored; on a failure the files
+    this call wrote are removed again and the answer is 503 (nothing is stored)."""
     for p in pending:
+        old = previous.get(p.artwork.id)
+        old_path = added_image_path(image_root, old) if old is not None else None
         name = image_file_name(p.artwork.id, p.image_format)
+        if old_path is not None and old_path.name == name:
+            name = image_file_name(p.artwork.id, p.image_format, p.image)
         try:
-            p.staged = stage_image(image_root, p.artwork.catalogue, name, p.image)
+            p.placed = place_image(image_root, p.artwork.catalogue, name, p.image)
         except OSError as error:
             log.error(
                 "cannot write an added image", extra={"catalogue": p.artwork.catalogue, "error": str(error)}
             )
+            _remove_new_files(pending)
             raise ApiError(
                 503, "image_storage_unavailable", "cannot write the image file; retry later"
             ) from None
+        p.new_file = p.placed != old_path
         p.artwork.image_uri = name
 
 
-def _commit_images(
+def _remove_new_files(pending: Sequence[Pending]) -> None:
+    for p in pending:
+        if p.placed is not None and p.new_file:
+            discard(p.placed)
+
+
+def _remove_replaced_images(
     image_root: Path | None, pending: Sequence[Pending], previous: Mapping[str, common_pb2.Artwork]
 ) -> None:
-    """Moves staged images into place, and removes a replaced artwork's own image when it moved."""
+    """Removes the image a replaced artwork's record showed, once the new record is stored (a crash
+    before leaves a file no record shows: harmless)."""
     for p in pending:
-        if p.staged is None:
-            continue
-        try:
-            commit_image(*p.staged)
-        except OSError as error:
-            log.error("stored an artwork but not its image", extra={"id": p.artwork.id, "error": str(error)})
-            continue
         old = previous.get(p.artwork.id)
         old_path = added_image_path(image_root, old) if old is not None else None
-        if old_path is not None and old_path != p.staged[1]:
+        if old_path is not None and old_path != p.placed:
             discard(old_path)
+
+
+async def sweep_stale_uploads(image_root: Path | None) -> int:
+    """Removes the temporary files of image writes a killed gateway left under IMAGE_ROOT (older than
+    STALE_UPLOAD_AFTER_S: another replica sharing the folder may be writing a younger one); returns how
+    many. Run at start-up, off the event loop; a failure is logged, never fatal."""
+    if image_root is None:
+        return 0
+    try:
+        removed = await asyncio.to_thread(remove_stale_uploads, image_root)
+    except OSError as error:
+        log.warning("cannot sweep stale uploads", extra={"image_root": str(image_root), "error": str(error)})
+        return 0
+    if removed:
+        log.info(
+            "removed stale temporary uploads", extra={"count": len(removed), "image_root": str(image_root)}
+        )
+    return len(removed)
 
 
 async def _register_artists(services: Services, artists: Sequence[str]) -> list[str]:
