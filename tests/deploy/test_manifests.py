@@ -426,3 +426,12 @@ def test_prod_turns_grpc_reflection_off_and_dev_keeps_it():
         docs = render(OVERLAYS[overlay])
         for service in GRPC_SERVICES:
             assert config_map(docs, f"{service}-config")["data"].get("GRPC_REFLECTION") == wanted, service
+
+
+def test_prod_limits_each_client_on_the_image_routes_behind_the_ingress():
+    data = config_map(render(OVERLAYS["prod"]), "gateway-config")["data"]
+    assert int(data["PUBLIC_RATE_PER_MIN"]) > 0 and int(data["PUBLIC_MAX_CONCURRENT_PER_CLIENT"]) > 0
+    # Behind the ingress every peer is the controller: without trusted proxies all clients would be one.
+    assert data["TRUSTED_PROXIES"]
+    dev = config_map(render(OVERLAYS["dev"]), "gateway-config")["data"]
+    assert "PUBLIC_RATE_PER_MIN" not in dev
