@@ -134,8 +134,15 @@ class TritonServer:
         raise TritonServerError(f"tritonserver not ready after {timeout:g} s:\n{self.log_tail()}")
 
     def is_ready(self) -> bool:
+        """Ready, and done starting: Triton starts its gRPC, HTTP and metrics services in that order, and
+        exits when the last cannot bind its port. Ready on HTTP alone, a test could read metrics not served
+        yet, or use a server about to exit."""
+        return self._answers(f"{self.http_url}/v2/health/ready") and self._answers(self.metrics_url)
+
+    @staticmethod
+    def _answers(url: str) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=1) as response:
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False
