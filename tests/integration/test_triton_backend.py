@@ -405,6 +405,10 @@ async def test_an_old_channel_is_replaced_and_closed_after_the_calls_still_on_it
 async def test_a_hung_triton_gives_unavailable_at_the_deadline(
     triton: TritonServer, triton_address: str, paintings: list[bytes]
 ):
+    # The encoder opens its channel to Triton at its first call: connected first, the server hangs on an
+    # open connection (the case tested). Run first (e.g. alone), the channel was opened to the frozen
+    # server and failed on its connection timeout instead ("... before receiving SETTINGS frame").
+    assert (await encode(triton_address, paintings[:1])).shape == (1, DESCRIPTOR_DIMENSION)
     triton.freeze()
     try:
         error, elapsed = await encode_error(triton_address, paintings[:2])
