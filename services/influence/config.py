@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from artsearch import fault_injection
 from artsearch.config import DEFAULT_PORTS, ConfigError, Env, ListenSettings
 from services.influence.bolt_store import BoltGraphStore, Neo4jSettings
 from services.influence.curated import ARTISTS_FILE, DEFAULT_DATA_DIR, INFLUENCES_FILE, load_curated
@@ -54,6 +55,8 @@ class InfluenceConfig:
     state_dir: Path | None = None
     default_max_hops: int = DEFAULT_MAX_HOPS
     neo4j: Neo4jSettings | None = None
+    # Durability tests only (artsearch/fault_injection.py): the step at which the process kills itself.
+    test_crash_at: str | None = None
 
     @property
     def neo4j_uri(self) -> str | None:
@@ -68,6 +71,7 @@ class InfluenceConfig:
             state_dir=Path(state_dir) if state_dir else None,
             default_max_hops=env.int("INFLUENCE_MAX_HOPS", DEFAULT_MAX_HOPS, minimum=1),
             neo4j=neo4j_settings_from_env(env),
+            test_crash_at=fault_injection.crash_point_from_env(env),
         )
 
     @property
@@ -81,6 +85,7 @@ class InfluenceConfig:
 
 async def open_influence_graph(config: InfluenceConfig) -> InfluenceGraph:
     """The graph the configuration asks for. Raises ConfigError when it cannot be opened."""
+    fault_injection.arm(config.test_crash_at)  # None (always, outside durability tests): inert
     for name in (ARTISTS_FILE, INFLUENCES_FILE):
         if not (config.data_dir / name).is_file():
             raise ConfigError(f"INFLUENCE_DATA_DIR={config.data_dir} has no {name}")

@@ -27,6 +27,16 @@ UNREACHABLE = -1
 MAX_PAGE_SIZE = 1000
 
 
+class GraphUnavailable(RuntimeError):
+    """The graph's storage cannot be read or written now (a database not answering in time, a failed
+    write); nothing was changed, and the same call may succeed later (UNAVAILABLE)."""
+
+
+class GraphStorageFull(GraphUnavailable):
+    """The graph's storage has no room for the write (disk full, quota, file size limit): nothing was
+    changed (RESOURCE_EXHAUSTED)."""
+
+
 class InvalidGraphInput(ValueError):
     """A request the graph cannot honour as asked (the service answers INVALID_ARGUMENT)."""
 

@@ -14,6 +14,8 @@ from artsearch.v1 import influence_pb2, influence_pb2_grpc
 from services.influence.graph import (
     MAX_PAGE_SIZE,
     RELATION_INFLUENCED,
+    GraphStorageFull,
+    GraphUnavailable,
     InfluenceGraph,
     InvalidGraphInput,
     NeighbourEdge,
@@ -105,12 +107,19 @@ class InfluenceServicer(influence_pb2_grpc.InfluenceServiceServicer):
 
     @contextlib.asynccontextmanager
     async def _answering(self, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        """Bad input -> INVALID_ARGUMENT with its message; anything else -> INTERNAL, logged, so no
-        exception ever escapes a handler."""
+        """Bad input -> INVALID_ARGUMENT with its message; storage out of room -> RESOURCE_EXHAUSTED, out of
+        reach or too slow -> UNAVAILABLE (both transient: the caller may retry); anything else -> INTERNAL,
+        logged, so no exception ever escapes a handler."""
         try:
             yield
         except (_BadRequest, InvalidGraphInput) as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        except GraphStorageFull as error:
+            log.warning("graph storage full", extra={"reason": str(error)})
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+        except GraphUnavailable as error:
+            log.warning("graph storage unavailable", extra={"reason": str(error)})
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         except Exception:
             log.exception("influence request failed")
             await context.abort(grpc.StatusCode.INTERNAL, "the influence graph failed; see the service log")

@@ -13,6 +13,7 @@ import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from artsearch import fault_injection
 from artsearch.artists import artist_key
 from artsearch.config import DEFAULT_PORTS, ConfigError, Env, ListenSettings
 from services.search.edge_store import VECTOR_DATATYPES, EdgeArtworkStore, EdgeSettings
@@ -43,6 +44,8 @@ class SearchConfig:
     data_dir: Path | None = None
     engine: str = ENGINE_EDGE
     edge: EdgeSettings = field(default_factory=EdgeSettings)
+    # Durability tests only (artsearch/fault_injection.py): the step at which the process kills itself.
+    test_crash_at: str | None = None
 
     @classmethod
     def from_env(cls, env: Env) -> SearchConfig:
@@ -72,6 +75,7 @@ class SearchConfig:
             data_dir=None if qdrant_url else Path(data_dir or ""),
             engine=engine,
             edge=edge_settings_from_env(env, upsert_batch),
+            test_crash_at=fault_injection.crash_point_from_env(env),
         )
 
     @property
@@ -124,6 +128,7 @@ async def open_artwork_store(config: SearchConfig) -> ArtworkStore:
     stops the service at start-up with a ConfigError instead of failing requests later.
     """
     await asyncio.to_thread(artist_key, "")
+    fault_injection.arm(config.test_crash_at)  # None (always, outside durability tests): inert
     if config.qdrant_url:
         return await QdrantArtworkStore.open(
             url=config.qdrant_url,

@@ -1,23 +1,34 @@
-"""`python -m services.search.edge_indexer SHARD_DIR`: build the HNSW index of a qdrant-edge shard copy.
+"""`python -m services.search.edge_indexer SHARD_DIR [PARENT_PID]`: build the HNSW index of a qdrant-edge
+shard copy.
 
 Run by `EdgeArtworkStore` as a child process, because `EdgeShard.optimize()` holds the GIL for the whole
 build and would freeze the serving process. Runs at low CPU priority so that serving keeps the cores it
-needs. Prints one JSON line (what was done) and exits 0, or exits 1 with the error on stderr.
+needs. Prints one JSON line (what was done) and exits 0, or exits 1 with the error on stderr. The built
+copy is fsync'd before the exit, so that once swapped in it is as durable as the shard it replaces.
+
+Given the parent's pid, it dies with the parent: a build orphaned by a killed service would otherwise go on
+writing into `shard.building`, which the restarted service clears and copies into again for its own build.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import sys
 import time
+from pathlib import Path
 
 # Below the serving process: on a shared machine the build takes longer, queries do not.
 NICENESS = 10
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def build(shard_dir: str) -> dict[str, object]:
     import qdrant_edge
+
+    from services.search.edge_files import fsync_tree
 
     started = time.monotonic()
     shard = qdrant_edge.EdgeShard.load(shard_dir)
@@ -33,13 +44,24 @@ def build(shard_dir: str) -> dict[str, object]:
         }
     finally:
         shard.close()
+    fsync_tree(Path(shard_dir))
     return report
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this process when its parent dies (Linux); exits now if the parent is already gone."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the request above took effect
+        sys.exit(1)
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m services.search.edge_indexer SHARD_DIR", file=sys.stderr)
+    if len(argv) not in (1, 2) or (len(argv) == 2 and not argv[1].isdigit()):
+        print("usage: python -m services.search.edge_indexer SHARD_DIR [PARENT_PID]", file=sys.stderr)
         return 2
+    if len(argv) == 2:
+        die_with_parent(int(argv[1]))
     os.nice(NICENESS)
     try:
         report = build(argv[0])

@@ -33,6 +33,7 @@ import contextlib
 import datetime
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -47,6 +48,7 @@ import numpy as np
 import qdrant_edge as edge
 
 from artsearch.artists import artist_key
+from artsearch.fault_injection import crash_point
 from services.search import edge_files
 from services.search.part_scores import masked_part_queries, projections_by_id
 from services.search.payload import (
@@ -525,6 +527,7 @@ class EdgeArtworkStore:
                 await self._read(collection, lambda shard: shard.flush())
                 await self._call(edge_files.copy_shard, collection.folder / edge_files.SHARD, copy)
                 collection.build = build
+            crash_point("build.copied")
             copied = time.monotonic()
             try:
                 report = await self._index_copy(build, copy)
@@ -553,10 +556,12 @@ class EdgeArtworkStore:
             "-m",
             "services.search.edge_indexer",
             str(copy),
+            str(os.getpid()),  # the child dies with this process rather than outlive it as an orphan
             cwd=SOURCE_ROOT,  # where `services` is importable from, whatever this process's directory
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
+        crash_point("build.indexing")
         try:
             stdout, stderr = await build.process.communicate()
         except BaseException:
@@ -689,6 +694,7 @@ class EdgeArtworkStore:
         def apply_all(shard: edge.EdgeShard) -> None:
             for operation in operations:
                 shard.update(operation)
+                crash_point("write.applied")  # an engine batch in, the call not answered yet
 
         await self._read(collection, apply_all)
         collection.last_write = time.monotonic()

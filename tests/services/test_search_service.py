@@ -574,6 +574,10 @@ def test_config_server_wins_over_data_dir() -> None:
         ({"SEARCH_DATA_DIR": "/d", "SEARCH_INDEX_DELAY_S": "-1"}, "SEARCH_INDEX_DELAY_S"),
         ({"SEARCH_DATA_DIR": "/d", "SEARCH_UPSERT_BATCH": "0"}, "SEARCH_UPSERT_BATCH"),
         (
+            {"SEARCH_DATA_DIR": "/d", "ARTSEARCH_TEST_CRASH_AT": "swap now"},
+            "ARTSEARCH_TEST_CRASH_AT='swap now'",
+        ),
+        (
             {"SEARCH_DATA_DIR": "/d", "SEARCH_VECTOR_DATATYPE": "int4"},
             "SEARCH_VECTOR_DATATYPE='int4' must be",
         ),

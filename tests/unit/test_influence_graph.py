@@ -149,8 +149,8 @@ async def test_additions_survive_a_restart(tmp_path):
         0,
         0,
     )
-    lines = (tmp_path / LOG_FILE).read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 3 and "artist" in json.loads(lines[0])
+    (batch,) = (tmp_path / LOG_FILE).read_text(encoding="utf-8").splitlines()  # one line per batch
+    assert [next(iter(entry)) for entry in json.loads(batch)["batch"]] == ["artist", "influence", "influence"]
 
 
 async def test_without_a_state_dir_additions_are_not_kept(tmp_path):
@@ -173,11 +173,26 @@ async def test_a_torn_last_line_is_dropped_and_the_log_stays_usable(tmp_path):
     assert (await again.get_artists(["Nora New", "Olga Other"])).missing == []
 
 
+async def test_a_partial_line_left_by_a_failed_append_is_cut_off_by_the_next_append(tmp_path):
+    """A write that failed half-way in a running service, and whose own clean-up failed too, leaves a line
+    without its newline: the next batch must not be glued to it (that would be a corrupt line in the
+    middle, which stops the next start)."""
+    graph = InMemoryInfluenceGraph(_curated(), AdditionsLog(tmp_path))
+    await graph.add([ArtistRecord.named("Nora New")], [])
+    with (tmp_path / LOG_FILE).open("a", encoding="utf-8") as handle:
+        handle.write('{"batch": [{"artist": {"key": "half wri')
+    await graph.add([ArtistRecord.named("Olga Other")], [NewInfluence("Nora New", "Olga Other")])
+    restarted = InMemoryInfluenceGraph(_curated(), AdditionsLog(tmp_path))
+    assert (await restarted.get_artists(["Nora New", "Olga Other"])).missing == []
+    assert await _hops(restarted, "Nora New", ["Olga Other"]) == [1]
+    assert "half wri" not in (tmp_path / LOG_FILE).read_text(encoding="utf-8")
+
+
 def test_a_corrupt_entry_in_the_middle_fails_loudly(tmp_path):
     (tmp_path / LOG_FILE).write_text(
         '{"artist": {"key": "x", "name": "X"}}\nnot json\n{}\n', encoding="utf-8"
     )
-    with pytest.raises(ValueError, match=":2:"):
+    with pytest.raises(ValueError, match=r"additions\.jsonl: line 2 \(byte 38\) is not a batch of additions"):
         InMemoryInfluenceGraph(_curated(), AdditionsLog(tmp_path))
 
 
