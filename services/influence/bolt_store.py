@@ -5,16 +5,23 @@ Every statement runs as an auto-commit query. Each UNWIND batch is atomic on its
 idempotent MERGE, so an interrupted batch write is completed by running it again. (Managed transactions
 would add nothing here, and over FalkorDB's Bolt each one costs ~44 ms of Nagle/delayed-ACK stall against
 ~0.5 ms for an auto-commit query.)
+
+Every query is bounded: a database that stops answering (frozen, partitioned, a lock held elsewhere) costs a
+call `query_timeout` seconds, never a hung write lock. The bound is kept on this side (the asyncio task is
+cancelled, which makes the driver drop the connection) and sent to the server as the transaction timeout,
+so Neo4j aborts the query and frees its locks too. A timed-out write may still have landed: its outcome is
+unknown, which the idempotent MERGE and the snapshot's count check absorb.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from neo4j import AsyncDriver, AsyncGraphDatabase
+from neo4j import AsyncDriver, AsyncGraphDatabase, Query
 
 from artsearch.artists import ArtistRecord
 from services.influence.cypher import (
@@ -31,7 +38,7 @@ from services.influence.cypher import (
     batches,
     merge_influences_query,
 )
-from services.influence.graph import Influence
+from services.influence.graph import GraphUnavailable, Influence
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,8 @@ class Neo4jSettings:
     dialect: str = "neo4j"
     refresh_seconds: float = 30.0
     connect_timeout: float = 5.0
+    query_timeout: float = 10.0  # one query (a write batch, a count)
+    refresh_timeout: float = 60.0  # one full read of the graph (start-up, a snapshot reload)
 
     def __post_init__(self) -> None:
         if self.dialect not in DIALECTS:
@@ -138,10 +147,20 @@ def _merge_statements(
 class BoltGraphStore:
     """Cypher over one driver (the driver keeps a connection pool; one per process is the intended use)."""
 
-    def __init__(self, driver: AsyncDriver, dialect: CypherDialect, database: str | None = None) -> None:
+    def __init__(
+        self,
+        driver: AsyncDriver,
+        dialect: CypherDialect,
+        database: str | None = None,
+        *,
+        query_timeout: float = 10.0,
+        refresh_timeout: float = 60.0,
+    ) -> None:
         self._driver = driver
         self.dialect = dialect
         self._database = database
+        self.query_timeout = query_timeout
+        self.refresh_timeout = refresh_timeout
 
     @classmethod
     def connect(cls, settings: Neo4jSettings) -> BoltGraphStore:
@@ -152,15 +171,32 @@ class BoltGraphStore:
             connection_timeout=settings.connect_timeout,
             connection_acquisition_timeout=settings.connect_timeout,
         )
-        return cls(driver, DIALECTS[settings.dialect], settings.database)
+        return cls(
+            driver,
+            DIALECTS[settings.dialect],
+            settings.database,
+            query_timeout=settings.query_timeout,
+            refresh_timeout=settings.refresh_timeout,
+        )
 
-    async def run(self, query: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        records, _ = await self._run_with_counters(query, parameters or {})
+    async def run(
+        self, query: str, parameters: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
+        """The rows of one query; GraphUnavailable past `timeout` (default: `query_timeout`) seconds."""
+        records, _ = await self._run_with_counters(query, parameters or {}, timeout)
         return records
 
     async def _run_with_counters(
-        self, query: str, parameters: Mapping[str, Any]
+        self, query: str, parameters: Mapping[str, Any], timeout: float | None = None
     ) -> tuple[list[dict[str, Any]], Any]:
+        seconds = self.query_timeout if timeout is None else timeout
+        try:
+            async with asyncio.timeout(seconds):
+                return await self._send(Query(query, timeout=seconds), parameters)
+        except TimeoutError:
+            raise GraphUnavailable(f"the graph database did not answer within {seconds:g} s") from None
+
+    async def _send(self, query: Query, parameters: Mapping[str, Any]) -> tuple[list[dict[str, Any]], Any]:
         async with self._driver.session(database=self._database) as session:
             result = await session.run(query, self.dialect.encode(dict(parameters)))
             records = [record.data() async for record in result]
@@ -192,8 +228,9 @@ class BoltGraphStore:
         return GraphCounts(created["nodes_created"], created["relationships_created"])
 
     async def read_graph(self) -> StoredGraph:
-        artist_rows = await self.run(READ_ARTISTS)
-        influence_rows = await self.run(READ_INFLUENCES)
+        """Everything stored, each read bounded by `refresh_timeout` (a large graph takes a while)."""
+        artist_rows = await self.run(READ_ARTISTS, timeout=self.refresh_timeout)
+        influence_rows = await self.run(READ_INFLUENCES, timeout=self.refresh_timeout)
         # Sorted so that a snapshot's adjacency (and so its choice among equally short paths) does not
         # depend on the order the server returns rows in.
         artist_rows.sort(key=lambda row: row["key"])
@@ -208,9 +245,9 @@ class BoltGraphStore:
             (graph.curated_influences if is_curated else graph.influences).append(edge)
         return graph
 
-    async def counts(self) -> GraphCounts:
-        artists = await self.run(COUNT_ARTISTS)
-        influences = await self.run(COUNT_INFLUENCES)
+    async def counts(self, *, timeout: float | None = None) -> GraphCounts:
+        artists = await self.run(COUNT_ARTISTS, timeout=timeout)
+        influences = await self.run(COUNT_INFLUENCES, timeout=timeout)
         return GraphCounts(artists[0]["count"], influences[0]["count"])
 
     async def distances_by_query(self, source: str, targets: Sequence[str], max_hops: int) -> dict[str, int]:

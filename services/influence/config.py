@@ -18,12 +18,15 @@ from services.influence.neo4j_graph import Neo4jInfluenceGraph
 DEFAULT_MAX_HOPS = 10
 DEFAULT_NEO4J_REFRESH_SECONDS = 30.0
 DEFAULT_NEO4J_CONNECT_TIMEOUT = 5.0
+DEFAULT_NEO4J_QUERY_TIMEOUT_S = 10.0
+DEFAULT_NEO4J_REFRESH_TIMEOUT_S = 60.0
 
 
 def neo4j_settings_from_env(env: Env) -> Neo4jSettings | None:
     """NEO4J_URI (unset: no Neo4j), NEO4J_USER + NEO4J_PASSWORD (both or neither), NEO4J_DATABASE (the
     server's default when unset), NEO4J_DIALECT (neo4j | falkordb), NEO4J_REFRESH_SECONDS (how often the
-    snapshot checks for other writers; 0 = never), NEO4J_CONNECT_TIMEOUT."""
+    snapshot checks for other writers; 0 = never), NEO4J_CONNECT_TIMEOUT, NEO4J_QUERY_TIMEOUT_S (one query,
+    and a write's wait for the lock), NEO4J_REFRESH_TIMEOUT_S (one full read of the graph)."""
     uri = env.optional("NEO4J_URI")
     if uri is None:
         return None
@@ -41,6 +44,8 @@ def neo4j_settings_from_env(env: Env) -> Neo4jSettings | None:
         dialect=dialect,
         refresh_seconds=env.float("NEO4J_REFRESH_SECONDS", DEFAULT_NEO4J_REFRESH_SECONDS, minimum=0),
         connect_timeout=env.float("NEO4J_CONNECT_TIMEOUT", DEFAULT_NEO4J_CONNECT_TIMEOUT, minimum=0.1),
+        query_timeout=env.float("NEO4J_QUERY_TIMEOUT_S", DEFAULT_NEO4J_QUERY_TIMEOUT_S, minimum=0.1),
+        refresh_timeout=env.float("NEO4J_REFRESH_TIMEOUT_S", DEFAULT_NEO4J_REFRESH_TIMEOUT_S, minimum=0.1),
     )
 
 

@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 INNER_BOLT_PORT = 7688
@@ -142,6 +142,17 @@ class FalkorDBServer:
         self._relay = None
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Bolt stops answering (the relay is SIGSTOPped; connections open and hang) until the block ends:
+        a hung database, for the timeout tests."""
+        assert self._relay is not None, "start the server first"
+        os.kill(self._relay.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self._relay.pid, signal.SIGCONT)
 
     def __enter__(self) -> FalkorDBServer:
         return self.start()

@@ -9,6 +9,9 @@ its own writes at once. Other writers (another replica, the import command) are 
 check: every `refresh_seconds` the backend counts artists and edges in Neo4j and reloads the snapshot
 when the counts differ from those it last saw. The stored graph only grows through this code, so counts
 are a sufficient change signal; a property edited by hand shows after a restart or a forced `refresh()`.
+Both are bounded, so a frozen database never holds the write lock: a reload by the store's
+`refresh_timeout` as a whole, a write by its `query_timeout` per query and for its wait on the lock
+(GraphUnavailable: the call answers UNAVAILABLE and the last snapshot keeps serving).
 docs/influence.md ("Influence on Neo4j") has the measurements behind the choice.
 """
 
@@ -18,7 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from artsearch.artists import ArtistRecord
@@ -30,6 +33,7 @@ from services.influence.graph import (
     ArtistPage,
     DistanceResult,
     GraphStats,
+    GraphUnavailable,
     Neighbourhood,
     NewInfluence,
     PathResult,
@@ -48,9 +52,14 @@ class Snapshot:
 
 
 async def load_snapshot(store: BoltGraphStore) -> Snapshot:
-    # Counts first: a write landing during the load then shows as a difference at the next check.
-    counts = await store.counts()
-    stored = await store.read_graph()
+    """The stored graph; GraphUnavailable when the reads take longer than the store's `refresh_timeout`."""
+    try:
+        async with asyncio.timeout(store.refresh_timeout):
+            # Counts first: a write landing during the load then shows as a difference at the next check.
+            counts = await store.counts(timeout=store.refresh_timeout)
+            stored = await store.read_graph()
+    except TimeoutError:
+        raise GraphUnavailable(f"reading the graph took longer than {store.refresh_timeout:g} s") from None
     graph = await asyncio.to_thread(
         InMemoryInfluenceGraph.with_additions,
         CuratedData(stored.curated_artists, stored.curated_influences),
@@ -115,7 +124,7 @@ class Neo4jInfluenceGraph:
     # ---- writes: Neo4j first, then the snapshot --------------------------------------------------------
 
     async def add(self, artists: Sequence[ArtistRecord], influences: Sequence[NewInfluence]) -> AddResult:
-        async with self._write_lock:
+        async with self._locked_for_writing():
             snapshot = self._snapshot
             new_artists, new_edges = snapshot.graph.plan_additions(artists, influences)
             if not new_artists and not new_edges:
@@ -125,6 +134,20 @@ class Neo4jInfluenceGraph:
             self._snapshot = Snapshot(snapshot.graph, snapshot.counts.plus(*created))
         log.info("graph additions", extra={"artists": len(new_artists), "influences": len(new_edges)})
         return AddResult(len(new_artists), len(new_edges))
+
+    @contextlib.asynccontextmanager
+    async def _locked_for_writing(self) -> AsyncIterator[None]:
+        """The write lock, waited for at most the store's `query_timeout` (a reload or another write may hold
+        it for up to their own bounds)."""
+        try:
+            async with asyncio.timeout(self._store.query_timeout):
+                await self._write_lock.acquire()
+        except TimeoutError:
+            raise GraphUnavailable("the graph is busy with another write or a reload; try again") from None
+        try:
+            yield
+        finally:
+            self._write_lock.release()
 
     # ---- refresh ---------------------------------------------------------------------------------------
 

@@ -14,8 +14,10 @@ import csv
 import dataclasses
 import json
 import random
+import time
 from pathlib import Path
 
+import grpc
 import pytest
 import pytest_asyncio
 from falkordb_fixture import BoltServer, clear_graph, falkordb, neo4j_server  # noqa: F401 - fixtures
@@ -31,7 +33,7 @@ from services.influence.config import InfluenceConfig, open_influence_graph
 from services.influence.curated import DEFAULT_DATA_DIR, load_curated
 from services.influence.cypher import RequestTooLarge
 from services.influence.falkordb_server import FalkorDBServer
-from services.influence.graph import NewInfluence
+from services.influence.graph import GraphUnavailable, NewInfluence
 from services.influence.memory_graph import InMemoryInfluenceGraph
 from services.influence.neo4j_graph import Neo4jInfluenceGraph
 from services.influence.server import InfluenceServicer, registration
@@ -209,6 +211,72 @@ async def test_queries_are_answered_while_the_database_is_down():
             assert (await graph.get_artists(["Unwritten Painter"])).missing == ["Unwritten Painter"]
         finally:
             await graph.close()
+
+
+async def test_a_hung_database_costs_a_write_its_timeout_and_never_holds_the_write_lock():
+    """A database that stops answering (frozen, partitioned) used to hang a write, and a reload holding the
+    write lock, for ever: every write after it waited too. Writes now fail UNAVAILABLE after
+    NEO4J_QUERY_TIMEOUT_S, a reload after NEO4J_REFRESH_TIMEOUT_S, queries keep being answered from the
+    snapshot, and the graph takes writes again once the database answers."""
+    with FalkorDBServer() as own:
+        settings = Neo4jSettings(
+            own.bolt_uri, dialect="falkordb", refresh_seconds=0, query_timeout=0.5, refresh_timeout=1.5
+        )
+        graph = await open_influence_graph(InfluenceConfig(neo4j=settings))
+        try:
+            with own.frozen():
+                started = time.monotonic()
+                with pytest.raises(GraphUnavailable, match=r"did not answer within 0\.5 s"):
+                    await asyncio.wait_for(graph.add([ArtistRecord.named("Frozen Painter")], []), 10)
+                assert time.monotonic() - started < 3
+                reload = asyncio.create_task(asyncio.wait_for(graph.refresh(force=True), 10))
+                await asyncio.sleep(0.1)  # the reload holds the write lock, waiting on the database
+                started = time.monotonic()
+                with pytest.raises(GraphUnavailable, match="busy with another write or a reload"):
+                    await asyncio.wait_for(graph.add([ArtistRecord.named("Queued Painter")], []), 10)
+                assert time.monotonic() - started < 3
+                with pytest.raises(GraphUnavailable):
+                    await reload
+                result = await graph.distances("Van Gogh", ["Hokusai"], 10)
+                assert [d.hops for d in result.distances] == [1]
+            assert await asyncio.wait_for(graph.add([ArtistRecord.named("Thawed Painter")], []), 10) == (1, 0)
+            assert (await graph.get_artists(["Thawed Painter"])).missing == []
+        finally:
+            await graph.close()
+
+
+async def test_the_service_answers_unavailable_while_the_database_is_hung():
+    with FalkorDBServer() as own:
+        settings = Neo4jSettings(own.bolt_uri, dialect="falkordb", refresh_seconds=0, query_timeout=0.5)
+        graph = await open_influence_graph(InfluenceConfig(neo4j=settings))
+        grpc_server = GrpcServiceServer([registration(InfluenceServicer(graph, default_max_hops=10))])
+        port = await grpc_server.start()
+        try:
+            async with open_channel(f"127.0.0.1:{port}") as channel:
+                stub = influence_pb2_grpc.InfluenceServiceStub(channel)
+                request = influence_pb2.AddArtistsRequest(
+                    influences=[influence_pb2.NewInfluence(influencer="Hokusai", influenced="Hung Painter")]
+                )
+                with own.frozen():
+                    with pytest.raises(grpc.aio.AioRpcError) as refused:
+                        await stub.AddArtists(request, timeout=10)
+                    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+                    assert "did not answer within 0.5 s" in (refused.value.details() or "")
+                added = await stub.AddArtists(request, timeout=10)
+                assert added.influences_added == 1
+        finally:
+            await grpc_server.stop(0)
+            await graph.close()
+
+
+def test_timeouts_from_the_environment():
+    timeouts = {"NEO4J_QUERY_TIMEOUT_S": "2.5", "NEO4J_REFRESH_TIMEOUT_S": "90"}
+    settings = InfluenceConfig.from_env(Env({"NEO4J_URI": "bolt://db:7687", **timeouts})).neo4j
+    assert settings is not None and (settings.query_timeout, settings.refresh_timeout) == (2.5, 90.0)
+    defaults = InfluenceConfig.from_env(Env({"NEO4J_URI": "bolt://db:7687"})).neo4j
+    assert defaults is not None and (defaults.query_timeout, defaults.refresh_timeout) == (10.0, 60.0)
+    with pytest.raises(ConfigError, match="NEO4J_QUERY_TIMEOUT_S"):
+        InfluenceConfig.from_env(Env({"NEO4J_URI": "bolt://db:7687", "NEO4J_QUERY_TIMEOUT_S": "0"}))
 
 
 # ---- FalkorDB's request limit and its unescaped parameters ------------------------------------------------
