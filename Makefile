@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 MODEL  := models/efficientnet-lite0/model.onnx
 GCOMPRIS := data/catalogues/gcompris/metadata.csv
 
-.PHONY: help venv protos model catalogue demo test test-fast lint format clean bench eval loadtest triton-server triton-repo browser eval-retrieval retrain eval-retrain k8s-validate docker-engine images compose-demo test-docker-engine test-repeat
+.PHONY: help venv protos model catalogue demo test test-fast lint format clean bench eval loadtest triton-server triton-repo browser eval-retrieval retrain eval-retrain k8s-validate docker-engine images compose-demo test-docker-engine test-repeat loadtest-faults
 
 help:
 	@echo "make demo | make test | make model | make catalogue | make images | make compose-demo | make lint | make clean"
@@ -83,6 +83,11 @@ bench: $(STAMP) $(MODEL) $(GCOMPRIS)
 # only, about two minutes; writes bench/results/loadtest.json (ratio to the encoder's raw throughput).
 loadtest: $(STAMP) $(MODEL) $(GCOMPRIS)
 	$(BIN)/python -m bench.loadtest
+
+# The production shape under traffic while each back end is killed, paused and restarted (docker-compose.local.yml
+# on free loopback ports, ~6 minutes); writes bench/results/faults.json (lost writes, answers past deadline).
+loadtest-faults: images $(GCOMPRIS)
+	$(BIN)/python -m bench.faults
 
 # Quality: descriptor retrieval metrics on the labelled sets, beside a colour-histogram baseline and chance.
 eval: $(STAMP) $(MODEL) $(GCOMPRIS)

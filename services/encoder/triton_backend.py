@@ -30,9 +30,12 @@ from services.encoder.backends import BackendUnavailable, EmbeddingModelInfo
 log = logging.getLogger(__name__)
 
 # Statuses that say "not now" rather than "never": the server is unreachable, restarting (model not
-# loaded yet), shedding load, or slower than the deadline.
+# loaded yet), shedding load, or slower than the deadline. NOT_FOUND too: the model was there at start-up
+# (checked), so "unknown model ... has no available versions" is a server stopping or reloading (measured:
+# a third of the failed calls while a Triton shuts down), not the encoder's fault.
 _TRANSIENT_STATUSES = frozenset(
-    f"StatusCode.{name}" for name in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED")
+    f"StatusCode.{name}"
+    for name in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED", "NOT_FOUND")
 )
 # gRPC's default reconnect backoff grows to 120 s: after a Triton restart the channel could sit idle for
 # minutes. Capped at 1 s, it is back within a second of the server.

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from neo4j import AsyncDriver, AsyncGraphDatabase, Query
+from neo4j.exceptions import ServiceUnavailable, SessionExpired, TransientError
 
 from artsearch.artists import ArtistRecord
 from services.influence.cypher import (
@@ -41,6 +42,8 @@ from services.influence.cypher import (
 from services.influence.graph import GraphUnavailable, Influence
 
 log = logging.getLogger(__name__)
+
+_OUT_OF_REACH = (ServiceUnavailable, SessionExpired, TransientError, ConnectionError)
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,9 @@ class BoltGraphStore:
                 return await self._send(Query(query, timeout=seconds), parameters)
         except TimeoutError:
             raise GraphUnavailable(f"the graph database did not answer within {seconds:g} s") from None
+        except _OUT_OF_REACH as error:
+            # Down, restarting, a connection lost mid-query: not now rather than never (UNAVAILABLE).
+            raise GraphUnavailable(f"the graph database is out of reach: {error}") from error
 
     async def _send(self, query: Query, parameters: Mapping[str, Any]) -> tuple[list[dict[str, Any]], Any]:
         async with self._driver.session(database=self._database) as session:

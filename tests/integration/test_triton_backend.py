@@ -9,8 +9,10 @@ rotation because of its dependency would only turn a retryable error into a conn
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import re
+import signal
 import subprocess
 import time
 import urllib.request
@@ -447,6 +449,45 @@ async def test_triton_down_then_restarted_the_same_service_recovers(
             await asyncio.sleep(0.1)
     np.testing.assert_allclose(after, before, atol=1e-6)
     assert (await encode(triton_address, paintings[3:])).shape == (3, DESCRIPTOR_DIMENSION)
+
+
+@pytest.mark.slow
+async def test_a_triton_shutting_down_is_unavailable_never_an_encoder_error(
+    model_path: Path, tmp_path: Path, paintings: list[bytes]
+):
+    """A Triton told to stop (what `docker restart` and a pod's termination do) first answers "Server is
+    stopping" (UNAVAILABLE), then "unknown model ... has no available versions" (NOT_FOUND) while it unloads
+    the model, then refuses connections: all of it must reach the caller as UNAVAILABLE (retry elsewhere),
+    none as INTERNAL (502 at the gateway: 222 of 385 answers in a fault run before)."""
+    server = start_triton_server(model_path, tmp_path)
+    info = EmbeddingModelInfo.from_sidecar(model_path, backend="triton")
+    backend = await asyncio.to_thread(TritonBackend.open, info, settings_for(server))
+    service = EncoderService(backend, max_batch_images=MAX_BATCH, max_image_pixels=50_000_000)
+    grpc_server, address = await serve(service)
+    codes: collections.Counter[grpc.StatusCode] = collections.Counter()
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = encoder_pb2_grpc.EncoderServiceStub(channel)
+
+            async def call() -> None:
+                try:
+                    await stub.Encode(encoder_pb2.EncodeRequest(images=paintings[:1]), timeout=10)
+                    codes[grpc.StatusCode.OK] += 1
+                except grpc.aio.AioRpcError as error:
+                    codes[error.code()] += 1
+
+            await call()
+            assert server.process is not None
+            server.process.send_signal(signal.SIGTERM)
+            stop_at = time.monotonic() + 4
+            while time.monotonic() < stop_at:
+                await asyncio.gather(*(call() for _ in range(4)))
+    finally:
+        await grpc_server.stop(0)
+        await service.close()
+        server.stop()
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, codes
+    assert codes[grpc.StatusCode.UNAVAILABLE] > 0, codes
 
 
 @pytest.mark.slow
