@@ -30,20 +30,22 @@ class UpsertResponse(_message.Message):
     def __init__(self, upserted: _Optional[int] = ...) -> None: ...
 
 class Filter(_message.Message):
-    __slots__ = ("artists", "styles", "genres", "year_min", "year_max", "exclude_ids")
+    __slots__ = ("artists", "styles", "genres", "year_min", "year_max", "exclude_ids", "exclude_style_labels")
     ARTISTS_FIELD_NUMBER: _ClassVar[int]
     STYLES_FIELD_NUMBER: _ClassVar[int]
     GENRES_FIELD_NUMBER: _ClassVar[int]
     YEAR_MIN_FIELD_NUMBER: _ClassVar[int]
     YEAR_MAX_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_STYLE_LABELS_FIELD_NUMBER: _ClassVar[int]
     artists: _containers.RepeatedScalarFieldContainer[str]
     styles: _containers.RepeatedScalarFieldContainer[str]
     genres: _containers.RepeatedScalarFieldContainer[str]
     year_min: int
     year_max: int
     exclude_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, artists: _Optional[_Iterable[str]] = ..., styles: _Optional[_Iterable[str]] = ..., genres: _Optional[_Iterable[str]] = ..., year_min: _Optional[int] = ..., year_max: _Optional[int] = ..., exclude_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    exclude_style_labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, artists: _Optional[_Iterable[str]] = ..., styles: _Optional[_Iterable[str]] = ..., genres: _Optional[_Iterable[str]] = ..., year_min: _Optional[int] = ..., year_max: _Optional[int] = ..., exclude_ids: _Optional[_Iterable[str]] = ..., exclude_style_labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
     __slots__ = ("collection", "query", "limit", "offset", "filter", "parts", "part_query")

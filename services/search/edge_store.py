@@ -52,6 +52,7 @@ from artsearch.fault_injection import crash_point
 from services.search import edge_files
 from services.search.part_scores import masked_part_queries, projections_by_id
 from services.search.payload import (
+    STYLE_LABELS_FIELD,
     changed_fields,
     parse_cursor,
     point_id,
@@ -800,4 +801,7 @@ def _to_edge_filter(artwork_filter: ArtworkFilter) -> edge.Filter | None:
     must_not: list[Any] = []
     if artwork_filter.exclude_ids:
         must_not.append(edge.HasIdCondition({point_id(i) for i in artwork_filter.exclude_ids}))
+    if artwork_filter.exclude_style_labels:
+        kinds = edge.MatchAny(unique_in_order(artwork_filter.exclude_style_labels))
+        must_not.append(edge.FieldCondition(key=STYLE_LABELS_FIELD, match=kinds))
     return edge.Filter(must=must or None, must_not=must_not or None)

@@ -22,7 +22,11 @@ ARTWORK_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:artsearch:artwork")
 # Payload fields that filters use, and their index kinds. Every engine creates these indexes when it
 # creates a collection, before the first point: an HNSW graph built without them cannot serve restrictive
 # filters well (Qdrant adds the per-value links only for fields indexed at build time).
-KEYWORD_FIELDS = ("id", "artist_key", "style", "genre")
+# The `extra` key where ingest stores the kind of its catalogue's style labels ("art", "category"): the
+# gateway's style vote filters on it, so it is indexed like a top-level field.
+STYLE_LABELS_KEY = "style_labels"
+STYLE_LABELS_FIELD = f"extra.{STYLE_LABELS_KEY}"
+KEYWORD_FIELDS = ("id", "artist_key", "style", "genre", STYLE_LABELS_FIELD)
 INTEGER_FIELDS = ("year",)
 # Payload fields computed from a record field by `to_payload`: an edit of the field rewrites them too.
 DERIVED_FIELDS = {"artist": ("artist_key",)}

@@ -31,6 +31,7 @@ from services.search.part_scores import masked_part_queries, projections_by_id
 from services.search.payload import (
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
+    STYLE_LABELS_FIELD,
     changed_fields,
     extra_path,
     parse_cursor,
@@ -755,4 +756,7 @@ def _to_qdrant_filter(artwork_filter: ArtworkFilter) -> models.Filter | None:
     if artwork_filter.exclude_ids:
         excluded = models.MatchAny(any=unique_in_order(artwork_filter.exclude_ids))
         must_not.append(models.FieldCondition(key="id", match=excluded))
+    if artwork_filter.exclude_style_labels:
+        kinds = models.MatchAny(any=unique_in_order(artwork_filter.exclude_style_labels))
+        must_not.append(models.FieldCondition(key=STYLE_LABELS_FIELD, match=kinds))
     return models.Filter(must=must or None, must_not=must_not or None)

@@ -293,6 +293,7 @@ def _filter_from_proto(message: search_pb2.Filter) -> ArtworkFilter:
         year_min=year_min,
         year_max=year_max,
         exclude_ids=_non_empty_values("exclude_ids", message.exclude_ids),
+        exclude_style_labels=_non_empty_values("exclude_style_labels", message.exclude_style_labels),
     )
 
 

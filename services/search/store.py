@@ -139,6 +139,9 @@ class ArtworkFilter:
     year_min: int | None = None
     year_max: int | None = None
     exclude_ids: tuple[str, ...] = ()
+    # Leaves out artworks whose extra["style_labels"] (their catalogue's declared label kind) is one of
+    # these; artworks without a declaration stay.
+    exclude_style_labels: tuple[str, ...] = ()
 
     def is_empty(self) -> bool:
         return not (
@@ -148,6 +151,7 @@ class ArtworkFilter:
             or self.year_min is not None
             or self.year_max is not None
             or self.exclude_ids
+            or self.exclude_style_labels
         )
 
 

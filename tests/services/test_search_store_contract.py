@@ -304,6 +304,23 @@ async def test_filtered_search_keeps_similarity_order(catalogue_store: ArtworkSt
     assert ids(hits) == ["vangogh-irises", "vangogh-bridge"]
 
 
+async def test_excluding_style_label_kinds_keeps_undeclared_artworks(store: ArtworkStore) -> None:
+    """The style vote's filter: artworks whose catalogue declared its labels as categories are left out,
+    declared art and records stored before any declaration stay, in similarity order."""
+    declared = [
+        item("wave", unit(1), style="Ukiyo-e", extra={"style_labels": "art"}),
+        item("icon", unit(1, 0.1), style="computer/icons", extra={"style_labels": "category"}),
+        item("old-ingest", unit(1, 0.3), style="Impressionism", extra={"museum": "Met"}),
+        item("stamp", unit(1, 0.5), style="animals", extra={"style_labels": "category"}),
+    ]
+    await store.upsert("", declared)
+    art = ArtworkFilter(exclude_style_labels=("category",))
+    assert ids(await store.search("", unit(1), limit=10, filter=art)) == ["wave", "old-ingest"]
+    assert await store.count("", art) == 2
+    both = ArtworkFilter(exclude_style_labels=("category",), styles=("Ukiyo-e", "animals"))
+    assert ids(await store.search("", unit(1), limit=10, filter=both)) == ["wave"]
+
+
 async def test_count(catalogue_store: ArtworkStore) -> None:
     assert await catalogue_store.count("") == len(CATALOGUE)
     assert await catalogue_store.count("", ArtworkFilter(styles=("Post-Impressionism",))) == 2
