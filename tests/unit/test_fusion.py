@@ -7,8 +7,11 @@ import pytest
 from services.gateway.fusion import (
     Candidate,
     FusionParams,
+    SourceVoteParams,
+    effective_confidence,
     influence_weight_for,
     rank_with_influence,
+    vote_source_artist,
 )
 
 
@@ -128,3 +131,68 @@ def test_default_influence_weight_is_the_brief_formula():
         FusionParams(influence_weight=1.0),
     )
     assert [r.score for r in default] == [r.score for r in explicit] == pytest.approx([1.8, 0.8 * 1.5])
+
+
+# --- the source-artist vote and the confidence-scaled boost ------------------------------------------------
+
+
+def test_the_vote_outweighs_a_single_most_similar_candidate():
+    # A Hokusai photo whose most similar candidate is a Hiroshige: with T = 0.05, weights exp((s - 0.90)/0.05)
+    # hiroshige 1 + e^-4 (0.78) = 1.018316; hokusai e^-0.4 + e^-0.8 + e^-1.2 = 0.670320 + 0.449329 +
+    # 0.301194 = 1.420843; total 2.439159 -> hokusai 0.582514, hiroshige 0.417486.
+    candidates = [
+        Candidate("hiroshige-1", "hiroshige", 0.90),
+        Candidate("hokusai-1", "hokusai", 0.88),
+        Candidate("hokusai-2", "hokusai", 0.86),
+        Candidate("hokusai-3", "hokusai", 0.84),
+        Candidate("hiroshige-2", "hiroshige", 0.70),
+        Candidate("clip-art", "", 0.95),  # no artist: does not vote
+    ]
+    vote = vote_source_artist(candidates, SourceVoteParams(top=10, temperature=0.05))
+    assert vote.winner == "hokusai"
+    assert vote.confidence == pytest.approx(0.582514, abs=1e-6)
+    assert vote.runner_up == ("hiroshige", pytest.approx(0.417486, abs=1e-6))
+    assert vote.voters == 5
+
+
+def test_temperature_zero_is_the_nearest_rule_and_top_limits_the_voters():
+    candidates = [Candidate("a", "x", 0.9), Candidate("b", "y", 0.8), Candidate("c", "y", 0.7)]
+    nearest = vote_source_artist(candidates, SourceVoteParams(top=10, temperature=0.0))
+    assert (nearest.winner, nearest.confidence, nearest.runner_up) == ("x", 1.0, ("y", 0.0))
+    # Only the most similar candidate votes: it wins with all of the votes.
+    alone = vote_source_artist(candidates, SourceVoteParams(top=1, temperature=1.0))
+    assert (alone.winner, alone.confidence, alone.voters) == ("x", 1.0, 1)
+    # A very high temperature counts heads: y has two of three (e^-0.1/T ~ e^-0.2/T ~ 1).
+    flat = vote_source_artist(candidates, SourceVoteParams(top=3, temperature=1e6))
+    assert flat.winner == "y" and flat.confidence == pytest.approx(2 / 3)
+
+
+def test_a_tie_goes_to_the_more_similar_artist_and_no_artists_means_no_vote():
+    tie = vote_source_artist(
+        [Candidate("a", "x", 0.5), Candidate("b", "y", 0.5)], SourceVoteParams(temperature=0.1)
+    )
+    assert (tie.winner, tie.confidence) == ("x", 0.5)
+    empty = vote_source_artist([Candidate("a", "", 0.9)])
+    assert (empty.winner, empty.confidence, empty.runner_up, empty.voters) == (None, 0.0, None, 0)
+
+
+def test_the_boost_is_scaled_by_the_confidence():
+    # score = s * (1 + influence_weight * c * w): c = 0.6, influence weight 2.
+    candidates = [Candidate("same", "x", 0.50), Candidate("h2", "z", 0.60), Candidate("far", "q", 0.80)]
+    params = FusionParams(influence_weight=2.0, source_confidence=0.6)
+    ranked = by_id(rank_with_influence(candidates, "x", {"z": 2}, params))
+    assert ranked["same"].score == pytest.approx(0.50 * (1 + 1.2))  # w = 1
+    assert ranked["h2"].score == pytest.approx(0.60 * (1 + 1.2 * 0.5))  # w = 1/2
+    assert ranked["far"].score == pytest.approx(0.80 * (1 + 1.2 * 0.01))  # w = 1/100
+    assert params.boost == pytest.approx(1.2)
+    # c = 0: the visual order, scores the visual similarities.
+    off = rank_with_influence(candidates, "x", {"z": 2}, FusionParams(source_confidence=0.0))
+    assert [r.candidate.id for r in off] == ["far", "h2", "same"]
+    assert [r.score for r in off] == pytest.approx([0.80, 0.60, 0.50])
+
+
+def test_under_the_threshold_the_confidence_is_zero():
+    assert effective_confidence(0.58, 0.5) == 0.58
+    assert effective_confidence(0.42, 0.5) == 0.0
+    assert effective_confidence(0.0, 0.0) == 0.0
+    assert effective_confidence(1.0, 1.0) == 1.0
