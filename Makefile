@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 MODEL  := models/efficientnet-lite0/model.onnx
 GCOMPRIS := data/catalogues/gcompris/metadata.csv
 
-.PHONY: help venv protos model catalogue demo test test-fast lint format clean bench eval loadtest triton-server triton-repo browser eval-retrieval retrain eval-retrain k8s-validate docker-engine images compose-demo test-docker-engine test-repeat loadtest-faults
+.PHONY: help venv protos model catalogue demo test test-fast lint format clean bench eval loadtest triton-server triton-repo browser eval-retrieval retrain eval-retrain k8s-validate docker-engine images compose-demo test-docker-engine test-repeat loadtest-faults eval-photos
 
 help:
 	@echo "make demo | make test | make model | make catalogue | make images | make compose-demo | make lint | make clean"
@@ -97,6 +97,11 @@ eval: $(STAMP) $(MODEL) $(GCOMPRIS)
 # and the pictures in docs/img (about two minutes).
 eval-retrieval: $(STAMP) $(MODEL) $(GCOMPRIS)
 	$(BIN)/artsearch eval retrieval
+
+# Visitor photos (gallery wall, grey print, detail, ...) through the whole stack with >= 5,000 distractors
+# ingested (report seeds; bench/results/visitor_photos.json). Own state folder var/eval-photos; ~30 min.
+eval-photos: $(STAMP) $(MODEL) $(GCOMPRIS)
+	$(BIN)/python -m bench.visitor_photos
 
 # A projection head fine-tuned on the demo catalogue, exported as a new model version, and whether it helps.
 RETRAINED := models/efficientnet-lite0-retrained/model.onnx

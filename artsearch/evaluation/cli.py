@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,6 +76,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     retrain.add_argument("--output", type=Path, default=Path("bench/results/retrain.json"))
     retrain.set_defaults(run=run_retrain_comparison)
 
+    _register_photos(commands)
+
+
+def _register_photos(commands: argparse._SubParsersAction) -> None:
+    from artsearch.evaluation.visitor_photos import DEVELOPMENT_SEEDS, VISITOR_KINDS
+
+    photos = commands.add_parser(
+        "photos",
+        help="visitor photos (gallery wall, grey print, detail, ...) of each painting through a running "
+        "gateway: top-1/top-5 per kind, p50 latency",
+        description="Sends every visitor photo of every catalogue painting to POST /v1/search of a running "
+        "gateway and reports per kind whether the painting comes first / in the top 5. Tune on the "
+        "development seeds (the default); --seeds report gives the published numbers.",
+    )
+    photos.add_argument("--gateway", default=f"http://127.0.0.1:{os.environ.get('ARTSEARCH_PORT', 8080)}")
+    photos.add_argument("--catalogue", type=Path, default=Path("data/catalogues/gcompris"))
+    photos.add_argument(
+        "--seeds",
+        type=_seed_list,
+        default=DEVELOPMENT_SEEDS,
+        help="'development' (default), 'report' (published numbers only), or comma-separated integers",
+    )
+    photos.add_argument("--kinds", nargs="+", default=list(VISITOR_KINDS), choices=list(VISITOR_KINDS))
+    photos.add_argument("--paintings", type=int, default=None, help="only the first N paintings")
+    photos.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a query parameter of /v1/search for every query (repeatable), e.g. rerank=false",
+    )
+    photos.add_argument("--search", default=None, help="search service address, to record the index size")
+    photos.add_argument("--cache-dir", type=Path, default=Path(".cache/visitor-photos"))
+    photos.add_argument("--workers", type=int, default=1, help="processes making the photos")
+    photos.add_argument("--output", type=Path, default=None, help="write the result as JSON here")
+    photos.set_defaults(run=run_photos)
+
 
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the exported ONNX model")
@@ -86,6 +124,30 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--min-per-category", type=int, default=10)
     parser.add_argument("--grid-step", type=float, default=0.1, help="weight grid resolution")
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    from artsearch.evaluation.visitor_photos import DEVELOPMENT_SEEDS, REPORT_SEEDS
+
+    named = {"development": DEVELOPMENT_SEEDS, "report": REPORT_SEEDS}
+    if text in named:
+        return named[text]
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not 'development', 'report' or a comma-separated list of integers"
+        ) from None
+
+
+def _query_params(pairs: Sequence[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or not name:
+            raise ValueError(f"--param {pair!r} is not NAME=VALUE")
+        params[name] = value
+    return params
 
 
 def _block_list(text: str) -> tuple[int, ...]:
@@ -173,6 +235,30 @@ def run_retrain_comparison(args: argparse.Namespace) -> int:
     _write_json(args.output, result)
     print(retrain_markdown(result))
     print(f"wrote {args.output}")
+    return 0
+
+
+def run_photos(args: argparse.Namespace) -> int:
+    from artsearch.evaluation.visitor_search import markdown_table, run_photo_evaluation
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    result = run_photo_evaluation(
+        args.gateway,
+        args.catalogue,
+        seeds=args.seeds,
+        kinds=args.kinds,
+        cache_dir=args.cache_dir,
+        params=_query_params(args.param),
+        search_address=args.search,
+        paintings=args.paintings,
+        workers=args.workers,
+    )
+    if args.output:
+        _write_json(args.output, result)
+    print(markdown_table(result))
+    if args.output:
+        print(f"wrote {args.output}")
     return 0
 
 
