@@ -243,6 +243,7 @@ def run_photos(args: argparse.Namespace) -> int:
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per query
     result = run_photo_evaluation(
         args.gateway,
         args.catalogue,

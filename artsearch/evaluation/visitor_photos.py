@@ -42,7 +42,7 @@ from services.encoder.images import to_rgb
 
 # Tune on these; never on REPORT_SEEDS, which only the published numbers use.
 DEVELOPMENT_SEEDS: tuple[int, ...] = (0, 1, 2)
-REPORT_SEEDS: tuple[int, ...] = (90001, 90002, 90003, 90004, 90005)
+REPORT_SEEDS: tuple[int, ...] = (90001, 90002, 90003)
 
 GALLERY_WIDTH_FRACTION = (0.40, 0.55)  # the painting's share of the photo's width
 DETAIL_AREA_FRACTION = (0.03, 0.07)  # the detail's share of the painting's area
@@ -626,7 +626,7 @@ def screen(painting: Image.Image, rng: np.random.Generator) -> Shot:
 
 def book(painting: Image.Image, rng: np.random.Generator) -> Shot:
     """A reproduction on a book page: CMYK halftone, margins, caption lines, the gutter's shadow and bend."""
-    scale = rng.uniform(1.6, 2.4)
+    scale = rng.uniform(1.3, 1.9)
     printed = painting.resize(
         (round(painting.width * scale), round(painting.height * scale)), Image.Resampling.BICUBIC
     )
