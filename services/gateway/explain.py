@@ -14,8 +14,11 @@ from services.gateway.fusion import FusionParams, RankedCandidate
 # How the source artist was chosen.
 EXPLICIT = "explicit"  # the client named it
 ARTWORK = "artwork"  # the artist of the catalogue artwork searched from
-INFERRED = "inferred"  # the influence service chose the most similar candidate's artist in its graph
+INFERRED = "inferred"  # chosen from the candidates (`method` says how)
 NONE = "none"
+# How an inferred source artist was chosen (the `source_inference` parameter).
+VOTE = "vote"  # the similarity-weighted vote of the top candidates (fusion.vote_source_artist)
+NEAREST = "nearest"  # the influence service's rule: the most similar candidate's artist in its graph
 
 
 @dataclass(frozen=True)
@@ -24,13 +27,29 @@ class SourceArtist:
     key: str | None
     how: str
     in_influence_graph: bool
+    # VOTE or NEAREST when inferred, else None.
+    method: str | None = None
+    # How sure the choice is: the winner's share of the vote; 1 when named or chosen by the nearest rule.
+    confidence: float = 1.0
+    # The c the boost was scaled by: `confidence`, or 0 under the request's source_min_confidence.
+    applied_confidence: float = 1.0
+    # The vote's runner-up (name, share), when there was one.
+    runner_up: tuple[str, float] | None = None
+    # Candidates that voted.
+    voters: int | None = None
 
     def to_json(self) -> dict[str, object]:
+        runner_up = self.runner_up
         return {
             "name": self.name,
             "key": self.key,
             "how": self.how,
             "in_influence_graph": self.in_influence_graph,
+            "method": self.method,
+            "confidence": _round(self.confidence),
+            "applied_confidence": _round(self.applied_confidence),
+            "runner_up": None if runner_up is None else {"name": runner_up[0], "share": _round(runner_up[1])},
+            "voters": self.voters,
         }
 
 
@@ -74,8 +93,9 @@ def result_json(
             "visual": _round(ranked.candidate.similarity),
             **{name: _round(value) for name, value in aspects.items()},
             "influence_hops": ranked.hops,
-            # The boost actually applied: influence weight parameter x w_i, so final = visual x (1 + this).
-            "influence_weight": _round(fusion.influence_weight * ranked.weight),
+            # The boost actually applied: influence weight parameter x source confidence c x w_i, so
+            # final = visual x (1 + this).
+            "influence_weight": _round(fusion.boost * ranked.weight),
             "same_artist_rank": ranked.same_artist_rank,
             # w_i of a work by the source artist: 1 / same_artist_base ** same_artist_rank.
             "same_artist_penalty": None if penalty is None else _round(penalty),

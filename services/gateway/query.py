@@ -8,8 +8,11 @@ client's aspect weights and filters, the influence re-rank, one page of explaine
        `<collection>__<version>` when it exists), in the configured collection for a stored descriptor;
     3. predict the style from the nearest candidates (before any re-rank);
     4. ask the influence service for the hops from the source artist (named, the artwork's own, or inferred
-       from the most similar candidates) - or serve the visual order, marked degraded, when it is down;
-    5. leave out the source artist's works if asked, re-rank (fusion.rank_with_influence), cut the page;
+       from the candidates: by default the similarity-weighted vote of the top ones with its confidence c,
+       fusion.vote_source_artist; `source_inference=nearest` lets the influence service apply the seed rule)
+       - or serve the visual order, marked degraded, when it is down;
+    5. leave out the source artist's works if asked, re-rank (fusion.rank_with_influence, the boost scaled by
+       c), cut the page;
     6. explain the page: per-aspect similarities, from the part projections the search service scored
        every candidate on (step 2), and the influence paths the distances came with.
 """
@@ -37,14 +40,24 @@ from services.gateway.explain import (
     ARTWORK,
     EXPLICIT,
     INFERRED,
+    NEAREST,
     NONE,
+    VOTE,
     SourceArtist,
     artwork_json,
     influence_paths,
     result_json,
     style_json,
 )
-from services.gateway.fusion import Candidate, FusionParams, rank_with_influence
+from services.gateway.fusion import (
+    Candidate,
+    FusionParams,
+    SourceVote,
+    SourceVoteParams,
+    effective_confidence,
+    rank_with_influence,
+    vote_source_artist,
+)
 from services.gateway.search_params import SearchOptions
 
 log = logging.getLogger(__name__)
@@ -156,17 +169,18 @@ async def run_search(
             : config.style_neighbours
         ]
     )
-    explicit = options.source_artist or query.artist
+    named = options.source_artist or query.artist
+    vote = None if named or options.source_inference != VOTE else _source_vote(candidates, options)
     with timer.step("influence"):
         distances, degraded = await _influence_or_degrade(
-            downstream, candidates, explicit, options, request_id
+            downstream, candidates, named or (vote.name if vote else None), options, request_id
         )
-    source = _source_artist(options, query, distances)
+    source = _source_artist(options, query, distances, vote)
     pool, hops = _candidate_pool(candidates, distances)
     if options.exclude_same_artist and source.key:
         pool = [c for c in pool if c.artist_key != source.key]
     boost = options.influence_weight if options.rerank and not degraded else 0.0
-    fusion = FusionParams(influence_weight=boost)
+    fusion = FusionParams(influence_weight=boost, source_confidence=source.applied_confidence)
     ranked = rank_with_influence(pool, source.key, hops, fusion)
     page = ranked[options.offset : options.offset + options.k]
     paths = influence_paths(distances, source)
@@ -357,19 +371,69 @@ def _candidate_pool(
     return pool, hops
 
 
+@dataclass(frozen=True)
+class _NamedVote:
+    """The source-artist vote with the winner's and runner-up's names as the catalogue writes them."""
+
+    vote: SourceVote
+    name: str | None
+    runner_up: tuple[str, float] | None
+
+
+def _source_vote(candidates: _Candidates, options: SearchOptions) -> _NamedVote:
+    """The similarity-weighted vote of the top candidates, by artist key (artsearch.artists.artist_key)."""
+    names: dict[str, str] = {}
+    pool = []
+    for hit, visual in zip(candidates.hits, candidates.visual, strict=True):
+        key = artist_key(hit.artwork.artist) if hit.artwork.artist else ""
+        names.setdefault(key, hit.artwork.artist)
+        pool.append(Candidate(hit.artwork.id, key, visual))
+    params = SourceVoteParams(options.source_top, options.source_temperature, options.source_min_confidence)
+    vote = vote_source_artist(pool, params)
+    second = vote.runner_up
+    return _NamedVote(
+        vote,
+        names[vote.winner] if vote.winner else None,
+        (names[second[0]], second[1]) if second else None,
+    )
+
+
 def _source_artist(
-    options: SearchOptions, query: QueryVector, distances: influence_pb2.DistancesResponse | None
+    options: SearchOptions,
+    query: QueryVector,
+    distances: influence_pb2.DistancesResponse | None,
+    vote: _NamedVote | None,
 ) -> SourceArtist:
+    """Who the source artist is, how it was chosen and how sure that is (c = 1 unless voted)."""
     known = distances is not None and distances.source_known
-    named = options.source_artist or query.artist
+    voted = vote if vote is not None and vote.name else None
+    named = options.source_artist or query.artist or (voted.name if voted else None)
     if options.source_artist:
-        how = EXPLICIT
+        how, method = EXPLICIT, None
     elif query.artist:
-        how = ARTWORK
+        how, method = ARTWORK, None
+    elif voted is not None:
+        how, method = INFERRED, VOTE
     elif known and distances.source_inferred:
-        how = INFERRED
+        how, method = INFERRED, NEAREST
     else:
-        how = NONE
-    if known:
-        return SourceArtist(distances.source.name, distances.source.key, how, True)
-    return SourceArtist(named, artist_key(named) if named else None, how, False)
+        how, method = NONE, None
+    confidence = voted.vote.confidence if method == VOTE and voted else (0.0 if how == NONE else 1.0)
+    name, key = (
+        (distances.source.name, distances.source.key)
+        if known
+        else (named, artist_key(named) if named else None)
+    )
+    return SourceArtist(
+        name,
+        key,
+        how,
+        known,
+        method=method,
+        confidence=confidence,
+        applied_confidence=effective_confidence(confidence, options.source_min_confidence)
+        if method == VOTE
+        else confidence,
+        runner_up=voted.runner_up if method == VOTE and voted else None,
+        voters=voted.vote.voters if method == VOTE and voted else None,
+    )

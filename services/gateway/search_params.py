@@ -7,7 +7,7 @@ Query bounds refer to the configuration in the enclosing scope."""
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +20,12 @@ YEAR_RANGE = (-5000, 3000)
 MAX_FILTER_VALUES = 50
 MAX_NAME_CHARS = 200
 ASPECT_PARAMS = {"w_content": "content", "w_style": "style", "w_colour": "colour"}
+# How the source artist is inferred when nobody names it: the similarity-weighted vote of the top
+# candidates (services.gateway.fusion.vote_source_artist), or the seed system's rule (the most similar
+# candidate's artist in the influence graph, confidence 1).
+SourceInference = Literal["vote", "nearest"]
+MAX_SOURCE_TOP = 100
+MAX_SOURCE_TEMPERATURE = 10.0
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,14 @@ class SearchOptions:
     rerank: bool = True
     # Multiplies the influence weight w_i of the re-rank formula; 0 keeps the visual order.
     influence_weight: float = 1.0
-    # Explicit source artist; None lets the influence service infer it from the candidates.
+    # Explicit source artist; None infers it from the candidates (`source_inference`).
     source_artist: str | None = None
+    source_inference: SourceInference = "vote"
+    # The vote: how many of the most similar candidates vote, the softmax temperature over their
+    # similarities, and the winner's share under which the influence boost is off (c = 0).
+    source_top: int = 10
+    source_temperature: float = 0.03
+    source_min_confidence: float = 0.0
     # Aspect weights the client set (aspect name -> weight); the others keep the encoder's defaults.
     aspect_weights: dict[str, float] = field(default_factory=dict)
     filter_artist: tuple[str, ...] = ()
@@ -60,6 +72,10 @@ class UrlRequest(BaseModel):
     rerank: bool | None = None
     influence_weight: float | None = None
     source_artist: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+    source_inference: SourceInference | None = None
+    source_top: int | None = None
+    source_temperature: float | None = None
+    source_min_confidence: float | None = None
     w_content: float | None = None
     w_style: float | None = None
     w_colour: float | None = None
@@ -98,6 +114,35 @@ def search_query(config: GatewayConfig) -> Callable[..., SearchOptions]:
                 max_length=MAX_NAME_CHARS, description="Source artist; inferred from the results if absent"
             ),
         ] = None,
+        source_inference: Annotated[
+            SourceInference,
+            Query(
+                description="How the source artist is inferred when not named: 'vote' (similarity-weighted "
+                "vote of the top candidates; the boost scales by the winner's share) or 'nearest' (the most "
+                "similar candidate's artist in the influence graph, the original rule, full boost)"
+            ),
+        ] = "vote",
+        source_top: Annotated[
+            int, Query(ge=1, le=MAX_SOURCE_TOP, description="Most similar candidates that vote")
+        ] = 10,
+        source_temperature: Annotated[
+            float,
+            Query(
+                ge=0,
+                le=MAX_SOURCE_TEMPERATURE,
+                allow_inf_nan=False,
+                description="Softmax temperature of the vote over similarities; 0: the most similar decides",
+            ),
+        ] = 0.03,
+        source_min_confidence: Annotated[
+            float,
+            Query(
+                ge=0,
+                le=1,
+                allow_inf_nan=False,
+                description="No influence boost when the voted artist's share is under this",
+            ),
+        ] = 0.0,
         w_content: Annotated[float | None, _weight_query("content (what is depicted)")] = None,
         w_style: Annotated[float | None, _weight_query("style (brushwork, texture)")] = None,
         w_colour: Annotated[float | None, _weight_query("colour (palette)")] = None,
@@ -118,6 +163,10 @@ def search_query(config: GatewayConfig) -> Callable[..., SearchOptions]:
             rerank=rerank,
             influence_weight=influence_weight,
             source_artist=_clean_name(source_artist),
+            source_inference=source_inference,
+            source_top=source_top,
+            source_temperature=source_temperature,
+            source_min_confidence=source_min_confidence,
             aspect_weights={ASPECT_PARAMS[n]: v for n, v in weights.items() if v is not None},
             filter_artist=_clean_values(filter_artist),
             filter_style=_clean_values(filter_style),
@@ -180,6 +229,9 @@ def checked(options: SearchOptions, config: GatewayConfig) -> SearchOptions:
     if options.offset + options.k > config.max_pool:
         raise _invalid("offset", f"offset + k must be at most {config.max_pool} (the largest pool)")
     _in_range("influence_weight", options.influence_weight, 0.0, MAX_WEIGHT)
+    _in_range("source_top", options.source_top, 1, MAX_SOURCE_TOP)
+    _in_range("source_temperature", options.source_temperature, 0.0, MAX_SOURCE_TEMPERATURE)
+    _in_range("source_min_confidence", options.source_min_confidence, 0.0, 1.0)
     for aspect, weight in options.aspect_weights.items():
         _in_range(f"w_{aspect}", weight, 0.0, MAX_WEIGHT)
     for name in ("year_min", "year_max"):

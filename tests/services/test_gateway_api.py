@@ -146,12 +146,16 @@ async def test_upload_finds_itself_first_and_explains_every_result(client, catal
     assert top["scores"]["visual"] == pytest.approx(1.0, abs=2e-3)
     assert top["image_url"] == f"/v1/artworks/{BEDROOM}/image"
     assert top["thumbnail_url"] == f"/v1/artworks/{BEDROOM}/thumbnail"
-    assert answer["source_artist"] == {
+    source = answer["source_artist"]
+    assert {name: source[name] for name in ("name", "key", "how", "in_influence_graph", "method")} == {
         "name": "Vincent van Gogh",
         "key": "vincent van gogh",
         "how": "inferred",
         "in_influence_graph": True,
+        "method": "vote",
     }
+    # The painting itself is far more similar than the rest: nearly all of the vote.
+    assert source["confidence"] == source["applied_confidence"] > 0.99 and source["voters"] == 10
     weights = answer["weights"]
     assert set(weights) == {"content", "style", "colour", "influence"} and weights["influence"] == 1.0
     assert weights["content"] + weights["style"] + weights["colour"] == pytest.approx(1.0)
@@ -173,7 +177,11 @@ async def test_upload_finds_itself_first_and_explains_every_result(client, catal
 
 
 async def test_explanations_carry_hops_penalties_and_influence_paths(client, catalogue):
-    answer = await search_ok(client, image_of(catalogue, BEDROOM), k=len(IDS), pool=len(IDS))
+    # The seed system's inference (confidence 1): the brief's formula exactly.
+    answer = await search_ok(
+        client, image_of(catalogue, BEDROOM), k=len(IDS), pool=len(IDS), source_inference="nearest"
+    )
+    assert answer["source_artist"]["method"] == "nearest" and answer["source_artist"]["confidence"] == 1.0
     by_artist: dict[str, list[dict]] = {}
     for result in answer["results"]:
         by_artist.setdefault(result["artist"], []).append(result)
@@ -217,11 +225,13 @@ async def test_influence_weight_scales_the_boost(client, catalogue):
     )
     double = await search_ok(client, image, k=len(IDS), influence_weight=2.5)
     assert double["weights"]["influence"] == 2.5
+    # The boost is scaled by the vote's confidence c: final = visual * (1 + 2.5 * c * w_i).
+    c = double["source_artist"]["applied_confidence"]
     for result in double["results"]:
         s = result["scores"]
         w_i = s["same_artist_penalty"] or (1 / s["influence_hops"] if s["influence_hops"] else 0.01)
-        assert s["influence_weight"] == pytest.approx(2.5 * w_i, abs=1e-6)
-        assert s["final"] == pytest.approx(s["visual"] * (1 + 2.5 * w_i), abs=1e-5)
+        assert s["influence_weight"] == pytest.approx(2.5 * c * w_i, abs=1e-5)
+        assert s["final"] == pytest.approx(s["visual"] * (1 + 2.5 * c * w_i), abs=1e-5)
     no_rerank = await search_ok(client, image, k=len(IDS), rerank="false")
     assert [r["score"] for r in no_rerank["results"]] == [r["scores"]["visual"] for r in no_rerank["results"]]
 
