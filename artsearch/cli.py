@@ -40,7 +40,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def format_results(answer: dict) -> str:
     source = answer["source_artist"]
-    lines = [f"source artist: {source['name'] or '-'} ({source['how']})"]
+    lines = [f"source artist: {source['name'] or '-'} ({_how_chosen(source)})"]
     if answer.get("degraded"):
         lines.append(f"degraded: {', '.join(answer['degraded'])}")
     lines.append(f"{'#':>3}  {'score':>6}  {'visual':>6}  {'hops':>4}  {'w':>5}  artist — title")
@@ -52,6 +52,16 @@ def format_results(answer: dict) -> str:
             f"{scores['influence_weight']:5.3f}  {result['artist']} — {result['title']}"
         )
     return "\n".join(lines)
+
+
+def _how_chosen(source: dict) -> str:
+    """ "inferred by vote, confidence 0.62, runner-up Utagawa Hiroshige 0.38", "explicit", ..."""
+    if source.get("method") != "vote":
+        return f"{source['how']} by the nearest candidate" if source.get("method") else source["how"]
+    text = f"inferred by vote, confidence {source['confidence']:.2f}"
+    if source.get("runner_up"):
+        text += f", runner-up {source['runner_up']['name']} {source['runner_up']['share']:.2f}"
+    return text
 
 
 def sample_query_image(image_path: Path, fraction: float = 0.6) -> bytes:

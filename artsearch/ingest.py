@@ -24,6 +24,7 @@ from artsearch.ingest_download import Downloader, DownloadLimits, DownloadReject
 from artsearch.ingest_report import IngestReport
 from artsearch.ingest_services import IngestServices, ServiceFailed
 from artsearch.ingest_state import IngestState, Shard, fingerprint
+from artsearch.style_vote import ART, STYLE_LABELS_KEY
 from artsearch.v1 import common_pb2, search_pb2
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,12 @@ def artwork_record(catalogue: Catalogue, entry: CatalogueEntry) -> common_pb2.Ar
         image_uri=entry.filename,
         catalogue=catalogue.name,
         # The image hash is ingest's to write (`with_image_hash`), never the catalogue's.
-        extra={key: value for key, value in entry.extra.items() if key != IMAGE_SHA256_KEY},
+        extra={
+            **{key: value for key, value in entry.extra.items() if key != IMAGE_SHA256_KEY},
+            # What the catalogue's style labels are (art styles unless it declares otherwise): only art
+            # styles vote in a style prediction (artsearch.style_vote).
+            STYLE_LABELS_KEY: catalogue.style_labels or ART,
+        },
     )
 
 

@@ -53,6 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--metadata", help="metadata file (CSV, JSON, JSONL), e.g. a WikiArt CSV")
     source.add_argument("--manifest", help="CSV/JSONL/JSON of image URLs with metadata, instead of a folder")
     source.add_argument("--name", help="catalogue name (default: the folder's or manifest's name)")
+    source.add_argument(
+        "--style-labels",
+        choices=("art", "category"),
+        help="what the catalogue's style labels are: art styles (they vote in style predictions) or "
+        "subject categories (they never do); default: the folder's catalogue.json, else art",
+    )
     how = parser.add_argument_group("how")
     how.add_argument("--collection", default="", help="target collection (default: the search service's)")
     how.add_argument("--batch-size", type=_at_least(1), default=16, help="artworks per batch (default 16)")
@@ -176,11 +182,15 @@ def _load(args: argparse.Namespace) -> Catalogue:
     if args.manifest:
         from artsearch.catalogue.manifest import load_manifest
 
-        return load_manifest(Path(args.manifest), name=args.name)
-    from artsearch.catalogue.folder import load_catalogue
+        catalogue = load_manifest(Path(args.manifest), name=args.name)
+    else:
+        from artsearch.catalogue.folder import load_catalogue
 
-    metadata = Path(args.metadata) if args.metadata else None
-    return load_catalogue(Path(args.folder), name=args.name, metadata=metadata)
+        metadata = Path(args.metadata) if args.metadata else None
+        catalogue = load_catalogue(Path(args.folder), name=args.name, metadata=metadata)
+    if args.style_labels:
+        catalogue.style_labels = args.style_labels
+    return catalogue
 
 
 def _targets(args: argparse.Namespace) -> IngestTargets:

@@ -4,14 +4,33 @@ Each neighbour with a style label votes for it with its cosine similarity (negat
 0). The winner is the label with the most votes; its confidence is its share of all the votes. A catalogue
 without style labels gives "unknown" with confidence 0. When every labelled neighbour has a similarity of 0
 or less, each of them counts once instead (there is still a best guess, from the labels alone).
+
+Only labels that are art styles vote. Each catalogue declares at ingest what its `style` labels are
+(`style_labels`: ART for art styles such as "Ukiyo-e"; CATEGORY for subject categories such as clip art's
+"computer/icons", a stamp set's "animals"), and ingest stores the declaration with every artwork under
+extra[STYLE_LABELS_KEY]. An artwork stored without a declaration (ingested before there was one) counts as
+art, as every label did before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 UNKNOWN = "unknown"
+
+# The `extra` key of a stored artwork holding its catalogue's declared label kind.
+STYLE_LABELS_KEY = "style_labels"
+ART = "art"
+CATEGORY = "category"
+LABEL_KINDS = (ART, CATEGORY)
+# The kinds whose labels never vote (what the search filter `exclude_style_labels` is sent).
+NOT_ART = (CATEGORY,)
+
+
+def labels_are_art(extra: Mapping[str, str]) -> bool:
+    """Whether an artwork's style label is an art style, from its stored `extra` (undeclared: yes)."""
+    return extra.get(STYLE_LABELS_KEY, ART) not in NOT_ART
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,10 @@ objects). Recognised columns/keys (case-insensitive):
   three- or four-digit number is the year);
 * every other column is kept as text in ``extra``.
 
+A catalogue declares what its ``style`` labels are in an optional ``catalogue.json`` beside the images,
+``{"style_labels": "art"}`` (art styles: the default) or ``{"style_labels": "category"}`` (subject categories
+such as clip art's "computer/icons"): only art styles vote in a style prediction (artsearch.style_vote).
+
 This also reads the seed system's WikiArt CSV (``filename, artist, title, style, genre, date``). A row that
 cannot be used (missing file, duplicate id, unreadable year, ...) is skipped and reported in
 ``Catalogue.problems``; it never stops the rest from loading. Without a metadata file every image under
@@ -27,8 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from artsearch.style_vote import LABEL_KINDS
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 METADATA_FILES = ("metadata.csv", "metadata.json")
+# The catalogue's own facts (what its style labels are), beside its metadata file.
+CATALOGUE_INFO_FILE = "catalogue.json"
 
 FILENAME_KEYS = ("filename", "file", "image", "path")
 _KNOWN_KEYS = frozenset({*FILENAME_KEYS, "id", "title", "artist", "style", "genre", "year", "date"})
@@ -65,6 +73,9 @@ class Catalogue:
     root: Path
     entries: list[CatalogueEntry]
     problems: list[CatalogueProblem]
+    # What the `style` labels are (artsearch.style_vote.LABEL_KINDS); None when the catalogue does not
+    # say (ingest then stores them as art styles).
+    style_labels: str | None = None
 
     def path_of(self, entry: CatalogueEntry) -> Path:
         return self.root / entry.filename
@@ -103,13 +114,47 @@ def load_catalogue(folder: Path, name: str | None = None, metadata: Path | None 
         raise CatalogueError(f"catalogue folder {root} does not exist or is not a folder")
     if metadata is not None and not Path(metadata).is_file():
         raise CatalogueError(f"metadata file {metadata} does not exist")
-    catalogue = Catalogue(name=name or root.resolve().name, root=root, entries=[], problems=[])
+    catalogue = Catalogue(
+        name=name or root.resolve().name,
+        root=root,
+        entries=[],
+        problems=[],
+        style_labels=read_style_labels(root / CATALOGUE_INFO_FILE),
+    )
     metadata = Path(metadata) if metadata is not None else _find_metadata(root)
     if metadata is None:
         _add_bare_images(catalogue)
     else:
         _add_rows(catalogue, _read_rows(metadata))
     return catalogue
+
+
+def read_style_labels(path: Path) -> str | None:
+    """The `style_labels` a catalogue.json declares (None without the file or the key); CatalogueError
+    when the file is unreadable or the kind unknown."""
+    if not path.is_file():
+        return None
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CatalogueError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(document, dict):
+        raise CatalogueError(f"{path}: expected a JSON object")
+    kind = document.get("style_labels")
+    return None if kind is None else checked_style_labels(kind, str(path))
+
+
+def checked_style_labels(kind: object, where: str) -> str:
+    if kind not in LABEL_KINDS:
+        raise CatalogueError(f"{where}: style_labels must be one of {', '.join(LABEL_KINDS)}, got {kind!r}")
+    return str(kind)
+
+
+def write_catalogue_info(folder: Path, style_labels: str) -> None:
+    """Declares in ``folder/catalogue.json`` what the catalogue's style labels are."""
+    checked_style_labels(style_labels, str(folder))
+    text = json.dumps({"style_labels": style_labels}, indent=2) + "\n"
+    (Path(folder) / CATALOGUE_INFO_FILE).write_text(text, encoding="utf-8")
 
 
 def _find_metadata(root: Path) -> Path | None:

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from artsearch.catalogue.debian import extracted_version, fetch_deb_package
-from artsearch.catalogue.folder import CatalogueEntry, write_metadata_csv
+from artsearch.catalogue.folder import CatalogueEntry, write_catalogue_info, write_metadata_csv
 from artsearch.catalogue.gcompris_facts import (
     ARTIST_ALIASES,
     ARTISTS,
@@ -41,6 +41,7 @@ from artsearch.catalogue.gcompris_facts import (
 )
 from artsearch.catalogue.qt_rcc import RccArchive
 from artsearch.catalogue.reassembly import Assembly, PieceSpec, assemble_jigsaw, fill_holes, locate_details
+from artsearch.style_vote import ART
 
 __all__ = [
     "ARTISTS",
@@ -414,4 +415,5 @@ def build_gcompris_catalogue(output: Path, cache_dir: Path) -> list[CatalogueEnt
             )
         )
     write_metadata_csv(output / "metadata.csv", entries, extra_columns=EXTRA_COLUMNS)
+    write_catalogue_info(output, ART)  # the styles are art-historical (gcompris_facts)
     return entries

@@ -1,8 +1,10 @@
 """Labelled catalogues from image sets (clip art, stamps, portraits, CIFAR): a bounded, label-stratified
 sample copied into a catalogue folder with a metadata.csv whose ``style`` column holds the label.
 
-The label goes in ``style`` so that everything that reads styles (filters, style prediction, evaluation)
-works on these sets unchanged; ``genre`` says what kind of picture it is (clip art, stamp, portrait, photo).
+The label goes in ``style`` so that everything that reads styles (filters, evaluation) works on these sets
+unchanged; ``genre`` says what kind of picture it is (clip art, stamp, portrait, photo). The folder's
+catalogue.json declares the labels subject categories, not art styles, so they never vote in a style
+prediction (artsearch.style_vote).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from artsearch.catalogue.folder import CatalogueEntry, slugify, write_metadata_csv
+from artsearch.catalogue.folder import CatalogueEntry, slugify, write_catalogue_info, write_metadata_csv
 from artsearch.evaluation.datasets import stratified_cap
+from artsearch.style_vote import CATEGORY
 
 EXTRA_COLUMNS = ("source", "license")
 
@@ -88,7 +91,8 @@ def write_labelled_catalogue(
     images: Iterable[LabelledImage],
     write: Callable[[LabelledImage, Path], None] | None = None,
 ) -> list[CatalogueEntry]:
-    """Copies (or `write`s) each image to ``output/<relative>`` and writes ``output/metadata.csv``."""
+    """Copies (or `write`s) each image to ``output/<relative>`` and writes ``output/metadata.csv`` and
+    ``output/catalogue.json`` (the labels are categories)."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     entries: list[CatalogueEntry] = []
@@ -110,6 +114,7 @@ def write_labelled_catalogue(
         ids.add(entry.id)
         entries.append(entry)
     write_metadata_csv(output / "metadata.csv", entries, EXTRA_COLUMNS)
+    write_catalogue_info(output, CATEGORY)
     return entries
 
 

@@ -49,6 +49,9 @@ class GatewayConfig:
     model_alias_ttl_s: float = 5.0
     # Per-client concurrency and rate limits on the public image routes (services/gateway/public_limits.py).
     public_limits: PublicLimitSettings = field(default_factory=PublicLimitSettings)
+    # A search whose nearest `style_neighbours` candidates hold fewer art-style labels than this (the rest
+    # from catalogues whose labels are categories) searches again for art-style neighbours to vote.
+    style_min_art_neighbours: int = 3
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> GatewayConfig:
@@ -79,6 +82,7 @@ class GatewayConfig:
             evaluation_pictures=EvaluationPictureSettings.from_env(env),
             model_alias_ttl_s=env.float("MODEL_ALIAS_TTL_S", 5.0, minimum=0.0),
             public_limits=PublicLimitSettings.from_env(env),
+            style_min_art_neighbours=env.int("STYLE_MIN_ART_NEIGHBOURS", 3, minimum=0),
         )
 
 

@@ -105,11 +105,17 @@ def result_json(
     }
 
 
-def style_json(prediction: StylePrediction) -> dict[str, object]:
+def style_json(
+    prediction: StylePrediction, voters: int | None = None, art_search: bool | None = None
+) -> dict[str, object]:
+    """The prediction; `voters`: the art-style neighbours that voted; `art_search`: whether they were found
+    by a search of their own (too few art-style labels among the candidates)."""
     return {
         "label": prediction.label,
         "confidence": _round(prediction.confidence),
         "top": [{"label": label, "score": _round(score)} for label, score in prediction.top],
+        "voters": voters,
+        "art_search": art_search,
     }
 
 

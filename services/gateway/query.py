@@ -6,7 +6,9 @@ client's aspect weights and filters, the influence re-rank, one page of explaine
     2. search `pool` candidates with the payload filters (and the artwork itself left out), in the collection
        of the query's model for an encoded picture (Downstream.model_collection: the model alias
        `<collection>__<version>` when it exists), in the configured collection for a stored descriptor;
-    3. predict the style from the nearest candidates (before any re-rank);
+    3. predict the style from the nearest candidates (before any re-rank) whose catalogue declared its
+       labels art styles (artsearch.style_vote); when fewer than STYLE_MIN_ART_NEIGHBOURS of them are, a
+       second search (beside step 4) finds the nearest art-style neighbours with a filter;
     4. ask the influence service for the hops from the source artist (named, the artwork's own, or inferred
        from the candidates: by default the similarity-weighted vote of the top ones with its confidence c,
        fusion.vote_source_artist; `source_inference=nearest` lets the influence service apply the seed rule)
@@ -31,7 +33,7 @@ import numpy as np
 
 from artsearch.artists import artist_key
 from artsearch.descriptor import DescriptorLayout, query_weights, reweight_query
-from artsearch.style_vote import predict_style
+from artsearch.style_vote import NOT_ART, StylePrediction, labels_are_art, predict_style
 from artsearch.v1 import common_pb2, encoder_pb2, influence_pb2, search_pb2
 from services.gateway.config import GatewayConfig
 from services.gateway.downstream import INFLUENCE, Downstream, DownstreamError
@@ -164,16 +166,16 @@ async def run_search(
     weights = _aspect_weights(layout, options.aspect_weights)
     with timer.step("search"):
         candidates = await _visual_candidates(downstream, query, layout, weights, options, request_id)
-    style = predict_style(
-        [(hit.artwork.style, score) for hit, score in zip(candidates.hits, candidates.visual, strict=True)][
-            : config.style_neighbours
-        ]
-    )
     named = options.source_artist or query.artist
     vote = None if named or options.source_inference != VOTE else _source_vote(candidates, options)
     with timer.step("influence"):
-        distances, degraded = await _influence_or_degrade(
-            downstream, candidates, named or (vote.name if vote else None), options, request_id
+        (distances, degraded), style = await asyncio.gather(
+            _influence_or_degrade(
+                downstream, candidates, named or (vote.name if vote else None), options, request_id
+            ),
+            _style_of_candidates(
+                downstream, query, layout, weights, options, config, candidates, timer, request_id
+            ),
         )
     source = _source_artist(options, query, distances, vote)
     pool, hops = _candidate_pool(candidates, distances)
@@ -194,7 +196,7 @@ async def run_search(
     ]
     return {
         "results": results,
-        "style_prediction": style_json(style),
+        "style_prediction": style_json(style.prediction, style.voters, style.searched),
         "source_artist": source.to_json(),
         "k": options.k,
         "offset": options.offset,
@@ -211,19 +213,23 @@ async def run_search(
 async def run_style_prediction(
     downstream: Downstream, query: QueryVector, config: GatewayConfig, timer: Timer, request_id: str = ""
 ) -> dict[str, object]:
-    """The style vote of the nearest catalogue artworks (default aspect weights, no filter)."""
+    """The style vote of the nearest catalogue artworks whose labels are art styles (default aspect weights;
+    the only filter leaves out catalogues whose labels are categories)."""
     embedding = common_pb2.Embedding(values=query.values.tolist())
+    art_only = search_pb2.Filter(exclude_style_labels=NOT_ART)
     with timer.step("search"):
         collection, found = await downstream.in_model_collection(
             query.routing_version,
             lambda name: downstream.search(
-                embedding, config.style_neighbours, request_id=request_id, collection=name
+                embedding, config.style_neighbours, art_only, request_id=request_id, collection=name
             ),
             request_id,
         )
-    neighbours = [(hit.artwork.style, float(hit.score)) for hit in found.hits]
+    neighbours = [
+        (hit.artwork.style, float(hit.score)) for hit in found.hits if labels_are_art(hit.artwork.extra)
+    ]
     return {
-        "style": style_json(predict_style(neighbours)),
+        "style": style_json(predict_style(neighbours), _labelled(neighbours), True),
         "neighbours": [
             {**artwork_json(hit.artwork), "score": round(float(hit.score), 6)} for hit in found.hits
         ],
@@ -231,6 +237,63 @@ async def run_style_prediction(
         "model": {"name": query.model.name, "version": query.model.version},
         "collection": collection,
     }
+
+
+@dataclass(frozen=True)
+class _Style:
+    prediction: StylePrediction
+    voters: int  # art-style neighbours that voted
+    searched: bool  # found by a second search (too few art-style labels among the candidates)
+
+
+async def _style_of_candidates(
+    downstream: Downstream,
+    query: QueryVector,
+    layout: DescriptorLayout,
+    weights: dict[str, float],
+    options: SearchOptions,
+    config: GatewayConfig,
+    candidates: _Candidates,
+    timer: Timer,
+    request_id: str,
+) -> _Style:
+    """The style vote of the nearest candidates whose labels are art styles; when fewer than
+    `style_min_art_neighbours` of the nearest `style_neighbours` are, of the nearest art-style artworks
+    found by a second search (the same query and filters, category catalogues left out). That search
+    failing (its deadline, say) leaves the vote to the art-style candidates there are."""
+    nearest = list(zip(candidates.hits, candidates.visual, strict=True))[: config.style_neighbours]
+    art = [(hit.artwork.style, score) for hit, score in nearest if labels_are_art(hit.artwork.extra)]
+    if len(art) >= config.style_min_art_neighbours or not candidates.hits:
+        return _Style(predict_style(art), _labelled(art), False)
+    vector = reweight_query(query.values, layout, weights)
+    length = float(np.linalg.norm(vector))
+    art_filter = _filter(options, query)
+    art_filter.exclude_style_labels.extend(NOT_ART)
+    try:
+        with timer.step("style_search"):
+            found = await downstream.search(
+                common_pb2.Embedding(values=vector.tolist()),
+                config.style_neighbours,
+                art_filter,
+                request_id,
+                collection=candidates.collection,
+            )
+    except DownstreamError as error:
+        if error.status == grpc.StatusCode.INVALID_ARGUMENT:
+            raise
+        log.warning(
+            "art-style neighbour search failed, voting with the candidates", extra={"error": str(error)}
+        )
+        return _Style(predict_style(art), _labelled(art), False)
+    hits = [hit for hit in found.hits if labels_are_art(hit.artwork.extra)]
+    if options.year_min is not None or options.year_max is not None:
+        hits = [hit for hit in hits if hit.artwork.year != 0]  # as the candidates (year 0: unknown)
+    art = [(hit.artwork.style, _clipped(float(hit.score) * length)) for hit in hits]
+    return _Style(predict_style(art), _labelled(art), True)
+
+
+def _labelled(neighbours: list[tuple[str, float]]) -> int:
+    return sum(1 for label, _ in neighbours if label.strip())
 
 
 def _layout(query: QueryVector) -> DescriptorLayout:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from artsearch.artists import artist_key
+from artsearch.style_vote import STYLE_LABELS_KEY
 from services.search.store import ArtworkRecord, IndexedArtwork, InvalidStoreRequest, MetadataChanges
 
 # Changing this namespace changes every point id: existing collections would have to be re-indexed.
@@ -24,7 +25,6 @@ ARTWORK_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:artsearch:artwork")
 # filters well (Qdrant adds the per-value links only for fields indexed at build time).
 # The `extra` key where ingest stores the kind of its catalogue's style labels ("art", "category"): the
 # gateway's style vote filters on it, so it is indexed like a top-level field.
-STYLE_LABELS_KEY = "style_labels"
 STYLE_LABELS_FIELD = f"extra.{STYLE_LABELS_KEY}"
 KEYWORD_FIELDS = ("id", "artist_key", "style", "genre", STYLE_LABELS_FIELD)
 INTEGER_FIELDS = ("year",)

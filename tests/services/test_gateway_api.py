@@ -425,7 +425,13 @@ async def test_predict_style_is_unknown_without_labels(services, catalogue):
         create_app(gateway_config(services, SEARCH_COLLECTION=UNLABELLED))
     ) as unlabelled:
         reply = await upload(unlabelled, image_of(catalogue, "hokusai-poppies"), "/v1/predict-style")
-        assert reply.json()["style"] == {"label": "unknown", "confidence": 0.0, "top": []}
+        style = reply.json()["style"]
+        assert {name: style[name] for name in ("label", "confidence", "top", "voters")} == {
+            "label": "unknown",
+            "confidence": 0.0,
+            "top": [],
+            "voters": 0,
+        }
 
 
 # --- bad requests -----------------------------------------------------------------------------------------

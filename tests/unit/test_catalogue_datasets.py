@@ -64,6 +64,8 @@ def test_clip_art_is_labelled_by_folder_without_links_huge_or_broken_files(
     assert bird.id == "openclipart-animals-birds-bird-0-01"
     assert (bird.title, bird.style, bird.genre) == ("bird 0 01", "animals/birds", "clip art")
     assert bird.extra == {"source": "Debian openclipart-png 0.18+dfsg", "license": "public domain"}
+    # Clip-art folders are subject categories, declared so: they never vote in a style prediction.
+    assert catalogue.style_labels == "category"
     assert (
         catalogue.path_of(bird).read_bytes()
         == (clipart_tree / source.images_dir / bird.filename).read_bytes()

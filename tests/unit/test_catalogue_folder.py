@@ -15,7 +15,7 @@ from artsearch.catalogue import (
     load_catalogue,
     write_metadata_csv,
 )
-from artsearch.catalogue.folder import parse_year, slugify
+from artsearch.catalogue.folder import parse_year, slugify, write_catalogue_info
 
 
 def make_image(path: Path, colour: tuple[int, int, int] = (200, 30, 30)) -> Path:
@@ -298,3 +298,42 @@ def test_slugify():
     assert slugify("Café Terrace at Night") == "cafe-terrace-at-night"
     assert slugify("  Pietà (1499) ") == "pieta-1499"
     assert slugify("Dürer_Lion") == "durer-lion"
+
+
+# --- what the style labels are -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["art", "category"])
+def test_catalogue_json_declares_what_the_style_labels_are(tmp_path, kind):
+    make_image(tmp_path / "a.png")
+    write_catalogue_info(tmp_path, kind)
+    assert json.loads((tmp_path / "catalogue.json").read_text()) == {"style_labels": kind}
+    catalogue = load_catalogue(tmp_path)
+    assert catalogue.style_labels == kind
+    # The declaration file is not an image nor a metadata file: the folder still lists its one image.
+    assert [entry.filename for entry in catalogue.entries] == ["a.png"]
+
+
+def test_without_a_declaration_the_kind_is_unknown(tmp_path):
+    make_image(tmp_path / "a.png")
+    assert load_catalogue(tmp_path).style_labels is None
+    (tmp_path / "catalogue.json").write_text('{"licence": "CC0"}')
+    assert load_catalogue(tmp_path).style_labels is None
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"style_labels": "styles"}', "style_labels must be one of art, category"),
+        ('{"style_labels": 1}', "style_labels must be one of art, category"),
+        ("[]", "expected a JSON object"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_a_bad_declaration_stops_the_load(tmp_path, content, message):
+    make_image(tmp_path / "a.png")
+    (tmp_path / "catalogue.json").write_text(content)
+    with pytest.raises(CatalogueError, match=message):
+        load_catalogue(tmp_path)
+    with pytest.raises(CatalogueError, match="style_labels must be one of"):
+        write_catalogue_info(tmp_path, "painting")

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from artsearch.style_vote import StylePrediction, predict_style
+from artsearch.style_vote import (
+    ART,
+    CATEGORY,
+    LABEL_KINDS,
+    NOT_ART,
+    STYLE_LABELS_KEY,
+    StylePrediction,
+    labels_are_art,
+    predict_style,
+)
 
 
 def test_similarity_weighted_vote_with_shares():
@@ -52,3 +61,12 @@ def test_all_votes_zero_falls_back_to_counting_labels():
 def test_labels_are_trimmed_before_counting():
     prediction = predict_style([("Cubism ", 0.3), (" Cubism", 0.3), ("Fauvism", 0.4)])
     assert prediction.label == "Cubism" and prediction.confidence == pytest.approx(0.6)
+
+
+def test_only_art_style_labels_vote_and_undeclared_ones_count_as_art():
+    # Declared by ingest in extra["style_labels"]; records ingested before any declaration keep voting.
+    assert labels_are_art({STYLE_LABELS_KEY: ART})
+    assert labels_are_art({})
+    assert labels_are_art({"museum": "Met"})
+    assert not labels_are_art({STYLE_LABELS_KEY: CATEGORY})
+    assert NOT_ART == (CATEGORY,) and set(LABEL_KINDS) == {ART, CATEGORY}

@@ -194,7 +194,13 @@ function showSource(source) {
     info.textContent = "—";
     return;
   }
-  const how = HOW[source.how] || (source.how ? source.how.replaceAll("_", " ") : "");
+  let how = HOW[source.how] || (source.how ? source.how.replaceAll("_", " ") : "");
+  if (source.method === "vote") {
+    how = `voted by the ${source.voters} most similar, confidence ${source.confidence.toFixed(2)}`;
+    if (source.runner_up) how += `; runner-up ${source.runner_up.name} ${source.runner_up.share.toFixed(2)}`;
+  } else if (source.method === "nearest") {
+    how = "the most similar candidate's artist";
+  }
   const name = source.name || "none";
   const graph = source.name ? (source.in_influence_graph ? "in the influence graph" : "not in the influence graph") : "";
   info.textContent = [name, how && `(${how})`, graph && `— ${graph}`].filter(Boolean).join(" ");
