@@ -8,18 +8,40 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EncodeRequest(_message.Message):
-    __slots__ = ("images",)
+    __slots__ = ("images", "analyse")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
+    ANALYSE_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, images: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    analyse: bool
+    def __init__(self, images: _Optional[_Iterable[bytes]] = ..., analyse: _Optional[bool] = ...) -> None: ...
 
 class EncodeResponse(_message.Message):
-    __slots__ = ("embeddings", "model")
+    __slots__ = ("embeddings", "model", "analyses")
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    ANALYSES_FIELD_NUMBER: _ClassVar[int]
     embeddings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Embedding]
     model: ModelInfo
-    def __init__(self, embeddings: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
+    analyses: _containers.RepeatedCompositeFieldContainer[ImageAnalysis]
+    def __init__(self, embeddings: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., analyses: _Optional[_Iterable[_Union[ImageAnalysis, _Mapping]]] = ...) -> None: ...
+
+class ImageAnalysis(_message.Message):
+    __slots__ = ("located", "located_embedding", "corners", "confidence", "area_fraction", "greyscale", "chroma_spread")
+    LOCATED_FIELD_NUMBER: _ClassVar[int]
+    LOCATED_EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    CORNERS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    AREA_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    GREYSCALE_FIELD_NUMBER: _ClassVar[int]
+    CHROMA_SPREAD_FIELD_NUMBER: _ClassVar[int]
+    located: bool
+    located_embedding: _common_pb2.Embedding
+    corners: _containers.RepeatedScalarFieldContainer[float]
+    confidence: float
+    area_fraction: float
+    greyscale: bool
+    chroma_spread: float
+    def __init__(self, located: _Optional[bool] = ..., located_embedding: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., corners: _Optional[_Iterable[float]] = ..., confidence: _Optional[float] = ..., area_fraction: _Optional[float] = ..., greyscale: _Optional[bool] = ..., chroma_spread: _Optional[float] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()

@@ -112,17 +112,29 @@ class OpenedImage:
     size: int
     # The most memory decoding it takes at once, estimated from the header (bytes).
     decode_bytes: int
+    # With a working copy (`decode_with_working_copy`): its longer side, in pixels; 0: none.
+    work_side: int = 0
 
     def decode(self) -> np.ndarray:
         """The uint8 [size, size, 3] input of the network (see `decode_image`). Raises ImageRejected."""
         with _rejecting_pillow_failures(self.image):
-            return self._decode()
+            return self._decode()[0]
 
-    def _decode(self) -> np.ndarray:
+    def decode_with_working_copy(self) -> tuple[np.ndarray, np.ndarray]:
+        """The network's input and an upright uint8 RGB copy of the photo with its aspect ratio kept, its
+        longer side `work_side` (at most: a smaller photo is not enlarged) - what the painting locator works
+        on. Raises ImageRejected."""
+        with _rejecting_pillow_failures(self.image):
+            pixels, working = self._decode()
+        assert working is not None  # opened with a work_side
+        return pixels, working
+
+    def _decode(self) -> tuple[np.ndarray, np.ndarray | None]:
         image = self.image
         _load(image, self.data)
         width, height = image.size
-        factor = _reduction_factor(image.size, self.size)
+        # With a working copy, the reduction keeps at least twice its resolution too.
+        factor = _reduction_factor(image.size, max(self.size, self.work_side // 2))
         transpose = _orientation(image)
         # The reduction's blocks start at the corner that is the top-left once upright, as when an upright
         # picture is reduced: a partial last row or column of blocks ends up where it would there.
@@ -140,15 +152,21 @@ class OpenedImage:
         # source covers, as Pillow's resize does after its own reduction.
         box = (0.0, 0.0, width / factor[0], height / factor[1])
         resized = reduced.resize((self.size, self.size), Image.Resampling.BICUBIC, box=box)
+        working = None
+        if self.work_side:
+            scale = min(1.0, self.work_side / max(width, height))
+            shape = (max(1, round(width * scale)), max(1, round(height * scale)))
+            working = np.asarray(reduced.resize(shape, Image.Resampling.BILINEAR, box=box), dtype=np.uint8)
         image.close()  # the full-size pixels go now, not whenever this object does
-        return np.asarray(resized, dtype=np.uint8).copy()
+        return np.asarray(resized, dtype=np.uint8).copy(), working
 
 
 def open_image(
-    data: bytes, *, size: int, max_pixels: int, max_decode_bytes: int | None = None
+    data: bytes, *, size: int, max_pixels: int, max_decode_bytes: int | None = None, work_side: int = 0
 ) -> OpenedImage:
     """Reads and checks the header of `data` (format, dimensions, pixel limit); with `max_decode_bytes`,
-    also refuses a picture whose decoding would need more memory than that. Raises ImageRejected."""
+    also refuses a picture whose decoding would need more memory than that; with `work_side`, it will
+    decode a working copy of that size too (`OpenedImage.decode_with_working_copy`). Raises ImageRejected."""
     if not data:
         raise ImageRejected("empty image data")
     image = _open(data, max_pixels)
@@ -160,18 +178,22 @@ def open_image(
     if min(width, height) < MIN_SIDE_PIXELS:
         raise ImageRejected(f"image is {width}x{height} pixels; each side must be at least {MIN_SIDE_PIXELS}")
     with _rejecting_pillow_failures(image):
-        return _estimated(image, data, size, max_decode_bytes)
+        return _estimated(image, data, size, max_decode_bytes, work_side)
 
 
-def _estimated(image: Image.Image, data: bytes, size: int, max_decode_bytes: int | None) -> OpenedImage:
+def _estimated(
+    image: Image.Image, data: bytes, size: int, max_decode_bytes: int | None, work_side: int = 0
+) -> OpenedImage:
     """The opened picture with its decode memory estimate, refused when it exceeds `max_decode_bytes`."""
     width, height = image.size
     coefficients = _jpeg_coefficient_bytes(image)
     if image.format in ("JPEG", "MPO"):
         # Let libjpeg scale down by 1/2, 1/4 or 1/8 while decoding (each side stays >= size): a 6000x4000
         # photo then decodes at 750x500, several times faster and in a fraction of the memory.
-        image.draft("RGB", (size, size))
-    needed = decode_bytes(image) + coefficients
+        target = max(size, work_side)
+        image.draft("RGB", (target, target))
+    # The working copy is at most work_side^2 RGB pixels, made from the reduced picture.
+    needed = decode_bytes(image) + coefficients + 3 * work_side * work_side
     if max_decode_bytes is not None and needed > max_decode_bytes:
         per_pixel = needed / (width * height)
         cheaper = "a baseline (not progressive) JPEG or a PNG" if coefficients else "a PNG or JPEG"
@@ -180,7 +202,7 @@ def _estimated(image: Image.Image, data: bytes, size: int, max_decode_bytes: int
             f"more than this encoder's {max_decode_bytes / 1e6:,.0f} MB: send at most "
             f"{int(max_decode_bytes / per_pixel):,} pixels in this format, or {cheaper}"
         )
-    return OpenedImage(image, data, size, needed)
+    return OpenedImage(image, data, size, needed, work_side)
 
 
 def decode_budget_bytes(max_pixels: int) -> int:

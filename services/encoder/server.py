@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import overload
 
 import grpc
 import numpy as np
@@ -28,10 +29,14 @@ from services.encoder.load_shedding import (
     request_deadline,
     set_request_deadline,
 )
+from services.encoder.painting_locator import PhotoAnalysis, analyse_photo
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = encoder_pb2.DESCRIPTOR.services_by_name["EncoderService"].full_name
+# The working copy an analysed photo is decoded to besides the network's input (its longer side, pixels): a
+# painting filling 40 % of the photo's width still spans ~270 pixels of it, more than the network's 224.
+ANALYSIS_WORK_SIDE = 672
 # A batch with many bad images gets an error naming the first few; that is enough to fix the upload.
 _MAX_REASONS_REPORTED = 5
 
@@ -98,19 +103,48 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"request has {count} images; at most {self._max_batch_images} per call",
             )
-        if not self._admission.try_admit(count):
+        # An analysed photo may add its located crop to the batch: admitted as two images.
+        admitted = 2 * count if request.analyse else count
+        if not self._admission.try_admit(admitted):
             SHED_CALLS.labels("overloaded").inc()
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self._overloaded_message(count))
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self._overloaded_message(admitted))
         try:
             set_request_deadline(context.time_remaining())
+            if request.analyse:
+                return await self._encode_analysed(request.images, context)
             pixels = await self._decode_or_abort(request.images, context)
             outputs = await self._embed_or_abort(pixels, context)
             descriptors = await self._describe_or_abort(outputs, pixels, context)
         finally:
-            self._admission.release(count)
+            self._admission.release(admitted)
         return encoder_pb2.EncodeResponse(
             embeddings=[common_pb2.Embedding(values=row.tolist()) for row in descriptors],
             model=self._model_info,
+        )
+
+    async def _encode_analysed(
+        self, images: Sequence[bytes], context: grpc.aio.ServicerContext
+    ) -> encoder_pb2.EncodeResponse:
+        """Each photo decoded once (with a working copy), analysed (painting located, grey-scale or not) on
+        the decode pool, and described with its located crop in the same network batch."""
+        decoded = await self._decode_or_abort(images, context, work_side=ANALYSIS_WORK_SIDE)
+        size = self._backend.info.input_size
+        loop = asyncio.get_running_loop()
+        analyses: list[PhotoAnalysis] = await asyncio.gather(
+            *(loop.run_in_executor(self._decode_pool, analyse_photo, working, size) for _, working in decoded)
+        )
+        crops = [analysis.crop for analysis in analyses if analysis.crop is not None]
+        pixels = np.stack([whole for whole, _ in decoded] + crops)
+        outputs = await self._embed_or_abort(pixels, context)
+        descriptors = await self._describe_or_abort(outputs, pixels, context)
+        wholes, located = descriptors[: len(images)], iter(descriptors[len(images) :])
+        return encoder_pb2.EncodeResponse(
+            embeddings=[common_pb2.Embedding(values=row.tolist()) for row in wholes],
+            model=self._model_info,
+            analyses=[
+                analysis.to_proto(next(located) if analysis.crop is not None else None)
+                for analysis in analyses
+            ],
         )
 
     def _overloaded_message(self, count: int) -> str:
@@ -129,21 +163,34 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
         self._decode_pool.shutdown(wait=True)
         await self._backend.close()
 
+    @overload
     async def _decode_or_abort(
         self, images: Sequence[bytes], context: grpc.aio.ServicerContext
-    ) -> np.ndarray:
-        """Decodes every image concurrently on the decode pool into one [N, H, W, 3] batch, in input order;
-        aborts the call when any failed (`_decode_failure`)."""
-        decoded = await asyncio.gather(*(self._decode(data) for data in images), return_exceptions=True)
+    ) -> np.ndarray: ...
+
+    @overload
+    async def _decode_or_abort(
+        self, images: Sequence[bytes], context: grpc.aio.ServicerContext, work_side: int
+    ) -> list[tuple[np.ndarray, np.ndarray]]: ...
+
+    async def _decode_or_abort(
+        self, images: Sequence[bytes], context: grpc.aio.ServicerContext, work_side: int = 0
+    ) -> np.ndarray | list[tuple[np.ndarray, np.ndarray]]:
+        """Decodes every image concurrently on the decode pool into one [N, H, W, 3] batch, in input order
+        (with `work_side`: (network input, working copy) per image); aborts the call when any failed
+        (`_decode_failure`)."""
+        decoded = await asyncio.gather(
+            *(self._decode(data, work_side) for data in images), return_exceptions=True
+        )
         failure = _decode_failure(decoded)
         if failure is not None:
             code, message = failure
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 SHED_CALLS.labels("expired").inc()
             await context.abort(code, message)
-        return np.stack(decoded)
+        return list(decoded) if work_side else np.stack(decoded)
 
-    async def _decode(self, data: bytes) -> np.ndarray:
+    async def _decode(self, data: bytes, work_side: int = 0) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """One picture: its header read on the pool, then decoded there once its memory fits the budget."""
         loop = asyncio.get_running_loop()
         opened = await loop.run_in_executor(
@@ -154,6 +201,7 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
                 size=self._backend.info.input_size,
                 max_pixels=self._max_image_pixels,
                 max_decode_bytes=self._decode_memory.capacity,
+                work_side=work_side,
             ),
         )
         taken = await self._decode_memory.acquire(opened.decode_bytes)
@@ -201,7 +249,7 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
             raise  # unreachable: abort raises
 
 
-def _decode_failure(decoded: Sequence[np.ndarray | BaseException]) -> tuple[grpc.StatusCode, str] | None:
+def _decode_failure(decoded: Sequence[object]) -> tuple[grpc.StatusCode, str] | None:
     """The status of a call whose pictures did not all decode, None when they did: INVALID_ARGUMENT naming
     each picture the client must fix (up to a few), DEADLINE_EXCEEDED for work dropped unrun,
     RESOURCE_EXHAUSTED when memory ran out (a retry, later or on another replica, may pass), INTERNAL for a
@@ -223,14 +271,16 @@ def _decode_failure(decoded: Sequence[np.ndarray | BaseException]) -> tuple[grpc
     return grpc.StatusCode.INTERNAL, f"image {index}: the encoder failed to decode it"
 
 
-def _decode_in_time(opened: OpenedImage, deadline: float | None) -> np.ndarray:
+def _decode_in_time(
+    opened: OpenedImage, deadline: float | None
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Decodes on a pool thread, unless the caller's deadline passed while the job waited for the thread."""
     try:
         check_deadline(deadline, "decoding")
     except DeadlineExpired:
         opened.image.close()
         raise
-    return opened.decode()
+    return opened.decode_with_working_copy() if opened.work_side else opened.decode()
 
 
 def encoder_registration(service: EncoderService) -> ServiceRegistration:

@@ -1,0 +1,407 @@
+"""Finds the painting in a visitor's photo, and tells a grey-scale photo from a colour one.
+
+A visitor photographs a painting on a wall: in its frame, from the side (a perspective quadrilateral), under
+uneven light, filling half the photo. Encoded whole, the wall and the frame weigh as much as the paint. The
+locator finds the painting's boundary with OpenCV and rectifies it, so the encoder can describe the painting
+alone beside the whole photo (the gateway searches with both and keeps the better match: a wrong or missed
+detection costs nothing but the second search).
+
+How a painting is found (`locate_painting`), on a copy at most `DETECTION_SIDE` pixels a side:
+1. edges: Canny on the three Lab channels (a gilt frame on a beige wall differs in colour more than in
+   lightness), thresholds from the median gradient (uneven light moves the levels), closed by a dilation so
+   a boundary broken by a glare or a shadow still closes;
+2. candidate quadrilaterals: every contour (`RETR_LIST`, so nested ones too: the frame's outer edge, its
+   bevels, the canvas edge) simplified by `approxPolyDP` at two tolerances; a contour that is not a 4-gon
+   yields its `minAreaRect` when it fills that rectangle. Kept: convex, at least `MIN_AREA_FRACTION` of the
+   photo, corner angles a plausible view of a rectangle would give;
+3. each candidate's evidence: the share of its outline, side by side, that lies on edges (the weakest side
+   counts: a painting's four sides are all visible), and how much calmer the band just outside it is than
+   its inside (a wall or a frame is calm, paint is busy; a rectangle *inside* a painting - a window, a
+   door - has paint on both sides and is refused);
+4. the outermost well-supported candidate is the frame (or the canvas, unframed); the innermost candidate
+   nested in it that keeps most of its area and is as well supported is the canvas inside the frame.
+
+`confidence` in [0, 1] is that evidence; below `MIN_CONFIDENCE` nothing is reported. A photo that *is* the
+painting (a scan, a screenshot cropped to it) gives a quadrilateral near the whole photo or nothing.
+
+Work and memory are bounded: detection runs on <= DETECTION_SIDE^2 pixels (a few ms), the crop is warped
+from the working copy the decoder made (<= images.WORK_SIDE a side), never from the full-size upload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from artsearch.v1 import common_pb2, encoder_pb2
+
+DETECTION_SIDE = 384
+# A painting filling less of the photo than this is not searched for: its crop would be too coarse anyway.
+MIN_AREA_FRACTION = 0.04
+MIN_CONFIDENCE = 0.5
+# Corner angles of a rectangle seen at up to ~60 degrees off-axis.
+_MIN_CORNER_DEGREES = 50.0
+_MAX_CORNER_DEGREES = 130.0
+# approxPolyDP tolerances, as fractions of the contour's perimeter.
+_POLY_EPSILONS = (0.02, 0.04)
+# A contour whose area fills at least this much of its minAreaRect is taken as that rectangle.
+_RECT_FILL = 0.85
+# The outline's pixels searched for edges: a band this wide around it (detection pixels).
+_OUTLINE_BAND = 5
+# A nested quadrilateral is the canvas inside the frame when it keeps at least this much of the frame's area.
+_INNER_MIN_AREA_RATIO = 0.45
+# Inside a frame, the canvas must be supported nearly as well as the frame.
+_INNER_SUPPORT_RATIO = 0.8
+# The band outside a candidate, as a fraction of its mean side, compared with its inside.
+_RING_FRACTION = 0.08
+# The crop is cut this much (of each side) inside the quadrilateral found: the edge line itself and a sliver
+# of frame lip stay out.
+CROP_INSET = 0.02
+
+
+@dataclass(frozen=True)
+class LocatedPainting:
+    """A painting found in a photo: its corners (x, y) as fractions of the photo's width and height, in the
+    order top-left, top-right, bottom-right, bottom-left of the upright photo."""
+
+    corners: np.ndarray  # float64 [4, 2] in [0, 1]
+    confidence: float
+    area_fraction: float
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    corners: np.ndarray  # float32 [4, 2], detection pixels, ordered
+    area: float
+    support: float  # weakest side's share on edges
+    calm: float  # 1 - busyness outside / busyness inside, clipped to [0, 1]
+
+    @property
+    def confidence(self) -> float:
+        return self.support * (0.5 + 0.5 * self.calm)
+
+    def contains(self, other: _Candidate) -> bool:
+        outline = self.corners.reshape(-1, 1, 2)
+        return all(cv2.pointPolygonTest(outline, (float(x), float(y)), False) >= 0 for x, y in other.corners)
+
+
+def locate_painting(rgb: np.ndarray) -> LocatedPainting | None:
+    """The painting in an upright uint8 RGB photo [H, W, 3], or None when none is found with confidence."""
+    small, _scale = _downscaled(rgb, DETECTION_SIDE)
+    edges, busy = _edge_maps(small)
+    height, width = edges.shape
+    candidates = [
+        candidate
+        for corners in _quadrilaterals(edges, width * height)
+        if (candidate := _scored(corners, edges, busy)) is not None
+    ]
+    chosen = _frame_then_canvas(candidates)
+    if chosen is None or chosen.confidence < MIN_CONFIDENCE:
+        return None
+    # The canvas is looked for at the working copy's resolution: a frame's lines are a few pixels apart.
+    to_work = np.array([rgb.shape[1] / width, rgb.shape[0] / height], dtype=np.float32)
+    canvas = _canvas_inside(rgb, chosen.corners * to_work) / to_work
+    return LocatedPainting(
+        corners=(canvas / np.array([width, height], dtype=np.float32)).astype(np.float64),
+        confidence=round(float(chosen.confidence), 4),
+        area_fraction=round(float(abs(cv2.contourArea(canvas)) / (width * height)), 4),
+    )
+
+
+def rectified_crop(rgb: np.ndarray, located: LocatedPainting, size: int) -> np.ndarray:
+    """The painting cut out of `rgb` (the photo `located` was found in, any resolution), perspective undone,
+    `CROP_INSET` inside its outline, as uint8 RGB [size, size, 3] (stretched like every encoded picture)."""
+    height, width = rgb.shape[:2]
+    corners = _inset(located.corners * np.array([width, height]), CROP_INSET).astype(np.float32)
+    # Warped first to the painting's own size, then area-averaged down: one bilinear warp straight to `size`
+    # would alias a painting several times larger than that.
+    out_w = max(size, round(max(_side(corners, 0, 1), _side(corners, 3, 2))))
+    out_h = max(size, round(max(_side(corners, 0, 3), _side(corners, 1, 2))))
+    target = np.array([[0, 0], [out_w, 0], [out_w, out_h], [0, out_h]], dtype=np.float32)
+    matrix = cv2.getPerspectiveTransform(corners, target)
+    flat = cv2.warpPerspective(
+        rgb, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return cv2.resize(flat, (size, size), interpolation=cv2.INTER_AREA)
+
+
+# A painting covering this much of the photo is the photo: its crop would describe the same pixels again.
+WHOLE_PHOTO_AREA = 0.85
+
+
+@dataclass(frozen=True)
+class PhotoAnalysis:
+    """What `analyse_photo` found: the painting (or None), its crop to encode (None when there is nothing
+    to add to the whole photo), and whether the photo is grey-scale."""
+
+    located: LocatedPainting | None
+    crop: np.ndarray | None
+    greyscale: bool
+    chroma_spread: float
+
+    def to_proto(self, located_descriptor: np.ndarray | None) -> encoder_pb2.ImageAnalysis:
+        analysis = encoder_pb2.ImageAnalysis(
+            greyscale=self.greyscale, chroma_spread=round(self.chroma_spread, 3)
+        )
+        if self.located is not None:
+            analysis.located = True
+            analysis.corners.extend(round(float(v), 5) for v in self.located.corners.ravel())
+            analysis.confidence = self.located.confidence
+            analysis.area_fraction = self.located.area_fraction
+        if located_descriptor is not None:
+            analysis.located_embedding.CopyFrom(common_pb2.Embedding(values=located_descriptor.tolist()))
+        return analysis
+
+
+def analyse_photo(working: np.ndarray, size: int) -> PhotoAnalysis:
+    """Locates the painting in an upright RGB working copy and cuts its crop for the network (`size`
+    square); tells whether the painting (or, when none was found, the photo) is grey-scale."""
+    located = locate_painting(working)
+    crop = None
+    if located is not None and located.area_fraction < WHOLE_PHOTO_AREA:
+        crop = rectified_crop(working, located, size)
+    greyscale, spread = is_greyscale(crop if crop is not None else working)
+    return PhotoAnalysis(located, crop, greyscale, spread)
+
+
+# --- grey-scale photos -------------------------------------------------------------------------------------
+
+GREY_SIDE = 128
+# A photo is grey-scale when 95 % of its pixels stay within this many Lab units of the chroma a tint of its
+# lightness explains (see `chroma_spread`): prints on tinted paper, JPEG's chroma noise stay below ~4, the
+# least colourful paintings of the demo catalogue spread over 10 and more (docs/encoder.md).
+GREY_MAX_CHROMA_SPREAD = 6.0
+
+
+def chroma_spread(rgb: np.ndarray) -> float:
+    """How colourful a photo is, blind to a tint: the 95th percentile, over the pixels of a small copy, of the
+    distance in CIE Lab's (a, b) plane from the chroma a linear function of lightness predicts.
+
+    A grey print on cream or sepia paper has chroma, but chroma that follows lightness (the tint scaled by
+    the paper's reflectance); a least-squares fit of a and b on L removes it, and the copy's area-averaging
+    removes most noise. A colour painting's hues do not follow its lightness."""
+    small, _ = _downscaled(rgb, GREY_SIDE)
+    lab = cv2.cvtColor(small.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab).reshape(-1, 3).astype(np.float64)
+    lightness = np.column_stack([np.ones(len(lab)), lab[:, 0]])
+    coefficients, *_ = np.linalg.lstsq(lightness, lab[:, 1:], rcond=None)
+    residual = lab[:, 1:] - lightness @ coefficients
+    return float(np.percentile(np.hypot(residual[:, 0], residual[:, 1]), 95))
+
+
+def is_greyscale(rgb: np.ndarray) -> tuple[bool, float]:
+    """Whether the photo is grey-scale (a tint allowed), with the statistic it was decided on."""
+    spread = chroma_spread(rgb)
+    return spread <= GREY_MAX_CHROMA_SPREAD, spread
+
+
+# --- detection steps ---------------------------------------------------------------------------------------
+
+
+def _downscaled(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    height, width = rgb.shape[:2]
+    scale = min(1.0, side / max(height, width))
+    if scale == 1.0:
+        return rgb, 1.0
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
+
+
+def _canny(rgb: np.ndarray) -> np.ndarray:
+    """Canny edges of an RGB picture on its three Lab channels (per pixel the channel with the strongest
+    gradient), thresholds from the median lightness gradient so uneven light does not move them."""
+    lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab)
+    gradient = cv2.magnitude(
+        cv2.Sobel(lab[..., 0], cv2.CV_32F, 1, 0), cv2.Sobel(lab[..., 0], cv2.CV_32F, 0, 1)
+    )
+    moving = gradient[gradient > 0]
+    low = float(np.clip(np.median(moving), 8.0, 60.0)) if moving.size else 8.0
+    return cv2.Canny(lab, low, 2.5 * low, L2gradient=True)
+
+
+def _edge_maps(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Closed edges (uint8 0/255) for the outlines, and a busyness map (local edge density, float32)."""
+    edges = _canny(small)
+    closed = cv2.dilate(edges, np.ones((3, 3), np.uint8))
+    busy = cv2.blur((edges > 0).astype(np.float32), (9, 9))
+    return closed, busy
+
+
+def _quadrilaterals(edges: np.ndarray, image_area: int) -> list[np.ndarray]:
+    contours, _ = cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    found: list[np.ndarray] = []
+    for contour in contours:
+        area = cv2.contourArea(contour)
+        if area < MIN_AREA_FRACTION * image_area:
+            continue
+        hull = cv2.convexHull(contour)
+        perimeter = cv2.arcLength(hull, True)
+        for epsilon in _POLY_EPSILONS:
+            polygon = cv2.approxPolyDP(hull, epsilon * perimeter, True)
+            if len(polygon) == 4:
+                found.append(_ordered(polygon.reshape(4, 2).astype(np.float32)))
+                break
+        else:
+            rect = cv2.minAreaRect(hull)
+            if area >= _RECT_FILL * rect[1][0] * rect[1][1]:
+                found.append(_ordered(cv2.boxPoints(rect).astype(np.float32)))
+    return found
+
+
+def _scored(corners: np.ndarray, edges: np.ndarray, busy: np.ndarray) -> _Candidate | None:
+    height, width = edges.shape
+    area = abs(cv2.contourArea(corners))
+    if area < MIN_AREA_FRACTION * width * height or not _plausible_angles(corners):
+        return None
+    near_edges = cv2.dilate(edges, np.ones((5, 5), np.uint8))
+    supports = []
+    for start in range(4):
+        side = np.zeros_like(edges)
+        a, b = corners[start], corners[(start + 1) % 4]
+        cv2.line(side, _point(a), _point(b), 255, 1)
+        on_side = side > 0
+        supports.append(float(np.count_nonzero(near_edges[on_side])) / max(1, np.count_nonzero(on_side)))
+    return _Candidate(corners, area, min(supports), _calmness(corners, busy))
+
+
+def _calmness(corners: np.ndarray, busy: np.ndarray) -> float:
+    """1 - (edge density in a band just outside the outline) / (edge density inside it), in [0, 1]. A band
+    cut off by the photo's border counts only where it lies in the photo; with none of it left (the outline
+    is the photo's border), the candidate is the whole photo and nothing speaks against it."""
+    mean_side = (
+        _side(corners, 0, 1) + _side(corners, 1, 2) + _side(corners, 2, 3) + _side(corners, 3, 0)
+    ) / 4
+    ring_width = max(3, round(_RING_FRACTION * mean_side))
+    inside = np.zeros(busy.shape, np.uint8)
+    cv2.fillConvexPoly(inside, corners.astype(np.int32), 1)
+    grown = cv2.dilate(inside, np.ones((2 * ring_width + 1, 2 * ring_width + 1), np.uint8))
+    # The outline itself is an edge: both regions keep a few pixels away from it.
+    core = cv2.erode(inside, np.ones((2 * _OUTLINE_BAND + 1,) * 2, np.uint8))
+    ring = (grown > 0) & (cv2.dilate(inside, np.ones((2 * _OUTLINE_BAND + 1,) * 2, np.uint8)) == 0)
+    if np.count_nonzero(ring) < 0.05 * np.count_nonzero(inside) or not np.any(core):
+        return 1.0
+    inner = float(busy[core > 0].mean())
+    outer = float(busy[ring].mean())
+    if inner <= 1e-6:
+        return 0.0
+    return float(np.clip(1.0 - outer / inner, 0.0, 1.0))
+
+
+def _frame_then_canvas(candidates: list[_Candidate]) -> _Candidate | None:
+    """The outermost well-supported candidate, then the innermost one nested in it that keeps most of its
+    area and nearly its support (the canvas inside a frame)."""
+    good = [c for c in candidates if c.confidence >= MIN_CONFIDENCE]
+    if not good:
+        return max(candidates, key=lambda c: c.confidence, default=None)
+    outer = max(good, key=lambda c: c.area * c.confidence)
+    nested = [
+        c
+        for c in good
+        if c is not outer
+        and c.area >= _INNER_MIN_AREA_RATIO * outer.area
+        and c.area < 0.97 * outer.area
+        and c.confidence >= _INNER_SUPPORT_RATIO * outer.confidence
+        and outer.contains(c)
+    ]
+    return min(nested, key=lambda c: c.area, default=outer)
+
+
+def _canvas_inside(rgb: np.ndarray, outer: np.ndarray) -> np.ndarray:
+    """The canvas inside the frame whose outline is `outer` (pixels of `rgb`). Seen flat (the outline
+    rectified), a frame is a band along each side that is calm across its length - a moulding's bevels are
+    straight lines parallel to the side - and the canvas begins where paint, busy in every direction,
+    begins. Per side, `_frame_band` finds that step; a side without one stays where it is (unframed)."""
+    width = round(max(_side(outer, 0, 1), _side(outer, 3, 2)))
+    height = round(max(_side(outer, 0, 3), _side(outer, 1, 2)))
+    flat_corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+    to_flat = cv2.getPerspectiveTransform(outer.astype(np.float32), flat_corners)
+    flat = cv2.warpPerspective(rgb, to_flat, (width, height), flags=cv2.INTER_LINEAR)
+    lab = cv2.cvtColor(cv2.GaussianBlur(flat, (3, 3), 0), cv2.COLOR_RGB2Lab).astype(np.float32)
+    across_rows = cv2.Sobel(lab, cv2.CV_32F, 0, 1)  # what changes from one row to the next
+    across_columns = cv2.Sobel(lab, cv2.CV_32F, 1, 0).transpose(1, 0, 2)
+    top = _frame_band(across_rows)
+    bottom = _frame_band(across_rows[::-1])
+    left = _frame_band(across_columns)
+    right = _frame_band(across_columns[::-1])
+    inner = np.array(
+        [[left, top], [width - right, top], [width - right, height - bottom], [left, height - bottom]],
+        dtype=np.float32,
+    )
+    return cv2.perspectiveTransform(inner.reshape(-1, 1, 2), np.linalg.inv(to_flat)).reshape(4, 2)
+
+
+_MAX_FRAME_FRACTION = 0.22
+# A line is a candidate canvas edge when at least this strong relative to the strongest in the band.
+_LINE_PEAK = 0.25
+# Paint after the step must be at least this many times busier than the moulding before it.
+_BUSY_RATIO = 2.0
+
+
+def _frame_band(gradient: np.ndarray) -> int:
+    """How deep the frame is, counted in rows from the first one, given each row's gradient across the rows
+    ([rows, length, channels]; rows parallel to the side). Along a row, a straight line's gradient has one
+    sign (its mean is large), paint's has every sign (its mean cancels, its mean magnitude does not): per
+    row `line` = |mean g| and `texture` = mean |g| - |mean g|, summed over the channels. The canvas edge
+    is a line (a local peak of `line`, at least `_LINE_PEAK` of the strongest in the band): the one after
+    which the texture's median rises most, and at least `_BUSY_RATIO` times; 0 when no line qualifies in
+    the outer `_MAX_FRAME_FRACTION` (unframed, or paint as calm as the moulding)."""
+    rows, length = gradient.shape[:2]
+    middle = gradient[:, length // 6 : length - length // 6]  # near the corners the other sides cross
+    line = np.abs(middle.mean(axis=1)).sum(axis=-1)
+    texture = np.abs(middle).mean(axis=1).sum(axis=-1) - line
+    depth = max(3, int(rows * _MAX_FRAME_FRACTION))
+    window = max(3, rows // 10)
+    strongest = float(line[:depth].max(initial=0.0))
+    best, best_score = 0, 0.0
+    for row in range(1, min(depth, rows - window - 1)):
+        if line[row] < _LINE_PEAK * strongest or line[row] < line[row - 1] or line[row] < line[row + 1]:
+            continue
+        before = float(np.median(texture[: row - 1])) if row > 1 else 0.0
+        after = float(np.median(texture[row + 2 : row + 2 + window]))
+        if after >= _BUSY_RATIO * before and after - before > best_score:
+            best, best_score = row + 1, after - before
+    return best
+
+
+# --- geometry helpers --------------------------------------------------------------------------------------
+
+
+def _ordered(corners: np.ndarray) -> np.ndarray:
+    """Corners as top-left, top-right, bottom-right, bottom-left (by angle around the centre, starting from
+    the corner nearest the top-left)."""
+    centre = corners.mean(axis=0)
+    angles = np.arctan2(corners[:, 1] - centre[1], corners[:, 0] - centre[0])
+    clockwise = corners[np.argsort(angles)]  # image y points down: increasing angle is clockwise on screen
+    start = int(np.argmin(clockwise.sum(axis=1)))
+    return np.roll(clockwise, -start, axis=0)
+
+
+def _plausible_angles(corners: np.ndarray) -> bool:
+    if not cv2.isContourConvex(corners.reshape(-1, 1, 2).astype(np.int32)):
+        return False
+    for index in range(4):
+        before, at, after = corners[index - 1], corners[index], corners[(index + 1) % 4]
+        u, v = before - at, after - at
+        cosine = float(np.dot(u, v) / max(1e-6, np.linalg.norm(u) * np.linalg.norm(v)))
+        degrees = np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+        if not _MIN_CORNER_DEGREES <= degrees <= _MAX_CORNER_DEGREES:
+            return False
+    return True
+
+
+def _inset(corners: np.ndarray, fraction: float) -> np.ndarray:
+    """Each corner moved `fraction` of the way towards the opposite corner... of both adjacent sides."""
+    moved = corners.astype(np.float64).copy()
+    for index in range(4):
+        before, after = corners[index - 1], corners[(index + 1) % 4]
+        moved[index] += fraction * ((before - corners[index]) + (after - corners[index]))
+    return moved
+
+
+def _side(corners: np.ndarray, a: int, b: int) -> float:
+    return float(np.linalg.norm(corners[a] - corners[b]))
+
+
+def _point(corner: np.ndarray) -> tuple[int, int]:
+    return round(float(corner[0])), round(float(corner[1]))

@@ -1,0 +1,116 @@
+"""EncodeRequest.analyse through an in-process EncoderService on the real model: the located crop's
+descriptor in the same answer as the whole photo's, the quadrilateral and confidence, grey-scale; and
+nothing of it (and the same descriptors as before) when not asked."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import pytest_asyncio
+from painting_photos import gallery_wall, grey_print
+from PIL import Image
+
+from artsearch.grpc_client import open_channel
+from artsearch.grpc_server import GrpcServiceServer
+from artsearch.v1 import encoder_pb2, encoder_pb2_grpc
+from services.encoder.backends import OnnxRuntimeBackend
+from services.encoder.images import decode_image
+from services.encoder.server import EncoderService, encoder_registration
+
+
+def jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def paintings(gcompris_catalogue: Path) -> list[Image.Image]:
+    return [Image.open(path).convert("RGB") for path in sorted(gcompris_catalogue.glob("*.jpg"))[:4]]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def stub(model_path: Path) -> AsyncIterator[encoder_pb2_grpc.EncoderServiceStub]:
+    service = EncoderService(OnnxRuntimeBackend(model_path), max_batch_images=8, max_image_pixels=50_000_000)
+    server = GrpcServiceServer([encoder_registration(service)])
+    port = await server.start()
+    async with open_channel(f"127.0.0.1:{port}") as channel:
+        yield encoder_pb2_grpc.EncoderServiceStub(channel)
+    await server.stop(0)
+    await service.close()
+
+
+def vectors(embeddings: object) -> np.ndarray:
+    return np.array([list(e.values) for e in embeddings], dtype=np.float32)
+
+
+async def test_without_analyse_the_answer_is_unchanged(stub, paintings):
+    photo = jpeg(gallery_wall(paintings[0], 0)[0])
+    response = await stub.Encode(encoder_pb2.EncodeRequest(images=[photo]), timeout=30)
+    assert len(response.analyses) == 0
+    assert len(response.embeddings) == 1
+
+
+async def test_a_wall_photo_comes_back_with_its_painting_located_and_described(stub, paintings):
+    photo, truth = gallery_wall(paintings[1], 1)
+    wall, plain = jpeg(photo), jpeg(paintings[1])
+    response = await stub.Encode(encoder_pb2.EncodeRequest(images=[wall, plain], analyse=True), timeout=30)
+    assert len(response.embeddings) == 2 and len(response.analyses) == 2
+    on_wall = response.analyses[0]
+    assert on_wall.located and on_wall.HasField("located_embedding")
+    corners = np.array(on_wall.corners).reshape(4, 2)
+    assert np.abs(corners - truth).max() < 0.05
+    assert 0.5 <= on_wall.confidence <= 1.0
+    assert 0.05 < on_wall.area_fraction < 0.6
+    assert not on_wall.greyscale and on_wall.chroma_spread > 6
+    whole, located = vectors(response.embeddings)[0], np.array(on_wall.located_embedding.values)
+    np.testing.assert_allclose(np.linalg.norm(located), 1.0, atol=1e-5)
+    # The crop is the painting: its descriptor is much closer to the painting's own than the photo's is.
+    reference = vectors(response.embeddings)[1]  # the clean painting, in the same call
+    assert float(located @ reference) > float(whole @ reference) + 0.1
+    # A clean painting is its own photo: no second descriptor.
+    assert not response.analyses[1].HasField("located_embedding")
+
+
+async def test_a_grey_print_is_reported_grey(stub, paintings):
+    response = await stub.Encode(
+        encoder_pb2.EncodeRequest(
+            images=[jpeg(grey_print(paintings[2], 2)), jpeg(paintings[2])], analyse=True
+        ),
+        timeout=30,
+    )
+    assert [a.greyscale for a in response.analyses] == [True, False]
+
+
+async def test_the_whole_photo_descriptor_is_that_of_the_photo(stub, paintings):
+    """Analysed, the whole photo is decoded at a higher working resolution: its descriptor is the photo's
+    all the same (to within resampling)."""
+    photo = jpeg(gallery_wall(paintings[3], 3)[0])
+    plain = await stub.Encode(encoder_pb2.EncodeRequest(images=[photo]), timeout=30)
+    analysed = await stub.Encode(encoder_pb2.EncodeRequest(images=[photo], analyse=True), timeout=30)
+    assert float(vectors(plain.embeddings)[0] @ vectors(analysed.embeddings)[0]) > 0.98
+
+
+async def test_a_bad_image_in_an_analysed_call_is_invalid_argument(stub):
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Encode(encoder_pb2.EncodeRequest(images=[b"not an image"], analyse=True), timeout=30)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_working_copy_keeps_the_aspect_ratio(paintings):
+    from services.encoder.images import open_image
+
+    data = jpeg(paintings[0])
+    pixels, working = open_image(
+        data, size=224, max_pixels=50_000_000, work_side=672
+    ).decode_with_working_copy()
+    assert pixels.shape == (224, 224, 3)
+    width, height = paintings[0].size
+    assert max(working.shape[:2]) <= 672
+    assert abs(working.shape[1] / working.shape[0] - width / height) < 0.02
+    assert decode_image(data, size=224, max_pixels=50_000_000).shape == (224, 224, 3)
