@@ -169,13 +169,15 @@ async def test_payload_indexes_come_before_the_first_point(scripted: tuple[Scrip
     writes = [r for r in state.requests if r.method == "PUT"]
     kinds = ["points" if r.path.endswith("/points") else "index" if r.path.endswith("/index") else "create"
              for r in writes]  # fmt: skip
-    assert kinds == ["create", "index", "index", "index", "index", "index", "points"]
+    assert kinds == ["create", "index", "index", "index", "index", "index", "index", "points"]
     indexed = {r.body["field_name"]: r.body["field_schema"] for r in state.paths("PUT", "/index")}
     assert indexed == {
         "id": "keyword",
         "artist_key": "keyword",
         "style": "keyword",
         "genre": "keyword",
+        # The catalogue's declared label kind, which the style vote's filter reads.
+        "extra.style_labels": "keyword",
         "year": "integer",
     }
 
@@ -376,7 +378,14 @@ async def test_server_collection_layout_and_snapshot(qdrant_server_url: str) -> 
         info = await other.get_collection(name)
         assert info.config.params.shard_number == 2
         assert info.config.quantization_config is not None
-        assert set(info.payload_schema) == {"id", "artist_key", "style", "genre", "year"}
+        assert set(info.payload_schema) == {
+            "id",
+            "artist_key",
+            "style",
+            "genre",
+            "extra.style_labels",
+            "year",
+        }
         snapshot = await store.create_snapshot("")
         await store.delete("", ["a"])
         assert await store.restore_snapshot("", snapshot.name) == 2
