@@ -8,12 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class IndexedArtwork(_message.Message):
-    __slots__ = ("artwork", "embedding")
+    __slots__ = ("artwork", "embedding", "regions")
     ARTWORK_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
     artwork: _common_pb2.Artwork
     embedding: _common_pb2.Embedding
-    def __init__(self, artwork: _Optional[_Union[_common_pb2.Artwork, _Mapping]] = ..., embedding: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ...) -> None: ...
+    regions: _containers.RepeatedCompositeFieldContainer[_common_pb2.Embedding]
+    def __init__(self, artwork: _Optional[_Union[_common_pb2.Artwork, _Mapping]] = ..., embedding: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., regions: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("collection", "items")
@@ -48,7 +50,7 @@ class Filter(_message.Message):
     def __init__(self, artists: _Optional[_Iterable[str]] = ..., styles: _Optional[_Iterable[str]] = ..., genres: _Optional[_Iterable[str]] = ..., year_min: _Optional[int] = ..., year_max: _Optional[int] = ..., exclude_ids: _Optional[_Iterable[str]] = ..., exclude_style_labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "query", "limit", "offset", "filter", "parts", "part_query")
+    __slots__ = ("collection", "query", "limit", "offset", "filter", "parts", "part_query", "match_regions")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +58,7 @@ class SearchRequest(_message.Message):
     FILTER_FIELD_NUMBER: _ClassVar[int]
     PARTS_FIELD_NUMBER: _ClassVar[int]
     PART_QUERY_FIELD_NUMBER: _ClassVar[int]
+    MATCH_REGIONS_FIELD_NUMBER: _ClassVar[int]
     collection: str
     query: _common_pb2.Embedding
     limit: int
@@ -63,23 +66,32 @@ class SearchRequest(_message.Message):
     filter: Filter
     parts: _containers.RepeatedCompositeFieldContainer[VectorPart]
     part_query: _common_pb2.Embedding
-    def __init__(self, collection: _Optional[str] = ..., query: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., parts: _Optional[_Iterable[_Union[VectorPart, _Mapping]]] = ..., part_query: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ...) -> None: ...
+    match_regions: bool
+    def __init__(self, collection: _Optional[str] = ..., query: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., parts: _Optional[_Iterable[_Union[VectorPart, _Mapping]]] = ..., part_query: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., match_regions: _Optional[bool] = ...) -> None: ...
 
 class ScoredArtwork(_message.Message):
-    __slots__ = ("artwork", "score", "part_projections")
+    __slots__ = ("artwork", "score", "part_projections", "whole_score", "region_score", "region_matched")
     ARTWORK_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     PART_PROJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    WHOLE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    REGION_SCORE_FIELD_NUMBER: _ClassVar[int]
+    REGION_MATCHED_FIELD_NUMBER: _ClassVar[int]
     artwork: _common_pb2.Artwork
     score: float
     part_projections: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, artwork: _Optional[_Union[_common_pb2.Artwork, _Mapping]] = ..., score: _Optional[float] = ..., part_projections: _Optional[_Iterable[float]] = ...) -> None: ...
+    whole_score: float
+    region_score: float
+    region_matched: bool
+    def __init__(self, artwork: _Optional[_Union[_common_pb2.Artwork, _Mapping]] = ..., score: _Optional[float] = ..., part_projections: _Optional[_Iterable[float]] = ..., whole_score: _Optional[float] = ..., region_score: _Optional[float] = ..., region_matched: _Optional[bool] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits",)
+    __slots__ = ("hits", "regions_matched")
     HITS_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_MATCHED_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[ScoredArtwork]
-    def __init__(self, hits: _Optional[_Iterable[_Union[ScoredArtwork, _Mapping]]] = ...) -> None: ...
+    regions_matched: bool
+    def __init__(self, hits: _Optional[_Iterable[_Union[ScoredArtwork, _Mapping]]] = ..., regions_matched: _Optional[bool] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("collection", "ids", "with_embeddings")

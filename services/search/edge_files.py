@@ -59,10 +59,14 @@ def lock_folder(folder: Path) -> IO[bytes]:
 
 
 def open_collection(
-    folder: Path, create_dimension: int | None, config_for: Callable[[int], edge.EdgeConfig]
+    folder: Path,
+    create_dimension: int | None,
+    config_for: Callable[[int], edge.EdgeConfig],
+    regions: bool = False,
 ) -> tuple[int, edge.EdgeShard] | None:
     """The collection in `folder` as (dimension, open shard); created when `create_dimension` is given,
-    with `config_for(dimension)` and its payload indexes; None when it does not exist."""
+    with `config_for(dimension)` and its payload indexes, recording `regions` (whether that config has the
+    regions multivector: see `has_regions`); None when it does not exist."""
     meta_file = folder / COLLECTION_FILE
     recover(folder)
     if meta_file.is_file():
@@ -83,8 +87,14 @@ def open_collection(
     shard.flush()
     fsync_tree(folder / SHARD)
     # The commit of a creation: a folder without collection.json is not a collection (see above).
-    write_json(meta_file, {"format": COLLECTION_FORMAT, "dimension": create_dimension})
+    write_json(meta_file, {"format": COLLECTION_FORMAT, "dimension": create_dimension, "regions": regions})
     return create_dimension, shard
+
+
+def has_regions(folder: Path) -> bool:
+    """Whether the collection's shard has the regions multivector (collection.json says; a collection made
+    before regions existed has no such key, and no such vector)."""
+    return bool(json.loads((folder / COLLECTION_FILE).read_text()).get("regions", False))
 
 
 def recover(folder: Path) -> None:
@@ -282,7 +292,8 @@ def restore_into(folder: Path, current: edge.EdgeShard | None) -> tuple[edge.Edg
     """The unpacked snapshot (see `unpack_snapshot`) in place of the collection's shard, and its metadata in
     place of the collection's, committed together by `finish_replace` (see the module docstring)."""
     staging = folder / RESTORING
-    dimension = int(json.loads((staging / COLLECTION_FILE).read_text())["dimension"])
+    staged = json.loads((staging / COLLECTION_FILE).read_text())
+    dimension = int(staged["dimension"])
     crash_point("restore.unpacked")
     meta = folder / COLLECTION_FILE
     if meta.exists():
@@ -290,7 +301,8 @@ def restore_into(folder: Path, current: edge.EdgeShard | None) -> tuple[edge.Edg
         fsync_file(folder / OLD_COLLECTION_FILE)
         fsync_dir(folder)
     shard = replace_shard(folder, staging / SHARD, current, "restore")
-    write_json(meta, {"format": COLLECTION_FORMAT, "dimension": dimension})
+    regions = bool(staged.get("regions", False))
+    write_json(meta, {"format": COLLECTION_FORMAT, "dimension": dimension, "regions": regions})
     crash_point("restore.metadata_written")
     finish_replace(folder, "restore")
     remove_tree(staging)

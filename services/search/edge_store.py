@@ -60,6 +60,7 @@ from services.search.payload import (
     to_payload,
     to_record,
 )
+from services.search.region_scores import REGIONS_VECTOR, RegionHit, merged_hits, missing_ids
 from services.search.store import (
     DEFAULT_COLLECTION,
     NO_FILTER,
@@ -182,11 +183,15 @@ class _Gate:
 class _Collection:
     """One open collection: its shard and what guards it."""
 
-    def __init__(self, name: str, folder: Path, dimension: int, shard: edge.EdgeShard) -> None:
+    def __init__(
+        self, name: str, folder: Path, dimension: int, shard: edge.EdgeShard, regions: bool = False
+    ) -> None:
         self.name = name
         self.folder = folder
         self.dimension = dimension
         self.shard = shard
+        # Whether the shard has the regions multivector (collections made before regions have not).
+        self.regions = regions
         self.gate = _Gate()
         # Serialises writes, so that a copy or a swap sees no write half-done and the replay keeps order.
         self.write_lock = asyncio.Lock()
@@ -255,10 +260,17 @@ class EdgeArtworkStore:
                 f"vectors have dimension {dimension}, "
                 f"but collection {name!r} holds {target.dimension}-d vectors"
             )
+        if not target.regions and any(item.regions is not None for item in unique):
+            log.warning(
+                "collection made before regions existed: region descriptors not stored",
+                extra={"collection": name},
+            )
         batch = self._settings.upsert_batch
         operations = await self._call(
             lambda: [
-                edge.UpdateOperation.upsert_points([_to_point(item) for item in unique[i : i + batch]])
+                edge.UpdateOperation.upsert_points(
+                    [_to_point(item, target.regions) for item in unique[i : i + batch]]
+                )
                 for i in range(0, len(unique), batch)
             ]
         )
@@ -274,6 +286,7 @@ class EdgeArtworkStore:
         filter: ArtworkFilter = NO_FILTER,
         parts: Sequence[tuple[int, int]] = (),
         part_query: np.ndarray | None = None,
+        match_regions: bool = False,
     ) -> list[ScoredArtwork]:
         vector = as_unit_vector(query, "query vector")
         masked = masked_part_queries(vector if part_query is None else part_query, parts, len(vector))
@@ -281,6 +294,12 @@ class EdgeArtworkStore:
         if target is None:
             return []
         _check_dimension(target, vector.shape[0], "query vector")
+        if match_regions and target.regions:
+            edge_filter, params = _to_edge_filter(filter), self._search_params
+            return await self._read(
+                target,
+                lambda shard: _search_regions(shard, vector, limit, offset, edge_filter, params, masked),
+            )
         request = edge.QueryRequest(
             limit=limit,
             offset=offset or None,
@@ -293,7 +312,12 @@ class EdgeArtworkStore:
             target, lambda shard: _search_with_parts(shard, request, masked)
         )
         return [
-            ScoredArtwork(to_record(point.payload), float(point.score), projection)
+            ScoredArtwork(
+                to_record(point.payload),
+                float(point.score),
+                projection,
+                whole_score=float(point.score) if match_regions else None,
+            )
             for point, projection in zip(points, projections, strict=True)
         ]
 
@@ -370,7 +394,7 @@ class EdgeArtworkStore:
             limit=limit,
             filter=_to_edge_filter(filter),
             with_payload=True,
-            with_vector=with_vectors,
+            with_vector=_whole_vector(target, with_vectors),
         )
         records, following = await self._read(target, lambda shard: shard.scroll(request))
         items = [to_indexed(record, with_vectors) for record in records]
@@ -398,8 +422,10 @@ class EdgeArtworkStore:
         await self._call(edge_files.unpack_snapshot, archive, staging)
         if existing is None:
             async with self._opening:
-                shard, dimension = await self._call(edge_files.restore_into, self._root / target_name, None)
-                existing = _Collection(target_name, self._root / target_name, dimension, shard)
+                folder = self._root / target_name
+                shard, dimension = await self._call(edge_files.restore_into, folder, None)
+                regions = await self._call(edge_files.has_regions, folder)
+                existing = _Collection(target_name, folder, dimension, shard, regions)
                 self._collections[target_name] = existing
         else:
             await self._cancel_build(existing)
@@ -592,6 +618,7 @@ class EdgeArtworkStore:
                 collection, partial(edge_files.restore_into, collection.folder, collection.shard)
             )
             collection.shard, collection.dimension = shard, dimension
+            collection.regions = await self._call(edge_files.has_regions, collection.folder)
 
     async def _cancel_build(self, collection: _Collection) -> None:
         task = collection.build_task
@@ -626,12 +653,14 @@ class EdgeArtworkStore:
                     edge_files.open_collection,
                     folder,
                     create_dimension,
-                    partial(edge_config, settings=self._settings),
+                    partial(edge_config, settings=self._settings, regions=True),
+                    True,  # every new collection can hold regions
                 )
                 if opened is None:
                     return None
                 dimension, shard = opened
-                found = _Collection(name, folder, dimension, shard)
+                regions = await self._call(edge_files.has_regions, folder)
+                found = _Collection(name, folder, dimension, shard, regions)
                 self._collections[name] = found
                 if create_dimension is not None:
                     log.info("collection ready", extra={"collection": name, "dimension": dimension})
@@ -676,7 +705,10 @@ class EdgeArtworkStore:
     ) -> dict[str, IndexedArtwork]:
         point_ids = [point_id(i) for i in ids]
         records = await self._read(
-            collection, lambda shard: shard.retrieve(point_ids, with_payload=True, with_vector=with_vectors)
+            collection,
+            lambda shard: shard.retrieve(
+                point_ids, with_payload=True, with_vector=_whole_vector(collection, with_vectors)
+            ),
         )
         items = [to_indexed(record, with_vectors) for record in records]
         return {item.artwork.id: item for item in items}
@@ -720,8 +752,11 @@ async def _uncancellable(coroutine: Coroutine[Any, Any, T]) -> T:
         raise
 
 
-def edge_config(dimension: int, settings: EdgeSettings) -> edge.EdgeConfig:
-    """The qdrant-edge shard configuration for vectors of `dimension` under these settings."""
+def edge_config(dimension: int, settings: EdgeSettings, regions: bool = False) -> edge.EdgeConfig:
+    """The qdrant-edge shard configuration for vectors of `dimension` under these settings; with `regions`,
+    also the regions multivector (MaxSim; no HNSW graph of its own: a graph over multivectors compares
+    every region of one artwork with every region of another at each step, far too slow to build, so
+    region matching scans them, int8-quantized when `settings.quantization`)."""
     quantization = (
         edge.ScalarQuantizationConfig(edge.ScalarType.Int8, quantile=0.99, always_ram=True)
         if settings.quantization
@@ -735,8 +770,20 @@ def edge_config(dimension: int, settings: EdgeSettings) -> edge.EdgeConfig:
         datatype=VECTOR_DATATYPES[settings.vector_datatype],
         memory=edge.Memory.Cold if settings.vectors_on_disk else None,
     )
+    named: dict[str, edge.EdgeVectorParams] = {"": vectors}
+    if regions:
+        named[REGIONS_VECTOR] = edge.EdgeVectorParams(
+            size=dimension,
+            distance=edge.Distance.Cosine,
+            datatype=VECTOR_DATATYPES[settings.vector_datatype],
+            memory=edge.Memory.Cold if settings.vectors_on_disk else None,
+            multivector_config=edge.MultiVectorConfig(edge.MultiVectorComparator.MaxSim),
+            hnsw_config=edge.HnswIndexConfig(
+                m=0, ef_construct=settings.hnsw_ef_construct, full_scan_threshold=0
+            ),
+        )
     return edge.EdgeConfig(
-        vectors=vectors,
+        vectors=named if regions else vectors,
         hnsw_config=edge.HnswIndexConfig(
             m=settings.hnsw_m, ef_construct=settings.hnsw_ef_construct, full_scan_threshold=threshold_kb
         ),
@@ -751,21 +798,87 @@ def _search_with_parts(
     """The search's points and, point by point, their projections when parts were asked for: the hits
     scored again, exactly, by each masked query (one batch, in the same engine call: no second thread hop)."""
     points = shard.query(request)
-    if not masked or not points:
-        return points, [()] * len(points)
     point_ids = [point.id for point in points]  # qdrant-edge makes a new UUID object on every access
-    only_these = edge.Filter(must=[edge.HasIdCondition(set(point_ids))])
+    projections = _projections(shard, point_ids, masked)
+    return points, [projections.get(point_id, ()) for point_id in point_ids]
+
+
+def _projections(
+    shard: edge.EdgeShard, point_ids: list[Any], masked: Sequence[np.ndarray | None]
+) -> dict[Any, tuple[float, ...]]:
+    """{point id: its part projections}: the points scored exactly by each masked query, in one batch."""
+    if not masked or not point_ids:
+        return {point_id: () for point_id in point_ids}
     queries = [
-        edge.QueryRequest(
-            limit=len(point_ids), query=edge.Query.Nearest(vector.tolist()), filter=only_these, params=_EXACT
-        )
-        for vector in masked
-        if vector is not None
+        _exact_query(vector.tolist(), point_ids, using=None) for vector in masked if vector is not None
     ]
     columns = shard.query_batch(edge.QueryBatchRequest(queries)) if queries else []
     scores = [{point.id: point.score for point in column} for column in columns]
-    projections = projections_by_id(point_ids, masked, scores)
-    return points, [projections.get(point_id, ()) for point_id in point_ids]
+    return projections_by_id(point_ids, masked, scores)
+
+
+def _exact_query(query: Any, point_ids: list[Any], using: str | None) -> edge.QueryRequest:
+    """These points (only) scored exactly by `query` on vector `using` (None: the whole picture's)."""
+    return edge.QueryRequest(
+        limit=len(point_ids),
+        query=edge.Query.Nearest(query, using=using),
+        filter=edge.Filter(must=[edge.HasIdCondition(set(point_ids))]),
+        params=_EXACT,
+    )
+
+
+def _search_regions(
+    shard: edge.EdgeShard,
+    vector: np.ndarray,
+    limit: int,
+    offset: int,
+    edge_filter: edge.Filter | None,
+    params: edge.SearchParams,
+    masked: Sequence[np.ndarray | None],
+) -> list[ScoredArtwork]:
+    """Region matching (services.search.region_scores), in one engine call: the whole vector and the
+    regions searched in one batch, the scores each hit lacks looked up exactly, the lists merged."""
+    whole_query, region_query = vector.tolist(), [vector.tolist()]
+    depth = offset + limit
+    whole_points, region_points = shard.query_batch(
+        edge.QueryBatchRequest(
+            [
+                edge.QueryRequest(
+                    limit=depth,
+                    query=edge.Query.Nearest(query, using=using),
+                    filter=edge_filter,
+                    with_payload=True,
+                    params=params,
+                )
+                for query, using in ((whole_query, None), (region_query, REGIONS_VECTOR))
+            ]
+        )
+    )
+    payloads = {point.id: point.payload for point in (*whole_points, *region_points)}
+    whole = {point.id: float(point.score) for point in whole_points}
+    regions = {point.id: float(point.score) for point in region_points}
+    lacking_whole, lacking_regions = missing_ids(whole, regions)
+    lookups = (
+        (whole_query, None, lacking_whole, whole),
+        (region_query, REGIONS_VECTOR, lacking_regions, regions),
+    )
+    for query, using, lacking, scores in lookups:
+        if lacking:
+            found = shard.query(_exact_query(query, lacking, using))
+            scores.update({point.id: float(point.score) for point in found})
+    hits: list[RegionHit] = merged_hits(whole, regions, offset, limit)
+    projections = _projections(shard, [hit.point_id for hit in hits], masked)
+    return [
+        ScoredArtwork(
+            to_record(payloads[hit.point_id]),
+            hit.score,
+            projections.get(hit.point_id, ()),
+            whole_score=hit.whole_score,
+            region_score=hit.region_score,
+        )
+        for hit in hits
+        if hit.point_id in projections  # a hit deleted between the engine's calls is left out
+    ]
 
 
 # --- conversions ------------------------------------------------------------------------------------
@@ -779,8 +892,20 @@ def _check_dimension(collection: _Collection, dimension: int, what: str) -> None
         )
 
 
-def _to_point(item: IndexedArtwork) -> edge.Point:
-    return edge.Point(point_id(item.artwork.id), item.vector, to_payload(item.artwork))
+def _to_point(item: IndexedArtwork, regions: bool) -> edge.Point:
+    """The artwork's point: in a collection with regions, its vectors by name (regions only when it has
+    some: an upsert replaces the whole point, so regions stored before go with the old point)."""
+    vector: Any = item.vector
+    if regions:
+        vector = {"": item.vector}
+        if item.regions is not None:
+            vector[REGIONS_VECTOR] = item.regions
+    return edge.Point(point_id(item.artwork.id), vector, to_payload(item.artwork))
+
+
+def _whole_vector(collection: _Collection, with_vectors: bool) -> bool | list[str]:
+    """What to read back of a point's vectors: the whole picture's alone, never its regions."""
+    return [""] if with_vectors and collection.regions else with_vectors
 
 
 def _to_edge_filter(artwork_filter: ArtworkFilter) -> edge.Filter | None:

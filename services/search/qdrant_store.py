@@ -40,6 +40,7 @@ from services.search.payload import (
     to_payload,
     to_record,
 )
+from services.search.region_scores import REGIONS_VECTOR, merged_hits, missing_ids
 from services.search.store import (
     DEFAULT_COLLECTION,
     NO_FILTER,
@@ -208,6 +209,8 @@ class QdrantArtworkStore:
         self._server = server
         # A collection's dimension never changes while it exists, so it is read once and kept.
         self._dimensions: dict[str, int] = {}
+        # Whether each collection has the regions multivector (read with its dimension).
+        self._regions: dict[str, bool] = {}
         self._creation_lock = asyncio.Lock()
         self._closed = False
 
@@ -257,15 +260,24 @@ class QdrantArtworkStore:
         if not items:
             return 0
         # Checking and converting thousands of vectors is CPU work: off the event loop.
-        points, dimension = await asyncio.to_thread(_to_points, items)
+        unique, dimension = await asyncio.to_thread(validated_batch, items)
         await self._ensure_collection(name, dimension)
         try:
-            await self._write(name, points)
+            await self._write(name, await self._points(name, unique))
         except _CollectionGone:  # deleted by another client since this store saw it: start it afresh
             self._dimensions.pop(name, None)
             await self._ensure_collection(name, dimension)
-            await self._write(name, points)
-        return len(points)
+            await self._write(name, await self._points(name, unique))
+        return len(unique)
+
+    async def _points(self, name: str, items: Sequence[IndexedArtwork]) -> list[models.PointStruct]:
+        regions = self._regions.get(name, False)
+        if not regions and any(item.regions is not None for item in items):
+            log.warning(
+                "collection made before regions existed: region descriptors not stored",
+                extra={"collection": name},
+            )
+        return await asyncio.to_thread(lambda: [_to_point(item, regions) for item in items])
 
     async def _write(self, name: str, points: Sequence[models.PointStruct]) -> None:
         batch = self._settings.upsert_batch
@@ -285,6 +297,7 @@ class QdrantArtworkStore:
         filter: ArtworkFilter = NO_FILTER,
         parts: Sequence[tuple[int, int]] = (),
         part_query: np.ndarray | None = None,
+        match_regions: bool = False,
     ) -> list[ScoredArtwork]:
         name = self._resolve(collection)
         vector = as_unit_vector(query, "query vector")
@@ -299,6 +312,8 @@ class QdrantArtworkStore:
                 f"query vector has dimension {vector.shape[0]}, "
                 f"but collection {name!r} holds {dimension}-d vectors"
             )
+        if match_regions and self._regions.get(name, False):
+            return await self._search_regions(name, vector, limit, offset, filter, masked)
         response = await self._read(
             name,
             lambda: self._client.query_points(
@@ -315,9 +330,80 @@ class QdrantArtworkStore:
             return []
         projections = await self._part_projections(name, [point.id for point in response.points], masked)
         return [
-            ScoredArtwork(to_record(point.payload), float(point.score), projections.get(point.id, ()))
+            ScoredArtwork(
+                to_record(point.payload),
+                float(point.score),
+                projections.get(point.id, ()),
+                whole_score=float(point.score) if match_regions else None,
+            )
             for point in response.points
         ]
+
+    async def _search_regions(
+        self,
+        name: str,
+        vector: np.ndarray,
+        limit: int,
+        offset: int,
+        artwork_filter: ArtworkFilter,
+        masked: Sequence[np.ndarray | None],
+    ) -> list[ScoredArtwork]:
+        """Region matching (services.search.region_scores): the whole vector and the regions searched in
+        one batch request, the scores each hit lacks looked up exactly, the two lists merged."""
+        whole_query, region_query = vector.tolist(), [vector.tolist()]
+        qdrant_filter = _to_qdrant_filter(artwork_filter)
+        requests = [
+            models.QueryRequest(
+                query=query, using=using, filter=qdrant_filter, limit=offset + limit, with_payload=True
+            )
+            for query, using in ((whole_query, None), (region_query, REGIONS_VECTOR))
+        ]
+        answers = await self._read(name, lambda: self._client.query_batch_points(name, requests=requests))
+        if answers is None:
+            return []
+        whole_points, region_points = answers[0].points, answers[1].points
+        payloads = {point.id: point.payload for point in (*whole_points, *region_points)}
+        whole = {point.id: float(point.score) for point in whole_points}
+        regions = {point.id: float(point.score) for point in region_points}
+        lacking_whole, lacking_regions = missing_ids(whole, regions)
+        lookups = (
+            (whole_query, None, lacking_whole, whole),
+            (region_query, REGIONS_VECTOR, lacking_regions, regions),
+        )
+        for query, using, lacking, scores in lookups:
+            if lacking:
+                scores.update(await self._exact_scores(name, query, using, lacking))
+        hits = merged_hits(whole, regions, offset, limit)
+        projections = await self._part_projections(name, [hit.point_id for hit in hits], masked)
+        return [
+            ScoredArtwork(
+                to_record(payloads[hit.point_id]),
+                hit.score,
+                projections.get(hit.point_id, ()),
+                whole_score=hit.whole_score,
+                region_score=hit.region_score,
+            )
+            for hit in hits
+            if not masked or hit.point_id in projections  # a hit deleted meanwhile is left out
+        ]
+
+    async def _exact_scores(
+        self, name: str, query: Any, using: str | None, point_ids: list[Any]
+    ) -> dict[Any, float]:
+        """These points (only) scored exactly by `query` on vector `using` (None: the whole picture's)."""
+        only_these = models.Filter(must=[models.HasIdCondition(has_id=point_ids)])
+        response = await self._read(
+            name,
+            lambda: self._client.query_points(
+                name,
+                query=query,
+                using=using,
+                query_filter=only_these,
+                limit=len(point_ids),
+                search_params=_EXACT,
+            ),
+        )
+        return {point.id: float(point.score) for point in response.points} if response is not None else {}
 
     async def _part_projections(
         self, name: str, point_ids: list[Any], masked: Sequence[np.ndarray | None]
@@ -349,7 +435,10 @@ class QdrantArtworkStore:
         records = await self._read(
             name,
             lambda: self._client.retrieve(
-                name, ids=[point_id(i) for i in requested], with_payload=True, with_vectors=with_vectors
+                name,
+                ids=[point_id(i) for i in requested],
+                with_payload=True,
+                with_vectors=self._whole_vector(name, with_vectors),
             ),
         )
         by_id = {str(record.payload.get("id")): record for record in records or () if record.payload}
@@ -432,7 +521,7 @@ class QdrantArtworkStore:
                 limit=limit,
                 offset=start,
                 with_payload=True,
-                with_vectors=with_vectors,
+                with_vectors=self._whole_vector(name, with_vectors),
             ),
         )
         if result is None:
@@ -546,6 +635,10 @@ class QdrantArtworkStore:
     def _resolve(self, collection: str) -> str:
         return checked_collection_name(collection or self._default_collection)
 
+    def _whole_vector(self, name: str, with_vectors: bool) -> bool | list[str]:
+        """What to read back of a point's vectors: the whole picture's alone, never its regions."""
+        return [""] if with_vectors and self._regions.get(name, False) else with_vectors
+
     def _require_server(self, what: str) -> None:
         if not self._server:
             raise UnsupportedOperation(f"qdrant-client's local mode has no {what}: use a Qdrant server")
@@ -565,9 +658,13 @@ class QdrantArtworkStore:
         except _CollectionGone:  # deleted in between by another client
             return None
         vectors = info.config.params.vectors
+        regions = False
+        if isinstance(vectors, dict) and "" in vectors:  # made with regions (see _collection_options)
+            regions = REGIONS_VECTOR in vectors
+            vectors = vectors[""]
         if not isinstance(vectors, models.VectorParams):
             raise StoreError(f"collection {name!r} has named vectors: it was not created by this service")
-        self._dimensions[name] = vectors.size
+        self._dimensions[name], self._regions[name] = vectors.size, regions
         return vectors.size
 
     async def _ensure_collection(self, name: str, dimension: int) -> None:
@@ -605,12 +702,23 @@ class QdrantArtworkStore:
                         name, field_name=field_name, field_schema=schema, wait=True
                     ),
                 )
-        self._dimensions[name] = dimension
+        self._dimensions[name], self._regions[name] = dimension, True
         return dimension
 
     def _collection_options(self, dimension: int) -> dict[str, Any]:
+        # The whole picture's vector keeps the default name (""); the regions are a MaxSim multivector
+        # without an HNSW graph of its own (m=0: one over multivectors is far too slow to build), scanned.
+        regions = models.VectorParams(
+            size=dimension,
+            distance=models.Distance.COSINE,
+            multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
+            hnsw_config=models.HnswConfigDiff(m=0),
+        )
         options: dict[str, Any] = {
-            "vectors_config": models.VectorParams(size=dimension, distance=models.Distance.COSINE)
+            "vectors_config": {
+                "": models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+                REGIONS_VECTOR: regions,
+            }
         }
         if not self._server:
             return options  # local mode has no shards, replicas or quantization
@@ -693,15 +801,16 @@ def _response_detail(exc: UnexpectedResponse) -> str:
 # --- conversions ------------------------------------------------------------------------------------
 
 
-def _to_points(items: Sequence[IndexedArtwork]) -> tuple[list[models.PointStruct], int]:
-    unique, dimension = validated_batch(items)
-    return [_to_point(item) for item in unique], dimension
-
-
-def _to_point(item: IndexedArtwork) -> models.PointStruct:
-    vector = np.asarray(item.vector, dtype=np.float32)
-    payload = to_payload(item.artwork)
-    return models.PointStruct(id=point_id(item.artwork.id), vector=vector.tolist(), payload=payload)
+def _to_point(item: IndexedArtwork, regions: bool) -> models.PointStruct:
+    """The artwork's point: in a collection with regions, its vectors by name (regions only when it has
+    some: an upsert replaces the whole point, so regions stored before go with the old point)."""
+    whole = np.asarray(item.vector, dtype=np.float32).tolist()
+    vector: Any = whole
+    if regions:
+        vector = {"": whole}
+        if item.regions is not None:
+            vector[REGIONS_VECTOR] = np.asarray(item.regions, dtype=np.float32).tolist()
+    return models.PointStruct(id=point_id(item.artwork.id), vector=vector, payload=to_payload(item.artwork))
 
 
 def _payload_operations(point: str, changes: MetadataChanges) -> list[models.UpdateOperation]:

@@ -16,6 +16,7 @@ from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
 from services.search.store import (
     COLLECTION_NAME,
     EDITABLE_FIELDS,
+    MAX_REGIONS,
     ArtworkFilter,
     ArtworkRecord,
     ArtworkStore,
@@ -23,6 +24,7 @@ from services.search.store import (
     InvalidStoreRequest,
     MetadataChanges,
     NotFound,
+    ScoredArtwork,
     StoreError,
     StoreUnavailable,
     UnsupportedOperation,
@@ -125,16 +127,11 @@ class SearchService(search_pb2_grpc.SearchServiceServicer):
             _filter_from_proto(request.filter),
             parts=[(part.offset, part.length) for part in request.parts],
             part_query=part_query,
+            match_regions=request.match_regions,
         )
         return search_pb2.SearchResponse(
-            hits=[
-                search_pb2.ScoredArtwork(
-                    artwork=_artwork_to_proto(hit.artwork),
-                    score=hit.score,
-                    part_projections=hit.part_projections,
-                )
-                for hit in hits
-            ]
+            hits=[_scored_to_proto(hit) for hit in hits],
+            regions_matched=request.match_regions and any(hit.region_score is not None for hit in hits),
         )
 
     @_rpc
@@ -319,7 +316,27 @@ def _indexed_from_proto(index: int, item: search_pb2.IndexedArtwork) -> IndexedA
     if not item.artwork.id:
         raise BadRequest(f"items[{index}] has no artwork id")
     vector = np.asarray(item.embedding.values, dtype=np.float32)
-    return IndexedArtwork(_artwork_from_proto(item.artwork), vector)
+    if len(item.regions) > MAX_REGIONS:
+        raise BadRequest(f"items[{index}] has {len(item.regions)} regions, more than {MAX_REGIONS}")
+    lengths = {len(region.values) for region in item.regions}
+    if len(lengths) > 1 or (lengths and lengths != {len(vector)}):
+        raise BadRequest(f"items[{index}] regions must all have the embedding's {len(vector)} values")
+    regions = (
+        np.asarray([region.values for region in item.regions], dtype=np.float32) if item.regions else None
+    )
+    return IndexedArtwork(_artwork_from_proto(item.artwork), vector, regions)
+
+
+def _scored_to_proto(hit: ScoredArtwork) -> search_pb2.ScoredArtwork:
+    message = search_pb2.ScoredArtwork(
+        artwork=_artwork_to_proto(hit.artwork), score=hit.score, part_projections=hit.part_projections
+    )
+    if hit.whole_score is not None:
+        message.whole_score = hit.whole_score
+    if hit.region_score is not None:
+        message.region_score = hit.region_score
+    message.region_matched = hit.region_matched
+    return message
 
 
 def _artwork_from_proto(artwork: common_pb2.Artwork) -> ArtworkRecord:

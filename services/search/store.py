@@ -16,6 +16,8 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 DEFAULT_COLLECTION = "artworks"
+# Region descriptors per artwork at most (artsearch.regions makes 34 by default); bounds a point's size.
+MAX_REGIONS = 128
 # Collection names double as folder names in embedded storage: no path separators, no dots.
 COLLECTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -118,10 +120,15 @@ def checked_changes(artwork_id: str, changes: MetadataChanges) -> MetadataChange
 
 @dataclass(frozen=True)
 class IndexedArtwork:
-    """An artwork and its descriptor. `vector` is None when read back without vectors."""
+    """An artwork and its descriptor. `vector` is None when read back without vectors.
+
+    `regions`: descriptors of parts of the picture (artsearch.regions: a grid at several scales), one row
+    each, in the vector's space; a search that matches regions finds the artwork from a detail. Stored
+    with the artwork's point and replaced or deleted with it; never read back (None)."""
 
     artwork: ArtworkRecord
     vector: np.ndarray | None = None
+    regions: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -160,9 +167,22 @@ NO_FILTER = ArtworkFilter()
 
 class ScoredArtwork(NamedTuple):
     artwork: ArtworkRecord
-    score: float  # cosine similarity to the query, in [-1, 1]
+    # Cosine similarity to the query, in [-1, 1]; with region matching, the better of `whole_score` and
+    # `region_score`.
+    score: float
     # One per part a search asked for (services.search.part_scores); empty when it asked for none.
     part_projections: tuple[float, ...] = ()
+    # Region matching only (None otherwise): the whole picture's cosine, and the best region's (None when
+    # the artwork has no regions).
+    whole_score: float | None = None
+    region_score: float | None = None
+
+    @property
+    def region_matched(self) -> bool:
+        """Whether a region, not the whole picture, gave the score."""
+        return self.region_score is not None and (
+            self.whole_score is None or self.region_score > self.whole_score
+        )
 
 
 class GetResult(NamedTuple):
@@ -223,12 +243,18 @@ class ArtworkStore(Protocol):
         filter: ArtworkFilter = NO_FILTER,
         parts: Sequence[tuple[int, int]] = (),
         part_query: np.ndarray | None = None,
+        match_regions: bool = False,
     ) -> list[ScoredArtwork]:
         """The `limit` artworks most similar to `query` after skipping `offset`, best first.
 
         With `parts` ((offset, length) inside the vector), each hit also carries one value per part: the
         hit's vector at unit length dotted with the unit direction of `part_query` (`query` when None) over
-        that part, 0 where that part of it is all zeros; within 1e-3 of the exact value (part_scores)."""
+        that part, 0 where that part of it is all zeros; within 1e-3 of the exact value (part_scores).
+
+        With `match_regions`, an artwork's score is the better of its whole picture's cosine and its best
+        region's (`whole_score`, `region_score` say which); artworks, never regions, are returned, and the
+        filter applies to them as always. A collection without regions answers as without the flag, with
+        `whole_score` set."""
         ...
 
     async def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> GetResult: ...
@@ -329,9 +355,25 @@ def validated_batch(items: Sequence[IndexedArtwork]) -> tuple[list[IndexedArtwor
                 f"{label} has dimension {vector.shape[0]}, but items[0] has dimension {dimension}: "
                 "all vectors of a batch must match"
             )
+        regions = checked_regions(item.regions, dimension, label)
         # Re-inserting a key keeps its first position: first-seen order, last value.
-        checked[item.artwork.id] = IndexedArtwork(item.artwork, vector)
+        checked[item.artwork.id] = IndexedArtwork(item.artwork, vector, regions)
     return list(checked.values()), dimension
+
+
+def checked_regions(regions: np.ndarray | None, dimension: int, label: str) -> np.ndarray | None:
+    """An artwork's region descriptors as unit float32 rows of the artwork's dimension (None for none),
+    or InvalidStoreRequest saying what is wrong with them."""
+    if regions is None or len(regions) == 0:
+        return None
+    rows = np.asarray(regions, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[1] != dimension:
+        raise InvalidStoreRequest(
+            f"{label} regions have shape {rows.shape}: expected rows of {dimension} values, like its vector"
+        )
+    if len(rows) > MAX_REGIONS:
+        raise InvalidStoreRequest(f"{label} has {len(rows)} regions, more than {MAX_REGIONS}")
+    return np.stack([as_unit_vector(row, f"{label} region {i}") for i, row in enumerate(rows)])
 
 
 def unique_in_order(ids: Iterable[str]) -> list[str]:

@@ -1,0 +1,285 @@
+"""Region matching in the search stores: every engine (qdrant-edge, qdrant-client local mode on disk and in
+memory) stores an artwork's region descriptors with its point and, when a search asks, scores each
+artwork by the better of its whole picture and its best region. The artworks stay artworks: counted,
+listed, filtered, replaced and deleted as one, regions included."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from services.search import edge_files
+from services.search.edge_store import EdgeArtworkStore, EdgeSettings, edge_config
+from services.search.qdrant_store import QdrantArtworkStore
+from services.search.store import (
+    ArtworkFilter,
+    ArtworkRecord,
+    ArtworkStore,
+    IndexedArtwork,
+    InvalidStoreRequest,
+    MetadataChanges,
+)
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Local mode performs exact:UserWarning"),
+]
+
+DIM = 16
+PRECISION = 2e-3  # float16 storage
+ENGINES = ["edge", "qdrant-local", "memory"]
+
+
+def basis(index: int) -> np.ndarray:
+    vector = np.zeros(DIM, dtype=np.float32)
+    vector[index] = 1.0
+    return vector
+
+
+def mix(*pairs: tuple[int, float]) -> np.ndarray:
+    vector = np.zeros(DIM, dtype=np.float32)
+    for index, weight in pairs:
+        vector[index] = weight
+    return vector / np.linalg.norm(vector)
+
+
+def artwork(
+    artwork_id: str, vector: np.ndarray, regions: list[np.ndarray] | None = None, **fields: object
+) -> IndexedArtwork:
+    stacked = np.stack(regions) if regions else None
+    return IndexedArtwork(ArtworkRecord(id=artwork_id, **fields), vector, stacked)  # type: ignore[arg-type]
+
+
+# The detail (direction 9) appears only in one region of the wave; the whole of the wave points elsewhere.
+DETAIL = basis(9)
+CATALOGUE = [
+    artwork("wave", basis(0), [mix((0, 1), (1, 1)), mix((9, 1), (0, 0.2)), basis(2)], style="Ukiyo-e"),
+    artwork("bridge", mix((3, 1), (9, 0.5)), [basis(3), basis(4)], style="Ukiyo-e"),
+    artwork("irises", basis(5), [basis(5), mix((5, 1), (6, 1))], style="Post-Impressionism"),
+    artwork("plain", mix((9, 0.35), (7, 1)), None, style="Folk"),  # no regions at all
+]
+CATALOGUE_IDS = {item.artwork.id for item in CATALOGUE}
+
+
+Opener = Callable[[], Awaitable[ArtworkStore]]
+
+
+def opener(engine: str, folder: Path, collection: str) -> Opener:
+    async def open_store() -> ArtworkStore:
+        if engine == "edge":
+            return await EdgeArtworkStore.open(folder / "edge", default_collection=collection)
+        if engine == "qdrant-local":
+            return await QdrantArtworkStore.open(path=folder / "qdrant", default_collection=collection)
+        return await QdrantArtworkStore.open(location=":memory:", default_collection=collection)
+
+    return open_store
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def store(engine: str, tmp_path: Path) -> AsyncIterator[ArtworkStore]:
+    opened = await opener(engine, tmp_path, f"t_{uuid.uuid4().hex[:12]}")()
+    assert await opened.upsert("", CATALOGUE) == len(CATALOGUE)
+    yield opened
+    await opened.close()
+
+
+def ids(hits: list) -> list[str]:
+    return [hit.artwork.id for hit in hits]
+
+
+# --- matching ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_detail_finds_the_artwork_by_its_region_only_when_asked(store: ArtworkStore) -> None:
+    without = await store.search("", DETAIL, limit=4)
+    assert ids(without)[0] == "bridge"  # whole pictures only: the wave's whole vector is far from the detail
+    assert all(hit.whole_score is None and hit.region_score is None for hit in without)
+
+    hits = await store.search("", DETAIL, limit=4, match_regions=True)
+    assert ids(hits)[0] == "wave"
+    wave = hits[0]
+    expected_region = float(mix((9, 1), (0, 0.2)) @ DETAIL)
+    assert wave.region_score == pytest.approx(expected_region, abs=PRECISION)
+    assert wave.whole_score == pytest.approx(0.0, abs=PRECISION)
+    assert wave.score == pytest.approx(expected_region, abs=PRECISION)
+    assert wave.region_matched
+    assert sorted(ids(hits)) == sorted(CATALOGUE_IDS)  # artworks, each once, never region points
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_each_artwork_scores_the_better_of_whole_and_best_region(store: ArtworkStore) -> None:
+    hits = {hit.artwork.id: hit for hit in await store.search("", DETAIL, limit=4, match_regions=True)}
+    for item in CATALOGUE:
+        hit = hits[item.artwork.id]
+        whole = float(item.vector @ DETAIL)
+        assert hit.whole_score == pytest.approx(whole, abs=PRECISION)
+        if item.regions is None:
+            assert hit.region_score is None and not hit.region_matched
+            assert hit.score == pytest.approx(whole, abs=PRECISION)
+        else:
+            region = float(np.max(item.regions @ DETAIL))
+            assert hit.region_score == pytest.approx(region, abs=PRECISION)
+            assert hit.score == pytest.approx(max(whole, region), abs=PRECISION)
+            if abs(region - whole) > PRECISION:
+                assert hit.region_matched == (region > whole)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_region_matching_is_exact_over_many_artworks_with_offset(engine: str, tmp_path: Path) -> None:
+    """The merged page equals the brute-force ranking by max(whole, best region), at any offset."""
+    rng = np.random.default_rng(7)
+    count, regions_each = 60, 5
+    vectors = rng.normal(size=(count, DIM)).astype(np.float32)
+    regions = rng.normal(size=(count, regions_each, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    regions /= np.linalg.norm(regions, axis=2, keepdims=True)
+    items = [
+        artwork(f"a{i:02d}", vectors[i], list(regions[i]) if i % 4 else None, year=1800 + i)
+        for i in range(count)
+    ]
+    store = await opener(engine, tmp_path, "many")()
+    try:
+        await store.upsert("", items)
+        query = rng.normal(size=DIM).astype(np.float32)
+        query /= np.linalg.norm(query)
+        best = [
+            max(float(vectors[i] @ query), float(np.max(regions[i] @ query)) if i % 4 else -2.0)
+            for i in range(count)
+        ]
+        expected = np.argsort(best)[::-1]
+        for offset in (0, 7):
+            hits = await store.search("", query, limit=10, offset=offset, match_regions=True)
+            got = [best[int(hit.artwork.id[1:])] for hit in hits]
+            assert got == pytest.approx([best[i] for i in expected[offset : offset + 10]], abs=PRECISION)
+            assert [hit.score for hit in hits] == pytest.approx(got, abs=PRECISION)
+    finally:
+        await store.close()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_filters_apply_to_region_matches(store: ArtworkStore) -> None:
+    hits = await store.search(
+        "", DETAIL, limit=4, filter=ArtworkFilter(styles=("Post-Impressionism", "Folk")), match_regions=True
+    )
+    assert set(ids(hits)) == {"irises", "plain"}
+    excluded = await store.search(
+        "", DETAIL, limit=4, filter=ArtworkFilter(exclude_ids=("wave",)), match_regions=True
+    )
+    assert "wave" not in ids(excluded)
+    assert ids(excluded)[0] == "bridge"
+
+
+# --- artworks stay artworks ---------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_count_scroll_and_get_see_artworks_not_regions(store: ArtworkStore) -> None:
+    assert await store.count("") == len(CATALOGUE)
+    page = await store.scroll("", limit=100, with_vectors=True)
+    assert sorted(item.artwork.id for item in page.items) == sorted(CATALOGUE_IDS)
+    assert page.next_cursor == ""
+    got = await store.get("", ["wave"], with_vectors=True)
+    (wave,) = got.found
+    assert wave.vector is not None and wave.vector.shape == (DIM,)
+    assert float(wave.vector @ basis(0)) == pytest.approx(1.0, abs=PRECISION)
+    assert wave.regions is None  # never read back
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_delete_takes_the_regions_with_the_artwork(store: ArtworkStore) -> None:
+    assert await store.delete("", ["wave"]) == 1
+    hits = await store.search("", DETAIL, limit=10, match_regions=True)
+    assert "wave" not in ids(hits)
+    assert await store.count("") == len(CATALOGUE) - 1
+    # Re-ingested, it is found by its region again, once.
+    await store.upsert("", [CATALOGUE[0]])
+    hits = await store.search("", DETAIL, limit=10, match_regions=True)
+    assert ids(hits)[0] == "wave" and ids(hits).count("wave") == 1
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_replacing_an_artwork_replaces_its_regions(store: ArtworkStore) -> None:
+    wave = CATALOGUE[0]
+    # Replaced without regions: the old regions go with the old point.
+    await store.upsert("", [IndexedArtwork(wave.artwork, wave.vector, None)])
+    hits = {hit.artwork.id: hit for hit in await store.search("", DETAIL, limit=4, match_regions=True)}
+    assert hits["wave"].region_score is None
+    assert ids(await store.search("", DETAIL, limit=1, match_regions=True)) == ["bridge"]
+    # Replaced with other regions: only the new ones count.
+    await store.upsert("", [artwork("wave", basis(0), [basis(10)])])
+    hits = {hit.artwork.id: hit for hit in await store.search("", DETAIL, limit=4, match_regions=True)}
+    assert hits["wave"].region_score == pytest.approx(0.0, abs=PRECISION)
+    found = await store.search("", basis(10), limit=1, match_regions=True)
+    assert ids(found) == ["wave"] and found[0].region_matched
+    assert await store.count("") == len(CATALOGUE)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_editing_metadata_keeps_the_regions(store: ArtworkStore) -> None:
+    await store.update_metadata("", "wave", MetadataChanges(title="The Great Wave", style="Edo"))
+    hits = await store.search("", DETAIL, limit=2, filter=ArtworkFilter(styles=("Edo",)), match_regions=True)
+    assert ids(hits) == ["wave"] and hits[0].region_matched
+    assert hits[0].artwork.title == "The Great Wave"
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_regions_of_the_wrong_dimension_are_refused(store: ArtworkStore) -> None:
+    bad = IndexedArtwork(ArtworkRecord(id="bad"), basis(0), np.ones((2, DIM + 1), dtype=np.float32))
+    with pytest.raises(InvalidStoreRequest, match="regions"):
+        await store.upsert("", [bad])
+    zero = IndexedArtwork(ArtworkRecord(id="bad"), basis(0), np.zeros((1, DIM), dtype=np.float32))
+    with pytest.raises(InvalidStoreRequest, match="zero"):
+        await store.upsert("", [zero])
+    assert (await store.get("", ["bad"])).missing == ["bad"]
+
+
+# --- qdrant-edge: older collections, snapshots ---------------------------------------------------------
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_an_edge_collection_made_before_regions_answers_whole_pictures(tmp_path: Path) -> None:
+    folder = tmp_path / "edge"
+    folder.mkdir()
+    # A collection as the store made it before regions existed: one unnamed vector, no "regions" key.
+    opened = edge_files.open_collection(
+        folder / "old", DIM, partial(edge_config, settings=EdgeSettings()), regions=False
+    )
+    assert opened is not None
+    opened[1].close()
+    store = await EdgeArtworkStore.open(folder, default_collection="old")
+    try:
+        await store.upsert("", CATALOGUE)  # regions are dropped (logged), the artworks stored
+        assert await store.count("") == len(CATALOGUE)
+        hits = await store.search("", DETAIL, limit=4, match_regions=True)
+        assert ids(hits)[0] == "bridge"
+        assert all(hit.region_score is None and hit.whole_score == hit.score for hit in hits)
+    finally:
+        await store.close()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_an_edge_snapshot_keeps_the_regions(tmp_path: Path) -> None:
+    store = await EdgeArtworkStore.open(tmp_path / "edge", default_collection="paintings")
+    try:
+        await store.upsert("", CATALOGUE)
+        snapshot = await store.create_snapshot("")
+        await store.delete("", ["wave"])
+        assert await store.restore_snapshot("copy", snapshot.name) == len(CATALOGUE)
+        hits = await store.search("copy", DETAIL, limit=4, match_regions=True)
+        assert ids(hits)[0] == "wave" and hits[0].region_matched
+        assert await store.restore_snapshot("", snapshot.name) == len(CATALOGUE)
+        assert ids(await store.search("", DETAIL, limit=1, match_regions=True)) == ["wave"]
+    finally:
+        await store.close()
