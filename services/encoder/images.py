@@ -133,8 +133,7 @@ class OpenedImage:
         image = self.image
         _load(image, self.data)
         width, height = image.size
-        # With a working copy, the reduction keeps at least twice its resolution too.
-        factor = _reduction_factor(image.size, max(self.size, self.work_side // 2))
+        factor = _reduction_factor(image.size, self.size)
         transpose = _orientation(image)
         # The reduction's blocks start at the corner that is the top-left once upright, as when an upright
         # picture is reduced: a partial last row or column of blocks ends up where it would there.
@@ -154,7 +153,9 @@ class OpenedImage:
         resized = reduced.resize((self.size, self.size), Image.Resampling.BICUBIC, box=box)
         working = None
         if self.work_side:
-            scale = min(1.0, self.work_side / max(width, height))
+            # From the same reduced picture as the network's input (which stays exactly what an unanalysed
+            # decode gives), its aspect ratio restored, never larger than the reduction's resolution.
+            scale = min(self.work_side, max(reduced.size)) / max(width, height)
             shape = (max(1, round(width * scale)), max(1, round(height * scale)))
             working = np.asarray(reduced.resize(shape, Image.Resampling.BILINEAR, box=box), dtype=np.uint8)
         image.close()  # the full-size pixels go now, not whenever this object does
@@ -190,8 +191,7 @@ def _estimated(
     if image.format in ("JPEG", "MPO"):
         # Let libjpeg scale down by 1/2, 1/4 or 1/8 while decoding (each side stays >= size): a 6000x4000
         # photo then decodes at 750x500, several times faster and in a fraction of the memory.
-        target = max(size, work_side)
-        image.draft("RGB", (target, target))
+        image.draft("RGB", (size, size))
     # The working copy is at most work_side^2 RGB pixels, made from the reduced picture.
     needed = decode_bytes(image) + coefficients + 3 * work_side * work_side
     if max_decode_bytes is not None and needed > max_decode_bytes:

@@ -63,8 +63,12 @@ class Downstream:
         self._model_info: encoder_pb2.ModelInfo | None = None
         self._aliases = AliasCache(self._list_aliases, config.model_alias_ttl_s)
 
-    async def encode(self, image: bytes, request_id: str = "") -> encoder_pb2.EncodeResponse:
-        request = encoder_pb2.EncodeRequest(images=[image])
+    async def encode(
+        self, image: bytes, request_id: str = "", *, analyse: bool = False
+    ) -> encoder_pb2.EncodeResponse:
+        """The picture's descriptor; with `analyse`, also the painting located in it (its crop's descriptor,
+        in the same call) and whether it is grey-scale (encoder.proto, ImageAnalysis)."""
+        request = encoder_pb2.EncodeRequest(images=[image], analyse=analyse)
         response = await self.call(
             ENCODER, self._encoder.Encode, request, self._config.encode_timeout_s, request_id
         )

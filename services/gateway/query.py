@@ -78,6 +78,8 @@ class QueryVector:
     # Made by the encoder for this request: searched in its model's collection (the model alias) when the
     # search service has one. A stored descriptor is searched in the collection it came from.
     by_model: bool = False
+    # What the encoder found in the photo (the located painting's descriptor, grey-scale), when asked.
+    analysis: encoder_pb2.ImageAnalysis | None = None
 
     @property
     def routing_version(self) -> str:
@@ -90,6 +92,8 @@ class _Candidates:
     hits: list[search_pb2.ScoredArtwork]
     visual: list[float]
     collection: str  # the collection (or alias) searched
+    # Merged from the whole photo's and the located painting's searches: the best came from the latter.
+    best_from_located: bool = False
 
 
 class Timer:
@@ -117,12 +121,15 @@ class _Step:
 
 
 async def encode_image(
-    downstream: Downstream, image: bytes, timer: Timer, request_id: str = ""
+    downstream: Downstream, image: bytes, timer: Timer, request_id: str = "", *, analyse: bool = False
 ) -> QueryVector:
+    """The picture's descriptor; with `analyse`, the encoder also locates the painting in it and says
+    whether it is grey-scale (searched with in `run_search`, per the request's `locate` and `grey`)."""
     with timer.step("encode"):
-        encoded = await downstream.encode(image, request_id)
+        encoded = await downstream.encode(image, request_id, analyse=analyse)
     values = np.asarray(encoded.embeddings[0].values, dtype=np.float32)
-    return QueryVector(values, encoded.model, by_model=True)
+    analysis = encoded.analyses[0] if encoded.analyses else None
+    return QueryVector(values, encoded.model, by_model=True, analysis=analysis)
 
 
 async def stored_artwork(downstream: Downstream, artwork_id: str, request_id: str = "") -> common_pb2.Artwork:
@@ -163,9 +170,11 @@ async def run_search(
     request_id: str = "",
 ) -> dict[str, object]:
     layout = _layout(query)
-    weights = _aspect_weights(layout, options.aspect_weights)
+    grey = _grey_applies(query, options, layout)
+    given = {**options.aspect_weights, COLOUR: 0.0} if grey else options.aspect_weights
+    weights = _aspect_weights(layout, given)
     with timer.step("search"):
-        candidates = await _visual_candidates(downstream, query, layout, weights, options, request_id)
+        candidates = await _photo_candidates(downstream, query, layout, weights, options, request_id)
     named = options.source_artist or query.artist
     vote = None if named or options.source_inference != VOTE else _source_vote(candidates, options)
     with timer.step("influence"):
@@ -207,6 +216,7 @@ async def run_search(
         "timings_ms": timer.timings_ms,
         "model": {"name": query.model.name, "version": query.model.version},
         "collection": candidates.collection,
+        **({"query": _query_json(query, options, candidates, grey)} if query.analysis is not None else {}),
     }
 
 
@@ -325,7 +335,37 @@ def _aspect_weights(layout: DescriptorLayout, given: dict[str, float]) -> dict[s
         raise ApiError(422, "invalid_parameter", f"aspect weights: {error}") from None
 
 
-async def _visual_candidates(
+# --- a visitor's photo: the located painting, grey-scale ---------------------------------------------
+
+COLOUR = "colour"
+# The located crop's search is used only when the encoder is at least this sure of the painting it found.
+LOCATE_MIN_CONFIDENCE = 0.5
+
+
+def _grey_applies(query: QueryVector, options: SearchOptions, layout: DescriptorLayout) -> bool:
+    """A grey-scale photo leaves the colour aspect out (`grey=auto`), unless the client set its weight: a
+    grey print's colour histogram matches grey artworks, not the painting it shows."""
+    analysis = query.analysis
+    return (
+        options.grey == "auto"
+        and analysis is not None
+        and analysis.greyscale
+        and COLOUR in layout.names
+        and COLOUR not in options.aspect_weights
+    )
+
+
+def _located_values(query: QueryVector, options: SearchOptions) -> np.ndarray | None:
+    """The located painting's descriptor, when `locate=auto` and the encoder found one with confidence."""
+    analysis = query.analysis
+    if options.locate != "auto" or analysis is None or not analysis.HasField("located_embedding"):
+        return None
+    if analysis.confidence < LOCATE_MIN_CONFIDENCE:
+        return None
+    return np.asarray(analysis.located_embedding.values, dtype=np.float32)
+
+
+async def _photo_candidates(
     downstream: Downstream,
     query: QueryVector,
     layout: DescriptorLayout,
@@ -333,13 +373,87 @@ async def _visual_candidates(
     options: SearchOptions,
     request_id: str,
 ) -> _Candidates:
-    vector = reweight_query(query.values, layout, weights)
+    """The visual candidates of the whole photo and, when the encoder located the painting in it, of the
+    located crop, searched concurrently (each within the search deadline) and merged per artwork
+    (`_merged`)."""
+    located = _located_values(query, options)
+    if located is None or located.shape != query.values.shape:
+        return await _visual_candidates(downstream, query, layout, weights, options, request_id)
+    whole, crop = await asyncio.gather(
+        _visual_candidates(downstream, query, layout, weights, options, request_id),
+        _visual_candidates(downstream, query, layout, weights, options, request_id, values=located),
+    )
+    return _merged(whole, crop, options.pool)
+
+
+def _merged(whole: _Candidates, located: _Candidates, pool: int) -> _Candidates:
+    """Per artwork the better visual similarity of the two searches, with that search's hit (its aspect
+    similarities are explained from the query that matched), best first, `pool` at most. Both descriptors
+    live in the same space under the same weights: a wall photo's crop matches its painting far better than
+    the whole photo does, a clean photo's crop about as well, and a wrong crop rarely beats the whole
+    photo's best match, so the maximum keeps what the right query found (docs/gateway.md)."""
+    best: dict[str, tuple[float, search_pb2.ScoredArtwork, bool]] = {}
+    for from_crop, candidates in ((False, whole), (True, located)):
+        for hit, score in zip(candidates.hits, candidates.visual, strict=True):
+            kept = best.get(hit.artwork.id)
+            if kept is None or score > kept[0]:
+                best[hit.artwork.id] = (score, hit, from_crop)
+    ranked = sorted(best.values(), key=lambda entry: entry[0], reverse=True)[:pool]
+    return _Candidates(
+        [hit for _, hit, _ in ranked],
+        [score for score, _, _ in ranked],
+        whole.collection,
+        best_from_located=bool(ranked) and ranked[0][2],
+    )
+
+
+def _query_json(
+    query: QueryVector, options: SearchOptions, candidates: _Candidates, grey: bool
+) -> dict[str, object]:
+    """What was done with the photo: the painting located (corners as fractions of the upright photo,
+    top-left first, clockwise; confidence; its share of the photo), whether the best match came from it,
+    whether the photo is grey-scale and its colour aspect was left out."""
+    analysis = query.analysis
+    assert analysis is not None
+    located = None
+    if analysis.located:
+        corners = list(analysis.corners)
+        located = {
+            "corners": [[round(corners[i], 4), round(corners[i + 1], 4)] for i in range(0, len(corners), 2)],
+            "confidence": round(analysis.confidence, 4),
+            "area_fraction": round(analysis.area_fraction, 4),
+        }
+    return {
+        "locate": options.locate,
+        "located": located,
+        "searched_located": _located_values(query, options) is not None,
+        "best_from_located": candidates.best_from_located,
+        "grey": options.grey,
+        "greyscale": analysis.greyscale,
+        "chroma_spread": round(analysis.chroma_spread, 3),
+        "colour_dropped": grey,
+    }
+
+
+async def _visual_candidates(
+    downstream: Downstream,
+    query: QueryVector,
+    layout: DescriptorLayout,
+    weights: dict[str, float],
+    options: SearchOptions,
+    request_id: str,
+    values: np.ndarray | None = None,
+) -> _Candidates:
+    """The `pool` artworks most similar to the query's descriptor (or to `values`, another descriptor of
+    the same picture: the located painting's)."""
+    values = query.values if values is None else values
+    vector = reweight_query(values, layout, weights)
     # The engine scores by cosine (it divides by the query's length); its length brings back Σ v_a cos_a.
     length = float(np.linalg.norm(vector))
     embedding = common_pb2.Embedding(values=vector.tolist())
     search_filter = _filter(options, query)
     parts = [(aspect.offset, aspect.length) for aspect in layout.aspects]
-    part_query = _part_query(query, weights)
+    part_query = _part_query(values, weights)
 
     def search_in(collection: str) -> Awaitable[search_pb2.SearchResponse]:
         return downstream.search(
@@ -361,12 +475,12 @@ async def _visual_candidates(
     return _Candidates(hits, visual, collection)
 
 
-def _part_query(query: QueryVector, weights: dict[str, float]) -> common_pb2.Embedding | None:
+def _part_query(values: np.ndarray, weights: dict[str, float]) -> common_pb2.Embedding | None:
     """What the aspects are explained against: the re-weighted query keeps every aspect's direction unless
     its weight is 0; then the unweighted descriptor travels too, so that aspect is still explained."""
     if all(weight > 0 for weight in weights.values()):
         return None
-    return common_pb2.Embedding(values=query.values.tolist())
+    return common_pb2.Embedding(values=values.tolist())
 
 
 def _aspect_cosines(hit: search_pb2.ScoredArtwork, layout: DescriptorLayout) -> dict[str, float]:

@@ -90,7 +90,9 @@ def install_search_routes(app: FastAPI, config: GatewayConfig) -> None:
         options = checked(with_form_artist(options, source.form_artist), config)
         data = await image_bytes(source, timer)
         downstream = request.app.state.downstream
-        query = await encode_image(downstream, data, timer, request_id_var.get())
+        # The encoder analyses the photo (locates the painting, tells grey-scale) unless both are off.
+        analyse = "auto" in (options.locate, options.grey)
+        query = await encode_image(downstream, data, timer, request_id_var.get(), analyse=analyse)
         return JSONResponse(await run_search(downstream, query, options, config, timer, request_id_var.get()))
 
     @app.get("/v1/artworks/{artwork_id}/similar", tags=["search"], responses=_STORED_ROUTE_ERRORS)

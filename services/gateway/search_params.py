@@ -52,6 +52,14 @@ class SearchOptions:
     year_min: int | None = None
     year_max: int | None = None
     exclude_same_artist: bool = False
+    # A picture query: "auto" searches with the painting located in the photo too and keeps, per artwork,
+    # the better similarity; "off" searches with the whole photo only (the behaviour before).
+    locate: str = "auto"
+    # A picture query: "auto" drops the colour aspect when the photo is grey-scale; "off" never does.
+    grey: str = "auto"
+
+
+AUTO_OFF = ("auto", "off")
 
 
 class UrlRequest(BaseModel):
@@ -85,6 +93,8 @@ class UrlRequest(BaseModel):
     year_min: int | None = None
     year_max: int | None = None
     exclude_same_artist: bool | None = None
+    locate: Literal["auto", "off"] | None = None
+    grey: Literal["auto", "off"] | None = None
 
 
 def search_query(config: GatewayConfig) -> Callable[..., SearchOptions]:
@@ -154,6 +164,21 @@ def search_query(config: GatewayConfig) -> Callable[..., SearchOptions]:
         exclude_same_artist: Annotated[
             bool, Query(description="Leave out works by the source artist (explicit or inferred)")
         ] = False,
+        locate: Annotated[
+            Literal["auto", "off"],
+            Query(
+                description="Picture searches: 'auto' also searches with the painting the encoder locates in "
+                "the photo (its frame or boundary, perspective undone) and keeps per artwork the better "
+                "similarity; 'off': the whole photo only"
+            ),
+        ] = "auto",
+        grey: Annotated[
+            Literal["auto", "off"],
+            Query(
+                description="Picture searches: 'auto' leaves the colour aspect out for a grey-scale photo "
+                "(unless w_colour is given); 'off': never"
+            ),
+        ] = "auto",
     ) -> SearchOptions:
         weights = {"w_content": w_content, "w_style": w_style, "w_colour": w_colour}
         return SearchOptions(
@@ -174,6 +199,8 @@ def search_query(config: GatewayConfig) -> Callable[..., SearchOptions]:
             year_min=year_min,
             year_max=year_max,
             exclude_same_artist=exclude_same_artist,
+            locate=locate,
+            grey=grey,
         )
 
     return read
@@ -246,6 +273,9 @@ def checked(options: SearchOptions, config: GatewayConfig) -> SearchOptions:
             raise _invalid(name, f"at most {MAX_FILTER_VALUES} values")
         if any(len(value) > MAX_NAME_CHARS for value in values):
             raise _invalid(name, f"values are at most {MAX_NAME_CHARS} characters")
+    for name in ("locate", "grey"):
+        if getattr(options, name) not in AUTO_OFF:
+            raise _invalid(name, f"must be one of {list(AUTO_OFF)}")
     if options.source_artist is not None and len(options.source_artist) > MAX_NAME_CHARS:
         raise _invalid("source_artist", f"at most {MAX_NAME_CHARS} characters")
     return replace(options, pool=max(options.pool, options.offset + options.k))

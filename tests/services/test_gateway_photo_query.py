@@ -1,0 +1,120 @@
+"""A visitor's photo through the gateway (in-process services, the real model, the 36 demo paintings):
+the painting located in a wall photo finds what the whole photo does not, a grey print is compared without
+colour, and both switches (locate, grey) bring the previous behaviour back."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from gateway_support import gateway_client, gateway_config, in_process_services, ingest_targets
+from painting_photos import gallery_wall, grey_print
+from PIL import Image
+
+from artsearch.catalogue.folder import Catalogue, load_catalogue
+from artsearch.ingest import ingest_catalogue
+from services.gateway.app import create_app
+
+pytestmark = pytest.mark.slow
+WALL_PHOTOS = 8
+
+
+@pytest.fixture(scope="module")
+def catalogue(gcompris_catalogue: Path) -> Catalogue:
+    return load_catalogue(gcompris_catalogue)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def client(
+    model_path: Path, catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with in_process_services(model_path, tmp_path_factory.mktemp("services")) as addresses:
+        report = await ingest_catalogue(catalogue, ingest_targets(addresses))
+        assert report.added == len(catalogue.entries), report.summary()
+        async with gateway_client(create_app(gateway_config(addresses))) as http:
+            yield http
+
+
+def jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=88)
+    return buffer.getvalue()
+
+
+async def search(client: httpx.AsyncClient, photo: bytes, **params: str) -> dict:
+    response = await client.post(
+        "/v1/search", params={"k": "5", "rerank": "false", **params}, files={"image": ("p.jpg", photo)}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_the_located_painting_finds_wall_photos_the_whole_photo_misses(client, catalogue):
+    found_located = found_whole = rescued = 0
+    for index, entry in enumerate(catalogue.entries[:WALL_PHOTOS]):
+        painting = Image.open(catalogue.path_of(entry)).convert("RGB")
+        photo = jpeg(gallery_wall(painting, index)[0])
+        located = await search(client, photo)
+        whole = await search(client, photo, locate="off")
+        hit_located = located["results"][0]["id"] == entry.id
+        hit_whole = whole["results"][0]["id"] == entry.id
+        found_located += hit_located
+        found_whole += hit_whole
+        rescued += hit_located and not hit_whole
+        assert located["query"]["located"] is not None
+        assert located["query"]["searched_located"] is True
+        assert whole["query"]["searched_located"] is False and whole["query"]["locate"] == "off"
+    assert found_located == WALL_PHOTOS, (found_located, found_whole)
+    assert rescued >= 1 and found_whole < found_located, (found_located, found_whole)
+
+
+async def test_the_query_object_describes_the_painting_found(client, catalogue):
+    entry = catalogue.entries[0]
+    photo, truth = gallery_wall(Image.open(catalogue.path_of(entry)).convert("RGB"), 0)
+    answer = await search(client, jpeg(photo))
+    located = answer["query"]["located"]
+    assert len(located["corners"]) == 4 and all(len(corner) == 2 for corner in located["corners"])
+    assert (
+        max(
+            abs(a - b)
+            for got, want in zip(located["corners"], truth, strict=True)
+            for a, b in zip(got, want, strict=True)
+        )
+        < 0.05
+    )
+    assert 0.5 <= located["confidence"] <= 1 and 0 < located["area_fraction"] < 1
+    assert answer["query"]["greyscale"] is False and answer["query"]["colour_dropped"] is False
+    assert answer["results"][0]["id"] == entry.id
+
+
+async def test_a_grey_print_is_compared_without_colour_unless_switched_off(client, catalogue):
+    entry = catalogue.entries[5]
+    photo = jpeg(grey_print(Image.open(catalogue.path_of(entry)).convert("RGB"), 5))
+    answer = await search(client, photo)
+    assert answer["query"]["greyscale"] is True and answer["query"]["colour_dropped"] is True
+    assert answer["weights"]["colour"] == 0
+    assert answer["results"][0]["id"] == entry.id
+    kept = await search(client, photo, grey="off")
+    assert kept["query"]["colour_dropped"] is False and kept["weights"]["colour"] > 0
+    # An explicit colour weight is the client's choice: kept even for a grey photo.
+    chosen = await search(client, photo, w_colour="0.2")
+    assert chosen["query"]["colour_dropped"] is False and chosen["weights"]["colour"] > 0
+
+
+async def test_with_both_switches_off_the_answer_has_no_query_analysis(client, catalogue):
+    photo = jpeg(Image.open(catalogue.path_of(catalogue.entries[2])).convert("RGB"))
+    answer = await search(client, photo, locate="off", grey="off")
+    assert "query" not in answer
+    assert answer["results"][0]["id"] == catalogue.entries[2].id
+
+
+async def test_a_bad_switch_value_is_422(client, catalogue):
+    photo = jpeg(Image.open(catalogue.path_of(catalogue.entries[2])).convert("RGB"))
+    response = await client.post("/v1/search", params={"locate": "maybe"}, files={"image": ("p.jpg", photo)})
+    assert response.status_code == 422
+    response = await client.post("/v1/search", json={"url": "https://example.org/a.jpg", "grey": "sometimes"})
+    assert response.status_code == 422
