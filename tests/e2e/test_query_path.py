@@ -60,9 +60,12 @@ def test_a_catalogue_painting_finds_itself_first(gateway: httpx.Client, catalogu
         top = answer["results"][0]
         assert top["id"] == entry.id, (entry.title, [r["title"] for r in answer["results"]])
         assert top["scores"]["visual"] == pytest.approx(1.0, abs=1e-3)
-        # Its own artist is the inferred source: the most similar work gets the full same-artist boost.
-        assert answer["source_artist"]["how"].startswith("inferred")
-        assert top["scores"]["same_artist_rank"] == 0 and top["scores"]["influence_weight"] == 1.0
+        # Its own artist is the inferred source (voted, with its confidence c): the most similar work gets
+        # the full same-artist boost, scaled by c.
+        source = answer["source_artist"]
+        assert source["how"] == "inferred" and source["method"] == "vote" and source["name"] == entry.artist
+        assert top["scores"]["same_artist_rank"] == 0
+        assert top["scores"]["influence_weight"] == source["applied_confidence"] > 0.5
 
 
 def test_a_60_percent_crop_finds_its_painting_in_the_top_5(gateway: httpx.Client, catalogue):
