@@ -606,10 +606,12 @@ def screen(painting: Image.Image, rng: np.random.Generator) -> Shot:
     scene = scene + reflection
     photo = _to_image(scene * _white_balance(rng, (-0.12, -0.02)))
     view = _mild_view(photo.size, rng, recede=(0.0, 0.06))
-    # The camera's sensor samples the stripes far below their pitch (one warp, point-sampled, straight to
-    # the camera's picture size): the aliasing is the moiré.
+    # The camera's sensor samples the stripes below their pitch (one warp straight to the camera's picture
+    # size): the aliasing is the moiré. The lens blurs first (about half a camera pixel), which keeps the
+    # moiré as faint as in real photos of a screen; point-sampling the sharp grid made psychedelic bands.
     target = int(rng.integers(900, 1300))
     factor = target / max(photo.size)
+    photo = photo.filter(ImageFilter.GaussianBlur(rng.uniform(0.45, 0.8) / factor))
     size = (round(photo.width * factor), round(photo.height * factor))
     camera = np.diag([factor, factor, 1.0]) @ view
     inverse = np.linalg.inv(camera)
@@ -618,7 +620,7 @@ def screen(painting: Image.Image, rng: np.random.Generator) -> Shot:
         size,
         Image.Transform.PERSPECTIVE,
         tuple(inverse.flatten()[:8]),
-        Image.Resampling.NEAREST,
+        Image.Resampling.BILINEAR,
         fillcolor=(30, 30, 30),
     )
     return Shot(_camera(photo, rng), {"screen_pixel": float(pixel)})
