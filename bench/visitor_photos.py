@@ -56,6 +56,9 @@ def build_distractors(folder: Path, limit: int, debs: Path) -> dict[str, Path]:
                 str(limit),
             ]
             subprocess.run([sys.executable, *command, "--cache-dir", str(debs)], cwd=REPO_ROOT, check=True)
+        info = target / "catalogue.json"
+        if not info.is_file():  # built before the builders declared it: their labels are subject categories
+            info.write_text(json.dumps({"style_labels": "category"}, indent=2) + "\n")
         built[name] = target
     return built
 

@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import io
 import logging
+import multiprocessing
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -133,7 +134,9 @@ def prepare_photos(
         started = time.perf_counter()
         log.info("making %d photos in %s (%d workers) ...", sum(len(j[4]) for j in jobs), cache, workers)
         if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
+            # Spawned, not forked: a worker forked while another thread starts a service would hold that
+            # Popen's exec-status pipe open, and the Popen would wait for the worker to end.
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 made = sum(pool.map(_make_photos, jobs))
         else:
             made = sum(map(_make_photos, jobs))
