@@ -113,6 +113,11 @@ def _register_photos(commands: argparse._SubParsersAction) -> None:
     photos.add_argument("--output", type=Path, default=None, help="write the result as JSON here")
     photos.set_defaults(run=run_photos)
 
+    compare = commands.add_parser("photos-compare", help="two `eval photos` results side by side (Markdown)")
+    compare.add_argument("before", type=Path)
+    compare.add_argument("after", type=Path)
+    compare.set_defaults(run=run_photos_compare)
+
 
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the exported ONNX model")
@@ -260,6 +265,14 @@ def run_photos(args: argparse.Namespace) -> int:
     print(markdown_table(result))
     if args.output:
         print(f"wrote {args.output}")
+    return 0
+
+
+def run_photos_compare(args: argparse.Namespace) -> int:
+    from artsearch.evaluation.visitor_search import comparison_table
+
+    before, after = (json.loads(Path(path).read_text()) for path in (args.before, args.after))
+    print(comparison_table(before, after))
     return 0
 
 

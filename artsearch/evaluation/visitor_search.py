@@ -323,3 +323,28 @@ def markdown_table(result: Mapping[str, Any]) -> str:
         f"index {result['index']['count']} points; seeds {result['seed_set']} {result['seeds']}"
     )
     return "\n".join(lines)
+
+
+def comparison_table(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """Before and after side by side per kind (top-1, top-5), the summary rows and the p50 latency."""
+    lines = [
+        "| kind | top-1 before | top-1 after | top-5 before | top-5 after |",
+        "|---|---|---|---|---|",
+    ]
+
+    def row(label: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+        return f"| {label} | {old['top1']:.2f} | {new['top1']:.2f} | {old['top5']:.2f} | {new['top5']:.2f} |"
+
+    for kind, rates in before["per_kind"].items():
+        if kind in after["per_kind"]:
+            lines.append(row(kind, rates, after["per_kind"][kind]))
+    for label, key in (
+        ("hard kinds", "hard_kinds"),
+        ("clean kinds", "clean_kinds"),
+        ("**overall**", "overall"),
+    ):
+        lines.append(row(label, before[key], after[key]))
+    old, new = before["latency_ms"]["p50"], after["latency_ms"]["p50"]
+    ratio = f" ({new / old:.2f} x)" if old and new else ""
+    lines.append(f"| single-query p50 latency | {old} ms | {new} ms{ratio} | | |")
+    return "\n".join(lines)

@@ -9,7 +9,13 @@ import pytest
 
 from artsearch.evaluation.cli import _query_params, _seed_list
 from artsearch.evaluation.visitor_photos import DEVELOPMENT_SEEDS, REPORT_SEEDS
-from artsearch.evaluation.visitor_search import Outcome, markdown_table, seed_set_name, summarise
+from artsearch.evaluation.visitor_search import (
+    Outcome,
+    comparison_table,
+    markdown_table,
+    seed_set_name,
+    summarise,
+)
 
 
 def outcome(kind: str, rank: int | None, latency: float = 10.0, error: str | None = None) -> Outcome:
@@ -65,3 +71,12 @@ def test_markdown_table_has_a_row_per_kind_and_the_overall_row():
     assert "| book | 0.00 | 1.00 | 1 |" in table
     assert "| **overall** | 0.50 | 1.00 | 2 |" in table
     assert "index 6072 points" in table
+
+
+def test_comparison_table_puts_before_and_after_side_by_side():
+    before = summarise([outcome("glare", None, 40), outcome("book", 1, 40)], ["glare", "book"])
+    after = summarise([outcome("glare", 1, 50), outcome("book", 1, 50)], ["glare", "book"])
+    table = comparison_table(before, after)
+    assert "| glare | 0.00 | 1.00 | 0.00 | 1.00 |" in table
+    assert "| **overall** | 0.50 | 1.00 | 0.50 | 1.00 |" in table
+    assert "| single-query p50 latency | 40.0 ms | 50.0 ms (1.25 x) | | |" in table
