@@ -63,19 +63,24 @@ def build_distractors(folder: Path, limit: int, debs: Path) -> dict[str, Path]:
     return built
 
 
-def fresh_state_dir(path: Path) -> None:
-    """An empty state folder: created, or emptied when an earlier run of this bench made it."""
+def fresh_state_dir(path: Path, keep: bool = False) -> None:
+    """An empty state folder: created, or emptied when an earlier run of this bench made it (kept as it is
+    with `keep`: the services start on the stored index and the ingest skips what is stored)."""
     if path.exists() and any(path.iterdir()):
         if not (path / MARKER).is_file():
             raise SystemExit(
                 f"{path} is not empty and was not made by this bench; choose another --state-dir"
             )
+        if keep:
+            return
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     (path / MARKER).write_text("made by bench/visitor_photos.py\n")
 
 
-def ingest(code_dir: Path, settings: StackSettings, folder: Path, report: Path) -> dict[str, Any]:
+def ingest(
+    code_dir: Path, settings: StackSettings, folder: Path, report: Path, extra: list[str]
+) -> dict[str, Any]:
     """`artsearch ingest` of one catalogue folder, run from `code_dir` (its ingest code), timed."""
     command = [
         sys.executable,
@@ -92,13 +97,22 @@ def ingest(code_dir: Path, settings: StackSettings, folder: Path, report: Path) 
         "--no-state",
         "--report",
         str(report),
+        *extra,
     ]
     started = time.perf_counter()
     subprocess.run(command, cwd=code_dir, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
     summary = json.loads(report.read_text())
-    added = summary.get("added", summary.get("counts", {}).get("added"))
-    return {"folder": str(folder), "added": added, "seconds": round(seconds, 1), "report": str(report)}
+    counts = {key: summary.get(key, 0) for key in ("added", "updated", "skipped")}
+    return {
+        "folder": str(folder),
+        **counts,
+        "in_index": sum(counts.values()),
+        "rejected": len(summary.get("rejected", [])),
+        "seconds": round(seconds, 1),
+        "arguments": extra,
+        "report": str(report),
+    }
 
 
 def code_version(code_dir: Path) -> dict[str, Any]:
@@ -123,7 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         prepare_photos, load_catalogue(args.catalogue), args.seeds, args.kinds, args.cache_dir, args.workers
     )
     state = args.state_dir.resolve()
-    fresh_state_dir(state)
+    fresh_state_dir(state, keep=args.keep_state)
     settings = StackSettings(
         model_path=args.model.resolve(),
         state_dir=state,
@@ -137,10 +151,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             stack.start()
         stack.wait_ready(timeout=180)
         log.info("stack of %s ready at %s", code_dir, settings.gateway_url)
-        ingests = {"demo": ingest(code_dir, settings, args.catalogue, state / "ingest-demo.json")}
+        ingests = {"demo": ingest(code_dir, settings, args.catalogue, state / "ingest-demo.json", [])}
         for name, folder in distractors.items():
             log.info("ingesting %s ...", name)
-            ingests[name] = ingest(code_dir, settings, folder, state / f"ingest-{name}.json")
+            report = state / f"ingest-{name}.json"
+            ingests[name] = ingest(code_dir, settings, folder, report, args.distractor_ingest_arg)
             log.info("ingested %s: %s", name, ingests[name])
         photos_pending_after_ingest = not photos.done()
         photos.result()
@@ -161,8 +176,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "backends": "embedded defaults (onnxruntime encoder, embedded search engine, in-memory graph)",
         "ingest": ingests,
         "distractors": {
-            "catalogues": {name: ingests[name]["added"] for name in distractors},
-            "images": sum(run["added"] or 0 for run in distractor_runs),
+            "catalogues": {name: ingests[name]["in_index"] for name in distractors},
+            "images": sum(run["in_index"] for run in distractor_runs),
             "ingest_seconds": round(sum(run["seconds"] for run in distractor_runs), 1),
         },
         "cpus": os.cpu_count(),
@@ -191,6 +206,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=REPO_ROOT / ".cache/visitor-photos")
     parser.add_argument("--workers", type=int, default=1, help="processes making the photos")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "bench/results/visitor_photos.json")
+    parser.add_argument(
+        "--keep-state",
+        action="store_true",
+        help="start on the index an earlier run of this bench left in --state-dir (the ingest skips what is "
+        "stored): another version of the services against the same index",
+    )
+    parser.add_argument(
+        "--distractor-ingest-arg",
+        action="append",
+        default=[],
+        help="an argument for the distractors' `artsearch ingest` (repeatable), e.g. --regions=off",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per query
