@@ -10,7 +10,10 @@ fused descriptor), with three kinds of queries:
   * visitor photos (artsearch.evaluation.visitor_photos: gallery wall, grey print, detail, ...), when that
     module is present.
 Precision: the share of queries whose inferred artist is the painting's. Also the mean confidence (the
-winner's share) of right and of wrong answers, which the boost is scaled by.
+winner's share) of right and of wrong answers, which the boost is scaled by. And, for the photos (the
+painting in the index), how often the painting itself ranks first after the influence re-rank with the
+curated graph (services.influence, in-process): visual order (no re-rank), the seed rule (c = 1) and the
+vote with the default parameters (the boost scaled by c).
 
     .venv/bin/python -m bench.source_inference [--output bench/results/source_inference.json]
 """
@@ -18,8 +21,10 @@ winner's share) of right and of wrong answers, which the boost is scaled by.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import json
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -34,12 +39,23 @@ from artsearch.descriptor import assemble
 from artsearch.evaluation.datasets import EvalImage, pixels_from_file, pixels_from_image
 from artsearch.evaluation.descriptors import Describer
 from artsearch.evaluation.photo_variants import photo_variants
-from services.gateway.fusion import Candidate, SourceVoteParams, vote_source_artist
+from services.gateway.fusion import (
+    Candidate,
+    FusionParams,
+    SourceVoteParams,
+    effective_confidence,
+    rank_with_influence,
+    vote_source_artist,
+)
+from services.influence.config import InfluenceConfig, open_influence_graph
+from services.influence.graph import DistanceResult, InfluenceGraph
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPS = (3, 5, 10, 20)
 TEMPERATURES = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 1.0)
 SEED = 0
+MAX_HOPS = 10
+MIN_CONFIDENCES = (0.3, 0.5, 0.7, 0.9)
 
 
 @dataclass(frozen=True)
@@ -120,6 +136,72 @@ def evaluate(
     }
 
 
+async def ranking_top1(
+    queries: Sequence[Query], ids: Sequence[str], vectors: np.ndarray, names: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Per photo kind: the share of photos whose painting ranks first after the re-rank (pool: every
+    painting), visual order vs the seed rule vs the vote (defaults)."""
+    with tempfile.TemporaryDirectory() as folder:
+        graph = await open_influence_graph(InfluenceConfig(state_dir=Path(folder), default_max_hops=MAX_HOPS))
+        try:
+            firsts: dict[str, dict[str, list[bool]]] = {}
+            for query in queries:
+                if query.exclude:
+                    continue
+                per_method = firsts.setdefault(query.kind, {})
+                for method, top in (await _top_by_method(graph, query, ids, vectors, names)).items():
+                    per_method.setdefault(method, []).append(top == query.painting)
+        finally:
+            await graph.close()
+    return {
+        kind: {m: round(float(np.mean(v)), 4) for m, v in methods.items()} for kind, methods in firsts.items()
+    }
+
+
+async def _top_by_method(
+    graph: InfluenceGraph, query: Query, ids: Sequence[str], vectors: np.ndarray, names: Sequence[str]
+) -> dict[str, str]:
+    similarity = vectors @ query.vector
+    order = [int(i) for i in np.argsort(-similarity, kind="stable")]
+    artists = [names[i] for i in order]
+    nearest = await graph.distances("", artists, MAX_HOPS)
+    voters = [Candidate(ids[i], artist_key(names[i]), float(similarity[i])) for i in order]
+    vote = vote_source_artist(voters)
+    winner = next(names[i] for i in order if artist_key(names[i]) == vote.winner) if vote.winner else ""
+    voted = await graph.distances(winner, artists, MAX_HOPS)
+    tops = {
+        "visual": ids[order[0]],
+        "nearest": _reranked_top(order, ids, similarity, nearest, None, 1.0),
+        "vote": _reranked_top(order, ids, similarity, voted, vote.winner, vote.confidence),
+    }
+    for threshold in MIN_CONFIDENCES:
+        c = effective_confidence(vote.confidence, threshold)
+        tops[f"vote min_confidence={threshold:g}"] = _reranked_top(
+            order, ids, similarity, voted, vote.winner, c
+        )
+    return tops
+
+
+def _reranked_top(
+    order: Sequence[int],
+    ids: Sequence[str],
+    similarity: np.ndarray,
+    result: DistanceResult,
+    fallback_key: str | None,
+    confidence: float,
+) -> str:
+    """The top id after rank_with_influence, keys and hops as the gateway takes them from the answer."""
+    pool, hops = [], {}
+    for index, distance in zip(order, result.distances, strict=True):
+        key = distance.key if distance.known else artist_key(distance.artist)
+        if distance.known and distance.hops >= 0:
+            hops[key] = distance.hops
+        pool.append(Candidate(ids[index], key, float(similarity[index])))
+    source = result.source.key if result.source is not None else fallback_key
+    ranked = rank_with_influence(pool, source, hops, FusionParams(source_confidence=confidence))
+    return ranked[0].candidate.id
+
+
 def summary(outcomes: Sequence[tuple[bool, float]]) -> dict[str, float]:
     right = [c for ok, c in outcomes if ok]
     wrong = [c for ok, c in outcomes if not ok]
@@ -142,6 +224,11 @@ def overall(per_kind: dict[str, dict[str, dict[str, float]]], kinds: Sequence[st
     return totals
 
 
+def _mean_over(top1: dict[str, dict[str, float]], kinds: Sequence[str]) -> dict[str, float]:
+    """Each method's share over the given kinds (each kind has one photo per painting)."""
+    return {method: round(float(np.mean([top1[k][method] for k in kinds])), 4) for method in top1[kinds[0]]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -154,6 +241,7 @@ def main() -> None:
     catalogue = load_catalogue(args.catalogue)
     entries = sorted(catalogue.entries, key=lambda e: e.id)
     ids = [e.id for e in entries]
+    names = [e.artist for e in entries]
     artists = [artist_key(e.artist) for e in entries]
     in_graph = graph_keys(ROOT / "services/influence/data/artists.csv")
     describer = Describer(args.model)
@@ -170,6 +258,7 @@ def main() -> None:
     queries += [Query(image.kind, image.label, photo_vectors[i], False) for i, image in enumerate(photos)]
     describer.close()
     per_kind = evaluate(queries, ids, vectors, artists, in_graph)
+    top1 = asyncio.run(ranking_top1(queries, ids, vectors, names))
     photo_kinds = [k for k in per_kind if k != "leave-one-out"]
     result = {
         "catalogue": str(
@@ -185,9 +274,19 @@ def main() -> None:
             ),
         },
         "per_kind": per_kind,
+        "painting_first_after_rerank": {
+            "all photos": _mean_over(top1, photo_kinds),
+            "visitor photos": _mean_over(
+                top1, [k for k in photo_kinds if k.startswith("visitor:")] or photo_kinds
+            ),
+            "per_kind": top1,
+        },
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
+    for group, methods in result["painting_first_after_rerank"].items():
+        if group != "per_kind":
+            print(f"painting first after re-rank, {group}: {methods}")
     for group, methods in result["overall"].items():
         best = sorted(methods.items(), key=lambda item: -item[1])[:5]
         print(f"{group}: nearest {methods['nearest']}; best {best}")

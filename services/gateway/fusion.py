@@ -129,8 +129,9 @@ class SourceVoteParams:
     # Softmax temperature over the similarities; 0: the most similar candidate alone decides. 0.03 and
     # top 10 were the best of a grid on the demo catalogue (bench/source_inference.py).
     temperature: float = 0.03
-    # A winner with a smaller share of the votes gets c = 0 (no influence boost).
-    min_confidence: float = 0.0
+    # A winner with a smaller share of the votes gets c = 0 (no influence boost): with 0.3 the painting
+    # itself ranked first after the re-rank for 0.931 of the demo photos (0.926 without, 0.929 visual).
+    min_confidence: float = 0.3
 
 
 def vote_source_artist(

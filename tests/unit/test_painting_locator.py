@@ -43,11 +43,11 @@ def test_the_canvas_on_a_gallery_wall_is_found_within_a_few_percent(paintings):
         assert located is not None, f"painting {seed}: nothing found on the wall"
         errors.append(float(np.abs(located.corners - truth).max()))
     errors_array = np.array(errors)
-    # Every corner of most photos within 3 % of the photo's side, and never the wrong object: the worst
-    # cases are the frame's inner bevel or a calm band of paint taken for the moulding (measured: median
-    # 0.018, 72 % within 3 %, 83 % within 5 % over the 36 paintings).
-    assert np.median(errors_array) <= 0.03, errors
-    assert np.mean(errors_array <= 0.05) >= 0.75, errors
+    # Every corner within 3 % of the photo's side for nearly every photo (measured here: 17 of 18, median
+    # 0.0075; on the evaluation's gallery_wall DEVELOPMENT photos 81.5 % of 108, median 0.012). The misses
+    # are the frame's inner bevel, or a straight line in the paint, taken for the canvas edge.
+    assert np.median(errors_array) <= 0.015, errors
+    assert np.mean(errors_array <= 0.03) >= 0.85, errors
 
 
 def test_the_rectified_crop_is_the_painting(paintings):
