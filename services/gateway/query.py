@@ -275,7 +275,9 @@ async def _style_of_candidates(
     art = [(hit.artwork.style, score) for hit, score in nearest if labels_are_art(hit.artwork.extra)]
     if len(art) >= config.style_min_art_neighbours or not candidates.hits:
         return _Style(predict_style(art), _labelled(art), False)
-    vector = reweight_query(query.values, layout, weights)
+    # The descriptor that found the best candidate: the located painting's when its search did.
+    located = _located_values(query, options) if candidates.best_from_located else None
+    vector = reweight_query(query.values if located is None else located, layout, weights)
     length = float(np.linalg.norm(vector))
     art_filter = _filter(options, query)
     art_filter.exclude_style_labels.extend(NOT_ART)
