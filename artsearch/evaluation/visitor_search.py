@@ -62,6 +62,7 @@ class Outcome:
     top_id: str | None
     latency_ms: float
     error: str | None = None
+    gateway_ms: Mapping[str, float] | None = None  # the answer's timings_ms: the gateway's steps
 
 
 def generator_digest() -> str:
@@ -161,9 +162,12 @@ def search_photo(client: httpx.Client, gateway: str, query: PhotoQuery, params: 
     if reply.status_code != 200:
         error = f"HTTP {reply.status_code}: {reply.text[:200]}"
         return Outcome(query.painting_id, query.kind, query.seed, None, None, elapsed, error)
-    ids = [result["id"] for result in reply.json()["results"]]
+    answer = reply.json()
+    ids = [result["id"] for result in answer["results"]]
     rank = ids.index(query.painting_id) + 1 if query.painting_id in ids else None
-    return Outcome(query.painting_id, query.kind, query.seed, rank, ids[0] if ids else None, elapsed)
+    top = ids[0] if ids else None
+    steps = answer.get("timings_ms") or {}
+    return Outcome(query.painting_id, query.kind, query.seed, rank, top, elapsed, gateway_ms=steps)
 
 
 def _rates(outcomes: Sequence[Outcome]) -> dict[str, float | int]:
@@ -197,6 +201,7 @@ def summarise(outcomes: Sequence[Outcome], kinds: Sequence[str]) -> dict[str, An
             "mean": round(statistics.fmean(latencies), 1) if latencies else None,
             "queries": len(latencies),
         },
+        "gateway_steps_p50_ms": _step_medians(outcomes),
         "misses": [
             {"painting": o.painting_id, "kind": o.kind, "seed": o.seed, "rank": o.rank, "top": o.top_id}
             | ({"error": o.error} if o.error else {})
@@ -204,6 +209,15 @@ def summarise(outcomes: Sequence[Outcome], kinds: Sequence[str]) -> dict[str, An
             if o.rank != 1
         ],
     }
+
+
+def _step_medians(outcomes: Sequence[Outcome]) -> dict[str, float]:
+    """The median of each step the gateway timed (encode, search, influence, ...): where the time goes."""
+    steps: dict[str, list[float]] = {}
+    for outcome in outcomes:
+        for step, ms in (outcome.gateway_ms or {}).items():
+            steps.setdefault(step, []).append(float(ms))
+    return {step: round(statistics.median(values), 1) for step, values in steps.items()}
 
 
 def index_count(search_address: str, collection: str = "") -> int:

@@ -78,6 +78,8 @@ def test_photos_of_each_kind_are_searched_through_the_gateway(stack, gcompris_ca
     latency = result["latency_ms"]
     assert latency["queries"] == PAINTINGS * len(KINDS)
     assert 0 < latency["p50"] <= latency["p90"]
+    # Where the time went, per step the gateway timed.
+    assert {"encode", "search"} <= set(result["gateway_steps_p50_ms"])
     # The photos were made once into the cache, named by the generators' digest.
     photos = list((tmp_path / "cache" / generator_digest()).rglob("*.jpg"))
     assert len(photos) == PAINTINGS * len(KINDS)
