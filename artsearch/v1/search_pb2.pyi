@@ -50,7 +50,7 @@ class Filter(_message.Message):
     def __init__(self, artists: _Optional[_Iterable[str]] = ..., styles: _Optional[_Iterable[str]] = ..., genres: _Optional[_Iterable[str]] = ..., year_min: _Optional[int] = ..., year_max: _Optional[int] = ..., exclude_ids: _Optional[_Iterable[str]] = ..., exclude_style_labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "query", "limit", "offset", "filter", "parts", "part_query", "match_regions")
+    __slots__ = ("collection", "query", "limit", "offset", "filter", "parts", "part_query", "match_regions", "region_margin")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,7 @@ class SearchRequest(_message.Message):
     PARTS_FIELD_NUMBER: _ClassVar[int]
     PART_QUERY_FIELD_NUMBER: _ClassVar[int]
     MATCH_REGIONS_FIELD_NUMBER: _ClassVar[int]
+    REGION_MARGIN_FIELD_NUMBER: _ClassVar[int]
     collection: str
     query: _common_pb2.Embedding
     limit: int
@@ -67,7 +68,8 @@ class SearchRequest(_message.Message):
     parts: _containers.RepeatedCompositeFieldContainer[VectorPart]
     part_query: _common_pb2.Embedding
     match_regions: bool
-    def __init__(self, collection: _Optional[str] = ..., query: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., parts: _Optional[_Iterable[_Union[VectorPart, _Mapping]]] = ..., part_query: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., match_regions: _Optional[bool] = ...) -> None: ...
+    region_margin: float
+    def __init__(self, collection: _Optional[str] = ..., query: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., parts: _Optional[_Iterable[_Union[VectorPart, _Mapping]]] = ..., part_query: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., match_regions: _Optional[bool] = ..., region_margin: _Optional[float] = ...) -> None: ...
 
 class ScoredArtwork(_message.Message):
     __slots__ = ("artwork", "score", "part_projections", "whole_score", "region_score", "region_matched")

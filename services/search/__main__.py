@@ -32,7 +32,7 @@ async def serve(config: SearchConfig) -> None:
     log.info("storage open", extra={"backend": config.backend, "collection": config.collection})
     try:
         await run_service(
-            [search_registration(SearchService(store))],
+            [search_registration(SearchService(store, config.region_margin))],
             config.listen,
         )
     finally:

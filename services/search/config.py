@@ -18,6 +18,7 @@ from artsearch.artists import artist_key
 from artsearch.config import DEFAULT_PORTS, ConfigError, Env, ListenSettings
 from services.search.edge_store import VECTOR_DATATYPES, EdgeArtworkStore, EdgeSettings
 from services.search.qdrant_store import QdrantArtworkStore, QdrantServerSettings
+from services.search.region_scores import DEFAULT_REGION_MARGIN
 from services.search.store import COLLECTION_NAME, DEFAULT_COLLECTION, ArtworkStore
 
 ENGINE_EDGE = "edge"
@@ -44,6 +45,8 @@ class SearchConfig:
     data_dir: Path | None = None
     engine: str = ENGINE_EDGE
     edge: EdgeSettings = field(default_factory=EdgeSettings)
+    # Subtracted from the best region's similarity in region matching, when a request gives none.
+    region_margin: float = DEFAULT_REGION_MARGIN
     # Durability tests only (artsearch/fault_injection.py): the step at which the process kills itself.
     test_crash_at: str | None = None
 
@@ -75,6 +78,7 @@ class SearchConfig:
             data_dir=None if qdrant_url else Path(data_dir or ""),
             engine=engine,
             edge=edge_settings_from_env(env, upsert_batch),
+            region_margin=_region_margin(env),
             test_crash_at=fault_injection.crash_point_from_env(env),
         )
 
@@ -84,6 +88,13 @@ class SearchConfig:
         if self.qdrant_url:
             return f"qdrant server {self.qdrant_url}"
         return f"embedded {self.engine} in {self.data_dir}"
+
+
+def _region_margin(env: Env) -> float:
+    margin = env.float("SEARCH_REGION_MARGIN", DEFAULT_REGION_MARGIN)
+    if not 0.0 <= margin <= 1.0:  # NaN fails both
+        raise ConfigError(f"SEARCH_REGION_MARGIN={margin} must be between 0 and 1")
+    return margin
 
 
 def _server_settings(env: Env, upsert_batch: int) -> QdrantServerSettings:

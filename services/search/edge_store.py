@@ -287,6 +287,7 @@ class EdgeArtworkStore:
         parts: Sequence[tuple[int, int]] = (),
         part_query: np.ndarray | None = None,
         match_regions: bool = False,
+        region_margin: float = 0.0,
     ) -> list[ScoredArtwork]:
         vector = as_unit_vector(query, "query vector")
         masked = masked_part_queries(vector if part_query is None else part_query, parts, len(vector))
@@ -298,7 +299,9 @@ class EdgeArtworkStore:
             edge_filter, params = _to_edge_filter(filter), self._search_params
             return await self._read(
                 target,
-                lambda shard: _search_regions(shard, vector, limit, offset, edge_filter, params, masked),
+                lambda shard: _search_regions(
+                    shard, vector, (offset, limit), edge_filter, params, masked, region_margin
+                ),
             )
         request = edge.QueryRequest(
             limit=limit,
@@ -830,15 +833,16 @@ def _exact_query(query: Any, point_ids: list[Any], using: str | None) -> edge.Qu
 def _search_regions(
     shard: edge.EdgeShard,
     vector: np.ndarray,
-    limit: int,
-    offset: int,
+    page: tuple[int, int],
     edge_filter: edge.Filter | None,
     params: edge.SearchParams,
     masked: Sequence[np.ndarray | None],
+    margin: float,
 ) -> list[ScoredArtwork]:
     """Region matching (services.search.region_scores), in one engine call: the whole vector and the
     regions searched in one batch, the scores each hit lacks looked up exactly, the lists merged."""
     whole_query, region_query = vector.tolist(), [vector.tolist()]
+    offset, limit = page
     depth = offset + limit
     whole_points, region_points = shard.query_batch(
         edge.QueryBatchRequest(
@@ -866,7 +870,7 @@ def _search_regions(
         if lacking:
             found = shard.query(_exact_query(query, lacking, using))
             scores.update({point.id: float(point.score) for point in found})
-    hits: list[RegionHit] = merged_hits(whole, regions, offset, limit)
+    hits: list[RegionHit] = merged_hits(whole, regions, offset, limit, margin)
     projections = _projections(shard, [hit.point_id for hit in hits], masked)
     return [
         ScoredArtwork(
@@ -875,6 +879,7 @@ def _search_regions(
             projections.get(hit.point_id, ()),
             whole_score=hit.whole_score,
             region_score=hit.region_score,
+            region_matched=hit.region_matched,
         )
         for hit in hits
         if hit.point_id in projections  # a hit deleted between the engine's calls is left out

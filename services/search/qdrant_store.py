@@ -298,6 +298,7 @@ class QdrantArtworkStore:
         parts: Sequence[tuple[int, int]] = (),
         part_query: np.ndarray | None = None,
         match_regions: bool = False,
+        region_margin: float = 0.0,
     ) -> list[ScoredArtwork]:
         name = self._resolve(collection)
         vector = as_unit_vector(query, "query vector")
@@ -313,7 +314,7 @@ class QdrantArtworkStore:
                 f"but collection {name!r} holds {dimension}-d vectors"
             )
         if match_regions and self._regions.get(name, False):
-            return await self._search_regions(name, vector, limit, offset, filter, masked)
+            return await self._search_regions(name, vector, (offset, limit), filter, masked, region_margin)
         response = await self._read(
             name,
             lambda: self._client.query_points(
@@ -343,14 +344,15 @@ class QdrantArtworkStore:
         self,
         name: str,
         vector: np.ndarray,
-        limit: int,
-        offset: int,
+        page: tuple[int, int],
         artwork_filter: ArtworkFilter,
         masked: Sequence[np.ndarray | None],
+        margin: float,
     ) -> list[ScoredArtwork]:
         """Region matching (services.search.region_scores): the whole vector and the regions searched in
         one batch request, the scores each hit lacks looked up exactly, the two lists merged."""
         whole_query, region_query = vector.tolist(), [vector.tolist()]
+        offset, limit = page
         qdrant_filter = _to_qdrant_filter(artwork_filter)
         requests = [
             models.QueryRequest(
@@ -373,7 +375,7 @@ class QdrantArtworkStore:
         for query, using, lacking, scores in lookups:
             if lacking:
                 scores.update(await self._exact_scores(name, query, using, lacking))
-        hits = merged_hits(whole, regions, offset, limit)
+        hits = merged_hits(whole, regions, offset, limit, margin)
         projections = await self._part_projections(name, [hit.point_id for hit in hits], masked)
         return [
             ScoredArtwork(
@@ -382,6 +384,7 @@ class QdrantArtworkStore:
                 projections.get(hit.point_id, ()),
                 whole_score=hit.whole_score,
                 region_score=hit.region_score,
+                region_matched=hit.region_matched,
             )
             for hit in hits
             if not masked or hit.point_id in projections  # a hit deleted meanwhile is left out

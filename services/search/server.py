@@ -13,6 +13,7 @@ import numpy as np
 
 from artsearch.grpc_server import ServiceRegistration
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
+from services.search.region_scores import DEFAULT_REGION_MARGIN
 from services.search.store import (
     COLLECTION_NAME,
     EDITABLE_FIELDS,
@@ -89,8 +90,9 @@ def _rpc(
 class SearchService(search_pb2_grpc.SearchServiceServicer):
     """Serves `SearchService` from any `ArtworkStore`."""
 
-    def __init__(self, store: ArtworkStore) -> None:
+    def __init__(self, store: ArtworkStore, region_margin: float = DEFAULT_REGION_MARGIN) -> None:
         self._store = store
+        self._region_margin = region_margin  # when a request gives none
 
     @_rpc
     async def Upsert(
@@ -128,6 +130,7 @@ class SearchService(search_pb2_grpc.SearchServiceServicer):
             parts=[(part.offset, part.length) for part in request.parts],
             part_query=part_query,
             match_regions=request.match_regions,
+            region_margin=_region_margin(request, self._region_margin),
         )
         return search_pb2.SearchResponse(
             hits=[_scored_to_proto(hit) for hit in hits],
@@ -325,6 +328,14 @@ def _indexed_from_proto(index: int, item: search_pb2.IndexedArtwork) -> IndexedA
         np.asarray([region.values for region in item.regions], dtype=np.float32) if item.regions else None
     )
     return IndexedArtwork(_artwork_from_proto(item.artwork), vector, regions)
+
+
+def _region_margin(request: search_pb2.SearchRequest, default: float) -> float:
+    if not request.HasField("region_margin"):
+        return default
+    if not 0.0 <= request.region_margin <= 1.0:  # NaN fails both
+        raise BadRequest(f"region_margin must be between 0 and 1, got {request.region_margin}")
+    return request.region_margin
 
 
 def _scored_to_proto(hit: ScoredArtwork) -> search_pb2.ScoredArtwork:

@@ -176,13 +176,8 @@ class ScoredArtwork(NamedTuple):
     # the artwork has no regions).
     whole_score: float | None = None
     region_score: float | None = None
-
-    @property
-    def region_matched(self) -> bool:
-        """Whether a region, not the whole picture, gave the score."""
-        return self.region_score is not None and (
-            self.whole_score is None or self.region_score > self.whole_score
-        )
+    # Whether a region (its similarity less the search's region margin), not the whole picture, gave `score`.
+    region_matched: bool = False
 
 
 class GetResult(NamedTuple):
@@ -244,6 +239,7 @@ class ArtworkStore(Protocol):
         parts: Sequence[tuple[int, int]] = (),
         part_query: np.ndarray | None = None,
         match_regions: bool = False,
+        region_margin: float = 0.0,
     ) -> list[ScoredArtwork]:
         """The `limit` artworks most similar to `query` after skipping `offset`, best first.
 
@@ -252,7 +248,8 @@ class ArtworkStore(Protocol):
         that part, 0 where that part of it is all zeros; within 1e-3 of the exact value (part_scores).
 
         With `match_regions`, an artwork's score is the better of its whole picture's cosine and its best
-        region's (`whole_score`, `region_score` say which); artworks, never regions, are returned, and the
+        region's less `region_margin` (`whole_score`, `region_score` and `region_matched` say which);
+        artworks, never regions, are returned, and the
         filter applies to them as always. A collection without regions answers as without the flag, with
         `whole_score` set."""
         ...

@@ -10,13 +10,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 import pytest_asyncio
 
+from artsearch.grpc_client import open_channel
+from artsearch.grpc_server import GrpcServiceServer
+from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
 from services.search import edge_files
 from services.search.edge_store import EdgeArtworkStore, EdgeSettings, edge_config
 from services.search.qdrant_store import QdrantArtworkStore
+from services.search.server import SearchService, search_registration
 from services.search.store import (
     ArtworkFilter,
     ArtworkRecord,
@@ -282,4 +287,74 @@ async def test_an_edge_snapshot_keeps_the_regions(tmp_path: Path) -> None:
         assert await store.restore_snapshot("", snapshot.name) == len(CATALOGUE)
         assert ids(await store.search("", DETAIL, limit=1, match_regions=True)) == ["wave"]
     finally:
+        await store.close()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_region_must_beat_the_whole_picture_by_the_margin(store: ArtworkStore) -> None:
+    region = float(mix((9, 1), (0, 0.2)) @ DETAIL)  # the wave's best region, ~0.98
+    bridge_whole = float(CATALOGUE[1].vector @ DETAIL)  # ~0.45, the best whole picture
+    hits = await store.search("", DETAIL, limit=4, match_regions=True, region_margin=0.6)
+    assert ids(hits)[0] == "bridge" and not hits[0].region_matched
+    assert hits[0].score == pytest.approx(bridge_whole, abs=PRECISION)
+    wave = next(hit for hit in hits if hit.artwork.id == "wave")
+    assert wave.score == pytest.approx(region - 0.6, abs=PRECISION) and wave.region_matched
+    assert wave.region_score == pytest.approx(region, abs=PRECISION)  # reported as measured
+
+
+# --- through the gRPC service ------------------------------------------------------------------------
+
+
+def proto_item(item: IndexedArtwork) -> search_pb2.IndexedArtwork:
+    regions = [] if item.regions is None else item.regions
+    return search_pb2.IndexedArtwork(
+        artwork=common_pb2.Artwork(id=item.artwork.id, style=item.artwork.style),
+        embedding=common_pb2.Embedding(values=item.vector.tolist()),
+        regions=[common_pb2.Embedding(values=row.tolist()) for row in regions],
+    )
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_service_matches_regions_with_its_margin_or_the_requests(tmp_path: Path) -> None:
+    store = await EdgeArtworkStore.open(tmp_path / "edge")
+    server = GrpcServiceServer([search_registration(SearchService(store, region_margin=0.6))])
+    port = await server.start()
+    try:
+        async with open_channel(f"127.0.0.1:{port}") as channel:
+            stub = search_pb2_grpc.SearchServiceStub(channel)
+            await stub.Upsert(search_pb2.UpsertRequest(items=[proto_item(i) for i in CATALOGUE]), timeout=10)
+            query = common_pb2.Embedding(values=DETAIL.tolist())
+            plain = await stub.Search(search_pb2.SearchRequest(query=query, limit=4), timeout=10)
+            assert not plain.regions_matched and not plain.hits[0].HasField("whole_score")
+            by_default = await stub.Search(
+                search_pb2.SearchRequest(query=query, limit=4, match_regions=True), timeout=10
+            )
+            assert by_default.regions_matched and by_default.hits[0].artwork.id == "bridge"  # margin 0.6
+            asked = await stub.Search(
+                search_pb2.SearchRequest(query=query, limit=4, match_regions=True, region_margin=0.0),
+                timeout=10,
+            )
+            first = asked.hits[0]
+            assert first.artwork.id == "wave" and first.region_matched
+            assert first.HasField("whole_score") and first.HasField("region_score")
+            assert first.score == pytest.approx(first.region_score, abs=PRECISION)
+            plain_hit = next(hit for hit in asked.hits if hit.artwork.id == "plain")
+            assert not plain_hit.HasField("region_score") and not plain_hit.region_matched
+            for bad in (-0.1, 1.5, float("nan")):
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    await stub.Search(
+                        search_pb2.SearchRequest(query=query, limit=4, match_regions=True, region_margin=bad),
+                        timeout=10,
+                    )
+                assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            wrong = search_pb2.IndexedArtwork(
+                artwork=common_pb2.Artwork(id="bad"),
+                embedding=common_pb2.Embedding(values=DETAIL.tolist()),
+                regions=[common_pb2.Embedding(values=[1.0, 2.0])],
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.Upsert(search_pb2.UpsertRequest(items=[wrong]), timeout=10)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        await server.stop(0)
         await store.close()

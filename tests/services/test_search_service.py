@@ -573,6 +573,9 @@ def test_config_server_wins_over_data_dir() -> None:
         ({"QDRANT_URL": "http://q", "QDRANT_QUANTIZATION": "maybe"}, "QDRANT_QUANTIZATION"),
         ({"SEARCH_DATA_DIR": "/d", "SEARCH_INDEX_DELAY_S": "-1"}, "SEARCH_INDEX_DELAY_S"),
         ({"SEARCH_DATA_DIR": "/d", "SEARCH_UPSERT_BATCH": "0"}, "SEARCH_UPSERT_BATCH"),
+        ({"SEARCH_DATA_DIR": "/d", "SEARCH_REGION_MARGIN": "1.5"}, "SEARCH_REGION_MARGIN"),
+        ({"SEARCH_DATA_DIR": "/d", "SEARCH_REGION_MARGIN": "nan"}, "SEARCH_REGION_MARGIN"),
+        ({"SEARCH_DATA_DIR": "/d", "SEARCH_REGION_MARGIN": "wide"}, "SEARCH_REGION_MARGIN"),
         (
             {"SEARCH_DATA_DIR": "/d", "ARTSEARCH_TEST_CRASH_AT": "swap now"},
             "ARTSEARCH_TEST_CRASH_AT='swap now'",
