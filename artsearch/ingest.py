@@ -21,9 +21,11 @@ from pathlib import Path
 from artsearch.catalogue.folder import Catalogue, CatalogueEntry
 from artsearch.catalogue.manifest import is_url
 from artsearch.ingest_download import Downloader, DownloadLimits, DownloadRejected
+from artsearch.ingest_regions import RegionCropFailed, region_crops
 from artsearch.ingest_report import IngestReport
 from artsearch.ingest_services import IngestServices, ServiceFailed
 from artsearch.ingest_state import IngestState, Shard, fingerprint
+from artsearch.regions import DEFAULT_REGION_GRID, RegionGrid
 from artsearch.style_vote import ART, STYLE_LABELS_KEY
 from artsearch.v1 import common_pb2, search_pb2
 
@@ -46,6 +48,11 @@ DEFAULT_MAX_IMAGE_BYTES = 48 * 1024 * 1024
 # says which picture its vector was made from, so any later run (another machine, no state file) can
 # tell a changed image from an unchanged one; a metadata column of this name is overwritten.
 IMAGE_SHA256_KEY = "image_sha256"
+# The `extra` key ingest stores the region grid under (artsearch.regions, e.g. "2x2@0.5,4x4@0.3"), when it
+# stored region descriptors with the artwork: a later run with another grid (or regions off) re-encodes.
+REGION_GRID_KEY = "region_grid"
+# The keys only ingest writes: never taken from a catalogue, left out when comparing metadata.
+INGEST_KEYS = (IMAGE_SHA256_KEY, REGION_GRID_KEY)
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,8 @@ class IngestOptions:
     download: DownloadLimits = field(default_factory=DownloadLimits)
     retries: int = 3  # per remote call, on transient failures
     reencode: bool = False  # encode and store every artwork again, stored or not (e.g. after a model change)
+    # Windows encoded beside the whole picture (a detail photo finds the artwork); None: no regions.
+    regions: RegionGrid | None = DEFAULT_REGION_GRID
 
 
 def artwork_record(catalogue: Catalogue, entry: CatalogueEntry) -> common_pb2.Artwork:
@@ -85,9 +94,9 @@ def artwork_record(catalogue: Catalogue, entry: CatalogueEntry) -> common_pb2.Ar
         year=entry.year or 0,
         image_uri=entry.filename,
         catalogue=catalogue.name,
-        # The image hash is ingest's to write (`with_image_hash`), never the catalogue's.
+        # The image hash and region grid are ingest's to write (`with_image_hash`), never the catalogue's.
         extra={
-            **{key: value for key, value in entry.extra.items() if key != IMAGE_SHA256_KEY},
+            **{key: value for key, value in entry.extra.items() if key not in INGEST_KEYS},
             # What the catalogue's style labels are (art styles unless it declares otherwise): only art
             # styles vote in a style prediction (artsearch.style_vote).
             STYLE_LABELS_KEY: catalogue.style_labels or ART,
@@ -96,20 +105,28 @@ def artwork_record(catalogue: Catalogue, entry: CatalogueEntry) -> common_pb2.Ar
 
 
 def without_image_hash(artwork: common_pb2.Artwork) -> common_pb2.Artwork:
-    """The record's metadata alone: what the catalogue says, to compare with what is stored."""
-    if IMAGE_SHA256_KEY not in artwork.extra:
+    """The record's metadata alone: what the catalogue says, to compare with what is stored (without the
+    image hash and region grid ingest adds)."""
+    if not any(key in artwork.extra for key in INGEST_KEYS):
         return artwork
     metadata = common_pb2.Artwork()
     metadata.CopyFrom(artwork)
-    del metadata.extra[IMAGE_SHA256_KEY]
+    for key in INGEST_KEYS:
+        if key in metadata.extra:
+            del metadata.extra[key]
     return metadata
 
 
-def with_image_hash(artwork: common_pb2.Artwork, image_sha256: str) -> common_pb2.Artwork:
-    """The record to store: the metadata and the hash of the image its vector is made from."""
+def with_image_hash(
+    artwork: common_pb2.Artwork, image_sha256: str, region_grid: str = ""
+) -> common_pb2.Artwork:
+    """The record to store: the metadata, the hash of the image its vector is made from and, when region
+    descriptors go with it, their grid."""
     record = common_pb2.Artwork()
     record.CopyFrom(artwork)
     record.extra[IMAGE_SHA256_KEY] = image_sha256
+    if region_grid:
+        record.extra[REGION_GRID_KEY] = region_grid
     return record
 
 
@@ -171,6 +188,7 @@ class IngestRun:
         self._artists_sent: set[str] = set()
         self._downloader: Downloader | None = None
         self.model_alias = ""  # the model alias this run set ("" when none)
+        self._region_grid = str(options.regions) if options.regions is not None else ""
 
     def request_stop(self) -> None:
         """Take no new batch; the ones in flight finish and are saved."""
@@ -273,6 +291,8 @@ class IngestRun:
             return False
         if without_image_hash(item.stored) != item.artwork:
             return False
+        if item.stored.extra.get(REGION_GRID_KEY, "") != self._region_grid:
+            return False  # regions turned on or off, or another grid: encode again
         recorded = self.state.fingerprint_of(item.entry.id) if self.state is not None else None
         if item.data is None:
             return recorded is None or recorded == item.fingerprint
@@ -313,15 +333,23 @@ class IngestRun:
         self.report.encoded += len(items)
         encoded = await services.encode_all([item.data or b"" for item in items])
         ready: list[_Item] = []
-        records: list[search_pb2.IndexedArtwork] = []
+        embeddings: list[common_pb2.Embedding] = []
         for result in encoded:
             item = items[result.index]
             if result.embedding is None:
                 self.report.reject(item.entry.id, f"{_short(item.entry.filename)}: {result.reason}")
                 continue
             ready.append(item)
-            record = with_image_hash(item.artwork, item.image_sha256)
-            records.append(search_pb2.IndexedArtwork(artwork=record, embedding=result.embedding))
+            embeddings.append(result.embedding)
+        regions = await self._encode_regions(services, ready)
+        records = [
+            search_pb2.IndexedArtwork(
+                artwork=with_image_hash(item.artwork, item.image_sha256, self._region_grid if own else ""),
+                embedding=embedding,
+                regions=own,
+            )
+            for item, embedding, own in zip(ready, embeddings, regions, strict=True)
+        ]
         await services.upsert(records)
         for item in ready:
             if item.stored is None:
@@ -329,6 +357,28 @@ class IngestRun:
             else:
                 self.report.updated += 1
         return ready
+
+    async def _encode_regions(
+        self, services: IngestServices, items: list[_Item]
+    ) -> list[list[common_pb2.Embedding]]:
+        """Per item, the descriptors of its picture's region crops (empty without a grid, or when the
+        picture cannot be cut: it is stored with its whole descriptor alone, and the reason logged)."""
+        grid = self.options.regions
+        if grid is None or not items:
+            return [[] for _ in items]
+        crops = await asyncio.to_thread(_all_region_crops, items, grid)
+        flat = [crop for item_crops in crops for crop in item_crops]
+        self.report.regions_encoded += len(flat)
+        encoded = await services.encode_all(flat)
+        per_item: list[list[common_pb2.Embedding]] = []
+        start = 0
+        for item_crops in crops:
+            results = encoded[start : start + len(item_crops)]
+            start += len(item_crops)
+            # All or nothing: an artwork's regions come from one grid (REGION_GRID_KEY says which).
+            complete = all(result.embedding is not None for result in results)
+            per_item.append([result.embedding for result in results] if complete and results else [])
+        return per_item
 
     async def _record_model(self, services: IngestServices) -> None:
         """After a complete run: `<collection>__<model version>` names the collection (for the gateway's
@@ -356,6 +406,17 @@ class IngestRun:
             # would lose a concurrent worker's update.
             added = await services.add_artists(names)
             self.report.artists_added += added
+
+
+def _all_region_crops(items: Sequence[_Item], grid: RegionGrid) -> list[list[bytes]]:
+    crops: list[list[bytes]] = []
+    for item in items:
+        try:
+            crops.append(region_crops(item.data or b"", grid))
+        except RegionCropFailed as failure:
+            log.warning("%s stored without regions: %s", item.entry.id, failure)
+            crops.append([])
+    return crops
 
 
 def _short(filename: str, limit: int = 120) -> str:

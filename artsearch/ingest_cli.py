@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from artsearch.config import DEFAULT_PORTS
+from artsearch.regions import DEFAULT_REGION_GRID, RegionGrid, parse_region_grid
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -75,6 +76,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     how.add_argument(
         "--reencode", action="store_true", help="encode and store every artwork again, even if stored"
     )
+    how.add_argument(
+        "--regions",
+        type=_region_grid,
+        default=os.environ.get("INGEST_REGIONS", str(DEFAULT_REGION_GRID)),
+        help="windows encoded beside each whole picture, so that a photo of a detail finds the artwork: "
+        f"scales NxN@S (default $INGEST_REGIONS or {DEFAULT_REGION_GRID}); 'off' for none "
+        "(each window costs one more encoding per artwork: see docs/ingest.md)",
+    )
     how.add_argument("--max-rate", type=float, default=None, help="at most this many artworks per second")
     how.add_argument("--progress-interval", type=float, default=5.0, help="seconds between progress lines")
     how.add_argument("--timeout", type=float, default=120.0, help="deadline of each service call, seconds")
@@ -111,6 +120,13 @@ def _at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _region_grid(text: str) -> RegionGrid | None:
+    try:
+        return parse_region_grid(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _network(text: str) -> IPNetwork:
@@ -220,6 +236,7 @@ def _options(args: argparse.Namespace) -> IngestOptions:
         shard=Shard(args.shard_index, args.shard_count),
         max_rate=args.max_rate,
         reencode=args.reencode,
+        regions=args.regions,
         download=DownloadLimits(
             max_bytes=args.max_download_bytes,
             timeout_s=args.download_timeout,

@@ -24,6 +24,7 @@ class IngestReport:
     updated: int = 0  # stored again because their image or metadata changed
     skipped: int = 0  # already stored, same record: not encoded again
     encoded: int = 0  # images sent to the encoder by this run
+    regions_encoded: int = 0  # region crops sent to the encoder besides (artsearch.regions)
     artists_added: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     interrupted: bool = False
@@ -45,7 +46,8 @@ class IngestReport:
         lines = [
             f"catalogue {self.catalogue}: {self.stored} artworks stored, {len(self.rejected)} rejected, "
             f"{self.skipped} skipped (already stored); {self.added} added, {self.updated} updated, "
-            f"{self.encoded} encoded, {self.artists_added} new artists, {self.seconds:.1f} s"
+            f"{self.encoded} encoded (+{self.regions_encoded} region crops), "
+            f"{self.artists_added} new artists, {self.seconds:.1f} s"
         ]
         lines += [f"  rejected {rejection.item}: {rejection.reason}" for rejection in self.rejected]
         if self.interrupted:

@@ -85,9 +85,11 @@ class Downstream:
         parts: Sequence[tuple[int, int]] = (),
         part_query: common_pb2.Embedding | None = None,
         collection: str = "",
+        match_regions: bool = False,
     ) -> search_pb2.SearchResponse:
         """The nearest artworks in `collection` (default: the configured one); with `parts`, each hit also
-        carries its part projections (search.proto)."""
+        carries its part projections; with `match_regions`, artworks also match by their regions
+        (search.proto)."""
         request = search_pb2.SearchRequest(
             collection=collection or self._config.collection,
             query=query,
@@ -96,6 +98,7 @@ class Downstream:
             filter=search_filter,
             parts=[search_pb2.VectorPart(offset=o, length=n) for o, n in parts],
             part_query=part_query,
+            match_regions=match_regions,
         )
         return await self.call(
             SEARCH, self._search.Search, request, self._config.search_timeout_s, request_id

@@ -197,8 +197,11 @@ async def run_search(
     paths = influence_paths(distances, source)
     hits = {hit.artwork.id: hit for hit in candidates.hits}
     results = [
-        result_json(
-            item, hit.artwork, _aspect_cosines(hit, layout), fusion, paths.get(item.candidate.artist_key)
+        _with_region_match(
+            result_json(
+                item, hit.artwork, _aspect_cosines(hit, layout), fusion, paths.get(item.candidate.artist_key)
+            ),
+            hit,
         )
         for item in page
         for hit in [hits[item.candidate.id]]
@@ -409,6 +412,15 @@ def _merged(whole: _Candidates, located: _Candidates, pool: int) -> _Candidates:
     )
 
 
+def _with_region_match(result: dict[str, object], hit: search_pb2.ScoredArtwork) -> dict[str, object]:
+    """With region matching, which part of the artwork gave its visual score: "whole" or "region" (a part
+    of it: the photo shows a detail). The aspect scores are the whole picture's either way."""
+    scores = result["scores"]
+    if hit.HasField("whole_score") and isinstance(scores, dict):
+        scores["matched"] = "region" if hit.region_matched else "whole"
+    return result
+
+
 def _query_json(
     query: QueryVector, options: SearchOptions, candidates: _Candidates, grey: bool
 ) -> dict[str, object]:
@@ -466,6 +478,8 @@ async def _visual_candidates(
             parts=parts,
             part_query=part_query,
             collection=collection,
+            # A photo (not a stored artwork's descriptor) may show a detail: match the regions too.
+            match_regions=query.by_model and options.regions == "auto",
         )
 
     collection, found = await downstream.in_model_collection(query.routing_version, search_in, request_id)

@@ -58,6 +58,9 @@ class SearchOptions:
     locate: str = "auto"
     # A picture query: "auto" drops the colour aspect when the photo is grey-scale; "off" never does.
     grey: str = "auto"
+    # A picture query: "auto" also matches the artworks' regions (a photo of a detail finds the whole) in a
+    # collection that has them; "off" compares whole pictures only.
+    regions: str = "auto"
 
 
 AUTO_OFF = ("auto", "off")
@@ -96,6 +99,7 @@ class UrlRequest(BaseModel):
     exclude_same_artist: bool | None = None
     locate: Literal["auto", "off"] | None = None
     grey: Literal["auto", "off"] | None = None
+    regions: Literal["auto", "off"] | None = None
 
 
 def search_query(config: GatewayConfig) -> Callable[..., SearchOptions]:
@@ -180,6 +184,14 @@ def search_query(config: GatewayConfig) -> Callable[..., SearchOptions]:
                 "(unless w_colour is given); 'off': never"
             ),
         ] = "auto",
+        regions: Annotated[
+            Literal["auto", "off"],
+            Query(
+                description="Picture searches: 'auto' also matches the photo against parts of each artwork "
+                "(its regions, where ingested), so a photo of a detail finds the whole; 'off': whole "
+                "pictures only"
+            ),
+        ] = "auto",
     ) -> SearchOptions:
         weights = {"w_content": w_content, "w_style": w_style, "w_colour": w_colour}
         return SearchOptions(
@@ -202,6 +214,7 @@ def search_query(config: GatewayConfig) -> Callable[..., SearchOptions]:
             exclude_same_artist=exclude_same_artist,
             locate=locate,
             grey=grey,
+            regions=regions,
         )
 
     return read
@@ -274,7 +287,7 @@ def checked(options: SearchOptions, config: GatewayConfig) -> SearchOptions:
             raise _invalid(name, f"at most {MAX_FILTER_VALUES} values")
         if any(len(value) > MAX_NAME_CHARS for value in values):
             raise _invalid(name, f"values are at most {MAX_NAME_CHARS} characters")
-    for name in ("locate", "grey"):
+    for name in ("locate", "grey", "regions"):
         if getattr(options, name) not in AUTO_OFF:
             raise _invalid(name, f"must be one of {list(AUTO_OFF)}")
     if options.source_artist is not None and len(options.source_artist) > MAX_NAME_CHARS:
