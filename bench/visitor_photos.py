@@ -155,7 +155,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for name, folder in distractors.items():
             log.info("ingesting %s ...", name)
             report = state / f"ingest-{name}.json"
-            ingests[name] = ingest(code_dir, settings, folder, report, args.distractor_ingest_arg)
+            extra = [] if name in args.default_ingest_for else args.distractor_ingest_arg
+            ingests[name] = ingest(code_dir, settings, folder, report, extra)
             log.info("ingested %s: %s", name, ingests[name])
         photos_pending_after_ingest = not photos.done()
         photos.result()
@@ -217,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         help="an argument for the distractors' `artsearch ingest` (repeatable), e.g. --regions=off",
+    )
+    parser.add_argument(
+        "--default-ingest-for",
+        action="append",
+        default=[],
+        choices=DISTRACTORS,
+        help="a distractor catalogue ingested without --distractor-ingest-arg (repeatable)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
