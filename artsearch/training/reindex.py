@@ -316,14 +316,45 @@ async def _copy_batch(
             )
         except Exception as exc:  # a missing or unreadable file: reported, never fatal
             report.missing.append((artwork.id, f"image unreadable: {exc}"))
+    images = {artwork.id: data for artwork, data in readable}
     items = []
     for artwork, embedding in await _encode(encoder, readable, settings, report):
-        items.append(search_pb2.IndexedArtwork(artwork=artwork, embedding=embedding))
+        regions = await _regions(encoder, artwork, images[artwork.id], settings)
+        items.append(search_pb2.IndexedArtwork(artwork=artwork, embedding=embedding, regions=regions))
     if items:
         reply = await search.Upsert(
             search_pb2.UpsertRequest(collection=settings.target, items=items), timeout=settings.timeout_s
         )
         report.stored += reply.upserted
+
+
+async def _regions(
+    encoder: encoder_pb2_grpc.EncoderServiceStub, artwork: object, data: bytes, settings: ReindexSettings
+) -> list:
+    """The artwork's region descriptors by the new model, on the grid ingest recorded for it
+    (extra["region_grid"]; none recorded, none made). When they cannot be made the artwork is stored
+    without them, and without the grid key, so that a later ingest makes them."""
+    from artsearch.ingest import REGION_GRID_KEY
+    from artsearch.ingest_regions import RegionCropFailed, region_crops
+    from artsearch.regions import parse_region_grid
+
+    extra = artwork.extra  # type: ignore[attr-defined]
+    try:
+        grid = parse_region_grid(extra.get(REGION_GRID_KEY, ""))
+        if grid is None:
+            return []
+        crops = await asyncio.to_thread(region_crops, data, grid)
+        embeddings: list = []
+        for start in range(0, len(crops), settings.batch_size):
+            request = encoder_pb2.EncodeRequest(images=crops[start : start + settings.batch_size])
+            embeddings += (await encoder.Encode(request, timeout=settings.timeout_s)).embeddings
+        return embeddings
+    except (ValueError, RegionCropFailed, grpc.aio.AioRpcError) as error:
+        if isinstance(error, grpc.aio.AioRpcError) and error.code() != grpc.StatusCode.INVALID_ARGUMENT:
+            raise
+        log.warning("%s re-encoded without regions: %s", artwork.id, error)  # type: ignore[attr-defined]
+        del extra[REGION_GRID_KEY]
+        return []
 
 
 async def _encode(

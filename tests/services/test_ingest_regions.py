@@ -23,6 +23,7 @@ from artsearch.evaluation.visitor_photos import visitor_photos
 from artsearch.grpc_client import open_channel
 from artsearch.ingest import REGION_GRID_KEY, IngestOptions, IngestTargets, ingest_catalogue
 from artsearch.regions import DEFAULT_REGION_GRID
+from artsearch.training.reindex import ReindexSettings, reindex
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc
 from services.gateway.app import create_app
 
@@ -175,3 +176,26 @@ async def test_the_gateway_matches_regions_for_photos_unless_told_not_to(
             "/v1/search", params={"regions": "sometimes"}, files={"image": ("detail.jpg", photo)}
         )
         assert bad.status_code == 422
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_reindex_makes_the_regions_again_with_the_new_model(
+    services: dict[str, str], catalogue: Catalogue
+) -> None:
+    """`artsearch reindex` re-encodes each artwork's regions on the grid ingest recorded for it (here with
+    the same model: a migration copy)."""
+    assert (await ingest_catalogue(catalogue, targets(services, "before_reindex"))).added == len(IDS)
+    report = await reindex(
+        ReindexSettings(
+            search_addr=services["SEARCH_ADDR"],
+            encoder_addr=services["ENCODER_ADDR"],
+            source="before_reindex",
+            target="after_reindex",
+            catalogues={catalogue.name: catalogue.root},
+        )
+    )
+    assert report.stored == len(IDS) and not report.missing, report.summary()
+    stored = await stored_records(services, "after_reindex")
+    assert all(item.artwork.extra[REGION_GRID_KEY] == str(DEFAULT_REGION_GRID) for item in stored.values())
+    photos = details(catalogue)
+    assert await first_hits(services, photos, "after_reindex") == [PAINTING] * len(photos)
