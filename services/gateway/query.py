@@ -387,7 +387,14 @@ async def _photo_candidates(
     whole, crop = await asyncio.gather(
         _visual_candidates(downstream, query, layout, weights, options, request_id),
         _visual_candidates(downstream, query, layout, weights, options, request_id, values=located),
+        return_exceptions=True,
     )
+    if isinstance(whole, BaseException):
+        raise whole  # the photo's own search failed: the request fails as it always did
+    if isinstance(crop, BaseException):
+        # The located painting's search is an improvement, not a requirement: the whole photo's answers.
+        log.warning("search with the located painting failed; whole photo only", extra={"error": str(crop)})
+        return whole
     return _merged(whole, crop, options.pool)
 
 

@@ -8,7 +8,9 @@ import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import httpx
+import numpy as np
 import pytest
 import pytest_asyncio
 from gateway_support import gateway_client, gateway_config, in_process_services, ingest_targets
@@ -16,8 +18,11 @@ from painting_photos import gallery_wall, grey_print
 from PIL import Image
 
 from artsearch.catalogue.folder import Catalogue, load_catalogue
+from artsearch.grpc_client import open_channel
 from artsearch.ingest import ingest_catalogue
+from artsearch.v1 import encoder_pb2, encoder_pb2_grpc
 from services.gateway.app import create_app
+from services.gateway.downstream import SEARCH, DownstreamError
 
 pytestmark = pytest.mark.slow
 WALL_PHOTOS = 8
@@ -29,14 +34,19 @@ def catalogue(gcompris_catalogue: Path) -> Catalogue:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def client(
+async def services(
     model_path: Path, catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[httpx.AsyncClient]:
+) -> AsyncIterator[dict[str, str]]:
     async with in_process_services(model_path, tmp_path_factory.mktemp("services")) as addresses:
         report = await ingest_catalogue(catalogue, ingest_targets(addresses))
         assert report.added == len(catalogue.entries), report.summary()
-        async with gateway_client(create_app(gateway_config(addresses))) as http:
-            yield http
+        yield addresses
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def client(services: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with gateway_client(create_app(gateway_config(services))) as http:
+        yield http
 
 
 def jpeg(image: Image.Image) -> bytes:
@@ -45,7 +55,7 @@ def jpeg(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-async def search(client: httpx.AsyncClient, photo: bytes, **params: str) -> dict:
+async def search_json(client: httpx.AsyncClient, photo: bytes, **params: str) -> dict:
     response = await client.post(
         "/v1/search", params={"k": "5", "rerank": "false", **params}, files={"image": ("p.jpg", photo)}
     )
@@ -58,8 +68,8 @@ async def test_the_located_painting_finds_wall_photos_the_whole_photo_misses(cli
     for index, entry in enumerate(catalogue.entries[:WALL_PHOTOS]):
         painting = Image.open(catalogue.path_of(entry)).convert("RGB")
         photo = jpeg(gallery_wall(painting, index)[0])
-        located = await search(client, photo)
-        whole = await search(client, photo, locate="off")
+        located = await search_json(client, photo)
+        whole = await search_json(client, photo, locate="off")
         hit_located = located["results"][0]["id"] == entry.id
         hit_whole = whole["results"][0]["id"] == entry.id
         found_located += hit_located
@@ -75,7 +85,7 @@ async def test_the_located_painting_finds_wall_photos_the_whole_photo_misses(cli
 async def test_the_query_object_describes_the_painting_found(client, catalogue):
     entry = catalogue.entries[0]
     photo, truth = gallery_wall(Image.open(catalogue.path_of(entry)).convert("RGB"), 0)
-    answer = await search(client, jpeg(photo))
+    answer = await search_json(client, jpeg(photo))
     located = answer["query"]["located"]
     assert len(located["corners"]) == 4 and all(len(corner) == 2 for corner in located["corners"])
     assert (
@@ -94,20 +104,20 @@ async def test_the_query_object_describes_the_painting_found(client, catalogue):
 async def test_a_grey_print_is_compared_without_colour_unless_switched_off(client, catalogue):
     entry = catalogue.entries[5]
     photo = jpeg(grey_print(Image.open(catalogue.path_of(entry)).convert("RGB"), 5))
-    answer = await search(client, photo)
+    answer = await search_json(client, photo)
     assert answer["query"]["greyscale"] is True and answer["query"]["colour_dropped"] is True
     assert answer["weights"]["colour"] == 0
     assert answer["results"][0]["id"] == entry.id
-    kept = await search(client, photo, grey="off")
+    kept = await search_json(client, photo, grey="off")
     assert kept["query"]["colour_dropped"] is False and kept["weights"]["colour"] > 0
     # An explicit colour weight is the client's choice: kept even for a grey photo.
-    chosen = await search(client, photo, w_colour="0.2")
+    chosen = await search_json(client, photo, w_colour="0.2")
     assert chosen["query"]["colour_dropped"] is False and chosen["weights"]["colour"] > 0
 
 
 async def test_with_both_switches_off_the_answer_has_no_query_analysis(client, catalogue):
     photo = jpeg(Image.open(catalogue.path_of(catalogue.entries[2])).convert("RGB"))
-    answer = await search(client, photo, locate="off", grey="off")
+    answer = await search_json(client, photo, locate="off", grey="off")
     assert "query" not in answer
     assert answer["results"][0]["id"] == catalogue.entries[2].id
 
@@ -118,3 +128,33 @@ async def test_a_bad_switch_value_is_422(client, catalogue):
     assert response.status_code == 422
     response = await client.post("/v1/search", json={"url": "https://example.org/a.jpg", "grey": "sometimes"})
     assert response.status_code == 422
+
+
+async def test_a_failed_search_with_the_located_painting_leaves_the_whole_photos_answer(services, catalogue):
+    """Fault injected on purpose: the search service fails the located crop's search (a deadline, say); the
+    answer is the whole photo's, not an error."""
+    entry = catalogue.entries[1]
+    photo = jpeg(gallery_wall(Image.open(catalogue.path_of(entry)).convert("RGB"), 1)[0])
+    async with open_channel(services["ENCODER_ADDR"]) as channel:
+        encoded = await encoder_pb2_grpc.EncoderServiceStub(channel).Encode(
+            encoder_pb2.EncodeRequest(images=[photo], analyse=True), timeout=30
+        )
+    located = np.array(encoded.analyses[0].located_embedding.values, dtype=np.float32)
+    assert located.size
+    app = create_app(gateway_config(services))
+    async with gateway_client(app) as http:
+        downstream = app.state.downstream
+        real_search = downstream.search
+        failed = []
+
+        async def search(query, *args, **kwargs):
+            if np.allclose(np.array(query.values, dtype=np.float32), located, atol=1e-5):
+                failed.append(True)
+                raise DownstreamError(SEARCH, grpc.StatusCode.DEADLINE_EXCEEDED, "injected")
+            return await real_search(query, *args, **kwargs)
+
+        downstream.search = search
+        answer = await search_json(http, photo)
+        whole = await search_json(http, photo, locate="off")
+    assert failed, "the located painting's search was not made"
+    assert [r["id"] for r in answer["results"]] == [r["id"] for r in whole["results"]]
