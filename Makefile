@@ -99,7 +99,8 @@ eval-retrieval: $(STAMP) $(MODEL) $(GCOMPRIS)
 	$(BIN)/artsearch eval retrieval
 
 # Visitor photos (gallery wall, grey print, detail, ...) through the whole stack with >= 5,000 distractors
-# ingested (report seeds; bench/results/visitor_photos.json). Own state folder var/eval-photos; ~30 min.
+# ingested (report seeds; bench/results/visitor_photos.json). Own state folder var/eval-photos. On 2 cores the
+# distractors' ingest with the default region grid takes over an hour (docs/evaluation.md).
 eval-photos: $(STAMP) $(MODEL) $(GCOMPRIS)
 	$(BIN)/python -m bench.visitor_photos
 
