@@ -158,3 +158,12 @@ async def test_a_failed_search_with_the_located_painting_leaves_the_whole_photos
         whole = await search_json(http, photo, locate="off")
     assert failed, "the located painting's search was not made"
     assert [r["id"] for r in answer["results"]] == [r["id"] for r in whole["results"]]
+
+
+async def test_the_switches_are_documented_in_openapi(client):
+    spec = (await client.get("/openapi.json")).json()
+    parameters = {p["name"]: p for p in spec["paths"]["/v1/search"]["post"]["parameters"]}
+    for name in ("locate", "grey"):
+        assert parameters[name]["schema"]["enum"] == ["auto", "off"]
+        assert parameters[name]["schema"]["default"] == "auto"
+        assert parameters[name]["description"]
