@@ -103,8 +103,9 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"request has {count} images; at most {self._max_batch_images} per call",
             )
-        # An analysed photo may add its located crop to the batch: admitted as two images.
-        admitted = 2 * count if request.analyse else count
+        # An analysed photo may add its located crop to the batch: admitted as two images (at most the whole
+        # limit, so that a full call is still served when nothing else is in progress).
+        admitted = min(2 * count, self._admission.limit) if request.analyse else count
         if not self._admission.try_admit(admitted):
             SHED_CALLS.labels("overloaded").inc()
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self._overloaded_message(admitted))

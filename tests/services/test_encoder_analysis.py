@@ -113,3 +113,42 @@ def test_working_copy_keeps_the_aspect_ratio(paintings):
     assert max(working.shape[:2]) <= 672
     assert abs(working.shape[1] / working.shape[0] - width / height) < 0.02
     assert decode_image(data, size=224, max_pixels=50_000_000).shape == (224, 224, 3)
+
+
+async def test_a_large_photo_is_analysed_from_its_reduced_copy(stub, paintings):
+    """A 4000x3000 PNG wall photo: the locator works on the working copy (at most 672 px), the answer is the
+    same painting found."""
+    photo, truth = gallery_wall(paintings[1], 1)
+    large = photo.resize((4000, 3000), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    large.save(buffer, "PNG", compress_level=1)
+    response = await stub.Encode(
+        encoder_pb2.EncodeRequest(images=[buffer.getvalue()], analyse=True), timeout=60
+    )
+    corners = np.array(response.analyses[0].corners).reshape(4, 2)
+    assert np.abs(corners - truth).max() < 0.05
+
+
+async def test_a_photo_over_the_pixel_limit_is_refused_before_any_analysis(model_path):
+    service = EncoderService(
+        OnnxRuntimeBackend(model_path), max_batch_images=2, max_image_pixels=100_000, max_queued_images=2
+    )
+    server = GrpcServiceServer([encoder_registration(service)])
+    port = await server.start()
+    try:
+        async with open_channel(f"127.0.0.1:{port}") as channel:
+            stub = encoder_pb2_grpc.EncoderServiceStub(channel)
+            big = jpeg(Image.new("RGB", (1000, 1000), (200, 10, 10)))
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.Encode(encoder_pb2.EncodeRequest(images=[big], analyse=True), timeout=30)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "limit" in (raised.value.details() or "")
+            # A full call of analysed photos is served even at the smallest queue limit (2 images here).
+            small = jpeg(Image.new("RGB", (200, 150), (10, 200, 10)))
+            answer = await stub.Encode(
+                encoder_pb2.EncodeRequest(images=[small, small], analyse=True), timeout=30
+            )
+            assert len(answer.analyses) == 2
+    finally:
+        await server.stop(0)
+        await service.close()
