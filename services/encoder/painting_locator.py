@@ -262,7 +262,10 @@ def _scored(corners: np.ndarray, edges: np.ndarray, busy: np.ndarray) -> _Candid
         return None
     near_edges = cv2.dilate(edges, np.ones((5, 5), np.uint8)) > 0
     supports = [_on_edges(near_edges, corners[start], corners[(start + 1) % 4]) for start in range(4)]
-    return _Candidate(corners, area, min(supports), _calmness(corners, busy))
+    support = min(supports)
+    # Confidence is at most the support: a weakly supported outline needs no calmness measured.
+    calm = _calmness(corners, busy) if support >= MIN_CONFIDENCE else 0.0
+    return _Candidate(corners, area, support, calm)
 
 
 def _on_edges(near_edges: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
