@@ -358,3 +358,15 @@ async def test_the_service_matches_regions_with_its_margin_or_the_requests(tmp_p
     finally:
         await server.stop(0)
         await store.close()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_region_matching_through_an_alias(engine: str, tmp_path: Path) -> None:
+    store = await opener(engine, tmp_path, "paintings_v1")()
+    try:
+        await store.upsert("", CATALOGUE)
+        await store.set_alias("paintings", "paintings_v1")
+        hits = await store.search("paintings", DETAIL, limit=2, match_regions=True)
+        assert ids(hits)[0] == "wave" and hits[0].region_matched
+    finally:
+        await store.close()
