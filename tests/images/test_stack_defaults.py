@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("images")]
 SERVICE_IMAGES = ("encoder", "search", "influence", "gateway")
 # What each image may add over its base, in MB (10^6 bytes): start-up time when an autoscaler adds pods.
 # The encoder carries OpenCV for the painting locator since issue 14 (+132 MB; docs/deployment.md).
-SIZE_BUDGET_MB = {"encoder": 420, "search": 250, "influence": 250, "gateway": 250, "cli": 250}
+SIZE_BUDGET_MB = {"encoder": 350, "search": 250, "influence": 250, "gateway": 250, "cli": 250}
 
 
 @pytest.fixture(scope="module")
