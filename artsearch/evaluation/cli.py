@@ -80,8 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _register_photos(commands: argparse._SubParsersAction) -> None:
-    from artsearch.evaluation.visitor_photos import DEVELOPMENT_SEEDS, VISITOR_KINDS
-
+    # Nothing of the photo generator (numpy) is imported to build the parser: the CLI image, which has no
+    # numpy, builds it for every command. argparse converts a string default with `type` only when the
+    # command is chosen, and the kinds are checked then too.
     photos = commands.add_parser(
         "photos",
         help="visitor photos (gallery wall, grey print, detail, ...) of each painting through a running "
@@ -95,10 +96,10 @@ def _register_photos(commands: argparse._SubParsersAction) -> None:
     photos.add_argument(
         "--seeds",
         type=_seed_list,
-        default=DEVELOPMENT_SEEDS,
+        default="development",
         help="'development' (default), 'report' (published numbers only), or comma-separated integers",
     )
-    photos.add_argument("--kinds", nargs="+", default=list(VISITOR_KINDS), choices=list(VISITOR_KINDS))
+    photos.add_argument("--kinds", type=_visitor_kind, nargs="+", default=None, help="default: every kind")
     photos.add_argument("--paintings", type=int, default=None, help="only the first N paintings")
     photos.add_argument(
         "--param",
@@ -129,6 +130,14 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--min-per-category", type=int, default=10)
     parser.add_argument("--grid-step", type=float, default=0.1, help="weight grid resolution")
+
+
+def _visitor_kind(text: str) -> str:
+    from artsearch.evaluation.visitor_photos import VISITOR_KINDS
+
+    if text not in VISITOR_KINDS:
+        raise argparse.ArgumentTypeError(f"unknown kind {text!r}; one of {', '.join(VISITOR_KINDS)}")
+    return text
 
 
 def _seed_list(text: str) -> tuple[int, ...]:
@@ -244,6 +253,7 @@ def run_retrain_comparison(args: argparse.Namespace) -> int:
 
 
 def run_photos(args: argparse.Namespace) -> int:
+    from artsearch.evaluation.visitor_photos import VISITOR_KINDS
     from artsearch.evaluation.visitor_search import markdown_table, run_photo_evaluation
 
     if not logging.getLogger().handlers:
@@ -253,7 +263,7 @@ def run_photos(args: argparse.Namespace) -> int:
         args.gateway,
         args.catalogue,
         seeds=args.seeds,
-        kinds=args.kinds,
+        kinds=args.kinds or list(VISITOR_KINDS),
         cache_dir=args.cache_dir,
         params=_query_params(args.param),
         search_address=args.search,

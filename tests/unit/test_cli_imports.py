@@ -31,6 +31,8 @@ COMMANDS = (
     ("eval", "style-blocks"),
     ("eval", "retrieval"),
     ("eval", "retrain"),
+    ("eval", "photos"),
+    ("eval", "photos-compare"),
     ("retrain",),
     ("reindex",),
     ("import-influences",),
