@@ -153,7 +153,16 @@ async def test_a_new_server_collection_gets_the_configured_layout(
     finally:
         await store.close()
     (created,) = state.paths("PUT", "/collections/paintings")
-    assert created.body["vectors"] == {"size": DIM, "distance": "Cosine"}
+    # The whole picture as the unnamed vector, the regions as a MaxSim multivector scanned without a graph.
+    assert created.body["vectors"] == {
+        "": {"size": DIM, "distance": "Cosine"},
+        "regions": {
+            "size": DIM,
+            "distance": "Cosine",
+            "multivector_config": {"comparator": "max_sim"},
+            "hnsw_config": {"m": 0},
+        },
+    }
     assert (created.body["shard_number"], created.body["replication_factor"]) == (6, 2)
     assert created.body["write_consistency_factor"] == 2
     assert created.body["quantization_config"]["scalar"]["type"] == "int8"
