@@ -34,6 +34,7 @@ import numpy as np
 import PIL
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from artsearch.exif_orientation import UPRIGHT_TRANSPOSITION
 from artsearch.image_formats import ACCEPTED_FORMATS, sniff_image_format
 
 MIN_SIDE_PIXELS = 8
@@ -57,16 +58,6 @@ _DECODER_BYTES_PER_PIXEL = {"WEBP": 12, "AVIF": 12}
 # By decoder (tile codec): Pillow's run-length BMP decoder is Python, building the picture in a bytearray
 # (grown as it goes) and handing over a bytes copy of it.
 _CODEC_BYTES_PER_PIXEL = {"bmp_rle": 3}
-# EXIF orientation -> the transposition that displays the picture upright (as ImageOps.exif_transpose).
-_ORIENTATIONS = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 # Which corner of the stored picture is the top-left once it is transposed: (right side, bottom side).
 _UPRIGHT_TOP_LEFT = {
     Image.Transpose.FLIP_LEFT_RIGHT: (True, False),
@@ -340,7 +331,7 @@ def _orientation(image: Image.Image) -> Image.Transpose | None:
     """The transposition the EXIF orientation asks for (as ImageOps.exif_transpose), None when upright. A
     malformed EXIF block should not cost the upload: the stored orientation is kept then."""
     with contextlib.suppress(Exception):
-        return _ORIENTATIONS.get(image.getexif().get(ExifTags.Base.Orientation, 1))
+        return UPRIGHT_TRANSPOSITION.get(image.getexif().get(ExifTags.Base.Orientation, 1))
     return None
 
 

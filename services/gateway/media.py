@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from artsearch.config import ConfigError, Env
+from artsearch.exif_orientation import UPRIGHT_TRANSPOSITION
 from artsearch.image_formats import MEDIA_TYPES, SNIFF_BYTES, sniff_image_format
 from artsearch.jsonlog import request_id_var
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
@@ -234,18 +235,6 @@ class PixelBudget:
                 self._changed.notify_all()
 
 
-# EXIF orientation -> the transposition that shows the picture upright (as ImageOps.exif_transpose).
-_UPRIGHT = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-
-
 def make_thumbnail(path: Path, size: int, max_source_pixels: int, budget: PixelBudget) -> bytes:
     """A JPEG no larger than size x size, keeping the aspect ratio, upright; alpha is flattened on white.
 
@@ -265,7 +254,7 @@ def make_thumbnail(path: Path, size: int, max_source_pixels: int, budget: PixelB
             image.draft("RGB", (2 * size, 2 * size))
             with budget.hold(image.width * image.height):
                 image.thumbnail((size, size), Image.Resampling.LANCZOS)
-            return _jpeg(image, _UPRIGHT.get(orientation))
+            return _jpeg(image, UPRIGHT_TRANSPOSITION.get(orientation))
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError, SyntaxError):
         raise MediaError(404, "image_unreadable", "the artwork's image cannot be decoded") from None
 
