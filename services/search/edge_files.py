@@ -44,6 +44,9 @@ BUILDING = "shard.building"
 OLD = "shard.old"
 TRASH = "shard.trash"
 RESTORING = "shard.restoring"
+# collection.json keys of the regions layouts (see `layout`).
+REGION_POINTS = "region_points"
+OLD_REGIONS = "regions"
 
 
 def lock_folder(folder: Path) -> IO[bytes]:
@@ -66,7 +69,7 @@ def open_collection(
 ) -> tuple[int, edge.EdgeShard] | None:
     """The collection in `folder` as (dimension, open shard); created when `create_dimension` is given,
     with `config_for(dimension)` and its payload indexes, recording `regions` (whether that config has the
-    regions multivector: see `has_regions`); None when it does not exist."""
+    region points' vector: see `layout`); None when it does not exist."""
     meta_file = folder / COLLECTION_FILE
     recover(folder)
     if meta_file.is_file():
@@ -87,14 +90,21 @@ def open_collection(
     shard.flush()
     fsync_tree(folder / SHARD)
     # The commit of a creation: a folder without collection.json is not a collection (see above).
-    write_json(meta_file, {"format": COLLECTION_FORMAT, "dimension": create_dimension, "regions": regions})
+    write_json(
+        meta_file, {"format": COLLECTION_FORMAT, "dimension": create_dimension, REGION_POINTS: regions}
+    )
     return create_dimension, shard
 
 
-def has_regions(folder: Path) -> bool:
-    """Whether the collection's shard has the regions multivector (collection.json says; a collection made
-    before regions existed has no such key, and no such vector)."""
-    return bool(json.loads((folder / COLLECTION_FILE).read_text()).get("regions", False))
+def layout(folder: Path) -> tuple[bool, bool]:
+    """(named, region points) of the collection, as collection.json says. `named`: its whole-picture vector
+    is the unnamed one among named vectors (reads ask for it by name). `region points`: it holds region
+    points with the `regions` vector (services.search.region_scores). A collection made before regions
+    existed has neither key; one made with the first regions layout (a MaxSim multivector in the artwork's
+    point, never released) has `"regions": true`: named, but searched and written as without regions."""
+    meta = json.loads((folder / COLLECTION_FILE).read_text())
+    region_points = bool(meta.get(REGION_POINTS, False))
+    return region_points or bool(meta.get(OLD_REGIONS, False)), region_points
 
 
 def recover(folder: Path) -> None:
@@ -301,8 +311,8 @@ def restore_into(folder: Path, current: edge.EdgeShard | None) -> tuple[edge.Edg
         fsync_file(folder / OLD_COLLECTION_FILE)
         fsync_dir(folder)
     shard = replace_shard(folder, staging / SHARD, current, "restore")
-    regions = bool(staged.get("regions", False))
-    write_json(meta, {"format": COLLECTION_FORMAT, "dimension": dimension, "regions": regions})
+    layout_keys = {key: bool(staged[key]) for key in (REGION_POINTS, OLD_REGIONS) if key in staged}
+    write_json(meta, {"format": COLLECTION_FORMAT, "dimension": dimension, **layout_keys})
     crash_point("restore.metadata_written")
     finish_replace(folder, "restore")
     remove_tree(staging)

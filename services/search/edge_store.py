@@ -8,8 +8,10 @@ Layout under the data folder (one process at a time: a lock file says so):
     <root>/<collection>/shard/            the EdgeShard (segments + WAL)
     <root>/snapshots/<name>.snapshot      tar archives written by create_snapshot
 
-Every collection is one EdgeShard with one unnamed cosine vector; its payload indexes are created with
-the shard, before the first point, so that the HNSW graph later built over it knows the filter fields.
+Every collection is one EdgeShard with one unnamed cosine vector per artwork point, and, in collections
+with regions, region points with the named vector "regions" (services.search.region_scores); its payload
+indexes are created with the shard, before the first point, so that the HNSW graphs later built over it
+know the filter fields.
 
 Indexing. New points land in an appendable segment that Qdrant searches exactly (brute force); only its
 optimizer turns segments into HNSW-indexed ones. `EdgeShard.optimize()` keeps the GIL for the whole build
@@ -52,17 +54,28 @@ from artsearch.fault_injection import crash_point
 from services.search import edge_files
 from services.search.part_scores import masked_part_queries, projections_by_id
 from services.search.payload import (
+    REGION_OF_FIELD,
     STYLE_LABELS_FIELD,
     changed_fields,
     parse_cursor,
     point_id,
+    region_point_id,
     to_indexed,
     to_payload,
     to_record,
+    to_region_payload,
 )
-from services.search.region_scores import REGIONS_VECTOR, RegionHit, merged_hits, missing_ids
+from services.search.region_scores import (
+    REGION_DEPTH_FACTOR,
+    REGIONS_VECTOR,
+    RegionHit,
+    best_region_scores,
+    merged_hits,
+    missing_ids,
+)
 from services.search.store import (
     DEFAULT_COLLECTION,
+    MAX_REGIONS,
     NO_FILTER,
     AliasChange,
     ArtworkFilter,
@@ -184,14 +197,16 @@ class _Collection:
     """One open collection: its shard and what guards it."""
 
     def __init__(
-        self, name: str, folder: Path, dimension: int, shard: edge.EdgeShard, regions: bool = False
+        self, name: str, folder: Path, dimension: int, shard: edge.EdgeShard, layout: tuple[bool, bool]
     ) -> None:
         self.name = name
         self.folder = folder
         self.dimension = dimension
         self.shard = shard
-        # Whether the shard has the regions multivector (collections made before regions have not).
-        self.regions = regions
+        # edge_files.layout: whether the whole vector is the unnamed one among named vectors, and whether
+        # the collection holds region points (collections made before them, or with the old multivector
+        # layout, do not: they are searched and written as without regions).
+        self.named, self.regions = layout
         self.gate = _Gate()
         # Serialises writes, so that a copy or a swap sees no write half-done and the replay keeps order.
         self.write_lock = asyncio.Lock()
@@ -265,16 +280,13 @@ class EdgeArtworkStore:
                 "collection made before regions existed: region descriptors not stored",
                 extra={"collection": name},
             )
-        batch = self._settings.upsert_batch
-        operations = await self._call(
-            lambda: [
-                edge.UpdateOperation.upsert_points(
-                    [_to_point(item, target.regions) for item in unique[i : i + batch]]
-                )
-                for i in range(0, len(unique), batch)
-            ]
-        )
-        await self._write(target, operations, points=len(unique))
+        async with target.write_lock:
+            # Read under the write lock, so that the operations below match what is stored.
+            stored = await self._stored_regions(target, [item.artwork.id for item in unique])
+            operations, points = await self._call(
+                _upsert_operations, unique, target.named, stored, self._settings.upsert_batch
+            )
+            await self._apply(target, operations, points=points)
         return len(unique)
 
     async def search(
@@ -296,11 +308,12 @@ class EdgeArtworkStore:
             return []
         _check_dimension(target, vector.shape[0], "query vector")
         if match_regions and target.regions:
-            edge_filter, params = _to_edge_filter(filter), self._search_params
+            filters = _to_edge_filter(filter), _to_edge_filter(filter, regions=True)
+            params = self._search_params
             return await self._read(
                 target,
                 lambda shard: _search_regions(
-                    shard, vector, (offset, limit), edge_filter, params, masked, region_margin
+                    shard, vector, (offset, limit), filters, params, masked, region_margin
                 ),
             )
         request = edge.QueryRequest(
@@ -342,10 +355,20 @@ class EdgeArtworkStore:
             # Qdrant does not say how many points a delete removed: look them up first (under the write
             # lock, so that the answer matches what this delete did).
             existing = list(await self._retrieve(target, requested, with_vectors=False))
-            if not existing:
-                return 0
-            operation = edge.UpdateOperation.delete_points([point_id(i) for i in existing])
-            await self._apply(target, [operation], points=len(existing))
+            regions = [
+                point
+                for ids in (await self._stored_regions(target, requested) or {}).values()
+                for point in ids
+            ]
+            operations = []
+            if regions:
+                # The regions first (of every id asked for: also clears regions a crash left orphaned), so
+                # that a crash in between leaves an artwork without regions, never regions without artwork.
+                operations.append(edge.UpdateOperation.delete_points(regions))
+            if existing:
+                operations.append(edge.UpdateOperation.delete_points([point_id(i) for i in existing]))
+            if operations:
+                await self._apply(target, operations, points=len(existing))
         return len(existing)
 
     async def update_metadata(
@@ -369,15 +392,21 @@ class EdgeArtworkStore:
             payload = changed_fields(changes)
             if changes.touches_extra():
                 payload["extra"] = dict(current.extra)  # a top-level set replaces the object whole
-            operation = edge.UpdateOperation.set_payload([point_id(artwork_id)], payload)
-            await self._apply(target, [operation], points=1)
+            operations = [edge.UpdateOperation.set_payload([point_id(artwork_id)], payload)]
+            regions = (await self._stored_regions(target, [artwork_id]) or {}).get(artwork_id)
+            if regions:
+                # Region points carry the filterable fields: rewritten after the artwork's (a crash in
+                # between leaves them stale; a region match is checked against the artwork's own payload).
+                region_payload = to_region_payload(current)
+                operations.append(edge.UpdateOperation.overwrite_payload(regions, region_payload))
+            await self._apply(target, operations, points=1)
         return UpdatedArtwork(previous, current)
 
     async def count(self, collection: str, filter: ArtworkFilter = NO_FILTER) -> int:
         target = await self._collection(self._resolve(collection))
         if target is None:
             return 0
-        request = edge.CountRequest(exact=True, filter=_to_edge_filter(filter))
+        request = edge.CountRequest(exact=True, filter=_artworks_only(target, _to_edge_filter(filter)))
         return int(await self._read(target, lambda shard: shard.count(request)))
 
     async def scroll(
@@ -395,7 +424,7 @@ class EdgeArtworkStore:
         request = edge.ScrollRequest(
             offset=start,
             limit=limit,
-            filter=_to_edge_filter(filter),
+            filter=_artworks_only(target, _to_edge_filter(filter)),
             with_payload=True,
             with_vector=_whole_vector(target, with_vectors),
         )
@@ -427,8 +456,8 @@ class EdgeArtworkStore:
             async with self._opening:
                 folder = self._root / target_name
                 shard, dimension = await self._call(edge_files.restore_into, folder, None)
-                regions = await self._call(edge_files.has_regions, folder)
-                existing = _Collection(target_name, folder, dimension, shard, regions)
+                layout = await self._call(edge_files.layout, folder)
+                existing = _Collection(target_name, folder, dimension, shard, layout)
                 self._collections[target_name] = existing
         else:
             await self._cancel_build(existing)
@@ -621,7 +650,7 @@ class EdgeArtworkStore:
                 collection, partial(edge_files.restore_into, collection.folder, collection.shard)
             )
             collection.shard, collection.dimension = shard, dimension
-            collection.regions = await self._call(edge_files.has_regions, collection.folder)
+            collection.named, collection.regions = await self._call(edge_files.layout, collection.folder)
 
     async def _cancel_build(self, collection: _Collection) -> None:
         task = collection.build_task
@@ -657,13 +686,13 @@ class EdgeArtworkStore:
                     folder,
                     create_dimension,
                     partial(edge_config, settings=self._settings, regions=True),
-                    True,  # every new collection can hold regions
+                    True,  # every new collection can hold region points
                 )
                 if opened is None:
                     return None
                 dimension, shard = opened
-                regions = await self._call(edge_files.has_regions, folder)
-                found = _Collection(name, folder, dimension, shard, regions)
+                layout = await self._call(edge_files.layout, folder)
+                found = _Collection(name, folder, dimension, shard, layout)
                 self._collections[name] = found
                 if create_dimension is not None:
                     log.info("collection ready", extra={"collection": name, "dimension": dimension})
@@ -716,11 +745,25 @@ class EdgeArtworkStore:
         items = [to_indexed(record, with_vectors) for record in records]
         return {item.artwork.id: item for item in items}
 
-    async def _write(
-        self, collection: _Collection, operations: list[edge.UpdateOperation], points: int
-    ) -> None:
-        async with collection.write_lock:
-            await self._apply(collection, operations, points)
+    async def _stored_regions(
+        self, collection: _Collection, artwork_ids: Sequence[str]
+    ) -> dict[str, list[str]] | None:
+        """{artwork id: the ids of its stored region points} of these artworks (those with any); None in a
+        collection without region points. Writes know from it what to delete or rewrite, so that an
+        artwork without regions costs no engine operation (and a crash point) more than before."""
+        if not collection.regions:
+            return None
+        request = edge.ScrollRequest(
+            limit=len(artwork_ids) * MAX_REGIONS,
+            filter=_regions_of(artwork_ids),
+            with_payload=[REGION_OF_FIELD],
+            with_vector=False,
+        )
+        records, _ = await self._read(collection, lambda shard: shard.scroll(request))
+        stored: dict[str, list[str]] = {}
+        for record in records:
+            stored.setdefault(str((record.payload or {}).get(REGION_OF_FIELD)), []).append(str(record.id))
+        return stored
 
     async def _apply(
         self, collection: _Collection, operations: list[edge.UpdateOperation], points: int
@@ -757,9 +800,12 @@ async def _uncancellable(coroutine: Coroutine[Any, Any, T]) -> T:
 
 def edge_config(dimension: int, settings: EdgeSettings, regions: bool = False) -> edge.EdgeConfig:
     """The qdrant-edge shard configuration for vectors of `dimension` under these settings; with `regions`,
-    also the regions multivector (MaxSim; no HNSW graph of its own: a graph over multivectors compares
-    every region of one artwork with every region of another at each step, far too slow to build, so
-    region matching scans them, int8-quantized when `settings.quantization`)."""
+    also the vector of region points, one region each (services.search.region_scores), stored, quantized
+    and HNSW-indexed like the whole vector. Not a MaxSim multivector in the artwork's point, as first
+    built: a graph over multivectors is far too slow to build, so that layout scanned every region of
+    every artwork per search (37.5 ms at 3,000 artworks x 20 regions, growing with the collection); nor 20
+    named vectors with a graph each (20 graph searches per query: 8-34 ms). One graph over all region
+    points is searched like the whole vector's (docs/search.md, "Regions")."""
     quantization = (
         edge.ScalarQuantizationConfig(edge.ScalarType.Int8, quantile=0.99, always_ram=True)
         if settings.quantization
@@ -780,10 +826,6 @@ def edge_config(dimension: int, settings: EdgeSettings, regions: bool = False) -
             distance=edge.Distance.Cosine,
             datatype=VECTOR_DATATYPES[settings.vector_datatype],
             memory=edge.Memory.Cold if settings.vectors_on_disk else None,
-            multivector_config=edge.MultiVectorConfig(edge.MultiVectorComparator.MaxSim),
-            hnsw_config=edge.HnswIndexConfig(
-                m=0, ef_construct=settings.hnsw_ef_construct, full_scan_threshold=0
-            ),
         )
     return edge.EdgeConfig(
         vectors=named if regions else vectors,
@@ -801,14 +843,14 @@ def _search_with_parts(
     """The search's points and, point by point, their projections when parts were asked for: the hits
     scored again, exactly, by each masked query (one batch, in the same engine call: no second thread hop)."""
     points = shard.query(request)
-    point_ids = [point.id for point in points]  # qdrant-edge makes a new UUID object on every access
+    point_ids = [str(point.id) for point in points]  # qdrant-edge makes a new UUID object on every access
     projections = _projections(shard, point_ids, masked)
     return points, [projections.get(point_id, ()) for point_id in point_ids]
 
 
 def _projections(
-    shard: edge.EdgeShard, point_ids: list[Any], masked: Sequence[np.ndarray | None]
-) -> dict[Any, tuple[float, ...]]:
+    shard: edge.EdgeShard, point_ids: list[str], masked: Sequence[np.ndarray | None]
+) -> dict[str, tuple[float, ...]]:
     """{point id: its part projections}: the points scored exactly by each masked query, in one batch."""
     if not masked or not point_ids:
         return {point_id: () for point_id in point_ids}
@@ -816,16 +858,21 @@ def _projections(
         _exact_query(vector.tolist(), point_ids, using=None) for vector in masked if vector is not None
     ]
     columns = shard.query_batch(edge.QueryBatchRequest(queries)) if queries else []
-    scores = [{point.id: point.score for point in column} for column in columns]
-    return projections_by_id(point_ids, masked, scores)
+    scores = [{str(point.id): point.score for point in column} for column in columns]
+    return projections_by_id(point_ids, masked, scores)  # type: ignore[return-value]
 
 
-def _exact_query(query: Any, point_ids: list[Any], using: str | None) -> edge.QueryRequest:
-    """These points (only) scored exactly by `query` on vector `using` (None: the whole picture's)."""
+def _exact_query(
+    query: Any, point_ids: list[Any], using: str | None, within: edge.Filter | None = None
+) -> edge.QueryRequest:
+    """These points (only; those of them that pass `within`, with their payloads) scored exactly by `query`
+    on vector `using` (None: the whole picture's)."""
+    only_these: list[Any] = [edge.HasIdCondition(set(point_ids))]
     return edge.QueryRequest(
         limit=len(point_ids),
         query=edge.Query.Nearest(query, using=using),
-        filter=edge.Filter(must=[edge.HasIdCondition(set(point_ids))]),
+        filter=edge.Filter(must=only_these if within is None else [*only_these, within]),
+        with_payload=within is not None,
         params=_EXACT,
     )
 
@@ -834,56 +881,90 @@ def _search_regions(
     shard: edge.EdgeShard,
     vector: np.ndarray,
     page: tuple[int, int],
-    edge_filter: edge.Filter | None,
+    filters: tuple[edge.Filter | None, edge.Filter | None],
     params: edge.SearchParams,
     masked: Sequence[np.ndarray | None],
     margin: float,
 ) -> list[ScoredArtwork]:
-    """Region matching (services.search.region_scores), in one engine call: the whole vector and the
-    regions searched in one batch, the scores each hit lacks looked up exactly, the lists merged."""
-    whole_query, region_query = vector.tolist(), [vector.tolist()]
+    """Region matching (services.search.region_scores), in one engine call: the whole vector and the region
+    points searched in one batch (`filters`: for artwork points, for region points), the scores each
+    artwork lacks looked up exactly, the lists merged."""
+    query = vector.tolist()
     offset, limit = page
     depth = offset + limit
+    artwork_filter, region_filter = filters
     whole_points, region_points = shard.query_batch(
         edge.QueryBatchRequest(
             [
                 edge.QueryRequest(
                     limit=depth,
-                    query=edge.Query.Nearest(query, using=using),
-                    filter=edge_filter,
+                    query=edge.Query.Nearest(query),
+                    filter=artwork_filter,
                     with_payload=True,
                     params=params,
-                )
-                for query, using in ((whole_query, None), (region_query, REGIONS_VECTOR))
+                ),
+                edge.QueryRequest(
+                    limit=REGION_DEPTH_FACTOR * depth,
+                    query=edge.Query.Nearest(query, using=REGIONS_VECTOR),
+                    filter=region_filter,
+                    with_payload=[REGION_OF_FIELD],
+                    params=params,
+                ),
             ]
         )
     )
-    payloads = {point.id: point.payload for point in (*whole_points, *region_points)}
-    whole = {point.id: float(point.score) for point in whole_points}
-    regions = {point.id: float(point.score) for point in region_points}
-    lacking_whole, lacking_regions = missing_ids(whole, regions)
-    lookups = (
-        (whole_query, None, lacking_whole, whole),
-        (region_query, REGIONS_VECTOR, lacking_regions, regions),
+    payloads = {str(point.id): point.payload or {} for point in whole_points}
+    whole = {str(point.id): float(point.score) for point in whole_points}
+    regions = best_region_scores(
+        (point_id(str(point.payload[REGION_OF_FIELD])), float(point.score))
+        for point in region_points
+        if point.payload and REGION_OF_FIELD in point.payload
     )
-    for query, using, lacking, scores in lookups:
-        if lacking:
-            found = shard.query(_exact_query(query, lacking, using))
-            scores.update({point.id: float(point.score) for point in found})
+    lacking_whole, lacking_regions = missing_ids(whole, regions)
+    if lacking_whole:
+        # Their artwork points, scored and read; the filter checked on the artwork's own payload. A region
+        # whose artwork point is gone or does not pass (crash between writes) is dropped.
+        found = shard.query(_exact_query(query, lacking_whole, None, within=artwork_filter or edge.Filter()))
+        payloads.update({str(point.id): point.payload or {} for point in found})
+        whole.update({str(point.id): float(point.score) for point in found})
+        for orphan in (i for i in lacking_whole if i not in whole):
+            del regions[orphan]
+    if lacking_regions:
+        artwork_ids = {str(i): str(payloads[str(i)].get("id", "")) for i in lacking_regions}
+        regions.update(_best_regions(shard, query, artwork_ids))
     hits: list[RegionHit] = merged_hits(whole, regions, offset, limit, margin)
-    projections = _projections(shard, [hit.point_id for hit in hits], masked)
+    projections = _projections(shard, [str(hit.point_id) for hit in hits], masked)
     return [
         ScoredArtwork(
-            to_record(payloads[hit.point_id]),
+            to_record(payloads[str(hit.point_id)]),
             hit.score,
-            projections.get(hit.point_id, ()),
+            projections.get(str(hit.point_id), ()),
             whole_score=hit.whole_score,
             region_score=hit.region_score,
             region_matched=hit.region_matched,
         )
         for hit in hits
-        if hit.point_id in projections  # a hit deleted between the engine's calls is left out
+        if str(hit.point_id) in projections  # a hit deleted between the engine's calls is left out
     ]
+
+
+def _best_regions(shard: edge.EdgeShard, query: list[float], artwork_ids: dict[str, str]) -> dict[str, float]:
+    """{artwork point id: its best region's exact score} of these artworks ({point id: artwork id}), one
+    exact query per artwork over its own region points (a payload-index lookup: a few dozen points each),
+    all in one batch; artworks without regions are left out."""
+    requests = [
+        edge.QueryRequest(
+            limit=1,
+            query=edge.Query.Nearest(query, using=REGIONS_VECTOR),
+            filter=_regions_of([artwork_id]),
+            params=_EXACT,
+        )
+        for artwork_id in artwork_ids.values()
+    ]
+    columns = shard.query_batch(edge.QueryBatchRequest(requests))
+    return {
+        point: float(column[0].score) for point, column in zip(artwork_ids, columns, strict=True) if column
+    }
 
 
 # --- conversions ------------------------------------------------------------------------------------
@@ -897,23 +978,74 @@ def _check_dimension(collection: _Collection, dimension: int, what: str) -> None
         )
 
 
-def _to_point(item: IndexedArtwork, regions: bool) -> edge.Point:
-    """The artwork's point: in a collection with regions, its vectors by name (regions only when it has
-    some: an upsert replaces the whole point, so regions stored before go with the old point)."""
-    vector: Any = item.vector
-    if regions:
-        vector = {"": item.vector}
-        if item.regions is not None:
-            vector[REGIONS_VECTOR] = item.regions
+def _upsert_operations(
+    items: Sequence[IndexedArtwork], named: bool, stored: dict[str, list[str]] | None, batch: int
+) -> tuple[list[edge.UpdateOperation], int]:
+    """The engine operations of an upsert, `batch` points each at most, and their number of points. With
+    region points (`stored`: the ids of the artworks' stored region points), per batch of artworks and in
+    this order: the artwork points, a delete of their old region points that the new ones do not replace
+    (an upsert replaces an artwork with its regions, or without any), their new region points (the same
+    ids for the same indexes: they overwrite). A crash in between leaves at worst these artworks with
+    their old regions, some of them or none: never a region without its artwork, nor a store the next
+    open cannot read."""
+    operations: list[edge.UpdateOperation] = []
+    points = 0
+    for start in range(0, len(items), batch):
+        chunk = items[start : start + batch]
+        operations.append(edge.UpdateOperation.upsert_points([_to_point(item, named) for item in chunk]))
+        points += len(chunk)
+        if stored is None:
+            continue
+        region_points = [point for item in chunk for point in _region_points(item)]
+        kept = {str(point.id) for point in region_points}
+        stale = [i for item in chunk for i in stored.get(item.artwork.id, ()) if i not in kept]
+        if stale:
+            operations.append(edge.UpdateOperation.delete_points(stale))
+        for first in range(0, len(region_points), batch):
+            operations.append(edge.UpdateOperation.upsert_points(region_points[first : first + batch]))
+        points += len(region_points)
+    return operations, points
+
+
+def _to_point(item: IndexedArtwork, named: bool) -> edge.Point:
+    """The artwork's point: its whole vector (by its name, "", where the collection has named vectors)."""
+    vector: Any = {"": item.vector} if named else item.vector
     return edge.Point(point_id(item.artwork.id), vector, to_payload(item.artwork))
 
 
+def _region_points(item: IndexedArtwork) -> list[edge.Point]:
+    """The artwork's region points (none when it has no regions)."""
+    if item.regions is None:
+        return []
+    payload = to_region_payload(item.artwork)
+    return [
+        edge.Point(region_point_id(item.artwork.id, index), {REGIONS_VECTOR: row}, payload)
+        for index, row in enumerate(item.regions)
+    ]
+
+
+def _regions_of(artwork_ids: Sequence[str]) -> edge.Filter:
+    """The region points of these artworks."""
+    belongs = edge.FieldCondition(key=REGION_OF_FIELD, match=edge.MatchAny(list(artwork_ids)))
+    return edge.Filter(must=[belongs])
+
+
+def _artworks_only(collection: _Collection, edge_filter: edge.Filter | None) -> edge.Filter | None:
+    """`edge_filter` restricted to artwork points (count and scroll list artworks, never region points)."""
+    if not collection.regions:
+        return edge_filter
+    artwork: Any = edge.IsEmptyCondition(REGION_OF_FIELD)
+    return edge.Filter(must=[artwork] if edge_filter is None else [artwork, edge_filter])
+
+
 def _whole_vector(collection: _Collection, with_vectors: bool) -> bool | list[str]:
-    """What to read back of a point's vectors: the whole picture's alone, never its regions."""
-    return [""] if with_vectors and collection.regions else with_vectors
+    """What to read back of a point's vectors: the whole picture's alone."""
+    return [""] if with_vectors and collection.named else with_vectors
 
 
-def _to_edge_filter(artwork_filter: ArtworkFilter) -> edge.Filter | None:
+def _to_edge_filter(artwork_filter: ArtworkFilter, regions: bool = False) -> edge.Filter | None:
+    """The filter of artwork points, or with `regions` of region points (the same fields, but excluded
+    artworks are named by `region_of`)."""
     if artwork_filter.is_empty():
         return None
     must: list[Any] = []
@@ -929,7 +1061,10 @@ def _to_edge_filter(artwork_filter: ArtworkFilter) -> edge.Filter | None:
         year_range = edge.RangeFloat(gte=artwork_filter.year_min, lte=artwork_filter.year_max)
         must.append(edge.FieldCondition(key="year", range=year_range))
     must_not: list[Any] = []
-    if artwork_filter.exclude_ids:
+    if artwork_filter.exclude_ids and regions:
+        excluded = edge.MatchAny(unique_in_order(artwork_filter.exclude_ids))
+        must_not.append(edge.FieldCondition(key=REGION_OF_FIELD, match=excluded))
+    elif artwork_filter.exclude_ids:
         must_not.append(edge.HasIdCondition({point_id(i) for i in artwork_filter.exclude_ids}))
     if artwork_filter.exclude_style_labels:
         kinds = edge.MatchAny(unique_in_order(artwork_filter.exclude_style_labels))

@@ -26,7 +26,10 @@ ARTWORK_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:artsearch:artwork")
 # The `extra` key where ingest stores the kind of its catalogue's style labels ("art", "category"): the
 # gateway's style vote filters on it, so it is indexed like a top-level field.
 STYLE_LABELS_FIELD = f"extra.{STYLE_LABELS_KEY}"
-KEYWORD_FIELDS = ("id", "artist_key", "style", "genre", STYLE_LABELS_FIELD)
+# In a collection with region points (services.search.region_scores), the artwork id a region point belongs
+# to; artwork points never have it.
+REGION_OF_FIELD = "region_of"
+KEYWORD_FIELDS = ("id", "artist_key", "style", "genre", STYLE_LABELS_FIELD, REGION_OF_FIELD)
 INTEGER_FIELDS = ("year",)
 # Payload fields computed from a record field by `to_payload`: an edit of the field rewrites them too.
 DERIVED_FIELDS = {"artist": ("artist_key",)}
@@ -35,6 +38,23 @@ DERIVED_FIELDS = {"artist": ("artist_key",)}
 def point_id(artwork_id: str) -> str:
     """The Qdrant point id of an artwork: the same on every call, in every process."""
     return str(uuid.uuid5(ARTWORK_ID_NAMESPACE, artwork_id))
+
+
+def region_point_id(artwork_id: str, index: int) -> str:
+    """The Qdrant point id of an artwork's `index`-th region (uuid5 in the namespace of the artwork's own
+    point id: never equal to an artwork's point id, the same in every process)."""
+    return str(uuid.uuid5(uuid.UUID(point_id(artwork_id)), str(index)))
+
+
+def to_region_payload(artwork: ArtworkRecord) -> dict[str, Any]:
+    """A region point's payload: the artwork it belongs to and the artwork's filterable fields (so that every
+    search filter applies to region points unchanged), nothing else (20-odd region points per artwork)."""
+    payload = to_payload(artwork)
+    region: dict[str, Any] = {REGION_OF_FIELD: artwork.id}
+    region.update({name: payload[name] for name in ("artist_key", "style", "genre", "year")})
+    if STYLE_LABELS_KEY in artwork.extra:
+        region["extra"] = {STYLE_LABELS_KEY: artwork.extra[STYLE_LABELS_KEY]}
+    return region
 
 
 def to_payload(artwork: ArtworkRecord) -> dict[str, Any]:
@@ -90,8 +110,11 @@ class StoredPoint(Protocol):
 
 def to_indexed(record: StoredPoint, with_vectors: bool) -> IndexedArtwork:
     vector = None
-    if with_vectors and record.vector is not None:
-        vector = np.asarray(record.vector, dtype=np.float32)
+    stored = record.vector
+    if isinstance(stored, Mapping):  # named vectors: the whole picture's is the unnamed one
+        stored = stored.get("")
+    if with_vectors and stored is not None:
+        vector = np.asarray(stored, dtype=np.float32)
     return IndexedArtwork(to_record(record.payload), vector)
 
 

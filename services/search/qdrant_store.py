@@ -31,16 +31,25 @@ from services.search.part_scores import masked_part_queries, projections_by_id
 from services.search.payload import (
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
+    REGION_OF_FIELD,
     STYLE_LABELS_FIELD,
     changed_fields,
     extra_path,
     parse_cursor,
     point_id,
+    region_point_id,
     to_indexed,
     to_payload,
     to_record,
+    to_region_payload,
 )
-from services.search.region_scores import REGIONS_VECTOR, merged_hits, missing_ids
+from services.search.region_scores import (
+    REGION_DEPTH_FACTOR,
+    REGIONS_VECTOR,
+    best_region_scores,
+    merged_hits,
+    missing_ids,
+)
 from services.search.store import (
     DEFAULT_COLLECTION,
     NO_FILTER,
@@ -209,7 +218,10 @@ class QdrantArtworkStore:
         self._server = server
         # A collection's dimension never changes while it exists, so it is read once and kept.
         self._dimensions: dict[str, int] = {}
-        # Whether each collection has the regions multivector (read with its dimension).
+        # Read with its dimension: whether each collection's whole vector is the unnamed one among named
+        # vectors, and whether it holds region points (services.search.region_scores; collections made
+        # before them, or with the old regions multivector, do not: searched and written without regions).
+        self._named: dict[str, bool] = {}
         self._regions: dict[str, bool] = {}
         self._creation_lock = asyncio.Lock()
         self._closed = False
@@ -263,30 +275,46 @@ class QdrantArtworkStore:
         unique, dimension = await asyncio.to_thread(validated_batch, items)
         await self._ensure_collection(name, dimension)
         try:
-            await self._write(name, await self._points(name, unique))
+            await self._write(name, unique)
         except _CollectionGone:  # deleted by another client since this store saw it: start it afresh
             self._dimensions.pop(name, None)
             await self._ensure_collection(name, dimension)
-            await self._write(name, await self._points(name, unique))
+            await self._write(name, unique)
         return len(unique)
 
-    async def _points(self, name: str, items: Sequence[IndexedArtwork]) -> list[models.PointStruct]:
-        regions = self._regions.get(name, False)
+    async def _write(self, name: str, items: Sequence[IndexedArtwork]) -> None:
+        """Per batch of artworks, in this order: their points, a delete of their old region points (an
+        upsert replaces an artwork with its regions, or without any), their new region points, `batch`
+        points a request. A failure in between leaves at worst these artworks with their old regions or
+        none, never a region without its artwork."""
+        named, regions = self._named.get(name, False), self._regions.get(name, False)
         if not regions and any(item.regions is not None for item in items):
             log.warning(
                 "collection made before regions existed: region descriptors not stored",
                 extra={"collection": name},
             )
-        return await asyncio.to_thread(lambda: [_to_point(item, regions) for item in items])
-
-    async def _write(self, name: str, points: Sequence[models.PointStruct]) -> None:
         batch = self._settings.upsert_batch
-        for start in range(0, len(points), batch):
-            chunk = points[start : start + batch]
+        for start in range(0, len(items), batch):
+            chunk = items[start : start + batch]
+            points = await asyncio.to_thread(lambda chunk=chunk: [_to_point(item, named) for item in chunk])
+            await self._upsert_points(name, points)
+            if not regions:
+                continue
+            selector = models.FilterSelector(filter=_regions_of([item.artwork.id for item in chunk]))
             await self._call(
-                f"upsert into {name!r}",
-                lambda chunk=chunk: self._client.upsert(name, points=chunk, wait=True),  # type: ignore[misc]
+                f"replace regions in {name!r}",
+                lambda selector=selector: self._client.delete(  # type: ignore[misc]
+                    name, points_selector=selector, wait=True
+                ),
             )
+            region_points = await asyncio.to_thread(
+                lambda chunk=chunk: [point for item in chunk for point in _region_points(item)]
+            )
+            for first in range(0, len(region_points), batch):
+                await self._upsert_points(name, region_points[first : first + batch])
+
+    async def _upsert_points(self, name: str, points: list[models.PointStruct]) -> None:
+        await self._call(f"upsert into {name!r}", lambda: self._client.upsert(name, points=points, wait=True))
 
     async def search(
         self,
@@ -351,30 +379,43 @@ class QdrantArtworkStore:
     ) -> list[ScoredArtwork]:
         """Region matching (services.search.region_scores): the whole vector and the regions searched in
         one batch request, the scores each hit lacks looked up exactly, the two lists merged."""
-        whole_query, region_query = vector.tolist(), [vector.tolist()]
+        query = vector.tolist()
         offset, limit = page
+        depth = offset + limit
         qdrant_filter = _to_qdrant_filter(artwork_filter)
         requests = [
+            models.QueryRequest(query=query, filter=qdrant_filter, limit=depth, with_payload=True),
             models.QueryRequest(
-                query=query, using=using, filter=qdrant_filter, limit=offset + limit, with_payload=True
-            )
-            for query, using in ((whole_query, None), (region_query, REGIONS_VECTOR))
+                query=query,
+                using=REGIONS_VECTOR,
+                filter=_to_qdrant_filter(artwork_filter, regions=True),
+                limit=REGION_DEPTH_FACTOR * depth,
+                with_payload=[REGION_OF_FIELD],
+            ),
         ]
         answers = await self._read(name, lambda: self._client.query_batch_points(name, requests=requests))
         if answers is None:
             return []
         whole_points, region_points = answers[0].points, answers[1].points
-        payloads = {point.id: point.payload for point in (*whole_points, *region_points)}
-        whole = {point.id: float(point.score) for point in whole_points}
-        regions = {point.id: float(point.score) for point in region_points}
-        lacking_whole, lacking_regions = missing_ids(whole, regions)
-        lookups = (
-            (whole_query, None, lacking_whole, whole),
-            (region_query, REGIONS_VECTOR, lacking_regions, regions),
+        payloads = {str(point.id): point.payload or {} for point in whole_points}
+        whole = {str(point.id): float(point.score) for point in whole_points}
+        regions = best_region_scores(
+            (point_id(str(point.payload[REGION_OF_FIELD])), float(point.score))
+            for point in region_points
+            if point.payload and REGION_OF_FIELD in point.payload
         )
-        for query, using, lacking, scores in lookups:
-            if lacking:
-                scores.update(await self._exact_scores(name, query, using, lacking))
+        lacking_whole, lacking_regions = missing_ids(whole, regions)
+        if lacking_whole:
+            # Their artwork points, scored and read; the filter checked on the artwork's own payload. A
+            # region whose artwork point is gone or does not pass (a failure between writes) is dropped.
+            found = await self._exact_points(name, query, lacking_whole, qdrant_filter)
+            payloads.update({str(point.id): point.payload or {} for point in found})
+            whole.update({str(point.id): float(point.score) for point in found})
+            for orphan in (i for i in lacking_whole if i not in whole):
+                del regions[orphan]
+        if lacking_regions:
+            artwork_ids = {str(i): str(payloads[str(i)].get("id", "")) for i in lacking_regions}
+            regions.update(await self._best_regions(name, query, artwork_ids))
         hits = merged_hits(whole, regions, offset, limit, margin)
         projections = await self._part_projections(name, [hit.point_id for hit in hits], masked)
         return [
@@ -390,23 +431,43 @@ class QdrantArtworkStore:
             if not masked or hit.point_id in projections  # a hit deleted meanwhile is left out
         ]
 
-    async def _exact_scores(
-        self, name: str, query: Any, using: str | None, point_ids: list[Any]
-    ) -> dict[Any, float]:
-        """These points (only) scored exactly by `query` on vector `using` (None: the whole picture's)."""
-        only_these = models.Filter(must=[models.HasIdCondition(has_id=point_ids)])
+    async def _exact_points(
+        self, name: str, query: list[float], point_ids: list[Any], within: models.Filter | None
+    ) -> list[models.ScoredPoint]:
+        """These artwork points (only those that pass `within`) scored exactly by `query`, with payloads."""
+        conditions: list[models.Condition] = [models.HasIdCondition(has_id=point_ids)]
+        only_these = models.Filter(must=conditions if within is None else [*conditions, within])
         response = await self._read(
             name,
             lambda: self._client.query_points(
                 name,
                 query=query,
-                using=using,
                 query_filter=only_these,
                 limit=len(point_ids),
+                with_payload=True,
                 search_params=_EXACT,
             ),
         )
-        return {point.id: float(point.score) for point in response.points} if response is not None else {}
+        return [] if response is None else list(response.points)
+
+    async def _best_regions(
+        self, name: str, query: list[float], artwork_ids: dict[str, str]
+    ) -> dict[str, float]:
+        """{artwork point id: its best region's exact score} of these artworks ({point id: artwork id}),
+        one exact query per artwork over its own region points, in one batch; artworks without regions
+        are left out."""
+        requests = [
+            models.QueryRequest(
+                query=query, using=REGIONS_VECTOR, filter=_regions_of([artwork_id]), limit=1, params=_EXACT
+            )
+            for artwork_id in artwork_ids.values()
+        ]
+        answers = await self._read(name, lambda: self._client.query_batch_points(name, requests=requests))
+        return {
+            point: float(answer.points[0].score)
+            for point, answer in zip(artwork_ids, answers or (), strict=False)
+            if answer.points
+        }
 
     async def _part_projections(
         self, name: str, point_ids: list[Any], masked: Sequence[np.ndarray | None]
@@ -452,6 +513,11 @@ class QdrantArtworkStore:
         name = self._resolve(collection)
         # Qdrant does not say how many points a delete removed: look them up first.
         existing = (await self.get(name, ids)).found
+        if self._regions.get(name, False) and ids:
+            # The regions first (of every id asked for: also clears regions a failure left orphaned), so
+            # that a failure in between leaves an artwork without regions, never regions without artwork.
+            regions = models.FilterSelector(filter=_regions_of(unique_in_order(ids)))
+            await self._read(name, lambda: self._client.delete(name, points_selector=regions, wait=True))
         if not existing:
             return 0
         selector = models.PointIdsList(points=[point_id(item.artwork.id) for item in existing])
@@ -480,6 +546,13 @@ class QdrantArtworkStore:
         name = self._resolve(collection)
         previous = await self._stored_record(name, artwork_id)
         operations = _payload_operations(point_id(artwork_id), changes)
+        if self._regions.get(name, False):
+            # Region points carry the filterable fields: rewritten after the artwork's (on a server, a
+            # failure in between leaves them stale; a region match is checked against the artwork's own
+            # payload, see _search_regions).
+            region_payload = to_region_payload(changes.applied_to(previous))
+            overwrite = models.SetPayload(payload=region_payload, filter=_regions_of([artwork_id]))
+            operations.append(models.OverwritePayloadOperation(overwrite_payload=overwrite))
         try:
             await self._call(
                 f"edit artwork {artwork_id!r} in {name!r}",
@@ -500,7 +573,10 @@ class QdrantArtworkStore:
         if await self._dimension(name) is None:
             return 0
         result = await self._read(
-            name, lambda: self._client.count(name, count_filter=_to_qdrant_filter(filter), exact=True)
+            name,
+            lambda: self._client.count(
+                name, count_filter=self._artworks_only(name, _to_qdrant_filter(filter)), exact=True
+            ),
         )
         return 0 if result is None else int(result.count)
 
@@ -520,7 +596,7 @@ class QdrantArtworkStore:
             name,
             lambda: self._client.scroll(
                 name,
-                scroll_filter=_to_qdrant_filter(filter),
+                scroll_filter=self._artworks_only(name, _to_qdrant_filter(filter)),
                 limit=limit,
                 offset=start,
                 with_payload=True,
@@ -639,8 +715,15 @@ class QdrantArtworkStore:
         return checked_collection_name(collection or self._default_collection)
 
     def _whole_vector(self, name: str, with_vectors: bool) -> bool | list[str]:
-        """What to read back of a point's vectors: the whole picture's alone, never its regions."""
-        return [""] if with_vectors and self._regions.get(name, False) else with_vectors
+        """What to read back of a point's vectors: the whole picture's alone."""
+        return [""] if with_vectors and self._named.get(name, False) else with_vectors
+
+    def _artworks_only(self, name: str, qdrant_filter: models.Filter | None) -> models.Filter | None:
+        """`qdrant_filter` restricted to artwork points (count and scroll list artworks, not regions)."""
+        if not self._regions.get(name, False):
+            return qdrant_filter
+        artwork: models.Condition = models.IsEmptyCondition(is_empty=models.PayloadField(key=REGION_OF_FIELD))
+        return models.Filter(must=[artwork] if qdrant_filter is None else [artwork, qdrant_filter])
 
     def _require_server(self, what: str) -> None:
         if not self._server:
@@ -661,13 +744,16 @@ class QdrantArtworkStore:
         except _CollectionGone:  # deleted in between by another client
             return None
         vectors = info.config.params.vectors
-        regions = False
+        named = regions = False
         if isinstance(vectors, dict) and "" in vectors:  # made with regions (see _collection_options)
-            regions = REGIONS_VECTOR in vectors
+            named = True
+            region_vector = vectors.get(REGIONS_VECTOR)
+            # The old layout's regions were a multivector in the artwork's point: searched as without.
+            regions = region_vector is not None and region_vector.multivector_config is None
             vectors = vectors[""]
         if not isinstance(vectors, models.VectorParams):
             raise StoreError(f"collection {name!r} has named vectors: it was not created by this service")
-        self._dimensions[name], self._regions[name] = vectors.size, regions
+        self._dimensions[name], self._named[name], self._regions[name] = vectors.size, named, regions
         return vectors.size
 
     async def _ensure_collection(self, name: str, dimension: int) -> None:
@@ -705,22 +791,17 @@ class QdrantArtworkStore:
                         name, field_name=field_name, field_schema=schema, wait=True
                     ),
                 )
-        self._dimensions[name], self._regions[name] = dimension, True
+        self._dimensions[name], self._named[name], self._regions[name] = dimension, True, True
         return dimension
 
     def _collection_options(self, dimension: int) -> dict[str, Any]:
-        # The whole picture's vector keeps the default name (""); the regions are a MaxSim multivector
-        # without an HNSW graph of its own (m=0: one over multivectors is far too slow to build), scanned.
-        regions = models.VectorParams(
-            size=dimension,
-            distance=models.Distance.COSINE,
-            multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
-            hnsw_config=models.HnswConfigDiff(m=0),
-        )
+        # The whole picture's vector keeps the default name (""), on artwork points; region points have
+        # only the "regions" vector, HNSW-indexed and quantized like the whole one (region_scores: not a
+        # MaxSim multivector in the artwork's point, which had to be scanned without a graph).
         options: dict[str, Any] = {
             "vectors_config": {
                 "": models.VectorParams(size=dimension, distance=models.Distance.COSINE),
-                REGIONS_VECTOR: regions,
+                REGIONS_VECTOR: models.VectorParams(size=dimension, distance=models.Distance.COSINE),
             }
         }
         if not self._server:
@@ -804,16 +885,31 @@ def _response_detail(exc: UnexpectedResponse) -> str:
 # --- conversions ------------------------------------------------------------------------------------
 
 
-def _to_point(item: IndexedArtwork, regions: bool) -> models.PointStruct:
-    """The artwork's point: in a collection with regions, its vectors by name (regions only when it has
-    some: an upsert replaces the whole point, so regions stored before go with the old point)."""
+def _to_point(item: IndexedArtwork, named: bool) -> models.PointStruct:
+    """The artwork's point: its whole vector (by its name, "", where the collection has named vectors)."""
     whole = np.asarray(item.vector, dtype=np.float32).tolist()
-    vector: Any = whole
-    if regions:
-        vector = {"": whole}
-        if item.regions is not None:
-            vector[REGIONS_VECTOR] = np.asarray(item.regions, dtype=np.float32).tolist()
+    vector: Any = {"": whole} if named else whole
     return models.PointStruct(id=point_id(item.artwork.id), vector=vector, payload=to_payload(item.artwork))
+
+
+def _region_points(item: IndexedArtwork) -> list[models.PointStruct]:
+    """The artwork's region points (none when it has no regions)."""
+    if item.regions is None:
+        return []
+    payload = to_region_payload(item.artwork)
+    rows = np.asarray(item.regions, dtype=np.float32).tolist()
+    return [
+        models.PointStruct(
+            id=region_point_id(item.artwork.id, index), vector={REGIONS_VECTOR: row}, payload=payload
+        )
+        for index, row in enumerate(rows)
+    ]
+
+
+def _regions_of(artwork_ids: Sequence[str]) -> models.Filter:
+    """The region points of these artworks."""
+    belongs = models.FieldCondition(key=REGION_OF_FIELD, match=models.MatchAny(any=list(artwork_ids)))
+    return models.Filter(must=[belongs])
 
 
 def _payload_operations(point: str, changes: MetadataChanges) -> list[models.UpdateOperation]:
@@ -849,7 +945,9 @@ def _snapshot_collection(name: str) -> str:
     return checked_collection_name("-".join(parts[:-7]))
 
 
-def _to_qdrant_filter(artwork_filter: ArtworkFilter) -> models.Filter | None:
+def _to_qdrant_filter(artwork_filter: ArtworkFilter, regions: bool = False) -> models.Filter | None:
+    """The filter of artwork points, or with `regions` of region points (the same fields, but excluded
+    artworks are named by `region_of`)."""
     if artwork_filter.is_empty():
         return None
     must: list[models.Condition] = []
@@ -867,7 +965,7 @@ def _to_qdrant_filter(artwork_filter: ArtworkFilter) -> models.Filter | None:
     must_not: list[models.Condition] = []
     if artwork_filter.exclude_ids:
         excluded = models.MatchAny(any=unique_in_order(artwork_filter.exclude_ids))
-        must_not.append(models.FieldCondition(key="id", match=excluded))
+        must_not.append(models.FieldCondition(key=REGION_OF_FIELD if regions else "id", match=excluded))
     if artwork_filter.exclude_style_labels:
         kinds = models.MatchAny(any=unique_in_order(artwork_filter.exclude_style_labels))
         must_not.append(models.FieldCondition(key=STYLE_LABELS_FIELD, match=kinds))

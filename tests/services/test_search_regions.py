@@ -1,7 +1,8 @@
 """Region matching in the search stores: every engine (qdrant-edge, qdrant-client local mode on disk and in
-memory) stores an artwork's region descriptors with its point and, when a search asks, scores each
-artwork by the better of its whole picture and its best region. The artworks stay artworks: counted,
-listed, filtered, replaced and deleted as one, regions included."""
+memory) stores an artwork's region descriptors as region points beside its artwork point and, when a
+search asks, scores each artwork by the better of its whole picture and its best region. The artworks
+stay artworks: counted, listed, filtered, replaced and deleted as one, regions included; region points
+are never counted, listed or returned, and one without its artwork never surfaces."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ import grpc
 import numpy as np
 import pytest
 import pytest_asyncio
+import qdrant_edge as edge
+from qdrant_client import models
 
 from artsearch.grpc_client import open_channel
 from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
 from services.search import edge_files
 from services.search.edge_store import EdgeArtworkStore, EdgeSettings, edge_config
+from services.search.payload import region_point_id
 from services.search.qdrant_store import QdrantArtworkStore
 from services.search.server import SearchService, search_registration
 from services.search.store import (
@@ -101,6 +105,43 @@ async def store(engine: str, tmp_path: Path) -> AsyncIterator[ArtworkStore]:
 
 def ids(hits: list) -> list[str]:
     return [hit.artwork.id for hit in hits]
+
+
+# The engine itself, under the store (which counts artworks only): what is really stored.
+
+
+async def engine_points(store: ArtworkStore, region_of: str | None = None) -> int:
+    """Every point of the store's default collection, or the region points of artwork `region_of`."""
+    name = store._default_collection  # type: ignore[attr-defined]
+    if isinstance(store, EdgeArtworkStore):
+        edge_filter = None
+        if region_of is not None:
+            belongs = edge.FieldCondition(key="region_of", match=edge.MatchAny([region_of]))
+            edge_filter = edge.Filter(must=[belongs])
+        shard = store._collections[name].shard
+        return int(shard.count(edge.CountRequest(exact=True, filter=edge_filter)))
+    assert isinstance(store, QdrantArtworkStore)
+    qdrant_filter = None
+    if region_of is not None:
+        belongs_to = models.FieldCondition(key="region_of", match=models.MatchAny(any=[region_of]))
+        qdrant_filter = models.Filter(must=[belongs_to])
+    return int((await store._client.count(name, count_filter=qdrant_filter, exact=True)).count)
+
+
+async def insert_orphan_region(store: ArtworkStore, artwork_id: str, vector: np.ndarray) -> None:
+    """A region point whose artwork point does not exist (what a crash between two writes could leave)."""
+    name = store._default_collection  # type: ignore[attr-defined]
+    point, payload = region_point_id(artwork_id, 0), {"region_of": artwork_id, "style": "Ukiyo-e"}
+    if isinstance(store, EdgeArtworkStore):
+        region = edge.Point(point, {"regions": vector.tolist()}, payload)
+        store._collections[name].shard.update(edge.UpdateOperation.upsert_points([region]))
+        return
+    assert isinstance(store, QdrantArtworkStore)
+    orphan = models.PointStruct(id=point, vector={"regions": vector.tolist()}, payload=payload)
+    await store._client.upsert(name, points=[orphan], wait=True)
+
+
+REGION_COUNT = sum(0 if item.regions is None else len(item.regions) for item in CATALOGUE)
 
 
 # --- matching ---------------------------------------------------------------------------------------
@@ -203,6 +244,73 @@ async def test_count_scroll_and_get_see_artworks_not_regions(store: ArtworkStore
 
 
 @pytest.mark.asyncio(loop_scope="session")
+async def test_regions_are_points_of_their_own_never_counted_listed_or_got(store: ArtworkStore) -> None:
+    assert await engine_points(store) == len(CATALOGUE) + REGION_COUNT
+    assert await engine_points(store, region_of="wave") == 3
+    assert await store.count("") == len(CATALOGUE)
+    # Region points carry the style: a filtered count must still count artworks only.
+    assert await store.count("", ArtworkFilter(styles=("Ukiyo-e",))) == 2
+    firsts = await store.scroll("", limit=2)
+    rest = await store.scroll("", limit=100, cursor=firsts.next_cursor)
+    listed = [item.artwork.id for item in (*firsts.items, *rest.items)]
+    assert sorted(listed) == sorted(CATALOGUE_IDS) and rest.next_cursor == ""
+    region_id = region_point_id("wave", 0)
+    assert (await store.get("", ["wave", region_id])).missing == [region_id]
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_deleting_an_artwork_deletes_its_region_points(store: ArtworkStore) -> None:
+    assert await store.delete("", ["wave", "irises"]) == 2
+    assert await engine_points(store, region_of="wave") == 0
+    assert await engine_points(store, region_of="irises") == 0
+    assert await engine_points(store) == 2 + 2  # bridge and its 2 regions, plain
+    assert await store.delete("", ["wave"]) == 0
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_re_upserting_without_regions_deletes_the_region_points(store: ArtworkStore) -> None:
+    wave = CATALOGUE[0]
+    await store.upsert("", [IndexedArtwork(wave.artwork, wave.vector, None)])
+    assert await engine_points(store, region_of="wave") == 0
+    await store.upsert("", [artwork("wave", basis(0), [basis(10), basis(11)])])
+    assert await engine_points(store, region_of="wave") == 2
+    assert await engine_points(store) == len(CATALOGUE) + REGION_COUNT - 1
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_filters_apply_to_region_points_edits_included(store: ArtworkStore) -> None:
+    # Another artist's copy of the wave's detail: a strong region match that filters must keep out.
+    await store.upsert("", [artwork("copy", basis(11), [DETAIL], artist="Hiroshige", style="Ukiyo-e")])
+    await store.update_metadata("", "wave", MetadataChanges(artist="Hokusai"))
+    hokusai = await store.search(
+        "", DETAIL, limit=4, filter=ArtworkFilter(artists=("Hokusai",)), match_regions=True
+    )
+    assert ids(hokusai) == ["wave"] and hokusai[0].region_matched  # the edit reached its regions
+    hiroshige = await store.search(
+        "", DETAIL, limit=4, filter=ArtworkFilter(artists=("Hiroshige",)), match_regions=True
+    )
+    assert ids(hiroshige) == ["copy"]
+    without = await store.search(
+        "", DETAIL, limit=2, filter=ArtworkFilter(exclude_ids=("copy", "wave")), match_regions=True
+    )
+    assert ids(without) == ["bridge", "plain"]
+    unfiltered = await store.search("", DETAIL, limit=2, match_regions=True)
+    assert set(ids(unfiltered)) == {"wave", "copy"}
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_region_point_without_its_artwork_never_surfaces(store: ArtworkStore) -> None:
+    await insert_orphan_region(store, "ghost", DETAIL)
+    hits = await store.search("", DETAIL, limit=10, match_regions=True)
+    assert sorted(ids(hits)) == sorted(CATALOGUE_IDS)
+    assert ids(hits)[0] == "wave"
+    assert await store.count("") == len(CATALOGUE)
+    # Deleting the id clears what was left of it.
+    assert await store.delete("", ["ghost"]) == 0
+    assert await engine_points(store, region_of="ghost") == 0
+
+
+@pytest.mark.asyncio(loop_scope="session")
 async def test_delete_takes_the_regions_with_the_artwork(store: ArtworkStore) -> None:
     assert await store.delete("", ["wave"]) == 1
     hits = await store.search("", DETAIL, limit=10, match_regions=True)
@@ -270,6 +378,73 @@ async def test_an_edge_collection_made_before_regions_answers_whole_pictures(tmp
         hits = await store.search("", DETAIL, limit=4, match_regions=True)
         assert ids(hits)[0] == "bridge"
         assert all(hit.region_score is None and hit.whole_score == hit.score for hit in hits)
+    finally:
+        await store.close()
+
+
+def old_multivector_config(dimension: int) -> edge.EdgeConfig:
+    """The first regions layout (never released): a MaxSim multivector in the artwork's point."""
+    vectors = {
+        "": edge.EdgeVectorParams(size=dimension, distance=edge.Distance.Cosine),
+        "regions": edge.EdgeVectorParams(
+            size=dimension,
+            distance=edge.Distance.Cosine,
+            multivector_config=edge.MultiVectorConfig(edge.MultiVectorComparator.MaxSim),
+            hnsw_config=edge.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=0),
+        ),
+    }
+    hnsw = edge.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000)
+    return edge.EdgeConfig(vectors=vectors, hnsw_config=hnsw)
+
+
+async def check_searched_without_regions(store: ArtworkStore) -> None:
+    await store.upsert("", CATALOGUE)  # regions are dropped (logged), the artworks stored
+    assert await engine_points(store) == len(CATALOGUE)
+    assert await store.count("") == len(CATALOGUE)
+    hits = await store.search("", DETAIL, limit=4, match_regions=True)
+    assert ids(hits)[0] == "bridge"
+    assert all(hit.region_score is None and hit.whole_score == hit.score for hit in hits)
+    (wave,) = (await store.get("", ["wave"], with_vectors=True)).found
+    assert wave.vector is not None and wave.vector.shape == (DIM,)
+    page = await store.scroll("", limit=10, with_vectors=True)
+    assert all(item.vector is not None and item.vector.shape == (DIM,) for item in page.items)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_an_edge_collection_of_the_old_multivector_layout_answers_whole_pictures(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "edge"
+    folder.mkdir()
+    opened = edge_files.open_collection(folder / "old", DIM, old_multivector_config)
+    assert opened is not None
+    opened[1].close()
+    # As that layout recorded itself.
+    edge_files.write_json(
+        folder / "old" / "collection.json", {"format": 1, "dimension": DIM, "regions": True}
+    )
+    store = await EdgeArtworkStore.open(folder, default_collection="old")
+    try:
+        await check_searched_without_regions(store)
+    finally:
+        await store.close()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_qdrant_collection_of_the_old_multivector_layout_answers_whole_pictures() -> None:
+    store = await QdrantArtworkStore.open(location=":memory:", default_collection="old")
+    try:
+        multivector = models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM)
+        await store._client.create_collection(
+            "old",
+            vectors_config={
+                "": models.VectorParams(size=DIM, distance=models.Distance.COSINE),
+                "regions": models.VectorParams(
+                    size=DIM, distance=models.Distance.COSINE, multivector_config=multivector
+                ),
+            },
+        )
+        await check_searched_without_regions(store)
     finally:
         await store.close()
 

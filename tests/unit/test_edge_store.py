@@ -86,7 +86,7 @@ async def test_each_collection_is_a_folder_that_records_its_dimension(tmp_path: 
     finally:
         await store.close()
     meta = json.loads((tmp_path / "paintings" / "collection.json").read_text())
-    assert meta == {"format": 1, "dimension": DIM, "regions": True}  # can hold region descriptors
+    assert meta == {"format": 1, "dimension": DIM, "region_points": True}  # can hold region points
     assert (tmp_path / "paintings" / "shard" / "edge_config.json").is_file()
 
 

@@ -87,7 +87,9 @@ class ScriptedQdrant:
         if method == "PUT" and re.fullmatch(r"/collections/[^/]+", path):
             self.collections.add(name)
             return 200, _ok(True)
-        if method == "PUT" and path.endswith(("/index", "/points")):
+        if (method == "PUT" and path.endswith(("/index", "/points"))) or (
+            method == "POST" and path.endswith("/points/delete")
+        ):
             return 200, _ok({"operation_id": len(self.requests), "status": "completed"})
         return 404, {"status": {"error": f"not scripted: {method} {path}"}, "time": 0.0}
 
@@ -153,15 +155,11 @@ async def test_a_new_server_collection_gets_the_configured_layout(
     finally:
         await store.close()
     (created,) = state.paths("PUT", "/collections/paintings")
-    # The whole picture as the unnamed vector, the regions as a MaxSim multivector scanned without a graph.
+    # The whole picture as the unnamed vector (artwork points), "regions" a plain vector with its own
+    # HNSW graph (region points), not a MaxSim multivector.
     assert created.body["vectors"] == {
         "": {"size": DIM, "distance": "Cosine"},
-        "regions": {
-            "size": DIM,
-            "distance": "Cosine",
-            "multivector_config": {"comparator": "max_sim"},
-            "hnsw_config": {"m": 0},
-        },
+        "regions": {"size": DIM, "distance": "Cosine"},
     }
     assert (created.body["shard_number"], created.body["replication_factor"]) == (6, 2)
     assert created.body["write_consistency_factor"] == 2
@@ -178,7 +176,7 @@ async def test_payload_indexes_come_before_the_first_point(scripted: tuple[Scrip
     writes = [r for r in state.requests if r.method == "PUT"]
     kinds = ["points" if r.path.endswith("/points") else "index" if r.path.endswith("/index") else "create"
              for r in writes]  # fmt: skip
-    assert kinds == ["create", "index", "index", "index", "index", "index", "index", "points"]
+    assert kinds == ["create", "index", "index", "index", "index", "index", "index", "index", "points"]
     indexed = {r.body["field_name"]: r.body["field_schema"] for r in state.paths("PUT", "/index")}
     assert indexed == {
         "id": "keyword",
@@ -187,6 +185,8 @@ async def test_payload_indexes_come_before_the_first_point(scripted: tuple[Scrip
         "genre": "keyword",
         # The catalogue's declared label kind, which the style vote's filter reads.
         "extra.style_labels": "keyword",
+        # The artwork a region point belongs to.
+        "region_of": "keyword",
         "year": "integer",
     }
 
@@ -206,10 +206,54 @@ async def test_upserts_go_out_in_bounded_batches(scripted: tuple[ScriptedQdrant,
     assert sent == [point_id(f"n{i}") for i in range(600)]
 
 
+async def test_regions_are_points_written_after_their_artworks_old_ones_deleted_first(
+    scripted: tuple[ScriptedQdrant, str],
+) -> None:
+    state, url = scripted
+    store = await _server_store(url, upsert_batch=4)
+    rng = np.random.default_rng(1)
+    try:
+        three = [
+            IndexedArtwork(
+                ArtworkRecord(id=f"r{i}", artist="Hokusai", style="ukiyo-e", year=1830),
+                basis(i),
+                rng.standard_normal((3, DIM)).astype(np.float32),
+            )
+            for i in range(3)
+        ]
+        assert await store.upsert("", three) == 3
+    finally:
+        await store.close()
+    writes = [r for r in state.requests if r.path.startswith("/collections/paintings/points")]
+    assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in writes] == [
+        ("PUT", "points"),  # the 3 artworks
+        ("POST", "delete"),  # their old regions
+        ("PUT", "points"),  # their 9 regions, 4 a request
+        ("PUT", "points"),
+        ("PUT", "points"),
+    ]
+    artworks, deleted, *regions = (r.body for r in writes)
+    assert [p["id"] for p in artworks["points"]] == [point_id(f"r{i}") for i in range(3)]
+    assert artworks["points"][0]["vector"] == {"": basis(0).tolist()}
+    condition = deleted["filter"]["must"][0]
+    assert (condition["key"], condition["match"]["any"]) == ("region_of", ["r0", "r1", "r2"])
+    region_points = [p for body in regions for p in body["points"]]
+    assert [len(body["points"]) for body in regions] == [4, 4, 1]
+    assert all(set(p["vector"]) == {"regions"} for p in region_points)
+    assert region_points[0]["payload"] == {
+        "region_of": "r0",
+        "artist_key": artist_key("Hokusai"),
+        "style": "ukiyo-e",
+        "genre": "",
+        "year": 1830,
+    }
+    assert len({p["id"] for p in region_points} | {point_id(f"r{i}") for i in range(3)}) == 12
+
+
 # --- metadata edits on a server -----------------------------------------------------------------------
 
 
-async def test_an_edit_is_one_request_of_per_key_payload_operations(
+async def test_an_edit_is_one_request_of_per_key_payload_operations_then_the_regions(
     scripted: tuple[ScriptedQdrant, str],
 ) -> None:
     state, url = scripted
@@ -245,6 +289,20 @@ async def test_an_edit_is_one_request_of_per_key_payload_operations(
         ),
         ("set_payload", {"payload": {"a.b": "1"}, "points": target, "key": "extra"}),
         ("delete_payload", {"keys": ['extra."old"', 'extra."x.y"'], "points": target}),
+        # Then the artwork's region points get the new filterable fields.
+        (
+            "overwrite_payload",
+            {
+                "payload": {
+                    "region_of": "a",
+                    "artist_key": artist_key("Hokusai"),
+                    "style": "",
+                    "genre": "",
+                    "year": 0,
+                },
+                "filter": {"must": [{"key": "region_of", "match": {"any": ["a"]}}]},
+            },
+        ),
     ]
     assert not state.paths("PUT", "/points")[1:]  # the one upsert above; the edit wrote no point
 
@@ -393,6 +451,7 @@ async def test_server_collection_layout_and_snapshot(qdrant_server_url: str) -> 
             "style",
             "genre",
             "extra.style_labels",
+            "region_of",
             "year",
         }
         snapshot = await store.create_snapshot("")
