@@ -71,7 +71,7 @@ from services.search.region_scores import (
     RegionHit,
     best_region_scores,
     merged_hits,
-    missing_ids,
+    needed_lookups,
 )
 from services.search.store import (
     DEFAULT_COLLECTION,
@@ -915,24 +915,29 @@ def _search_regions(
     )
     payloads = {str(point.id): point.payload or {} for point in whole_points}
     whole = {str(point.id): float(point.score) for point in whole_points}
-    regions = best_region_scores(
+    regions: dict[str, float] = best_region_scores(  # type: ignore[assignment]
         (point_id(str(point.payload[REGION_OF_FIELD])), float(point.score))
         for point in region_points
         if point.payload and REGION_OF_FIELD in point.payload
     )
-    lacking_whole, lacking_regions = missing_ids(whole, regions)
-    if lacking_whole:
+    full = len(region_points) >= REGION_DEPTH_FACTOR * depth
+    floor = float(region_points[-1].score) if full and region_points else None
+    by_regions, by_whole = needed_lookups(whole, regions, depth, floor, margin)
+    if by_regions:
         # Their artwork points, scored and read; the filter checked on the artwork's own payload. A region
         # whose artwork point is gone or does not pass (crash between writes) is dropped.
-        found = shard.query(_exact_query(query, lacking_whole, None, within=artwork_filter or edge.Filter()))
+        found = shard.query(_exact_query(query, by_regions, None, within=artwork_filter or edge.Filter()))
         payloads.update({str(point.id): point.payload or {} for point in found})
         whole.update({str(point.id): float(point.score) for point in found})
-        for orphan in (i for i in lacking_whole if i not in whole):
-            del regions[orphan]
-    if lacking_regions:
-        artwork_ids = {str(i): str(payloads[str(i)].get("id", "")) for i in lacking_regions}
-        regions.update(_best_regions(shard, query, artwork_ids))
+    regions = {i: score for i, score in regions.items() if i in whole}  # the others cannot make the page
+    regions.update(_best_regions(shard, query, _artwork_ids(by_whole, payloads)))
     hits: list[RegionHit] = merged_hits(whole, regions, offset, limit, margin)
+    if floor is not None:
+        # The page's artworks found whole get their best region for the answer (their rank stays).
+        unscored = [hit.point_id for hit in hits if hit.region_score is None and hit.point_id not in by_whole]
+        if unscored:
+            regions.update(_best_regions(shard, query, _artwork_ids(unscored, payloads)))
+            hits = merged_hits(whole, regions, offset, limit, margin)
     projections = _projections(shard, [str(hit.point_id) for hit in hits], masked)
     return [
         ScoredArtwork(
@@ -948,10 +953,17 @@ def _search_regions(
     ]
 
 
+def _artwork_ids(point_ids: Sequence[Any], payloads: dict[str, Any]) -> dict[str, str]:
+    """{point id: artwork id} of these artwork points, from their payloads."""
+    return {str(i): str(payloads[str(i)].get("id", "")) for i in point_ids}
+
+
 def _best_regions(shard: edge.EdgeShard, query: list[float], artwork_ids: dict[str, str]) -> dict[str, float]:
     """{artwork point id: its best region's exact score} of these artworks ({point id: artwork id}), one
     exact query per artwork over its own region points (a payload-index lookup: a few dozen points each),
     all in one batch; artworks without regions are left out."""
+    if not artwork_ids:
+        return {}
     requests = [
         edge.QueryRequest(
             limit=1,

@@ -48,7 +48,7 @@ from services.search.region_scores import (
     REGIONS_VECTOR,
     best_region_scores,
     merged_hits,
-    missing_ids,
+    needed_lookups,
 )
 from services.search.store import (
     DEFAULT_COLLECTION,
@@ -399,24 +399,29 @@ class QdrantArtworkStore:
         whole_points, region_points = answers[0].points, answers[1].points
         payloads = {str(point.id): point.payload or {} for point in whole_points}
         whole = {str(point.id): float(point.score) for point in whole_points}
-        regions = best_region_scores(
+        regions: dict[str, float] = best_region_scores(  # type: ignore[assignment]
             (point_id(str(point.payload[REGION_OF_FIELD])), float(point.score))
             for point in region_points
             if point.payload and REGION_OF_FIELD in point.payload
         )
-        lacking_whole, lacking_regions = missing_ids(whole, regions)
-        if lacking_whole:
+        full = len(region_points) >= REGION_DEPTH_FACTOR * depth
+        floor = float(region_points[-1].score) if full and region_points else None
+        by_regions, by_whole = needed_lookups(whole, regions, depth, floor, margin)
+        if by_regions:
             # Their artwork points, scored and read; the filter checked on the artwork's own payload. A
             # region whose artwork point is gone or does not pass (a failure between writes) is dropped.
-            found = await self._exact_points(name, query, lacking_whole, qdrant_filter)
+            found = await self._exact_points(name, query, by_regions, qdrant_filter)
             payloads.update({str(point.id): point.payload or {} for point in found})
             whole.update({str(point.id): float(point.score) for point in found})
-            for orphan in (i for i in lacking_whole if i not in whole):
-                del regions[orphan]
-        if lacking_regions:
-            artwork_ids = {str(i): str(payloads[str(i)].get("id", "")) for i in lacking_regions}
-            regions.update(await self._best_regions(name, query, artwork_ids))
+        regions = {i: score for i, score in regions.items() if i in whole}  # the others cannot make the page
+        regions.update(await self._best_regions(name, query, _artwork_ids(by_whole, payloads)))
         hits = merged_hits(whole, regions, offset, limit, margin)
+        if floor is not None:
+            # The page's artworks found whole get their best region for the answer (their rank stays).
+            unscored = [h.point_id for h in hits if h.region_score is None and h.point_id not in by_whole]
+            if unscored:
+                regions.update(await self._best_regions(name, query, _artwork_ids(unscored, payloads)))
+                hits = merged_hits(whole, regions, offset, limit, margin)
         projections = await self._part_projections(name, [hit.point_id for hit in hits], masked)
         return [
             ScoredArtwork(
@@ -456,6 +461,8 @@ class QdrantArtworkStore:
         """{artwork point id: its best region's exact score} of these artworks ({point id: artwork id}),
         one exact query per artwork over its own region points, in one batch; artworks without regions
         are left out."""
+        if not artwork_ids:
+            return {}
         requests = [
             models.QueryRequest(
                 query=query, using=REGIONS_VECTOR, filter=_regions_of([artwork_id]), limit=1, params=_EXACT
@@ -904,6 +911,11 @@ def _region_points(item: IndexedArtwork) -> list[models.PointStruct]:
         )
         for index, row in enumerate(rows)
     ]
+
+
+def _artwork_ids(point_ids: Sequence[Any], payloads: Mapping[str, Any]) -> dict[str, str]:
+    """{point id: artwork id} of these artwork points, from their payloads."""
+    return {str(i): str(payloads[str(i)].get("id", "")) for i in point_ids}
 
 
 def _regions_of(artwork_ids: Sequence[str]) -> models.Filter:

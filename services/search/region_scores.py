@@ -14,9 +14,12 @@ per artwork, the better of the two, the region's less `margin`: the best of many
 similarity, and measured on the evaluation's photos (docs/search.md, "Regions") an unhandicapped region
 beat the right painting's whole picture for photos of whole paintings (gallery walls 0.30 -> 0.18 top-1,
 phone photos 0.95 -> 0.87), where a margin of 0.06 keeps every kind at its whole-picture level and details
-at 0.98. Before the merge, each artwork of either list gets the score it lacks, looked up exactly among
-those few points (an artwork found by its regions: its whole vector and payload; found whole: its best
-region); a region whose artwork point is gone (a crash between the two writes) is dropped there.
+at 0.98. Before the merge, the artworks that may belong in the page get the score they lack, looked up
+exactly among those few points (`needed_lookups`: an artwork found by its regions, its whole vector and
+payload; found whole, its best region when a region could lift it), the others are left out (they cannot
+make the page); a region whose artwork point is gone (a crash between the two writes) is dropped there.
+After the merge, the page's artworks found whole get their best region's score for the answer
+(`region_score`; it cannot change their rank: their region is below the region list's last score).
 
 Approximate, like the HNSW search itself: an artwork among the best `offset + limit` by its region score
 is missed only when the region list's `REGION_DEPTH_FACTOR * (offset + limit)` points all belong to fewer
@@ -73,6 +76,33 @@ def missing_ids(
 ) -> tuple[list[Hashable], list[Hashable]]:
     """(ids found by their regions but not scored whole, ids found whole but not scored by regions)."""
     return [i for i in regions if i not in whole], [i for i in whole if i not in regions]
+
+
+def needed_lookups(
+    whole: Mapping[Hashable, float],
+    regions: Mapping[Hashable, float],
+    depth: int,
+    region_floor: float | None,
+    margin: float = 0.0,
+) -> tuple[list[Hashable], list[Hashable]]:
+    """The exact look-ups that can change the best `depth` artworks: (artworks found only by their regions
+    that may belong there: their whole score and record are needed; artworks found only whole whose best
+    region may beat their whole score). `region_floor`: the region list's last score when the list was
+    full (None: it held every region point that passes the filter).
+
+    An artwork found only by its regions scores at least its region less the margin, and at most that or
+    the whole list's last score; the `depth`-th best of the known lower bounds (`bar`) is at least that
+    last score, so one whose region less the margin is below the bar cannot make the page. An artwork
+    found only whole has its best region at most `region_floor` (none when the list was not full), so only
+    one whose whole score is below `region_floor - margin` may rank higher by a region."""
+    lower = dict(whole)
+    for i, score in regions.items():
+        lower[i] = max(lower.get(i, float("-inf")), score - margin)
+    bar = sorted(lower.values(), reverse=True)[depth - 1] if len(lower) > depth else float("-inf")
+    found_by_regions = [i for i, score in regions.items() if i not in whole and score - margin >= bar]
+    ceiling = float("-inf") if region_floor is None else region_floor - margin
+    found_whole = [i for i, score in whole.items() if i not in regions and score < ceiling]
+    return found_by_regions, found_whole
 
 
 def merged_hits(
