@@ -1,7 +1,8 @@
 """`ArtworkStore` on Qdrant through the real `qdrant-client` API: a Qdrant server (one node or a distributed
 cluster), or qdrant-client's local mode (a pure-Python brute force, for small data and tests).
 
-One unnamed vector per point, cosine distance; point ids and payload as in `payload.py`. A server
+One unnamed cosine vector per artwork point, and in collections with regions, region points with the
+named vector "regions" (services.search.region_scores); point ids and payload as in `payload.py`. A server
 collection is created with the configured shard number, replication factor, write consistency and
 optional int8 scalar quantization, and with its payload indexes before the first point. Every call is
 idempotent (deterministic point ids), so transient failures (transport errors, 429, 5xx) are retried with

@@ -26,7 +26,10 @@ is missed only when the region list's `REGION_DEPTH_FACTOR * (offset + limit)` p
 than `offset + limit` better artworks, i.e. when the best artworks each have several regions better than
 its best one. Regions of one artwork are different crops, rarely all close to one query, and the first
 places -- what a photo search is judged on -- need only their own best regions to be in the list.
-Measured (bench/region_points.py, synthetic 3,000 artworks x 20 regions): see docs/search.md, "Regions".
+Measured (bench/region_points.py, synthetic 3,000 artworks x 20 regions, docs/search.md "Regions"): the
+400 region points of a limit-100 search held about 390 distinct artworks; against the exact ranking,
+top-1 0.995, top-10 0.995, recall@100 0.9994 (the multivector scan: 1.0, 1.0, 0.9998); the one top-1
+miss is the HNSW graph's (an exact engine search finds it), not the cut.
 """
 
 from __future__ import annotations
