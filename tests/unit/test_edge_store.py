@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytest_asyncio
+import qdrant_edge as edge
 
 from services.search.edge_store import EdgeArtworkStore, EdgeSettings
 from services.search.store import (
@@ -175,6 +176,51 @@ async def test_writes_during_a_build_are_kept(store: EdgeArtworkStore, tmp_path:
     assert missing == ["p2"]
     points, indexed = await store.index_status("")
     assert points == 401 and indexed >= 398
+
+
+def region_points_of(store: EdgeArtworkStore, artwork_id: str) -> int:
+    """Region points of an artwork, counted in the engine (the store counts artworks only)."""
+    belongs = edge.FieldCondition(key="region_of", match=edge.MatchAny([artwork_id]))
+    shard = store._collections["artworks"].shard
+    return int(shard.count(edge.CountRequest(exact=True, filter=edge.Filter(must=[belongs]))))
+
+
+async def test_region_writes_during_a_build_are_kept(store: EdgeArtworkStore, tmp_path: Path) -> None:
+    vectors = clustered(200)
+    with_regions = [
+        IndexedArtwork(item.artwork, item.vector, clustered(3, seed=10 + i))
+        for i, item in enumerate(artworks(vectors))
+    ]
+    await store.upsert("", with_regions)
+    building = tmp_path / "edge" / "artworks" / "shard.building"
+    build = asyncio.create_task(store.build_index(""))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if building.exists() or build.done():
+            break
+        await asyncio.sleep(0.005)
+    # While the copy is being indexed: a new artwork with regions, one replaced without, one deleted, one
+    # edited (its regions carry the new artist).
+    detail = np.zeros(DIM, dtype=np.float32)
+    detail[3] = 1.0
+    late = IndexedArtwork(ArtworkRecord(id="late", artist="Hiroshige"), vectors[0], np.stack([detail]))
+    await store.upsert("", [late])
+    await store.upsert("", [IndexedArtwork(with_regions[1].artwork, vectors[1], None)])
+    assert await store.delete("", ["p2"]) == 1
+    await store.update_metadata("", "p3", MetadataChanges(artist="Claude Monet"))
+
+    assert await build
+    assert await store.count("") == 200
+    assert [region_points_of(store, i) for i in ("late", "p1", "p2", "p3", "p4")] == [1, 0, 0, 3, 3]
+    points, indexed = await store.index_status("")
+    assert points == 200 + 200 * 3 - 3 - 3 + 1  # artworks and region points: p1's and p2's gone, late's in
+    assert indexed >= points - 5  # the region points have their graph too (the few replayed ones aside)
+    found = await store.search("", detail, limit=1, match_regions=True)
+    assert [hit.artwork.id for hit in found] == ["late"] and found[0].region_matched
+    monet = ArtworkFilter(artists=("Claude Monet",))
+    p3_region = with_regions[3].regions[0]  # type: ignore[index]
+    found = await store.search("", p3_region, limit=1, filter=monet, match_regions=True)
+    assert [hit.artwork.id for hit in found] == ["p3"] and found[0].region_matched
 
 
 async def test_reads_are_served_while_a_build_runs(store: EdgeArtworkStore, tmp_path: Path) -> None:
