@@ -466,7 +466,10 @@ async def _visual_candidates(
     values: np.ndarray | None = None,
 ) -> _Candidates:
     """The `pool` artworks most similar to the query's descriptor (or to `values`, another descriptor of
-    the same picture: the located painting's)."""
+    the same picture: the located painting's). Only the photo as taken is matched against the artworks'
+    regions too: it may show a detail, while a located painting is a whole picture, and region matching is
+    the costlier search (docs/search.md, "Regions")."""
+    match_regions = query.by_model and options.regions == "auto" and values is None
     values = query.values if values is None else values
     vector = reweight_query(values, layout, weights)
     # The engine scores by cosine (it divides by the query's length); its length brings back Σ v_a cos_a.
@@ -486,7 +489,7 @@ async def _visual_candidates(
             part_query=part_query,
             collection=collection,
             # A photo (not a stored artwork's descriptor) may show a detail: match the regions too.
-            match_regions=query.by_model and options.regions == "auto",
+            match_regions=match_regions,
         )
 
     collection, found = await downstream.in_model_collection(query.routing_version, search_in, request_id)

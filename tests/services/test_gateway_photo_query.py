@@ -160,6 +160,43 @@ async def test_a_failed_search_with_the_located_painting_leaves_the_whole_photos
     assert [r["id"] for r in answer["results"]] == [r["id"] for r in whole["results"]]
 
 
+async def test_only_the_photo_as_taken_is_matched_against_regions(services, catalogue):
+    """The located painting is a whole picture: its search skips the costlier region matching, the photo's
+    own search (which may show a detail) keeps it. The search calls are recorded, not changed."""
+    entry = catalogue.entries[2]
+    photo = jpeg(gallery_wall(Image.open(catalogue.path_of(entry)).convert("RGB"), 2)[0])
+    async with open_channel(services["ENCODER_ADDR"]) as channel:
+        encoded = await encoder_pb2_grpc.EncoderServiceStub(channel).Encode(
+            encoder_pb2.EncodeRequest(images=[photo], analyse=True), timeout=30
+        )
+    whole = np.array(encoded.embeddings[0].values, dtype=np.float32)
+    located = np.array(encoded.analyses[0].located_embedding.values, dtype=np.float32)
+    app = create_app(gateway_config(services))
+    async with gateway_client(app) as http:
+        downstream = app.state.downstream
+        real_search = downstream.search
+        calls: list[tuple[np.ndarray, bool]] = []
+
+        async def search(query, *args, **kwargs):
+            calls.append((np.array(query.values, dtype=np.float32), kwargs.get("match_regions", False)))
+            return await real_search(query, *args, **kwargs)
+
+        downstream.search = search
+        answer = await search_json(http, photo)
+    assert answer["query"]["searched_located"] is True
+    assert answer["results"][0]["id"] == entry.id
+    assert sorted(matched for _, matched in calls) == [False, True], calls
+
+    def closer_to_whole(vector: np.ndarray) -> bool:
+        return cosine(vector, whole) > cosine(vector, located)
+
+    assert all(closer_to_whole(vector) == matched for vector, matched in calls)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
 async def test_the_switches_are_documented_in_openapi(client):
     spec = (await client.get("/openapi.json")).json()
     parameters = {p["name"]: p for p in spec["paths"]["/v1/search"]["post"]["parameters"]}
