@@ -66,12 +66,12 @@ from services.search.payload import (
     to_region_payload,
 )
 from services.search.region_scores import (
-    REGION_DEPTH_FACTOR,
     REGIONS_VECTOR,
     RegionHit,
     best_region_scores,
     merged_hits,
     needed_lookups,
+    region_list_limit,
 )
 from services.search.store import (
     DEFAULT_COLLECTION,
@@ -904,7 +904,7 @@ def _search_regions(
                     params=params,
                 ),
                 edge.QueryRequest(
-                    limit=REGION_DEPTH_FACTOR * depth,
+                    limit=region_list_limit(depth),
                     query=edge.Query.Nearest(query, using=REGIONS_VECTOR),
                     filter=region_filter,
                     with_payload=[REGION_OF_FIELD],
@@ -920,9 +920,7 @@ def _search_regions(
         for point in region_points
         if point.payload and REGION_OF_FIELD in point.payload
     )
-    full = len(region_points) >= REGION_DEPTH_FACTOR * depth
-    floor = float(region_points[-1].score) if full and region_points else None
-    by_regions, by_whole = needed_lookups(whole, regions, depth, floor, margin)
+    by_regions = needed_lookups(whole, regions, depth, margin)
     if by_regions:
         # Their artwork points, scored and read; the filter checked on the artwork's own payload. A region
         # whose artwork point is gone or does not pass (crash between writes) is dropped.
@@ -930,14 +928,7 @@ def _search_regions(
         payloads.update({str(point.id): point.payload or {} for point in found})
         whole.update({str(point.id): float(point.score) for point in found})
     regions = {i: score for i, score in regions.items() if i in whole}  # the others cannot make the page
-    regions.update(_best_regions(shard, query, _artwork_ids(by_whole, payloads)))
     hits: list[RegionHit] = merged_hits(whole, regions, offset, limit, margin)
-    if floor is not None:
-        # The page's artworks found whole get their best region for the answer (their rank stays).
-        unscored = [hit.point_id for hit in hits if hit.region_score is None and hit.point_id not in by_whole]
-        if unscored:
-            regions.update(_best_regions(shard, query, _artwork_ids(unscored, payloads)))
-            hits = merged_hits(whole, regions, offset, limit, margin)
     projections = _projections(shard, [str(hit.point_id) for hit in hits], masked)
     return [
         ScoredArtwork(
@@ -951,32 +942,6 @@ def _search_regions(
         for hit in hits
         if str(hit.point_id) in projections  # a hit deleted between the engine's calls is left out
     ]
-
-
-def _artwork_ids(point_ids: Sequence[Any], payloads: dict[str, Any]) -> dict[str, str]:
-    """{point id: artwork id} of these artwork points, from their payloads."""
-    return {str(i): str(payloads[str(i)].get("id", "")) for i in point_ids}
-
-
-def _best_regions(shard: edge.EdgeShard, query: list[float], artwork_ids: dict[str, str]) -> dict[str, float]:
-    """{artwork point id: its best region's exact score} of these artworks ({point id: artwork id}), one
-    exact query per artwork over its own region points (a payload-index lookup: a few dozen points each),
-    all in one batch; artworks without regions are left out."""
-    if not artwork_ids:
-        return {}
-    requests = [
-        edge.QueryRequest(
-            limit=1,
-            query=edge.Query.Nearest(query, using=REGIONS_VECTOR),
-            filter=_regions_of([artwork_id]),
-            params=_EXACT,
-        )
-        for artwork_id in artwork_ids.values()
-    ]
-    columns = shard.query_batch(edge.QueryBatchRequest(requests))
-    return {
-        point: float(column[0].score) for point, column in zip(artwork_ids, columns, strict=True) if column
-    }
 
 
 # --- conversions ------------------------------------------------------------------------------------

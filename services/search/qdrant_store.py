@@ -45,11 +45,11 @@ from services.search.payload import (
     to_region_payload,
 )
 from services.search.region_scores import (
-    REGION_DEPTH_FACTOR,
     REGIONS_VECTOR,
     best_region_scores,
     merged_hits,
     needed_lookups,
+    region_list_limit,
 )
 from services.search.store import (
     DEFAULT_COLLECTION,
@@ -390,7 +390,7 @@ class QdrantArtworkStore:
                 query=query,
                 using=REGIONS_VECTOR,
                 filter=_to_qdrant_filter(artwork_filter, regions=True),
-                limit=REGION_DEPTH_FACTOR * depth,
+                limit=region_list_limit(depth),
                 with_payload=[REGION_OF_FIELD],
             ),
         ]
@@ -405,9 +405,7 @@ class QdrantArtworkStore:
             for point in region_points
             if point.payload and REGION_OF_FIELD in point.payload
         )
-        full = len(region_points) >= REGION_DEPTH_FACTOR * depth
-        floor = float(region_points[-1].score) if full and region_points else None
-        by_regions, by_whole = needed_lookups(whole, regions, depth, floor, margin)
+        by_regions = needed_lookups(whole, regions, depth, margin)
         if by_regions:
             # Their artwork points, scored and read; the filter checked on the artwork's own payload. A
             # region whose artwork point is gone or does not pass (a failure between writes) is dropped.
@@ -415,14 +413,7 @@ class QdrantArtworkStore:
             payloads.update({str(point.id): point.payload or {} for point in found})
             whole.update({str(point.id): float(point.score) for point in found})
         regions = {i: score for i, score in regions.items() if i in whole}  # the others cannot make the page
-        regions.update(await self._best_regions(name, query, _artwork_ids(by_whole, payloads)))
         hits = merged_hits(whole, regions, offset, limit, margin)
-        if floor is not None:
-            # The page's artworks found whole get their best region for the answer (their rank stays).
-            unscored = [h.point_id for h in hits if h.region_score is None and h.point_id not in by_whole]
-            if unscored:
-                regions.update(await self._best_regions(name, query, _artwork_ids(unscored, payloads)))
-                hits = merged_hits(whole, regions, offset, limit, margin)
         projections = await self._part_projections(name, [hit.point_id for hit in hits], masked)
         return [
             ScoredArtwork(
@@ -455,27 +446,6 @@ class QdrantArtworkStore:
             ),
         )
         return [] if response is None else list(response.points)
-
-    async def _best_regions(
-        self, name: str, query: list[float], artwork_ids: dict[str, str]
-    ) -> dict[str, float]:
-        """{artwork point id: its best region's exact score} of these artworks ({point id: artwork id}),
-        one exact query per artwork over its own region points, in one batch; artworks without regions
-        are left out."""
-        if not artwork_ids:
-            return {}
-        requests = [
-            models.QueryRequest(
-                query=query, using=REGIONS_VECTOR, filter=_regions_of([artwork_id]), limit=1, params=_EXACT
-            )
-            for artwork_id in artwork_ids.values()
-        ]
-        answers = await self._read(name, lambda: self._client.query_batch_points(name, requests=requests))
-        return {
-            point: float(answer.points[0].score)
-            for point, answer in zip(artwork_ids, answers or (), strict=False)
-            if answer.points
-        }
 
     async def _part_projections(
         self, name: str, point_ids: list[Any], masked: Sequence[np.ndarray | None]
@@ -912,11 +882,6 @@ def _region_points(item: IndexedArtwork) -> list[models.PointStruct]:
         )
         for index, row in enumerate(rows)
     ]
-
-
-def _artwork_ids(point_ids: Sequence[Any], payloads: Mapping[str, Any]) -> dict[str, str]:
-    """{point id: artwork id} of these artwork points, from their payloads."""
-    return {str(i): str(payloads[str(i)].get("id", "")) for i in point_ids}
 
 
 def _regions_of(artwork_ids: Sequence[str]) -> models.Filter:

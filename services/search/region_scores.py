@@ -8,28 +8,26 @@ every filter applies to region points as to artworks). Artwork points have only 
 query on one vector never meets the other kind of point.
 
 Both engines answer two nearest-neighbour queries in one batch, with the same filter: the whole vector
-`offset + limit` deep, and the regions `REGION_DEPTH_FACTOR` times as deep; the region points are grouped
-by artwork, each artwork taking its best region's score (`best_region_scores`). `merged_hits` then takes,
-per artwork, the better of the two, the region's less `margin`: the best of many regions is an optimistic
-similarity, and measured on the evaluation's photos (docs/search.md, "Regions") an unhandicapped region
-beat the right painting's whole picture for photos of whole paintings (gallery walls 0.30 -> 0.18 top-1,
-phone photos 0.95 -> 0.87), where a margin of 0.06 keeps every kind at its whole-picture level and details
-at 0.98. Before the merge, the artworks that may belong in the page get the score they lack, looked up
-exactly among those few points (`needed_lookups`: an artwork found by its regions, its whole vector and
-payload; found whole, its best region when a region could lift it), the others are left out (they cannot
-make the page); a region whose artwork point is gone (a crash between the two writes) is dropped there.
-After the merge, the page's artworks found whole get their best region's score for the answer
-(`region_score`; it cannot change their rank: their region is below the region list's last score).
+`offset + limit` deep, and the regions `REGION_DEPTH_FACTOR` times as deep, at most `REGION_LIST_MAX`
+points (`region_list_limit`); the region points are grouped by artwork, each artwork taking its best
+region's score (`best_region_scores`). `merged_hits` then takes, per artwork, the better of the two, the
+region's less `margin`: the best of many regions is an optimistic similarity, and measured on the
+evaluation's photos (docs/search.md, "Regions") an unhandicapped region beat the right painting's whole
+picture for photos of whole paintings (gallery walls 0.30 -> 0.18 top-1, phone photos 0.95 -> 0.87), where
+a margin of 0.06 keeps every kind at its whole-picture level and details at 0.98. Before the merge, the
+artworks found only by their regions that may make the page get their whole score and record, looked up
+exactly among those few points (`needed_lookups`); a region whose artwork point is gone (a crash between
+the two writes) is dropped there. An artwork found only whole scores its whole picture: its regions were
+not among the nearest region points, so `region_score` is unset for it.
 
-Approximate, like the HNSW search itself: an artwork among the best `offset + limit` by its region score
-is missed only when the region list's `REGION_DEPTH_FACTOR * (offset + limit)` points all belong to fewer
-than `offset + limit` better artworks, i.e. when the best artworks each have several regions better than
-its best one. Regions of one artwork are different crops, rarely all close to one query, and the first
-places -- what a photo search is judged on -- need only their own best regions to be in the list.
-Measured (bench/region_points.py, synthetic 3,000 artworks x 20 regions, docs/search.md "Regions"): the
-400 region points of a limit-100 search held about 390 distinct artworks; against the exact ranking,
-top-1 0.995, top-10 0.995, recall@100 0.9994 (the multivector scan: 1.0, 1.0, 0.9998); the one top-1
-miss is the HNSW graph's (an exact engine search finds it), not the cut.
+Approximate, like the HNSW search itself: an artwork is ranked by its region only when one of its regions
+is among the region list's points. The first places -- what a photo of a detail is judged on -- need only
+their own best regions to be in the list; deeper in a pool of 100 an artwork whose regions did not make the
+list is ranked by its whole picture. Measured (bench/region_points.py, synthetic 3,000 artworks x 20
+regions, docs/search.md "Regions"), before the cap: top-1 0.995 and top-10 0.995 against the exact ranking
+(the multivector scan: 1.0, 1.0); the cap and the dropped look-ups of whole matches (whose best region was
+scored exactly, one query each: most of a limit-100 search's time) took a limit-100 search on the
+evaluation's index (6,066 artworks, 121,320 region points) from ~28 to ~19 ms in process.
 """
 
 from __future__ import annotations
@@ -41,8 +39,11 @@ from typing import NamedTuple
 # made before regions existed).
 REGIONS_VECTOR = "regions"
 # Region points fetched per artwork of the page (offset + limit): an artwork's several good regions must
-# not crowd the others out of the list (see above).
+# not crowd the others out of the list (see above)...
 REGION_DEPTH_FACTOR = 4
+# ... but no more than this many: a detail's artwork is among the first region matches, and reading 400
+# region points for the gateway's pool of 100 cost more than the rest of the search (see above).
+REGION_LIST_MAX = 64
 # Subtracted from the best region's similarity before it competes with the whole picture's (see above).
 DEFAULT_REGION_MARGIN = 0.06
 
@@ -82,30 +83,23 @@ def missing_ids(
 
 
 def needed_lookups(
-    whole: Mapping[Hashable, float],
-    regions: Mapping[Hashable, float],
-    depth: int,
-    region_floor: float | None,
-    margin: float = 0.0,
-) -> tuple[list[Hashable], list[Hashable]]:
-    """The exact look-ups that can change the best `depth` artworks: (artworks found only by their regions
-    that may belong there: their whole score and record are needed; artworks found only whole whose best
-    region may beat their whole score). `region_floor`: the region list's last score when the list was
-    full (None: it held every region point that passes the filter).
-
-    An artwork found only by its regions scores at least its region less the margin, and at most that or
-    the whole list's last score; the `depth`-th best of the known lower bounds (`bar`) is at least that
-    last score, so one whose region less the margin is below the bar cannot make the page. An artwork
-    found only whole has its best region at most `region_floor` (none when the list was not full), so only
-    one whose whole score is below `region_floor - margin` may rank higher by a region."""
+    whole: Mapping[Hashable, float], regions: Mapping[Hashable, float], depth: int, margin: float = 0.0
+) -> list[Hashable]:
+    """The artworks found only by their regions that may belong among the best `depth`: their whole score
+    and record must be looked up. One scores at least its region less the margin; the `depth`-th best of
+    the known lower bounds (`bar`) is at least the whole list's last score, so one whose region less the
+    margin is below the bar cannot make the page."""
     lower = dict(whole)
     for i, score in regions.items():
         lower[i] = max(lower.get(i, float("-inf")), score - margin)
     bar = sorted(lower.values(), reverse=True)[depth - 1] if len(lower) > depth else float("-inf")
-    found_by_regions = [i for i, score in regions.items() if i not in whole and score - margin >= bar]
-    ceiling = float("-inf") if region_floor is None else region_floor - margin
-    found_whole = [i for i, score in whole.items() if i not in regions and score < ceiling]
-    return found_by_regions, found_whole
+    return [i for i, score in regions.items() if i not in whole and score - margin >= bar]
+
+
+def region_list_limit(depth: int) -> int:
+    """How many region points a search of `depth` artworks reads: `REGION_DEPTH_FACTOR` per artwork, at
+    most `REGION_LIST_MAX`."""
+    return min(REGION_DEPTH_FACTOR * depth, REGION_LIST_MAX)
 
 
 def merged_hits(

@@ -13,7 +13,13 @@ from PIL import Image
 
 from artsearch.ingest_regions import INPUT_SIZE, RegionCropFailed, region_crops
 from artsearch.regions import DEFAULT_REGION_GRID, RegionGrid, RegionScale, parse_region_grid
-from services.search.region_scores import best_region_scores, needed_lookups
+from services.search.region_scores import (
+    REGION_DEPTH_FACTOR,
+    REGION_LIST_MAX,
+    best_region_scores,
+    needed_lookups,
+    region_list_limit,
+)
 
 
 def test_a_scale_spreads_its_windows_evenly_from_edge_to_edge() -> None:
@@ -130,20 +136,14 @@ def test_only_region_matches_that_can_make_the_page_are_looked_up() -> None:
     whole = {"a": 0.9, "b": 0.8}
     regions = {"c": 0.95, "d": 0.7, "a": 0.5}  # c and d found by their regions only
     # Depth 2: the bar is the 2nd best lower bound (c 0.89, a 0.9, b 0.8 -> 0.89); d (0.64) cannot make it.
-    by_regions, by_whole = needed_lookups(whole, regions, depth=2, region_floor=0.5, margin=0.06)
-    assert by_regions == ["c"]
-    assert by_whole == []  # b's region is at most 0.5 - 0.06, below its whole 0.8
+    assert needed_lookups(whole, regions, depth=2, margin=0.06) == ["c"]
     # Fewer candidates than the depth: every one is looked up.
-    assert needed_lookups(whole, regions, depth=5, region_floor=None, margin=0.06)[0] == ["c", "d"]
+    assert needed_lookups(whole, regions, depth=5, margin=0.06) == ["c", "d"]
 
 
-def test_a_whole_match_is_looked_up_only_when_a_region_could_lift_it() -> None:
-    whole = {"a": 0.9, "b": 0.3}
-    regions = {"a": 0.95}
-    assert needed_lookups(whole, regions, depth=2, region_floor=0.5, margin=0.06)[1] == ["b"]
-    assert needed_lookups(whole, regions, depth=2, region_floor=0.3, margin=0.06)[1] == []
-    # The region list held every region point that passes the filter: b has none to look up.
-    assert needed_lookups(whole, regions, depth=2, region_floor=None, margin=0.06)[1] == []
+def test_the_region_list_grows_with_the_page_up_to_its_cap() -> None:
+    assert region_list_limit(5) == 5 * REGION_DEPTH_FACTOR
+    assert region_list_limit(100) == REGION_LIST_MAX < 100 * REGION_DEPTH_FACTOR
 
 
 def test_an_artwork_scores_its_best_region() -> None:
