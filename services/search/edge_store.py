@@ -67,9 +67,7 @@ from services.search.payload import (
 )
 from services.search.region_scores import (
     REGIONS_VECTOR,
-    RegionHit,
-    best_region_scores,
-    merged_hits,
+    RegionSearchScores,
     needed_lookups,
     region_list_limit,
 )
@@ -913,26 +911,19 @@ def _search_regions(
             ]
         )
     )
-    payloads = {str(point.id): point.payload or {} for point in whole_points}
-    whole = {str(point.id): float(point.score) for point in whole_points}
-    regions: dict[str, float] = best_region_scores(  # type: ignore[assignment]
-        (point_id(str(point.payload[REGION_OF_FIELD])), float(point.score))
-        for point in region_points
-        if point.payload and REGION_OF_FIELD in point.payload
-    )
-    by_regions = needed_lookups(whole, regions, depth, margin)
+    scores = RegionSearchScores.of(whole_points, region_points)
+    by_regions = needed_lookups(scores.whole, scores.regions, depth, margin)
     if by_regions:
         # Their artwork points, scored and read; the filter checked on the artwork's own payload. A region
         # whose artwork point is gone or does not pass (crash between writes) is dropped.
-        found = shard.query(_exact_query(query, by_regions, None, within=artwork_filter or edge.Filter()))
-        payloads.update({str(point.id): point.payload or {} for point in found})
-        whole.update({str(point.id): float(point.score) for point in found})
-    regions = {i: score for i, score in regions.items() if i in whole}  # the others cannot make the page
-    hits: list[RegionHit] = merged_hits(whole, regions, offset, limit, margin)
+        scores.add_artworks(
+            shard.query(_exact_query(query, by_regions, None, within=artwork_filter or edge.Filter()))
+        )
+    hits = scores.page(offset, limit, margin)
     projections = _projections(shard, [str(hit.point_id) for hit in hits], masked)
     return [
         ScoredArtwork(
-            to_record(payloads[str(hit.point_id)]),
+            to_record(scores.payloads[str(hit.point_id)]),
             hit.score,
             projections.get(str(hit.point_id), ()),
             whole_score=hit.whole_score,

@@ -46,8 +46,7 @@ from services.search.payload import (
 )
 from services.search.region_scores import (
     REGIONS_VECTOR,
-    best_region_scores,
-    merged_hits,
+    RegionSearchScores,
     needed_lookups,
     region_list_limit,
 )
@@ -398,26 +397,17 @@ class QdrantArtworkStore:
         if answers is None:
             return []
         whole_points, region_points = answers[0].points, answers[1].points
-        payloads = {str(point.id): point.payload or {} for point in whole_points}
-        whole = {str(point.id): float(point.score) for point in whole_points}
-        regions: dict[str, float] = best_region_scores(  # type: ignore[assignment]
-            (point_id(str(point.payload[REGION_OF_FIELD])), float(point.score))
-            for point in region_points
-            if point.payload and REGION_OF_FIELD in point.payload
-        )
-        by_regions = needed_lookups(whole, regions, depth, margin)
+        scores = RegionSearchScores.of(whole_points, region_points)
+        by_regions = needed_lookups(scores.whole, scores.regions, depth, margin)
         if by_regions:
             # Their artwork points, scored and read; the filter checked on the artwork's own payload. A
             # region whose artwork point is gone or does not pass (a failure between writes) is dropped.
-            found = await self._exact_points(name, query, by_regions, qdrant_filter)
-            payloads.update({str(point.id): point.payload or {} for point in found})
-            whole.update({str(point.id): float(point.score) for point in found})
-        regions = {i: score for i, score in regions.items() if i in whole}  # the others cannot make the page
-        hits = merged_hits(whole, regions, offset, limit, margin)
+            scores.add_artworks(await self._exact_points(name, query, by_regions, qdrant_filter))
+        hits = scores.page(offset, limit, margin)
         projections = await self._part_projections(name, [hit.point_id for hit in hits], masked)
         return [
             ScoredArtwork(
-                to_record(payloads[hit.point_id]),
+                to_record(scores.payloads[hit.point_id]),
                 hit.score,
                 projections.get(hit.point_id, ()),
                 whole_score=hit.whole_score,

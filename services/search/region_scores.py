@@ -33,7 +33,10 @@ evaluation's index (6,066 artworks, 121,320 region points) from ~28 to ~19 ms in
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from services.search.payload import REGION_OF_FIELD, point_id
 
 # The name of the vector of region points (the whole picture's vector is the unnamed one, as in collections
 # made before regions existed).
@@ -75,13 +78,6 @@ def best_region_scores(matches: Iterable[tuple[Hashable, float]]) -> dict[Hashab
     return best
 
 
-def missing_ids(
-    whole: Mapping[Hashable, float], regions: Mapping[Hashable, float]
-) -> tuple[list[Hashable], list[Hashable]]:
-    """(ids found by their regions but not scored whole, ids found whole but not scored by regions)."""
-    return [i for i in regions if i not in whole], [i for i in whole if i not in regions]
-
-
 def needed_lookups(
     whole: Mapping[Hashable, float], regions: Mapping[Hashable, float], depth: int, margin: float = 0.0
 ) -> list[Hashable]:
@@ -115,3 +111,50 @@ def merged_hits(
     hits = [RegionHit(i, whole.get(i), regions.get(i), margin) for i in ids]
     hits.sort(key=lambda hit: (-hit.score, hit.region_matched))
     return hits[offset : offset + limit]
+
+
+class EnginePoint(Protocol):
+    """A scored point as either engine returns it (qdrant-edge's ScoredPoint, qdrant-client's)."""
+
+    id: Any
+    score: float
+    payload: Mapping[str, Any] | None
+
+
+@dataclass
+class RegionSearchScores:
+    """What one region search knows, by artwork point id: the artworks' payloads and whole-picture scores,
+    and each artwork's best region score."""
+
+    payloads: dict[str, Mapping[str, Any]]
+    whole: dict[str, float]
+    regions: dict[str, float]
+
+    @classmethod
+    def of(
+        cls, whole_points: Iterable[EnginePoint], region_points: Iterable[EnginePoint]
+    ) -> RegionSearchScores:
+        """From the engine's two lists: artwork points (with payloads) and region points (with region_of)."""
+        whole_points = list(whole_points)
+        regions = best_region_scores(
+            (point_id(str(point.payload[REGION_OF_FIELD])), float(point.score))
+            for point in region_points
+            if point.payload and REGION_OF_FIELD in point.payload
+        )
+        return cls(
+            {str(point.id): point.payload or {} for point in whole_points},
+            {str(point.id): float(point.score) for point in whole_points},
+            {str(i): score for i, score in regions.items()},
+        )
+
+    def add_artworks(self, points: Iterable[EnginePoint]) -> None:
+        """Artwork points looked up exactly (those `needed_lookups` named)."""
+        for point in points:
+            self.payloads[str(point.id)] = point.payload or {}
+            self.whole[str(point.id)] = float(point.score)
+
+    def page(self, offset: int, limit: int, margin: float) -> list[RegionHit]:
+        """`merged_hits` of the artworks with a whole score: a region whose artwork was not looked up
+        cannot make the page, and one whose artwork point is gone (a crash between writes) is dropped."""
+        regions = {i: score for i, score in self.regions.items() if i in self.whole}
+        return merged_hits(self.whole, regions, offset, limit, margin)

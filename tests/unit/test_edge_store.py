@@ -148,8 +148,8 @@ async def test_a_bulk_load_is_indexed_in_the_background_and_answers_stay_exact(
     assert before[0] == [f"p{i}" for i in truth]
 
 
-async def test_writes_during_a_build_are_kept(store: EdgeArtworkStore, tmp_path: Path) -> None:
-    await store.upsert("", artworks(clustered(400)))
+async def build_started(store: EdgeArtworkStore, tmp_path: Path) -> asyncio.Task[bool]:
+    """A background index build of the default collection, once its copy is being indexed (or it ended)."""
     building = tmp_path / "edge" / "artworks" / "shard.building"
     build = asyncio.create_task(store.build_index(""))
     deadline = time.monotonic() + 30
@@ -157,6 +157,12 @@ async def test_writes_during_a_build_are_kept(store: EdgeArtworkStore, tmp_path:
         if building.exists() or build.done():
             break
         await asyncio.sleep(0.005)
+    return build
+
+
+async def test_writes_during_a_build_are_kept(store: EdgeArtworkStore, tmp_path: Path) -> None:
+    await store.upsert("", artworks(clustered(400)))
+    build = await build_started(store, tmp_path)
     # While the copy is being indexed: a new artwork, a replaced one, a deleted one.
     late = artworks(clustered(2, seed=5), prefix="late")
     await store.upsert("", late)
@@ -192,13 +198,7 @@ async def test_region_writes_during_a_build_are_kept(store: EdgeArtworkStore, tm
         for i, item in enumerate(artworks(vectors))
     ]
     await store.upsert("", with_regions)
-    building = tmp_path / "edge" / "artworks" / "shard.building"
-    build = asyncio.create_task(store.build_index(""))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if building.exists() or build.done():
-            break
-        await asyncio.sleep(0.005)
+    build = await build_started(store, tmp_path)
     # While the copy is being indexed: a new artwork with regions, one replaced without, one deleted, one
     # edited (its regions carry the new artist).
     detail = np.zeros(DIM, dtype=np.float32)
