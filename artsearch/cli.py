@@ -127,7 +127,11 @@ PORTS_HINT = (
 def _run_demo(stack: ServiceStack, catalogue: Catalogue) -> int:
     # Progress must show as it happens also when the output is a pipe (`make demo | tee demo.log`).
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    # Both stop the demo in order. SIGINT explicitly: a process started as a background job of a
+    # non-interactive shell (`make demo &` in a script, CI steps) inherits SIGINT ignored, and Python then
+    # leaves it ignored -- Ctrl-C or `kill -INT` would do nothing (seen in the test suite run that way).
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     started = time.perf_counter()
     try:
         stack.start()

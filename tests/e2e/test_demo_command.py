@@ -113,6 +113,9 @@ def demo(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # Started with SIGINT ignored, as a background job of a script or CI step starts it: Ctrl-C (the
+        # last test) must stop it all the same (a full run started that way once timed out there).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     running = Demo(process, ports, state_dir)
     reader = threading.Thread(target=running.read_output, daemon=True)
