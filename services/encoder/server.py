@@ -129,7 +129,7 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
         """Each photo decoded once (with a working copy); the whole photos go through the network while the
         decode pool analyses them (painting located, grey-scale or not), then the located crops do. A
         single photo's latency is then about max(network, analysis) + the crop's network time instead of
-        analysis + a network batch of two (docs/gateway.md, "Latency")."""
+        analysis + a network batch of two (docs/gateway.md, "Visitor photos")."""
         decoded = await self._decode_or_abort(images, context, work_side=ANALYSIS_WORK_SIDE)
         size = self._backend.info.input_size
         loop = asyncio.get_running_loop()
@@ -148,9 +148,10 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
         crops = [analysis.crop for analysis in analyses if analysis.crop is not None]
         outputs, pixels = whole_outputs, wholes
         if crops:
-            pixels = np.concatenate([wholes, np.stack(crops)])
-            crop_outputs = await self._embed_or_abort(pixels[len(wholes) :], context)
+            located_pixels = np.stack(crops)
+            crop_outputs = await self._embed_or_abort(located_pixels, context)
             outputs = {name: np.concatenate([values, crop_outputs[name]]) for name, values in outputs.items()}
+            pixels = np.concatenate([wholes, located_pixels])
         descriptors = await self._describe_or_abort(outputs, pixels, context)
         located = iter(descriptors[len(images) :])
         return encoder_pb2.EncodeResponse(
