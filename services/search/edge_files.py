@@ -1,6 +1,16 @@
 """The on-disk side of `EdgeArtworkStore`: the folder lock, a collection's folder (collection.json + the
-shard), recovery after a crash, shard copies and swaps, and snapshot archives. Every function blocks:
+shard folder), recovery after a crash, shard copies and swaps, and snapshot archives. Every function blocks:
 the store runs them on its executor threads.
+
+The shard folder. In a collection with regions it holds two engine shards, `artworks/` (one point per
+artwork) and `regions/` (the region points, services.search.region_scores), which every copy, build, swap,
+snapshot and restore moves as one folder, so that the two never come from different moments. The region
+points have a shard of their own because qdrant-edge keeps each named vector's storage dense over all the
+points of a segment: beside 20 region points per artwork, the whole-picture vector had 20 empty slots per
+artwork, a 1.5 GB collection instead of 132 MB and a whole-picture search 3-4x slower (docs/search.md,
+"Regions"). Collections made before regions (and with the first, multivector, layout) hold one engine shard
+in the shard folder itself; those made with region points in the artworks' shard are split at their next
+open (`open_collection`) or restore (`unpack_snapshot`).
 
 Durability. Every metadata file (collection.json, aliases.json, snapshot archives) is written to a temporary
 file, fsync'd, renamed over the old one and its folder fsync'd: a crash, a kill or a power cut leaves the old
@@ -23,14 +33,15 @@ import json
 import os
 import shutil
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import qdrant_edge as edge
 
 from artsearch.fault_injection import crash_point
-from services.search.payload import INTEGER_FIELDS, KEYWORD_FIELDS
+from services.search.payload import INTEGER_FIELDS, KEYWORD_FIELDS, REGION_OF_FIELD
 from services.search.store import InvalidStoreRequest, StoreError, StoreUnavailable
 
 COLLECTION_FORMAT = 1
@@ -44,9 +55,72 @@ BUILDING = "shard.building"
 OLD = "shard.old"
 TRASH = "shard.trash"
 RESTORING = "shard.restoring"
+SPLITTING = "shard.splitting"  # in a staged snapshot: its shard being split (`split_region_points`)
+# The engine shards inside the shard folder of a collection with regions (see the module docstring).
+ARTWORK_SHARD = "artworks"
+REGION_SHARD = "regions"
 # collection.json keys of the regions layouts (see `layout`).
-REGION_POINTS = "region_points"
+REGION_SHARD_KEY = "region_shard"
+REGION_POINTS = "region_points"  # region points in the artworks' shard: split at the next open
 OLD_REGIONS = "regions"
+LAYOUT_KEYS = (REGION_SHARD_KEY, REGION_POINTS, OLD_REGIONS)
+# The region points' vector in the `region_points` layout (its own shard has one unnamed vector).
+SHARED_REGIONS_VECTOR = "regions"
+_SPLIT_BATCH = 512
+
+
+@dataclass
+class Shards:
+    """A collection's open engine shards: the artworks' and, in a collection with regions, the region
+    points' (see the module docstring)."""
+
+    artworks: edge.EdgeShard
+    regions: edge.EdgeShard | None = None
+
+    def all(self) -> list[edge.EdgeShard]:
+        return [self.artworks] if self.regions is None else [self.artworks, self.regions]
+
+    def flush(self) -> None:
+        for shard in self.all():
+            shard.flush()
+
+    def close(self) -> None:
+        for shard in self.all():
+            shard.close()
+
+
+def engine_shard_folders(shard_folder: Path) -> list[Path]:
+    """The engine shards' folders in a shard folder: `artworks/` and `regions/`, or the folder itself."""
+    if (shard_folder / ARTWORK_SHARD).is_dir():
+        return [shard_folder / ARTWORK_SHARD, shard_folder / REGION_SHARD]
+    return [shard_folder]
+
+
+def load_shards(shard_folder: Path) -> Shards:
+    loaded = [edge.EdgeShard.load(str(folder)) for folder in engine_shard_folders(shard_folder)]
+    return Shards(*loaded)
+
+
+def create_shards(shard_folder: Path, config: edge.EdgeConfig, regions: bool) -> Shards:
+    """New empty engine shards (with the region points' own when `regions`) and their payload indexes
+    (before the first point, so that the HNSW graphs later built know the filter fields), flushed."""
+    if not regions:
+        return Shards(_create_engine_shard(shard_folder, config))
+    shard_folder.mkdir(parents=True)
+    return Shards(
+        _create_engine_shard(shard_folder / ARTWORK_SHARD, config),
+        _create_engine_shard(shard_folder / REGION_SHARD, config),
+    )
+
+
+def _create_engine_shard(folder: Path, config: edge.EdgeConfig) -> edge.EdgeShard:
+    shard = edge.EdgeShard.create(str(folder), config)
+    for field_name in KEYWORD_FIELDS:
+        shard.update(edge.UpdateOperation.create_field_index(field_name, edge.PayloadSchemaType.Keyword))
+    for field_name in INTEGER_FIELDS:
+        shard.update(edge.UpdateOperation.create_field_index(field_name, edge.PayloadSchemaType.Integer))
+    shard.flush()
+    return shard
 
 
 def lock_folder(folder: Path) -> IO[bytes]:
@@ -66,45 +140,104 @@ def open_collection(
     create_dimension: int | None,
     config_for: Callable[[int], edge.EdgeConfig],
     regions: bool = False,
-) -> tuple[int, edge.EdgeShard] | None:
-    """The collection in `folder` as (dimension, open shard); created when `create_dimension` is given,
-    with `config_for(dimension)` and its payload indexes, recording `regions` (whether that config has the
-    region points' vector: see `layout`); None when it does not exist."""
+) -> tuple[int, Shards] | None:
+    """The collection in `folder` as (dimension, open shards); created when `create_dimension` is given,
+    with `config_for(dimension)` and its payload indexes, with a shard for region points when `regions`
+    (see `layout`); None when it does not exist. A collection with region points in the artworks' shard
+    is split first (one-off: it reads and writes every point)."""
     meta_file = folder / COLLECTION_FILE
     recover(folder)
     if meta_file.is_file():
         meta = json.loads(meta_file.read_text())
         if meta.get("format") != COLLECTION_FORMAT:
             raise StoreError(f"{meta_file} has format {meta.get('format')!r}, expected {COLLECTION_FORMAT}")
-        return int(meta["dimension"]), edge.EdgeShard.load(str(folder / SHARD))
+        if meta.get(REGION_POINTS):
+            return _split_live(folder, config_for)
+        return int(meta["dimension"]), load_shards(folder / SHARD)
     if create_dimension is None:
         return None
     # A folder without collection.json is a creation that did not finish: start it again.
     remove_tree(folder)
     folder.mkdir(parents=True)
-    shard = edge.EdgeShard.create(str(folder / SHARD), config_for(create_dimension))
-    for field_name in KEYWORD_FIELDS:
-        shard.update(edge.UpdateOperation.create_field_index(field_name, edge.PayloadSchemaType.Keyword))
-    for field_name in INTEGER_FIELDS:
-        shard.update(edge.UpdateOperation.create_field_index(field_name, edge.PayloadSchemaType.Integer))
-    shard.flush()
+    shards = create_shards(folder / SHARD, config_for(create_dimension), regions)
     fsync_tree(folder / SHARD)
     # The commit of a creation: a folder without collection.json is not a collection (see above).
     write_json(
-        meta_file, {"format": COLLECTION_FORMAT, "dimension": create_dimension, REGION_POINTS: regions}
+        meta_file, {"format": COLLECTION_FORMAT, "dimension": create_dimension, REGION_SHARD_KEY: regions}
     )
-    return create_dimension, shard
+    return create_dimension, shards
 
 
 def layout(folder: Path) -> tuple[bool, bool]:
-    """(named, region points) of the collection, as collection.json says. `named`: its whole-picture vector
-    is the unnamed one among named vectors (reads ask for it by name). `region points`: it holds region
-    points with the `regions` vector (services.search.region_scores). A collection made before regions
-    existed has neither key; one made with the first regions layout (a MaxSim multivector in the artwork's
-    point, never released) has `"regions": true`: named, but searched and written as without regions."""
+    """(named, regions) of the collection, as collection.json says. `named`: its whole-picture vector is the
+    unnamed one among named vectors (reads ask for it by name). `regions`: its region points have a shard
+    of their own (services.search.region_scores). A collection made before regions existed has no layout
+    key; one made with the first regions layout (a MaxSim multivector in the artwork's point, never
+    released) has `"regions": true`: named, but searched and written as without regions."""
     meta = json.loads((folder / COLLECTION_FILE).read_text())
-    region_points = bool(meta.get(REGION_POINTS, False))
-    return region_points or bool(meta.get(OLD_REGIONS, False)), region_points
+    return bool(meta.get(OLD_REGIONS, False)), bool(meta.get(REGION_SHARD_KEY, False))
+
+
+def split_region_points(source: Path, target: Path, config: edge.EdgeConfig) -> None:
+    """Writes the engine shard `source`, of the `region_points` layout (region points beside the artworks'
+    in one shard, the whole vector named ""), as a shard folder `target` with a shard each (see the module
+    docstring); `source` is only read."""
+    remove_tree(target)
+    old = edge.EdgeShard.load(str(source))
+    shards = create_shards(target, config, regions=True)
+    try:
+        region_of = edge.IsEmptyCondition(REGION_OF_FIELD)
+        for points in _scrolled(old, edge.Filter(must=[region_of]), ""):
+            shards.artworks.update(edge.UpdateOperation.upsert_points(points))
+        for points in _scrolled(old, edge.Filter(must_not=[region_of]), SHARED_REGIONS_VECTOR):
+            assert shards.regions is not None
+            shards.regions.update(edge.UpdateOperation.upsert_points(points))
+        shards.flush()
+    finally:
+        shards.close()
+        old.close()
+    fsync_tree(target)
+
+
+def _scrolled(shard: edge.EdgeShard, within: edge.Filter, vector: str) -> Iterator[list[edge.Point]]:
+    """The points of `shard` that pass `within`, in batches, with named vector `vector` as their only,
+    unnamed, one."""
+    offset = None
+    while True:
+        request = edge.ScrollRequest(
+            offset=offset, limit=_SPLIT_BATCH, filter=within, with_payload=True, with_vector=[vector]
+        )
+        records, offset = shard.scroll(request)
+        points = [edge.Point(record.id, _vector(record, vector), record.payload) for record in records]
+        if points:
+            yield points
+        if offset is None:
+            return
+
+
+def _vector(record: Any, name: str) -> list[float]:
+    """A record's vector `name` (the engine hands the unnamed one back bare, even among named ones)."""
+    stored = record.vector
+    if isinstance(stored, dict):
+        stored = stored.get(name)
+    if stored is None:
+        raise StoreError(f"point {record.id} has no vector {name!r}")
+    return list(stored)
+
+
+def _split_live(folder: Path, config_for: Callable[[int], edge.EdgeConfig]) -> tuple[int, Shards]:
+    """Splits a `region_points` collection (see `split_region_points`), swapped in as a restore is."""
+    meta = json.loads((folder / COLLECTION_FILE).read_text())
+    staging = folder / RESTORING
+    remove_tree(staging)
+    staging.mkdir()
+    split_region_points(folder / SHARD, staging / SHARD, config_for(int(meta["dimension"])))
+    write_json(
+        staging / COLLECTION_FILE,
+        {"format": COLLECTION_FORMAT, "dimension": int(meta["dimension"]), REGION_SHARD_KEY: True},
+    )
+    shards, dimension = restore_into(folder, None)
+    return dimension, shards
 
 
 def recover(folder: Path) -> None:
@@ -129,18 +262,30 @@ def copy_shard(source: Path, target: Path) -> None:
 
 
 class SwapFailed(StoreError):
-    """The incoming shard could not be loaded; the live one is back and open again (`shard`)."""
+    """The incoming shard could not be loaded; the live one is back and open again (`shards`)."""
 
-    def __init__(self, message: str, shard: edge.EdgeShard) -> None:
+    def __init__(self, message: str, shards: Shards) -> None:
         super().__init__(message)
-        self.shard = shard
+        self.shards = shards
 
 
-def swap_in(folder: Path, current: edge.EdgeShard, replay: list[edge.UpdateOperation]) -> edge.EdgeShard:
-    """The built copy in place of the live shard, with the writes it missed applied again."""
+# A write of the store: the engine operation and whether it goes to the region points' shard.
+Write = tuple[edge.UpdateOperation, bool]
+
+
+def apply_write(shards: Shards, write: Write) -> None:
+    operation, to_regions = write
+    target = shards.regions if to_regions else shards.artworks
+    if target is None:
+        raise StoreError("a region write to a collection without a region shard")
+    target.update(operation)
+
+
+def swap_in(folder: Path, current: Shards, replay: list[Write]) -> Shards:
+    """The built copy in place of the live shards, with the writes it missed applied again."""
     shard = replace_shard(folder, folder / BUILDING, current, "build")
-    for operation in replay:
-        shard.update(operation)
+    for write in replay:
+        apply_write(shard, write)
     shard.flush()
     fsync_tree(folder / SHARD)  # durable before the commit makes it the only copy
     crash_point("build.swap_replayed")
@@ -148,7 +293,7 @@ def swap_in(folder: Path, current: edge.EdgeShard, replay: list[edge.UpdateOpera
     return shard
 
 
-def replace_shard(folder: Path, incoming: Path, current: edge.EdgeShard | None, step: str) -> edge.EdgeShard:
+def replace_shard(folder: Path, incoming: Path, current: Shards | None, step: str) -> Shards:
     """Puts the shard folder `incoming` in place of the live one (closed first) and loads it. Until
     `finish_replace`, the old shard stays beside it as `shard.old`, the authoritative copy. `step` names
     the operation at its crash points (fault_injection)."""
@@ -163,7 +308,7 @@ def replace_shard(folder: Path, incoming: Path, current: edge.EdgeShard | None, 
     fsync_dir(folder)
     crash_point(f"{step}.swap_renamed")
     try:
-        return edge.EdgeShard.load(str(live))
+        return load_shards(live)
     except Exception as exc:
         remove_tree(live)
         if not old.exists():
@@ -171,7 +316,7 @@ def replace_shard(folder: Path, incoming: Path, current: edge.EdgeShard | None, 
         old.rename(live)
         _put_back_old_metadata(folder)
         fsync_dir(folder)
-        reopened = edge.EdgeShard.load(str(live))
+        reopened = load_shards(live)
         raise SwapFailed(f"cannot load the new shard, kept the old one: {exc}", reopened) from exc
 
 
@@ -277,8 +422,9 @@ def write_archive(collection_folder: Path, path: Path) -> int:
     return path.stat().st_size
 
 
-def unpack_snapshot(archive: Path, staging: Path) -> None:
-    """Extracts a snapshot next to the live shard and checks that the engine can load it."""
+def unpack_snapshot(archive: Path, staging: Path, config_for: Callable[[int], edge.EdgeConfig]) -> None:
+    """Extracts a snapshot next to the live shard and checks that the engine can load it; a snapshot of
+    the `region_points` layout is split (see `split_region_points`)."""
     remove_tree(staging)
     staging.mkdir(parents=True)
     try:
@@ -287,8 +433,14 @@ def unpack_snapshot(archive: Path, staging: Path) -> None:
         meta = json.loads((staging / COLLECTION_FILE).read_text())
         if meta.get("format") != COLLECTION_FORMAT or not (staging / SHARD).is_dir():
             raise InvalidStoreRequest(f"{archive.name} is not a snapshot of this engine")
-        int(meta["dimension"])
-        edge.EdgeShard.load(str(staging / SHARD)).close()
+        dimension = int(meta["dimension"])
+        if meta.get(REGION_POINTS):
+            split_region_points(staging / SHARD, staging / SPLITTING, config_for(dimension))
+            remove_tree(staging / SHARD)
+            (staging / SPLITTING).rename(staging / SHARD)
+            split = {"format": COLLECTION_FORMAT, "dimension": dimension, REGION_SHARD_KEY: True}
+            write_json(staging / COLLECTION_FILE, split)
+        load_shards(staging / SHARD).close()
         fsync_tree(staging)  # durable before the swap makes it the collection
     except InvalidStoreRequest:
         remove_tree(staging)
@@ -298,7 +450,7 @@ def unpack_snapshot(archive: Path, staging: Path) -> None:
         raise InvalidStoreRequest(f"snapshot {archive.name} cannot be restored: {exc}") from exc
 
 
-def restore_into(folder: Path, current: edge.EdgeShard | None) -> tuple[edge.EdgeShard, int]:
+def restore_into(folder: Path, current: Shards | None) -> tuple[Shards, int]:
     """The unpacked snapshot (see `unpack_snapshot`) in place of the collection's shard, and its metadata in
     place of the collection's, committed together by `finish_replace` (see the module docstring)."""
     staging = folder / RESTORING
@@ -311,7 +463,7 @@ def restore_into(folder: Path, current: edge.EdgeShard | None) -> tuple[edge.Edg
         fsync_file(folder / OLD_COLLECTION_FILE)
         fsync_dir(folder)
     shard = replace_shard(folder, staging / SHARD, current, "restore")
-    layout_keys = {key: bool(staged[key]) for key in (REGION_POINTS, OLD_REGIONS) if key in staged}
+    layout_keys = {key: bool(staged[key]) for key in LAYOUT_KEYS if key in staged}
     write_json(meta, {"format": COLLECTION_FORMAT, "dimension": dimension, **layout_keys})
     crash_point("restore.metadata_written")
     finish_replace(folder, "restore")

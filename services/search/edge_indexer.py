@@ -1,5 +1,5 @@
-"""`python -m services.search.edge_indexer SHARD_DIR [PARENT_PID]`: build the HNSW index of a qdrant-edge
-shard copy.
+"""`python -m services.search.edge_indexer SHARD_DIR [PARENT_PID]`: build the HNSW indexes of a copy of a
+collection's shard folder (its one engine shard, or the artworks' and the region points': edge_files).
 
 Run by `EdgeArtworkStore` as a child process, because `EdgeShard.optimize()` holds the GIL for the whole
 build and would freeze the serving process. Runs at low CPU priority so that serving keeps the cores it
@@ -26,26 +26,37 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def build(shard_dir: str) -> dict[str, object]:
-    import qdrant_edge
-
-    from services.search.edge_files import fsync_tree
+    from services.search.edge_files import engine_shard_folders, fsync_tree
 
     started = time.monotonic()
-    shard = qdrant_edge.EdgeShard.load(shard_dir)
+    reports = [_optimized(folder) for folder in engine_shard_folders(Path(shard_dir))]
+    fsync_tree(Path(shard_dir))
+    return {
+        "optimized": any(report["optimized"] for report in reports),
+        "build_seconds": round(time.monotonic() - started, 2),
+        **{
+            key: sum(int(report[key]) for report in reports)
+            for key in ("points", "indexed_points", "segments")
+        },
+    }
+
+
+def _optimized(folder: Path) -> dict[str, int | bool]:
+    """Optimises one engine shard; what it did."""
+    import qdrant_edge
+
+    shard = qdrant_edge.EdgeShard.load(str(folder))
     try:
         optimized = shard.optimize()
         info = shard.info()
-        report = {
-            "optimized": optimized,
-            "build_seconds": round(time.monotonic() - started, 2),
+        return {
+            "optimized": bool(optimized),
             "points": info.points_count,
             "indexed_points": info.indexed_vectors_count,
             "segments": info.segments_count,
         }
     finally:
         shard.close()
-    fsync_tree(Path(shard_dir))
-    return report
 
 
 def die_with_parent(parent_pid: int) -> None:

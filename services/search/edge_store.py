@@ -5,13 +5,15 @@ Layout under the data folder (one process at a time: a lock file says so):
     <root>/.lock
     <root>/aliases.json                   alias -> collection (requests naming an alias use its collection)
     <root>/<collection>/collection.json   dimension and format of the collection
-    <root>/<collection>/shard/            the EdgeShard (segments + WAL)
+    <root>/<collection>/shard/artworks/   the artworks' EdgeShard (segments + WAL)
+    <root>/<collection>/shard/regions/    the region points' EdgeShard
     <root>/snapshots/<name>.snapshot      tar archives written by create_snapshot
 
-Every collection is one EdgeShard with one unnamed cosine vector per artwork point, and, in collections
-with regions, region points with the named vector "regions" (services.search.region_scores); its payload
-indexes are created with the shard, before the first point, so that the HNSW graphs later built over it
-know the filter fields.
+Every collection has an EdgeShard with one unnamed cosine vector per artwork point and one of region points
+(services.search.region_scores), each with one unnamed cosine vector and the artwork's filter fields; they
+are copied, built, swapped, archived and restored together, as one shard folder (edge_files). Collections
+made before regions have their one EdgeShard in `shard/` itself. Payload indexes are created with the
+shards, before the first point, so that the HNSW graphs later built over them know the filter fields.
 
 Indexing. New points land in an appendable segment that Qdrant searches exactly (brute force); only its
 optimizer turns segments into HNSW-indexed ones. `EdgeShard.optimize()` keeps the GIL for the whole build
@@ -22,7 +24,7 @@ copy replaces the live shard when it is done:
 1. quiet for `index_delay_s` after a write, with at least `index_threshold` unindexed points: flush,
    copy `shard/` to `shard.building/` (writes wait for the copy, reads go on), start recording writes;
 2. the child optimises the copy at low CPU priority while this process keeps serving from `shard/`;
-3. swap (reads and writes wait, about a second): close the shard, `shard` -> `shard.old`,
+3. swap (reads and writes wait, about a second): close the shards, `shard` -> `shard.old`,
    `shard.building` -> `shard`, load, replay the recorded writes, flush, drop `shard.old`.
 
 While `shard.old` exists it is the authoritative copy: a crash during a swap is undone at the next open.
@@ -52,6 +54,7 @@ import qdrant_edge as edge
 from artsearch.artists import artist_key
 from artsearch.fault_injection import crash_point
 from services.search import edge_files
+from services.search.edge_files import Shards, Write, apply_write
 from services.search.part_scores import masked_part_queries, projections_by_id
 from services.search.payload import (
     REGION_OF_FIELD,
@@ -66,7 +69,6 @@ from services.search.payload import (
     to_region_payload,
 )
 from services.search.region_scores import (
-    REGIONS_VECTOR,
     RegionSearchScores,
     needed_lookups,
     region_list_limit,
@@ -148,7 +150,7 @@ class _Build:
     """A background build in progress: the child process and the writes it will miss."""
 
     process: asyncio.subprocess.Process | None = None
-    replay: list[edge.UpdateOperation] = field(default_factory=list)
+    replay: list[Write] = field(default_factory=list)
     replay_points: int = 0
     overflowed: bool = False
 
@@ -192,17 +194,17 @@ class _Gate:
 
 
 class _Collection:
-    """One open collection: its shard and what guards it."""
+    """One open collection: its shards and what guards them."""
 
     def __init__(
-        self, name: str, folder: Path, dimension: int, shard: edge.EdgeShard, layout: tuple[bool, bool]
+        self, name: str, folder: Path, dimension: int, shards: Shards, layout: tuple[bool, bool]
     ) -> None:
         self.name = name
         self.folder = folder
         self.dimension = dimension
-        self.shard = shard
+        self.shards = shards
         # edge_files.layout: whether the whole vector is the unnamed one among named vectors, and whether
-        # the collection holds region points (collections made before them, or with the old multivector
+        # the collection has a region shard (collections made before regions, or with the old multivector
         # layout, do not: they are searched and written as without regions).
         self.named, self.regions = layout
         self.gate = _Gate()
@@ -217,7 +219,7 @@ class _Collection:
 
 
 class EdgeArtworkStore:
-    """`ArtworkStore` with one EdgeShard per collection under `root`. Build it with `open(root)`."""
+    """`ArtworkStore` with a shard folder per collection under `root`. Build it with `open(root)`."""
 
     def __init__(self, root: Path, lock: IO[bytes], settings: EdgeSettings, default_collection: str) -> None:
         self._root = root
@@ -310,8 +312,8 @@ class EdgeArtworkStore:
             params = self._search_params
             return await self._read(
                 target,
-                lambda shard: _search_regions(
-                    shard, vector, (offset, limit), filters, params, masked, region_margin
+                lambda shards: _search_regions(
+                    shards, vector, (offset, limit), filters, params, masked, region_margin
                 ),
             )
         request = edge.QueryRequest(
@@ -323,7 +325,7 @@ class EdgeArtworkStore:
             params=self._search_params,
         )
         points, projections = await self._read(
-            target, lambda shard: _search_with_parts(shard, request, masked)
+            target, lambda shards: _search_with_parts(shards.artworks, request, masked)
         )
         return [
             ScoredArtwork(
@@ -358,13 +360,14 @@ class EdgeArtworkStore:
                 for ids in (await self._stored_regions(target, requested) or {}).values()
                 for point in ids
             ]
-            operations = []
+            operations: list[Write] = []
             if regions:
                 # The regions first (of every id asked for: also clears regions a crash left orphaned), so
                 # that a crash in between leaves an artwork without regions, never regions without artwork.
-                operations.append(edge.UpdateOperation.delete_points(regions))
+                operations.append((edge.UpdateOperation.delete_points(regions), True))
             if existing:
-                operations.append(edge.UpdateOperation.delete_points([point_id(i) for i in existing]))
+                deleted = [point_id(i) for i in existing]
+                operations.append((edge.UpdateOperation.delete_points(deleted), False))
             if operations:
                 await self._apply(target, operations, points=len(existing))
         return len(existing)
@@ -390,13 +393,13 @@ class EdgeArtworkStore:
             payload = changed_fields(changes)
             if changes.touches_extra():
                 payload["extra"] = dict(current.extra)  # a top-level set replaces the object whole
-            operations = [edge.UpdateOperation.set_payload([point_id(artwork_id)], payload)]
+            operations = [(edge.UpdateOperation.set_payload([point_id(artwork_id)], payload), False)]
             regions = (await self._stored_regions(target, [artwork_id]) or {}).get(artwork_id)
             if regions:
                 # Region points carry the filterable fields: rewritten after the artwork's (a crash in
                 # between leaves them stale; a region match is checked against the artwork's own payload).
                 region_payload = to_region_payload(current)
-                operations.append(edge.UpdateOperation.overwrite_payload(regions, region_payload))
+                operations.append((edge.UpdateOperation.overwrite_payload(regions, region_payload), True))
             await self._apply(target, operations, points=1)
         return UpdatedArtwork(previous, current)
 
@@ -404,8 +407,8 @@ class EdgeArtworkStore:
         target = await self._collection(self._resolve(collection))
         if target is None:
             return 0
-        request = edge.CountRequest(exact=True, filter=_artworks_only(target, _to_edge_filter(filter)))
-        return int(await self._read(target, lambda shard: shard.count(request)))
+        request = edge.CountRequest(exact=True, filter=_to_edge_filter(filter))
+        return int(await self._read(target, lambda shards: shards.artworks.count(request)))
 
     async def scroll(
         self,
@@ -422,11 +425,11 @@ class EdgeArtworkStore:
         request = edge.ScrollRequest(
             offset=start,
             limit=limit,
-            filter=_artworks_only(target, _to_edge_filter(filter)),
+            filter=_to_edge_filter(filter),
             with_payload=True,
             with_vector=_whole_vector(target, with_vectors),
         )
-        records, following = await self._read(target, lambda shard: shard.scroll(request))
+        records, following = await self._read(target, lambda shards: shards.artworks.scroll(request))
         items = [to_indexed(record, with_vectors) for record in records]
         return ScrollPage(items, "" if following is None else str(following))
 
@@ -439,7 +442,7 @@ class EdgeArtworkStore:
         path = self._root / edge_files.SNAPSHOTS_FOLDER / name
         # No write may land half-way through the archive; reads go on.
         async with target.write_lock:
-            await self._read(target, lambda shard: shard.flush())
+            await self._read(target, lambda shards: shards.flush())
             size = await self._call(edge_files.write_archive, target.folder, path)
         log.info("snapshot written", extra={"collection": target.name, "snapshot": name, "bytes": size})
         return SnapshotInfo(name, target.name, size, stamp.isoformat())
@@ -449,13 +452,13 @@ class EdgeArtworkStore:
         archive = self._snapshot_path(name)
         existing = await self._collection(target_name)  # before unpacking: opening clears leftovers
         staging = self._root / target_name / edge_files.RESTORING
-        await self._call(edge_files.unpack_snapshot, archive, staging)
+        await self._call(edge_files.unpack_snapshot, archive, staging, self._config_for)
         if existing is None:
             async with self._opening:
                 folder = self._root / target_name
-                shard, dimension = await self._call(edge_files.restore_into, folder, None)
+                shards, dimension = await self._call(edge_files.restore_into, folder, None)
                 layout = await self._call(edge_files.layout, folder)
-                existing = _Collection(target_name, folder, dimension, shard, layout)
+                existing = _Collection(target_name, folder, dimension, shards, layout)
                 self._collections[target_name] = existing
         else:
             await self._cancel_build(existing)
@@ -514,7 +517,7 @@ class EdgeArtworkStore:
         await self._cancel_build(collection)
         async with collection.build_lock, collection.write_lock, collection.gate.exclusive():
             collection.dropped = True
-            await self._call(collection.shard.close)
+            await self._call(collection.shards.close)
             await self._call(edge_files.drop_collection, collection.folder)
         log.info("collection dropped", extra={"collection": collection.name})
 
@@ -525,7 +528,7 @@ class EdgeArtworkStore:
         for collection in list(self._collections.values()):
             await self._cancel_build(collection)  # a background build: its child is killed
             async with collection.build_lock, collection.gate.exclusive():
-                await self._call(collection.shard.close)
+                await self._call(collection.shards.close)
         self._collections.clear()
         self._executor.shutdown(wait=True)
         self._lock.close()  # releases the lock
@@ -545,8 +548,8 @@ class EdgeArtworkStore:
         target = await self._collection(self._resolve(collection))
         if target is None:
             return 0, 0
-        info = await self._read(target, lambda shard: shard.info())
-        return int(info.points_count), int(info.indexed_vectors_count)
+        infos = await self._read(target, lambda shards: [shard.info() for shard in shards.all()])
+        return sum(int(i.points_count) for i in infos), sum(int(i.indexed_vectors_count) for i in infos)
 
     def _plan_build(self, collection: _Collection) -> None:
         collection.dirty = True
@@ -581,7 +584,7 @@ class EdgeArtworkStore:
             build = _Build()
             copy = collection.folder / edge_files.BUILDING
             async with collection.write_lock:
-                await self._read(collection, lambda shard: shard.flush())
+                await self._read(collection, lambda shards: shards.flush())
                 await self._call(edge_files.copy_shard, collection.folder / edge_files.SHARD, copy)
                 collection.build = build
             crash_point("build.copied")
@@ -637,17 +640,18 @@ class EdgeArtworkStore:
                 self._plan_build(collection)
                 return False
             async with collection.gate.exclusive():
-                collection.shard = await self._swap(
-                    collection, partial(edge_files.swap_in, collection.folder, collection.shard, build.replay)
+                collection.shards = await self._swap(
+                    collection,
+                    partial(edge_files.swap_in, collection.folder, collection.shards, build.replay),
                 )
         return True
 
     async def _swap_snapshot_in(self, collection: _Collection) -> None:
         async with collection.build_lock, collection.write_lock, collection.gate.exclusive():
-            shard, dimension = await self._swap(
-                collection, partial(edge_files.restore_into, collection.folder, collection.shard)
+            shards, dimension = await self._swap(
+                collection, partial(edge_files.restore_into, collection.folder, collection.shards)
             )
-            collection.shard, collection.dimension = shard, dimension
+            collection.shards, collection.dimension = shards, dimension
             collection.named, collection.regions = await self._call(edge_files.layout, collection.folder)
 
     async def _cancel_build(self, collection: _Collection) -> None:
@@ -683,18 +687,21 @@ class EdgeArtworkStore:
                     edge_files.open_collection,
                     folder,
                     create_dimension,
-                    partial(edge_config, settings=self._settings, regions=True),
+                    self._config_for,
                     True,  # every new collection can hold region points
                 )
                 if opened is None:
                     return None
-                dimension, shard = opened
+                dimension, shards = opened
                 layout = await self._call(edge_files.layout, folder)
-                found = _Collection(name, folder, dimension, shard, layout)
+                found = _Collection(name, folder, dimension, shards, layout)
                 self._collections[name] = found
                 if create_dimension is not None:
                     log.info("collection ready", extra={"collection": name, "dimension": dimension})
         return found
+
+    def _config_for(self, dimension: int) -> edge.EdgeConfig:
+        return edge_config(dimension, self._settings)
 
     def _snapshot_path(self, name: str) -> Path:
         if not SNAPSHOT_NAME.fullmatch(name):
@@ -715,11 +722,11 @@ class EdgeArtworkStore:
         except Exception as exc:  # qdrant-edge raises plain Exception with the engine's message
             raise StoreUnavailable(f"qdrant-edge failed: {exc}") from exc
 
-    async def _read(self, collection: _Collection, call: Callable[[edge.EdgeShard], T]) -> T:
+    async def _read(self, collection: _Collection, call: Callable[[Shards], T]) -> T:
         async with collection.gate.shared():
             if collection.dropped:
                 raise StoreUnavailable(f"collection {collection.name!r} was replaced meanwhile: try again")
-            return await self._call(call, collection.shard)
+            return await self._call(call, collection.shards)
 
     async def _swap(self, collection: _Collection, replace: Callable[[], T]) -> T:
         """Runs a shard replacement (the caller holds the gate alone); if it fails, the collection keeps
@@ -727,7 +734,7 @@ class EdgeArtworkStore:
         try:
             return await self._call(replace)
         except edge_files.SwapFailed as failed:
-            collection.shard = failed.shard
+            collection.shards = failed.shards
             raise StoreError(str(failed)) from failed
 
     async def _retrieve(
@@ -736,7 +743,7 @@ class EdgeArtworkStore:
         point_ids = [point_id(i) for i in ids]
         records = await self._read(
             collection,
-            lambda shard: shard.retrieve(
+            lambda shards: shards.artworks.retrieve(
                 point_ids, with_payload=True, with_vector=_whole_vector(collection, with_vectors)
             ),
         )
@@ -757,20 +764,18 @@ class EdgeArtworkStore:
             with_payload=[REGION_OF_FIELD],
             with_vector=False,
         )
-        records, _ = await self._read(collection, lambda shard: shard.scroll(request))
+        records, _ = await self._read(collection, lambda shards: _region_shard(shards).scroll(request))
         stored: dict[str, list[str]] = {}
         for record in records:
             stored.setdefault(str((record.payload or {}).get(REGION_OF_FIELD)), []).append(str(record.id))
         return stored
 
-    async def _apply(
-        self, collection: _Collection, operations: list[edge.UpdateOperation], points: int
-    ) -> None:
+    async def _apply(self, collection: _Collection, operations: list[Write], points: int) -> None:
         """Applies writes (the caller holds the write lock), and records them for a build in progress."""
 
-        def apply_all(shard: edge.EdgeShard) -> None:
+        def apply_all(shards: Shards) -> None:
             for operation in operations:
-                shard.update(operation)
+                apply_write(shards, operation)
                 crash_point("write.applied")  # an engine batch in, the call not answered yet
 
         await self._read(collection, apply_all)
@@ -796,14 +801,16 @@ async def _uncancellable(coroutine: Coroutine[Any, Any, T]) -> T:
         raise
 
 
-def edge_config(dimension: int, settings: EdgeSettings, regions: bool = False) -> edge.EdgeConfig:
-    """The qdrant-edge shard configuration for vectors of `dimension` under these settings; with `regions`,
-    also the vector of region points, one region each (services.search.region_scores), stored, quantized
-    and HNSW-indexed like the whole vector. Not a MaxSim multivector in the artwork's point, as first
-    built: a graph over multivectors is far too slow to build, so that layout scanned every region of
-    every artwork per search (37.5 ms at 3,000 artworks x 20 regions, growing with the collection); nor 20
-    named vectors with a graph each (20 graph searches per query: 8-34 ms). One graph over all region
-    points is searched like the whole vector's (docs/search.md, "Regions")."""
+def edge_config(dimension: int, settings: EdgeSettings) -> edge.EdgeConfig:
+    """The qdrant-edge shard configuration for vectors of `dimension` under these settings: one unnamed
+    cosine vector per point, stored, quantized and HNSW-indexed as the settings say. The same for the
+    artworks' shard and the region points' (one region per point: services.search.region_scores). Not a
+    MaxSim multivector in the artwork's point, as first built: a graph over multivectors is far too slow
+    to build, so that layout scanned every region of every artwork per search (37.5 ms at 3,000 artworks x
+    20 regions, growing with the collection); nor 20 named vectors with a graph each (20 graph searches per
+    query: 8-34 ms); nor region points beside the artworks' in one shard (edge_files: the whole vector's
+    dense storage). One graph over all region points is searched like the whole vector's (docs/search.md,
+    "Regions")."""
     quantization = (
         edge.ScalarQuantizationConfig(edge.ScalarType.Int8, quantile=0.99, always_ram=True)
         if settings.quantization
@@ -817,16 +824,8 @@ def edge_config(dimension: int, settings: EdgeSettings, regions: bool = False) -
         datatype=VECTOR_DATATYPES[settings.vector_datatype],
         memory=edge.Memory.Cold if settings.vectors_on_disk else None,
     )
-    named: dict[str, edge.EdgeVectorParams] = {"": vectors}
-    if regions:
-        named[REGIONS_VECTOR] = edge.EdgeVectorParams(
-            size=dimension,
-            distance=edge.Distance.Cosine,
-            datatype=VECTOR_DATATYPES[settings.vector_datatype],
-            memory=edge.Memory.Cold if settings.vectors_on_disk else None,
-        )
     return edge.EdgeConfig(
-        vectors=named if regions else vectors,
+        vectors=vectors,
         hnsw_config=edge.HnswIndexConfig(
             m=settings.hnsw_m, ef_construct=settings.hnsw_ef_construct, full_scan_threshold=threshold_kb
         ),
@@ -876,7 +875,7 @@ def _exact_query(
 
 
 def _search_regions(
-    shard: edge.EdgeShard,
+    shards: Shards,
     vector: np.ndarray,
     page: tuple[int, int],
     filters: tuple[edge.Filter | None, edge.Filter | None],
@@ -884,31 +883,29 @@ def _search_regions(
     masked: Sequence[np.ndarray | None],
     margin: float,
 ) -> list[ScoredArtwork]:
-    """Region matching (services.search.region_scores), in one engine call: the whole vector and the region
-    points searched in one batch (`filters`: for artwork points, for region points), the scores each
-    artwork lacks looked up exactly, the lists merged."""
+    """Region matching (services.search.region_scores), in one call of this thread: the artworks and the
+    region points searched (`filters`: for artwork points, for region points), the scores each artwork
+    lacks looked up exactly, the lists merged."""
     query = vector.tolist()
     offset, limit = page
     depth = offset + limit
     artwork_filter, region_filter = filters
-    whole_points, region_points = shard.query_batch(
-        edge.QueryBatchRequest(
-            [
-                edge.QueryRequest(
-                    limit=depth,
-                    query=edge.Query.Nearest(query),
-                    filter=artwork_filter,
-                    with_payload=True,
-                    params=params,
-                ),
-                edge.QueryRequest(
-                    limit=region_list_limit(depth),
-                    query=edge.Query.Nearest(query, using=REGIONS_VECTOR),
-                    filter=region_filter,
-                    with_payload=[REGION_OF_FIELD],
-                    params=params,
-                ),
-            ]
+    whole_points = shards.artworks.query(
+        edge.QueryRequest(
+            limit=depth,
+            query=edge.Query.Nearest(query),
+            filter=artwork_filter,
+            with_payload=True,
+            params=params,
+        )
+    )
+    region_points = _region_shard(shards).query(
+        edge.QueryRequest(
+            limit=region_list_limit(depth),
+            query=edge.Query.Nearest(query),
+            filter=region_filter,
+            with_payload=[REGION_OF_FIELD],
+            params=params,
         )
     )
     scores = RegionSearchScores.of(whole_points, region_points)
@@ -917,10 +914,12 @@ def _search_regions(
         # Their artwork points, scored and read; the filter checked on the artwork's own payload. A region
         # whose artwork point is gone or does not pass (crash between writes) is dropped.
         scores.add_artworks(
-            shard.query(_exact_query(query, by_regions, None, within=artwork_filter or edge.Filter()))
+            shards.artworks.query(
+                _exact_query(query, by_regions, None, within=artwork_filter or edge.Filter())
+            )
         )
     hits = scores.page(offset, limit, margin)
-    projections = _projections(shard, [str(hit.point_id) for hit in hits], masked)
+    projections = _projections(shards.artworks, [str(hit.point_id) for hit in hits], masked)
     return [
         ScoredArtwork(
             to_record(scores.payloads[str(hit.point_id)]),
@@ -948,7 +947,7 @@ def _check_dimension(collection: _Collection, dimension: int, what: str) -> None
 
 def _upsert_operations(
     items: Sequence[IndexedArtwork], named: bool, stored: dict[str, list[str]] | None, batch: int
-) -> tuple[list[edge.UpdateOperation], int]:
+) -> tuple[list[Write], int]:
     """The engine operations of an upsert, `batch` points each at most, and their number of points. With
     region points (`stored`: the ids of the artworks' stored region points), per batch of artworks and in
     this order: the artwork points, a delete of their old region points that the new ones do not replace
@@ -956,11 +955,12 @@ def _upsert_operations(
     ids for the same indexes: they overwrite). A crash in between leaves at worst these artworks with
     their old regions, some of them or none: never a region without its artwork, nor a store the next
     open cannot read."""
-    operations: list[edge.UpdateOperation] = []
+    operations: list[Write] = []
     points = 0
     for start in range(0, len(items), batch):
         chunk = items[start : start + batch]
-        operations.append(edge.UpdateOperation.upsert_points([_to_point(item, named) for item in chunk]))
+        artwork_points = [_to_point(item, named) for item in chunk]
+        operations.append((edge.UpdateOperation.upsert_points(artwork_points), False))
         points += len(chunk)
         if stored is None:
             continue
@@ -968,9 +968,11 @@ def _upsert_operations(
         kept = {str(point.id) for point in region_points}
         stale = [i for item in chunk for i in stored.get(item.artwork.id, ()) if i not in kept]
         if stale:
-            operations.append(edge.UpdateOperation.delete_points(stale))
+            operations.append((edge.UpdateOperation.delete_points(stale), True))
         for first in range(0, len(region_points), batch):
-            operations.append(edge.UpdateOperation.upsert_points(region_points[first : first + batch]))
+            operations.append(
+                (edge.UpdateOperation.upsert_points(region_points[first : first + batch]), True)
+            )
         points += len(region_points)
     return operations, points
 
@@ -987,7 +989,7 @@ def _region_points(item: IndexedArtwork) -> list[edge.Point]:
         return []
     payload = to_region_payload(item.artwork)
     return [
-        edge.Point(region_point_id(item.artwork.id, index), {REGIONS_VECTOR: row}, payload)
+        edge.Point(region_point_id(item.artwork.id, index), row, payload)
         for index, row in enumerate(item.regions)
     ]
 
@@ -998,12 +1000,9 @@ def _regions_of(artwork_ids: Sequence[str]) -> edge.Filter:
     return edge.Filter(must=[belongs])
 
 
-def _artworks_only(collection: _Collection, edge_filter: edge.Filter | None) -> edge.Filter | None:
-    """`edge_filter` restricted to artwork points (count and scroll list artworks, never region points)."""
-    if not collection.regions:
-        return edge_filter
-    artwork: Any = edge.IsEmptyCondition(REGION_OF_FIELD)
-    return edge.Filter(must=[artwork] if edge_filter is None else [artwork, edge_filter])
+def _region_shard(shards: Shards) -> edge.EdgeShard:
+    assert shards.regions is not None, "asked for region points of a collection without a region shard"
+    return shards.regions
 
 
 def _whole_vector(collection: _Collection, with_vectors: bool) -> bool | list[str]:

@@ -23,7 +23,7 @@ from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
 from services.search import edge_files
 from services.search.edge_store import EdgeArtworkStore, EdgeSettings, edge_config
-from services.search.payload import region_point_id
+from services.search.payload import point_id, region_point_id, to_payload, to_region_payload
 from services.search.qdrant_store import QdrantArtworkStore
 from services.search.server import SearchService, search_registration
 from services.search.store import (
@@ -118,8 +118,8 @@ async def engine_points(store: ArtworkStore, region_of: str | None = None) -> in
         if region_of is not None:
             belongs = edge.FieldCondition(key="region_of", match=edge.MatchAny([region_of]))
             edge_filter = edge.Filter(must=[belongs])
-        shard = store._collections[name].shard
-        return int(shard.count(edge.CountRequest(exact=True, filter=edge_filter)))
+        shards = store._collections[name].shards.all()  # the artworks' and the region points'
+        return sum(int(s.count(edge.CountRequest(exact=True, filter=edge_filter))) for s in shards)
     assert isinstance(store, QdrantArtworkStore)
     qdrant_filter = None
     if region_of is not None:
@@ -133,8 +133,9 @@ async def insert_orphan_region(store: ArtworkStore, artwork_id: str, vector: np.
     name = store._default_collection  # type: ignore[attr-defined]
     point, payload = region_point_id(artwork_id, 0), {"region_of": artwork_id, "style": "Ukiyo-e"}
     if isinstance(store, EdgeArtworkStore):
-        region = edge.Point(point, {"regions": vector.tolist()}, payload)
-        store._collections[name].shard.update(edge.UpdateOperation.upsert_points([region]))
+        region_shard = store._collections[name].shards.regions
+        assert region_shard is not None
+        region_shard.update(edge.UpdateOperation.upsert_points([edge.Point(point, vector.tolist(), payload)]))
         return
     assert isinstance(store, QdrantArtworkStore)
     orphan = models.PointStruct(id=point, vector={"regions": vector.tolist()}, payload=payload)
@@ -445,6 +446,73 @@ async def test_a_qdrant_collection_of_the_old_multivector_layout_answers_whole_p
             },
         )
         await check_searched_without_regions(store)
+    finally:
+        await store.close()
+
+
+def shared_shard_collection(folder: Path) -> None:
+    """CATALOGUE in a collection of the layout that had the region points in the artworks' shard (the
+    whole vector named "", the region points' "regions"), as that layout wrote it."""
+    vector = edge.EdgeVectorParams(size=DIM, distance=edge.Distance.Cosine)
+    named = {"": vector, "regions": vector}
+    shard = edge.EdgeShard.create(str(folder / "shard"), edge.EdgeConfig(vectors=named))
+    for item in CATALOGUE:
+        points = [edge.Point(point_id(item.artwork.id), {"": item.vector.tolist()}, to_payload(item.artwork))]
+        for index, row in enumerate([] if item.regions is None else item.regions):
+            region = {"regions": row.tolist()}
+            points.append(
+                edge.Point(region_point_id(item.artwork.id, index), region, to_region_payload(item.artwork))
+            )
+        shard.update(edge.UpdateOperation.upsert_points(points))
+    shard.flush()
+    shard.close()
+    edge_files.write_json(folder / "collection.json", {"format": 1, "dimension": DIM, "region_points": True})
+
+
+async def check_split(store: EdgeArtworkStore, name: str) -> None:
+    """The collection `name` has a region shard of its own and answers as before the split."""
+    meta = (store._root / name / "collection.json").read_text()
+    assert '"region_shard": true' in meta and "region_points" not in meta
+    assert await store.count(name) == len(CATALOGUE)
+    hits = await store.search(name, DETAIL, limit=4, match_regions=True)
+    assert ids(hits)[0] == "wave" and hits[0].region_matched
+    assert (await store.get(name, ["wave"], with_vectors=True)).found[0].vector.shape == (DIM,)
+    shards = store._collections[name].shards
+    assert shards.regions is not None
+    assert int(shards.regions.count(edge.CountRequest(exact=True))) == REGION_COUNT
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_an_edge_collection_with_region_points_in_the_artworks_shard_is_split_at_open(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "edge" / "shared").mkdir(parents=True)
+    shared_shard_collection(tmp_path / "edge" / "shared")
+    store = await EdgeArtworkStore.open(tmp_path / "edge", default_collection="shared")
+    try:
+        await check_split(store, "shared")
+        await store.upsert("", [artwork("wave", basis(0), [basis(11)], style="Ukiyo-e")])  # writes go on
+        assert ids(await store.search("", basis(11), limit=1, match_regions=True)) == ["wave"]
+    finally:
+        await store.close()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_an_edge_snapshot_with_region_points_in_the_artworks_shard_is_split_at_restore(
+    tmp_path: Path,
+) -> None:
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    shared_shard_collection(legacy)
+    store = await EdgeArtworkStore.open(tmp_path / "edge", default_collection="paintings")
+    try:
+        await store.upsert("", CATALOGUE[:1])
+        name = "paintings-20261206T120000Z.snapshot"
+        edge_files.write_archive(legacy, tmp_path / "edge" / "snapshots" / name)
+        assert await store.restore_snapshot("", name) == len(CATALOGUE)  # in place of a live collection
+        await check_split(store, "paintings")
+        assert await store.restore_snapshot("copy", name) == len(CATALOGUE)  # as a new one
+        await check_split(store, "copy")
     finally:
         await store.close()
 

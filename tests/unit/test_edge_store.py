@@ -87,8 +87,9 @@ async def test_each_collection_is_a_folder_that_records_its_dimension(tmp_path: 
     finally:
         await store.close()
     meta = json.loads((tmp_path / "paintings" / "collection.json").read_text())
-    assert meta == {"format": 1, "dimension": DIM, "region_points": True}  # can hold region points
-    assert (tmp_path / "paintings" / "shard" / "edge_config.json").is_file()
+    assert meta == {"format": 1, "dimension": DIM, "region_shard": True}  # can hold region points
+    for engine_shard in ("artworks", "regions"):  # the region points in a shard of their own
+        assert (tmp_path / "paintings" / "shard" / engine_shard / "edge_config.json").is_file()
 
 
 async def test_an_unfinished_creation_is_started_again(tmp_path: Path) -> None:
@@ -187,7 +188,8 @@ async def test_writes_during_a_build_are_kept(store: EdgeArtworkStore, tmp_path:
 def region_points_of(store: EdgeArtworkStore, artwork_id: str) -> int:
     """Region points of an artwork, counted in the engine (the store counts artworks only)."""
     belongs = edge.FieldCondition(key="region_of", match=edge.MatchAny([artwork_id]))
-    shard = store._collections["artworks"].shard
+    shard = store._collections["artworks"].shards.regions
+    assert shard is not None
     return int(shard.count(edge.CountRequest(exact=True, filter=edge.Filter(must=[belongs]))))
 
 
