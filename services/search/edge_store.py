@@ -851,26 +851,26 @@ def _projections(
     """{point id: its part projections}: the points scored exactly by each masked query, in one batch."""
     if not masked or not point_ids:
         return {point_id: () for point_id in point_ids}
+    # One filter for every masked query: it parses the 100-odd ids once (0.2 ms a time).
+    these = _only(point_ids)
     queries = [
-        _exact_query(vector.tolist(), point_ids, using=None) for vector in masked if vector is not None
+        _exact_query(vector.tolist(), these, len(point_ids)) for vector in masked if vector is not None
     ]
     columns = shard.query_batch(edge.QueryBatchRequest(queries)) if queries else []
     scores = [{str(point.id): point.score for point in column} for column in columns]
     return projections_by_id(point_ids, masked, scores)  # type: ignore[return-value]
 
 
-def _exact_query(
-    query: Any, point_ids: list[Any], using: str | None, within: edge.Filter | None = None
-) -> edge.QueryRequest:
-    """These points (only; those of them that pass `within`, with their payloads) scored exactly by `query`
-    on vector `using` (None: the whole picture's)."""
-    only_these: list[Any] = [edge.HasIdCondition(set(point_ids))]
+def _only(point_ids: list[Any], within: edge.Filter | None = None) -> edge.Filter:
+    """These points only (those of them that pass `within`)."""
+    these: list[Any] = [edge.HasIdCondition(set(point_ids))]
+    return edge.Filter(must=these if within is None else [*these, within])
+
+
+def _exact_query(query: Any, these: edge.Filter, limit: int, with_payload: bool = False) -> edge.QueryRequest:
+    """The points of filter `these` (`_only`: at most `limit`) scored exactly by `query`."""
     return edge.QueryRequest(
-        limit=len(point_ids),
-        query=edge.Query.Nearest(query, using=using),
-        filter=edge.Filter(must=only_these if within is None else [*only_these, within]),
-        with_payload=within is not None,
-        params=_EXACT,
+        limit=limit, query=edge.Query.Nearest(query), filter=these, with_payload=with_payload, params=_EXACT
     )
 
 
@@ -913,10 +913,9 @@ def _search_regions(
     if by_regions:
         # Their artwork points, scored and read; the filter checked on the artwork's own payload. A region
         # whose artwork point is gone or does not pass (crash between writes) is dropped.
+        these = _only(by_regions, within=artwork_filter or edge.Filter())
         scores.add_artworks(
-            shards.artworks.query(
-                _exact_query(query, by_regions, None, within=artwork_filter or edge.Filter())
-            )
+            shards.artworks.query(_exact_query(query, these, len(by_regions), with_payload=True))
         )
     hits = scores.page(offset, limit, margin)
     projections = _projections(shards.artworks, [str(hit.point_id) for hit in hits], masked)

@@ -135,15 +135,16 @@ class RegionSearchScores:
         cls, whole_points: Iterable[EnginePoint], region_points: Iterable[EnginePoint]
     ) -> RegionSearchScores:
         """From the engine's two lists: artwork points (with payloads) and region points (with region_of)."""
-        whole_points = list(whole_points)
+        # Each id read once: qdrant-edge makes a new UUID object on every access.
+        whole = [(str(point.id), point) for point in whole_points]
         regions = best_region_scores(
             (point_id(str(point.payload[REGION_OF_FIELD])), float(point.score))
             for point in region_points
             if point.payload and REGION_OF_FIELD in point.payload
         )
         return cls(
-            {str(point.id): point.payload or {} for point in whole_points},
-            {str(point.id): float(point.score) for point in whole_points},
+            {i: point.payload or {} for i, point in whole},
+            {i: float(point.score) for i, point in whole},
             {str(i): score for i, score in regions.items()},
         )
 
