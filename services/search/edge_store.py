@@ -121,9 +121,10 @@ class EdgeSettings:
 
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
-    # Candidates examined per HNSW search; None lets Qdrant choose (ef_construct). 200: measured at 100k,
-    # recall@10 of a 12 % style filter 0.972 -> 0.990 for +0.5 ms p50 (docs/search.md).
-    search_ef: int | None = 200
+    # Candidates examined per HNSW search; None lets Qdrant choose (ef_construct). 400: on real visitor-photo
+    # queries (bench/search_recall.py) 200 missed the exact top-1 in 0.8 % of the artworks' searches and
+    # 2.5 % of the region points', 400 in 0 % and 0.8 %, for +0.35 and +1.0 ms (docs/search.md).
+    search_ef: int | None = 400
     # int8 scalar quantization: a quarter of the vector memory scanned per query; the original vectors
     # rescore the best candidates.
     quantization: bool = False

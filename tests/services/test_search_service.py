@@ -524,7 +524,7 @@ def test_config_embedded_engine_settings(tmp_path: Path) -> None:
     assert (edge.index_threshold, edge.index_delay_s, edge.upsert_batch) == (5000, 2.5, 64)
     assert config.edge.search_ef == 128
     defaults = SearchConfig.from_env(Env({"SEARCH_DATA_DIR": "/d"})).edge
-    assert (defaults.search_ef, defaults.vector_datatype, defaults.quantization) == (200, "float16", False)
+    assert (defaults.search_ef, defaults.vector_datatype, defaults.quantization) == (400, "float16", False)
     assert SearchConfig.from_env(Env({"SEARCH_DATA_DIR": "/d", "SEARCH_HNSW_EF": "0"})).edge.search_ef is None
 
 
