@@ -2,7 +2,7 @@
 
 Environment (see docs/search.md for every setting):
 * QDRANT_URL: a Qdrant server or cluster (http:// or https://), with QDRANT_API_KEY, QDRANT_TIMEOUT_S
-  (10), QDRANT_CA_CERT, QDRANT_RETRIES (3), and for the collections this service creates
+  (10), QDRANT_CA_CERT, QDRANT_RETRIES (3), QDRANT_HNSW_EF (400), and for the collections this service creates
   QDRANT_SHARD_NUMBER (1), QDRANT_REPLICATION_FACTOR (1), QDRANT_WRITE_CONSISTENCY (1),
   QDRANT_QUANTIZATION (false); QDRANT_SNAPSHOTS_PATH (/qdrant/snapshots) for restores;
 * otherwise SEARCH_DATA_DIR (required then) and SEARCH_ENGINE: `edge` (default; qdrant-edge in

@@ -109,6 +109,7 @@ def _server_settings(env: Env, upsert_batch: int) -> QdrantServerSettings:
         upsert_batch=upsert_batch,
         retries=env.int("QDRANT_RETRIES", defaults.retries, minimum=0),
         snapshots_path=env.str("QDRANT_SNAPSHOTS_PATH", defaults.snapshots_path),
+        search_ef=env.int("QDRANT_HNSW_EF", defaults.search_ef or 0, minimum=0) or None,  # 0: the server's
     )
 
 

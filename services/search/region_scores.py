@@ -1,13 +1,14 @@
 """Region matching: an artwork scores the better of its whole picture and its best region.
 
 Every stored artwork may carry region descriptors (artsearch.regions: crops of a grid at several scales,
-encoded like the whole picture). In a collection with regions each one is a point of its own, beside the
-artwork's point in the same collection: one named vector `REGIONS_VECTOR` (no whole-picture vector), with
-its own HNSW graph, a payload of the artwork's filterable fields and `region_of`, the artwork's id (so
-every filter applies to region points as to artworks). Artwork points have only the unnamed vector, so a
-query on one vector never meets the other kind of point.
+encoded like the whole picture). In a collection with regions each one is a point of its own, with its own
+HNSW graph and a payload of the artwork's filterable fields and `region_of`, the artwork's id (so every
+filter applies to region points as to artworks): on qdrant-edge in a shard of its own beside the artworks'
+(edge_files: one unnamed vector each); on a Qdrant server beside the artwork's point in the same
+collection, with one named vector `REGIONS_VECTOR` (no whole-picture vector), while artwork points have
+only the unnamed vector, so a query on one vector never meets the other kind of point.
 
-Both engines answer two nearest-neighbour queries in one batch, with the same filter: the whole vector
+Both engines answer two nearest-neighbour queries in one call, with the same filter: the whole vector
 `offset + limit` deep, and the regions `REGION_DEPTH_FACTOR` times as deep, at most `REGION_LIST_MAX`
 points (`region_list_limit`); the region points are grouped by artwork, each artwork taking its best
 region's score (`best_region_scores`). `merged_hits` then takes, per artwork, the better of the two, the

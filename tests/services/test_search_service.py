@@ -542,11 +542,18 @@ def test_config_server_wins_over_data_dir() -> None:
         "QDRANT_QUANTIZATION": "yes",
         "QDRANT_RETRIES": "5",
         "QDRANT_CA_CERT": "/etc/ssl/qdrant-ca.pem",
+        "QDRANT_HNSW_EF": "256",
     }
     config = SearchConfig.from_env(Env(env))
     server = config.server
     assert (server.shard_number, server.replication_factor, server.write_consistency_factor) == (6, 2, 2)
-    assert (server.quantization, server.retries) == (True, 5)
+    assert (server.quantization, server.retries, server.search_ef) == (True, 5, 256)
+    defaults = SearchConfig.from_env(Env({"QDRANT_URL": "http://qdrant:6333"})).server
+    assert defaults.search_ef == 400
+    assert (
+        SearchConfig.from_env(Env({"QDRANT_URL": "http://q:6333", "QDRANT_HNSW_EF": "0"})).server.search_ef
+        is None
+    )
     assert config.qdrant_ca_cert == "/etc/ssl/qdrant-ca.pem"
     assert (config.qdrant_url, config.qdrant_api_key, config.qdrant_timeout_s) == (
         "http://qdrant:6333",

@@ -166,6 +166,28 @@ async def test_a_new_server_collection_gets_the_configured_layout(
     assert created.body["quantization_config"]["scalar"]["type"] == "int8"
 
 
+@pytest.mark.parametrize(("search_ef", "sent"), [(400, {"hnsw_ef": 400}), (None, None)])
+async def test_searches_ask_for_the_configured_hnsw_candidates(
+    scripted: tuple[ScriptedQdrant, str], search_ef: int | None, sent: dict[str, int] | None
+) -> None:
+    state, url = scripted
+    state.results[("POST", r"/collections/paintings/points/query")] = {"points": []}
+    state.results[("POST", r"/collections/paintings/points/query/batch")] = [{"points": []}, {"points": []}]
+    store = await _server_store(url, search_ef=search_ef)
+    try:
+        with_regions = IndexedArtwork(ArtworkRecord(id="a"), basis(0), np.stack([basis(1)]))
+        await store.upsert("", [with_regions])
+        assert await store.search("", basis(0), limit=100) == []
+        assert await store.search("", basis(0), limit=100, match_regions=True) == []
+    finally:
+        await store.close()
+    (plain,) = state.paths("POST", "/points/query")
+    (batch,) = state.paths("POST", "/points/query/batch")
+    # The gateway's pool of 100 at the server's own ef (100) misses 6 % of the exact top 100 (docs/search.md).
+    assert plain.body.get("params") == sent
+    assert [search.get("params") for search in batch.body["searches"]] == [sent, sent]
+
+
 async def test_payload_indexes_come_before_the_first_point(scripted: tuple[ScriptedQdrant, str]) -> None:
     state, url = scripted
     store = await _server_store(url)
