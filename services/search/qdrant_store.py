@@ -17,7 +17,7 @@ import datetime
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -221,6 +221,8 @@ class QdrantArtworkStore:
         self._client = client
         self._default_collection = checked_collection_name(default_collection)
         self._settings = settings or QdrantServerSettings()
+        if not server:  # local mode scans every point, and warns at every search that asks for an ef
+            self._settings = replace(self._settings, search_ef=None)
         # A server builds payload indexes and takes snapshots; local mode does neither.
         self._server = server
         # A collection's dimension never changes while it exists, so it is read once and kept.

@@ -319,6 +319,68 @@ async def test_killed_during_a_restore_after_its_commit_has_the_snapshot_whole(d
             await service.kill()
 
 
+def _shared_shard_collection(folder: Path, count: int) -> Acknowledged:
+    """`count` artworks with two region points each in one engine shard, as the layout before region points
+    had a shard of their own wrote them (`collection.json` "region_points": true)."""
+    import qdrant_edge as edge
+
+    from services.search.edge_files import write_json
+    from services.search.payload import point_id, region_point_id, to_payload, to_region_payload
+    from services.search.store import ArtworkRecord
+
+    vector = edge.EdgeVectorParams(size=DIM, distance=edge.Distance.Cosine)
+    shard = edge.EdgeShard.create(
+        str(folder / "shard"), edge.EdgeConfig(vectors={"": vector, "regions": vector})
+    )
+    acked = Acknowledged()
+    for number in range(count):
+        record = ArtworkRecord(id=f"p{number}", title=f"p{number}", artist="Hokusai")
+        points = [edge.Point(point_id(record.id), {"": vector_for(record.id)}, to_payload(record))]
+        points += [
+            edge.Point(
+                region_point_id(record.id, i),
+                {"regions": vector_for(f"{record.id}/{i}")},
+                to_region_payload(record),
+            )
+            for i in range(2)
+        ]
+        shard.update(edge.UpdateOperation.upsert_points(points))
+        acked.titles[record.id] = record.title
+    shard.flush()
+    shard.close()
+    write_json(folder / "collection.json", {"format": 1, "dimension": DIM, "region_points": True})
+    return acked
+
+
+@pytest.mark.parametrize("step", [*RESTORE_STEPS_BEFORE_COMMIT, "restore.swap_committed"])
+async def test_killed_while_splitting_an_old_collection_at_open_loses_nothing(data_dir: Path, step: str):
+    """A collection with its region points in the artworks' shard is split into two shards at the service's
+    start, swapped in as a restore is: killed at any step, the next start has every artwork and region."""
+    (data_dir / "edge" / "artworks").mkdir(parents=True)
+    acked = _shared_shard_collection(data_dir / "edge" / "artworks", 30)
+    service = SearchProcess(data_dir)
+    try:
+        service.start(crash_at=step)
+        await service.crashed()
+        stub = await restarted(service)
+        assert (await stub.Count(search_pb2.CountRequest(), timeout=30)).count == 30
+        region = common_pb2.Embedding(values=vector_for("p7/1"))
+        found = await stub.Search(
+            search_pb2.SearchRequest(query=region, limit=1, match_regions=True), timeout=30
+        )
+        assert [hit.artwork.id for hit in found.hits] == ["p7"] and found.hits[0].region_matched
+        await assert_everything_acknowledged_is_there(stub, acked)
+        leftovers = sorted(p.name for p in (data_dir / "edge" / "artworks").iterdir() if p.name != ".lock")
+        assert leftovers == ["collection.json", "shard"]
+        assert sorted(p.name for p in (data_dir / "edge" / "artworks" / "shard").iterdir()) == [
+            "artworks",
+            "regions",
+        ]
+    finally:
+        if service.process is not None and service.process.poll() is None:
+            await service.kill()
+
+
 # --- killed from outside at random moments -------------------------------------------------------------
 
 

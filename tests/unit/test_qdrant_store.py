@@ -13,6 +13,7 @@ import re
 import socket
 import threading
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -186,6 +187,19 @@ async def test_searches_ask_for_the_configured_hnsw_candidates(
     # The gateway's pool of 100 at the server's own ef (100) misses 6 % of the exact top 100 (docs/search.md).
     assert plain.body.get("params") == sent
     assert [search.get("params") for search in batch.body["searches"]] == [sent, sent]
+
+
+async def test_local_mode_asks_for_no_hnsw_candidates() -> None:
+    """Local mode scans every point and warns at each search that asks for an ef: it asks for none."""
+    store = await QdrantArtworkStore.open(location=":memory:", default_collection="paintings")
+    try:
+        await store.upsert("", [item("a", basis(0))])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert [hit.artwork.id for hit in await store.search("", basis(0), limit=5)] == ["a"]
+    finally:
+        await store.close()
+    assert not [w for w in caught if "search_params" in str(w.message)]
 
 
 async def test_payload_indexes_come_before_the_first_point(scripted: tuple[ScriptedQdrant, str]) -> None:
