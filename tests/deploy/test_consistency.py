@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,9 +26,11 @@ from deploy_support import (
     SERVICES,
     Dockerfile,
     call_time_imports,
+    code_closure,
     compose,
     container_env,
     containers,
+    distributions_for,
     dockerfile_of,
     env_reads,
     image_closure,
@@ -39,8 +42,10 @@ from deploy_support import (
     render,
     requirements_of,
     with_defaults,
+    with_dependencies,
 )
 from google.protobuf import text_format
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from tritonclient.grpc import model_config_pb2
 
@@ -165,6 +170,40 @@ def test_image_requirements_are_the_lock_pins_of_everything_the_code_imports(ima
     needed = image_distributions(image)
     missing = sorted(f"{name}=={lock.get(name, '?')}" for name in needed - set(pins))
     assert not missing, f"{requirements_of(image)} lacks (with their lock pins): {missing}"
+
+
+def _declared(*, extras: bool) -> set[str]:
+    """The distributions pyproject.toml declares: `pip install .` (and with every extra)."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    lines = list(project["dependencies"])
+    if extras:
+        lines += [line for group in project["optional-dependencies"].values() for line in group]
+    return {canonicalize_name(Requirement(line).name) for line in lines}
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_pip_install_of_the_project_gives_each_service_and_the_cli_what_it_imports(image: str):
+    """`pip install .` alone (no Makefile, no lock) installs every distribution the service's code (or the
+    CLI's parser and ingest) imports, with their dependencies."""
+    missing = sorted(image_distributions(image) - with_dependencies(_declared(extras=False)))
+    assert not missing, f"pyproject.toml's dependencies lack (needed by the {image} image): {missing}"
+
+
+def test_every_third_party_import_of_the_shipped_packages_is_declared():
+    """Tools import more, lazily (evaluation, training, export): those come with an extra."""
+    modules = [
+        ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for package in FIRST_PARTY
+        for path in (REPO_ROOT / package).rglob("*.py")
+        if "v1" not in path.relative_to(REPO_ROOT).parts
+    ]
+    # Imported where installed, else that one feature says it is missing (artsearch/catalogue/qt_rcc.py).
+    optional = {"zstandard"}
+    needed = distributions_for(code_closure(*modules).third_party - optional)
+    missing = sorted(needed - with_dependencies(_declared(extras=True)))
+    assert not missing, (
+        f"imported by artsearch/ or services/ but declared nowhere in pyproject.toml: {missing}"
+    )
 
 
 def test_cli_closure_follows_the_imports_inside_the_functions_that_build_the_parser(tmp_path: Path):
