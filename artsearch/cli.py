@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import io
+import json
 import os
 import signal
 import sys
@@ -34,7 +36,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     if reply.status_code != 200:
         print(f"error {reply.status_code}: {reply.text}", file=sys.stderr)
         return 1
-    print(format_results(reply.json()))
+    print(json.dumps(reply.json(), indent=2) if args.json else format_results(reply.json()))
     return 0
 
 
@@ -187,11 +189,20 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
+def installed_version() -> str:
+    """The installed distribution's version; a source checkout that was never installed says so."""
+    try:
+        return importlib.metadata.version("artsearch")
+    except importlib.metadata.PackageNotFoundError:
+        return "(source checkout, not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from artsearch.catalogue.cli import register as register_catalogue
     from artsearch.ingest_cli import register as register_ingest
 
     parser = argparse.ArgumentParser(prog="artsearch", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"artsearch {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     register_catalogue(commands)
@@ -202,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--k", type=int, default=10)
     query.add_argument("--artist", default=None, help="source artist (inferred when absent)")
     query.add_argument("--gateway", default=f"http://127.0.0.1:{os.environ.get('ARTSEARCH_PORT', 8080)}")
+    query.add_argument("--json", action="store_true", help="print the gateway's JSON answer as it came")
     query.set_defaults(run=cmd_query)
 
     demo = commands.add_parser("demo", help="start all services, ingest the demo catalogue, query, serve")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -66,6 +69,20 @@ def test_a_catalogue_painting_finds_itself_first(gateway: httpx.Client, catalogu
         assert source["how"] == "inferred" and source["method"] == "vote" and source["name"] == entry.artist
         assert top["scores"]["same_artist_rank"] == 0
         assert top["scores"]["influence_weight"] == source["applied_confidence"] > 0.5
+
+
+def test_the_query_command_prints_a_table_or_the_json_answer(stack: ServiceStack, catalogue, tmp_path: Path):
+    entry = catalogue.entries[0]
+    image = catalogue.root / entry.filename
+    command = [sys.executable, "-m", "artsearch.cli", "query", str(image), "--k", "3"]
+    command += ["--gateway", stack.settings.gateway_url]
+    as_json = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=120)
+    assert as_json.returncode == 0, as_json.stderr
+    answer = json.loads(as_json.stdout)
+    assert len(answer["results"]) == 3 and answer["results"][0]["id"] == entry.id
+    table = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.startswith("source artist:") and entry.title in table.stdout
 
 
 def test_a_60_percent_crop_finds_its_painting_in_the_top_5(gateway: httpx.Client, catalogue):

@@ -112,3 +112,13 @@ def test_retrain_label_choices_match_the_trainer():
     from artsearch.training.retrain import LABEL_CHOICES as TRAINER_CHOICES
 
     assert LABEL_CHOICES == TRAINER_CHOICES
+
+
+def test_version_names_the_installed_distribution():
+    import importlib.metadata
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "artsearch.cli", "--version"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == f"artsearch {importlib.metadata.version('artsearch')}"
