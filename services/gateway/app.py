@@ -14,6 +14,7 @@ import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
@@ -63,6 +64,13 @@ class Readiness(BaseModel):
     )
 
 
+def operation_id(route: APIRoute) -> str:
+    """A route's OpenAPI operationId: its handler's name (`search`, `list_artworks`), which client
+    generators turn into method names; FastAPI's default appends the path and method
+    (`search_v1_search_post`). Unique: tests/services/test_gateway_api.py pins the whole table."""
+    return route.name
+
+
 def create_app(config: GatewayConfig) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -80,6 +88,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
         version="1.0.0",
         summary="Influence-aware artwork search: send a picture, get related artworks, explained.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.config = config
     _install_error_handlers(app)

@@ -505,6 +505,40 @@ def resolve(spec: dict, schema: dict) -> dict:
     return schema
 
 
+async def test_openapi_operation_ids_are_the_handlers_names(client):
+    """The contract client generators build method names from: changing one is a breaking change."""
+    spec = (await client.get("/openapi.json")).json()
+    ids = {
+        f"{method.upper()} {path}": operation["operationId"]
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+    }
+    assert ids == {
+        "GET /healthz": "healthz",
+        "GET /readyz": "readyz",
+        "POST /v1/search": "search",
+        "GET /v1/artworks/{artwork_id}/similar": "similar",
+        "GET /v1/artworks/{artwork_id}": "artwork",
+        "PATCH /v1/artworks/{artwork_id}": "edit_artwork",
+        "DELETE /v1/artworks/{artwork_id}": "delete_artwork",
+        "POST /v1/predict-style": "predict_style",
+        "GET /v1/artworks/{artwork_id}/image": "artwork_image",
+        "GET /v1/artworks/{artwork_id}/thumbnail": "artwork_thumbnail",
+        "GET /v1/clusters": "list_clusters",
+        "GET /v1/clusters/{cluster}": "cluster_members",
+        "GET /v1/evaluation/pictures": "evaluation_pictures",
+        "GET /v1/evaluation/pictures/{name}": "evaluation_picture",
+        "GET /v1/artworks": "list_artworks",
+        "POST /v1/artworks": "add_artwork",
+        "POST /v1/artworks/batch": "add_artworks",
+        "GET /v1/artists": "list_artists",
+        "POST /v1/artists": "add_artists",
+        "GET /v1/artists/path": "artist_path",
+        "GET /v1/artists/{name}/neighbours": "artist_neighbours",
+        "POST /v1/influences": "add_influences",
+    }
+
+
 async def test_openapi_declares_our_error_body_for_every_error_answer(client):
     spec = (await client.get("/openapi.json")).json()
     assert "HTTPValidationError" not in str(spec)  # FastAPI's default 422 body; ours is ErrorBody
