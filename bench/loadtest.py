@@ -340,7 +340,9 @@ def run(settings: LoadSettings) -> dict[str, object]:
             model_path=settings.model_path,
             state_dir=Path(state),
             ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
-            extra_env={"LOG_LEVEL": "WARNING"},
+            # Every query encoded: the load repeats its pictures, which the gateway would answer from its
+            # picture cache (services/gateway/query_cache.py) instead of measuring the encoder.
+            extra_env={"LOG_LEVEL": "WARNING", "QUERY_CACHE_ENTRIES": "0"},
             image_root=settings.catalogue_dir.resolve().parent,
         )
         with ServiceStack(stack_settings) as stack:

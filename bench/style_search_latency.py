@@ -75,8 +75,10 @@ async def main() -> None:
             queries = [
                 sample_query_image(catalogue.root / entry.filename) for entry in catalogue.entries[:12]
             ]
-            never = create_app(gateway_config(addresses, STYLE_MIN_ART_NEIGHBOURS="0"))
-            always = create_app(gateway_config(addresses, STYLE_MIN_ART_NEIGHBOURS="11"))
+            # Every round encodes its pictures again (no picture cache): the totals stay comparable.
+            no_cache = {"QUERY_CACHE_ENTRIES": "0"}
+            never = create_app(gateway_config(addresses, STYLE_MIN_ART_NEIGHBOURS="0", **no_cache))
+            always = create_app(gateway_config(addresses, STYLE_MIN_ART_NEIGHBOURS="11", **no_cache))
             async with gateway_client(never) as never_client, gateway_client(always) as always_client:
                 clients = {"never": never_client, "always": always_client}
                 totals: dict[str, list[float]] = {name: [] for name in clients}

@@ -142,6 +142,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model_path=args.model.resolve(),
         state_dir=state,
         ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
+        # Every photo encoded: the warm-up photos come again in the run (the gateway's picture cache).
+        extra_env={"QUERY_CACHE_ENTRIES": "0"},
         image_root=args.catalogue.resolve().parent,
     )
     stack = ServiceStack(settings)

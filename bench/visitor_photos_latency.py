@@ -49,6 +49,8 @@ def start_stack(code_dir: Path, state: Path, model: Path, catalogue: Path) -> Se
         model_path=model.resolve(),
         state_dir=state.resolve(),
         ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
+        # Every photo encoded: the warm-up photos come again in the run (the gateway's picture cache).
+        extra_env={"QUERY_CACHE_ENTRIES": "0"},
         image_root=catalogue.resolve().parent,
     )
     stack = ServiceStack(settings)

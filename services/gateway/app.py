@@ -36,6 +36,7 @@ from services.gateway.errors import (
 from services.gateway.evaluation_pictures import install_evaluation_picture_routes
 from services.gateway.media import install_media_routes
 from services.gateway.public_limits import PublicLimitMiddleware
+from services.gateway.query_cache import EncodedPictureCache
 from services.gateway.request_context import RequestContextMiddleware
 from services.gateway.search_api import install_search_routes
 from services.gateway.telemetry import (
@@ -76,6 +77,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         default_artist_index()  # fail at start-up, not on the first request, if the artist table is missing
         app.state.downstream = Downstream(config)
+        app.state.picture_cache = EncodedPictureCache(config.query_cache_entries, config.query_cache_ttl_s)
         # In the background: a large IMAGE_ROOT must not hold back readiness.
         app.state.upload_sweep = asyncio.create_task(sweep_stale_uploads(config.admin.image_root))
         yield

@@ -52,6 +52,9 @@ class GatewayConfig:
     # A search whose nearest `style_neighbours` candidates hold fewer art-style labels than this (the rest
     # from catalogues whose labels are categories) searches again for art-style neighbours to vote.
     style_min_art_neighbours: int = 3
+    # Encoder answers kept per picture (services/gateway/query_cache.py): how many, and how long.
+    query_cache_entries: int = 256
+    query_cache_ttl_s: float = 300.0
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> GatewayConfig:
@@ -83,6 +86,8 @@ class GatewayConfig:
             model_alias_ttl_s=env.float("MODEL_ALIAS_TTL_S", 5.0, minimum=0.0),
             public_limits=PublicLimitSettings.from_env(env),
             style_min_art_neighbours=env.int("STYLE_MIN_ART_NEIGHBOURS", 3, minimum=0),
+            query_cache_entries=env.int("QUERY_CACHE_ENTRIES", 256, minimum=0),
+            query_cache_ttl_s=env.float("QUERY_CACHE_TTL_S", 300.0, minimum=0.0),
         )
 
 

@@ -189,6 +189,10 @@ class Downstream:
         if info.dimension:
             self._model_info = info
 
+    def known_model_version(self) -> str | None:
+        """The version of the encoder's model as last seen (None: not asked yet)."""
+        return None if self._model_info is None else self._model_info.version
+
     def channel(self, service: str) -> grpc.aio.Channel:
         """The shared channel to one service, for stubs of RPCs this class does not wrap."""
         return self._channels[service]

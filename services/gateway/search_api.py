@@ -92,7 +92,10 @@ def install_search_routes(app: FastAPI, config: GatewayConfig) -> None:
         downstream = request.app.state.downstream
         # The encoder analyses the photo (locates the painting, tells grey-scale) unless both are off.
         analyse = "auto" in (options.locate, options.grey)
-        query = await encode_image(downstream, data, timer, request_id_var.get(), analyse=analyse)
+        cache = request.app.state.picture_cache
+        query = await encode_image(
+            downstream, data, timer, request_id_var.get(), analyse=analyse, cache=cache
+        )
         return JSONResponse(await run_search(downstream, query, options, config, timer, request_id_var.get()))
 
     @app.get("/v1/artworks/{artwork_id}/similar", tags=["search"], responses=_STORED_ROUTE_ERRORS)
@@ -124,7 +127,8 @@ def install_search_routes(app: FastAPI, config: GatewayConfig) -> None:
         timer = Timer()
         data = await image_bytes(await _read_body(request, StyleUrlRequest, config), timer)
         downstream = request.app.state.downstream
-        query = await encode_image(downstream, data, timer, request_id_var.get())
+        cache = request.app.state.picture_cache
+        query = await encode_image(downstream, data, timer, request_id_var.get(), cache=cache)
         return JSONResponse(
             await run_style_prediction(downstream, query, config, timer, request_id_var.get())
         )

@@ -189,12 +189,21 @@ def test_search_killed_gives_503_within_the_deadline_and_its_catalogue_survives_
     assert itself.json()["results"][0]["id"] == entry.id
 
 
-def test_encoder_killed_gives_503_then_recovers(stack: ServiceStack, gateway: httpx.Client, query):
+def test_encoder_killed_gives_503_then_recovers(
+    stack: ServiceStack, gateway: httpx.Client, query, catalogue: Catalogue
+):
+    assert post_search(gateway, query)[0].status_code == 200
+    entry = next(e for e in catalogue.entries if "gogh" in e.artist.lower())
+    never_sent = sample_query_image(catalogue.root / entry.filename, 0.55)
     with killed(stack, "encoder"):
-        reply, elapsed = post_search(gateway, query)
+        reply, elapsed = post_search(gateway, never_sent)
         assert_unavailable(reply, elapsed, "encoder", ENCODE_TIMEOUT_S)
         assert readiness(gateway) == (503, {"encoder": False, "search": True, "influence": True})
-    poll(search_succeeds(gateway, query))
+        # A picture sent a moment ago needs no encoder: the gateway kept its encoding (query_cache.py).
+        again, _ = post_search(gateway, query, w_content=0, w_style=1, w_colour=0)
+        assert again.status_code == 200, again.text
+        assert "encode" not in again.json()["timings_ms"] and again.json()["weights"]["style"] == 1.0
+    poll(search_succeeds(gateway, never_sent))
     assert readiness(gateway)[0] == 200
 
 

@@ -22,6 +22,7 @@ from gateway_support import gateway_client, gateway_config, in_process_services,
 from artsearch.catalogue.folder import Catalogue, load_catalogue
 from artsearch.descriptor import DescriptorLayout, aspect_similarities
 from artsearch.grpc_client import open_channel
+from artsearch.grpc_server import RPC_TOTAL
 from artsearch.ingest import ingest_catalogue
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc
 from services.gateway.app import create_app
@@ -281,6 +282,36 @@ async def test_aspect_weights_change_scores_and_order(client, catalogue):
     defaults = default["weights"]
     expected = 0.5 / (defaults["content"] + 0.5 + defaults["colour"])
     assert partial["weights"]["style"] == pytest.approx(expected, abs=1e-6)
+
+
+def encodes_handled() -> float:
+    """Encode RPCs the in-process encoder has answered (artsearch.grpc_server's counter)."""
+    return RPC_TOTAL.labels("/artsearch.v1.EncoderService/Encode", "OK")._value.get()
+
+
+async def test_the_same_picture_sent_again_is_not_encoded_again(services, catalogue):
+    """Moving a weight slider sends the same picture with new weights: its encoding is kept (query_cache.py),
+    the answer is the one the new weights give."""
+    image = image_of(catalogue, "gauguin-arearea")
+    async with gateway_client(create_app(gateway_config(services))) as http:
+        before = encodes_handled()
+        first = await search_ok(http, image, k=4, rerank="false")
+        colour = await search_ok(http, image, k=4, rerank="false", w_content=0, w_style=0, w_colour=1)
+        assert encodes_handled() == before + 1
+        assert "encode" in first["timings_ms"] and "encode" not in colour["timings_ms"]
+        assert colour["weights"]["colour"] == 1.0
+        assert [r["scores"]["visual"] for r in colour["results"]] == pytest.approx(
+            [r["scores"]["colour"] for r in colour["results"]], abs=3e-3
+        )
+        await search_ok(http, image + b"\0", k=4)  # other bytes: encoded
+        await search_ok(http, image, k=4, locate="off", grey="off")  # not analysed: another entry
+        assert encodes_handled() == before + 3
+        await upload(http, image, route="/v1/predict-style")  # the not-analysed entry again
+        assert encodes_handled() == before + 3
+    async with gateway_client(create_app(gateway_config(services, QUERY_CACHE_ENTRIES="0"))) as http:
+        await search_ok(http, image, k=4)
+        await search_ok(http, image, k=4)
+        assert encodes_handled() == before + 5
 
 
 async def test_filters_on_artist_style_genre_and_years(client, catalogue):

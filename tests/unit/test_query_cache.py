@@ -1,0 +1,70 @@
+"""The gateway's cache of encoder answers by picture (services/gateway/query_cache.py): bounded in entries and
+age, blind to answers of another model version, keyed by the bytes and whether the picture was analysed."""
+
+from __future__ import annotations
+
+from artsearch.v1 import common_pb2, encoder_pb2
+from services.gateway.query_cache import LOOKUPS, EncodedPictureCache
+
+
+def answer(version: str = "v1", first: float = 0.5) -> encoder_pb2.EncodeResponse:
+    return encoder_pb2.EncodeResponse(
+        embeddings=[common_pb2.Embedding(values=[first, 0.25])],
+        model=encoder_pb2.ModelInfo(version=version, dimension=2),
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def hits() -> float:
+    return LOOKUPS.labels("hit")._value.get()
+
+
+def test_a_picture_sent_again_is_answered_from_the_cache_as_analysed_or_not():
+    cache = EncodedPictureCache(max_entries=4, ttl_s=60)
+    photo = b"\xff\xd8 a photo"
+    analysed = cache.key(photo, analysed=True)
+    assert cache.get(analysed, "v1") is None
+    cache.put(analysed, answer(first=0.75))
+    before = hits()
+    assert cache.get(cache.key(photo, analysed=True), "v1").embeddings[0].values[0] == 0.75
+    assert hits() == before + 1
+    assert cache.get(cache.key(photo, analysed=False), "v1") is None  # no analysis in that answer
+    assert cache.get(cache.key(photo + b"!", analysed=True), "v1") is None  # other bytes
+
+
+def test_the_least_recently_used_answer_goes_first():
+    cache = EncodedPictureCache(max_entries=2, ttl_s=60)
+    a, b, c = (cache.key(name, analysed=False) for name in (b"a", b"b", b"c"))
+    cache.put(a, answer())
+    cache.put(b, answer())
+    assert cache.get(a, "v1") is not None  # a is now the most recently used
+    cache.put(c, answer())
+    assert len(cache) == 2
+    assert cache.get(b, "v1") is None and cache.get(a, "v1") is not None and cache.get(c, "v1") is not None
+
+
+def test_answers_expire_and_answers_of_another_model_are_not_used():
+    clock = Clock()
+    cache = EncodedPictureCache(max_entries=8, ttl_s=300, clock=clock)
+    old, new = cache.key(b"old", analysed=False), cache.key(b"new", analysed=False)
+    cache.put(old, answer())
+    cache.put(new, answer(version="v1"))
+    clock.now = 301
+    assert cache.get(old, "v1") is None and len(cache) == 1  # expired, and dropped
+    cache.put(old, answer())
+    assert cache.get(old, None) is not None  # the encoder's model not known yet: any
+    assert cache.get(old, "v2") is None  # the encoder runs another model now
+    assert cache.get(old, "v1") is None  # and the stale answer was dropped
+
+
+def test_zero_entries_keeps_nothing():
+    cache = EncodedPictureCache(max_entries=0, ttl_s=300)
+    cache.put(cache.key(b"a", analysed=False), answer())
+    assert len(cache) == 0
