@@ -103,6 +103,8 @@ def compose_stack(catalogue: Path) -> Iterator[tuple[dict[str, str], str]]:
             "ENCODER_PORT": str(encoder),
             "SEARCH_PORT": str(search),
             "INFLUENCE_PORT": str(influence),
+            # The traffic repeats its pictures: the gateway's picture cache would keep them from the encoder.
+            "QUERY_CACHE_ENTRIES": "0",
         }
         try:
             compose("up", "-d", "--no-build", env=env)

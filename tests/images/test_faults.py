@@ -73,7 +73,9 @@ def stack(catalogues: Path) -> Iterator[Stack]:
         standins=True,
         writable_image_root=True,
         service_token=SERVICE_TOKEN,
-        extra_env={"gateway": {"ENCODE_TIMEOUT_S": str(DEADLINES_S["encoder"])}},
+        # The load repeats its pictures: with the gateway's picture cache on, an encoder or Triton fault
+        # would never be met by a picture search (services/gateway/query_cache.py). Off: every one encodes.
+        extra_env={"gateway": {"ENCODE_TIMEOUT_S": str(DEADLINES_S["encoder"]), "QUERY_CACHE_ENTRIES": "0"}},
     )
     with running_stack(catalogues, options) as running:
         yield running

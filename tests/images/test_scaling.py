@@ -40,7 +40,13 @@ BACK_IN_ROTATION_S = 60.0
 
 @pytest.fixture(scope="module")
 def stack(catalogues: Path) -> Iterator[Stack]:
-    options = StackOptions(encoder_replicas=REPLICAS, influence_replicas=REPLICAS)
+    # The load repeats its pictures: with the gateway's picture cache on, the encoder replicas would see
+    # each picture once (services/gateway/query_cache.py). Off: every search is encoded.
+    options = StackOptions(
+        encoder_replicas=REPLICAS,
+        influence_replicas=REPLICAS,
+        extra_env={"gateway": {"QUERY_CACHE_ENTRIES": "0"}},
+    )
     with running_stack(catalogues, options) as running:
         yield running
 
