@@ -181,7 +181,7 @@ def layout(folder: Path) -> tuple[bool, bool]:
 def split_region_points(source: Path, target: Path, config: edge.EdgeConfig) -> None:
     """Writes the engine shard `source`, of the `region_points` layout (region points beside the artworks'
     in one shard, the whole vector named ""), as a shard folder `target` with a shard each (see the module
-    docstring); `source` is only read."""
+    docstring), under the store's current settings (`config`); `source` keeps every point."""
     remove_tree(target)
     old = edge.EdgeShard.load(str(source))
     shards = create_shards(target, config, regions=True)
