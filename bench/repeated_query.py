@@ -19,7 +19,6 @@ import json
 import os
 import statistics
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import httpx
 
 from artsearch.catalogue.folder import load_catalogue
 from artsearch.evaluation.visitor_photos import DEVELOPMENT_SEEDS, VISITOR_KINDS
-from artsearch.evaluation.visitor_search import prepare_photos
+from artsearch.evaluation.visitor_search import PhotoQuery, prepare_photos, search_photo
 from artsearch.ingest import IngestTargets, ingest_catalogue
 from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
 from bench.visitor_photos import REPO_ROOT, code_version
@@ -36,13 +35,12 @@ from bench.visitor_photos import REPO_ROOT, code_version
 REWEIGHTED = {"w_content": "0.2", "w_style": "0.5", "w_colour": "0.3"}
 
 
-def timed_search(client: httpx.Client, url: str, picture: bytes, params: dict[str, str]) -> float:
-    started = time.perf_counter()
-    reply = client.post(f"{url}/v1/search", params={"k": "10", **params}, files={"image": ("p.jpg", picture)})
-    elapsed = (time.perf_counter() - started) * 1000
-    if reply.status_code != 200:
-        raise SystemExit(f"search failed: {reply.status_code} {reply.text[:300]}")
-    return elapsed
+def timed_search(client: httpx.Client, url: str, photo: PhotoQuery, params: dict[str, str]) -> float:
+    """One search as a client sends it (visitor_search.search_photo); its wall time in ms."""
+    outcome = search_photo(client, url, photo, {"k": "10", **params})
+    if outcome.error is not None:
+        raise SystemExit(f"search failed: {outcome.error}")
+    return outcome.latency_ms
 
 
 @contextlib.contextmanager
@@ -90,12 +88,11 @@ def main(argv: list[str] | None = None) -> int:
             cached_url, plain_url = stack.settings.gateway_url, f"http://{settings.host}:{ports[-1]}"
             with httpx.Client(timeout=60) as client:
                 for photo in photos[:5]:  # warm-up, other weights than the run's
-                    timed_search(client, plain_url, photo.path.read_bytes(), {"w_style": "0.9"})
+                    timed_search(client, plain_url, photo, {"w_style": "0.9"})
                 for photo in photos:
-                    picture = photo.path.read_bytes()
-                    first.append(timed_search(client, cached_url, picture, {}))
-                    repeated.append(timed_search(client, cached_url, picture, REWEIGHTED))
-                    uncached.append(timed_search(client, plain_url, picture, REWEIGHTED))
+                    first.append(timed_search(client, cached_url, photo, {}))
+                    repeated.append(timed_search(client, cached_url, photo, REWEIGHTED))
+                    uncached.append(timed_search(client, plain_url, photo, REWEIGHTED))
     medians = {name: round(statistics.median(values), 1) for name, values in
                (("first", first), ("repeated", repeated), ("repeated_without_cache", uncached))}  # fmt: skip
     report: dict[str, Any] = {

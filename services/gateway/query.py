@@ -125,34 +125,23 @@ async def encode_image(
     downstream: Downstream,
     image: bytes,
     timer: Timer,
+    cache: EncodedPictureCache,
     request_id: str = "",
     *,
     analyse: bool = False,
-    cache: EncodedPictureCache | None = None,
 ) -> QueryVector:
     """The picture's descriptor; with `analyse`, the encoder also locates the painting in it and says
-    whether it is grey-scale (searched with in `run_search`, per the request's `locate` and `grey`). With
-    `cache`, a picture sent a moment ago is not encoded again (services/gateway/query_cache.py)."""
-    key = b"" if cache is None else await _picture_key(cache, image, analyse)
-    encoded = None if cache is None else cache.get(key, downstream.known_model_version())
+    whether it is grey-scale (searched with in `run_search`, per the request's `locate` and `grey`). A
+    picture sent a moment ago is not encoded again (`cache`: services/gateway/query_cache.py)."""
+    key = await cache.key_of(image, analyse)
+    encoded = cache.get(key, downstream.known_model_version())
     if encoded is None:
         with timer.step("encode"):
             encoded = await downstream.encode(image, request_id, analyse=analyse)
-        if cache is not None:
-            cache.put(key, encoded)
+        cache.put(key, encoded)
     values = np.asarray(encoded.embeddings[0].values, dtype=np.float32)
     analysis = encoded.analyses[0] if encoded.analyses else None
     return QueryVector(values, encoded.model, by_model=True, analysis=analysis)
-
-
-# Pictures larger than this are hashed off the event loop (SHA-256: ~2 ms a MB here; uploads go to 20 MB).
-_HASH_INLINE_BYTES = 256 * 1024
-
-
-async def _picture_key(cache: EncodedPictureCache, image: bytes, analyse: bool) -> bytes:
-    if len(image) <= _HASH_INLINE_BYTES:
-        return cache.key(image, analyse)
-    return await asyncio.to_thread(cache.key, image, analyse)
 
 
 async def stored_artwork(downstream: Downstream, artwork_id: str, request_id: str = "") -> common_pb2.Artwork:

@@ -93,9 +93,7 @@ def install_search_routes(app: FastAPI, config: GatewayConfig) -> None:
         # The encoder analyses the photo (locates the painting, tells grey-scale) unless both are off.
         analyse = "auto" in (options.locate, options.grey)
         cache = request.app.state.picture_cache
-        query = await encode_image(
-            downstream, data, timer, request_id_var.get(), analyse=analyse, cache=cache
-        )
+        query = await encode_image(downstream, data, timer, cache, request_id_var.get(), analyse=analyse)
         return JSONResponse(await run_search(downstream, query, options, config, timer, request_id_var.get()))
 
     @app.get("/v1/artworks/{artwork_id}/similar", tags=["search"], responses=_STORED_ROUTE_ERRORS)
@@ -128,7 +126,7 @@ def install_search_routes(app: FastAPI, config: GatewayConfig) -> None:
         data = await image_bytes(await _read_body(request, StyleUrlRequest, config), timer)
         downstream = request.app.state.downstream
         cache = request.app.state.picture_cache
-        query = await encode_image(downstream, data, timer, request_id_var.get(), cache=cache)
+        query = await encode_image(downstream, data, timer, cache, request_id_var.get())
         return JSONResponse(
             await run_style_prediction(downstream, query, config, timer, request_id_var.get())
         )
