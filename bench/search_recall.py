@@ -17,6 +17,7 @@ using that state first.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
@@ -37,10 +38,9 @@ BATCH = 16
 
 
 def photo_descriptors(cache: Path, count: int, model: Path) -> np.ndarray:
-    """The whole-photo descriptors of `count` visitor photos drawn (seeded) from the evaluation's cache."""
-    import onnxruntime as ort
-
-    from services.encoder.backends import EmbeddingModelInfo
+    """The whole-photo descriptors of `count` visitor photos drawn (seeded) from the evaluation's cache, made
+    by the encoder service's own backend and descriptor code, in process."""
+    from services.encoder.backends import OnnxRuntimeBackend
     from services.encoder.descriptor import DescriptorAssembler
     from services.encoder.images import open_image
 
@@ -48,22 +48,17 @@ def photo_descriptors(cache: Path, count: int, model: Path) -> np.ndarray:
     if not photos:
         raise SystemExit(f"no visitor photos in {cache}: run `python -m bench.visitor_photos` first")
     random.Random(1).shuffle(photos)
-    info = EmbeddingModelInfo.from_sidecar(model, backend="onnxruntime")
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    assemble = DescriptorAssembler(info)
-    outputs = [name for name, _ in info.outputs]
+    backend = OnnxRuntimeBackend(model)
+    assemble = DescriptorAssembler(backend.info)
+    size = backend.info.input_size
     rows: list[np.ndarray] = []
     chosen = photos[:count]
     for start in range(0, len(chosen), BATCH):
+        batch = chosen[start : start + BATCH]
         pixels = np.stack(
-            [
-                open_image(path.read_bytes(), size=info.input_size, max_pixels=50_000_000).decode()
-                for path in chosen[start : start + BATCH]
-            ]
+            [open_image(path.read_bytes(), size=size, max_pixels=50_000_000).decode() for path in batch]
         )
-        rows.extend(
-            assemble(dict(zip(outputs, session.run(outputs, {info.input_name: pixels}), strict=True)), pixels)
-        )
+        rows.extend(assemble(asyncio.run(backend.embed(pixels)), pixels))
     return np.stack(rows)
 
 
