@@ -22,7 +22,6 @@ import pytest
 from image_support import (
     DEV_ADMIN_KEY,
     Answer,
-    LoadResult,
     SearchLoad,
     ServiceContainer,
     Stack,
@@ -138,10 +137,10 @@ def wait_recovered(load: SearchLoad, since: float) -> float:
     return time.monotonic() - 2.0
 
 
-def check_fault_answers(result: LoadResult, start: float, end: float, service: str) -> None:
+def check_fault_answers(answers: list[Answer], service: str) -> None:
     expectation = EXPECTED[service]
     bound = DEADLINES_S[service] + DEADLINE_SLACK_S
-    for answer in result.between(start, end):
+    for answer in answers:
         if healthy_answer(answer):
             continue
         assert answer.status in (200, 503), f"{service}: unexpected answer {answer}"
@@ -183,10 +182,14 @@ def test_a_faulty_backend_gives_degraded_answers_or_fast_503s_then_recovers(
         recovered = wait_recovered(load, lifted)
         time.sleep(1.0)
     result = load.result
-    before = result.between(settled, fault_start - 0.5)
+    # Only answers that ended before the fault: one in flight when it hit (an influence call may take up to
+    # its 1 s deadline) meets the fault and may rightly be degraded (seen once in a full run).
+    before = [a for a in result.between(settled, fault_start) if a.ended < fault_start]
     unhealthy = [a for a in before if not healthy_answer(a)]
     assert before and not unhealthy, (unhealthy, warnings_logged(stack))
-    check_fault_answers(result, fault_start, recovered, service)
+    # The fault's answers: those started during it, and those in flight when it began.
+    during = [a for a in result.between(settled, recovered) if a.ended >= fault_start]
+    check_fault_answers(during, service)
     after = [a for a in result.answers if a.started >= recovered]
     unhealthy = [a for a in after if not healthy_answer(a)]
     times = {"lifted": lifted, "recovered": recovered}
