@@ -15,7 +15,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from artsearch.artists import default_artist_index
@@ -38,6 +37,8 @@ from services.gateway.media import install_media_routes
 from services.gateway.public_limits import PublicLimitMiddleware
 from services.gateway.query_cache import EncodedPictureCache
 from services.gateway.request_context import RequestContextMiddleware
+from services.gateway.schemas import with_answer_examples
+from services.gateway.schemas.operations import Health, Readiness
 from services.gateway.search_api import install_search_routes
 from services.gateway.telemetry import (
     install_telemetry,
@@ -53,16 +54,6 @@ _HTTP_STATUS_FOR_GRPC = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 503,
 }
-
-
-class Readiness(BaseModel):
-    ready: bool = Field(description="Whether the gateway can answer searches: the encoder and search answer")
-    services: dict[str, bool] = Field(description="Each service: whether it answers its health check")
-    degraded: list[str] = Field(
-        default_factory=list,
-        description="Optional services that do not answer: searches are served without them (influence: "
-        'the visual order, marked `"degraded": ["influence"]`)',
-    )
 
 
 def operation_id(route: APIRoute) -> str:
@@ -117,12 +108,13 @@ def create_app(config: GatewayConfig) -> FastAPI:
 
 
 def _install_openapi(app: FastAPI) -> None:
-    """/openapi.json as FastAPI builds it, with every error answer declared as the ErrorBody it is."""
+    """/openapi.json as FastAPI builds it, with every error answer declared as the ErrorBody it is and every
+    success answer's example beside its schema."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = with_error_body(build())
+            app.openapi_schema = with_answer_examples(with_error_body(build()))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -164,7 +156,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _install_routes(app: FastAPI, config: GatewayConfig) -> None:
-    @app.get("/healthz", tags=["operations"])
+    @app.get("/healthz", tags=["operations"], response_model=Health)
     async def healthz() -> dict[str, str]:
         """Liveness: the gateway process answers."""
         return {"status": "ok"}

@@ -15,6 +15,7 @@ from services.gateway.admin_calls import Services
 from services.gateway.artwork_records import YEAR_RANGE, clean_artist, clean_text
 from services.gateway.downstream import INFLUENCE
 from services.gateway.errors import ADMIN_STATUSES, ApiError, error_responses
+from services.gateway.schemas.artists import ArtistNeighbours, ArtistPage, ArtistPath, ArtistsAdded
 
 MAX_NAME_CHARS = 500
 MAX_ADDITIONS = 1000
@@ -132,7 +133,9 @@ async def _add(request: Request, message: influence_pb2.AddArtistsRequest) -> JS
 def install_artist_routes(app: FastAPI, require_admin: RequireAdmin) -> None:
     admin = Annotated[str, Depends(require_admin)]
 
-    @app.get("/v1/artists", tags=["artists"], responses=error_responses(400, 422, 503))
+    @app.get(
+        "/v1/artists", tags=["artists"], response_model=ArtistPage, responses=error_responses(400, 422, 503)
+    )
     async def list_artists(
         request: Request,
         prefix: Annotated[
@@ -150,7 +153,12 @@ def install_artist_routes(app: FastAPI, require_admin: RequireAdmin) -> None:
             {"artists": [artist_json(a) for a in reply.artists], "next_cursor": reply.next_cursor or None}
         )
 
-    @app.get("/v1/artists/path", tags=["artists"], responses=error_responses(400, 404, 422, 503))
+    @app.get(
+        "/v1/artists/path",
+        tags=["artists"],
+        response_model=ArtistPath,
+        responses=error_responses(400, 404, 422, 503),
+    )
     async def artist_path(
         request: Request,
         from_artist: Annotated[str, Query(alias="from", min_length=1, max_length=MAX_NAME_CHARS)],
@@ -183,7 +191,12 @@ def install_artist_routes(app: FastAPI, require_admin: RequireAdmin) -> None:
             }
         )
 
-    @app.get("/v1/artists/{name}/neighbours", tags=["artists"], responses=error_responses(400, 404, 422, 503))
+    @app.get(
+        "/v1/artists/{name}/neighbours",
+        tags=["artists"],
+        response_model=ArtistNeighbours,
+        responses=error_responses(400, 404, 422, 503),
+    )
     async def artist_neighbours(
         request: Request, name: Annotated[str, Path(min_length=1, max_length=MAX_NAME_CHARS)]
     ) -> JSONResponse:
@@ -198,7 +211,7 @@ def install_artist_routes(app: FastAPI, require_admin: RequireAdmin) -> None:
             }
         )
 
-    @app.post("/v1/artists", tags=["artists"], responses=_WRITE_ERRORS)
+    @app.post("/v1/artists", tags=["artists"], response_model=ArtistsAdded, responses=_WRITE_ERRORS)
     async def add_artists(request: Request, _: admin, body: NewArtists) -> JSONResponse:
         """Adds artists and influences; artists already known are left as they are (needs an admin key)."""
         message = influence_pb2.AddArtistsRequest(
@@ -215,7 +228,7 @@ def install_artist_routes(app: FastAPI, require_admin: RequireAdmin) -> None:
         )
         return await _add(request, message)
 
-    @app.post("/v1/influences", tags=["artists"], responses=_WRITE_ERRORS)
+    @app.post("/v1/influences", tags=["artists"], response_model=ArtistsAdded, responses=_WRITE_ERRORS)
     async def add_influences(request: Request, _: admin, body: NewInfluences) -> JSONResponse:
         """Adds influence edges; unknown artists named by them are added (needs an admin key)."""
         message = influence_pb2.AddArtistsRequest(influences=[_influence_message(i) for i in body.influences])

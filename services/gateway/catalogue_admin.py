@@ -49,6 +49,7 @@ from services.gateway.artwork_records import (
 from services.gateway.downstream import ENCODER, INFLUENCE, SEARCH, DownstreamError
 from services.gateway.errors import ADMIN_STATUSES, ApiError, error_responses
 from services.gateway.image_checks import ImageLimits, check_image
+from services.gateway.schemas.catalogue import ArtworkChange, ArtworkPage, BatchAnswer
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,12 @@ def install_catalogue_routes(app: FastAPI, settings: AdminSettings, require_admi
 
 def _install_listing(app: FastAPI, admin: Any) -> None:
 
-    @app.get("/v1/artworks", tags=["admin"], responses=error_responses(*ADMIN_STATUSES, 400, 422, 503))
+    @app.get(
+        "/v1/artworks",
+        tags=["admin"],
+        response_model=ArtworkPage,
+        responses=error_responses(*ADMIN_STATUSES, 400, 422, 503),
+    )
     async def list_artworks(
         request: Request,
         _: admin,
@@ -133,6 +139,7 @@ def _install_additions(app: FastAPI, settings: AdminSettings, admin: Any, limits
         "/v1/artworks",
         tags=["admin"],
         status_code=201,
+        response_model=ArtworkChange,
         responses=error_responses(*ADMIN_STATUSES, 400, 409, 413, 415, 422, 503),
     )
     async def add_artwork(
@@ -178,7 +185,12 @@ def _install_additions(app: FastAPI, settings: AdminSettings, admin: Any, limits
         degraded = await _store(services, settings.image_root, [pending], previous)
         return JSONResponse({"artwork": artwork_json(pending.artwork), "degraded": degraded}, status_code=201)
 
-    @app.post(BATCH_ROUTE, tags=["admin"], responses=error_responses(*ADMIN_STATUSES, 400, 413, 422, 503))
+    @app.post(
+        BATCH_ROUTE,
+        tags=["admin"],
+        response_model=BatchAnswer,
+        responses=error_responses(*ADMIN_STATUSES, 400, 413, 422, 503),
+    )
     async def add_artworks(
         request: Request,
         owner: admin,
@@ -207,6 +219,7 @@ def _install_edits(app: FastAPI, settings: AdminSettings, admin: Any) -> None:
     @app.patch(
         "/v1/artworks/{artwork_id}",
         tags=["admin"],
+        response_model=ArtworkChange,
         responses=error_responses(*ADMIN_STATUSES, 400, 404, 413, 422, 503),
     )
     async def edit_artwork(request: Request, _: admin, artwork_id: str, patch: ArtworkPatch) -> JSONResponse:

@@ -48,6 +48,7 @@ from artsearch.jsonlog import request_id_var
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
 from services.gateway.errors import ApiError, error_doc
 from services.gateway.explain import artwork_json
+from services.gateway.schemas.clusters import ClusterList, ClusterPage
 
 log = logging.getLogger(__name__)
 
@@ -360,51 +361,6 @@ def members_json(
 # ---- routes ----------------------------------------------------------------------------------------
 
 
-_EXAMPLE_ARTWORK = {
-    "id": "van-gogh-the-night-cafe",
-    "title": "The Night Café",
-    "artist": "Vincent van Gogh",
-    "style": "Post-Impressionism",
-    "genre": "interior",
-    "year": 1888,
-    "catalogue": "gcompris",
-    "image_uri": "van-gogh-the-night-cafe.jpg",
-    "image_url": "/v1/artworks/van-gogh-the-night-cafe/image",
-    "thumbnail_url": "/v1/artworks/van-gogh-the-night-cafe/thumbnail",
-    "similarity": 0.912345,
-}
-_LIST_EXAMPLE = {
-    "collection": "artworks",
-    "n": 12,
-    "artworks": 36,
-    "unclustered": 0,
-    "purity": {"label": "style", "value": 0.583333, "labelled": 36},
-    "clusters": [
-        {
-            "id": 0,
-            "size": 6,
-            "url": "/v1/clusters/0?n=12",
-            "representatives": [_EXAMPLE_ARTWORK],
-            "top_styles": [{"name": "Post-Impressionism", "count": 4}, {"name": "Impressionism", "count": 2}],
-            "top_artists": [{"name": "Vincent van Gogh", "count": 3}, {"name": "Paul Gauguin", "count": 1}],
-            "style_purity": 0.666667,
-        }
-    ],
-    "computed_at": "2025-01-01T12:00:00+00:00",
-    "cached": False,
-    "timings_ms": {"scroll": 41.2, "cluster": 180.5},
-}
-_MEMBERS_EXAMPLE = {
-    "cluster": 0,
-    "n": 12,
-    "size": 6,
-    "offset": 0,
-    "limit": 24,
-    "members": [_EXAMPLE_ARTWORK],
-    "next_offset": None,
-    "computed_at": "2025-01-01T12:00:00+00:00",
-    "cached": True,
-}
 _COMMON_ERRORS: dict[int | str, dict[str, object]] = {
     422: error_doc(
         422,
@@ -423,10 +379,6 @@ _COMMON_ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-def _ok(description: str, example: dict[str, object]) -> dict[str, object]:
-    return {"description": description, "content": {"application/json": {"example": example}}}
-
-
 def install_cluster_routes(app: FastAPI, settings: ClusterSettings) -> None:
     """Adds GET /v1/clusters and GET /v1/clusters/{cluster}; the clustering cache is app.state.clusters."""
     cache = ClusterCache(settings.cache_s, settings.cache_entries)
@@ -443,7 +395,9 @@ def install_cluster_routes(app: FastAPI, settings: ClusterSettings) -> None:
     @app.get(
         "/v1/clusters",
         tags=["clusters"],
-        responses={200: _ok("The clusters, largest first", _LIST_EXAMPLE), **_COMMON_ERRORS},
+        response_model=ClusterList,
+        response_description="The clusters, largest first",
+        responses=_COMMON_ERRORS,
     )
     async def list_clusters(request: Request, n: ClusterCount = settings.default_count) -> JSONResponse:
         """The catalogue in `n` clusters of similar-looking artworks (spherical k-means of the stored
@@ -455,8 +409,9 @@ def install_cluster_routes(app: FastAPI, settings: ClusterSettings) -> None:
     @app.get(
         "/v1/clusters/{cluster}",
         tags=["clusters"],
+        response_model=ClusterPage,
+        response_description="One page of the cluster's artworks, nearest its centre first",
         responses={
-            200: _ok("One page of the cluster's artworks, nearest its centre first", _MEMBERS_EXAMPLE),
             404: error_doc(
                 404,
                 "No such cluster in this clustering",

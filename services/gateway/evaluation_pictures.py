@@ -29,7 +29,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from artsearch.config import Env
 from services.gateway.errors import ApiError, error_doc
-from services.gateway.media import cache_headers, etag_matches
+from services.gateway.media import BINARY, cache_headers, etag_matches
+from services.gateway.schemas.evaluation import EvaluationPictures
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PICTURE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.png", re.IGNORECASE)
@@ -136,39 +137,15 @@ def _configured(settings: EvaluationPictureSettings) -> Path:
     return settings.directory
 
 
-_LIST_EXAMPLE = {
-    "pictures": [
-        {
-            "name": "pr_curves.png",
-            "title": "Precision-recall curves of each descriptor aspect",
-            "url": "/v1/evaluation/pictures/pr_curves.png",
-            "width": 1344,
-            "height": 304,
-            "bytes": 76620,
-        },
-        {
-            "name": "map_gcompris.png",
-            "title": "Map of the GCompris paintings: t-SNE of the descriptors, coloured by label",
-            "url": "/v1/evaluation/pictures/map_gcompris.png",
-            "width": 600,
-            "height": 480,
-            "bytes": 20398,
-        },
-    ]
-}
-
-
 def install_evaluation_picture_routes(app: FastAPI, settings: EvaluationPictureSettings) -> None:
     """Adds GET /v1/evaluation/pictures and GET /v1/evaluation/pictures/{name}."""
 
     @app.get(
         "/v1/evaluation/pictures",
         tags=["evaluation"],
+        response_model=EvaluationPictures,
+        response_description="The evaluation's pictures",
         responses={
-            200: {
-                "description": "The evaluation's pictures",
-                "content": {"application/json": {"example": _LIST_EXAMPLE}},
-            },
             404: error_doc(404, "EVALUATION_DIR is not set", (NOT_CONFIGURED_CODE, NOT_CONFIGURED_MESSAGE)),
         },
     )
@@ -183,7 +160,7 @@ def install_evaluation_picture_routes(app: FastAPI, settings: EvaluationPictureS
         tags=["evaluation"],
         response_class=Response,
         responses={
-            200: {"content": {"image/png": {}}, "description": "The PNG file"},
+            200: {"content": {"image/png": {"schema": BINARY}}, "description": "The PNG file"},
             304: {"description": "Not modified: If-None-Match matched the ETag"},
             404: error_doc(
                 404,

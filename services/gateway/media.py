@@ -307,6 +307,8 @@ def cache_headers(max_age_s: int, etag: str) -> dict[str, str]:
 
 
 IMAGE_CONTENT_TYPES = sorted(MEDIA_TYPES.values())
+# The OpenAPI schema of a file answer: its bytes.
+BINARY = {"type": "string", "format": "binary"}
 _COMMON_RESPONSES: dict[int | str, dict[str, object]] = {
     304: {"description": "Not modified: If-None-Match matched the ETag"},
     307: {"description": "Redirect to the artwork's http(s) image URL"},
@@ -343,7 +345,10 @@ def install_media_routes(app: FastAPI, settings: MediaSettings) -> None:
         tags=["artworks"],
         response_class=Response,
         responses={
-            200: {"content": {t: {} for t in IMAGE_CONTENT_TYPES}, "description": "The image file"},
+            200: {
+                "content": {t: {"schema": BINARY} for t in IMAGE_CONTENT_TYPES},
+                "description": "The image file",
+            },
             **_COMMON_RESPONSES,
         },
     )
@@ -365,7 +370,7 @@ def install_media_routes(app: FastAPI, settings: MediaSettings) -> None:
         tags=["artworks"],
         response_class=Response,
         responses={
-            200: {"content": {"image/jpeg": {}}, "description": "A JPEG thumbnail"},
+            200: {"content": {"image/jpeg": {"schema": BINARY}}, "description": "A JPEG thumbnail"},
             **_COMMON_RESPONSES,
             **error_responses(400, notes={400: f"`size` is not one of {', '.join(map(str, sizes))}"}),
         },

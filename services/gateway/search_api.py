@@ -24,6 +24,8 @@ from services.gateway.query import (
     stored_artwork,
     stored_vector,
 )
+from services.gateway.schemas.artworks import Artwork
+from services.gateway.schemas.search import SearchAnswer, StyleAnswer
 from services.gateway.search_params import (
     SearchOptions,
     UrlRequest,
@@ -76,7 +78,7 @@ def install_search_routes(app: FastAPI, config: GatewayConfig) -> None:
         "/v1/search",
         tags=["search"],
         openapi_extra=_image_request_body(UrlRequest, search_params=True),
-        responses=_IMAGE_ROUTE_ERRORS,
+        responses={200: _SEARCH_ANSWER, **_IMAGE_ROUTE_ERRORS},
     )
     async def search(request: Request, options: options_from_query) -> JSONResponse:
         """Related artworks for a picture, best first, each with its score breakdown and influence path.
@@ -96,7 +98,11 @@ def install_search_routes(app: FastAPI, config: GatewayConfig) -> None:
         query = await encode_image(downstream, data, timer, cache, request_id_var.get(), analyse=analyse)
         return JSONResponse(await run_search(downstream, query, options, config, timer, request_id_var.get()))
 
-    @app.get("/v1/artworks/{artwork_id}/similar", tags=["search"], responses=_STORED_ROUTE_ERRORS)
+    @app.get(
+        "/v1/artworks/{artwork_id}/similar",
+        tags=["search"],
+        responses={200: _SEARCH_ANSWER, **_STORED_ROUTE_ERRORS},
+    )
     async def similar(request: Request, artwork_id: ARTWORK_ID, options: options_from_query) -> JSONResponse:
         """Artworks related to one already in the catalogue, from its stored descriptor (no re-encoding);
         the artwork itself is left out and its artist is the source artist unless `source_artist` is set."""
@@ -106,7 +112,9 @@ def install_search_routes(app: FastAPI, config: GatewayConfig) -> None:
         query = await stored_vector(downstream, artwork_id, timer, request_id_var.get())
         return JSONResponse(await run_search(downstream, query, options, config, timer, request_id_var.get()))
 
-    @app.get("/v1/artworks/{artwork_id}", tags=["artworks"], responses=_STORED_ROUTE_ERRORS)
+    @app.get(
+        "/v1/artworks/{artwork_id}", tags=["artworks"], response_model=Artwork, responses=_STORED_ROUTE_ERRORS
+    )
     async def artwork(request: Request, artwork_id: ARTWORK_ID) -> JSONResponse:
         """Public metadata of one artwork."""
         found = await stored_artwork(request.app.state.downstream, artwork_id, request_id_var.get())
@@ -116,7 +124,7 @@ def install_search_routes(app: FastAPI, config: GatewayConfig) -> None:
         "/v1/predict-style",
         tags=["search"],
         openapi_extra=_image_request_body(StyleUrlRequest, search_params=False),
-        responses=_IMAGE_ROUTE_ERRORS,
+        responses={200: {"model": StyleAnswer, "description": "The predicted style"}, **_IMAGE_ROUTE_ERRORS},
     )
     async def predict_style(request: Request) -> JSONResponse:
         """The style of a picture: a similarity-weighted vote of its nearest catalogue artworks' style
@@ -206,6 +214,11 @@ def _image_request_body(url_model: type[BaseModel], *, search_params: bool) -> d
     }
 
 
+# The hot routes declare their answer's model here rather than as response_model, so that nobody is
+# tempted to return the dict and have FastAPI re-validate ~25 results per query (issue 16 counts the
+# gateway's CPU per query): the handlers send the JSON they build, and the model is documentation that
+# tests/services/test_gateway_openapi_contract.py holds to the real answers.
+_SEARCH_ANSWER = {"model": SearchAnswer, "description": "Related artworks, best first, each explained"}
 _IMAGE_ROUTE_ERRORS = error_responses(
     400,
     413,

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from gateway_support import gateway_client, gateway_config, in_process_services, ingest_targets
+from test_gateway_openapi_contract import contract_client
 
 from artsearch.catalogue.folder import Catalogue, load_catalogue
 from artsearch.descriptor import DescriptorLayout, aspect_similarities
@@ -75,8 +76,11 @@ async def _copy_without_styles(address: str, ids: list[str]) -> None:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def client(services: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    """The gateway with URL fetching from 127.0.0.1 allowed (the test image server runs there)."""
-    async with gateway_client(create_app(gateway_config(services, URL_FETCH_ALLOW_PRIVATE="true"))) as http:
+    """The gateway with URL fetching from 127.0.0.1 allowed (the test image server runs there); every 2xx
+    answer it gets is checked against the response model /openapi.json declares for it."""
+    app = create_app(gateway_config(services, URL_FETCH_ALLOW_PRIVATE="true"))
+    async with gateway_client(app) as http:
+        contract_client(http, app)
         yield http
 
 
