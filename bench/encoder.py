@@ -69,6 +69,8 @@ class BenchSettings:
     raw_seconds: float = 15.0
     windows_per_level: int = 5
     paintings: int = 12
+    # The fixed yardstick of every variant: the fp32 model's raw throughput, measured in the same run.
+    fp32_model_path: Path = DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
@@ -378,10 +380,10 @@ async def check_answer(encode: grpc.aio.UnaryUnaryMultiCallable, request: bytes)
 
 
 async def measure_service(
-    settings: BenchSettings, queries: Sequence[bytes], yardstick: RawYardstick
+    settings: BenchSettings, queries: Sequence[bytes], yardsticks: Sequence[RawYardstick]
 ) -> tuple[list[LevelResult], dict[str, float], encoder_pb2.ModelInfo]:
-    """Every concurrency level against one service process; a yardstick segment runs after each level,
-    while the service idles."""
+    """Every concurrency level against one service process; a segment of each yardstick runs after each
+    level, while the service idles."""
     requests = [encoder_pb2.EncodeRequest(images=[jpeg]).SerializeToString() for jpeg in queries]
     raw_segment_s = settings.raw_seconds / (len(settings.concurrencies) + 1)
     log_path = REPO_ROOT / "var/bench/encoder.log"
@@ -402,7 +404,8 @@ async def measure_service(
                     flush=True,
                 )
                 levels.append(level)
-                yardstick.sample(raw_segment_s)
+                for yardstick in yardsticks:
+                    yardstick.sample(raw_segment_s)
             memory = service.memory_mb()
         finally:
             await channel.close()
@@ -457,6 +460,7 @@ def ort_providers_from_env() -> tuple[str, ...]:
 def build_report(
     settings: BenchSettings,
     raw: RawResult,
+    fp32_raw: RawResult,
     levels: Sequence[LevelResult],
     memory: dict[str, float],
     model: encoder_pb2.ModelInfo,
@@ -470,6 +474,9 @@ def build_report(
         "raw_images_per_s": round(raw.images_per_s, 1),
         "service_images_per_s": {key: round(level.images_per_s, 1) for key, level in by_level.items()},
         "ratio_at_16": ratios.get("16"),
+        "fp32_raw_images_per_s": round(fp32_raw.images_per_s, 1),
+        "model_variant": model_variant(settings.model_path),
+        "ratio_to_fp32_raw_at_16": _ratio(by_level.get("16"), fp32_raw),
         "p50_ms_single": round(percentile(single.latencies_ms, 50), 2),
         "p99_ms_single": round(percentile(single.latencies_ms, 99), 2),
         "rss_mb": round(memory["rss_mb"], 1),
@@ -509,6 +516,16 @@ def build_report(
     }
 
 
+def model_variant(model_path: Path) -> str:
+    """ "int8" for a quantized model (its sidecar says how), else "fp32"."""
+    meta = json.loads(model_path.with_name("model.json").read_text())
+    return "int8" if "quantization" in meta else "fp32"
+
+
+def _ratio(level: LevelResult | None, raw: RawResult) -> float | None:
+    return None if level is None else round(level.images_per_s / raw.images_per_s, 3)
+
+
 def print_report(report: dict[str, Any]) -> None:
     raw, cpu, ratios = report["raw_images_per_s"], report["cpu_ms_per_image"], report["ratios"]
     print(f"\nraw onnxruntime, batch {RAW_BATCH}, pre-decoded pixels: {raw:.1f} images/s")
@@ -521,6 +538,10 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"cpu ms/image: raw {cpu['raw']}, decode on one core {cpu['decode_one_core']}")
     verdict = "meets" if (report["ratio_at_16"] or 0) >= TARGET_RATIO else "misses"
     print(f"service/raw at concurrency 16: {report['ratio_at_16']} ({verdict} the {TARGET_RATIO} target)")
+    print(
+        f"model variant {report['model_variant']}; fp32 raw {report['fp32_raw_images_per_s']} images/s; "
+        f"service at 16 / fp32 raw: {report['ratio_to_fp32_raw_at_16']}"
+    )
 
 
 def run(settings: BenchSettings) -> dict[str, object]:
@@ -536,10 +557,24 @@ def run(settings: BenchSettings) -> dict[str, object]:
         int(os.environ.get("ORT_THREADS", "0")),
         ort_providers_from_env(),
     )
-    yardstick.sample(settings.raw_seconds / (len(settings.concurrencies) + 1))
+    yardsticks = [yardstick]
+    if settings.fp32_model_path.resolve() != settings.model_path.resolve():
+        fp32_info = EmbeddingModelInfo.from_sidecar(settings.fp32_model_path, backend="onnxruntime")
+        yardsticks.append(
+            RawYardstick(
+                settings.fp32_model_path,
+                fp32_info.input_name,
+                decode_batch(queries, fp32_info.input_size, RAW_BATCH),
+                int(os.environ.get("ORT_THREADS", "0")),
+                ort_providers_from_env(),
+            )
+        )
+    for each in yardsticks:
+        each.sample(settings.raw_seconds / (len(settings.concurrencies) + 1))
     print(f"encoder service, {len(queries)} query JPEGs, one per request ...", flush=True)
-    levels, memory, model = asyncio.run(measure_service(settings, queries, yardstick))
-    report = build_report(settings, yardstick.result(), levels, memory, model, decode_ms, machine_info)
+    levels, memory, model = asyncio.run(measure_service(settings, queries, yardsticks))
+    raw, fp32_raw = yardstick.result(), yardsticks[-1].result()
+    report = build_report(settings, raw, fp32_raw, levels, memory, model, decode_ms, machine_info)
     settings.output.parent.mkdir(parents=True, exist_ok=True)
     settings.output.write_text(json.dumps(report, indent=2) + "\n")
     print_report(report)
@@ -573,6 +608,12 @@ def check_level_arguments(parser: argparse.ArgumentParser, args: argparse.Namesp
 def parse_args(argv: Sequence[str] | None) -> BenchSettings:
     parser = argparse.ArgumentParser(prog="python -m bench.encoder", description=__doc__.split("\n")[0])
     add_level_arguments(parser, DEFAULT_OUTPUT, raw_seconds=15.0)
+    parser.add_argument(
+        "--fp32-model",
+        type=Path,
+        default=DEFAULT_MODEL,
+        help="the fp32 model whose raw speed is the yardstick",
+    )
     args = parser.parse_args(argv)
     check_level_arguments(parser, args)
     return BenchSettings(
@@ -583,6 +624,7 @@ def parse_args(argv: Sequence[str] | None) -> BenchSettings:
         seconds_per_level=args.seconds,
         warmup_seconds=args.warmup,
         raw_seconds=args.raw_seconds,
+        fp32_model_path=args.fp32_model.resolve(),
     )
 
 

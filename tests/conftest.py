@@ -37,6 +37,13 @@ def model_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def int8_model_path() -> Path:
+    """The same network quantized to int8 (`make model`; services/encoder/quantize_onnx.py)."""
+    default = REPO_ROOT / "models/efficientnet-lite0-int8/model.onnx"
+    return _artefact("ARTSEARCH_INT8_MODEL_PATH", default, "model")
+
+
+@pytest.fixture(scope="session")
 def gcompris_catalogue() -> Path:
     """The demo catalogue folder extracted from Debian's gcompris-qt-data (`make catalogue`)."""
     return _artefact("ARTSEARCH_GCOMPRIS_DIR", REPO_ROOT / "data/catalogues/gcompris", "catalogue")

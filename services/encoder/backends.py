@@ -39,6 +39,8 @@ class EmbeddingModelInfo:
     backend: str
     # Every output tensor of the graph and its width: (name, width), in the sidecar's order.
     outputs: tuple[tuple[str, int], ...] = ()
+    # An int8 (QDQ) variant of a float model (services/encoder/quantize_onnx.py).
+    quantized: bool = False
 
     @classmethod
     def from_sidecar(cls, model_path: Path, backend: str) -> EmbeddingModelInfo:
@@ -56,6 +58,7 @@ class EmbeddingModelInfo:
                 onnx_sha256=str(meta["onnx_sha256"]),
                 backend=backend,
                 outputs=tuple((str(o["name"]), int(o["shape"][-1])) for o in meta["outputs"]),
+                quantized="quantization" in meta,
             )
         except FileNotFoundError:
             raise ConfigError(f"{sidecar} is missing: export the model with `make model`") from None

@@ -8,7 +8,8 @@ Two variants share the model's name, tensors and batching, so `TritonBackend` ca
 - production (`write_production_repository`): the ONNX file served by Triton's onnxruntime backend on a GPU,
   dynamic batching, the two newest versions loaded. `config.pbtxt` is the plain GPU configuration (with
   `--tensorrt`, the TensorRT FP16 one); `configs/tensorrt-fp16.pbtxt` is always written beside it, and
-  `tritonserver --model-config-name=tensorrt-fp16` selects it without regenerating anything.
+  `tritonserver --model-config-name=tensorrt-fp16` selects it without regenerating anything. For the int8
+  model (`quantize_onnx`) the TensorRT configuration asks for INT8 and is `configs/tensorrt-int8.pbtxt`.
 - python backend (`write_python_backend_repository`): `deploy/triton/python_backend/model.py` runs the
   same ONNX file with onnxruntime inside Triton's python backend, on CPU. It is what the tests serve, since
   the only Triton binary obtainable here (PyPI's nvidia-pytriton) ships the python backend only.
@@ -37,6 +38,8 @@ MAX_QUEUE_DELAY_MICROSECONDS = 2000
 # Version directories loaded at once: the new one serves while the previous one stays for a rollback.
 LOADED_VERSIONS = 2
 TENSORRT_CONFIG_NAME = "tensorrt-fp16"
+# The int8 model's (services/encoder/quantize_onnx.py): TensorRT INT8 from the model's own scales.
+TENSORRT_INT8_CONFIG_NAME = "tensorrt-int8"
 PYTHON_MODEL_SOURCE = (
     Path(__file__).resolve().parents[2] / "deploy" / "triton" / "python_backend" / "model.py"
 )
@@ -75,7 +78,9 @@ def _tensorrt(info: EmbeddingModelInfo) -> str:
     # One optimisation profile covering every batch size Triton can form, so TensorRT builds its engine
     # once (cached on disk across restarts) instead of once per new batch shape.
     parameters = {
-        "precision_mode": "FP16",
+        # An int8 model's QDQ nodes carry its scales: TensorRT builds INT8 kernels from them, no calibration
+        # table (explicit quantization); layers kept float run in FP16.
+        "precision_mode": "INT8" if info.quantized else "FP16",
         "max_workspace_size_bytes": str(1 << 30),
         "trt_engine_cache_enable": "1",
         "trt_engine_cache_path": "/tmp/triton-trt-cache",
@@ -85,7 +90,8 @@ def _tensorrt(info: EmbeddingModelInfo) -> str:
     }
     lines = "\n".join(f'      parameters {{ key: "{k}" value: "{v}" }}' for k, v in parameters.items())
     return (
-        "# onnxruntime hands the graph to TensorRT in FP16; nodes TensorRT cannot run fall back to CUDA.\n"
+        f"# onnxruntime hands the graph to TensorRT in {_precision(info)}; "
+        "nodes TensorRT cannot run fall back to CUDA.\n"
         "optimization {\n"
         "  execution_accelerators {\n"
         "    gpu_execution_accelerator: [ {\n"
@@ -95,6 +101,10 @@ def _tensorrt(info: EmbeddingModelInfo) -> str:
         "  }\n"
         "}\n"
     )
+
+
+def _precision(info: EmbeddingModelInfo) -> str:
+    return "INT8 (FP16 where the model is float)" if info.quantized else "FP16"
 
 
 def _header(info: EmbeddingModelInfo, variant: str) -> str:
@@ -107,7 +117,7 @@ def _header(info: EmbeddingModelInfo, variant: str) -> str:
 
 def production_config(info: EmbeddingModelInfo, model_name: str, *, tensorrt: bool = False) -> str:
     """`config.pbtxt` for Triton's onnxruntime backend on GPU, optionally with TensorRT FP16."""
-    variant = "Production, onnxruntime on GPU" + (" with TensorRT FP16" if tensorrt else "")
+    variant = "Production, onnxruntime on GPU" + (f" with TensorRT {_precision(info)}" if tensorrt else "")
     text = (
         _header(info, variant)
         + f'name: "{model_name}"\n'
@@ -167,6 +177,11 @@ def _write_model(model_path: Path, model_dir: Path, version: int) -> None:
     shutil.copyfile(model_path, version_dir / "model.onnx")
 
 
+def tensorrt_config_name(info: EmbeddingModelInfo) -> str:
+    """The name `tritonserver --model-config-name=...` selects the TensorRT configuration by."""
+    return TENSORRT_INT8_CONFIG_NAME if info.quantized else TENSORRT_CONFIG_NAME
+
+
 def write_production_repository(
     model_path: Path,
     repository: Path,
@@ -175,14 +190,15 @@ def write_production_repository(
     version: int = 1,
     tensorrt: bool = False,
 ) -> Path:
-    """Writes `<repository>/<model_name>/{config.pbtxt, configs/tensorrt-fp16.pbtxt, <version>/model.onnx}`
-    and returns the model directory. Other version directories are left alone (rollbacks)."""
+    """Writes `<repository>/<model_name>/{config.pbtxt, configs/tensorrt-<fp16|int8>.pbtxt,
+    <version>/model.onnx}` and returns the model directory. Other version directories are left alone
+    (rollbacks)."""
     info = EmbeddingModelInfo.from_sidecar(model_path, backend="triton")
     model_dir = repository / model_name
     (model_dir / "configs").mkdir(parents=True, exist_ok=True)
     (model_dir / "config.pbtxt").write_text(production_config(info, model_name, tensorrt=tensorrt))
     tensorrt_config = production_config(info, model_name, tensorrt=True)
-    (model_dir / "configs" / f"{TENSORRT_CONFIG_NAME}.pbtxt").write_text(tensorrt_config)
+    (model_dir / "configs" / f"{tensorrt_config_name(info)}.pbtxt").write_text(tensorrt_config)
     _write_model(model_path, model_dir, version)
     return model_dir
 
