@@ -16,7 +16,9 @@ GCOMPRIS := data/catalogues/gcompris/metadata.csv
 help:
 	@echo "make demo | make test | make model | make catalogue | make images | make compose-demo | make lint | make clean"
 
-$(STAMP): requirements.lock requirements-export.lock pyproject.toml
+# `-e .` installs artsearch, services and the client package artsearch_client (clients/python, mapped by
+# pyproject.toml's packages.find), which the CLI and the tests import.
+$(STAMP): requirements.lock requirements-export.lock pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock -r requirements-export.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .

@@ -26,17 +26,16 @@ DEFAULT_MODEL = REPO_ROOT / "models/efficientnet-lite0/model.onnx"
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    import httpx
+    from artsearch_client import ArtsearchClient, ArtsearchError
 
     data = Path(args.image).read_bytes()
-    form = {"artist": args.artist} if args.artist else None
-    reply = httpx.post(
-        f"{args.gateway}/v1/search", params={"k": args.k}, files={"image": data}, data=form, timeout=30
-    )
-    if reply.status_code != 200:
-        print(f"error {reply.status_code}: {reply.text}", file=sys.stderr)
+    try:
+        with ArtsearchClient(args.gateway, timeout=30) as client:
+            answer = client.search(data, k=args.k, source_artist=args.artist)
+    except ArtsearchError as error:
+        print(f"error {error.status}: {error.body}" if error.status else f"error: {error}", file=sys.stderr)
         return 1
-    print(json.dumps(reply.json(), indent=2) if args.json else format_results(reply.json()))
+    print(json.dumps(answer.raw, indent=2) if args.json else format_results(answer.raw))
     return 0
 
 
@@ -152,9 +151,8 @@ def _run_demo(stack: ServiceStack, catalogue: Catalogue) -> int:
 
 
 def _ingest_and_query(settings: StackSettings, catalogue: Catalogue) -> None:
-    import httpx
-
     from artsearch.ingest import IngestTargets, ingest_catalogue
+    from artsearch_client import ArtsearchClient
 
     targets = IngestTargets(
         settings.address("encoder"), settings.address("search"), settings.address("influence")
@@ -163,11 +161,8 @@ def _ingest_and_query(settings: StackSettings, catalogue: Catalogue) -> None:
     sample = next((e for e in catalogue.entries if "gogh" in e.artist.lower()), catalogue.entries[0])
     print(f"\nsample query: a 60 % crop of “{sample.title}” by {sample.artist}")
     query = sample_query_image(catalogue.root / sample.filename)
-    reply = httpx.post(
-        f"{settings.gateway_url}/v1/search", params={"k": 10}, files={"image": query}, timeout=60
-    )
-    reply.raise_for_status()
-    print(format_results(reply.json()))
+    with ArtsearchClient(settings.gateway_url, timeout=60) as client:
+        print(format_results(client.search(query, k=10).raw))
 
 
 def _supervise(stack: ServiceStack) -> NoReturn:

@@ -26,7 +26,9 @@ OVERLAYS = {"dev": K8S / "overlays" / "dev", "prod": K8S / "overlays" / "prod"}
 INGEST_JOB = K8S / "jobs" / "ingest"
 SERVICES = ("encoder", "search", "influence", "gateway")
 GRPC_SERVICES = ("encoder", "search", "influence")
-FIRST_PARTY = ("artsearch", "services")
+FIRST_PARTY = ("artsearch", "services", "artsearch_client")
+# The client package's source has a folder (and a distribution) of its own; the others sit at the root.
+SOURCE_ROOTS = {"artsearch_client": REPO_ROOT / "clients" / "python"}
 ENV_METHODS = {"str", "int", "float", "bool", "optional"}
 # Images built by this repository: name -> (Dockerfile, requirements.txt, entry module(s)).
 CLI_DOCKERFILE = REPO_ROOT / "deploy" / "images" / "cli" / "Dockerfile"
@@ -108,7 +110,8 @@ def module_file(module: str, root: Path = REPO_ROOT) -> Path | None:
     """The source file of a first-party module (package -> its __init__.py), or None."""
     if not module or module.split(".")[0] not in FIRST_PARTY:
         return None
-    path = root.joinpath(*module.split("."))
+    base = SOURCE_ROOTS.get(module.split(".")[0], root) if root == REPO_ROOT else root
+    path = base.joinpath(*module.split("."))
     if path.with_suffix(".py").is_file():
         return path.with_suffix(".py")
     if (path / "__init__.py").is_file():

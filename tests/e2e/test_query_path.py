@@ -19,6 +19,7 @@ from stack_support import catalogue_stack
 
 from artsearch.cli import sample_query_image
 from artsearch.launcher import ServiceStack
+from artsearch_client import ArtsearchClient, NotFound, RetryPolicy
 
 pytestmark = pytest.mark.slow
 
@@ -37,10 +38,16 @@ def gateway(stack: ServiceStack):
         yield client
 
 
-def search(gateway: httpx.Client, image: bytes, **params) -> dict:
-    reply = gateway.post("/v1/search", params=params, files={"image": ("query.jpg", image)})
-    assert reply.status_code == 200, reply.text
-    return reply.json()
+@pytest.fixture(scope="module")
+def client(stack: ServiceStack):
+    """The project's client package; no retries, so each test sees the gateway's first answer."""
+    with ArtsearchClient(stack.settings.gateway_url, timeout=60, retry=RetryPolicy(max_attempts=1)) as opened:
+        yield opened
+
+
+def search(client: ArtsearchClient, image: bytes, **params) -> dict:
+    """The answer's JSON as the gateway sent it (the client raises on any error answer)."""
+    return client.search(image, **params).raw
 
 
 def test_health_readiness_docs_and_metrics(gateway: httpx.Client):
@@ -57,9 +64,9 @@ def test_health_readiness_docs_and_metrics(gateway: httpx.Client):
     assert "artsearch_http_requests_total" in gateway.get("/metrics/").text
 
 
-def test_a_catalogue_painting_finds_itself_first(gateway: httpx.Client, catalogue):
+def test_a_catalogue_painting_finds_itself_first(client: ArtsearchClient, catalogue):
     for entry in catalogue.entries[:: max(1, len(catalogue.entries) // 6)]:
-        answer = search(gateway, (catalogue.root / entry.filename).read_bytes(), k=5)
+        answer = search(client, (catalogue.root / entry.filename).read_bytes(), k=5)
         top = answer["results"][0]
         assert top["id"] == entry.id, (entry.title, [r["title"] for r in answer["results"]])
         assert top["scores"]["visual"] == pytest.approx(1.0, abs=1e-3)
@@ -85,18 +92,18 @@ def test_the_query_command_prints_a_table_or_the_json_answer(stack: ServiceStack
     assert table.stdout.startswith("source artist:") and entry.title in table.stdout
 
 
-def test_a_60_percent_crop_finds_its_painting_in_the_top_5(gateway: httpx.Client, catalogue):
+def test_a_60_percent_crop_finds_its_painting_in_the_top_5(client: ArtsearchClient, catalogue):
     misses = []
     for entry in catalogue.entries:
-        answer = search(gateway, sample_query_image(catalogue.root / entry.filename, 0.6), k=5, rerank=False)
+        answer = search(client, sample_query_image(catalogue.root / entry.filename, 0.6), k=5, rerank=False)
         if entry.id not in [r["id"] for r in answer["results"]]:
             misses.append(entry.title)
     assert not misses, f"{len(misses)}/{len(catalogue.entries)} crops missed their painting: {misses}"
 
 
-def test_results_are_explained_and_best_first(gateway: httpx.Client, catalogue):
+def test_results_are_explained_and_best_first(client: ArtsearchClient, catalogue):
     entry = next(e for e in catalogue.entries if "gogh" in e.artist.lower())
-    answer = search(gateway, sample_query_image(catalogue.root / entry.filename, 0.6), k=10)
+    answer = search(client, sample_query_image(catalogue.root / entry.filename, 0.6), k=10)
     results = answer["results"]
     assert len(results) == 10
     assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
@@ -149,21 +156,21 @@ def test_truncated_and_tiny_images_and_bad_params_get_a_json_4xx(gateway: httpx.
 
 
 def test_influence_down_serves_visual_results_then_recovers(
-    stack: ServiceStack, gateway: httpx.Client, catalogue
+    stack: ServiceStack, client: ArtsearchClient, catalogue
 ):
     image = sample_query_image(catalogue.root / catalogue.entries[0].filename, 0.6)
     stack.stop_service("influence")
     try:
-        answer = search(gateway, image, k=5)
+        answer = search(client, image, k=5)
         assert answer["degraded"] == ["influence"]
         assert answer["results"], "visual results are still served"
         assert [r["score"] for r in answer["results"]] == [r["scores"]["visual"] for r in answer["results"]]
-        ready = gateway.get("/readyz")  # still ready: influence is optional, its outage listed
-        assert (ready.status_code, ready.json()["degraded"]) == (200, ["influence"])
+        ready = client.readiness()  # still ready: influence is optional, its outage listed
+        assert (ready.ready, ready.degraded) == (True, ["influence"])
     finally:
         stack.start_service("influence")
     stack.wait_ready(timeout=60)
-    assert search(gateway, image, k=5)["degraded"] == []
+    assert search(client, image, k=5)["degraded"] == []
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -196,23 +203,19 @@ def test_search_by_image_url(gateway: httpx.Client, catalogue, image_server: str
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "url_forbidden"
 
 
-def test_similar_artworks_and_metadata(gateway: httpx.Client, catalogue):
+def test_similar_artworks_and_metadata(client: ArtsearchClient, catalogue):
     entry = next(e for e in catalogue.entries if "hokusai" in e.artist.lower())
-    reply = gateway.get(f"/v1/artworks/{entry.id}/similar", params={"k": 8, "exclude_same_artist": "true"})
-    assert reply.status_code == 200, reply.text
-    answer = reply.json()
-    assert answer["source_artist"]["how"] == "artwork" and answer["source_artist"]["name"] == entry.artist
-    assert len(answer["results"]) == 8
-    assert all(r["id"] != entry.id and r["artist"] != entry.artist for r in answer["results"])
-    metadata = gateway.get(f"/v1/artworks/{entry.id}")
-    assert metadata.status_code == 200 and metadata.json()["title"] == entry.title
-    assert gateway.get("/v1/artworks/not-an-artwork/similar").status_code == 404
+    answer = client.similar(entry.id, k=8, exclude_same_artist=True)
+    assert answer.source_artist.how == "artwork" and answer.source_artist.name == entry.artist
+    assert len(answer.results) == 8
+    assert all(r.id != entry.id and r.artist != entry.artist for r in answer.results)
+    assert client.artwork(entry.id).title == entry.title
+    with pytest.raises(NotFound) as missing:
+        client.similar("not-an-artwork")
+    assert missing.value.status == 404
 
 
-def test_predict_style(gateway: httpx.Client, catalogue):
+def test_predict_style(client: ArtsearchClient, catalogue):
     entry = next(e for e in catalogue.entries if e.style == "Ukiyo-e")
-    image = sample_query_image(catalogue.root / entry.filename, 0.6)
-    reply = gateway.post("/v1/predict-style", files={"image": ("q.jpg", image)})
-    assert reply.status_code == 200, reply.text
-    style = reply.json()["style"]
-    assert style["label"] == "Ukiyo-e" and 0 < style["confidence"] <= 1 and len(style["top"]) == 3
+    style = client.predict_style(sample_query_image(catalogue.root / entry.filename, 0.6)).style
+    assert style.label == "Ukiyo-e" and 0 < style.confidence <= 1 and len(style.top) == 3

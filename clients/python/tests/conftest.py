@@ -18,7 +18,6 @@ import pytest
 from scripted_server import ScriptedServer
 
 SUITE = Path(__file__).resolve().parents[3] / "tests"
-REAL_STACK_SUPPORT = (SUITE / "conftest.py").is_file() and (SUITE / "e2e" / "stack_support.py").is_file()
 
 
 @pytest.fixture
@@ -35,9 +34,13 @@ def _suite_module(name: str, path: Path) -> ModuleType:
     return module
 
 
-if REAL_STACK_SUPPORT:
+if (SUITE / "conftest.py").is_file() and (SUITE / "e2e" / "stack_support.py").is_file():
     # tests/conftest.py imports its neighbours (containers), the stack tests `stack_support`.
     sys.path += [str(SUITE), str(SUITE / "e2e")]
-    _suite = _suite_module("artsearch_suite_fixtures", SUITE / "conftest.py")
-    model_path = _suite.model_path
-    gcompris_catalogue = _suite.gcompris_catalogue
+    try:
+        _suite = _suite_module("artsearch_suite_fixtures", SUITE / "conftest.py")
+    except ImportError:  # the repository's test dependencies are not installed: the stack tests skip
+        pass
+    else:
+        model_path = _suite.model_path
+        gcompris_catalogue = _suite.gcompris_catalogue
