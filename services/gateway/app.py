@@ -156,7 +156,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _install_routes(app: FastAPI, config: GatewayConfig) -> None:
-    @app.get("/healthz", tags=["operations"], response_model=Health)
+    @app.get(
+        "/healthz", tags=["operations"], response_model=Health, response_description="The process answers"
+    )
     async def healthz() -> dict[str, str]:
         """Liveness: the gateway process answers."""
         return {"status": "ok"}
@@ -165,6 +167,7 @@ def _install_routes(app: FastAPI, config: GatewayConfig) -> None:
         "/readyz",
         tags=["operations"],
         response_model=Readiness,
+        response_description="Ready: the encoder and the search service answer",
         responses={
             503: {
                 "model": Readiness,

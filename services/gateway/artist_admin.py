@@ -134,7 +134,11 @@ def install_artist_routes(app: FastAPI, require_admin: RequireAdmin) -> None:
     admin = Annotated[str, Depends(require_admin)]
 
     @app.get(
-        "/v1/artists", tags=["artists"], response_model=ArtistPage, responses=error_responses(400, 422, 503)
+        "/v1/artists",
+        tags=["artists"],
+        response_model=ArtistPage,
+        response_description="One page of artists",
+        responses=error_responses(400, 422, 503),
     )
     async def list_artists(
         request: Request,
@@ -157,6 +161,7 @@ def install_artist_routes(app: FastAPI, require_admin: RequireAdmin) -> None:
         "/v1/artists/path",
         tags=["artists"],
         response_model=ArtistPath,
+        response_description="The chain, or found: false",
         responses=error_responses(400, 404, 422, 503),
     )
     async def artist_path(
@@ -195,6 +200,7 @@ def install_artist_routes(app: FastAPI, require_admin: RequireAdmin) -> None:
         "/v1/artists/{name}/neighbours",
         tags=["artists"],
         response_model=ArtistNeighbours,
+        response_description="The artist's neighbours",
         responses=error_responses(400, 404, 422, 503),
     )
     async def artist_neighbours(
@@ -211,7 +217,13 @@ def install_artist_routes(app: FastAPI, require_admin: RequireAdmin) -> None:
             }
         )
 
-    @app.post("/v1/artists", tags=["artists"], response_model=ArtistsAdded, responses=_WRITE_ERRORS)
+    @app.post(
+        "/v1/artists",
+        tags=["artists"],
+        response_model=ArtistsAdded,
+        response_description="What the graph gained",
+        responses=_WRITE_ERRORS,
+    )
     async def add_artists(request: Request, _: admin, body: NewArtists) -> JSONResponse:
         """Adds artists and influences; artists already known are left as they are (needs an admin key)."""
         message = influence_pb2.AddArtistsRequest(
@@ -228,7 +240,13 @@ def install_artist_routes(app: FastAPI, require_admin: RequireAdmin) -> None:
         )
         return await _add(request, message)
 
-    @app.post("/v1/influences", tags=["artists"], response_model=ArtistsAdded, responses=_WRITE_ERRORS)
+    @app.post(
+        "/v1/influences",
+        tags=["artists"],
+        response_model=ArtistsAdded,
+        response_description="What the graph gained",
+        responses=_WRITE_ERRORS,
+    )
     async def add_influences(request: Request, _: admin, body: NewInfluences) -> JSONResponse:
         """Adds influence edges; unknown artists named by them are added (needs an admin key)."""
         message = influence_pb2.AddArtistsRequest(influences=[_influence_message(i) for i in body.influences])

@@ -104,6 +104,7 @@ def _install_listing(app: FastAPI, admin: Any) -> None:
         "/v1/artworks",
         tags=["admin"],
         response_model=ArtworkPage,
+        response_description="One page of artworks",
         responses=error_responses(*ADMIN_STATUSES, 400, 422, 503),
     )
     async def list_artworks(
@@ -140,6 +141,7 @@ def _install_additions(app: FastAPI, settings: AdminSettings, admin: Any, limits
         tags=["admin"],
         status_code=201,
         response_model=ArtworkChange,
+        response_description="Added: the artwork as stored",
         responses=error_responses(*ADMIN_STATUSES, 400, 409, 413, 415, 422, 503),
     )
     async def add_artwork(
@@ -189,6 +191,7 @@ def _install_additions(app: FastAPI, settings: AdminSettings, admin: Any, limits
         BATCH_ROUTE,
         tags=["admin"],
         response_model=BatchAnswer,
+        response_description="What became of each image",
         responses=error_responses(*ADMIN_STATUSES, 400, 413, 422, 503),
     )
     async def add_artworks(
@@ -220,6 +223,7 @@ def _install_edits(app: FastAPI, settings: AdminSettings, admin: Any) -> None:
         "/v1/artworks/{artwork_id}",
         tags=["admin"],
         response_model=ArtworkChange,
+        response_description="The artwork as now stored",
         responses=error_responses(*ADMIN_STATUSES, 400, 404, 413, 422, 503),
     )
     async def edit_artwork(request: Request, _: admin, artwork_id: str, patch: ArtworkPatch) -> JSONResponse:
@@ -245,6 +249,7 @@ def _install_edits(app: FastAPI, settings: AdminSettings, admin: Any) -> None:
         "/v1/artworks/{artwork_id}",
         tags=["admin"],
         status_code=204,
+        response_description="Deleted",
         responses=error_responses(*ADMIN_STATUSES, 400, 404, 422, 503),
     )
     async def delete_artwork(request: Request, _: admin, artwork_id: str) -> Response:

@@ -113,7 +113,11 @@ def install_search_routes(app: FastAPI, config: GatewayConfig) -> None:
         return JSONResponse(await run_search(downstream, query, options, config, timer, request_id_var.get()))
 
     @app.get(
-        "/v1/artworks/{artwork_id}", tags=["artworks"], response_model=Artwork, responses=_STORED_ROUTE_ERRORS
+        "/v1/artworks/{artwork_id}",
+        tags=["artworks"],
+        response_model=Artwork,
+        response_description="The artwork",
+        responses=_STORED_ROUTE_ERRORS,
     )
     async def artwork(request: Request, artwork_id: ARTWORK_ID) -> JSONResponse:
         """Public metadata of one artwork."""

@@ -170,6 +170,7 @@ def test_every_success_answer_has_a_schema_or_a_media_type():
     answers = _success_answers(spec)
     assert len(answers) >= 22  # every operation answers some 2xx
     for operation, status, response in answers:
+        assert response["description"] != "Successful Response", f"{operation} {status}: say what it is"
         content = response.get("content", {})
         if status == "204":
             assert not content, operation  # No Content
