@@ -9,18 +9,20 @@ from pydantic import Field
 from services.gateway.schemas import ResponseModel, example
 from services.gateway.schemas.artworks import EXAMPLE_ARTWORK, EXAMPLE_METADATA, Artwork, ArtworkMetadata
 
-_TIMINGS = {"decode": 0.4, "encode": 38.1, "search": 4.2, "influence": 2.9}
-_MODEL = {"name": "efficientnet-lite0", "version": "1"}
+_TIMINGS = {"encode": 38.1, "search": 8.9, "influence": 2.3}
+_MODEL = {"name": "efficientnet-lite0-imagenet", "version": "57934424-g2-d1"}
+_COLLECTION = "artworks__57934424-g2-d1"
 EXAMPLE_SCORES = {
     "visual": 0.874512,
     "content": 0.861203,
     "style": 0.912877,
     "colour": 0.803114,
     "influence_hops": 0,
-    "influence_weight": 0.5,
+    "influence_weight": 0.82,
     "same_artist_rank": 0,
     "same_artist_penalty": 1.0,
-    "final": 1.311768,
+    "final": 1.591612,
+    "matched": "whole",
 }
 EXAMPLE_STYLE = {
     "label": "Post-Impressionism",
@@ -42,7 +44,7 @@ EXAMPLE_SOURCE = {
 }
 EXAMPLE_RESULT = {
     **EXAMPLE_METADATA,
-    "score": 1.311768,
+    "score": 1.591612,
     "scores": EXAMPLE_SCORES,
     "influence_path": ["Vincent van Gogh"],
 }
@@ -57,7 +59,7 @@ EXAMPLE_QUERY = {
     "best_from_located": True,
     "grey": "auto",
     "greyscale": False,
-    "chroma_spread": 0.187,
+    "chroma_spread": 18.288,
     "colour_dropped": False,
 }
 
@@ -172,7 +174,7 @@ class QueryAnalysis(ResponseModel):
     best_from_located: bool = Field(description="Whether the best match came from the located painting")
     grey: Literal["auto", "off"] = Field(description="The grey parameter")
     greyscale: bool = Field(description="Whether the photo is grey-scale")
-    chroma_spread: float = Field(description="The photo's spread of colour (low: grey-scale)")
+    chroma_spread: float = Field(description="The photo's spread of colour (chroma; low: grey-scale)")
     colour_dropped: bool = Field(description="Whether the colour aspect was left out of the search")
 
 
@@ -193,11 +195,11 @@ class SearchAnswer(ResponseModel):
             "offset": 0,
             "pool": 100,
             "candidates": 100,
-            "weights": {"content": 0.4, "style": 0.4, "colour": 0.2, "influence": 0.5},
+            "weights": {"content": 0.5, "style": 0.3, "colour": 0.2, "influence": 1.0},
             "degraded": [],
             "timings_ms": _TIMINGS,
             "model": _MODEL,
-            "collection": "artworks",
+            "collection": _COLLECTION,
             "query": EXAMPLE_QUERY,
         }
     )
@@ -238,7 +240,7 @@ class StyleAnswer(ResponseModel):
             "neighbours": [{**EXAMPLE_ARTWORK, "score": 0.874512}],
             "timings_ms": _TIMINGS,
             "model": _MODEL,
-            "collection": "artworks",
+            "collection": _COLLECTION,
         }
     )
     style: StylePrediction = Field(description="The predicted style")
