@@ -250,6 +250,20 @@ def artist_path(from_artist: str, to_artist: str, max_hops: int | None) -> Call[
     return Call("GET", "/v1/artists/path", _parsed(models.InfluencePath.from_json), True, params=params)
 
 
+def clusters(n: int | None) -> Call[models.Clustering]:
+    params = [("n", str(n))] if n is not None else []
+    return Call("GET", "/v1/clusters", _parsed(models.Clustering.from_json), True, params=params)
+
+
+def cluster_members(
+    cluster: int, n: int | None, offset: int | None, limit: int | None
+) -> Call[models.ClusterMembers]:
+    given = {"n": n, "offset": offset, "limit": limit}
+    params = [(name, str(value)) for name, value in given.items() if value is not None]
+    path = f"/v1/clusters/{int(cluster)}"
+    return Call("GET", path, _parsed(models.ClusterMembers.from_json), True, params=params)
+
+
 # ---- admin (an API key) ------------------------------------------------------------------------------
 
 

@@ -67,7 +67,7 @@ class AsyncArtsearchClient:
                 response = await self._http.request(
                     call.method,
                     call.path,
-                    params=call.params,
+                    params=tuple(call.params),  # a tuple: httpx types it covariantly
                     json=call.json,
                     files=call.files,
                     data=call.data,
@@ -140,6 +140,18 @@ class AsyncArtsearchClient:
     ) -> models.InfluencePath:
         """A shortest chain of influence between two artists."""
         return await self._run(_calls.artist_path(from_artist, to_artist, max_hops))
+
+    # ---- browsing by cluster ---------------------------------------------------------------------------
+
+    async def clusters(self, n: int | None = None) -> models.Clustering:
+        """The catalogue in `n` clusters of similar-looking artworks (the gateway's default 12)."""
+        return await self._run(_calls.clusters(n))
+
+    async def cluster_members(
+        self, cluster: int, *, n: int | None = None, offset: int | None = None, limit: int | None = None
+    ) -> models.ClusterMembers:
+        """One page of a cluster's artworks (pass the `n` the cluster id came from)."""
+        return await self._run(_calls.cluster_members(cluster, n, offset, limit))
 
     # ---- admin: the API key --------------------------------------------------------------------------------
 

@@ -69,7 +69,7 @@ class ArtsearchClient:
                 response = self._http.request(
                     call.method,
                     call.path,
-                    params=call.params,
+                    params=tuple(call.params),  # a tuple: httpx types it covariantly
                     json=call.json,
                     files=call.files,
                     data=call.data,
@@ -142,6 +142,18 @@ class ArtsearchClient:
     ) -> models.InfluencePath:
         """A shortest chain of influence between two artists."""
         return self._run(_calls.artist_path(from_artist, to_artist, max_hops))
+
+    # ---- browsing by cluster ---------------------------------------------------------------------------
+
+    def clusters(self, n: int | None = None) -> models.Clustering:
+        """The catalogue in `n` clusters of similar-looking artworks (the gateway's default 12)."""
+        return self._run(_calls.clusters(n))
+
+    def cluster_members(
+        self, cluster: int, *, n: int | None = None, offset: int | None = None, limit: int | None = None
+    ) -> models.ClusterMembers:
+        """One page of a cluster's artworks (pass the `n` the cluster id came from)."""
+        return self._run(_calls.cluster_members(cluster, n, offset, limit))
 
     # ---- admin: the API key --------------------------------------------------------------------------------
 

@@ -489,3 +489,94 @@ class ArtistAdditions:
     @classmethod
     def from_json(cls, data: JsonObject) -> ArtistAdditions:
         return cls(data.get("artists_added", 0), data.get("influences_added", 0), data)
+
+
+@dataclass(frozen=True)
+class ClusterArtwork:
+    """An artwork of a cluster, with its cosine similarity to the cluster's centre."""
+
+    artwork: Artwork
+    similarity: float
+
+    @classmethod
+    def from_json(cls, data: JsonObject) -> ClusterArtwork:
+        return cls(Artwork.from_json(data), data.get("similarity", 0.0))
+
+
+@dataclass(frozen=True)
+class NameCount:
+    name: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """One cluster of similar-looking artworks: its size, the artworks nearest its centre, its most common
+    styles and artists."""
+
+    id: int
+    size: int
+    representatives: list[ClusterArtwork]
+    top_styles: list[NameCount]
+    top_artists: list[NameCount]
+    style_purity: float | None = None
+    raw: JsonObject = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: JsonObject) -> Cluster:
+        def counts(key: str) -> list[NameCount]:
+            return [NameCount(c.get("name", ""), c.get("count", 0)) for c in _objects(data.get(key))]
+
+        return cls(
+            id=data.get("id", 0),
+            size=data.get("size", 0),
+            representatives=[ClusterArtwork.from_json(r) for r in _objects(data.get("representatives"))],
+            top_styles=counts("top_styles"),
+            top_artists=counts("top_artists"),
+            style_purity=data.get("style_purity"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class Clustering:
+    """`GET /v1/clusters`: the catalogue in `n` clusters, largest first (ids belong to this `n`)."""
+
+    n: int
+    artworks: int
+    clusters: list[Cluster]
+    unclustered: int = 0
+    cached: bool | None = None
+    raw: JsonObject = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: JsonObject) -> Clustering:
+        return cls(
+            n=data.get("n", 0),
+            artworks=data.get("artworks", 0),
+            clusters=[Cluster.from_json(c) for c in _objects(data.get("clusters"))],
+            unclustered=data.get("unclustered", 0),
+            cached=data.get("cached"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class ClusterMembers:
+    """One page of a cluster's artworks, nearest its centre first; `next_offset` None after the last."""
+
+    cluster: int
+    size: int
+    members: list[ClusterArtwork]
+    next_offset: int | None = None
+    raw: JsonObject = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: JsonObject) -> ClusterMembers:
+        return cls(
+            cluster=data.get("cluster", 0),
+            size=data.get("size", 0),
+            members=[ClusterArtwork.from_json(m) for m in _objects(data.get("members"))],
+            next_offset=data.get("next_offset"),
+            raw=data,
+        )

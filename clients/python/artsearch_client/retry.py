@@ -47,7 +47,7 @@ class RetryPolicy:
 
     def backoff_s(self, attempt: int) -> float:
         """The wait after failed attempt number `attempt` (1-based) when the answer named none."""
-        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
+        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2.0 ** (attempt - 1))
         return ceiling / 2 + self.random_source() * ceiling / 2
 
     def retries_status(self, status: int, idempotent: bool) -> bool:

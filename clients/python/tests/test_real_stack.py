@@ -146,6 +146,16 @@ def test_artists_and_influence_reads(client: ArtsearchClient):
     assert path.found and path.hops == len(path.edges) >= 1
 
 
+def test_clusters_and_a_page_of_one(client: ArtsearchClient, catalogue: Catalogue):
+    clustering = client.clusters(4)
+    assert clustering.n == 4 and clustering.artworks == len(catalogue.entries)
+    assert sum(c.size for c in clustering.clusters) == clustering.artworks
+    largest = clustering.clusters[0]
+    page = client.cluster_members(largest.id, n=4, limit=2)
+    assert page.size == largest.size and len(page.members) == min(2, largest.size)
+    assert page.members[0].artwork.id == largest.representatives[0].artwork.id
+
+
 def test_admin_writes_add_edit_list_and_delete(client: ArtsearchClient, catalogue: Catalogue):
     entry = catalogue.entries[0]
     picture = sample_query_image(catalogue.root / entry.filename, 0.7)
