@@ -92,6 +92,16 @@ def test_the_query_command_prints_a_table_or_the_json_answer(stack: ServiceStack
     assert table.stdout.startswith("source artist:") and entry.title in table.stdout
 
 
+def test_the_query_command_reports_the_gateways_error_and_fails(stack: ServiceStack, catalogue):
+    image = catalogue.root / catalogue.entries[0].filename
+    command = [sys.executable, "-m", "artsearch.cli", "query", str(image), "--k", "0"]
+    refused = subprocess.run(
+        [*command, "--gateway", stack.settings.gateway_url], capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith("error 422: ") and '"invalid_request"' in refused.stderr
+
+
 def test_a_60_percent_crop_finds_its_painting_in_the_top_5(client: ArtsearchClient, catalogue):
     misses = []
     for entry in catalogue.entries:
