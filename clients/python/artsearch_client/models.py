@@ -520,6 +520,7 @@ class Cluster:
     top_styles: list[NameCount]
     top_artists: list[NameCount]
     style_purity: float | None = None
+    url: str | None = None  # the route of its members
     raw: JsonObject = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -534,6 +535,7 @@ class Cluster:
             top_styles=counts("top_styles"),
             top_artists=counts("top_artists"),
             style_purity=data.get("style_purity"),
+            url=data.get("url"),
             raw=data,
         )
 
@@ -546,7 +548,12 @@ class Clustering:
     artworks: int
     clusters: list[Cluster]
     unclustered: int = 0
+    collection: str | None = None
+    # Purity by style label ({"label", "value", "labelled"}); None when no artwork has a style.
+    purity: JsonObject | None = None
+    computed_at: str | None = None
     cached: bool | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
     raw: JsonObject = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -556,7 +563,11 @@ class Clustering:
             artworks=data.get("artworks", 0),
             clusters=[Cluster.from_json(c) for c in _objects(data.get("clusters"))],
             unclustered=data.get("unclustered", 0),
+            collection=data.get("collection"),
+            purity=data.get("purity"),
+            computed_at=data.get("computed_at"),
             cached=data.get("cached"),
+            timings_ms=_object(data.get("timings_ms")),
             raw=data,
         )
 
@@ -569,6 +580,11 @@ class ClusterMembers:
     size: int
     members: list[ClusterArtwork]
     next_offset: int | None = None
+    n: int | None = None
+    offset: int | None = None
+    limit: int | None = None
+    computed_at: str | None = None
+    cached: bool | None = None
     raw: JsonObject = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -578,5 +594,10 @@ class ClusterMembers:
             size=data.get("size", 0),
             members=[ClusterArtwork.from_json(m) for m in _objects(data.get("members"))],
             next_offset=data.get("next_offset"),
+            n=data.get("n"),
+            offset=data.get("offset"),
+            limit=data.get("limit"),
+            computed_at=data.get("computed_at"),
+            cached=data.get("cached"),
             raw=data,
         )
