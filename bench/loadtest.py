@@ -5,12 +5,16 @@
    the GCompris paintings through the encoder, then fills the collection to --artworks with synthetic
    artworks: each descriptor a random blend of two real paintings' descriptors plus noise, by one of the
    real artists (so the influence re-rank has work to do), upserted straight into the search service,
-   and waits until the search service has indexed them (its background build);
+   and waits until the search service has indexed them (its background build); the in-process yardstick
+   (bench/in_process.py: the same components in one process, no gRPC or HTTP hop between them) is filled
+   with the same ingest and the same synthetic artworks;
 2. drives POST /v1/search (multipart JPEG of a real painting at 640-1600 px, k=25, pool 100, influence
-   re-rank on) from one asyncio HTTP client at each concurrency level for a fixed time: QPS, p50/p95/p99,
-   errors (any answer but 200);
-3. measures the yardstick in the same run, between the levels: raw onnxruntime throughput of the encoder
-   model at batch 32 on pre-decoded pixels (bench.encoder's RawYardstick), and reports QPS / raw.
+   re-rank on) from one asyncio HTTP client at each concurrency level for a fixed time, the stack then the
+   in-process yardstick at each level (noise hits both): QPS, p50/p95/p99, errors (any answer but 200);
+3. measures the raw yardstick in the same run, between the levels: raw onnxruntime throughput of the
+   served model at batch 32 on pre-decoded pixels (bench.encoder's RawYardstick) and, when another variant
+   is served (--model of the int8 model), of the fp32 model (`fp32_raw_images_per_s`, the fixed yardstick);
+   reports QPS / raw, QPS / fp32 raw, and the stack against the in-process yardstick.
 Client, services and yardstick share the machine's cores; the client's CPU time per query is reported.
 Results go to bench/results/loadtest.json; docs/performance.md explains them.
 """
@@ -23,6 +27,7 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +44,7 @@ from artsearch.ingest import IngestTargets, ingest_catalogue
 from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
 from bench.encoder import (
+    DEFAULT_MODEL,
     RAW_BATCH,
     REPO_ROOT,
     RawYardstick,
@@ -47,6 +53,7 @@ from bench.encoder import (
     check_level_arguments,
     decode_batch,
     machine,
+    model_variant,
     ort_providers_from_env,
     percentile,
     process_cpu_seconds,
@@ -56,6 +63,9 @@ from services.search.edge_store import EdgeSettings
 
 DEFAULT_OUTPUT = REPO_ROOT / "bench/results/loadtest.json"
 TARGET_RATIO = 0.8
+# Issue 16: the stack against the same components in one process (bench/in_process.py), same client, same run.
+TARGET_RATIO_TO_IN_PROCESS = 0.9
+TARGET_P50_RATIO_TO_IN_PROCESS = 1.25
 SYNTHETIC_CATALOGUE = "loadtest-synthetic"
 UPSERT_BATCH = 250
 
@@ -70,6 +80,7 @@ class LoadSettings:
     seconds_per_level: float = 10.0
     warmup_seconds: float = 2.0
     raw_seconds: float = 12.0
+    fp32_model_path: Path = DEFAULT_MODEL
     k: int = 25
     pool: int = 100
     paintings: int = 12
@@ -122,16 +133,17 @@ class LevelRecord:
 # ------------------------------------------------------------------------------------------ the catalogue
 
 
-async def fill_collection(stack: ServiceStack, settings: LoadSettings) -> dict[str, int]:
-    """Real paintings through the encoder, then synthetic artworks up to `settings.artworks`."""
+def stack_targets(stack: ServiceStack) -> IngestTargets:
+    address = stack.settings.address
+    return IngestTargets(address("encoder"), address("search"), address("influence"))
+
+
+async def fill_collection(targets: IngestTargets, settings: LoadSettings) -> dict[str, int]:
+    """Real paintings through the encoder, then synthetic artworks up to `settings.artworks` (the same ones
+    for every target: a fixed seed)."""
     catalogue = load_catalogue(settings.catalogue_dir)
-    targets = IngestTargets(
-        stack.settings.address("encoder"),
-        stack.settings.address("search"),
-        stack.settings.address("influence"),
-    )
     report = await ingest_catalogue(catalogue, targets)
-    async with open_channel(stack.settings.address("search")) as channel:
+    async with open_channel(targets.search_addr) as channel:
         search = search_pb2_grpc.SearchServiceStub(channel)
         real = await _stored_artworks(search)
         synthetic = max(0, settings.artworks - len(real))
@@ -204,12 +216,14 @@ def _synthetic_artwork(
 
 
 async def run_level(
-    stack: ServiceStack,
+    processes: dict[str, int],
     client: httpx.AsyncClient,
     queries: Sequence[bytes],
     settings: LoadSettings,
     concurrency: int,
 ) -> LevelRecord:
+    """One level against one target (the stack, or the in-process yardstick); `processes`: name -> pid of
+    the processes whose CPU time the level is charged."""
     started = time.perf_counter()
     record = LevelRecord(
         concurrency,
@@ -231,32 +245,53 @@ async def run_level(
                 reply = error
             record.record(began, time.perf_counter(), reply)
 
-    cpu_before = _service_cpu(stack)
+    cpu_before = _cpu_seconds(processes)
     await asyncio.gather(*(caller() for _ in range(concurrency)))
-    record.service_cpu_s = {name: _service_cpu(stack)[name] - cpu_before[name] for name in cpu_before}
+    record.service_cpu_s = {name: _cpu_seconds(processes)[name] - cpu_before[name] for name in cpu_before}
     return record
 
 
-def _service_cpu(stack: ServiceStack) -> dict[str, float]:
-    return {name: process_cpu_seconds(process.pid) for name, process in stack.processes.items()}
+def _cpu_seconds(processes: dict[str, int]) -> dict[str, float]:
+    return {name: process_cpu_seconds(pid) for name, pid in processes.items()}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a level is driven against: a base URL, and the processes serving it."""
+
+    name: str
+    url: str
+    processes: dict[str, int]
 
 
 async def measure(
-    stack: ServiceStack, settings: LoadSettings, queries: Sequence[bytes], yardstick: RawYardstick
-) -> tuple[list[LevelRecord], float]:
-    """Every level, with yardstick segments between them; the client's CPU ms per query."""
+    targets: Sequence[Target],
+    settings: LoadSettings,
+    queries: Sequence[bytes],
+    yardsticks: Sequence[RawYardstick],
+) -> tuple[dict[str, list[LevelRecord]], float]:
+    """Every level against each target in turn (the stack, then the in-process yardstick: noise hits both),
+    with raw yardstick segments between the levels; the client's CPU ms per query (the stack's calls)."""
     limits = httpx.Limits(max_connections=max(settings.concurrencies), max_keepalive_connections=64)
-    records, cpu_started, calls = [], time.process_time(), 0
-    async with httpx.AsyncClient(base_url=stack.settings.gateway_url, timeout=60, limits=limits) as client:
+    records: dict[str, list[LevelRecord]] = {target.name: [] for target in targets}
+    client_cpu_s, calls = 0.0, 0
+    clients = [httpx.AsyncClient(base_url=t.url, timeout=60, limits=limits) for t in targets]
+    try:
         for concurrency in settings.concurrencies:
-            print(f"  concurrency {concurrency} ...", flush=True)
-            records.append(await run_level(stack, client, queries, settings, concurrency))
-            calls += records[-1].completed
-            cpu_before_raw = time.process_time()
-            yardstick.sample(settings.raw_seconds / (len(settings.concurrencies) + 1))
-            cpu_started += time.process_time() - cpu_before_raw  # the yardstick's CPU is not the client's
-    client_cpu_ms = (time.process_time() - cpu_started) * 1000.0 / max(1, calls)
-    return records, client_cpu_ms
+            for target, client in zip(targets, clients, strict=True):
+                print(f"  {target.name}: concurrency {concurrency} ...", flush=True)
+                cpu_started = time.process_time()
+                record = await run_level(target.processes, client, queries, settings, concurrency)
+                records[target.name].append(record)
+                if target is targets[0]:
+                    client_cpu_s += time.process_time() - cpu_started
+                    calls += record.calls
+            for yardstick in yardsticks:
+                yardstick.sample(settings.raw_seconds / (len(settings.concurrencies) + 1))
+    finally:
+        for client in clients:
+            await client.aclose()
+    return records, client_cpu_s * 1000.0 / max(1, calls)
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -269,6 +304,10 @@ def build_report(
     collection: dict[str, int],
     client_cpu_ms: float,
     machine_info: dict[str, object],
+    *,
+    in_process: Sequence[LevelRecord] = (),
+    fp32_raw_images_per_s: float | None = None,
+    model_variant: str = "fp32",
 ) -> dict[str, object]:
     levels = {str(record.concurrency): record.summary() for record in records}
     at_16 = levels.get("16")
@@ -297,6 +336,37 @@ def build_report(
     }
     if single is not None:
         report["single_query"] = _single_query_breakdown(single)
+    fp32_raw = fp32_raw_images_per_s or raw_images_per_s
+    report["fp32_raw_images_per_s"] = round(fp32_raw, 1)
+    report["model_variant"] = model_variant
+    report["ratio_to_fp32_raw_at_16"] = round(at_16["qps"] / fp32_raw, 3) if at_16 else None
+    if in_process:
+        report.update(_in_process_report(levels, single, in_process))
+    return report
+
+
+def _in_process_report(
+    levels: dict[str, dict[str, float | int]], single: LevelRecord | None, in_process: Sequence[LevelRecord]
+) -> dict[str, object]:
+    """The in-process yardstick's levels (bench/in_process.py) and the stack's ratios to it."""
+    peer = {str(record.concurrency): record.summary() for record in in_process}
+    peer_single = next((r for r in in_process if r.concurrency == 1), None)
+    at_16, peer_16 = levels.get("16"), peer.get("16")
+    report: dict[str, object] = {
+        "in_process_qps": {key: level["qps"] for key, level in peer.items()},
+        "in_process": peer,
+        "in_process_cpu_ms_per_query": {str(r.concurrency): r.cpu_ms_per_query() for r in in_process},
+        "ratio_to_in_process_at_16": (
+            round(at_16["qps"] / peer_16["qps"], 3) if at_16 and peer_16 and peer_16["qps"] else None
+        ),
+        "target_ratio_to_in_process_at_16": TARGET_RATIO_TO_IN_PROCESS,
+    }
+    if single is not None and peer_single is not None and peer_single.latencies_ms:
+        stack_p50 = percentile(single.latencies_ms, 50)
+        peer_p50 = percentile(peer_single.latencies_ms, 50)
+        report["in_process_single_p50_ms"] = round(peer_p50, 2)
+        report["single_p50_ratio_to_in_process"] = round(stack_p50 / peer_p50, 3)
+        report["target_single_p50_ratio_to_in_process"] = TARGET_P50_RATIO_TO_IN_PROCESS
     return report
 
 
@@ -322,42 +392,59 @@ def print_report(report: dict[str, object]) -> None:
     print(f"end-to-end qps / raw at concurrency 16: {ratio} ({verdict} the {TARGET_RATIO} target)")
     if "single_query" in report:
         print(f"single query: {report['single_query']}")
+    if "in_process_qps" in report:
+        print(f"in-process yardstick qps: {report['in_process_qps']}")
+        print(
+            f"stack / in-process at 16: {report['ratio_to_in_process_at_16']} "
+            f"(target >= {TARGET_RATIO_TO_IN_PROCESS}); single-query p50 stack / in-process: "
+            f"{report.get('single_p50_ratio_to_in_process')} (target <= {TARGET_P50_RATIO_TO_IN_PROCESS})"
+        )
+    print(
+        f"model {report['model_variant']}: qps at 16 / fp32 raw {report['fp32_raw_images_per_s']} images/s = "
+        f"{report['ratio_to_fp32_raw_at_16']}"
+    )
 
 
 def run(settings: LoadSettings) -> dict[str, object]:
     machine_info = machine()
     info = EmbeddingModelInfo.from_sidecar(settings.model_path, backend="onnxruntime")
     queries = build_query_jpegs(settings.catalogue_dir, settings.paintings)
-    yardstick = RawYardstick(
-        settings.model_path,
-        info.input_name,
-        decode_batch(queries, info.input_size, RAW_BATCH),
-        0,
-        ort_providers_from_env(),
-    )
+    yardsticks = _raw_yardsticks(settings, queries, info)
     with tempfile.TemporaryDirectory(prefix="artsearch-loadtest-") as state:
         stack_settings = StackSettings(
             model_path=settings.model_path,
-            state_dir=Path(state),
+            state_dir=Path(state) / "stack",
             ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
             # Every query encoded: the load repeats its pictures, which the gateway would answer from its
             # picture cache (services/gateway/query_cache.py) instead of measuring the encoder.
             extra_env={"LOG_LEVEL": "WARNING", "QUERY_CACHE_ENTRIES": "0"},
             image_root=settings.catalogue_dir.resolve().parent,
         )
-        with ServiceStack(stack_settings) as stack:
+        with ServiceStack(stack_settings) as stack, InProcessYardstick(settings, Path(state)) as peer:
             stack.wait_ready(timeout=180)
-            print(f"filling the collection to {settings.artworks} artworks ...", flush=True)
-            collection = asyncio.run(fill_collection(stack, settings))
-            print(f"  {collection}", flush=True)
-            if settings.artworks >= EdgeSettings.index_threshold:  # fewer points are never indexed
-                print("waiting for the search service's index build ...", flush=True)
-                print(f"  {wait_for_index_build(stack.processes['search'].pid)} s", flush=True)
-            yardstick.sample(settings.raw_seconds / (len(settings.concurrencies) + 1))
+            collection = _fill(stack_targets(stack), stack.processes["search"].pid, settings, "the stack")
+            peer.wait_ready(timeout=180)
+            _fill(peer.targets, peer.pid, settings, "the in-process yardstick")
+            for yardstick in yardsticks:
+                yardstick.sample(settings.raw_seconds / (len(settings.concurrencies) + 1))
             print("driving POST /v1/search ...", flush=True)
-            records, client_cpu_ms = asyncio.run(measure(stack, settings, queries, yardstick))
-    raw = yardstick.result().images_per_s
-    report = build_report(settings, records, raw, collection, client_cpu_ms, machine_info)
+            stack_target = Target("stack", stack.settings.gateway_url, _pids(stack))
+            peer_target = Target("in-process", peer.url, {"in_process": peer.pid})
+            records, client_cpu_ms = asyncio.run(
+                measure([stack_target, peer_target], settings, queries, yardsticks)
+            )
+    raw, fp32_raw = (yardstick.result().images_per_s for yardstick in (yardsticks[0], yardsticks[-1]))
+    report = build_report(
+        settings,
+        records["stack"],
+        raw,
+        collection,
+        client_cpu_ms,
+        machine_info,
+        in_process=records["in-process"],
+        fp32_raw_images_per_s=fp32_raw,
+        model_variant=model_variant(settings.model_path),
+    )
     settings.output.parent.mkdir(parents=True, exist_ok=True)
     settings.output.write_text(json.dumps(report, indent=2) + "\n")
     print_report(report)
@@ -365,9 +452,101 @@ def run(settings: LoadSettings) -> dict[str, object]:
     return report
 
 
+def _raw_yardsticks(
+    settings: LoadSettings, queries: Sequence[bytes], info: EmbeddingModelInfo
+) -> list[RawYardstick]:
+    """The served model's raw speed, and the fp32 model's (the fixed yardstick) when another is served."""
+    models = [settings.model_path]
+    if settings.fp32_model_path.resolve() != settings.model_path.resolve():
+        models.append(settings.fp32_model_path)
+    pixels = decode_batch(queries, info.input_size, RAW_BATCH)
+    return [RawYardstick(model, info.input_name, pixels, 0, ort_providers_from_env()) for model in models]
+
+
+def _fill(targets: IngestTargets, search_pid: int, settings: LoadSettings, what: str) -> dict[str, int]:
+    print(f"filling {what}'s collection to {settings.artworks} artworks ...", flush=True)
+    collection = asyncio.run(fill_collection(targets, settings))
+    print(f"  {collection}", flush=True)
+    if settings.artworks >= EdgeSettings.index_threshold:  # fewer points are never indexed
+        print("waiting for the index build ...", flush=True)
+        print(f"  {wait_for_index_build(search_pid)} s", flush=True)
+    return collection
+
+
+def _pids(stack: ServiceStack) -> dict[str, int]:
+    return {name: process.pid for name, process in stack.processes.items()}
+
+
+class InProcessYardstick:
+    """bench/in_process.py as a child process: the same components as the stack, in one process."""
+
+    def __init__(self, settings: LoadSettings, state_dir: Path) -> None:
+        self._settings = settings
+        self._state_dir = state_dir / "in-process"
+        self._grpc_port, self._http_port = free_ports(2)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._http_port}"
+
+    @property
+    def targets(self) -> IngestTargets:
+        address = f"127.0.0.1:{self._grpc_port}"
+        return IngestTargets(address, address, address)
+
+    def __enter__(self) -> InProcessYardstick:
+        self._state_dir.mkdir(parents=True)
+        command = [
+            sys.executable, "-m", "bench.in_process",
+            "--model", str(self._settings.model_path),
+            "--state-dir", str(self._state_dir),
+            "--grpc-port", str(self._grpc_port),
+            "--http-port", str(self._http_port),
+            "--image-root", str(self._settings.catalogue_dir.resolve().parent),
+        ]  # fmt: skip
+        log = (self._state_dir / "in_process.log").open("wb")
+        self._process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError(f"the in-process yardstick exited: {self._log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.5)
+        raise TimeoutError(f"the in-process yardstick did not start: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        return (self._state_dir / "in_process.log").read_text(errors="replace")[-2000:]
+
+    def __exit__(self, *_: object) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
 def parse_args(argv: Sequence[str] | None) -> LoadSettings:
     parser = argparse.ArgumentParser(prog="python -m bench.loadtest", description=__doc__.split("\n")[0])
     add_level_arguments(parser, DEFAULT_OUTPUT, raw_seconds=12.0)
+    parser.add_argument(
+        "--fp32-model",
+        type=Path,
+        default=DEFAULT_MODEL,
+        help="the fp32 model whose raw speed is the yardstick",
+    )
     parser.add_argument("--artworks", type=int, default=10_000, help="collection size (real + synthetic)")
     args = parser.parse_args(argv)
     check_level_arguments(parser, args)
@@ -382,6 +561,7 @@ def parse_args(argv: Sequence[str] | None) -> LoadSettings:
         seconds_per_level=args.seconds,
         warmup_seconds=args.warmup,
         raw_seconds=args.raw_seconds,
+        fp32_model_path=args.fp32_model.resolve(),
     )
 
 

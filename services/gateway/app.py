@@ -24,7 +24,7 @@ from services.gateway.body_limit import BodyLimitMiddleware, upload_body_limit
 from services.gateway.catalogue_admin import BATCH_ROUTE, sweep_stale_uploads
 from services.gateway.clusters import install_cluster_routes
 from services.gateway.config import GatewayConfig
-from services.gateway.downstream import REQUIRED_SERVICES, Downstream, DownstreamError
+from services.gateway.downstream import REQUIRED_SERVICES, Downstream, DownstreamError, ServiceStubs
 from services.gateway.errors import (
     RETRY_AFTER_S,
     RETRY_STATUSES,
@@ -63,11 +63,13 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def create_app(config: GatewayConfig) -> FastAPI:
+def create_app(config: GatewayConfig, stubs: ServiceStubs | None = None) -> FastAPI:
+    """The gateway; `stubs` replace the gRPC channels to the services (bench/in_process.py only)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         default_artist_index()  # fail at start-up, not on the first request, if the artist table is missing
-        app.state.downstream = Downstream(config)
+        app.state.downstream = Downstream(config, stubs)
         app.state.picture_cache = EncodedPictureCache(config.query_cache_entries, config.query_cache_ttl_s)
         # In the background: a large IMAGE_ROOT must not hold back readiness.
         app.state.upload_sweep = asyncio.create_task(sweep_stale_uploads(config.admin.image_root))

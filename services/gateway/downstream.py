@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -47,19 +49,34 @@ class DownstreamError(Exception):
         self.details = details
 
 
+@dataclass(frozen=True)
+class ServiceStubs:
+    """What the gateway calls each service through: gRPC stubs, or -- for the load test's in-process
+    yardstick (bench/in_process.py) -- objects with the same methods that call the servicers directly."""
+
+    encoder: Any
+    search: Any
+    influence: Any
+
+
 class Downstream:
     """Long-lived channels to the three services (one HTTP/2 connection each, reused by every request)."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, stubs: ServiceStubs | None = None) -> None:
         self._config = config
-        self._channels = {
-            ENCODER: open_channel(config.encoder_addr),
-            SEARCH: open_channel(config.search_addr),
-            INFLUENCE: open_channel(config.influence_addr),
-        }
-        self._encoder = encoder_pb2_grpc.EncoderServiceStub(self._channels[ENCODER])
-        self._search = search_pb2_grpc.SearchServiceStub(self._channels[SEARCH])
-        self._influence = influence_pb2_grpc.InfluenceServiceStub(self._channels[INFLUENCE])
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        if stubs is None:
+            self._channels = {
+                ENCODER: open_channel(config.encoder_addr),
+                SEARCH: open_channel(config.search_addr),
+                INFLUENCE: open_channel(config.influence_addr),
+            }
+            stubs = ServiceStubs(
+                encoder_pb2_grpc.EncoderServiceStub(self._channels[ENCODER]),
+                search_pb2_grpc.SearchServiceStub(self._channels[SEARCH]),
+                influence_pb2_grpc.InfluenceServiceStub(self._channels[INFLUENCE]),
+            )
+        self._encoder, self._search, self._influence = stubs.encoder, stubs.search, stubs.influence
         self._model_info: encoder_pb2.ModelInfo | None = None
         self._aliases = AliasCache(self._list_aliases, config.model_alias_ttl_s)
 
