@@ -10,6 +10,7 @@ from fastapi import Request
 
 from artsearch.jsonlog import request_id_var
 from artsearch.v1 import encoder_pb2_grpc, influence_pb2_grpc, search_pb2_grpc
+from services.gateway.answer_cache import AnswerCaches
 from services.gateway.downstream import ENCODER, INFLUENCE, SEARCH, Downstream, DownstreamError
 from services.gateway.errors import ApiError
 
@@ -37,13 +38,16 @@ class Services:
             INFLUENCE: config.influence_timeout_s,
         }
         self._write_timeout = config.admin.write_timeout_s
+        self._answers: AnswerCaches | None = getattr(request.app.state, "answer_caches", None)
 
     def _timeout(self, service: str, method: str) -> float:
         return self._write_timeout if method in WRITE_METHODS else self._timeouts[service]
 
     async def call(self, service: str, method: str, message: Any) -> Any:
         """Calls `method` of `service`. INVALID_ARGUMENT becomes 400 (invalid_image from the encoder),
-        NOT_FOUND 404; other failures propagate as DownstreamError (the app answers 503 + Retry-After)."""
+        NOT_FOUND 404; other failures propagate as DownstreamError (the app answers 503 + Retry-After).
+        After a write, succeeded or not (it may have landed), the kept answers are dropped
+        (services/gateway/answer_cache.py): the catalogue or the influence graph changed."""
         stub = _STUBS[service](self._downstream.channel(service))
         try:
             return await self._downstream.call(
@@ -56,3 +60,6 @@ class Services:
             if error.status == grpc.StatusCode.NOT_FOUND:
                 raise ApiError(404, "not_found", error.details) from error
             raise
+        finally:
+            if method in WRITE_METHODS and self._answers is not None:
+                self._answers.invalidate()

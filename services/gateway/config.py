@@ -55,6 +55,13 @@ class GatewayConfig:
     # Encoder answers kept per picture (services/gateway/query_cache.py): how many, and how long.
     query_cache_entries: int = 256
     query_cache_ttl_s: float = 300.0
+    # Ranked answers of GET /v1/artworks/{id}/similar, and the ranked pools the search cursors page through
+    # (services/gateway/answer_cache.py): how many, and how long (also the staleness bound for catalogue
+    # writes this gateway does not see).
+    similar_cache_entries: int = 256
+    similar_cache_ttl_s: float = 60.0
+    search_cursor_entries: int = 256
+    search_cursor_ttl_s: float = 600.0
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> GatewayConfig:
@@ -88,6 +95,10 @@ class GatewayConfig:
             style_min_art_neighbours=env.int("STYLE_MIN_ART_NEIGHBOURS", 3, minimum=0),
             query_cache_entries=env.int("QUERY_CACHE_ENTRIES", 256, minimum=0),
             query_cache_ttl_s=env.float("QUERY_CACHE_TTL_S", 300.0, minimum=0.0),
+            similar_cache_entries=env.int("SIMILAR_CACHE_ENTRIES", 256, minimum=0),
+            similar_cache_ttl_s=env.float("SIMILAR_CACHE_TTL_S", 60.0, minimum=0.0),
+            search_cursor_entries=env.int("SEARCH_CURSOR_ENTRIES", 256, minimum=0),
+            search_cursor_ttl_s=env.float("SEARCH_CURSOR_TTL_S", 600.0, minimum=0.0),
         )
 
 

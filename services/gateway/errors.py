@@ -48,6 +48,7 @@ ERROR_STATUSES: dict[int, str] = {
     403: "The admin API is disabled: no ADMIN_API_KEYS are configured",
     404: "Not found",
     409: "Already exists",
+    410: "Gone: what the request refers to is no longer kept",
     413: "Request body or image too large (bytes or pixels)",
     415: "Unsupported media type or image format",
     422: "Invalid request: a parameter or body field is missing, malformed or out of bounds",

@@ -54,6 +54,7 @@ from services.gateway.explain import (
 from services.gateway.fusion import (
     Candidate,
     FusionParams,
+    RankedCandidate,
     SourceVote,
     SourceVoteParams,
     effective_confidence,
@@ -173,6 +174,51 @@ async def stored_vector(
 # --- the search ------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RankedAnswer:
+    """A search's whole ranked pool, explained one page at a time (`page`): what the search cursors and the
+    similar-answer cache keep (services/gateway/answer_cache.py), so a next page, or the same query again,
+    costs no encode, search nor influence call."""
+
+    ranked: list[RankedCandidate]
+    hits: dict[str, search_pb2.ScoredArtwork]
+    layout: DescriptorLayout
+    fusion: FusionParams
+    paths: dict[str, list[str]]
+    # The answer's fields around the page: style_prediction, source_artist, pool, candidates, weights, ...
+    head: dict[str, object]
+    tail: dict[str, object]
+    # Optional services that did not answer: such an answer is served, never cached.
+    degraded: list[str]
+    # The artwork searched from ("": a picture): a cursor pages the route that made it only.
+    origin: str = ""
+
+    def page(self, offset: int, k: int, timings_ms: dict[str, float]) -> dict[str, object]:
+        """The answer for results offset .. offset + k of the ranking (without next_cursor)."""
+        results = [
+            _with_region_match(
+                result_json(
+                    item,
+                    hit.artwork,
+                    _aspect_cosines(hit, self.layout),
+                    self.fusion,
+                    self.paths.get(item.candidate.artist_key),
+                ),
+                hit,
+            )
+            for item in self.ranked[offset : offset + k]
+            for hit in [self.hits[item.candidate.id]]
+        ]
+        return {
+            "results": results,
+            **self.head,
+            "k": k,
+            "offset": offset,
+            **self.tail,
+            "timings_ms": timings_ms,
+        }
+
+
 async def run_search(
     downstream: Downstream,
     query: QueryVector,
@@ -181,6 +227,20 @@ async def run_search(
     timer: Timer,
     request_id: str = "",
 ) -> dict[str, object]:
+    """One page of the search's answer (`rank_search`, then `RankedAnswer.page`)."""
+    ranked = await rank_search(downstream, query, options, config, timer, request_id)
+    return ranked.page(options.offset, options.k, timer.timings_ms)
+
+
+async def rank_search(
+    downstream: Downstream,
+    query: QueryVector,
+    options: SearchOptions,
+    config: GatewayConfig,
+    timer: Timer,
+    request_id: str = "",
+) -> RankedAnswer:
+    """The whole ranked pool of a search (steps 1-5 of the module docstring); pages are explained from it."""
     layout = _layout(query)
     grey = _grey_applies(query, options, layout)
     given = {**options.aspect_weights, COLOUR: 0.0} if grey else options.aspect_weights
@@ -204,35 +264,29 @@ async def run_search(
         pool = [c for c in pool if c.artist_key != source.key]
     boost = options.influence_weight if options.rerank and not degraded else 0.0
     fusion = FusionParams(influence_weight=boost, source_confidence=source.applied_confidence)
-    ranked = rank_with_influence(pool, source.key, hops, fusion)
-    page = ranked[options.offset : options.offset + options.k]
-    paths = influence_paths(distances, source)
-    hits = {hit.artwork.id: hit for hit in candidates.hits}
-    results = [
-        _with_region_match(
-            result_json(
-                item, hit.artwork, _aspect_cosines(hit, layout), fusion, paths.get(item.candidate.artist_key)
-            ),
-            hit,
-        )
-        for item in page
-        for hit in [hits[item.candidate.id]]
-    ]
-    return {
-        "results": results,
-        "style_prediction": style_json(style.prediction, style.voters, style.searched),
-        "source_artist": source.to_json(),
-        "k": options.k,
-        "offset": options.offset,
-        "pool": options.pool,
-        "candidates": len(pool),
-        "weights": {**{n: round(w, 6) for n, w in weights.items()}, "influence": options.influence_weight},
-        "degraded": degraded,
-        "timings_ms": timer.timings_ms,
-        "model": {"name": query.model.name, "version": query.model.version},
-        "collection": candidates.collection,
-        **({"query": _query_json(query, options, candidates, grey)} if query.analysis is not None else {}),
-    }
+    influence, analysed = options.influence_weight, query.analysis is not None
+    return RankedAnswer(
+        ranked=rank_with_influence(pool, source.key, hops, fusion),
+        hits={hit.artwork.id: hit for hit in candidates.hits},
+        layout=layout,
+        fusion=fusion,
+        paths=influence_paths(distances, source),
+        head={
+            "style_prediction": style_json(style.prediction, style.voters, style.searched),
+            "source_artist": source.to_json(),
+        },
+        tail={
+            "pool": options.pool,
+            "candidates": len(pool),
+            "weights": {**{n: round(w, 6) for n, w in weights.items()}, "influence": influence},
+            "degraded": degraded,
+            "model": {"name": query.model.name, "version": query.model.version},
+            "collection": candidates.collection,
+            **({"query": _query_json(query, options, candidates, grey)} if analysed else {}),
+        },
+        degraded=degraded,
+        origin=query.exclude_ids[0] if query.exclude_ids and not query.by_model else "",
+    )
 
 
 async def run_style_prediction(

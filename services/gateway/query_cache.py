@@ -15,33 +15,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from prometheus_client import Counter
 
 from artsearch.v1 import encoder_pb2
+from services.gateway.lru import TtlLru
 
 # Pictures larger than this are hashed on a worker thread rather than on the event loop.
 _HASH_INLINE_BYTES = 256 * 1024
 LOOKUPS = Counter("artsearch_gateway_query_cache", "Encoded-picture cache lookups", ["result"])
 
 
-@dataclass(frozen=True)
-class _Entry:
-    answer: encoder_pb2.EncodeResponse
-    stored_at: float
-
-
 class EncodedPictureCache:
     """Recent encoder answers by picture (see the module docstring); `max_entries` 0 keeps nothing."""
 
     def __init__(self, max_entries: int, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._max_entries = max_entries
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._entries: TtlLru[bytes, encoder_pb2.EncodeResponse] = TtlLru(max_entries, ttl_s, clock)
 
     @staticmethod
     def key(picture: bytes, analysed: bool) -> bytes:
@@ -56,26 +46,14 @@ class EncodedPictureCache:
     def get(self, key: bytes, model_version: str | None) -> encoder_pb2.EncodeResponse | None:
         """The answer kept for `key`, unless expired or made by another model than `model_version` (None:
         not known yet, any)."""
-        entry = self._entries.get(key)
-        fresh = entry is not None and self._clock() - entry.stored_at <= self._ttl_s
-        if entry is not None and (
-            not fresh or (model_version is not None and entry.answer.model.version != model_version)
-        ):
-            del self._entries[key]
-            entry = None
-        LOOKUPS.labels("miss" if entry is None else "hit").inc()
-        if entry is None:
-            return None
-        self._entries.move_to_end(key)
-        return entry.answer
+        answer = self._entries.get(
+            key, lambda kept: model_version is None or kept.model.version == model_version
+        )
+        LOOKUPS.labels("miss" if answer is None else "hit").inc()
+        return answer
 
     def put(self, key: bytes, answer: encoder_pb2.EncodeResponse) -> None:
-        if self._max_entries == 0:
-            return
-        self._entries[key] = _Entry(answer, self._clock())
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+        self._entries.put(key, answer)
 
     def __len__(self) -> int:
         return len(self._entries)

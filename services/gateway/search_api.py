@@ -4,13 +4,14 @@ No `from __future__ import annotations`: FastAPI reads the route signatures at r
 
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from artsearch.jsonlog import request_id_var
+from services.gateway.answer_cache import AnswerCaches, similar_key
 from services.gateway.config import GatewayConfig
 from services.gateway.errors import ApiError, error_responses
 from services.gateway.explain import artwork_json
@@ -19,7 +20,7 @@ from services.gateway.image_fetch import fetch_image
 from services.gateway.query import (
     Timer,
     encode_image,
-    run_search,
+    rank_search,
     run_style_prediction,
     stored_artwork,
     stored_vector,
@@ -37,6 +38,10 @@ from services.gateway.search_params import (
 
 MAX_JSON_BYTES = 64 * 1024
 ARTWORK_ID = Annotated[str, Path(min_length=1, max_length=256, description="Artwork id")]
+_CURSOR_DOC = (
+    "The next_cursor of a previous answer: its next page of the same ranked result (kept SEARCH_CURSOR_TTL_S "
+    "seconds; the other search parameters are not read). 410 cursor_expired when no longer kept"
+)
 _FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 _EXAMPLE_URL = "https://upload.wikimedia.org/wikipedia/commons/a/a5/Tsunami_by_hokusai_19th_century.jpg"
 
@@ -95,22 +100,56 @@ def install_search_routes(app: FastAPI, config: GatewayConfig) -> None:
         # The encoder analyses the photo (locates the painting, tells grey-scale) unless both are off.
         analyse = "auto" in (options.locate, options.grey)
         cache = request.app.state.picture_cache
+        answers: AnswerCaches = request.app.state.answer_caches
+        generation = answers.generation
         query = await encode_image(downstream, data, timer, cache, request_id_var.get(), analyse=analyse)
-        return JSONResponse(await run_search(downstream, query, options, config, timer, request_id_var.get()))
+        ranked = await rank_search(downstream, query, options, config, timer, request_id_var.get())
+        return JSONResponse(answers.answer(ranked, options.offset, options.k, timer.timings_ms, generation))
+
+    @app.get(
+        "/v1/search",
+        tags=["search"],
+        responses={200: _SEARCH_ANSWER, **_CURSOR_ERRORS},
+    )
+    async def search_page(
+        request: Request, cursor: Annotated[str, Query(min_length=1, description=_CURSOR_DOC)]
+    ) -> JSONResponse:
+        """The next page of a search's ranked result (a picture search's, or a similar one's), by the
+        `next_cursor` of its previous page: the picture is not sent (nor encoded, nor searched) again."""
+        answers: AnswerCaches = request.app.state.answer_caches
+        return JSONResponse(answers.page_of(cursor, None, Timer().timings_ms, config.max_k))
 
     @app.get(
         "/v1/artworks/{artwork_id}/similar",
         tags=["search"],
-        responses={200: _SEARCH_ANSWER, **_STORED_ROUTE_ERRORS},
+        responses={200: _SEARCH_ANSWER, **_STORED_ROUTE_ERRORS, **_CURSOR_ERRORS},
     )
-    async def similar(request: Request, artwork_id: ARTWORK_ID, options: options_from_query) -> JSONResponse:
+    async def similar(
+        request: Request,
+        artwork_id: ARTWORK_ID,
+        options: options_from_query,
+        cursor: Annotated[str | None, Query(min_length=1, description=_CURSOR_DOC)] = None,
+    ) -> JSONResponse:
         """Artworks related to one already in the catalogue, from its stored descriptor (no re-encoding);
-        the artwork itself is left out and its artist is the source artist unless `source_artist` is set."""
-        options = checked(options, config)
+        the artwork itself is left out and its artist is the source artist unless `source_artist` is set.
+        The ranked answer is kept a while (SIMILAR_CACHE_TTL_S; until the next catalogue write through this
+        gateway): the same query again, or another page of it, is cut from it."""
         timer = Timer()
+        answers: AnswerCaches = request.app.state.answer_caches
+        if cursor is not None:
+            return JSONResponse(answers.page_of(cursor, artwork_id, timer.timings_ms, config.max_k))
+        options = checked(options, config)
         downstream = request.app.state.downstream
-        query = await stored_vector(downstream, artwork_id, timer, request_id_var.get())
-        return JSONResponse(await run_search(downstream, query, options, config, timer, request_id_var.get()))
+        generation = answers.generation
+        # The encoder's model as last seen (asked once): a redeployed model is another key.
+        model = await downstream.model_info(request_id_var.get())
+        key = similar_key(artwork_id, options, config.collection, model.version)
+        ranked = answers.similar_answer(key)
+        if ranked is None:
+            query = await stored_vector(downstream, artwork_id, timer, request_id_var.get())
+            ranked = await rank_search(downstream, query, options, config, timer, request_id_var.get())
+            answers.keep_similar(key, ranked, generation)
+        return JSONResponse(answers.answer(ranked, options.offset, options.k, timer.timings_ms, generation))
 
     @app.get(
         "/v1/artworks/{artwork_id}",
@@ -239,3 +278,13 @@ _IMAGE_ROUTE_ERRORS = error_responses(
     },
 )
 _STORED_ROUTE_ERRORS = error_responses(404, 422, 503, notes={404: "Unknown artwork"})
+_CURSOR_ERRORS = error_responses(
+    400,
+    410,
+    422,
+    notes={
+        400: "A malformed cursor, or one of another query (invalid_cursor)",
+        410: "The cursor's result is no longer kept: expired, or the catalogue changed (cursor_expired); "
+        "search again",
+    },
+)

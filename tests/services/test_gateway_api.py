@@ -552,6 +552,7 @@ async def test_openapi_operation_ids_are_the_handlers_names(client):
         "GET /healthz": "healthz",
         "GET /readyz": "readyz",
         "POST /v1/search": "search",
+        "GET /v1/search": "search_page",
         "GET /v1/artworks/{artwork_id}/similar": "similar",
         "GET /v1/artworks/{artwork_id}": "artwork",
         "PATCH /v1/artworks/{artwork_id}": "edit_artwork",

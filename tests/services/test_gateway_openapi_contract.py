@@ -271,7 +271,7 @@ def test_the_check_fails_on_a_renamed_added_or_missing_field():
     check_against(SearchAnswer, answer)
     renamed = copy.deepcopy(answer)
     renamed["results"][0]["name"] = renamed["results"][0].pop("title")
-    added = copy.deepcopy(answer) | {"next_cursor": "abc"}
+    added = copy.deepcopy(answer) | {"next_page": "abc"}
     missing = copy.deepcopy(answer)
     del missing["results"][0]["scores"]["final"]
     retyped = copy.deepcopy(answer)
@@ -340,6 +340,7 @@ async def test_the_real_answers_of_every_route_are_their_declared_models(gateway
     ok(await http.get("/readyz"))
     photo = ok(await http.post("/v1/search", params={"k": 3}, files=files))
     assert photo["query"]["locate"] == "auto"  # the photo's analysis, absent from the next two
+    ok(await http.get("/v1/search", params={"cursor": photo["next_cursor"]}))  # its page 2
     plain = ok(
         await http.post(
             "/v1/search",

@@ -213,6 +213,14 @@ def similar(artwork_id: str, params: Mapping[str, Any]) -> Call[models.SearchRes
     return Call("GET", path, _parsed(models.SearchResponse.from_json), True, params=search_query(params))
 
 
+def search_page(cursor: str) -> Call[models.SearchResponse]:
+    """The page a search answer's `next_cursor` points to (any search: picture, URL or similar)."""
+    if not cursor:
+        raise ValueError("a cursor cannot be empty")
+    params = [("cursor", cursor)]
+    return Call("GET", "/v1/search", _parsed(models.SearchResponse.from_json), True, params=params)
+
+
 def artwork(artwork_id: str) -> Call[models.Artwork]:
     return Call("GET", f"/v1/artworks/{segment(artwork_id)}", _parsed(models.Artwork.from_json), True)
 

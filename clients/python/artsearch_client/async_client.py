@@ -106,6 +106,15 @@ class AsyncArtsearchClient:
         """Related artworks for an artwork of the catalogue (its stored descriptor; itself left out)."""
         return await self._run(_calls.similar(artwork_id, params))
 
+    async def search_page(self, cursor: str) -> models.SearchResponse:
+        """`GET /v1/search?cursor=`: the next page of a search's same ranked result (no re-upload); raises
+        `Gone` once the gateway no longer keeps it."""
+        return await self._run(_calls.search_page(cursor))
+
+    async def next_page(self, answer: models.SearchResponse) -> models.SearchResponse | None:
+        """The page after `answer` (by its `next_cursor`), or None when `answer` is the last page."""
+        return None if answer.next_cursor is None else await self.search_page(answer.next_cursor)
+
     async def predict_style(self, image: ImageSource) -> models.StyleResponse:
         """The style of a picture, voted by its nearest catalogue artworks."""
         return await self._run(_calls.predict_style(image))

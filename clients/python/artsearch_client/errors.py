@@ -69,6 +69,10 @@ class Conflict(ArtsearchError):
     """409: an artwork with this id exists (add it with `replace=True`)."""
 
 
+class Gone(ArtsearchError):
+    """410: a search cursor the gateway no longer keeps (expired, or the catalogue changed): search again."""
+
+
 class RateLimited(ArtsearchError):
     """429: this client is over its rate or concurrency limit, or the encoder is busy; `retry_after` says
     when to come back. Raised after the client's own retries are spent."""
@@ -96,6 +100,7 @@ _BY_STATUS: dict[int, type[ArtsearchError]] = {
     403: Forbidden,
     404: NotFound,
     409: Conflict,
+    410: Gone,
     413: PayloadTooLarge,
     415: UnsupportedMediaType,
     422: InvalidRequest,

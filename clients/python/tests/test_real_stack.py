@@ -19,11 +19,13 @@ import pytest
 from artsearch_client import (
     ArtsearchClient,
     AsyncArtsearchClient,
+    BadRequest,
     InvalidRequest,
     NewArtist,
     NewInfluence,
     NotFound,
     RetryPolicy,
+    SearchResponse,
     Unauthorized,
     Unavailable,
     UnsupportedMediaType,
@@ -116,6 +118,24 @@ def test_search_by_url_similar_and_one_artwork(
         f"/v1/artworks/{entry.id}/thumbnail",
     )
     assert client.thumbnail(entry.id, 64)[:3] == b"\xff\xd8\xff"  # a JPEG
+
+
+def test_next_page_follows_the_cursor_through_the_same_ranking(client: ArtsearchClient, catalogue: Catalogue):
+    """A picture search's pages by cursor, without the picture: in order, no overlap, until the pool ends."""
+    entry = next(e for e in catalogue.entries if "gogh" in e.artist.lower())
+    whole = client.search(catalogue.root / entry.filename, k=12, pool=12)
+    page: SearchResponse | None = client.search(catalogue.root / entry.filename, k=5, pool=12)
+    ids: list[str] = []
+    while page is not None:
+        ids += [r.id for r in page.results]
+        page = client.next_page(page)
+    assert ids == [r.id for r in whole.results] and len(ids) == 12
+    similar = client.similar(entry.id, k=3, pool=6)
+    second = client.next_page(similar)
+    assert second is not None and second.offset == 3 and second.next_cursor is None
+    with pytest.raises(BadRequest) as garbage:
+        client.search_page("not-a-cursor")
+    assert garbage.value.code == "invalid_cursor"
 
 
 def test_the_gateway_errors_arrive_as_exceptions_with_code_message_and_request_id(

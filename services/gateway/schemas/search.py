@@ -201,6 +201,7 @@ class SearchAnswer(ResponseModel):
             "model": _MODEL,
             "collection": _COLLECTION,
             "query": EXAMPLE_QUERY,
+            "next_cursor": "c2VhcmNoLXRva2VuOjI1OjI1",
         }
     )
     results: list[SearchResult] = Field(description="This page of related artworks, best first")
@@ -221,6 +222,11 @@ class SearchAnswer(ResponseModel):
     collection: str = Field(description=_COLLECTION_DOC)
     query: QueryAnalysis | None = Field(
         default=None, description="Picture searches only (absent for similar): what was done with the photo"
+    )
+    next_cursor: str | None = Field(
+        description="Opaque: pass it as `cursor` (GET /v1/search for a picture search, the same similar "
+        "route for similar) for the next page of this same ranked result, without sending the picture "
+        "again; null on the last page of the pool (or when cursors are off)",
     )
 
 
