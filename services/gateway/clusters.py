@@ -28,6 +28,8 @@ No `from __future__ import annotations` here: FastAPI reads the route signatures
 Query bounds refer to the settings in scope."""
 
 import asyncio
+import base64
+import binascii
 import logging
 import time
 from collections import Counter
@@ -339,6 +341,37 @@ def clusters_json(clusters: CatalogueClusters, collection: str, cached: bool) ->
     }
 
 
+@dataclass(frozen=True)
+class _MemberPage:
+    """Which page of which clustering a cluster page's `next_cursor` points to."""
+
+    cluster: int
+    n: int
+    offset: int
+    limit: int
+
+
+def _member_cursor(cluster: int, n: int, offset: int, limit: int) -> str:
+    raw = f"members:{cluster}:{n}:{offset}:{limit}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _read_member_cursor(text: str, cluster: int, max_artworks: int) -> _MemberPage:
+    """The page a cluster page's `next_cursor` points to; 400 invalid_cursor for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
+        kind, *numbers = raw.split(":")
+        page = _MemberPage(*(int(number) for number in numbers))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(400, "invalid_cursor", "cursor: not a cursor this API gave out") from None
+    valid = kind == "members" and page.n >= 1 and 0 <= page.offset <= max_artworks
+    if not valid or not 1 <= page.limit <= MAX_MEMBER_PAGE:
+        raise ApiError(400, "invalid_cursor", "cursor: not a cursor this API gave out")
+    if page.cluster != cluster:
+        raise ApiError(400, "invalid_cursor", f"cursor: it pages cluster {page.cluster}, not {cluster}")
+    return page
+
+
 def members_json(
     clusters: CatalogueClusters, cluster: int, offset: int, limit: int, cached: bool
 ) -> dict[str, object]:
@@ -353,6 +386,9 @@ def members_json(
         "limit": limit,
         "members": [_member_json(clusters, row) for row in page],
         "next_offset": following if following < len(rows) else None,
+        "next_cursor": _member_cursor(cluster, clusters.requested, following, limit)
+        if following < len(rows)
+        else None,
         "computed_at": clusters.computed_at,
         "cached": cached,
     }
@@ -417,6 +453,7 @@ def install_cluster_routes(app: FastAPI, settings: ClusterSettings) -> None:
                 "No such cluster in this clustering",
                 ("cluster_not_found", "no cluster 12 among 12 clusters"),
             ),
+            400: error_doc(400, "A malformed cursor, or one of another cluster (invalid_cursor)"),
             **_COMMON_ERRORS,
         },
     )
@@ -428,9 +465,20 @@ def install_cluster_routes(app: FastAPI, settings: ClusterSettings) -> None:
         limit: Annotated[
             int, Query(ge=1, le=MAX_MEMBER_PAGE, description="Artworks in this page")
         ] = DEFAULT_MEMBER_PAGE,
+        cursor: Annotated[
+            str | None,
+            Query(
+                min_length=1,
+                max_length=200,
+                description="The previous page's next_cursor (instead of n, offset and limit)",
+            ),
+        ] = None,
     ) -> JSONResponse:
         """The artworks of one cluster, nearest its centre first (with their cosine similarity to it), one
-        page at a time: `next_offset` is the next page's offset, null after the last."""
+        page at a time: `next_cursor` (or `next_offset`) gives the next page, null after the last."""
+        if cursor is not None:
+            page = _read_member_cursor(cursor, cluster, settings.max_artworks)
+            n, offset, limit = page.n, page.offset, page.limit
         clusters, cached = await catalogue_clusters(request, settings, cache, n)
         if cluster >= len(clusters.members):
             raise ApiError(

@@ -283,3 +283,23 @@ async def test_measure_repeated_similar_latency(services, capsys):
     with capsys.disabled():
         print(f"\nsimilar k=25 (first ms, repeated median ms): cache on {medians['256']}, off {medians['0']}")
     assert medians["256"][1] < medians["0"][1]
+
+
+async def test_cluster_pages_follow_next_cursor_like_next_offset(services):
+    _, opened = gateway(services)
+    async with opened as http:
+        whole = (await http.get("/v1/clusters/0", params={"n": 2, "limit": 100})).json()
+        assert whole["next_cursor"] is None and whole["size"] > 2
+        page = (await http.get("/v1/clusters/0", params={"n": 2, "limit": 2})).json()
+        seen = [m["id"] for m in page["members"]]
+        while page["next_cursor"] is not None:
+            response = await http.get("/v1/clusters/0", params={"cursor": page["next_cursor"]})
+            assert response.status_code == 200, response.text
+            page = response.json()
+            assert page["n"] == 2 and page["limit"] == 2 and page["offset"] == len(seen)
+            seen += [m["id"] for m in page["members"]]
+        assert seen == [m["id"] for m in whole["members"]]
+        first = (await http.get("/v1/clusters/0", params={"n": 2, "limit": 2})).json()["next_cursor"]
+        for cluster, cursor in ((1, first), (0, "garbage"), (0, Cursor("t", 1, 1).encode())):
+            response = await http.get(f"/v1/clusters/{cluster}", params={"cursor": cursor})
+            assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_cursor"

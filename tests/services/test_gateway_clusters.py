@@ -367,7 +367,7 @@ async def test_the_routes_are_in_the_openapi_document_with_examples():
     assert {"422", "503"} <= set(listing["responses"])
     assert {p["name"] for p in listing["parameters"]} == {"n"}
     members = paths["/v1/clusters/{cluster}"]["get"]
-    assert {p["name"] for p in members["parameters"]} == {"cluster", "n", "offset", "limit"}
+    assert {p["name"] for p in members["parameters"]} == {"cluster", "n", "offset", "limit", "cursor"}
     assert members["responses"]["404"]["content"]["application/json"]["example"]["error"]["code"]
     pictures = paths["/v1/evaluation/pictures"]["get"]
     assert pictures["responses"]["200"]["content"]["application/json"]["example"]["pictures"]

@@ -264,9 +264,9 @@ def clusters(n: int | None) -> Call[models.Clustering]:
 
 
 def cluster_members(
-    cluster: int, n: int | None, offset: int | None, limit: int | None
+    cluster: int, n: int | None, offset: int | None, limit: int | None, cursor: str | None = None
 ) -> Call[models.ClusterMembers]:
-    given = {"n": n, "offset": offset, "limit": limit}
+    given = {"n": n, "offset": offset, "limit": limit, "cursor": cursor}
     params = [(name, str(value)) for name, value in given.items() if value is not None]
     path = f"/v1/clusters/{int(cluster)}"
     return Call("GET", path, _parsed(models.ClusterMembers.from_json), True, params=params)

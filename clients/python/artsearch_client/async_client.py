@@ -157,10 +157,17 @@ class AsyncArtsearchClient:
         return await self._run(_calls.clusters(n))
 
     async def cluster_members(
-        self, cluster: int, *, n: int | None = None, offset: int | None = None, limit: int | None = None
+        self,
+        cluster: int,
+        *,
+        n: int | None = None,
+        offset: int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
     ) -> models.ClusterMembers:
-        """One page of a cluster's artworks (pass the `n` the cluster id came from)."""
-        return await self._run(_calls.cluster_members(cluster, n, offset, limit))
+        """One page of a cluster's artworks (pass the `n` the cluster id came from), or the page a previous
+        page's `next_cursor` points to."""
+        return await self._run(_calls.cluster_members(cluster, n, offset, limit, cursor))
 
     # ---- admin: the API key --------------------------------------------------------------------------------
 

@@ -580,6 +580,8 @@ class ClusterMembers:
     size: int
     members: list[ClusterArtwork]
     next_offset: int | None = None
+    # The next page's cursor (GET /v1/clusters/{cluster}?cursor=); None after the last.
+    next_cursor: str | None = None
     n: int | None = None
     offset: int | None = None
     limit: int | None = None
@@ -594,6 +596,7 @@ class ClusterMembers:
             size=data.get("size", 0),
             members=[ClusterArtwork.from_json(m) for m in _objects(data.get("members"))],
             next_offset=data.get("next_offset"),
+            next_cursor=data.get("next_cursor"),
             n=data.get("n"),
             offset=data.get("offset"),
             limit=data.get("limit"),

@@ -96,6 +96,7 @@ class ClusterPage(ResponseModel):
             "limit": 24,
             "members": [_MEMBER],
             "next_offset": None,
+            "next_cursor": None,
             "computed_at": "2025-01-01T12:00:00+00:00",
             "cached": True,
         }
@@ -107,5 +108,6 @@ class ClusterPage(ResponseModel):
     limit: int = Field(description="Artworks per page asked for")
     members: list[ClusterMember] = Field(description="This page's artworks, nearest the centre first")
     next_offset: int | None = Field(description="The next page's offset; null after the last")
+    next_cursor: str | None = Field(description="The next page's `cursor` (opaque); null after the last")
     computed_at: str = Field(description=_COMPUTED_AT_DOC)
     cached: bool = Field(description=_CACHED_DOC)
