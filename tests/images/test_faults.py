@@ -72,9 +72,16 @@ def stack(catalogues: Path) -> Iterator[Stack]:
         standins=True,
         writable_image_root=True,
         service_token=SERVICE_TOKEN,
-        # The load repeats its pictures: with the gateway's picture cache on, an encoder or Triton fault
-        # would never be met by a picture search (services/gateway/query_cache.py). Off: every one encodes.
-        extra_env={"gateway": {"ENCODE_TIMEOUT_S": str(DEADLINES_S["encoder"]), "QUERY_CACHE_ENTRIES": "0"}},
+        # The load repeats its pictures and artworks: with the gateway's picture cache on, an encoder or
+        # Triton fault would never be met by a picture search (services/gateway/query_cache.py), nor a
+        # search or influence fault by a kept similar answer (answer_cache.py). Off: every query works.
+        extra_env={
+            "gateway": {
+                "ENCODE_TIMEOUT_S": str(DEADLINES_S["encoder"]),
+                "QUERY_CACHE_ENTRIES": "0",
+                "SIMILAR_CACHE_ENTRIES": "0",
+            }
+        },
     )
     with running_stack(catalogues, options) as running:
         yield running
