@@ -60,7 +60,7 @@ docker-engine:
 # Every image: artsearch/{encoder,search,influence,gateway,cli}:dev and the local stand-ins
 # artsearch/{tritonserver-cpu,falkordb}:dev, on python:3.11-slim or, where no registry answers, on a base made
 # from Debian packages (scripts/images.py).
-images: $(STAMP) $(MODEL) docker-engine
+images: $(STAMP) $(MODEL) $(MODEL_INT8) docker-engine
 	$(BIN)/python scripts/images.py build
 
 # The stack from those images (docker-compose.local.yml): up, ingest the demo catalogue through the CLI
@@ -71,7 +71,7 @@ compose-demo: images $(GCOMPRIS)
 # For `make test`: the container suite needs an engine and the images; where no engine can be had (not root,
 # no apt-get) the script exits 3, nothing is built and those tests skip, saying why. CI sets
 # ARTSEARCH_DOCKER_ENGINE=require, which makes that an error. (The suite builds again: seconds when up to date.)
-test-docker-engine: $(STAMP) $(MODEL)
+test-docker-engine: $(STAMP) $(MODEL) $(MODEL_INT8)
 	@if bash scripts/docker_engine.sh; then $(BIN)/python scripts/images.py build; \
 	 else status=$$?; [ $$status -eq 3 ]; fi
 

@@ -75,7 +75,13 @@ IMAGES = (
     Image("tritonserver-cpu", "deploy/images/tritonserver-cpu/Dockerfile", needs_model=True),
     Image("falkordb", "deploy/images/falkordb/Dockerfile"),
 )
-MODEL_FILES = ("models/efficientnet-lite0/model.onnx", "models/efficientnet-lite0/model.json")
+MODEL_FILES = (
+    "models/efficientnet-lite0/model.onnx",
+    "models/efficientnet-lite0/model.json",
+    # The encoder image carries the int8 variant too (services/encoder/quantize_onnx.py).
+    "models/efficientnet-lite0-int8/model.onnx",
+    "models/efficientnet-lite0-int8/model.json",
+)
 
 
 class BuildFailed(RuntimeError):

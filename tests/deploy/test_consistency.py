@@ -122,6 +122,9 @@ def test_encoder_image_carries_the_exported_model_at_its_model_path():
         parts[-1] == str(Path(model_path).parent) + "/" and "models/efficientnet-lite0/model.onnx" in parts
         for parts in copies
     )
+    # The int8 variant beside it, with its sidecar: MODEL_PATH=/models/efficientnet-lite0-int8/model.onnx.
+    int8 = ["models/efficientnet-lite0-int8/model.onnx", "models/efficientnet-lite0-int8/model.json"]
+    assert [*int8, "/models/efficientnet-lite0-int8/"] in copies
 
 
 def _dockerignore_allows(path: str, patterns: list[str]) -> bool:
