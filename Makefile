@@ -27,13 +27,13 @@ $(STAMP): requirements.lock requirements-export.lock pyproject.toml clients/pyth
 venv: $(STAMP)
 
 protos: $(STAMP)
-	$(BIN)/python -m artsearch.protogen
+	$(BIN)/python -m artsearch_tools.protogen
 
 model: $(MODEL) $(MODEL_INT8)
-$(MODEL): $(STAMP) services/encoder/export_onnx.py services/encoder/onnx_graph.py
-	$(BIN)/python -m services.encoder.export_onnx --output $(MODEL)
-$(MODEL_INT8): $(MODEL) $(GCOMPRIS) services/encoder/quantize_onnx.py
-	$(BIN)/python -m services.encoder.quantize_onnx --fp32 $(MODEL) --calibration data/catalogues/gcompris --output $(MODEL_INT8)
+$(MODEL): $(STAMP) artsearch_tools/model_export/export_onnx.py artsearch_tools/model_export/onnx_graph.py
+	$(BIN)/python -m artsearch_tools.model_export.export_onnx --output $(MODEL)
+$(MODEL_INT8): $(MODEL) $(GCOMPRIS) artsearch_tools/model_export/quantize_onnx.py
+	$(BIN)/python -m artsearch_tools.model_export.quantize_onnx --fp32 $(MODEL) --calibration data/catalogues/gcompris --output $(MODEL_INT8)
 
 catalogue: $(GCOMPRIS)
 $(GCOMPRIS): $(STAMP)
@@ -77,7 +77,7 @@ test-docker-engine: $(STAMP) $(MODEL) $(MODEL_INT8)
 
 # deploy/triton/model_repository with the exported ONNX model in place (production layout).
 triton-repo: $(MODEL)
-	$(BIN)/python -m services.encoder.triton_repository --model $(MODEL) --repository deploy/triton/model_repository
+	$(BIN)/python -m artsearch_tools.model_export.triton_repository --model $(MODEL) --repository deploy/triton/model_repository
 
 # Speed: writes bench/results/*.json and prints ratios against a yardstick measured in the same run.
 bench: $(STAMP) $(MODEL) $(GCOMPRIS)

@@ -38,8 +38,8 @@ import numpy as np
 from PIL import Image
 
 from artsearch.grpc_client import is_serving, open_channel
-from artsearch.launcher import free_ports
 from artsearch.v1 import encoder_pb2
+from artsearch_tools.launcher import free_ports
 from services.encoder.backends import EmbeddingModelInfo
 from services.encoder.config import DEFAULT_BATCH_MAX_IMAGES, DEFAULT_BATCH_MAX_WAIT_MS
 from services.encoder.images import decode_image, to_rgb

@@ -40,7 +40,7 @@ from pathlib import Path
 import docker
 import httpx
 
-from artsearch.launcher import free_ports
+from artsearch_tools.launcher import free_ports
 from bench.encoder import REPO_ROOT, build_query_jpegs, machine
 
 DEFAULT_OUTPUT = REPO_ROOT / "bench/results/faults.json"

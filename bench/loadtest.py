@@ -1,7 +1,7 @@
 """End-to-end load test: the gateway with all four services on embedded defaults and ~10k artworks.
 
 `python -m bench.loadtest` (what `make loadtest` runs), loopback only, bounded in time:
-1. starts encoder, search, influence and gateway as processes on 127.0.0.1 (artsearch.launcher), ingests
+1. starts encoder, search, influence and gateway as processes on 127.0.0.1 (artsearch_tools.launcher), ingests
    the GCompris paintings through the encoder, then fills the collection to --artworks with synthetic
    artworks: each descriptor a random blend of two real paintings' descriptors plus noise, by one of the
    real artists (so the influence re-rank has work to do), upserted straight into the search service,
@@ -38,11 +38,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from artsearch.catalogue.folder import load_catalogue
 from artsearch.grpc_client import open_channel
-from artsearch.ingest import IngestTargets, ingest_catalogue
-from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
+from artsearch_tools.catalogue.folder import load_catalogue
+from artsearch_tools.ingest import IngestTargets, ingest_catalogue
+from artsearch_tools.launcher import SERVICES, ServiceStack, StackSettings, free_ports
 from bench.encoder import (
     DEFAULT_MODEL,
     RAW_BATCH,

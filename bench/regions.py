@@ -31,11 +31,11 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from PIL import Image  # noqa: E402
 
-from artsearch.catalogue.folder import load_catalogue  # noqa: E402
-from artsearch.evaluation.visitor_photos import DEVELOPMENT_SEEDS, visitor_photos  # noqa: E402
 from artsearch.grpc_client import open_channel  # noqa: E402
-from artsearch.launcher import ServiceStack, StackSettings, free_ports  # noqa: E402
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc  # noqa: E402
+from artsearch_tools.catalogue.folder import load_catalogue  # noqa: E402
+from artsearch_tools.evaluation.visitor_photos import DEVELOPMENT_SEEDS, visitor_photos  # noqa: E402
+from artsearch_tools.launcher import ServiceStack, StackSettings, free_ports  # noqa: E402
 
 log = logging.getLogger("bench.regions")
 SERVICES = ("encoder", "search", "influence")
@@ -44,7 +44,7 @@ COLLECTIONS = {"whole_only": ["--regions", "off"], "with_regions": []}
 
 def ingest(settings: StackSettings, folder: Path, collection: str, extra: list[str], report: Path) -> dict:
     command = [
-        sys.executable, "-m", "artsearch.cli", "ingest", str(folder.resolve()),
+        sys.executable, "-m", "artsearch_tools.cli", "ingest", str(folder.resolve()),
         "--collection", collection, "--no-state", "--report", str(report),
         "--encoder", settings.address("encoder"), "--search", settings.address("search"),
         "--influence", settings.address("influence"), *extra,

@@ -25,11 +25,11 @@ from typing import Any
 
 import httpx
 
-from artsearch.catalogue.folder import load_catalogue
-from artsearch.evaluation.visitor_photos import DEVELOPMENT_SEEDS, VISITOR_KINDS
-from artsearch.evaluation.visitor_search import PhotoQuery, prepare_photos, search_photo
-from artsearch.ingest import IngestTargets, ingest_catalogue
-from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
+from artsearch_tools.catalogue.folder import load_catalogue
+from artsearch_tools.evaluation.visitor_photos import DEVELOPMENT_SEEDS, VISITOR_KINDS
+from artsearch_tools.evaluation.visitor_search import PhotoQuery, prepare_photos, search_photo
+from artsearch_tools.ingest import IngestTargets, ingest_catalogue
+from artsearch_tools.launcher import SERVICES, ServiceStack, StackSettings, free_ports
 from bench.visitor_photos import REPO_ROOT, code_version
 
 REWEIGHTED = {"w_content": "0.2", "w_style": "0.5", "w_colour": "0.3"}

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from artsearch.evaluation.visitor_search import generator_digest
+from artsearch_tools.evaluation.visitor_search import generator_digest
 from bench.visitor_photos import REPO_ROOT, code_version
 
 EFS = (100, 200, 300, 400, 600, 800)

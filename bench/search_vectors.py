@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from artsearch.catalogue.debian import fetch_deb_package
 from artsearch.config import ConfigError
+from artsearch_tools.catalogue.debian import fetch_deb_package
 from services.encoder.images import ImageRejected, decode_image
 
 log = logging.getLogger(__name__)

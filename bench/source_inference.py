@@ -6,9 +6,9 @@ On the demo catalogue (data/catalogues/gcompris), in-process (the exported model
 fused descriptor), with three kinds of queries:
   * leave-one-out: each painting's own descriptor, the painting left out of the candidates; only paintings
     whose artist has another work in the catalogue count (the others cannot be right);
-  * photo variants (artsearch.evaluation.photo_variants) of each painting, the painting in the index;
-  * visitor photos (artsearch.evaluation.visitor_photos: gallery wall, grey print, detail, ...), when that
-    module is present.
+  * photo variants (artsearch_tools.evaluation.photo_variants) of each painting, the painting in the index;
+  * visitor photos (artsearch_tools.evaluation.visitor_photos: gallery wall, grey print, detail, ...),
+    when that module is present.
 Precision: the share of queries whose inferred artist is the painting's. Also the mean confidence (the
 winner's share) of right and of wrong answers, which the boost is scaled by. And, for the photos (the
 painting in the index), how often the painting itself ranks first after the influence re-rank with the
@@ -34,11 +34,11 @@ import numpy as np
 from PIL import Image
 
 from artsearch.artists import artist_key
-from artsearch.catalogue.folder import load_catalogue
 from artsearch.descriptor import assemble
-from artsearch.evaluation.datasets import EvalImage, pixels_from_file, pixels_from_image
-from artsearch.evaluation.descriptors import Describer
-from artsearch.evaluation.photo_variants import photo_variants
+from artsearch_tools.catalogue.folder import load_catalogue
+from artsearch_tools.evaluation.datasets import EvalImage, pixels_from_file, pixels_from_image
+from artsearch_tools.evaluation.descriptors import Describer
+from artsearch_tools.evaluation.photo_variants import photo_variants
 from services.gateway.fusion import (
     Candidate,
     FusionParams,
@@ -84,7 +84,7 @@ def fused_vectors(describer: Describer, images: Sequence[EvalImage]) -> np.ndarr
 
 def visitor_images(paintings: dict[str, Image.Image]) -> list[EvalImage]:
     try:
-        from artsearch.evaluation.visitor_photos import visitor_photos
+        from artsearch_tools.evaluation.visitor_photos import visitor_photos
     except ImportError:
         return []
     return [

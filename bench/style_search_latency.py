@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from artsearch.catalogue.folder import load_catalogue
-from artsearch.cli import sample_query_image
 from artsearch.grpc_client import open_channel
-from artsearch.ingest import IngestTargets, ingest_catalogue
 from artsearch.style_vote import CATEGORY, STYLE_LABELS_KEY
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
+from artsearch_tools.catalogue.folder import load_catalogue
+from artsearch_tools.cli import sample_query_image
+from artsearch_tools.ingest import IngestTargets, ingest_catalogue
 from services.gateway.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ among the nearest, the nearest art-style artworks), as services/gateway/query.py
 
 In-process and exact (cosine over the fused descriptor): the demo paintings (art styles) beside labelled
 catalogues declared `category` (the folders `artsearch catalogue openclipart|tuxpaint|wesnoth` writes), the
-queries each painting and its visitor photos (artsearch.evaluation.visitor_photos, development seed).
+queries each painting and its visitor photos (artsearch_tools.evaluation.visitor_photos, development seed).
 Reports, per query kind: how often a category label is predicted, how often the painting's own style is,
 and how often the second search is needed.
 
@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from artsearch.catalogue.folder import load_catalogue
-from artsearch.evaluation.datasets import EvalImage, pixels_from_file
-from artsearch.evaluation.descriptors import Describer
 from artsearch.style_vote import CATEGORY, predict_style
+from artsearch_tools.catalogue.folder import load_catalogue
+from artsearch_tools.evaluation.datasets import EvalImage, pixels_from_file
+from artsearch_tools.evaluation.descriptors import Describer
 from bench.source_inference import fused_vectors, visitor_images
 from services.encoder.images import ImageRejected
 

@@ -27,9 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from artsearch.evaluation.visitor_photos import REPORT_SEEDS
-from artsearch.evaluation.visitor_search import markdown_table, prepare_photos, run_photo_evaluation
-from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
+from artsearch_tools.evaluation.visitor_photos import REPORT_SEEDS
+from artsearch_tools.evaluation.visitor_search import markdown_table, prepare_photos, run_photo_evaluation
+from artsearch_tools.launcher import SERVICES, ServiceStack, StackSettings, free_ports
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MARKER = ".artsearch-eval-photos"  # the state folder is ours to empty only when it carries this
@@ -47,7 +47,7 @@ def build_distractors(folder: Path, limit: int, debs: Path) -> dict[str, Path]:
             log.info("building the %s catalogue in %s ...", name, target)
             command = [
                 "-m",
-                "artsearch.cli",
+                "artsearch_tools.cli",
                 "catalogue",
                 name,
                 "--output",
@@ -85,7 +85,7 @@ def ingest(
     command = [
         sys.executable,
         "-m",
-        "artsearch.cli",
+        "artsearch_tools.cli",
         "ingest",
         str(folder.resolve()),
         "--encoder",
@@ -129,7 +129,7 @@ def code_version(code_dir: Path) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     code_dir = args.code_dir.resolve()
     distractors = build_distractors(args.distractors_dir, args.distractor_limit, args.debs_dir)
-    from artsearch.catalogue.folder import load_catalogue
+    from artsearch_tools.catalogue.folder import load_catalogue
 
     # The photos are made (or found in the cache) while the stack starts and ingests: on a shared 2-core
     # machine doing both one after the other took too long. The ingest time is measured under that load.
@@ -191,8 +191,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from artsearch.evaluation.cli import _seed_list
-    from artsearch.evaluation.visitor_photos import VISITOR_KINDS
+    from artsearch_tools.evaluation.cli import _seed_list
+    from artsearch_tools.evaluation.visitor_photos import VISITOR_KINDS
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

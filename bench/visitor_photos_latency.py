@@ -26,16 +26,16 @@ from typing import Any
 
 import httpx
 
-from artsearch.catalogue.folder import load_catalogue
-from artsearch.evaluation.visitor_photos import REPORT_SEEDS, VISITOR_KINDS
-from artsearch.evaluation.visitor_search import (
+from artsearch_tools.catalogue.folder import load_catalogue
+from artsearch_tools.evaluation.visitor_photos import REPORT_SEEDS, VISITOR_KINDS
+from artsearch_tools.evaluation.visitor_search import (
     TOP_K,
     Outcome,
     prepare_photos,
     search_photo,
     summarise,
 )
-from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
+from artsearch_tools.launcher import SERVICES, ServiceStack, StackSettings, free_ports
 from bench.visitor_photos import MARKER, REPO_ROOT, code_version
 
 log = logging.getLogger("bench.visitor_photos_latency")
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from artsearch.evaluation.cli import _seed_list
+    from artsearch_tools.evaluation.cli import _seed_list
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

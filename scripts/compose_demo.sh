@@ -49,6 +49,6 @@ compose run --rm ingest ingest "/catalogues/$CATALOGUE"
 folder=${ARTSEARCH_CATALOGUES:-./data/catalogues}/$CATALOGUE
 sample=$(find "$folder" -maxdepth 1 -name 'van-gogh-*.jpg' | sort | head -n 1)
 echo "compose-demo: a query with $sample" >&2
-"$PYTHON" -m artsearch.cli query "$sample" --gateway "$GATEWAY" --k 5
+"$PYTHON" -m artsearch_tools.cli query "$sample" --gateway "$GATEWAY" --k 5
 compose ps
 echo "compose-demo: serving on $GATEWAY (stop: docker-compose -p $COMPOSE_PROJECT_NAME -f $FILE down [-v])" >&2

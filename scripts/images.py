@@ -78,7 +78,7 @@ IMAGES = (
 MODEL_FILES = (
     "models/efficientnet-lite0/model.onnx",
     "models/efficientnet-lite0/model.json",
-    # The encoder image carries the int8 variant too (services/encoder/quantize_onnx.py).
+    # The encoder image carries the int8 variant too (artsearch_tools/model_export/quantize_onnx.py).
     "models/efficientnet-lite0-int8/model.onnx",
     "models/efficientnet-lite0-int8/model.json",
 )

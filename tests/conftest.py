@@ -38,7 +38,7 @@ def model_path() -> Path:
 
 @pytest.fixture(scope="session")
 def int8_model_path() -> Path:
-    """The same network quantized to int8 (`make model`; services/encoder/quantize_onnx.py)."""
+    """The same network quantized to int8 (`make model`; artsearch_tools/model_export/quantize_onnx.py)."""
     default = REPO_ROOT / "models/efficientnet-lite0-int8/model.onnx"
     return _artefact("ARTSEARCH_INT8_MODEL_PATH", default, "model")
 

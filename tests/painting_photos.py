@@ -1,8 +1,8 @@
 """Seeded photos of real paintings with known geometry, for the painting locator's tests: a painting in a
 bevelled frame on an unevenly lit wall, seen in perspective; a grey print on tinted paper; a screenshot.
 
-The evaluation's generator (artsearch/evaluation/visitor_photos.py) makes richer photos but does not report
-where the canvas ends up; these report its corners, so a test can check the quadrilateral found."""
+The evaluation's generator (artsearch_tools/evaluation/visitor_photos.py) makes richer photos but does not
+report where the canvas ends up; these report its corners, so a test can check the quadrilateral found."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A real Triton Inference Server for tests: PyPI nvidia-pytriton's `tritonserver` binary (CPU, python
 backend only; `make triton-server` unpacks it) serving the exported ONNX file through the python-backend
-twin of the production model (services.encoder.triton_repository). No pytest in here: any test module or
-conftest can use it.
+twin of the production model (artsearch_tools.model_export.triton_repository). No pytest in here: any test
+module or conftest can use it.
 
     server = start_triton_server(model_path, workdir)   # ready when it returns
     server.grpc_url                                      # "127.0.0.1:<port>", for TRITON_URL
@@ -23,8 +23,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from artsearch.launcher import free_ports
-from services.encoder.triton_repository import DEFAULT_MODEL_NAME, write_python_backend_repository
+from artsearch_tools.launcher import free_ports
+from artsearch_tools.model_export.triton_repository import DEFAULT_MODEL_NAME, write_python_backend_repository
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TRITONSERVER_BIN = REPO_ROOT / ".cache" / "tritonserver" / "bin" / "tritonserver"

@@ -39,7 +39,7 @@ class EmbeddingModelInfo:
     backend: str
     # Every output tensor of the graph and its width: (name, width), in the sidecar's order.
     outputs: tuple[tuple[str, int], ...] = ()
-    # An int8 (QDQ) variant of a float model (services/encoder/quantize_onnx.py).
+    # An int8 (QDQ) variant of a float model (artsearch_tools/model_export/quantize_onnx.py).
     quantized: bool = False
 
     @classmethod

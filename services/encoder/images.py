@@ -12,7 +12,7 @@ white, 16-bit scaled) and box-reduced at once. A 7000x7000 RGBA PNG (200 KB on t
 196 MB of decoded pixels plus a few MB, not the ~0.9 GB that full-size RGBA copies, a white background, the
 composite and the RGB conversion added up to. The pixels are the very same as converting the whole picture
 and resizing it with `resize(..., reducing_gap=2.0)`, which box-reduces by the same integer factor first
-(`artsearch.evaluation.datasets.pixels_from_image` does that). `open_image` estimates the peak from the
+(`artsearch_tools.evaluation.datasets.pixels_from_image` does that). `open_image` estimates the peak from the
 header, the full-size buffers some decoders hold (WebP, AVIF, a progressive JPEG's coefficients) included,
 so that the service can refuse a picture it cannot afford and bound how many it decodes at once
 (services/encoder/decode_memory.py).

@@ -1,6 +1,6 @@
 """Region matching: an artwork scores the better of its whole picture and its best region.
 
-Every stored artwork may carry region descriptors (artsearch.regions: crops of a grid at several scales,
+Every stored artwork may carry region descriptors (artsearch_tools.regions: crops of a grid at several scales,
 encoded like the whole picture). In a collection with regions each one is a point of its own, with its own
 HNSW graph and a payload of the artwork's filterable fields and `region_of`, the artwork's id (so every
 filter applies to region points as to artworks): on qdrant-edge in a shard of its own beside the artworks'

@@ -16,7 +16,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 DEFAULT_COLLECTION = "artworks"
-# Region descriptors per artwork at most (artsearch.regions makes 34 by default); bounds a point's size.
+# Region descriptors per artwork at most (artsearch_tools.regions makes 34 by default); bounds a point's size.
 MAX_REGIONS = 128
 # Collection names double as folder names in embedded storage: no path separators, no dots.
 COLLECTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -122,8 +122,8 @@ def checked_changes(artwork_id: str, changes: MetadataChanges) -> MetadataChange
 class IndexedArtwork:
     """An artwork and its descriptor. `vector` is None when read back without vectors.
 
-    `regions`: descriptors of parts of the picture (artsearch.regions: a grid at several scales), one row
-    each, in the vector's space; a search that matches regions finds the artwork from a detail. Stored
+    `regions`: descriptors of parts of the picture (artsearch_tools.regions: a grid at several scales),
+    one row each, in the vector's space; a search that matches regions finds the artwork from a detail. Stored
     with the artwork's point and replaced or deleted with it; never read back (None)."""
 
     artwork: ArtworkRecord

@@ -26,7 +26,7 @@ OVERLAYS = {"dev": K8S / "overlays" / "dev", "prod": K8S / "overlays" / "prod"}
 INGEST_JOB = K8S / "jobs" / "ingest"
 SERVICES = ("encoder", "search", "influence", "gateway")
 GRPC_SERVICES = ("encoder", "search", "influence")
-FIRST_PARTY = ("artsearch", "services", "artsearch_client")
+FIRST_PARTY = ("artsearch", "artsearch_tools", "services", "artsearch_client")
 # The client package's source has a folder (and a distribution) of its own; the others sit at the root.
 SOURCE_ROOTS = {"artsearch_client": REPO_ROOT / "clients" / "python"}
 ENV_METHODS = {"str", "int", "float", "bool", "optional"}
@@ -171,13 +171,13 @@ def code_closure(*entries: str, lazy: bool = True) -> CodeClosure:
     return closure
 
 
-# The CLI image runs `python -m artsearch.cli ...`: building the parser runs artsearch.cli's main and
-# build_parser, every sub-command's `register` and what they call (their imports inside those functions
+# The CLI image runs `python -m artsearch_tools.cli ...`: building the parser runs artsearch_tools.cli's main
+# and build_parser, every sub-command's `register` and what they call (their imports inside those functions
 # count, with the import-time imports of every module reached), then the ingest sub-command's module with
 # all its lazy imports (what `ingest` runs). Other sub-commands import more, lazily, when they run; the
 # image is for ingestion and `--help`.
-CLI_ENTRY = ("artsearch.cli", "main")
-CLI_INGEST_MODULES = ("artsearch.ingest_cli",)
+CLI_ENTRY = ("artsearch_tools.cli", "main")
+CLI_INGEST_MODULES = ("artsearch_tools.ingest_cli",)
 
 
 @functools.cache
@@ -251,7 +251,7 @@ def call_time_imports(module: str, function: str, *, root: Path = REPO_ROOT) -> 
 
 def cli_parser_closure() -> CodeClosure:
     """What building the `artsearch` parser imports (the `--help` of every sub-command, and the start
-    of every command): artsearch.cli at import time, the imports inside main, build_parser and the
+    of every command): artsearch_tools.cli at import time, the imports inside main, build_parser and the
     `register` functions they call, and everything those modules import at import time."""
     imported = call_time_imports(*CLI_ENTRY)
     first_party = [name for name in imported if name.split(".")[0] in FIRST_PARTY]

@@ -110,7 +110,7 @@ def _healthcheck_command(service: str) -> str:
 
 def test_cli_image_runs_the_artsearch_command():
     dockerfile = Dockerfile.read(dockerfile_of("cli"))
-    assert dockerfile.all("ENTRYPOINT") == ['["python", "-m", "artsearch.cli"]']
+    assert dockerfile.all("ENTRYPOINT") == ['["python", "-m", "artsearch_tools.cli"]']
     assert dockerfile.all("HEALTHCHECK") == ["NONE"]
 
 
@@ -200,7 +200,8 @@ def test_every_third_party_import_of_the_shipped_packages_is_declared():
         for path in (REPO_ROOT / package).rglob("*.py")
         if "v1" not in path.relative_to(REPO_ROOT).parts
     ]
-    # Imported where installed, else that one feature says it is missing (artsearch/catalogue/qt_rcc.py).
+    # Imported where installed, else that one feature says it is missing
+    # (artsearch_tools/catalogue/qt_rcc.py).
     optional = {"zstandard"}
     needed = distributions_for(code_closure(*modules).third_party - optional)
     missing = sorted(needed - with_dependencies(_declared(extras=True)))
@@ -245,7 +246,8 @@ def test_cli_closure_covers_what_building_the_parser_imports():
     """Cross-check of the static walk: every module `build_parser()` really imports (first-party ones by
     name, third-party ones by distribution) is in what the CLI image's requirements are checked against."""
     script = (
-        "import json, sys; before = set(sys.modules); import artsearch.cli; artsearch.cli.build_parser(); "
+        "import json, sys; before = set(sys.modules); import artsearch_tools.cli; "
+        "artsearch_tools.cli.build_parser(); "
         "print(json.dumps(sorted(set(sys.modules) - before)))"
     )
     completed = subprocess.run(
@@ -571,7 +573,7 @@ def test_ingest_job_sets_only_variables_the_cli_reads():
 
 @needs_kubectl
 def test_ingest_cli_accepts_the_job_arguments():
-    from artsearch.cli import build_parser
+    from artsearch_tools.cli import build_parser
 
     ingest = render(INGEST_JOB)
     args = containers(named(ingest, "Job", "ingest"))[0]["args"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from artsearch.catalogue.folder import Catalogue, load_catalogue
+from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
 
 
 @pytest.fixture(scope="module")

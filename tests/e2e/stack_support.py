@@ -8,9 +8,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from artsearch.catalogue.folder import Catalogue
-from artsearch.ingest import IngestTargets, ingest_catalogue
-from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
+from artsearch_tools.catalogue.folder import Catalogue
+from artsearch_tools.ingest import IngestTargets, ingest_catalogue
+from artsearch_tools.launcher import SERVICES, ServiceStack, StackSettings, free_ports
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from artsearch.launcher import SERVICES, free_ports
+from artsearch_tools.launcher import SERVICES, free_ports
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def demo_command(model_path: Path, catalogue: Path, state_dir: Path) -> list[str
     return [
         sys.executable,
         "-m",
-        "artsearch.cli",
+        "artsearch_tools.cli",
         "demo",
         "--catalogue",
         str(catalogue),

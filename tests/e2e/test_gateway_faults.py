@@ -19,9 +19,9 @@ import httpx
 import pytest
 from stack_support import catalogue_stack
 
-from artsearch.catalogue.folder import Catalogue
-from artsearch.cli import sample_query_image
-from artsearch.launcher import SERVICES, ServiceStack
+from artsearch_tools.catalogue.folder import Catalogue
+from artsearch_tools.cli import sample_query_image
+from artsearch_tools.launcher import SERVICES, ServiceStack
 
 pytestmark = pytest.mark.slow
 

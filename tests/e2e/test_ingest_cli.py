@@ -27,8 +27,8 @@ import httpx
 import numpy as np
 import pytest
 
-from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
 from artsearch.v1 import influence_pb2, influence_pb2_grpc, search_pb2, search_pb2_grpc
+from artsearch_tools.launcher import SERVICES, ServiceStack, StackSettings, free_ports
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +84,7 @@ def _command(stack: ServiceStack, state_dir: Path, report: Path, *args: str) -> 
     return [
         sys.executable,
         "-m",
-        "artsearch.cli",
+        "artsearch_tools.cli",
         "ingest",
         *args,
         "--encoder",

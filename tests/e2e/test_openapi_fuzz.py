@@ -34,9 +34,9 @@ from schemathesis.specs.openapi.checks import (
 )
 from stack_support import catalogue_stack
 
-from artsearch.catalogue.folder import load_catalogue
 from artsearch.config import Env
-from artsearch.launcher import ServiceStack
+from artsearch_tools.catalogue.folder import load_catalogue
+from artsearch_tools.launcher import ServiceStack
 from services.gateway.app import create_app
 from services.gateway.config import GatewayConfig
 

@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 from stack_support import catalogue_stack
 
-from artsearch.cli import sample_query_image
-from artsearch.launcher import ServiceStack
 from artsearch_client import ArtsearchClient, NotFound, RetryPolicy
+from artsearch_tools.cli import sample_query_image
+from artsearch_tools.launcher import ServiceStack
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,7 @@ def test_a_catalogue_painting_finds_itself_first(client: ArtsearchClient, catalo
 def test_the_query_command_prints_a_table_or_the_json_answer(stack: ServiceStack, catalogue, tmp_path: Path):
     entry = catalogue.entries[0]
     image = catalogue.root / entry.filename
-    command = [sys.executable, "-m", "artsearch.cli", "query", str(image), "--k", "3"]
+    command = [sys.executable, "-m", "artsearch_tools.cli", "query", str(image), "--k", "3"]
     command += ["--gateway", stack.settings.gateway_url]
     as_json = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=120)
     assert as_json.returncode == 0, as_json.stderr
@@ -94,7 +94,7 @@ def test_the_query_command_prints_a_table_or_the_json_answer(stack: ServiceStack
 
 def test_the_query_command_reports_the_gateways_error_and_fails(stack: ServiceStack, catalogue):
     image = catalogue.root / catalogue.entries[0].filename
-    command = [sys.executable, "-m", "artsearch.cli", "query", str(image), "--k", "0"]
+    command = [sys.executable, "-m", "artsearch_tools.cli", "query", str(image), "--k", "0"]
     refused = subprocess.run(
         [*command, "--gateway", stack.settings.gateway_url], capture_output=True, text=True, timeout=120
     )

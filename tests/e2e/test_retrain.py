@@ -16,16 +16,16 @@ import httpx
 import numpy as np
 import pytest
 
-from artsearch.catalogue.folder import load_catalogue
 from artsearch.grpc_client import open_channel
-from artsearch.ingest import IngestTargets, ingest_catalogue
-from artsearch.launcher import SERVICES, ServiceStack, StackSettings, free_ports
 from artsearch.model_aliases import alias_map, model_alias
-from artsearch.training.features import ViewSettings
-from artsearch.training.head import HeadSettings
-from artsearch.training.reindex import ReindexSettings, reindex, rollback, switch_alias
-from artsearch.training.retrain import RetrainSettings, retrain
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc
+from artsearch_tools.catalogue.folder import load_catalogue
+from artsearch_tools.ingest import IngestTargets, ingest_catalogue
+from artsearch_tools.launcher import SERVICES, ServiceStack, StackSettings, free_ports
+from artsearch_tools.training.features import ViewSettings
+from artsearch_tools.training.head import HeadSettings
+from artsearch_tools.training.reindex import ReindexSettings, reindex, rollback, switch_alias
+from artsearch_tools.training.retrain import RetrainSettings, retrain
 
 pytestmark = pytest.mark.slow
 

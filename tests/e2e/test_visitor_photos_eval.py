@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from stack_support import catalogue_stack
 
-from artsearch.evaluation.cli import main as eval_main
-from artsearch.evaluation.visitor_search import generator_digest
-from artsearch.launcher import ServiceStack
+from artsearch_tools.evaluation.cli import main as eval_main
+from artsearch_tools.evaluation.visitor_search import generator_digest
+from artsearch_tools.launcher import ServiceStack
 
 pytestmark = pytest.mark.slow
 

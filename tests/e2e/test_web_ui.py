@@ -21,7 +21,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 from stack_support import catalogue_stack
 
-from artsearch.catalogue.folder import Catalogue, CatalogueEntry, load_catalogue
+from artsearch_tools.catalogue.folder import Catalogue, CatalogueEntry, load_catalogue
 
 pytestmark = pytest.mark.slow
 

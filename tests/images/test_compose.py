@@ -19,7 +19,7 @@ from image_support import REPO_ROOT, docker_client
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
 from deploy_support import example_env_file
 
-from artsearch.launcher import free_ports
+from artsearch_tools.launcher import free_ports
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("images")]
 

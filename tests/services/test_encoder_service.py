@@ -29,6 +29,7 @@ from artsearch.descriptor import DescriptorLayout, aspect_similarities, reweight
 from artsearch.grpc_client import is_serving, open_channel
 from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc
+from artsearch_tools.model_export.triton_repository import DEFAULT_MODEL_NAME
 from services.encoder.backends import (
     EmbeddingBackend,
     EmbeddingModelInfo,
@@ -41,7 +42,6 @@ from services.encoder.images import decode_image
 from services.encoder.ort_providers import check_session_providers
 from services.encoder.server import SERVICE_NAME, EncoderService, encoder_registration
 from services.encoder.triton_backend import TritonBackend, TritonSettings
-from services.encoder.triton_repository import DEFAULT_MODEL_NAME
 
 MAX_BATCH = 8
 # content (head features) + style (mean and std of blocks 7 and 10: 80 and 112 channels) + colour (10^3 bins)

@@ -18,9 +18,9 @@ import pytest_asyncio
 from fastapi import FastAPI
 from gateway_support import gateway_client, gateway_config, in_process_services, ingest_targets
 
-from artsearch.catalogue.folder import Catalogue, load_catalogue
 from artsearch.grpc_server import RPC_TOTAL
-from artsearch.ingest import ingest_catalogue
+from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
+from artsearch_tools.ingest import ingest_catalogue
 from services.gateway.answer_cache import LOOKUPS, AnswerCaches, Cursor
 from services.gateway.app import create_app
 

@@ -18,13 +18,13 @@ from fastapi import FastAPI
 from gateway_support import in_process_services, ingest_targets
 from PIL import Image
 
-from artsearch.catalogue.folder import Catalogue, load_catalogue
 from artsearch.clustering import purity
 from artsearch.config import ConfigError, Env
 from artsearch.grpc_client import open_channel
-from artsearch.ingest import ingest_catalogue
-from artsearch.launcher import free_ports
 from artsearch.v1 import search_pb2, search_pb2_grpc
+from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
+from artsearch_tools.ingest import ingest_catalogue
+from artsearch_tools.launcher import free_ports
 from services.gateway.app import create_app
 from services.gateway.clusters import ClusterSettings, install_cluster_routes
 from services.gateway.config import GatewayConfig

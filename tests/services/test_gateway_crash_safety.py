@@ -28,8 +28,8 @@ from gateway_support import gateway_client, gateway_config
 from PIL import Image, ImageDraw
 
 from artsearch.grpc_server import GrpcServiceServer
-from artsearch.launcher import free_ports
 from artsearch.v1 import influence_pb2, search_pb2
+from artsearch_tools.launcher import free_ports
 from services.encoder.backends import OnnxRuntimeBackend
 from services.encoder.server import EncoderService, encoder_registration
 from services.gateway.app import create_app

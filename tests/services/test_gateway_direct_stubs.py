@@ -12,9 +12,9 @@ import pytest
 from gateway_support import gateway_client, gateway_config
 from PIL import Image
 
-from artsearch.catalogue.folder import load_catalogue
 from artsearch.grpc_server import GrpcServiceServer
-from artsearch.ingest import IngestTargets, ingest_catalogue
+from artsearch_tools.catalogue.folder import load_catalogue
+from artsearch_tools.ingest import IngestTargets, ingest_catalogue
 from bench.in_process import DirectStub
 from services.encoder.backends import OnnxRuntimeBackend
 from services.encoder.server import EncoderService, encoder_registration

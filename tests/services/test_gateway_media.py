@@ -19,8 +19,8 @@ from PIL import Image
 
 from artsearch.config import ConfigError, Env
 from artsearch.grpc_client import open_channel
-from artsearch.launcher import free_ports
 from artsearch.v1 import common_pb2, encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc
+from artsearch_tools.launcher import free_ports
 from services.gateway.app import create_app
 from services.gateway.config import GatewayConfig
 from services.gateway.media import MediaSettings, resolve_image_path

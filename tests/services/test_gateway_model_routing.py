@@ -24,12 +24,12 @@ from gateway_support import (
     ingest_targets,
 )
 
-from artsearch.catalogue.folder import Catalogue, load_catalogue
 from artsearch.grpc_client import open_channel
 from artsearch.grpc_server import GrpcServiceServer
-from artsearch.ingest import IngestOptions, IngestRun, ingest_catalogue
 from artsearch.model_aliases import alias_map, model_alias
 from artsearch.v1 import search_pb2, search_pb2_grpc
+from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
+from artsearch_tools.ingest import IngestOptions, IngestRun, ingest_catalogue
 from services.gateway.alias_cache import AliasCache
 from services.gateway.app import create_app
 from services.gateway.downstream import Downstream

@@ -28,8 +28,8 @@ from PIL import Image
 from pydantic import BaseModel, ValidationError
 from starlette.routing import Match
 
-from artsearch.catalogue.folder import Catalogue, load_catalogue
-from artsearch.ingest import ingest_catalogue
+from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
+from artsearch_tools.ingest import ingest_catalogue
 from services.gateway.app import create_app
 from services.gateway.schemas.search import SearchAnswer
 

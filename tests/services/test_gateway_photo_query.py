@@ -17,10 +17,10 @@ from gateway_support import gateway_client, gateway_config, in_process_services,
 from painting_photos import gallery_wall, grey_print
 from PIL import Image
 
-from artsearch.catalogue.folder import Catalogue, load_catalogue
 from artsearch.grpc_client import open_channel
-from artsearch.ingest import ingest_catalogue
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc
+from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
+from artsearch_tools.ingest import ingest_catalogue
 from services.gateway.app import create_app
 from services.gateway.downstream import SEARCH, DownstreamError
 

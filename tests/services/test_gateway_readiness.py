@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from gateway_support import gateway_client, gateway_config, in_process_services
 
-from artsearch.launcher import free_ports
+from artsearch_tools.launcher import free_ports
 from services.gateway.app import create_app
 
 pytestmark = pytest.mark.slow  # runs the real encoder model

@@ -20,12 +20,12 @@ import pytest_asyncio
 from gateway_support import gateway_client, gateway_config, in_process_services, ingest_targets
 from PIL import Image
 
-from artsearch.catalogue.folder import Catalogue, load_catalogue
-from artsearch.catalogue.labelled import DatasetInfo, LabelledImage, write_labelled_catalogue
 from artsearch.grpc_client import open_channel
-from artsearch.ingest import ingest_catalogue
 from artsearch.style_vote import STYLE_LABELS_KEY, predict_style
 from artsearch.v1 import search_pb2, search_pb2_grpc
+from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
+from artsearch_tools.catalogue.labelled import DatasetInfo, LabelledImage, write_labelled_catalogue
+from artsearch_tools.ingest import ingest_catalogue
 from services.gateway.app import create_app
 
 pytestmark = pytest.mark.slow

@@ -18,13 +18,13 @@ import pytest_asyncio
 from gateway_support import gateway_client, gateway_config, in_process_services, ingest_targets
 from PIL import Image
 
-from artsearch.catalogue.folder import Catalogue, load_catalogue
-from artsearch.evaluation.visitor_photos import visitor_photos
 from artsearch.grpc_client import open_channel
-from artsearch.ingest import REGION_GRID_KEY, IngestOptions, IngestTargets, ingest_catalogue
-from artsearch.regions import DEFAULT_REGION_GRID
-from artsearch.training.reindex import ReindexSettings, reindex
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc
+from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
+from artsearch_tools.evaluation.visitor_photos import visitor_photos
+from artsearch_tools.ingest import REGION_GRID_KEY, IngestOptions, IngestTargets, ingest_catalogue
+from artsearch_tools.regions import DEFAULT_REGION_GRID
+from artsearch_tools.training.reindex import ReindexSettings, reindex
 from services.gateway.app import create_app
 
 pytestmark = pytest.mark.slow

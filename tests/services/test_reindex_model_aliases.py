@@ -13,12 +13,12 @@ import pytest
 import pytest_asyncio
 from gateway_support import encoder_model_version, in_process_services, ingest_targets
 
-from artsearch.catalogue.folder import Catalogue, load_catalogue
 from artsearch.grpc_client import open_channel
-from artsearch.ingest import ingest_catalogue
 from artsearch.model_aliases import alias_map, model_alias
-from artsearch.training.reindex import ReindexSettings, reindex, rollback
 from artsearch.v1 import search_pb2, search_pb2_grpc
+from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
+from artsearch_tools.ingest import ingest_catalogue
+from artsearch_tools.training.reindex import ReindexSettings, reindex, rollback
 
 pytestmark = pytest.mark.slow
 

@@ -9,12 +9,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from artsearch.catalogue.category_sets import category_catalogue_from_tree, list_category_images, stamp_title
-from artsearch.catalogue.folder import load_catalogue
-from artsearch.catalogue.labelled import LabelledImage, label_quotas, sample_by_label
-from artsearch.catalogue.wesnoth import PORTRAITS_DIR, wesnoth_catalogue_from_tree
-from artsearch.cli import main
-from artsearch.evaluation.datasets import CATEGORY_SOURCES
+from artsearch_tools.catalogue.category_sets import (
+    category_catalogue_from_tree,
+    list_category_images,
+    stamp_title,
+)
+from artsearch_tools.catalogue.folder import load_catalogue
+from artsearch_tools.catalogue.labelled import LabelledImage, label_quotas, sample_by_label
+from artsearch_tools.catalogue.wesnoth import PORTRAITS_DIR, wesnoth_catalogue_from_tree
+from artsearch_tools.cli import main
+from artsearch_tools.evaluation.datasets import CATEGORY_SOURCES
 
 
 def _png(path: Path, size: tuple[int, int] = (40, 30), colour: tuple[int, ...] = (10, 200, 30, 255)) -> None:

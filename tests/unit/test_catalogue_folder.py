@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from artsearch.catalogue import (
+from artsearch_tools.catalogue import (
     Catalogue,
     CatalogueEntry,
     CatalogueError,
     load_catalogue,
     write_metadata_csv,
 )
-from artsearch.catalogue.folder import parse_year, slugify, write_catalogue_info
+from artsearch_tools.catalogue.folder import parse_year, slugify, write_catalogue_info
 
 
 def make_image(path: Path, colour: tuple[int, int, int] = (200, 30, 30)) -> Path:

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from artsearch.catalogue.cifar import CifarFormatError, build_cifar10_catalogue, iter_cifar, load_pickle
-from artsearch.catalogue.folder import load_catalogue
-from artsearch.cli import main
+from artsearch_tools.catalogue.cifar import CifarFormatError, build_cifar10_catalogue, iter_cifar, load_pickle
+from artsearch_tools.catalogue.folder import load_catalogue
+from artsearch_tools.cli import main
 
 LABELS = [b"airplane", b"automobile", b"bird"]
 

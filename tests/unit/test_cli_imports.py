@@ -3,7 +3,7 @@
 The CLI image (deploy/images/cli) installs a small set of distributions: no numpy, pillow, onnxruntime,
 scikit-learn, scipy, torch, matplotlib or qdrant-client. Building the parser registers every sub-command,
 so each `register` must import those only inside the command it runs. A child process blocks them with a
-meta-path finder installed before artsearch.cli is imported, then runs `main([..., "--help"])` for each
+meta-path finder installed before artsearch_tools.cli is imported, then runs `main([..., "--help"])` for each
 command.
 """
 
@@ -52,7 +52,7 @@ CHILD = textwrap.dedent(
 
     sys.meta_path.insert(0, Blocker())
 
-    from artsearch.cli import build_parser, main
+    from artsearch_tools.cli import build_parser, main
 
     def commands(parser, prefix=()):
         for action in parser._actions:
@@ -108,8 +108,8 @@ def test_no_heavy_library_was_imported():
 
 def test_retrain_label_choices_match_the_trainer():
     pytest.importorskip("numpy")
-    from artsearch.training.cli import LABEL_CHOICES
-    from artsearch.training.retrain import LABEL_CHOICES as TRAINER_CHOICES
+    from artsearch_tools.training.cli import LABEL_CHOICES
+    from artsearch_tools.training.retrain import LABEL_CHOICES as TRAINER_CHOICES
 
     assert LABEL_CHOICES == TRAINER_CHOICES
 
@@ -118,7 +118,10 @@ def test_version_names_the_installed_distribution():
     import importlib.metadata
 
     shown = subprocess.run(
-        [sys.executable, "-m", "artsearch.cli", "--version"], cwd=REPO_ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "artsearch_tools.cli", "--version"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
     )
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.strip() == f"artsearch {importlib.metadata.version('artsearch')}"

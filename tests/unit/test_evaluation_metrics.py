@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from artsearch.evaluation import datasets
-from artsearch.evaluation.baselines import rgb_histogram
-from artsearch.evaluation.descriptors import (
+from artsearch_tools.evaluation import datasets
+from artsearch_tools.evaluation.baselines import rgb_histogram
+from artsearch_tools.evaluation.descriptors import (
     CategoryTask,
     DescribedSet,
     GalleryTask,
@@ -21,7 +21,7 @@ from artsearch.evaluation.descriptors import (
     meets_targets,
     simplex_grid,
 )
-from artsearch.evaluation.metrics import (
+from artsearch_tools.evaluation.metrics import (
     average_precision,
     chance_average_precision,
     chance_leave_one_out,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from artsearch.clustering import cluster_vectors, purity
-from artsearch.evaluation.metrics import (
+from artsearch_tools.evaluation.metrics import (
     chance_retrieval,
     leave_one_out_retrieval,
     precision_recall_curve,

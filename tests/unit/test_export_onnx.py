@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 from PIL import Image, ImageDraw
 
-from services.encoder import export_onnx
+from artsearch_tools.model_export import export_onnx
 from services.encoder.images import decode_image
 
 

@@ -13,10 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from artsearch.catalogue import load_catalogue
-from artsearch.catalogue.debian import DebianPackageError, deb_version, extracted_version, fetch_deb_package
-from artsearch.catalogue.gcompris import PACKAGE, iter_puzzle_pieces, parse_board
-from artsearch.catalogue.gcompris_facts import artwork_info, parse_instruction
+from artsearch_tools.catalogue import load_catalogue
+from artsearch_tools.catalogue.debian import (
+    DebianPackageError,
+    deb_version,
+    extracted_version,
+    fetch_deb_package,
+)
+from artsearch_tools.catalogue.gcompris import PACKAGE, iter_puzzle_pieces, parse_board
+from artsearch_tools.catalogue.gcompris_facts import artwork_info, parse_instruction
 
 # --------------------------------------------------------------------------------------------------
 # Metadata from the package's strings

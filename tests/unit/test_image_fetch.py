@@ -305,7 +305,7 @@ async def test_non_images_and_http_errors(server: str):
 
 
 async def test_a_closed_port_is_unreachable():
-    from artsearch.launcher import free_ports
+    from artsearch_tools.launcher import free_ports
 
     (port,) = free_ports(1)
     with pytest.raises(ApiError) as caught:

@@ -33,7 +33,7 @@ def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
 
 def reference(data: bytes, size: int = SIZE) -> np.ndarray:
     """The whole-picture pipeline decode_image replaced: orientation, full-size RGB, Pillow's resize with
-    its own reduction (artsearch.evaluation.datasets.pixels_from_image)."""
+    its own reduction (artsearch_tools.evaluation.datasets.pixels_from_image)."""
     image = Image.open(io.BytesIO(data))
     if image.format == "JPEG":
         image.draft("RGB", (size, size))

@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 
 from artsearch.artists import ArtistIndex, ArtistRecord
-from services.influence import importers
-from services.influence.curated import DEFAULT_DATA_DIR, load_curated
-from services.influence.graph import NewInfluence
-from services.influence.importers import (
+from artsearch_tools.influence import importers
+from artsearch_tools.influence.importers import (
     ImportedGraph,
     import_into,
     prepare_import,
@@ -22,6 +20,8 @@ from services.influence.importers import (
     read_painterpalette_csv,
     top_degree_artists,
 )
+from services.influence.curated import DEFAULT_DATA_DIR, load_curated
+from services.influence.graph import NewInfluence
 from services.influence.memory_graph import InMemoryInfluenceGraph
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from artsearch.ingest_progress import LineProgress, format_duration, progress_line
-from artsearch.ingest_report import IngestReport
-from artsearch.ingest_services import encode_chunks, rejection_reasons
-from artsearch.ingest_state import IngestState, Shard, fingerprint, read_state_file, shard_of
+from artsearch_tools.ingest_progress import LineProgress, format_duration, progress_line
+from artsearch_tools.ingest_report import IngestReport
+from artsearch_tools.ingest_services import encode_chunks, rejection_reasons
+from artsearch_tools.ingest_state import IngestState, Shard, fingerprint, read_state_file, shard_of
 
 
 def test_recorded_ids_are_read_back_by_a_new_run(tmp_path: Path):

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from artsearch.catalogue.folder import write_catalogue_info
-from artsearch.cli import build_parser
-from artsearch.ingest import artwork_record
-from artsearch.ingest_cli import _load
+from artsearch_tools.catalogue.folder import write_catalogue_info
+from artsearch_tools.cli import build_parser
+from artsearch_tools.ingest import artwork_record
+from artsearch_tools.ingest_cli import _load
 
 
 def catalogue_folder(folder: Path, declared: str | None = None) -> Path:

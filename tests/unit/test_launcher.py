@@ -1,4 +1,4 @@
-"""The local stack's housekeeping (artsearch/launcher.py): restarting crashed services with backoff, the
+"""The local stack's housekeeping (artsearch_tools/launcher.py): restarting crashed services with backoff, the
 demo's state folder (emptied only when the demo made it, never while another demo holds it), and saying
 which process holds a port."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from artsearch.launcher import (
+from artsearch_tools.launcher import (
     DEMO_MARKER,
     DemoStateDir,
     RestartPolicy,

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from artsearch.catalogue.folder import CatalogueError
-from artsearch.catalogue.manifest import is_url, load_manifest
 from artsearch.image_formats import sniff_image_format as image_format
-from artsearch.ingest_cli import _options as ingest_options
-from artsearch.ingest_download import Downloader, DownloadLimits, DownloadRejected, check_url
+from artsearch_tools.catalogue.folder import CatalogueError
+from artsearch_tools.catalogue.manifest import is_url, load_manifest
+from artsearch_tools.ingest_cli import _options as ingest_options
+from artsearch_tools.ingest_download import Downloader, DownloadLimits, DownloadRejected, check_url
 
 
 def png_bytes(size: int = 32, colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
@@ -297,7 +297,7 @@ def test_a_redirect_from_an_allowed_server_to_a_private_address_is_refused(serve
 
 
 def test_ingest_flags_become_the_download_policy():
-    from artsearch.cli import build_parser
+    from artsearch_tools.cli import build_parser
 
     parser = build_parser()
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from artsearch.evaluation.photo_variants import VARIANT_KINDS, crop, grey_print, jpeg, photo_variants
+from artsearch_tools.evaluation.photo_variants import VARIANT_KINDS, crop, grey_print, jpeg, photo_variants
 
 
 def painting(width: int = 240, height: int = 180) -> Image.Image:

@@ -1,6 +1,6 @@
 """The committed gRPC stubs are what `make protos` generates from protos/artsearch/v1."""
 
-from artsearch import protogen
+from artsearch_tools import protogen
 
 
 def test_committed_stubs_are_fresh():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from artsearch.catalogue.qt_rcc import (
+from artsearch_tools.catalogue.qt_rcc import (
     FLAG_COMPRESSED,
     FLAG_COMPRESSED_ZSTD,
     FLAG_DIRECTORY,

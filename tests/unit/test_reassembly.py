@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from artsearch.catalogue.reassembly import Assembly, PieceSpec, assemble_jigsaw, fill_holes, locate_details
+from artsearch_tools.catalogue.reassembly import (
+    Assembly,
+    PieceSpec,
+    assemble_jigsaw,
+    fill_holes,
+    locate_details,
+)
 
 # How far (pixels) each search may move a piece from its guessed place, as for the GCompris boards: the
 # guesses below are off by up to 2.5 pixels (jigsaw pieces) and 5 (shapes, detail crops).

@@ -1,5 +1,5 @@
-"""The region grid (artsearch.regions) and the region crops ingest sends to the encoder
-(artsearch.ingest_regions), on a real demo painting; which exact look-ups a region search needs
+"""The region grid (artsearch_tools.regions) and the region crops ingest sends to the encoder
+(artsearch_tools.ingest_regions), on a real demo painting; which exact look-ups a region search needs
 (services.search.region_scores)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from artsearch.ingest_regions import INPUT_SIZE, RegionCropFailed, region_crops
-from artsearch.regions import DEFAULT_REGION_GRID, RegionGrid, RegionScale, parse_region_grid
+from artsearch_tools.ingest_regions import INPUT_SIZE, RegionCropFailed, region_crops
+from artsearch_tools.regions import DEFAULT_REGION_GRID, RegionGrid, RegionScale, parse_region_grid
 from services.search.region_scores import (
     REGION_DEPTH_FACTOR,
     REGION_LIST_MAX,

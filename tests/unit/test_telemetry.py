@@ -21,8 +21,8 @@ from prometheus_client import REGISTRY
 from artsearch.config import ConfigError, Env
 from artsearch.grpc_client import open_channel
 from artsearch.grpc_server import GrpcServiceServer
-from artsearch.launcher import free_ports
 from artsearch.telemetry import TracingSettings, start_tracing
+from artsearch_tools.launcher import free_ports
 from services.gateway.app import create_app
 from services.gateway.config import GatewayConfig
 from services.gateway.downstream import Downstream, DownstreamError
@@ -241,8 +241,8 @@ def _by_name(finished: tuple[ReadableSpan, ...], name: str, kind: SpanKind) -> R
 async def test_a_search_is_one_trace_from_the_gateway_through_every_service(
     spans, model_path, gcompris_catalogue, tmp_path, monkeypatch
 ):
-    from artsearch.catalogue.folder import load_catalogue
-    from artsearch.ingest import IngestTargets, ingest_catalogue
+    from artsearch_tools.catalogue.folder import load_catalogue
+    from artsearch_tools.ingest import IngestTargets, ingest_catalogue
 
     catalogue = load_catalogue(gcompris_catalogue)
     catalogue.entries = catalogue.entries[:4]

@@ -11,8 +11,10 @@ import onnxruntime as ort
 import pytest
 
 from artsearch.config import ConfigError
-from artsearch.training.export import export_with_head
-from artsearch.training.head import (
+from artsearch_tools.model_export.export_onnx import sha256_of
+from artsearch_tools.model_export.triton_repository import add_version, existing_versions
+from artsearch_tools.training.export import export_with_head
+from artsearch_tools.training.head import (
     HeadSettings,
     HeadWeights,
     positive_groups,
@@ -21,8 +23,6 @@ from artsearch.training.head import (
 )
 from services.encoder.backends import OnnxRuntimeBackend
 from services.encoder.descriptor import DescriptorAssembler
-from services.encoder.export_onnx import sha256_of
-from services.encoder.triton_repository import add_version, existing_versions
 
 FEATURES, STYLE, SIZE = 12, 6, 224
 

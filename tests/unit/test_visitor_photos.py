@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from artsearch.evaluation.visitor_photos import (
+from artsearch_tools.evaluation.visitor_photos import (
     CLEAN_KINDS,
     DETAIL_AREA_FRACTION,
     DEVELOPMENT_SEEDS,

@@ -7,9 +7,9 @@ import argparse
 
 import pytest
 
-from artsearch.evaluation.cli import _query_params, _seed_list
-from artsearch.evaluation.visitor_photos import DEVELOPMENT_SEEDS, REPORT_SEEDS
-from artsearch.evaluation.visitor_search import (
+from artsearch_tools.evaluation.cli import _query_params, _seed_list
+from artsearch_tools.evaluation.visitor_photos import DEVELOPMENT_SEEDS, REPORT_SEEDS
+from artsearch_tools.evaluation.visitor_search import (
     Outcome,
     comparison_table,
     markdown_table,

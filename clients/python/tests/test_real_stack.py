@@ -34,9 +34,9 @@ from artsearch_client import (
 try:  # the repository's code and stack fixtures; absent where the package is tested on its own
     from stack_support import catalogue_stack
 
-    from artsearch.catalogue.folder import Catalogue, load_catalogue
-    from artsearch.cli import sample_query_image
-    from artsearch.launcher import ServiceStack
+    from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
+    from artsearch_tools.cli import sample_query_image
+    from artsearch_tools.launcher import ServiceStack
 except ImportError as missing:
     pytest.skip(f"no repository around the package: {missing}", allow_module_level=True)
 

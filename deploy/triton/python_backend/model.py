@@ -1,6 +1,6 @@
 """Triton python-backend model: the exported ONNX encoder run by onnxruntime, on CPU.
 
-Copied by `services.encoder.triton_repository.write_python_backend_repository` into
+Copied by `artsearch_tools.model_export.triton_repository.write_python_backend_repository` into
 `<repository>/<model>/<version>/model.py`, beside that version's `model.onnx`. Its tensors (names, uint8
 NHWC input, float32 outputs) come from `config.pbtxt`, so clients see exactly what Triton's onnxruntime
 backend would serve from the same file. The stub process needs numpy and onnxruntime importable: the

@@ -1,0 +1,1 @@
+"""Influence data tools: the importers (DBpedia, PainterPalette) and the FalkorDB stand-in server."""

@@ -1,0 +1,1 @@
+"""`make model`: the ONNX export, its int8 variant, the Triton model repository."""
