@@ -141,9 +141,11 @@ test-repeat: $(STAMP) $(MODEL) $(GCOMPRIS) $(TRITON)
 	done; \
 	echo "== test-repeat: all $(N) runs passed"
 
+# The import layers too (pyproject.toml [tool.importlinter]): tools > services > core, no service imports another.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -29,16 +29,18 @@ import uvicorn
 
 from artsearch.config import Env
 from artsearch.grpc_server import GrpcServiceServer
-from services.encoder.backends import open_embedding_backend
+from services.encoder.backend_factory import open_embedding_backend
 from services.encoder.batching import MicroBatchingBackend
 from services.encoder.config import EncoderConfig
 from services.encoder.server import EncoderService, encoder_registration
 from services.gateway.app import create_app
 from services.gateway.config import GatewayConfig
 from services.gateway.downstream import ServiceStubs
-from services.influence.config import InfluenceConfig, open_influence_graph
+from services.influence.backend_factory import open_influence_graph
+from services.influence.config import InfluenceConfig
 from services.influence.server import InfluenceServicer, registration
-from services.search.config import SearchConfig, open_artwork_store
+from services.search.backend_factory import open_artwork_store
+from services.search.config import SearchConfig
 from services.search.server import SearchService, search_registration
 
 UNUSED_ADDRESS = "127.0.0.1:9"  # the gateway's configuration names addresses; the direct stubs ignore them

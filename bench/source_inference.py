@@ -47,7 +47,8 @@ from services.gateway.fusion import (
     rank_with_influence,
     vote_source_artist,
 )
-from services.influence.config import InfluenceConfig, open_influence_graph
+from services.influence.backend_factory import open_influence_graph
+from services.influence.config import InfluenceConfig
 from services.influence.graph import DistanceResult, InfluenceGraph
 
 ROOT = Path(__file__).resolve().parents[1]

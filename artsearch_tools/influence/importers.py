@@ -292,7 +292,7 @@ def _target_config(args: argparse.Namespace) -> InfluenceConfig:
 
 
 async def _run_import(args: argparse.Namespace) -> dict[str, object]:
-    from services.influence.config import open_influence_graph
+    from services.influence.backend_factory import open_influence_graph
     from services.influence.curated import load_curated
 
     config = _target_config(args)

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from services.encoder.backends import FEATURES_OUTPUT, STYLE_OUTPUT
+
 if TYPE_CHECKING:
     import torch
 
@@ -42,8 +44,6 @@ INPUT_SIZE = 224
 FEATURE_DIM = 1280
 OPSET = 17
 INPUT_NAME = "pixels"
-FEATURES_OUTPUT = "features"
-STYLE_OUTPUT = "style"
 # Blocks whose outputs feed the style statistics. EfficientNet-Lite0 has 16 blocks: 0 (16 channels), 1-2 (24),
 # 3-4 (40), 5-7 (80), 8-10 (112), 11-14 (192), 15 (320). Chosen by measurement (docs/evaluation.md): the last
 # 80-channel and the last 112-channel block, both 14x14.

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 # The output names are a contract with every backend (onnxruntime in-process, Triton's python backend).
-from artsearch_tools.model_export.export_onnx import FEATURES_OUTPUT, STYLE_OUTPUT
+from services.encoder.backends import FEATURES_OUTPUT, STYLE_OUTPUT
 
 
 class PixelsToFeatures(nn.Module):

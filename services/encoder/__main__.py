@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 
 from artsearch.grpc_server import run_service, service_main
-from services.encoder.backends import open_embedding_backend
+from services.encoder.backend_factory import open_embedding_backend
 from services.encoder.batching import MicroBatchingBackend
 from services.encoder.config import EncoderConfig
 from services.encoder.server import EncoderService, encoder_registration

@@ -1,4 +1,5 @@
-"""Where the network runs: behind `EmbeddingBackend`, chosen once at start-up by `open_embedding_backend`.
+"""Where the network runs: behind `EmbeddingBackend`, chosen once at start-up by
+`backend_factory.open_embedding_backend`.
 
 The embedded onnxruntime backend is the default; with TRITON_URL set, `triton_backend.TritonBackend` runs
 the same ONNX file on a Triton Inference Server, with the same tensor names, so the servicer never knows
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +19,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from artsearch.config import ConfigError
-from services.encoder.config import EncoderConfig
 from services.encoder.ort_providers import check_session_providers, session_providers
 
-log = logging.getLogger(__name__)
+# The exported graph's output names (artsearch_tools/model_export/export_onnx.py writes them, the backends and
+# the descriptor read them): the one definition of this contract.
+FEATURES_OUTPUT = "features"
+STYLE_OUTPUT = "style"
 
 
 @dataclass(frozen=True)
@@ -155,38 +157,3 @@ def _check_file_matches_sidecar(model_path: Path, info: EmbeddingModelInfo) -> N
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
     if digest != info.onnx_sha256:
         raise ConfigError(f"{model_path} does not match its model.json (sha256 {digest[:12]}…): re-export it")
-
-
-def open_embedding_backend(config: EncoderConfig) -> EmbeddingBackend:
-    """The backend the configuration asks for; ConfigError when it cannot be used.
-
-    With TRITON_URL this blocks until Triton and the model are ready (at most TRITON_STARTUP_TIMEOUT_S):
-    it runs once, before the encoder serves anything."""
-    backend: EmbeddingBackend
-    if config.triton_url:
-        # Imported here: tritonclient is only needed when a Triton server is configured.
-        from services.encoder.triton_backend import TritonBackend, TritonSettings
-
-        settings = TritonSettings(
-            url=config.triton_url,
-            model_name=config.triton_model_name,
-            model_version=config.triton_model_version,
-            timeout_s=config.triton_timeout_s,
-            startup_timeout_s=config.triton_startup_timeout_s,
-            channel_max_age_s=config.triton_channel_max_age_s,
-        )
-        backend = TritonBackend.open(EmbeddingModelInfo.from_sidecar(config.model_path, "triton"), settings)
-    else:
-        backend = OnnxRuntimeBackend(
-            config.model_path, intra_op_threads=config.ort_threads, providers=config.ort_providers
-        )
-    log.info(
-        "model loaded",
-        extra={
-            "model": backend.info.name,
-            "version": backend.info.version,
-            "backend": backend.info.backend,
-            "providers": "" if config.triton_url else ",".join(config.ort_providers),
-        },
-    )
-    return backend

@@ -22,12 +22,11 @@ import numpy as np
 
 from artsearch.config import ConfigError
 from artsearch.descriptor import DescriptorLayout, assemble, unit_rows
-from services.encoder.backends import EmbeddingModelInfo
+from services.encoder.backends import STYLE_OUTPUT, EmbeddingModelInfo
 
 CONTENT = "content"
 STYLE = "style"
 COLOUR = "colour"
-STYLE_OUTPUT = "style"  # the graph output the style aspect reads (artsearch_tools.model_export.export_onnx)
 
 # Chosen by `artsearch eval descriptors`: "find the painting from a puzzle piece" top-1 >= 0.85, category
 # mAP not below content alone, the best at paintings to within one query, then the best at categories;

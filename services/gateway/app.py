@@ -21,11 +21,12 @@ from artsearch.artists import default_artist_index
 from artsearch.telemetry import shutdown_tracing
 from services.gateway.admin import install_admin_routes
 from services.gateway.answer_cache import AnswerCaches
+from services.gateway.backend_factory import open_downstream
 from services.gateway.body_limit import BodyLimitMiddleware, upload_body_limit
 from services.gateway.catalogue_admin import BATCH_ROUTE, sweep_stale_uploads
 from services.gateway.clusters import install_cluster_routes
 from services.gateway.config import GatewayConfig
-from services.gateway.downstream import REQUIRED_SERVICES, Downstream, DownstreamError, ServiceStubs
+from services.gateway.downstream import REQUIRED_SERVICES, DownstreamError, ServiceStubs
 from services.gateway.errors import (
     RETRY_AFTER_S,
     RETRY_STATUSES,
@@ -70,7 +71,7 @@ def create_app(config: GatewayConfig, stubs: ServiceStubs | None = None) -> Fast
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         default_artist_index()  # fail at start-up, not on the first request, if the artist table is missing
-        app.state.downstream = Downstream(config, stubs)
+        app.state.downstream = open_downstream(config, stubs)
         app.state.picture_cache = EncodedPictureCache(config.query_cache_entries, config.query_cache_ttl_s)
         app.state.answer_caches = AnswerCaches(config)
         # In the background: a large IMAGE_ROOT must not hold back readiness.

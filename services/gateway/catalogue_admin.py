@@ -26,8 +26,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from artsearch.v1 import common_pb2, encoder_pb2, influence_pb2, search_pb2
-from services.gateway.admin import AdminSettings
 from services.gateway.admin_calls import Services
+from services.gateway.admin_settings import AdminSettings
 from services.gateway.artwork_records import (
     ADDED_AT,
     ADDED_BY,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from artsearch.config import DEFAULT_PORTS, ConfigError, Env
-from services.gateway.admin import AdminSettings
+from services.gateway.admin_settings import AdminSettings
 from services.gateway.clusters import ClusterSettings
 from services.gateway.evaluation_pictures import EvaluationPictureSettings
 from services.gateway.image_fetch import FetchSettings

@@ -11,7 +11,8 @@ import logging
 import sys
 
 from artsearch.grpc_server import run_service, service_main
-from services.influence.config import InfluenceConfig, open_influence_graph
+from services.influence.backend_factory import open_influence_graph
+from services.influence.config import InfluenceConfig
 from services.influence.server import InfluenceServicer, registration
 
 log = logging.getLogger("services.influence")

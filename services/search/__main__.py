@@ -20,7 +20,8 @@ import logging
 import sys
 
 from artsearch.grpc_server import run_service, service_main
-from services.search.config import SearchConfig, open_artwork_store
+from services.search.backend_factory import open_artwork_store
+from services.search.config import SearchConfig
 from services.search.server import SearchService, search_registration
 from services.search.store import StoreUnavailable
 

@@ -9,17 +9,15 @@ Engines, chosen once at start-up:
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from artsearch import fault_injection
-from artsearch.artists import artist_key
 from artsearch.config import DEFAULT_PORTS, ConfigError, Env, ListenSettings
-from services.search.edge_store import VECTOR_DATATYPES, EdgeArtworkStore, EdgeSettings
-from services.search.qdrant_store import QdrantArtworkStore, QdrantServerSettings
+from services.search.edge_store import VECTOR_DATATYPES, EdgeSettings
+from services.search.qdrant_store import QdrantServerSettings
 from services.search.region_scores import DEFAULT_REGION_MARGIN
-from services.search.store import COLLECTION_NAME, DEFAULT_COLLECTION, ArtworkStore
+from services.search.store import COLLECTION_NAME, DEFAULT_COLLECTION
 
 ENGINE_EDGE = "edge"
 ENGINE_QDRANT_LOCAL = "qdrant-local"
@@ -130,32 +128,4 @@ def edge_settings_from_env(env: Env, upsert_batch: int) -> EdgeSettings:
         index_threshold=env.int("SEARCH_INDEX_THRESHOLD", defaults.index_threshold, minimum=1),
         index_delay_s=env.float("SEARCH_INDEX_DELAY_S", defaults.index_delay_s, minimum=0.0),
         upsert_batch=upsert_batch,
-    )
-
-
-async def open_artwork_store(config: SearchConfig) -> ArtworkStore:
-    """The store the configuration asks for: a Qdrant server, else the embedded engine in the data dir.
-
-    Loads the curated artist table first (artist filters need `artist_key`), so that a missing table
-    stops the service at start-up with a ConfigError instead of failing requests later.
-    """
-    await asyncio.to_thread(artist_key, "")
-    fault_injection.arm(config.test_crash_at)  # None (always, outside durability tests): inert
-    if config.qdrant_url:
-        return await QdrantArtworkStore.open(
-            url=config.qdrant_url,
-            api_key=config.qdrant_api_key,
-            timeout_s=config.qdrant_timeout_s,
-            ca_cert=config.qdrant_ca_cert,
-            default_collection=config.collection,
-            settings=config.server,
-        )
-    if config.data_dir is None:
-        raise ConfigError("embedded storage needs SEARCH_DATA_DIR")
-    if config.engine == ENGINE_QDRANT_LOCAL:
-        return await QdrantArtworkStore.open(
-            path=config.data_dir / LOCAL_QDRANT_FOLDER, default_collection=config.collection
-        )
-    return await EdgeArtworkStore.open(
-        config.data_dir / EDGE_FOLDER, settings=config.edge, default_collection=config.collection
     )

@@ -29,8 +29,9 @@ from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import influence_pb2, influence_pb2_grpc
 from artsearch_tools.influence import importers
 from artsearch_tools.influence.falkordb_server import FalkorDBServer
+from services.influence.backend_factory import open_influence_graph
 from services.influence.bolt_store import BoltGraphStore, Neo4jSettings
-from services.influence.config import InfluenceConfig, open_influence_graph
+from services.influence.config import InfluenceConfig
 from services.influence.curated import DEFAULT_DATA_DIR, load_curated
 from services.influence.cypher import RequestTooLarge
 from services.influence.graph import GraphUnavailable, NewInfluence

@@ -38,7 +38,8 @@ from artsearch_tools.model_export.triton_repository import (
     production_config,
     write_production_repository,
 )
-from services.encoder.backends import EmbeddingModelInfo, OnnxRuntimeBackend, open_embedding_backend
+from services.encoder.backend_factory import open_embedding_backend
+from services.encoder.backends import EmbeddingModelInfo, OnnxRuntimeBackend
 from services.encoder.config import EncoderConfig
 from services.encoder.server import SERVICE_NAME, EncoderService, encoder_registration
 from services.encoder.triton_backend import TritonBackend, TritonSettings

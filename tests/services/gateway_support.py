@@ -21,7 +21,8 @@ from artsearch_tools.ingest import IngestTargets
 from services.encoder.backends import OnnxRuntimeBackend
 from services.encoder.server import EncoderService, encoder_registration
 from services.gateway.config import GatewayConfig
-from services.influence.config import InfluenceConfig, open_influence_graph
+from services.influence.backend_factory import open_influence_graph
+from services.influence.config import InfluenceConfig
 from services.influence.server import InfluenceServicer, registration
 from services.search.edge_store import EdgeArtworkStore
 from services.search.server import SearchService, search_registration

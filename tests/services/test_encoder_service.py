@@ -30,12 +30,8 @@ from artsearch.grpc_client import is_serving, open_channel
 from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc
 from artsearch_tools.model_export.triton_repository import DEFAULT_MODEL_NAME
-from services.encoder.backends import (
-    EmbeddingBackend,
-    EmbeddingModelInfo,
-    OnnxRuntimeBackend,
-    open_embedding_backend,
-)
+from services.encoder.backend_factory import open_embedding_backend
+from services.encoder.backends import EmbeddingBackend, EmbeddingModelInfo, OnnxRuntimeBackend
 from services.encoder.config import EncoderConfig
 from services.encoder.descriptor import DEFAULT_WEIGHTS, DESCRIPTOR_REVISION, DescriptorAssembler
 from services.encoder.images import decode_image

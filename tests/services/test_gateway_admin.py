@@ -26,7 +26,8 @@ from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import search_pb2, search_pb2_grpc
 from services.gateway.app import create_app
 from services.gateway.config import GatewayConfig
-from services.influence.config import InfluenceConfig, open_influence_graph
+from services.influence.backend_factory import open_influence_graph
+from services.influence.config import InfluenceConfig
 from services.influence.server import InfluenceServicer, registration
 
 KEY, OTHER_KEY = "curator-secret-key", "second-secret-key"

@@ -33,7 +33,8 @@ from artsearch_tools.launcher import free_ports
 from services.encoder.backends import OnnxRuntimeBackend
 from services.encoder.server import EncoderService, encoder_registration
 from services.gateway.app import create_app
-from services.influence.config import InfluenceConfig, open_influence_graph
+from services.influence.backend_factory import open_influence_graph
+from services.influence.config import InfluenceConfig
 from services.influence.server import InfluenceServicer, registration
 from services.search.edge_store import EdgeArtworkStore
 from services.search.server import SearchService, search_registration

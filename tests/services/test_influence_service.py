@@ -12,7 +12,8 @@ from artsearch.artists import CURATED_ARTISTS_CSV
 from artsearch.grpc_client import is_serving, open_channel
 from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import influence_pb2, influence_pb2_grpc
-from services.influence.config import InfluenceConfig, open_influence_graph
+from services.influence.backend_factory import open_influence_graph
+from services.influence.config import InfluenceConfig
 from services.influence.server import MAX_CANDIDATES, SERVICE_NAME, InfluenceServicer, registration
 
 

@@ -22,7 +22,8 @@ from artsearch.config import DEFAULT_PORTS, ConfigError, Env
 from artsearch.grpc_client import is_serving, open_channel
 from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
-from services.search.config import SearchConfig, open_artwork_store
+from services.search.backend_factory import open_artwork_store
+from services.search.config import SearchConfig
 from services.search.edge_store import EdgeArtworkStore
 from services.search.qdrant_store import QdrantArtworkStore, QdrantServerSettings
 from services.search.server import SERVICE_NAME, SearchService, search_registration

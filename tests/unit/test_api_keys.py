@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from artsearch.config import ConfigError, Env
-from services.gateway.admin import AdminSettings
+from services.gateway.admin_settings import AdminSettings
 from services.gateway.api_keys import (
     DEV_ADMIN_KEY,
     ApiKeyRing,

@@ -12,8 +12,9 @@ import pytest
 from artsearch.artists import ArtistRecord
 from artsearch.config import ConfigError, Env
 from services.influence.additions_log import LOG_FILE, AdditionsLog
+from services.influence.backend_factory import open_influence_graph
 from services.influence.bolt_store import Neo4jSettings
-from services.influence.config import DEFAULT_MAX_HOPS, InfluenceConfig, open_influence_graph
+from services.influence.config import DEFAULT_MAX_HOPS, InfluenceConfig
 from services.influence.curated import DEFAULT_DATA_DIR, CuratedData, check_consistency
 from services.influence.graph import (
     Influence,

@@ -201,10 +201,11 @@ def test_log_lines_carry_the_trace_id_inside_a_span(spans, json_log_lines):
 @asynccontextmanager
 async def real_services(model_path: Path, state: Path) -> AsyncIterator[GatewayConfig]:
     """The three services in this process (the same servicers and bootstrap as their processes)."""
-    from services.encoder.backends import open_embedding_backend
+    from services.encoder.backend_factory import open_embedding_backend
     from services.encoder.config import EncoderConfig
     from services.encoder.server import EncoderService, encoder_registration
-    from services.influence.config import InfluenceConfig, open_influence_graph
+    from services.influence.backend_factory import open_influence_graph
+    from services.influence.config import InfluenceConfig
     from services.influence.server import InfluenceServicer, registration
     from services.search.edge_store import EdgeArtworkStore
     from services.search.server import SearchService, search_registration
