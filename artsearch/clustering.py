@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from artsearch.descriptor import unit_rows
+from artsearch.descriptor_layout import unit_rows
 
 N_INIT = 3  # k-means++ restarts; the one with the least inertia is kept
 MAX_ITERATIONS = 100  # full-batch Lloyd iterations per restart (separated groups settle in a handful)

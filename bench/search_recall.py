@@ -40,8 +40,8 @@ BATCH = 16
 def photo_descriptors(cache: Path, count: int, model: Path) -> np.ndarray:
     """The whole-photo descriptors of `count` visitor photos drawn (seeded) from the evaluation's cache, made
     by the encoder service's own backend and descriptor code, in process."""
+    from services.encoder.aspect_builder import DescriptorAssembler
     from services.encoder.backends import OnnxRuntimeBackend
-    from services.encoder.descriptor import DescriptorAssembler
     from services.encoder.images import open_image
 
     photos = sorted(cache.glob("*/*/*.jpg"))

@@ -6,7 +6,7 @@ so the benchmark starts from real descriptors and keeps their cluster structure:
 1. *Real*: the encoder's descriptors of real images — the demo catalogue's paintings and a seeded,
    category-stratified sample of Debian ``openclipart-png`` clip art — encoded in-process with the same
    preprocessing (`decode_image`), ONNX model and descriptor assembly
-   (`services.encoder.descriptor.DescriptorAssembler`: content, style and colour aspects) as the encoder
+   (`services.encoder.aspect_builder.DescriptorAssembler`: content, style and colour aspects) as the encoder
    service; with a model or a tree that has no assembler yet, the L2-normalised global features alone.
    Each image's label is its clip-art category (the demo paintings are labelled ``painting``).
 2. *Held out*: a seeded sample of the real descriptors is kept apart as queries; the catalogue never holds
@@ -108,7 +108,7 @@ def descriptor_function(model_path: Path) -> tuple[DescriptorFunction, str]:
 
     info = EmbeddingModelInfo.from_sidecar(model_path, backend="onnxruntime")
     try:
-        from services.encoder.descriptor import DescriptorAssembler
+        from services.encoder.aspect_builder import DescriptorAssembler
 
         assembler = DescriptorAssembler(info)
     except (ImportError, ConfigError):  # a model (or tree) from before the aspects: content alone

@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from artsearch.artists import artist_key
-from artsearch.descriptor import assemble
+from artsearch.descriptor_layout import assemble
 from artsearch_tools.catalogue.folder import load_catalogue
 from artsearch_tools.evaluation.datasets import EvalImage, pixels_from_file, pixels_from_image
 from artsearch_tools.evaluation.descriptors import Describer

@@ -44,8 +44,8 @@ _DESCRIBING_MODULES = (
     "artsearch_tools/evaluation/baselines.py",
     "artsearch_tools/catalogue/gcompris.py",
     "services/encoder/images.py",
-    "services/encoder/descriptor.py",
-    "artsearch/descriptor.py",
+    "services/encoder/aspect_builder.py",
+    "artsearch/descriptor_layout.py",
 )
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 BASELINE = "colour_histogram"
@@ -91,8 +91,8 @@ class Describer:
     """The encoder's model and descriptor code, in-process."""
 
     def __init__(self, model_path: Path, batch_size: int = 32) -> None:
+        from services.encoder.aspect_builder import DESCRIPTOR_REVISION, DescriptorAssembler
         from services.encoder.backends import OnnxRuntimeBackend
-        from services.encoder.descriptor import DESCRIPTOR_REVISION, DescriptorAssembler
 
         self.backend = OnnxRuntimeBackend(Path(model_path))
         self.assembler = DescriptorAssembler(self.backend.info)
@@ -457,7 +457,7 @@ def _count(kinds: np.ndarray) -> dict[str, int]:
 
 def run_evaluation(settings: EvalSettings) -> dict[str, Any]:
     """Everything `artsearch eval descriptors` reports, as a JSON-ready dict."""
-    from services.encoder.descriptor import DESCRIPTOR_REVISION
+    from services.encoder.aspect_builder import DESCRIPTOR_REVISION
 
     started = time.perf_counter()
     describer = Describer(settings.model_path, settings.batch_size)

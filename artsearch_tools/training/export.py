@@ -20,8 +20,8 @@ import numpy as np
 
 from artsearch_tools.model_export.export_onnx import sha256_of, sidecar_path, write_json_atomically
 from artsearch_tools.training.head import HeadWeights
+from services.encoder.aspect_builder import STYLE_OUTPUT
 from services.encoder.backends import EmbeddingModelInfo
-from services.encoder.descriptor import STYLE_OUTPUT
 
 BACKBONE_FEATURES = "backbone_features"
 NORM_EPSILON = 1e-12

@@ -25,8 +25,8 @@ from PIL import Image
 from artsearch_tools.catalogue.folder import Catalogue
 from artsearch_tools.evaluation.datasets import pixels_from_file, through_jpeg
 from artsearch_tools.evaluation.photo_variants import VARIANT_KINDS, photo_variants
+from services.encoder.aspect_builder import STYLE_OUTPUT, colour_part
 from services.encoder.backends import EmbeddingModelInfo
-from services.encoder.descriptor import STYLE_OUTPUT, colour_part
 
 log = logging.getLogger(__name__)
 

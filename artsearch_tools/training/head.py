@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from artsearch.descriptor import unit_rows
+from artsearch.descriptor_layout import unit_rows
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from prometheus_client import Counter
 from artsearch.cpu_quota import available_cpus
 from artsearch.grpc_server import ServiceRegistration
 from artsearch.v1 import common_pb2, encoder_pb2, encoder_pb2_grpc
+from services.encoder.aspect_builder import DescriptorAssembler
 from services.encoder.backends import BackendUnavailable, EmbeddingBackend
 from services.encoder.config import DEFAULT_BATCH_MAX_IMAGES
 from services.encoder.decode_memory import DecodeMemory
-from services.encoder.descriptor import DescriptorAssembler
 from services.encoder.images import ImageRejected, OpenedImage, decode_budget_bytes, open_image
 from services.encoder.load_shedding import (
     DeadlineExpired,

@@ -45,7 +45,7 @@ from fastapi.responses import JSONResponse
 
 from artsearch.clustering import cluster_vectors, purity
 from artsearch.config import ConfigError, Env
-from artsearch.descriptor import unit_rows
+from artsearch.descriptor_layout import unit_rows
 from artsearch.jsonlog import request_id_var
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
 from services.gateway.errors import ApiError, error_doc

@@ -1,8 +1,8 @@
 """One search: a query descriptor (an encoded image, or a stored artwork's), visual candidates with the
 client's aspect weights and filters, the influence re-rank, one page of explained results.
 
-    1. re-weight the query's aspects (artsearch.descriptor): the search engine's score times the query's
-       length is then the weighted visual similarity Σ v_a cos_a;
+    1. re-weight the query's aspects (artsearch.descriptor_layout): the search engine's score times the
+       query's length is then the weighted visual similarity Σ v_a cos_a;
     2. search `pool` candidates with the payload filters (and the artwork itself left out), in the collection
        of the query's model for an encoded picture (Downstream.model_collection: the model alias
        `<collection>__<version>` when it exists), in the configured collection for a stored descriptor;
@@ -32,7 +32,7 @@ import grpc
 import numpy as np
 
 from artsearch.artists import artist_key
-from artsearch.descriptor import DescriptorLayout, query_weights, reweight_query
+from artsearch.descriptor_layout import DescriptorLayout, query_weights, reweight_query
 from artsearch.style_vote import NOT_ART, StylePrediction, labels_are_art, predict_style
 from artsearch.v1 import common_pb2, encoder_pb2, influence_pb2, search_pb2
 from services.gateway.config import GatewayConfig
@@ -577,8 +577,8 @@ def _part_query(values: np.ndarray, weights: dict[str, float]) -> common_pb2.Emb
 
 def _aspect_cosines(hit: search_pb2.ScoredArtwork, layout: DescriptorLayout) -> dict[str, float]:
     """Each aspect's cosine from the hit's part projections: a stored descriptor's aspect part has length
-    sqrt(default weight) (artsearch.descriptor), so projection / sqrt(w_a) = cos_a. 0 for an aspect stored
-    empty (weight 0), or when the engine sent no projections (the artwork was deleted meanwhile)."""
+    sqrt(default weight) (artsearch.descriptor_layout), so projection / sqrt(w_a) = cos_a. 0 for an aspect
+    stored empty (weight 0), or when the engine sent no projections (the artwork was deleted meanwhile)."""
     projections = list(hit.part_projections) or [0.0] * len(layout.aspects)
     return {
         aspect.name: _clipped(p / math.sqrt(aspect.default_weight)) if aspect.default_weight > 0 else 0.0

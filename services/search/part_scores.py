@@ -4,7 +4,7 @@ itself instead of shipping stored vectors out (2,664 floats per hit, slow to han
 For each part (offset, length) of a query q, the engine scores the hits with the "masked" query m_p: the
 unit direction of q over the part, zeros elsewhere. A cosine engine stores every vector v at unit length,
 so its score is the projection dot(v / |v|, m_p). Divided by the stored part's length that is the part's
-cosine; the caller knows that length when the descriptors follow a layout (artsearch.descriptor).
+cosine; the caller knows that length when the descriptors follow a layout (artsearch.descriptor_layout).
 """
 
 from __future__ import annotations

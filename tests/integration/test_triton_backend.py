@@ -48,7 +48,7 @@ MODEL_NAME = DEFAULT_MODEL_NAME
 # Short, so that a hung server costs the tests little; a CPU batch of 6 takes ~0.1 s here.
 TIMEOUT_S = 2.0
 MAX_BATCH = 16
-# content 1280 + style 384 + colour 1000 (services/encoder/descriptor.py)
+# content 1280 + style 384 + colour 1000 (services/encoder/aspect_builder.py)
 DESCRIPTOR_DIMENSION = 2664
 
 

@@ -25,15 +25,15 @@ from PIL import Image, ImageDraw
 from triton_fixture import TritonServer, TritonServerError, start_triton_server
 
 from artsearch.config import ConfigError, Env
-from artsearch.descriptor import DescriptorLayout, aspect_similarities, reweight_query
+from artsearch.descriptor_layout import DescriptorLayout, aspect_similarities, reweight_query
 from artsearch.grpc_client import is_serving, open_channel
 from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc
 from artsearch_tools.model_export.triton_repository import DEFAULT_MODEL_NAME
+from services.encoder.aspect_builder import DEFAULT_WEIGHTS, DESCRIPTOR_REVISION, DescriptorAssembler
 from services.encoder.backend_factory import open_embedding_backend
 from services.encoder.backends import EmbeddingBackend, EmbeddingModelInfo, OnnxRuntimeBackend
 from services.encoder.config import EncoderConfig
-from services.encoder.descriptor import DEFAULT_WEIGHTS, DESCRIPTOR_REVISION, DescriptorAssembler
 from services.encoder.images import decode_image
 from services.encoder.ort_providers import check_session_providers
 from services.encoder.server import SERVICE_NAME, EncoderService, encoder_registration

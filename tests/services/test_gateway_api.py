@@ -20,7 +20,7 @@ import pytest_asyncio
 from gateway_support import gateway_client, gateway_config, in_process_services, ingest_targets
 from test_gateway_openapi_contract import contract_client
 
-from artsearch.descriptor import DescriptorLayout, aspect_similarities
+from artsearch.descriptor_layout import DescriptorLayout, aspect_similarities
 from artsearch.grpc_client import open_channel
 from artsearch.grpc_server import RPC_TOTAL
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc

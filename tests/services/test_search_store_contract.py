@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from artsearch.descriptor import DescriptorLayout, aspect_similarities, assemble
+from artsearch.descriptor_layout import DescriptorLayout, aspect_similarities, assemble
 from services.search.edge_store import EdgeArtworkStore
 from services.search.qdrant_store import QdrantArtworkStore
 from services.search.store import (
@@ -347,7 +347,7 @@ async def test_get_with_vectors_returns_the_unit_vector(store: ArtworkStore) -> 
 async def test_part_projections_divided_by_the_stored_part_length_are_the_part_cosines(
     store: ArtworkStore,
 ) -> None:
-    # Descriptors laid out as artsearch.descriptor does: each part at length sqrt(w); one stored vector
+    # Descriptors laid out as artsearch.descriptor_layout does: each part at length sqrt(w); one stored vector
     # breaks the layout (its parts at other lengths), where the projection is still the dot product.
     rng = np.random.default_rng(7)
     layout = DescriptorLayout.build([("a", 3), ("b", 5)], {"a": 0.6, "b": 0.4})

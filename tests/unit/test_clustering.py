@@ -7,7 +7,7 @@ import pytest
 
 from artsearch import clustering
 from artsearch.clustering import cluster_vectors, purity
-from artsearch.descriptor import unit_rows
+from artsearch.descriptor_layout import unit_rows
 
 
 def groups(

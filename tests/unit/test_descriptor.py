@@ -1,5 +1,5 @@
-"""The descriptor: its layout, how a query re-weights aspects (artsearch.descriptor), and how the encoder
-assembles content, style and colour (services.encoder.descriptor)."""
+"""The descriptor: its layout, how a query re-weights aspects (artsearch.descriptor_layout), and how the
+encoder assembles content, style and colour (services.encoder.aspect_builder)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from artsearch.config import ConfigError
-from artsearch.descriptor import (
+from artsearch.descriptor_layout import (
     Aspect,
     DescriptorLayout,
     aspect_similarities,
@@ -21,15 +21,15 @@ from artsearch.descriptor import (
     unit_rows,
 )
 from artsearch.v1 import encoder_pb2
-from services.encoder import descriptor as encoder_descriptor
-from services.encoder.backends import EmbeddingModelInfo
-from services.encoder.descriptor import (
+from services.encoder import aspect_builder as encoder_descriptor
+from services.encoder.aspect_builder import (
     COLOUR_BINS,
     DEFAULT_WEIGHTS,
     DescriptorAssembler,
     colour_part,
     descriptor_layout,
 )
+from services.encoder.backends import EmbeddingModelInfo
 
 LAYOUT = DescriptorLayout.build(
     [("content", 4), ("style", 3), ("colour", 5)], {"content": 0.5, "style": 0.3, "colour": 0.2}

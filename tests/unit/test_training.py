@@ -21,8 +21,8 @@ from artsearch_tools.training.head import (
     supervised_contrastive_loss,
     train_head,
 )
+from services.encoder.aspect_builder import DescriptorAssembler
 from services.encoder.backends import OnnxRuntimeBackend
-from services.encoder.descriptor import DescriptorAssembler
 
 FEATURES, STYLE, SIZE = 12, 6, 224
 

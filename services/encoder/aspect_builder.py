@@ -8,8 +8,8 @@
   paints transparency white, and a white mat or border says nothing about the artwork. Hellinger-mapped
   (square roots of the bin frequencies), so the cosine of two histograms is their Bhattacharyya coefficient.
 
-Each aspect is L2-normalised and scaled by sqrt(default weight) (`artsearch.descriptor`): the stored vector
-has unit length and dot products are weighted sums of per-aspect cosines. The defaults, and the choices
+Each aspect is L2-normalised and scaled by sqrt(default weight) (`artsearch.descriptor_layout`): the stored
+vector has unit length and dot products are weighted sums of per-aspect cosines. The defaults, and the choices
 above, come from `artsearch eval descriptors` (docs/evaluation.md); changing any of them changes every
 vector, so bump DESCRIPTOR_REVISION (part of the version the encoder reports).
 """
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from artsearch.config import ConfigError
-from artsearch.descriptor import DescriptorLayout, assemble, unit_rows
+from artsearch.descriptor_layout import DescriptorLayout, assemble, unit_rows
 from services.encoder.backends import STYLE_OUTPUT, EmbeddingModelInfo
 
 CONTENT = "content"
