@@ -1,4 +1,5 @@
-"""Influence service configuration from the environment, and the factory that picks the graph backend."""
+"""Influence service configuration from the environment (the factory that picks the graph backend from it:
+backend_factory.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Search service configuration from the environment, and the factory that picks the storage engine.
+"""Search service configuration from the environment (the factory that picks the storage engine from it:
+backend_factory.py).
 
 Engines, chosen once at start-up:
 * `QDRANT_URL` set: a Qdrant server or cluster (`QdrantArtworkStore`), with the QDRANT_* options;
