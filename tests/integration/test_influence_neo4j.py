@@ -34,7 +34,7 @@ from services.influence.bolt_store import BoltGraphStore, Neo4jSettings
 from services.influence.config import InfluenceConfig
 from services.influence.curated import DEFAULT_DATA_DIR, load_curated
 from services.influence.cypher import RequestTooLarge
-from services.influence.graph import GraphUnavailable, NewInfluence
+from services.influence.graph import GraphUnavailable, InfluenceGraph, NewInfluence
 from services.influence.memory_graph import InMemoryInfluenceGraph
 from services.influence.neo4j_graph import Neo4jInfluenceGraph
 from services.influence.server import InfluenceServicer, registration
@@ -241,10 +241,41 @@ async def test_a_hung_database_costs_a_write_its_timeout_and_never_holds_the_wri
                     await reload
                 result = await graph.distances("Van Gogh", ["Hokusai"], 10)
                 assert [d.hops for d in result.distances] == [1]
-            assert await asyncio.wait_for(graph.add([ArtistRecord.named("Thawed Painter")], []), 10) == (1, 0)
+            # Once the database answers again, writes are taken again: a retry within a bound, since the
+            # database first works off what the frozen relay buffered (the timed-out write, the reload): on
+            # a loaded machine the first write after the thaw still took longer than 0.5 s once (full run).
+            created = await _write_once_answering(graph, ArtistRecord.named("Thawed Painter"), within_s=10)
+            assert created in ((1, 0), (0, 0))  # (0, 0): an attempt that timed out had landed after all
             assert (await graph.get_artists(["Thawed Painter"])).missing == []
         finally:
             await graph.close()
+
+
+async def _write_once_answering(
+    graph: InfluenceGraph, artist: ArtistRecord, within_s: float
+) -> tuple[int, int]:
+    """`graph.add([artist])`, retried while the database is still unavailable, at most `within_s` seconds."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return await asyncio.wait_for(graph.add([artist], []), within_s)
+        except GraphUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def _add_once_answering(
+    stub: influence_pb2_grpc.InfluenceServiceStub, request: influence_pb2.AddArtistsRequest, within_s: float
+) -> influence_pb2.AddArtistsResponse:
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return await stub.AddArtists(request, timeout=within_s)
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 async def test_the_service_answers_unavailable_while_the_database_is_hung():
@@ -264,8 +295,12 @@ async def test_the_service_answers_unavailable_while_the_database_is_hung():
                         await stub.AddArtists(request, timeout=10)
                     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
                     assert "did not answer within 0.5 s" in (refused.value.details() or "")
-                added = await stub.AddArtists(request, timeout=10)
-                assert added.influences_added == 1
+                # Taken again once the database answers (retried while it works off what the frozen relay
+                # buffered, as above); 0 added when the refused attempt landed after the thaw after all.
+                added = await _add_once_answering(stub, request, within_s=10)
+                assert added.influences_added in (0, 1)
+                result = await graph.distances("Hokusai", ["Hung Painter"], 10)
+                assert [d.hops for d in result.distances] == [1]
         finally:
             await grpc_server.stop(0)
             await graph.close()
