@@ -29,10 +29,9 @@ import uvicorn
 
 from artsearch.config import Env
 from artsearch.grpc_server import GrpcServiceServer
-from services.encoder.backend_factory import open_embedding_backend
-from services.encoder.batching import MicroBatchingBackend
+from services.encoder.backend_factory import open_encoder_service
 from services.encoder.config import EncoderConfig
-from services.encoder.server import EncoderService, encoder_registration
+from services.encoder.server import encoder_registration
 from services.gateway.app import create_app
 from services.gateway.config import GatewayConfig
 from services.gateway.downstream import ServiceStubs
@@ -112,18 +111,7 @@ def _gateway_config(http_port: int, image_root: Path) -> GatewayConfig:
 
 
 async def serve(model: Path, state_dir: Path, grpc_port: int, http_port: int, image_root: Path) -> None:
-    encoder_config = EncoderConfig.from_env(Env({"MODEL_PATH": str(model)}))
-    backend = MicroBatchingBackend(
-        open_embedding_backend(encoder_config),
-        max_batch_images=encoder_config.batch_max_images,
-        max_wait_ms=encoder_config.batch_max_wait_ms,
-    )
-    encoder = EncoderService(
-        backend,
-        max_batch_images=encoder_config.max_batch_images,
-        max_image_pixels=encoder_config.max_image_pixels,
-        max_queued_images=encoder_config.max_queued_images,
-    )
+    encoder = open_encoder_service(EncoderConfig.from_env(Env({"MODEL_PATH": str(model)})))
     search_config = SearchConfig.from_env(Env({"SEARCH_DATA_DIR": str(state_dir / "search")}))
     store = await open_artwork_store(search_config)
     search = SearchService(store, search_config.region_margin)

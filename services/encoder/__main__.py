@@ -14,24 +14,13 @@ from __future__ import annotations
 import sys
 
 from artsearch.grpc_server import run_service, service_main
-from services.encoder.backend_factory import open_embedding_backend
-from services.encoder.batching import MicroBatchingBackend
+from services.encoder.backend_factory import open_encoder_service
 from services.encoder.config import EncoderConfig
-from services.encoder.server import EncoderService, encoder_registration
+from services.encoder.server import encoder_registration
 
 
 async def serve(config: EncoderConfig) -> None:
-    backend = MicroBatchingBackend(
-        open_embedding_backend(config),
-        max_batch_images=config.batch_max_images,
-        max_wait_ms=config.batch_max_wait_ms,
-    )
-    service = EncoderService(
-        backend,
-        max_batch_images=config.max_batch_images,
-        max_image_pixels=config.max_image_pixels,
-        max_queued_images=config.max_queued_images,
-    )
+    service = open_encoder_service(config)
     await run_service(
         [encoder_registration(service)],
         config.listen,

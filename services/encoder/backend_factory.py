@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 
 from services.encoder.backends import EmbeddingBackend, EmbeddingModelInfo, OnnxRuntimeBackend
+from services.encoder.batching import MicroBatchingBackend
 from services.encoder.config import EncoderConfig
+from services.encoder.server import EncoderService
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +48,19 @@ def open_embedding_backend(config: EncoderConfig) -> EmbeddingBackend:
         },
     )
     return backend
+
+
+def open_encoder_service(config: EncoderConfig) -> EncoderService:
+    """The encoder as the configuration composes it: the backend behind micro-batching, the servicer's limits
+    (`python -m services.encoder` serves it; bench/in_process.py calls it directly)."""
+    backend = MicroBatchingBackend(
+        open_embedding_backend(config),
+        max_batch_images=config.batch_max_images,
+        max_wait_ms=config.batch_max_wait_ms,
+    )
+    return EncoderService(
+        backend,
+        max_batch_images=config.max_batch_images,
+        max_image_pixels=config.max_image_pixels,
+        max_queued_images=config.max_queued_images,
+    )
