@@ -5,7 +5,8 @@ over them driven through httpx.ASGITransport. `from gateway_support import ...`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import dataclasses
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from artsearch.config import Env
 from artsearch.grpc_client import open_channel
 from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc
+from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
 from artsearch_tools.ingest import IngestTargets
 from services.encoder.backends import OnnxRuntimeBackend
 from services.encoder.server import EncoderService, encoder_registration
@@ -56,6 +58,16 @@ async def in_process_services(
         await encoder.close()
         await store.close()
         await graph.close()
+
+
+def catalogue_subset(folder: Path, ids: Collection[str]) -> Catalogue:
+    """The catalogue in `folder` reduced to the artworks `ids` (small, quick to ingest)."""
+    full = load_catalogue(folder)
+    return dataclasses.replace(full, entries=[e for e in full.entries if e.id in ids], problems=[])
+
+
+def image_of(catalogue: Catalogue, artwork_id: str) -> bytes:
+    return catalogue.path_of(next(e for e in catalogue.entries if e.id == artwork_id)).read_bytes()
 
 
 def ingest_targets(addresses: Mapping[str, str]) -> IngestTargets:

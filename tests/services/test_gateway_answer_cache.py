@@ -4,7 +4,6 @@ without the picture. Real encoder, search and influence services in-process, a d
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import statistics
 import time
@@ -16,10 +15,17 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from gateway_support import gateway_client, gateway_config, in_process_services, ingest_targets
+from gateway_support import (
+    catalogue_subset,
+    gateway_client,
+    gateway_config,
+    image_of,
+    in_process_services,
+    ingest_targets,
+)
 
 from artsearch.grpc_server import RPC_TOTAL
-from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
+from artsearch_tools.catalogue.folder import Catalogue
 from artsearch_tools.ingest import ingest_catalogue
 from services.gateway.answer_cache import LOOKUPS, AnswerCaches, Cursor
 from services.gateway.app import create_app
@@ -45,12 +51,7 @@ class FakeClock:
 
 @pytest.fixture(scope="module")
 def catalogue(gcompris_catalogue: Path) -> Catalogue:
-    full = load_catalogue(gcompris_catalogue)
-    return dataclasses.replace(full, entries=[e for e in full.entries if e.id in IDS], problems=[])
-
-
-def image_of(catalogue: Catalogue, artwork_id: str) -> bytes:
-    return catalogue.path_of(next(e for e in catalogue.entries if e.id == artwork_id)).read_bytes()
+    return catalogue_subset(gcompris_catalogue, IDS)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

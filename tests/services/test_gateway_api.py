@@ -4,7 +4,6 @@ over a dozen real catalogue paintings."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import struct
 import threading
@@ -17,14 +16,21 @@ import httpx
 import numpy as np
 import pytest
 import pytest_asyncio
-from gateway_support import gateway_client, gateway_config, in_process_services, ingest_targets
+from gateway_support import (
+    catalogue_subset,
+    gateway_client,
+    gateway_config,
+    image_of,
+    in_process_services,
+    ingest_targets,
+)
 from test_gateway_openapi_contract import contract_client
 
 from artsearch.descriptor_layout import DescriptorLayout, aspect_similarities
 from artsearch.grpc_client import open_channel
 from artsearch.grpc_server import RPC_TOTAL
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc
-from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
+from artsearch_tools.catalogue.folder import Catalogue
 from artsearch_tools.ingest import ingest_catalogue
 from services.gateway.app import create_app
 
@@ -42,14 +48,9 @@ UNLABELLED = "unlabelled"
 
 @pytest.fixture(scope="module")
 def catalogue(gcompris_catalogue: Path) -> Catalogue:
-    full = load_catalogue(gcompris_catalogue)
-    entries = [e for e in full.entries if e.id in IDS]
-    assert sorted(e.id for e in entries) == sorted(IDS)
-    return dataclasses.replace(full, entries=entries, problems=[])
-
-
-def image_of(catalogue: Catalogue, artwork_id: str) -> bytes:
-    return catalogue.path_of(next(e for e in catalogue.entries if e.id == artwork_id)).read_bytes()
+    subset = catalogue_subset(gcompris_catalogue, IDS)
+    assert sorted(e.id for e in subset.entries) == sorted(IDS)
+    return subset
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

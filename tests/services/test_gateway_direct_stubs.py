@@ -5,15 +5,13 @@ answers -- results, scores, explanations and errors."""
 from __future__ import annotations
 
 import io
-import shutil
 from pathlib import Path
 
 import pytest
-from gateway_support import gateway_client, gateway_config
+from gateway_support import catalogue_subset, gateway_client, gateway_config
 from PIL import Image
 
 from artsearch.grpc_server import GrpcServiceServer
-from artsearch_tools.catalogue.folder import load_catalogue
 from artsearch_tools.ingest import IngestTargets, ingest_catalogue
 from bench.in_process import DirectStub
 from services.encoder.backends import OnnxRuntimeBackend
@@ -26,18 +24,13 @@ from services.influence.server import InfluenceServicer, registration
 from services.search.edge_store import EdgeArtworkStore
 from services.search.server import SearchService, search_registration
 
-PAINTINGS = 8
-
-
-def small_catalogue(gcompris: Path, folder: Path) -> Path:
-    """The first PAINTINGS paintings of the demo catalogue, with its metadata."""
-    folder.mkdir()
-    lines = (gcompris / "metadata.csv").read_text().splitlines()
-    (folder / "metadata.csv").write_text("\n".join(lines[: PAINTINGS + 1]) + "\n")
-    for line in lines[1 : PAINTINGS + 1]:
-        filename = line.split(",")[1]
-        shutil.copy(gcompris / filename, folder / filename)
-    return folder
+PAINTINGS = (
+    "hokusai-the-great-wave-off-kanagawa",
+    "van-gogh-bedroom-in-arles",
+    "van-gogh-cafe-terrace-at-night",
+    "cassatt-summertime",
+    "degas-the-dance-class",
+)
 
 
 def photo_of(path: Path) -> bytes:
@@ -59,7 +52,7 @@ def comparable(answer: dict) -> dict:
 async def test_the_gateway_gives_the_same_answers_through_direct_stubs_as_through_grpc(
     model_path: Path, gcompris_catalogue: Path, tmp_path: Path
 ):
-    catalogue = small_catalogue(gcompris_catalogue, tmp_path / "catalogue")
+    catalogue = catalogue_subset(gcompris_catalogue, PAINTINGS)
     encoder = EncoderService(OnnxRuntimeBackend(model_path), max_batch_images=16, max_image_pixels=50_000_000)
     store = await EdgeArtworkStore.open(tmp_path / "search")
     graph = await open_influence_graph(InfluenceConfig(state_dir=tmp_path / "influence"))
@@ -74,14 +67,14 @@ async def test_the_gateway_gives_the_same_answers_through_direct_stubs_as_throug
         targets = IngestTargets(
             addresses["ENCODER_ADDR"], addresses["SEARCH_ADDR"], addresses["INFLUENCE_ADDR"]
         )
-        report = await ingest_catalogue(load_catalogue(catalogue), targets)
-        assert report.added == PAINTINGS
+        report = await ingest_catalogue(catalogue, targets)
+        assert report.added == len(PAINTINGS)
         config = gateway_config(addresses, QUERY_CACHE_ENTRIES="0", IMAGE_ROOT=str(tmp_path))
         direct = ServiceStubs(DirectStub(encoder), DirectStub(search), DirectStub(influence))
         answers = {}
         for name, app in (("grpc", create_app(config)), ("direct", create_app(config, direct))):
             async with gateway_client(app) as client:
-                photo = photo_of(next(catalogue.glob("*.jpg")))
+                photo = photo_of(catalogue.path_of(catalogue.entries[0]))
                 found = await client.post("/v1/search", params={"k": 5}, files={"image": ("p.jpg", photo)})
                 first_id = found.json()["results"][0]["id"]
                 similar = await client.get(f"/v1/artworks/{first_id}/similar", params={"k": 5})

@@ -10,7 +10,6 @@ answer those tests get (search variants, filters, URL bodies, photos) is held to
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import io
 import json
@@ -23,12 +22,18 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from gateway_support import gateway_client, gateway_config, in_process_services, ingest_targets
+from gateway_support import (
+    catalogue_subset,
+    gateway_client,
+    gateway_config,
+    in_process_services,
+    ingest_targets,
+)
 from PIL import Image
 from pydantic import BaseModel, ValidationError
 from starlette.routing import Match
 
-from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
+from artsearch_tools.catalogue.folder import Catalogue
 from artsearch_tools.ingest import ingest_catalogue
 from services.gateway.app import create_app
 from services.gateway.schemas.search import SearchAnswer
@@ -43,8 +48,6 @@ AUTH = {"X-API-Key": KEY}
 
 
 # --- the contract check ---------------------------------------------------------------------------------
-
-
 class ContractError(AssertionError):
     pass
 
@@ -289,8 +292,7 @@ def test_the_check_fails_on_a_renamed_added_or_missing_field():
 
 @pytest.fixture(scope="module")
 def catalogue(gcompris_catalogue: Path) -> Catalogue:
-    full = load_catalogue(gcompris_catalogue)
-    return dataclasses.replace(full, entries=[e for e in full.entries if e.id in IDS], problems=[])
+    return catalogue_subset(gcompris_catalogue, IDS)
 
 
 def _picture(colour: tuple[int, int, int], fmt: str = "PNG") -> bytes:

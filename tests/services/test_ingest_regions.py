@@ -15,12 +15,18 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from gateway_support import gateway_client, gateway_config, in_process_services, ingest_targets
+from gateway_support import (
+    catalogue_subset,
+    gateway_client,
+    gateway_config,
+    in_process_services,
+    ingest_targets,
+)
 from PIL import Image
 
 from artsearch.grpc_client import open_channel
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc
-from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
+from artsearch_tools.catalogue.folder import Catalogue
 from artsearch_tools.evaluation.visitor_photos import visitor_photos
 from artsearch_tools.ingest import REGION_GRID_KEY, IngestOptions, IngestTargets, ingest_catalogue
 from artsearch_tools.regions import DEFAULT_REGION_GRID
@@ -46,8 +52,7 @@ DETAIL_SEEDS = (0, 2)
 
 @pytest.fixture(scope="module")
 def catalogue(gcompris_catalogue: Path) -> Catalogue:
-    full = load_catalogue(gcompris_catalogue)
-    return dataclasses.replace(full, entries=[e for e in full.entries if e.id in IDS], problems=[])
+    return catalogue_subset(gcompris_catalogue, IDS)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

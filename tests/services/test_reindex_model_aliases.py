@@ -5,18 +5,17 @@ same model as the ingest: a migration copy)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from gateway_support import encoder_model_version, in_process_services, ingest_targets
+from gateway_support import catalogue_subset, encoder_model_version, in_process_services, ingest_targets
 
 from artsearch.grpc_client import open_channel
 from artsearch.model_aliases import alias_map, model_alias
 from artsearch.v1 import search_pb2, search_pb2_grpc
-from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
+from artsearch_tools.catalogue.folder import Catalogue
 from artsearch_tools.ingest import ingest_catalogue
 from artsearch_tools.training.reindex import ReindexSettings, reindex, rollback
 
@@ -27,8 +26,7 @@ IDS = ["van-gogh-bedroom-in-arles", "hokusai-the-great-wave-off-kanagawa", "dega
 
 @pytest.fixture(scope="module")
 def catalogue(gcompris_catalogue: Path) -> Catalogue:
-    full = load_catalogue(gcompris_catalogue)
-    return dataclasses.replace(full, entries=[e for e in full.entries if e.id in IDS], problems=[])
+    return catalogue_subset(gcompris_catalogue, IDS)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
