@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from artsearch.config import ConfigError
 from artsearch_tools.model_export.export_onnx import sha256_of, sidecar_path, write_json_atomically
 from services.encoder.backends import EmbeddingModelInfo
 
@@ -58,6 +59,10 @@ class QuantizationCheck:
 
 
 def calibration_files(catalogue: Path) -> list[Path]:
+    if not catalogue.is_dir():
+        raise FileNotFoundError(
+            f"{catalogue} is not a folder of calibration images (make catalogue builds one)"
+        )
     files = sorted(p for p in catalogue.iterdir() if p.suffix.lower() in CALIBRATION_IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"no calibration images in {catalogue} (make catalogue builds the demo one)")
@@ -209,9 +214,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    fp32_meta = json.loads(sidecar_path(args.fp32).read_text())
-    info = EmbeddingModelInfo.from_sidecar(args.fp32, backend="onnxruntime")
-    files = calibration_files(args.calibration)
+    try:
+        info = EmbeddingModelInfo.from_sidecar(args.fp32, backend="onnxruntime")
+        fp32_meta = json.loads(sidecar_path(args.fp32).read_text())
+        files = calibration_files(args.calibration)
+    except (ConfigError, FileNotFoundError) as error:
+        log.error("cannot quantize: %s", error)
+        return 2
     if not args.force and is_up_to_date(args.output, fp32_meta, files):
         args.output.touch()  # make compares timestamps: current from now on
         log.info("%s is up to date", args.output)

@@ -181,3 +181,14 @@ def test_quantizing_again_gives_the_same_bytes(
     assert quantize_main(argv) == 0
     assert output.read_bytes() == int8_model_path.read_bytes()
     assert sidecar(output) == sidecar(int8_model_path)
+
+
+def test_quantizing_without_a_model_or_calibration_images_fails_with_a_message(
+    model_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    output = ["--output", str(tmp_path / "int8" / "model.onnx")]
+    assert quantize_main(["--fp32", str(model_path), "--calibration", str(tmp_path / "none"), *output]) == 2
+    assert "is not a folder of calibration images" in caplog.text
+    assert quantize_main(["--fp32", str(tmp_path / "no.onnx"), "--calibration", str(tmp_path), *output]) == 2
+    assert "model.json is missing" in caplog.text
+    assert not (tmp_path / "int8").exists()
