@@ -1,4 +1,5 @@
-"""Catalogue management over HTTP (artworks, artists, influences), guarded by admin API keys.
+"""The admin API keys guarding catalogue management over HTTP (artworks, artists, influences: their routes
+are services/gateway/routes/admin_artworks.py and artists.py).
 
 Who may write: a request carrying a configured key (`X-API-Key: KEY` or `Authorization: Bearer KEY`),
 within that key's rate limit. Without a key or with a wrong one: 401. When no key is configured at all
@@ -186,20 +187,21 @@ def _depends_on(dependant: Dependant, call: object) -> bool:
     return dependant.call is call or any(_depends_on(d, call) for d in dependant.dependencies)
 
 
-def install_admin_routes(app: FastAPI, settings: AdminSettings) -> None:
-    """Adds the admin routes to the app, and the middleware checking their keys before bodies are read
-    (install it inside the app's request-context middleware, so its answers are logged and counted)."""
-    from services.gateway.artist_admin import install_artist_routes
-    from services.gateway.catalogue_admin import install_catalogue_routes
+async def require_admin(request: Request) -> str:
+    """The dependency of every admin route: the key's owner, or the refusal (as ApiError). The guard is the
+    app's (install_admin_guard)."""
+    guard: AdminGuard = request.app.state.admin_guard
+    return guard(request)
 
+
+def install_admin_guard(app: FastAPI, settings: AdminSettings) -> None:
+    """The admin routes' key check: the guard the `require_admin` dependency asks, and the middleware
+    checking keys before bodies are read (install it inside the app's request-context middleware, so its
+    answers are logged and counted). Call it after the admin routes are included (services/gateway/routes/
+    admin_artworks.py, artists.py): the middleware guards the routes that depend on `require_admin`."""
     if ApiError not in app.exception_handlers:
         app.add_exception_handler(ApiError, _api_error)
     guard = AdminGuard(settings)
-
-    async def require_admin(request: Request) -> str:
-        return guard(request)
-
-    install_catalogue_routes(app, settings, require_admin)
-    install_artist_routes(app, require_admin)
+    app.state.admin_guard = guard
     guarded = [r for r in app.routes if isinstance(r, APIRoute) and _depends_on(r.dependant, require_admin)]
     app.add_middleware(AdminAuthMiddleware, guard=guard, routes=app.routes, guarded=guarded)

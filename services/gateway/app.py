@@ -7,26 +7,23 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import resources
 from typing import Any
 
 import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.routing import APIRoute
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from artsearch.artists import default_artist_index
 from artsearch.telemetry import shutdown_tracing
-from services.gateway.admin import install_admin_routes
+from services.gateway.admin import install_admin_guard
 from services.gateway.answer_cache import AnswerCaches
 from services.gateway.backend_factory import open_downstream
 from services.gateway.body_limit import BodyLimitMiddleware, upload_body_limit
 from services.gateway.catalogue_admin import BATCH_ROUTE, sweep_stale_uploads
-from services.gateway.clusters import install_cluster_routes
 from services.gateway.config import GatewayConfig
-from services.gateway.downstream import REQUIRED_SERVICES, DownstreamError, ServiceStubs
+from services.gateway.downstream import DownstreamError, ServiceStubs
 from services.gateway.errors import (
     RETRY_AFTER_S,
     RETRY_STATUSES,
@@ -34,14 +31,25 @@ from services.gateway.errors import (
     error_response,
     with_error_body,
 )
-from services.gateway.evaluation_pictures import install_evaluation_picture_routes
-from services.gateway.media import install_media_routes
 from services.gateway.public_limits import PublicLimitMiddleware
 from services.gateway.query_cache import EncodedPictureCache
 from services.gateway.request_context import RequestContextMiddleware
+from services.gateway.routes import (
+    add_routes,
+    admin_artworks,
+    artists,
+    artwork_images,
+    artworks,
+    clusters,
+    evaluation_pictures,
+    health,
+    search,
+    similar,
+    styles,
+    web_ui,
+)
+from services.gateway.routes import operation_id as operation_id  # the operationIds: handler names
 from services.gateway.schemas import with_answer_examples
-from services.gateway.schemas.operations import Health, Readiness
-from services.gateway.search_api import install_search_routes
 from services.gateway.telemetry import (
     install_telemetry,
 )
@@ -56,13 +64,6 @@ _HTTP_STATUS_FOR_GRPC = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 503,
 }
-
-
-def operation_id(route: APIRoute) -> str:
-    """A route's OpenAPI operationId: its handler's name (`search`, `list_artworks`), which client
-    generators turn into method names; FastAPI's default appends the path and method
-    (`search_v1_search_post`). Unique: tests/services/test_gateway_api.py pins the whole table."""
-    return route.name
 
 
 def create_app(config: GatewayConfig, stubs: ServiceStubs | None = None) -> FastAPI:
@@ -91,10 +92,7 @@ def create_app(config: GatewayConfig, stubs: ServiceStubs | None = None) -> Fast
     app.state.config = config
     _install_error_handlers(app)
     _install_routes(app, config)
-    install_media_routes(app, config.media)
-    install_cluster_routes(app, config.clusters)
-    install_evaluation_picture_routes(app, config.evaluation_pictures)
-    install_admin_routes(app, config.admin)  # with its key-checking middleware
+    install_admin_guard(app, config.admin)  # the admin routes' key-checking middleware, after the routes
     upload_limit = upload_body_limit(config.max_upload_bytes)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -161,40 +159,16 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _install_routes(app: FastAPI, config: GatewayConfig) -> None:
-    @app.get(
-        "/healthz", tags=["operations"], response_model=Health, response_description="The process answers"
-    )
-    async def healthz() -> dict[str, str]:
-        """Liveness: the gateway process answers."""
-        return {"status": "ok"}
-
-    @app.get(
-        "/readyz",
-        tags=["operations"],
-        response_model=Readiness,
-        response_description="Ready: the encoder and the search service answer",
-        responses={
-            503: {
-                "model": Readiness,
-                "description": "Not ready: the encoder or the search service does not answer",
-            }
-        },
-    )
-    async def readyz(request: Request) -> JSONResponse:
-        """Readiness: what this gateway can serve. Ready while the encoder and search services answer their
-        health checks (no search can be answered without them); the influence service is optional (without
-        it answers keep the visual order and say so), so its outage is reported in `degraded`, not as
-        unready: otherwise every gateway pod would leave the load balancer at once and the degraded mode
-        would never serve anyone."""
-        services = await request.app.state.downstream.readiness()
-        ready = all(services[name] for name in REQUIRED_SERVICES)
-        degraded = [name for name, up in services.items() if not up and name not in REQUIRED_SERVICES]
-        body = {"ready": ready, "services": services, "degraded": degraded}
-        return JSONResponse(body, status_code=200 if ready else 503)
-
-    @app.get("/", include_in_schema=False)
-    async def index() -> HTMLResponse:
-        page = resources.files("services.gateway").joinpath("static/index.html").read_text("utf-8")
-        return HTMLResponse(page)
-
-    install_search_routes(app, config)
+    """Every route, one module per resource (services/gateway/routes/), in this order."""
+    add_routes(app, health.router)
+    add_routes(app, web_ui.router)
+    add_routes(app, search.router(config))
+    add_routes(app, similar.router(config))
+    add_routes(app, artworks.router)
+    add_routes(app, styles.router)
+    web_ui.mount_static(app)
+    artwork_images.install(app, config.media)
+    clusters.install(app, config.clusters)
+    add_routes(app, evaluation_pictures.router(config.evaluation_pictures))
+    add_routes(app, admin_artworks.router)
+    add_routes(app, artists.router)

@@ -1,6 +1,4 @@
-"""Admin routes over the artwork catalogue: list, add one, add a batch, edit metadata, delete.
-
-No `from __future__ import annotations`: FastAPI reads these route signatures at run time.
+"""Admin operations on the artwork catalogue: list, add one, add a batch, edit metadata, delete.
 
 Order of an addition, so that a failure or a crash (the gateway killed at any point) never leaves a record
 without its image: check everything (image, metadata, id not taken) -> encode -> write the image to its
@@ -10,19 +8,20 @@ influence graph (best effort: a failure there is reported as "degraded": ["influ
 stored). A replacement never overwrites the file the stored record still shows (it gets another name,
 image_file_name with its content). When the search service refuses the upsert, the new image is removed;
 when the outcome is unknown (deadline, connection lost: the write may have landed) it is kept. A crash
-leaves at worst an image no record shows, or a temporary file that the next start-up removes (app.py)."""
+leaves at worst an image no record shows, or a temporary file that the next start-up removes (app.py).
+
+The routes: services/gateway/routes/admin_artworks.py."""
 
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import grpc
-from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi import UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from artsearch.v1 import common_pb2, encoder_pb2, influence_pb2, search_pb2
@@ -47,9 +46,8 @@ from services.gateway.artwork_records import (
     remove_stale_uploads,
 )
 from services.gateway.downstream import ENCODER, INFLUENCE, SEARCH, DownstreamError
-from services.gateway.errors import ADMIN_STATUSES, ApiError, error_responses
+from services.gateway.errors import ApiError
 from services.gateway.image_checks import ImageLimits, check_image
-from services.gateway.schemas.catalogue import ArtworkChange, ArtworkPage, BatchAnswer
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +55,6 @@ ENCODE_CONCURRENCY = 4
 MAX_LIST_LIMIT = 1000
 MAX_CURSOR_CHARS = 2000
 BATCH_ROUTE = "/v1/artworks/batch"
-
-RequireAdmin = Callable[[Request], Awaitable[str]]
 
 
 @dataclass
@@ -89,183 +85,98 @@ class ArtworkPatch(BaseModel):
     extra: dict[str, str | None] | None = None
 
 
-def install_catalogue_routes(app: FastAPI, settings: AdminSettings, require_admin: RequireAdmin) -> None:
-    """GET/POST /v1/artworks, POST /v1/artworks/batch, PATCH/DELETE /v1/artworks/{id}: all need a key."""
-    admin = Annotated[str, Depends(require_admin)]
-    limits = ImageLimits(app.state.config.max_upload_bytes, settings.max_image_pixels)
-    _install_listing(app, admin)
-    _install_additions(app, settings, admin, limits)
-    _install_edits(app, settings, admin)
+def upload_limits(config: Any) -> ImageLimits:
+    """The limits on an added artwork's image: the gateway's upload size, the admin pixel limit."""
+    return ImageLimits(config.max_upload_bytes, config.admin.max_image_pixels)
 
 
-def _install_listing(app: FastAPI, admin: Any) -> None:
-
-    @app.get(
-        "/v1/artworks",
-        tags=["admin"],
-        response_model=ArtworkPage,
-        response_description="One page of artworks",
-        responses=error_responses(*ADMIN_STATUSES, 400, 422, 503),
+async def artwork_page(services: Services, limit: int, cursor: str) -> dict[str, object]:
+    """One page of the catalogue in storage order."""
+    reply = await services.call(
+        SEARCH,
+        "Scroll",
+        search_pb2.ScrollRequest(
+            collection=services.collection,
+            limit=limit,
+            cursor=clean_text(cursor, "cursor", MAX_CURSOR_CHARS),
+        ),
     )
-    async def list_artworks(
-        request: Request,
-        _: admin,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT, description="Artworks per page")] = 50,
-        cursor: Annotated[
-            str, Query(max_length=MAX_CURSOR_CHARS, description="The previous page's next_cursor")
-        ] = "",
-    ) -> JSONResponse:
-        """Every artwork of the catalogue, page by page in storage order (needs an admin key)."""
-        services = Services(request)
-        reply = await services.call(
-            SEARCH,
-            "Scroll",
-            search_pb2.ScrollRequest(
-                collection=services.collection,
-                limit=limit,
-                cursor=clean_text(cursor, "cursor", MAX_CURSOR_CHARS),
-            ),
+    return {
+        "artworks": [artwork_json(item.artwork) for item in reply.items],
+        "next_cursor": reply.next_cursor or None,
+        "limit": limit,
+    }
+
+
+async def add_artwork(
+    services: Services,
+    settings: AdminSettings,
+    limits: ImageLimits,
+    owner: str,
+    image: UploadFile,
+    fields: dict[str, object],
+    replace: bool,
+) -> dict[str, object]:
+    """Checks, encodes and stores one artwork (409 when its id exists, unless `replace`)."""
+    data = await _read_upload(image, limits.max_bytes)
+    info = check_image(data, limits)
+    pending = Pending(new_artwork(fields, settings.default_catalogue, data, owner), data, info.format)
+    previous = await _stored(services, [pending.artwork.id])
+    if previous and not replace:
+        raise ApiError(409, "already_exists", f"artwork {pending.artwork.id!r} exists; add ?replace=true")
+    reply = await services.call(ENCODER, "Encode", encoder_pb2.EncodeRequest(images=[data]))
+    pending.embedding = reply.embeddings[0]
+    degraded = await _store(services, settings.image_root, [pending], previous)
+    return {"artwork": artwork_json(pending.artwork), "degraded": degraded}
+
+
+async def add_artworks(
+    services: Services,
+    settings: AdminSettings,
+    limits: ImageLimits,
+    owner: str,
+    images: Sequence[UploadFile],
+    metadata: str,
+    replace: bool,
+) -> dict[str, object]:
+    """Adds several artworks, each added or rejected with its reason on its own."""
+    if len(images) > settings.max_batch_items:
+        raise ApiError(
+            413, "too_many_items", f"{len(images)} images; at most {settings.max_batch_items} per batch"
         )
-        return JSONResponse(
-            {
-                "artworks": [artwork_json(item.artwork) for item in reply.items],
-                "next_cursor": reply.next_cursor or None,
-                "limit": limit,
-            }
-        )
+    batch = _Batch(services, settings, limits, owner, replace)
+    return await batch.run(images, _metadata_entries(metadata))
 
 
-def _install_additions(app: FastAPI, settings: AdminSettings, admin: Any, limits: ImageLimits) -> None:
-    @app.post(
-        "/v1/artworks",
-        tags=["admin"],
-        status_code=201,
-        response_model=ArtworkChange,
-        response_description="Added: the artwork as stored",
-        responses=error_responses(*ADMIN_STATUSES, 400, 409, 413, 415, 422, 503),
-    )
-    async def add_artwork(
-        request: Request,
-        owner: admin,
-        image: Annotated[UploadFile, File(description="The artwork picture (JPEG, PNG, WebP, ...)")],
-        title: Annotated[str, Form(max_length=500)],
-        artwork_id: Annotated[
-            str | None, Form(alias="id", max_length=128, description="Default: catalogue + image hash")
-        ] = None,
-        artist: Annotated[str | None, Form(max_length=500)] = None,
-        style: Annotated[str | None, Form(max_length=500)] = None,
-        genre: Annotated[str | None, Form(max_length=500)] = None,
-        year: Annotated[str | None, Form(max_length=10, description="Year of creation")] = None,
-        catalogue: Annotated[
-            str | None, Form(max_length=64, description="Default: the configured one")
-        ] = None,
-        extra: Annotated[str | None, Form(max_length=65_536, description="JSON object of strings")] = None,
-        replace: Annotated[bool, Query(description="Replace an artwork that has this id")] = False,
-    ) -> JSONResponse:
-        """Adds one artwork: the image is checked, encoded and indexed with its metadata, kept under
-        IMAGE_ROOT/<catalogue>/<id>.<ext>, and its artist joins the influence graph (needs an admin key).
-        409 when the id exists, unless `replace`."""
-        services = Services(request)
-        data = await _read_upload(image, limits.max_bytes)
-        info = check_image(data, limits)
-        fields = {
-            "id": artwork_id,
-            "title": title,
-            "artist": artist,
-            "style": style,
-            "genre": genre,
-            "year": year,
-            "catalogue": catalogue,
-            "extra": extra,
-        }
-        pending = Pending(new_artwork(fields, settings.default_catalogue, data, owner), data, info.format)
-        previous = await _stored(services, [pending.artwork.id])
-        if previous and not replace:
-            raise ApiError(409, "already_exists", f"artwork {pending.artwork.id!r} exists; add ?replace=true")
-        reply = await services.call(ENCODER, "Encode", encoder_pb2.EncodeRequest(images=[data]))
-        pending.embedding = reply.embeddings[0]
-        degraded = await _store(services, settings.image_root, [pending], previous)
-        return JSONResponse({"artwork": artwork_json(pending.artwork), "degraded": degraded}, status_code=201)
-
-    @app.post(
-        BATCH_ROUTE,
-        tags=["admin"],
-        response_model=BatchAnswer,
-        response_description="What became of each image",
-        responses=error_responses(*ADMIN_STATUSES, 400, 413, 422, 503),
-    )
-    async def add_artworks(
-        request: Request,
-        owner: admin,
-        images: Annotated[list[UploadFile], File(description="The pictures; each matched by its filename")],
-        metadata: Annotated[
-            str,
-            Form(
-                description='JSON list: [{"filename": "a.jpg", "title": "...", "artist": "...", '
-                '"style": "...", "genre": "...", "year": 1889, "id": "...", "catalogue": "...", '
-                '"extra": {...}}, ...]'
-            ),
-        ],
-        replace: Annotated[bool, Query(description="Replace artworks whose ids exist")] = False,
-    ) -> JSONResponse:
-        """Adds several artworks; each one is added or rejected with its reason, on its own (needs an admin
-        key)."""
-        if len(images) > settings.max_batch_items:
-            raise ApiError(
-                413, "too_many_items", f"{len(images)} images; at most {settings.max_batch_items} per batch"
-            )
-        batch = _Batch(Services(request), settings, limits, owner, replace)
-        return JSONResponse(await batch.run(images, _metadata_entries(metadata)))
-
-
-def _install_edits(app: FastAPI, settings: AdminSettings, admin: Any) -> None:
-    @app.patch(
-        "/v1/artworks/{artwork_id}",
-        tags=["admin"],
-        response_model=ArtworkChange,
-        response_description="The artwork as now stored",
-        responses=error_responses(*ADMIN_STATUSES, 400, 404, 413, 422, 503),
-    )
-    async def edit_artwork(request: Request, _: admin, artwork_id: str, patch: ArtworkPatch) -> JSONResponse:
-        """Changes an artwork's metadata; its descriptor is kept as stored, nothing is re-encoded (needs
-        an admin key). The search service changes only the fields sent, in place: an edit never brings
-        back an artwork deleted meanwhile (404), and edits of different fields never undo each other."""
-        check_stored_id(artwork_id)
-        services = Services(request)
-        edit = _edit_request(patch)
-        if not edit.ListFields():  # only an empty `extra` was sent: nothing to change
-            found = await _stored(services, [artwork_id])
-            if not found:
-                raise ApiError(404, "not_found", f"no artwork {artwork_id!r}")
-            return JSONResponse({"artwork": artwork_json(found[artwork_id]), "degraded": []})
-        edit.collection, edit.id = services.collection, artwork_id
-        reply = await services.call(SEARCH, "UpdateArtwork", edit)
-        degraded = []
-        if reply.artwork.artist and reply.artwork.artist != reply.previous.artist:
-            degraded = await _register_artists(services, [reply.artwork.artist])
-        return JSONResponse({"artwork": artwork_json(reply.artwork), "degraded": degraded})
-
-    @app.delete(
-        "/v1/artworks/{artwork_id}",
-        tags=["admin"],
-        status_code=204,
-        response_description="Deleted",
-        responses=error_responses(*ADMIN_STATUSES, 400, 404, 422, 503),
-    )
-    async def delete_artwork(request: Request, _: admin, artwork_id: str) -> Response:
-        """Deletes an artwork, and its image when it was added through this API (needs an admin key)."""
-        check_stored_id(artwork_id)
-        services = Services(request)
+async def edit_artwork(services: Services, artwork_id: str, patch: ArtworkPatch) -> dict[str, object]:
+    """Changes the fields sent, in place (the search service's UpdateArtwork); 404 for an unknown id."""
+    check_stored_id(artwork_id)
+    edit = _edit_request(patch)
+    if not edit.ListFields():  # only an empty `extra` was sent: nothing to change
         found = await _stored(services, [artwork_id])
         if not found:
             raise ApiError(404, "not_found", f"no artwork {artwork_id!r}")
-        await services.call(
-            SEARCH, "Delete", search_pb2.DeleteRequest(collection=services.collection, ids=[artwork_id])
-        )
-        image_path = added_image_path(settings.image_root, found[artwork_id])
-        if image_path is not None:
-            await asyncio.to_thread(discard, image_path)
-        return Response(status_code=204)
+        return {"artwork": artwork_json(found[artwork_id]), "degraded": []}
+    edit.collection, edit.id = services.collection, artwork_id
+    reply = await services.call(SEARCH, "UpdateArtwork", edit)
+    degraded = []
+    if reply.artwork.artist and reply.artwork.artist != reply.previous.artist:
+        degraded = await _register_artists(services, [reply.artwork.artist])
+    return {"artwork": artwork_json(reply.artwork), "degraded": degraded}
+
+
+async def delete_artwork(services: Services, settings: AdminSettings, artwork_id: str) -> None:
+    """Deletes an artwork, and its image when it was added through this API; 404 for an unknown id."""
+    check_stored_id(artwork_id)
+    found = await _stored(services, [artwork_id])
+    if not found:
+        raise ApiError(404, "not_found", f"no artwork {artwork_id!r}")
+    await services.call(
+        SEARCH, "Delete", search_pb2.DeleteRequest(collection=services.collection, ids=[artwork_id])
+    )
+    image_path = added_image_path(settings.image_root, found[artwork_id])
+    if image_path is not None:
+        await asyncio.to_thread(discard, image_path)
 
 
 # ---- one batch ---------------------------------------------------------------------------------------

@@ -12,25 +12,18 @@ Settings (environment):
   EVALUATION_DIR                  folder of the evaluation's PNG files (e.g. <repo>/docs/img); unset: off
   EVALUATION_CACHE_MAX_AGE_S      Cache-Control max-age of the pictures, seconds (default 3600)
 
-No `from __future__ import annotations` here: FastAPI reads the route signatures at run time."""
+The routes: services/gateway/routes/evaluation_pictures.py."""
 
-import asyncio
 import os
 import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Self
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request
-from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, JSONResponse, Response
-
 from artsearch.config import Env
-from services.gateway.errors import ApiError, error_doc
-from services.gateway.media import BINARY, cache_headers, etag_matches
-from services.gateway.schemas.evaluation import EvaluationPictures
+from services.gateway.errors import ApiError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PICTURE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.png", re.IGNORECASE)
@@ -131,57 +124,7 @@ def list_pictures(directory: Path) -> list[Picture]:
     return found[:MAX_PICTURES]
 
 
-def _configured(settings: EvaluationPictureSettings) -> Path:
+def configured_directory(settings: EvaluationPictureSettings) -> Path:
     if settings.directory is None:
         raise ApiError(404, NOT_CONFIGURED_CODE, NOT_CONFIGURED_MESSAGE)
     return settings.directory
-
-
-def install_evaluation_picture_routes(app: FastAPI, settings: EvaluationPictureSettings) -> None:
-    """Adds GET /v1/evaluation/pictures and GET /v1/evaluation/pictures/{name}."""
-
-    @app.get(
-        "/v1/evaluation/pictures",
-        tags=["evaluation"],
-        response_model=EvaluationPictures,
-        response_description="The evaluation's pictures",
-        responses={
-            404: error_doc(404, "EVALUATION_DIR is not set", (NOT_CONFIGURED_CODE, NOT_CONFIGURED_MESSAGE)),
-        },
-    )
-    async def evaluation_pictures() -> JSONResponse:
-        """The evaluation's pictures (precision-recall curves, 2-D maps of the collection), each with a
-        title and the URL serving it."""
-        pictures = await asyncio.to_thread(list_pictures, _configured(settings))
-        return JSONResponse({"pictures": [picture.to_json() for picture in pictures]})
-
-    @app.get(
-        "/v1/evaluation/pictures/{name}",
-        tags=["evaluation"],
-        response_class=Response,
-        responses={
-            200: {"content": {"image/png": {"schema": BINARY}}, "description": "The PNG file"},
-            304: {"description": "Not modified: If-None-Match matched the ETag"},
-            404: error_doc(
-                404,
-                "No such picture, or EVALUATION_DIR is not set",
-                ("picture_not_found", "no evaluation picture 'x.png'"),
-            ),
-        },
-    )
-    async def evaluation_picture(
-        request: Request,
-        name: Annotated[
-            str, PathParam(min_length=1, max_length=200, description="A name from the pictures list")
-        ],
-    ) -> Response:
-        """One evaluation picture (PNG), with Cache-Control and an ETag."""
-        directory = _configured(settings)
-        pictures = await asyncio.to_thread(list_pictures, directory)
-        picture = next((p for p in pictures if p.name == name), None)
-        if picture is None:
-            raise ApiError(404, "picture_not_found", f"no evaluation picture {name[:80]!r}")
-        headers = cache_headers(settings.cache_max_age_s, picture.etag())
-        if etag_matches(request, headers["ETag"]):
-            return Response(status_code=304, headers=headers)
-        return FileResponse(picture.path, media_type="image/png", headers=headers, stat_result=picture.stat)

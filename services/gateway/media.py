@@ -1,11 +1,9 @@
-"""Artwork images and thumbnails served by the gateway, so results can be shown; and the web UI's files.
+"""Artwork images and thumbnails served by the gateway, so results can be shown (the routes:
+services/gateway/routes/artwork_images.py).
 
 An artwork's image is IMAGE_ROOT/<artwork.catalogue>/<artwork.image_uri>, or an http(s) URL in image_uri (the
 routes then redirect to it). The artwork is looked up through the search service's Get RPC, with a deadline.
-A path that resolves outside IMAGE_ROOT (``..``, absolute paths, symbolic links pointing out) is refused.
-
-No `from __future__ import annotations` here: FastAPI reads the route signatures at run time, and their
-Query bounds refer to the settings in scope."""
+A path that resolves outside IMAGE_ROOT (``..``, absolute paths, symbolic links pointing out) is refused."""
 
 import asyncio
 import io
@@ -17,13 +15,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Self
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Query, Request
-from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
+from fastapi import Request
+from fastapi.responses import JSONResponse
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from artsearch.config import ConfigError, Env
@@ -31,7 +27,6 @@ from artsearch.exif_orientation import UPRIGHT_TRANSPOSITION
 from artsearch.image_formats import MEDIA_TYPES, SNIFF_BYTES, sniff_image_format
 from artsearch.jsonlog import request_id_var
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
-from services.gateway.errors import ApiError, error_responses
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +154,7 @@ class ThumbnailCache:
             self._entries.popitem(last=False)
 
 
-async def _media_error(_: Request, error: Exception) -> JSONResponse:
+async def media_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, MediaError)
     if error.status == 403:
         log.warning("image path refused", extra={"reason": error.message})
@@ -304,103 +299,3 @@ def cache_headers(max_age_s: int, etag: str) -> dict[str, str]:
         "ETag": etag,
         "X-Content-Type-Options": "nosniff",
     }
-
-
-IMAGE_CONTENT_TYPES = sorted(MEDIA_TYPES.values())
-# The OpenAPI schema of a file answer: its bytes.
-BINARY = {"type": "string", "format": "binary"}
-_COMMON_RESPONSES: dict[int | str, dict[str, object]] = {
-    304: {"description": "Not modified: If-None-Match matched the ETag"},
-    307: {"description": "Redirect to the artwork's http(s) image URL"},
-    **error_responses(
-        403,
-        404,
-        422,
-        503,
-        notes={
-            403: "The artwork's image path points outside IMAGE_ROOT",
-            404: "Unknown artwork; missing, unreadable or non-image file; or IMAGE_ROOT not set",
-            503: "The search service is unavailable; retry after Retry-After seconds",
-        },
-    ),
-}
-
-ArtworkId = Annotated[
-    str, PathParam(min_length=1, max_length=MAX_ARTWORK_ID_LENGTH, description="The artwork's id")
-]
-
-
-def install_media_routes(app: FastAPI, settings: MediaSettings) -> None:
-    """Adds the image and thumbnail routes, and the web UI's static files under /static."""
-    thumbnails = ThumbnailCache(settings.thumbnail_cache_size, settings.thumbnail_concurrency)
-    app.state.thumbnails = thumbnails
-    budget = PixelBudget(settings.max_source_pixels)
-    app.state.thumbnail_pixels = budget
-    sizes = settings.thumbnail_sizes
-    app.add_exception_handler(MediaError, _media_error)
-    app.mount("/static", StaticFiles(packages=[("services.gateway", "static")]), name="static")
-
-    @app.get(
-        "/v1/artworks/{artwork_id}/image",
-        tags=["artworks"],
-        response_class=Response,
-        responses={
-            200: {
-                "content": {t: {"schema": BINARY} for t in IMAGE_CONTENT_TYPES},
-                "description": "The image file",
-            },
-            **_COMMON_RESPONSES,
-        },
-    )
-    async def artwork_image(request: Request, artwork_id: ArtworkId) -> Response:
-        """The artwork's full image, with Cache-Control and an ETag (304 when If-None-Match matches)."""
-        artwork = await fetch_artwork(request, artwork_id)
-        if url := remote_image_url(artwork.image_uri):
-            return RedirectResponse(url, status_code=307)
-        image = await asyncio.to_thread(local_image, settings, artwork)
-        headers = cache_headers(settings.cache_max_age_s, image.etag())
-        if etag_matches(request, headers["ETag"]):
-            return Response(status_code=304, headers=headers)
-        return FileResponse(
-            image.path, media_type=image.content_type, headers=headers, stat_result=image.stat
-        )
-
-    @app.get(
-        "/v1/artworks/{artwork_id}/thumbnail",
-        tags=["artworks"],
-        response_class=Response,
-        responses={
-            200: {"content": {"image/jpeg": {"schema": BINARY}}, "description": "A JPEG thumbnail"},
-            **_COMMON_RESPONSES,
-            **error_responses(400, notes={400: f"`size` is not one of {', '.join(map(str, sizes))}"}),
-        },
-    )
-    async def artwork_thumbnail(
-        request: Request,
-        artwork_id: ArtworkId,
-        size: Annotated[
-            int,
-            Query(
-                description=f"Longest side of the thumbnail, pixels: one of {', '.join(map(str, sizes))}",
-                json_schema_extra={"enum": list(sizes)},
-            ),
-        ] = settings.default_thumbnail_size,
-    ) -> Response:
-        """A JPEG thumbnail of the artwork's image (longest side `size`, one of a few fixed sizes), cached in
-        memory, with an ETag."""
-        if size not in sizes:
-            raise ApiError(
-                400, "invalid_size", f"size={size}: thumbnails come in sizes {', '.join(map(str, sizes))}"
-            )
-        artwork = await fetch_artwork(request, artwork_id)
-        if url := remote_image_url(artwork.image_uri):
-            return RedirectResponse(url, status_code=307)
-        image = await asyncio.to_thread(local_image, settings, artwork)
-        headers = cache_headers(settings.cache_max_age_s, image.etag(f"t{size}"))
-        if etag_matches(request, headers["ETag"]):
-            return Response(status_code=304, headers=headers)
-        key = (artwork_id, size, str(image.path), image.stat.st_mtime_ns, image.stat.st_size)
-        data = await thumbnails.get(
-            key, lambda: make_thumbnail(image.path, size, settings.max_source_pixels, budget)
-        )
-        return Response(data, media_type="image/jpeg", headers=headers)

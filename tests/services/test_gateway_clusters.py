@@ -26,11 +26,10 @@ from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
 from artsearch_tools.ingest import ingest_catalogue
 from artsearch_tools.launcher import free_ports
 from services.gateway.app import create_app
-from services.gateway.clusters import ClusterSettings, install_cluster_routes
+from services.gateway.clusters import ClusterSettings
 from services.gateway.config import GatewayConfig
 from services.gateway.evaluation_pictures import (
     EvaluationPictureSettings,
-    install_evaluation_picture_routes,
     picture_title,
 )
 
@@ -41,14 +40,8 @@ GROWING = "growing"
 
 
 def gateway_app(env: dict[str, str]) -> FastAPI:
-    """The gateway app; the cluster and picture routes are added here when app.create_app does not yet."""
-    app = create_app(GatewayConfig.from_env(Env(env)))
-    paths = {getattr(route, "path", "") for route in app.routes}
-    if "/v1/clusters" not in paths:
-        install_cluster_routes(app, ClusterSettings.from_env(Env(env)))
-    if "/v1/evaluation/pictures" not in paths:
-        install_evaluation_picture_routes(app, EvaluationPictureSettings.from_env(Env(env)))
-    return app
+    """The gateway app, with the cluster and evaluation picture routes (services/gateway/routes/)."""
+    return create_app(GatewayConfig.from_env(Env(env)))
 
 
 class RecordedCalls:

@@ -1,0 +1,59 @@
+"""/v1/artworks/{artwork_id}/similar: artworks related to one already in the catalogue."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from artsearch.jsonlog import request_id_var
+from services.gateway.answer_cache import AnswerCaches, similar_key
+from services.gateway.config import GatewayConfig
+from services.gateway.query import Timer, rank_search, stored_vector
+from services.gateway.routes import api_router
+from services.gateway.routes.docs import (
+    ARTWORK_ID,
+    CURSOR_DOC,
+    CURSOR_ERRORS,
+    SEARCH_ANSWER,
+    STORED_ROUTE_ERRORS,
+)
+from services.gateway.search_params import SearchOptions, checked, search_query
+
+
+def router(config: GatewayConfig) -> APIRouter:
+    """The similar route; its query parameters are bounded by `config` (MAX_K, MAX_POOL, ...)."""
+    routes = api_router(tags=["search"])
+    options_from_query = Annotated[SearchOptions, Depends(search_query(config))]
+
+    @routes.get(
+        "/v1/artworks/{artwork_id}/similar",
+        responses={200: SEARCH_ANSWER, **STORED_ROUTE_ERRORS, **CURSOR_ERRORS},
+    )
+    async def similar(
+        request: Request,
+        artwork_id: ARTWORK_ID,
+        options: options_from_query,
+        cursor: Annotated[str | None, Query(min_length=1, description=CURSOR_DOC)] = None,
+    ) -> JSONResponse:
+        """Artworks related to one already in the catalogue, from its stored descriptor (no re-encoding);
+        the artwork itself is left out and its artist is the source artist unless `source_artist` is set.
+        The ranked answer is kept a while (SIMILAR_CACHE_TTL_S; until the next catalogue write through this
+        gateway): the same query again, or another page of it, is cut from it."""
+        timer = Timer()
+        answers: AnswerCaches = request.app.state.answer_caches
+        if cursor is not None:
+            return JSONResponse(answers.page_of(cursor, artwork_id, timer.timings_ms, config.max_k))
+        options = checked(options, config)
+        downstream = request.app.state.downstream
+        generation = answers.generation
+        # The encoder's model as last seen (asked once): a redeployed model is another key.
+        model = await downstream.model_info(request_id_var.get())
+        key = similar_key(artwork_id, options, config.collection, model.version)
+        ranked = answers.similar_answer(key)
+        if ranked is None:
+            query = await stored_vector(downstream, artwork_id, timer, request_id_var.get())
+            ranked = await rank_search(downstream, query, options, config, timer, request_id_var.get())
+            answers.keep_similar(key, ranked, generation)
+        return JSONResponse(answers.answer(ranked, options.offset, options.k, timer.timings_ms, generation))
+
+    return routes
