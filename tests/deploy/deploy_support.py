@@ -356,18 +356,42 @@ def env_reads(image: str) -> EnvReads:
 # ----------------------------------------------------------------------------------------- requirements
 
 
+@dataclass(frozen=True)
+class LockEntry:
+    """One requirement of a lock as uv writes it: `name==version \\`, its `--hash=` lines, and the
+    `# via` comment naming what requires it."""
+
+    requirement: Requirement
+    hashes: frozenset[str]
+    via: frozenset[str]
+
+
+def read_lock(path: Path) -> dict[str, LockEntry]:
+    """name (canonical) -> the requirement, its hashes and what it is there for."""
+    entries: dict[str, LockEntry] = {}
+    text = path.read_text().replace("\\\n", " ")
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", "\n" + text)
+    for block in blocks:
+        lines = block.strip().splitlines()
+        if not lines or lines[0].startswith("#"):
+            continue
+        words = lines[0].split()
+        requirement = Requirement(" ".join(word for word in words if not word.startswith("--hash=")))
+        hashes = frozenset(word.removeprefix("--hash=") for word in words if word.startswith("--hash="))
+        comments = [line.strip().lstrip("#").strip() for line in lines[1:] if line.strip().startswith("#")]
+        via = frozenset(comment.removeprefix("via").strip() for comment in comments) - {""}
+        entries[canonicalize_name(requirement.name)] = LockEntry(requirement, hashes, via)
+    return entries
+
+
 def read_pins(path: Path) -> dict[str, str]:
     """name (canonical) -> version of every `name==version` line."""
     pins = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        requirement = Requirement(line)
-        specifiers = list(requirement.specifier)
+    for name, entry in read_lock(path).items():
+        specifiers = list(entry.requirement.specifier)
         if len(specifiers) != 1 or specifiers[0].operator != "==":
-            raise AssertionError(f"{path}: {line!r} is not pinned exactly (name==version)")
-        pins[canonicalize_name(requirement.name)] = specifiers[0].version
+            raise AssertionError(f"{path}: {str(entry.requirement)!r} is not pinned exactly (name==version)")
+        pins[name] = specifiers[0].version
     return pins
 
 
