@@ -25,16 +25,16 @@ from __future__ import annotations
 
 import csv
 import functools
-import os
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from artsearch.config import ConfigError
+from artsearch import settings
+from artsearch.config import ConfigError, Env
 
-ARTISTS_CSV_ENV = "ARTSEARCH_ARTISTS_CSV"
+ARTISTS_CSV_ENV = settings.ARTISTS_CSV.name
 CURATED_ARTISTS_CSV = (
     Path(__file__).resolve().parent.parent / "services" / "influence" / "data" / "artists.csv"
 )
@@ -277,7 +277,7 @@ def load_artist_records(path: Path) -> list[ArtistRecord]:
 
 def curated_artists_csv() -> Path:
     """The curated artist table: ARTSEARCH_ARTISTS_CSV when set, else the influence service's data."""
-    configured = os.environ.get(ARTISTS_CSV_ENV)
+    configured = settings.ARTISTS_CSV.read(Env())
     return Path(configured) if configured else CURATED_ARTISTS_CSV
 
 

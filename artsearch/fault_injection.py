@@ -17,9 +17,10 @@ import signal
 import threading
 from typing import IO
 
+from artsearch import settings
 from artsearch.config import ConfigError, Env
 
-CRASH_AT_ENV = "ARTSEARCH_TEST_CRASH_AT"
+CRASH_AT_ENV = settings.TEST_CRASH_AT.name
 _SPEC = re.compile(r"(?P<name>[a-z][a-z_.]*)(@(?P<count>[1-9][0-9]*))?")
 
 _lock = threading.Lock()
@@ -37,7 +38,7 @@ def parse(spec: str) -> tuple[str, int]:
 
 def crash_point_from_env(env: Env) -> str | None:
     """The armed crash point of this process's environment (None: none); ConfigError when malformed."""
-    spec = env.optional(CRASH_AT_ENV)
+    spec = settings.TEST_CRASH_AT.read(env)
     if spec is not None:
         try:
             parse(spec)

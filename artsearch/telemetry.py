@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
+from artsearch import settings
 from artsearch.config import ConfigError, Env
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,13 @@ class TracingSettings:
 
     @classmethod
     def from_env(cls, env: Env, default_service_name: str) -> TracingSettings:
-        ratio = env.float("OTEL_TRACES_SAMPLER_ARG", 1.0, minimum=0.0)
+        ratio = settings.OTEL_TRACES_SAMPLER_ARG.read(env)
         if ratio > 1.0:
             raise ConfigError(f"environment variable OTEL_TRACES_SAMPLER_ARG={ratio} must be <= 1")
         return cls(
-            enabled=env.bool("OTEL_ENABLED", False),
-            endpoint=env.optional("OTEL_EXPORTER_OTLP_ENDPOINT"),
-            service_name=env.str("OTEL_SERVICE_NAME", default_service_name),
+            enabled=settings.OTEL_ENABLED.read(env),
+            endpoint=settings.OTEL_EXPORTER_OTLP_ENDPOINT.read(env),
+            service_name=settings.OTEL_SERVICE_NAME.read(env, default_service_name),
             sample_ratio=ratio,
         )
 

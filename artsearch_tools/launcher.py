@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from artsearch.config import DEFAULT_PORTS
+from artsearch_tools.settings_doc import deprecated_names
 
 SERVICES = ("encoder", "search", "influence", "gateway")
 
@@ -40,6 +41,13 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def inherited_environment(own: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment less the old names of the settings a service is given here: a HOST or PORT
+    left in the shell would otherwise contradict ARTSEARCH_HOST / ARTSEARCH_PORT (a refused start)."""
+    replaced = {old for old, new in deprecated_names().items() if new in own}
+    return {name: value for name, value in os.environ.items() if name not in replaced}
 
 
 class StackFailed(RuntimeError):
@@ -68,14 +76,12 @@ class StackSettings:
         return f"http://{self.host}:{self.ports['gateway']}"
 
     def service_env(self, service: str) -> dict[str, str]:
-        common = {"HOST": self.host, "PORT": str(self.ports[service]), **self.extra_env}
+        common = {"ARTSEARCH_HOST": self.host, "ARTSEARCH_PORT": str(self.ports[service]), **self.extra_env}
         specific = {
             "encoder": {"MODEL_PATH": str(self.model_path)},
             "search": {"SEARCH_DATA_DIR": str(self.state_dir / "search")},
             "influence": {"INFLUENCE_STATE_DIR": str(self.state_dir / "influence")},
             "gateway": {
-                "ARTSEARCH_HOST": self.host,
-                "ARTSEARCH_PORT": str(self.ports["gateway"]),
                 "ENCODER_ADDR": self.address("encoder"),
                 "SEARCH_ADDR": self.address("search"),
                 "INFLUENCE_ADDR": self.address("influence"),
@@ -107,7 +113,8 @@ class ServiceStack:
             self.start_service(service)
 
     def start_service(self, service: str) -> None:
-        env = {**os.environ, **self.settings.service_env(service), "PYTHONUNBUFFERED": "1"}
+        own = self.settings.service_env(service)
+        env = {**inherited_environment(own), **own, "PYTHONUNBUFFERED": "1"}
         log_file = (self.log_dir / f"{service}.log").open("ab")
         self.processes[service] = subprocess.Popen(
             self.command(service),

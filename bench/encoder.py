@@ -236,8 +236,8 @@ class EncoderProcess:
         env = {
             **os.environ,
             "MODEL_PATH": str(model_path),
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
+            "ARTSEARCH_HOST": "127.0.0.1",
+            "ARTSEARCH_PORT": str(self.port),
             "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
             "PYTHONUNBUFFERED": "1",
         }

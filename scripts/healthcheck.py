@@ -1,10 +1,11 @@
 """Container health check, shipped in every service image (Dockerfile HEALTHCHECK, docker-compose).
 
-    python scripts/healthcheck.py grpc [SERVICE]   gRPC health Check on 127.0.0.1:$PORT (SERVING -> exit 0)
+    python scripts/healthcheck.py grpc [SERVICE]   gRPC health Check, 127.0.0.1:$ARTSEARCH_PORT (SERVING: 0)
     python scripts/healthcheck.py http PATH        GET http://127.0.0.1:$ARTSEARCH_PORT/PATH (2xx -> exit 0)
 
-The port comes from the same variables the service reads (PORT for the gRPC services, ARTSEARCH_PORT for
-the gateway), so changing a port in the environment never leaves a stale health check behind. Exit 1 means
+The port comes from the same variable the service reads (ARTSEARCH_PORT; for the gRPC services also its old
+name PORT, still read for one release), so changing a port in the environment never leaves a stale health
+check behind. Exit 1 means
 unhealthy; the reason goes to stderr (Docker keeps it in `docker inspect`). Kubernetes uses its native
 `grpc:` and `httpGet:` probes instead of this script.
 """
@@ -18,6 +19,8 @@ import urllib.request
 
 TIMEOUT_S = 2.0
 DEFAULT_PORTS = {"grpc": "50051", "http": "8080"}
+# The gRPC services' old name of ARTSEARCH_PORT (artsearch/settings.py), still read for one release.
+OLD_GRPC_PORT_VARIABLE = "PORT"
 
 
 def check_grpc(port: str, service: str) -> str | None:
@@ -54,7 +57,8 @@ def main(argv: list[str]) -> int:
         return 2
     kind, argument = argv[0], (argv[1] if len(argv) > 1 else "")
     if kind == "grpc":
-        reason = check_grpc(os.environ.get("PORT") or DEFAULT_PORTS["grpc"], argument)
+        port = os.environ.get("ARTSEARCH_PORT") or os.environ.get(OLD_GRPC_PORT_VARIABLE)
+        reason = check_grpc(port or DEFAULT_PORTS["grpc"], argument)
     else:
         reason = check_http(os.environ.get("ARTSEARCH_PORT") or DEFAULT_PORTS["http"], argument or "healthz")
     if reason:

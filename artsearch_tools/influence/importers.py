@@ -279,7 +279,7 @@ def _target_config(args: argparse.Namespace) -> InfluenceConfig:
     environ = dict(os.environ)
     if args.neo4j_uri:
         # One load, no background refresh: the command ends when the import does.
-        environ.update({"NEO4J_URI": args.neo4j_uri, "NEO4J_REFRESH_SECONDS": "0"})
+        environ.update({"NEO4J_URI": args.neo4j_uri, "NEO4J_REFRESH_S": "0"})
     else:
         environ.pop("NEO4J_URI", None)
     if args.data_dir:

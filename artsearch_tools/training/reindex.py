@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -45,7 +44,7 @@ import grpc
 from artsearch.grpc_client import is_serving, open_channel
 from artsearch.model_aliases import alias_map, collection_versions, model_alias, resolved, version_in
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc
-from artsearch_tools.launcher import free_ports
+from artsearch_tools.launcher import free_ports, inherited_environment
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +177,8 @@ async def encoder_for(settings: ReindexSettings, log_dir: Path | None = None) ->
 
 
 def _start_encoder(model: Path, port: int, log_dir: Path | None) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "MODEL_PATH": str(model.resolve()), "HOST": "127.0.0.1", "PORT": str(port)}
+    own = {"MODEL_PATH": str(model.resolve()), "ARTSEARCH_HOST": "127.0.0.1", "ARTSEARCH_PORT": str(port)}
+    env = {**inherited_environment(own), **own}
     if log_dir is None:
         command = [sys.executable, "-m", "services.encoder"]
         return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)

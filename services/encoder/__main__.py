@@ -1,12 +1,7 @@
 """`python -m services.encoder`: serve EncoderService until SIGTERM/SIGINT.
 
-Environment: MODEL_PATH (required: the exported model.onnx, model.json beside it), MAX_BATCH_IMAGES (64),
-MAX_IMAGE_PIXELS (50000000), ORT_THREADS (0: onnxruntime decides), TRITON_URL (unset: embedded
-onnxruntime; with it TRITON_MODEL_NAME, TRITON_TIMEOUT_S, TRITON_STARTUP_TIMEOUT_S), BATCH_MAX_IMAGES (16)
-and BATCH_MAX_WAIT_MS (2: micro-batching of concurrent requests), MAX_QUEUED_IMAGES (images in progress
-beyond which calls are refused with RESOURCE_EXHAUSTED; default 4 batches per core, at least 2 x
-MAX_BATCH_IMAGES), HOST, PORT (50051), METRICS_PORT,
-LOG_LEVEL.
+Settings (environment): declared in services/encoder/settings.py and artsearch/settings.py (MODEL_PATH is
+required); the table of them all is in docs/architecture.md, "Configuration".
 """
 
 from __future__ import annotations

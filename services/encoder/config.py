@@ -5,22 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from artsearch import settings as core
 from artsearch.config import DEFAULT_PORTS, ConfigError, Env, ListenSettings
 from artsearch.cpu_quota import available_cpus
+from services.encoder import settings
 from services.encoder.load_shedding import default_max_queued_images
 from services.encoder.ort_providers import parse_providers
 
-DEFAULT_MAX_BATCH_IMAGES = 64
-DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+# The declared defaults (services/encoder/settings.py), for code that builds an EncoderConfig itself.
+DEFAULT_MAX_BATCH_IMAGES: int = settings.MAX_REQUEST_IMAGES.default  # type: ignore[assignment]
+DEFAULT_MAX_IMAGE_PIXELS: int = core.MAX_IMAGE_PIXELS.default  # type: ignore[assignment]
 # Triton backend (services/encoder/triton_backend.py), used when TRITON_URL is set.
-DEFAULT_TRITON_MODEL_NAME = "efficientnet-lite0"
-DEFAULT_TRITON_TIMEOUT_S = 10.0
-DEFAULT_TRITON_STARTUP_TIMEOUT_S = 60.0
-DEFAULT_TRITON_CHANNEL_MAX_AGE_S = 300.0
+DEFAULT_TRITON_MODEL_NAME: str = settings.TRITON_MODEL_NAME.default  # type: ignore[assignment]
+DEFAULT_TRITON_TIMEOUT_S: float = settings.TRITON_TIMEOUT_S.default  # type: ignore[assignment]
+DEFAULT_TRITON_STARTUP_TIMEOUT_S: float = settings.TRITON_STARTUP_TIMEOUT_S.default  # type: ignore[assignment]
+DEFAULT_TRITON_CHANNEL_MAX_AGE_S: float = settings.TRITON_CHANNEL_MAX_AGE_S.default  # type: ignore[assignment]
 # Micro-batching of concurrent requests (services/encoder/batching.py).
 # 16 on CPU: as fast per image as 32 here, ~200 MB less resident memory (docs/performance.md).
-DEFAULT_BATCH_MAX_IMAGES = 16
-DEFAULT_BATCH_MAX_WAIT_MS = 2.0
+DEFAULT_BATCH_MAX_IMAGES: int = settings.BATCH_MAX_IMAGES.default  # type: ignore[assignment]
+DEFAULT_BATCH_MAX_WAIT_MS: float = settings.BATCH_MAX_WAIT_MS.default  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -53,42 +56,38 @@ class EncoderConfig:
 
     @classmethod
     def from_env(cls, env: Env) -> EncoderConfig:
-        model_path = Path(env.str("MODEL_PATH"))
+        model_path = Path(settings.MODEL_PATH.read(env))
         if not model_path.is_file():
             raise ConfigError(f"MODEL_PATH={model_path} is not a file (run `make model` to export it)")
-        max_batch_images = env.int("MAX_BATCH_IMAGES", DEFAULT_MAX_BATCH_IMAGES, minimum=1)
-        batch_max_images = env.int("BATCH_MAX_IMAGES", DEFAULT_BATCH_MAX_IMAGES, minimum=1)
+        max_batch_images = settings.MAX_REQUEST_IMAGES.read(env)
+        batch_max_images = settings.BATCH_MAX_IMAGES.read(env)
         return cls(
             model_path=model_path,
             listen=ListenSettings.from_env(env, DEFAULT_PORTS["encoder"]),
             max_batch_images=max_batch_images,
-            max_image_pixels=env.int("MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, minimum=64),
-            ort_threads=env.int("ORT_THREADS", 0, minimum=0),
-            ort_providers=parse_providers(env.str("ORT_PROVIDERS", "cpu")),
-            triton_url=env.optional("TRITON_URL"),
-            triton_model_name=env.str("TRITON_MODEL_NAME", DEFAULT_TRITON_MODEL_NAME),
-            triton_model_version=env.str("TRITON_MODEL_VERSION", ""),
-            triton_timeout_s=env.float("TRITON_TIMEOUT_S", DEFAULT_TRITON_TIMEOUT_S, minimum=0.001),
-            triton_startup_timeout_s=env.float(
-                "TRITON_STARTUP_TIMEOUT_S", DEFAULT_TRITON_STARTUP_TIMEOUT_S, minimum=0.0
-            ),
-            triton_channel_max_age_s=env.float(
-                "TRITON_CHANNEL_MAX_AGE_S", DEFAULT_TRITON_CHANNEL_MAX_AGE_S, minimum=0.0
-            ),
+            max_image_pixels=core.MAX_IMAGE_PIXELS.read(env),
+            ort_threads=settings.ORT_THREADS.read(env),
+            ort_providers=parse_providers(settings.ORT_PROVIDERS.read(env)),
+            triton_url=settings.TRITON_URL.read(env),
+            triton_model_name=settings.TRITON_MODEL_NAME.read(env),
+            triton_model_version=settings.TRITON_MODEL_VERSION.read(env),
+            triton_timeout_s=settings.TRITON_TIMEOUT_S.read(env),
+            triton_startup_timeout_s=settings.TRITON_STARTUP_TIMEOUT_S.read(env),
+            triton_channel_max_age_s=settings.TRITON_CHANNEL_MAX_AGE_S.read(env),
             batch_max_images=batch_max_images,
-            batch_max_wait_ms=env.float("BATCH_MAX_WAIT_MS", DEFAULT_BATCH_MAX_WAIT_MS, minimum=0.0),
+            batch_max_wait_ms=settings.BATCH_MAX_WAIT_MS.read(env),
             max_queued_images=_max_queued_images(env, batch_max_images, max_batch_images),
         )
 
 
 def _max_queued_images(env: Env, batch_max_images: int, max_batch_images: int) -> int:
     """MAX_QUEUED_IMAGES, by default `default_max_queued_images` of the batch size and the CPU quota; never
-    below MAX_BATCH_IMAGES, or a call of the largest size allowed could never be served."""
+    below MAX_REQUEST_IMAGES, or a call of the largest size allowed could never be served."""
     default = default_max_queued_images(batch_max_images, max_batch_images, available_cpus())
-    limit = env.int("MAX_QUEUED_IMAGES", default, minimum=1)
+    limit = settings.MAX_QUEUED_IMAGES.read(env, default)
     if limit < max_batch_images:
         raise ConfigError(
-            f"MAX_QUEUED_IMAGES={limit} must be >= MAX_BATCH_IMAGES={max_batch_images} "
+            f"MAX_QUEUED_IMAGES={limit} must be >= MAX_REQUEST_IMAGES={max_batch_images} "
             "(a call of that many images could never be served)"
         )
     return limit

@@ -1,8 +1,7 @@
 """`python -m services.influence`: serve InfluenceService until SIGTERM/SIGINT.
 
-Environment: INFLUENCE_DATA_DIR (curated CSVs, default the bundled data), INFLUENCE_STATE_DIR (where
-artists added by ingest persist), INFLUENCE_MAX_HOPS (10), NEO4J_URI, HOST, PORT (50053), METRICS_PORT,
-LOG_LEVEL.
+Settings (environment): declared in services/influence/settings.py and artsearch/settings.py; the table of
+them all is in docs/architecture.md, "Configuration".
 """
 
 from __future__ import annotations

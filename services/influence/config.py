@@ -8,41 +8,38 @@ from pathlib import Path
 
 from artsearch import fault_injection
 from artsearch.config import DEFAULT_PORTS, ConfigError, Env, ListenSettings
+from services.influence import settings
 from services.influence.bolt_store import Neo4jSettings
 from services.influence.curated import DEFAULT_DATA_DIR
 from services.influence.cypher import DIALECTS
 
-DEFAULT_MAX_HOPS = 10
-DEFAULT_NEO4J_REFRESH_SECONDS = 30.0
-DEFAULT_NEO4J_CONNECT_TIMEOUT = 5.0
-DEFAULT_NEO4J_QUERY_TIMEOUT_S = 10.0
-DEFAULT_NEO4J_REFRESH_TIMEOUT_S = 60.0
+DEFAULT_MAX_HOPS: int = settings.INFLUENCE_MAX_HOPS.default  # type: ignore[assignment]
 
 
 def neo4j_settings_from_env(env: Env) -> Neo4jSettings | None:
     """NEO4J_URI (unset: no Neo4j), NEO4J_USER + NEO4J_PASSWORD (both or neither), NEO4J_DATABASE (the
-    server's default when unset), NEO4J_DIALECT (neo4j | falkordb), NEO4J_REFRESH_SECONDS (how often the
-    snapshot checks for other writers; 0 = never), NEO4J_CONNECT_TIMEOUT, NEO4J_QUERY_TIMEOUT_S (one query,
+    server's default when unset), NEO4J_DIALECT (neo4j | falkordb), NEO4J_REFRESH_S (how often the
+    snapshot checks for other writers; 0 = never), NEO4J_CONNECT_TIMEOUT_S, NEO4J_QUERY_TIMEOUT_S (one query,
     and a write's wait for the lock), NEO4J_REFRESH_TIMEOUT_S (one full read of the graph)."""
-    uri = env.optional("NEO4J_URI")
+    uri = settings.NEO4J_URI.read(env)
     if uri is None:
         return None
-    dialect = env.str("NEO4J_DIALECT", "neo4j")
+    dialect = settings.NEO4J_DIALECT.read(env)
     if dialect not in DIALECTS:
         raise ConfigError(f"environment variable NEO4J_DIALECT={dialect!r} is not one of {sorted(DIALECTS)}")
-    user, password = env.optional("NEO4J_USER"), env.optional("NEO4J_PASSWORD")
+    user, password = settings.NEO4J_USER.read(env), settings.NEO4J_PASSWORD.read(env)
     if (user is None) != (password is None):
         raise ConfigError("set both NEO4J_USER and NEO4J_PASSWORD, or neither (a server without auth)")
     return Neo4jSettings(
         uri=uri,
         user=user,
         password=password,
-        database=env.optional("NEO4J_DATABASE"),
+        database=settings.NEO4J_DATABASE.read(env),
         dialect=dialect,
-        refresh_seconds=env.float("NEO4J_REFRESH_SECONDS", DEFAULT_NEO4J_REFRESH_SECONDS, minimum=0),
-        connect_timeout=env.float("NEO4J_CONNECT_TIMEOUT", DEFAULT_NEO4J_CONNECT_TIMEOUT, minimum=0.1),
-        query_timeout=env.float("NEO4J_QUERY_TIMEOUT_S", DEFAULT_NEO4J_QUERY_TIMEOUT_S, minimum=0.1),
-        refresh_timeout=env.float("NEO4J_REFRESH_TIMEOUT_S", DEFAULT_NEO4J_REFRESH_TIMEOUT_S, minimum=0.1),
+        refresh_seconds=settings.NEO4J_REFRESH_S.read(env),
+        connect_timeout=settings.NEO4J_CONNECT_TIMEOUT_S.read(env),
+        query_timeout=settings.NEO4J_QUERY_TIMEOUT_S.read(env),
+        refresh_timeout=settings.NEO4J_REFRESH_TIMEOUT_S.read(env),
     )
 
 
@@ -66,12 +63,12 @@ class InfluenceConfig:
 
     @classmethod
     def from_env(cls, env: Env) -> InfluenceConfig:
-        state_dir = env.optional("INFLUENCE_STATE_DIR")
+        state_dir = settings.INFLUENCE_STATE_DIR.read(env)
         return cls(
             listen=ListenSettings.from_env(env, DEFAULT_PORTS["influence"]),
-            data_dir=Path(env.str("INFLUENCE_DATA_DIR", str(DEFAULT_DATA_DIR))),
+            data_dir=Path(settings.INFLUENCE_DATA_DIR.read(env, str(DEFAULT_DATA_DIR))),
             state_dir=Path(state_dir) if state_dir else None,
-            default_max_hops=env.int("INFLUENCE_MAX_HOPS", DEFAULT_MAX_HOPS, minimum=1),
+            default_max_hops=settings.INFLUENCE_MAX_HOPS.read(env),
             neo4j=neo4j_settings_from_env(env),
             test_crash_at=fault_injection.crash_point_from_env(env),
         )

@@ -1,6 +1,7 @@
 """`python -m services.search`: serve SearchService until SIGTERM/SIGINT.
 
-Environment (see docs/search.md for every setting):
+Settings (environment): declared in services/search/settings.py and artsearch/settings.py, the table of
+them all in docs/architecture.md, "Configuration"; docs/search.md explains them. In short:
 * QDRANT_URL: a Qdrant server or cluster (http:// or https://), with QDRANT_API_KEY, QDRANT_TIMEOUT_S
   (10), QDRANT_CA_CERT, QDRANT_RETRIES (3), QDRANT_HNSW_EF (400), and for the collections this service creates
   QDRANT_SHARD_NUMBER (1), QDRANT_REPLICATION_FACTOR (1), QDRANT_WRITE_CONSISTENCY (1),
@@ -10,8 +11,8 @@ Environment (see docs/search.md for every setting):
   SEARCH_HNSW_EF, SEARCH_VECTOR_DATATYPE, SEARCH_QUANTIZATION, SEARCH_VECTORS_ON_DISK,
   SEARCH_INDEX_THRESHOLD, SEARCH_INDEX_DELAY_S) or `qdrant-local`
   (qdrant-client's local mode in SEARCH_DATA_DIR/qdrant, brute force); one process at a time;
-* SEARCH_COLLECTION (default collection, "artworks"), SEARCH_UPSERT_BATCH (256), HOST, PORT (50052),
-  METRICS_PORT, LOG_LEVEL.
+* SEARCH_COLLECTION (default collection, "artworks"), SEARCH_UPSERT_BATCH (256), ARTSEARCH_HOST,
+  ARTSEARCH_PORT (50052), METRICS_PORT, LOG_LEVEL.
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from artsearch import fault_injection
+from artsearch import settings as core
 from artsearch.config import DEFAULT_PORTS, ConfigError, Env, ListenSettings
+from services.search import settings
 from services.search.edge_store import VECTOR_DATATYPES, EdgeSettings
 from services.search.qdrant_store import QdrantServerSettings
 from services.search.region_scores import DEFAULT_REGION_MARGIN
@@ -51,28 +53,28 @@ class SearchConfig:
 
     @classmethod
     def from_env(cls, env: Env) -> SearchConfig:
-        qdrant_url = env.optional("QDRANT_URL")
-        data_dir = env.optional("SEARCH_DATA_DIR")
+        qdrant_url = settings.QDRANT_URL.read(env)
+        data_dir = settings.SEARCH_DATA_DIR.read(env)
         if qdrant_url is None and data_dir is None:
             raise ConfigError(
                 "set QDRANT_URL (a Qdrant server) or SEARCH_DATA_DIR (a folder for embedded storage)"
             )
         if qdrant_url is not None and not qdrant_url.startswith(("http://", "https://")):
             raise ConfigError(f"QDRANT_URL={qdrant_url!r} must start with http:// or https://")
-        collection = env.str("SEARCH_COLLECTION", DEFAULT_COLLECTION)
+        collection = core.SEARCH_COLLECTION.read(env)
         if not COLLECTION_NAME.fullmatch(collection):
             raise ConfigError(f"SEARCH_COLLECTION={collection!r} must be 1 to 64 of A-Z a-z 0-9 _ -")
-        engine = env.str("SEARCH_ENGINE", ENGINE_EDGE)
+        engine = settings.SEARCH_ENGINE.read(env)
         if engine not in EMBEDDED_ENGINES:
             raise ConfigError(f"SEARCH_ENGINE={engine!r} must be one of {', '.join(EMBEDDED_ENGINES)}")
-        upsert_batch = env.int("SEARCH_UPSERT_BATCH", 256, minimum=1)
+        upsert_batch = settings.SEARCH_UPSERT_BATCH.read(env)
         return cls(
             listen=ListenSettings.from_env(env, DEFAULT_PORTS["search"]),
             collection=collection,
             qdrant_url=qdrant_url,
-            qdrant_api_key=env.optional("QDRANT_API_KEY"),
-            qdrant_timeout_s=env.int("QDRANT_TIMEOUT_S", 10, minimum=1),
-            qdrant_ca_cert=env.optional("QDRANT_CA_CERT"),
+            qdrant_api_key=settings.QDRANT_API_KEY.read(env),
+            qdrant_timeout_s=settings.QDRANT_TIMEOUT_S.read(env),
+            qdrant_ca_cert=settings.QDRANT_CA_CERT.read(env),
             server=_server_settings(env, upsert_batch),
             data_dir=None if qdrant_url else Path(data_dir or ""),
             engine=engine,
@@ -90,43 +92,39 @@ class SearchConfig:
 
 
 def _region_margin(env: Env) -> float:
-    margin = env.float("SEARCH_REGION_MARGIN", DEFAULT_REGION_MARGIN)
+    margin = settings.SEARCH_REGION_MARGIN.read(env)
     if not 0.0 <= margin <= 1.0:  # NaN fails both
         raise ConfigError(f"SEARCH_REGION_MARGIN={margin} must be between 0 and 1")
     return margin
 
 
 def _server_settings(env: Env, upsert_batch: int) -> QdrantServerSettings:
-    defaults = QdrantServerSettings()
     return QdrantServerSettings(
-        shard_number=env.int("QDRANT_SHARD_NUMBER", defaults.shard_number, minimum=1),
-        replication_factor=env.int("QDRANT_REPLICATION_FACTOR", defaults.replication_factor, minimum=1),
-        write_consistency_factor=env.int(
-            "QDRANT_WRITE_CONSISTENCY", defaults.write_consistency_factor, minimum=1
-        ),
-        quantization=env.bool("QDRANT_QUANTIZATION", defaults.quantization),
+        shard_number=settings.QDRANT_SHARD_NUMBER.read(env),
+        replication_factor=settings.QDRANT_REPLICATION_FACTOR.read(env),
+        write_consistency_factor=settings.QDRANT_WRITE_CONSISTENCY.read(env),
+        quantization=settings.QDRANT_QUANTIZATION.read(env),
         upsert_batch=upsert_batch,
-        retries=env.int("QDRANT_RETRIES", defaults.retries, minimum=0),
-        snapshots_path=env.str("QDRANT_SNAPSHOTS_PATH", defaults.snapshots_path),
-        search_ef=env.int("QDRANT_HNSW_EF", defaults.search_ef or 0, minimum=0) or None,  # 0: the server's
+        retries=settings.QDRANT_RETRIES.read(env),
+        snapshots_path=settings.QDRANT_SNAPSHOTS_PATH.read(env),
+        search_ef=settings.QDRANT_HNSW_EF.read(env) or None,  # 0: the server's
     )
 
 
 def edge_settings_from_env(env: Env, upsert_batch: int) -> EdgeSettings:
     """The embedded engine's settings (SEARCH_HNSW_*, SEARCH_QUANTIZATION, SEARCH_VECTOR_DATATYPE,
     SEARCH_VECTORS_ON_DISK, SEARCH_INDEX_*); the benchmark reads them the same way."""
-    defaults = EdgeSettings()
-    datatype = env.str("SEARCH_VECTOR_DATATYPE", defaults.vector_datatype)
+    datatype = settings.SEARCH_VECTOR_DATATYPE.read(env)
     if datatype not in VECTOR_DATATYPES:
         raise ConfigError(f"SEARCH_VECTOR_DATATYPE={datatype!r} must be one of {', '.join(VECTOR_DATATYPES)}")
     return EdgeSettings(
-        hnsw_m=env.int("SEARCH_HNSW_M", defaults.hnsw_m, minimum=4),
-        hnsw_ef_construct=env.int("SEARCH_HNSW_EF_CONSTRUCT", defaults.hnsw_ef_construct, minimum=4),
-        search_ef=env.int("SEARCH_HNSW_EF", defaults.search_ef or 0, minimum=0) or None,  # 0: Qdrant's
-        quantization=env.bool("SEARCH_QUANTIZATION", defaults.quantization),
+        hnsw_m=settings.SEARCH_HNSW_M.read(env),
+        hnsw_ef_construct=settings.SEARCH_HNSW_EF_CONSTRUCT.read(env),
+        search_ef=settings.SEARCH_HNSW_EF.read(env) or None,  # 0: Qdrant's
+        quantization=settings.SEARCH_QUANTIZATION.read(env),
         vector_datatype=datatype,
-        vectors_on_disk=env.bool("SEARCH_VECTORS_ON_DISK", defaults.vectors_on_disk),
-        index_threshold=env.int("SEARCH_INDEX_THRESHOLD", defaults.index_threshold, minimum=1),
-        index_delay_s=env.float("SEARCH_INDEX_DELAY_S", defaults.index_delay_s, minimum=0.0),
+        vectors_on_disk=settings.SEARCH_VECTORS_ON_DISK.read(env),
+        index_threshold=settings.SEARCH_INDEX_THRESHOLD.read(env),
+        index_delay_s=settings.SEARCH_INDEX_DELAY_S.read(env),
         upsert_batch=upsert_batch,
     )

@@ -50,11 +50,13 @@ from packaging.utils import canonicalize_name
 from tritonclient.grpc import model_config_pb2
 
 from artsearch.config import DEFAULT_PORTS
+from artsearch_tools.settings_doc import deprecated_names
 
 IMAGES = (*SERVICES, "cli")
 PINNED_PYTHON = re.compile(r"python:3\.11\.\d+-slim-[a-z]+")
 SERVICE_UID = "10001"
-PORT_VARIABLE = {"encoder": "PORT", "search": "PORT", "influence": "PORT", "gateway": "ARTSEARCH_PORT"}
+# Every service listens on ARTSEARCH_PORT (artsearch/settings.py, services/gateway/settings.py).
+PORT_VARIABLE = dict.fromkeys(SERVICES, "ARTSEARCH_PORT")
 ADDRESS_VARIABLES = {"ENCODER_ADDR": "encoder", "SEARCH_ADDR": "search", "INFLUENCE_ADDR": "influence"}
 # Variables every Python process may get without the code reading them.
 PROCESS_VARIABLES = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}
@@ -480,8 +482,8 @@ def test_manifest_environment_is_what_the_service_reads_and_requires(overlay: st
     image_env = Dockerfile.read(dockerfile_of(service)).env()
     missing = reads.required - set(environment) - set(image_env)
     assert not missing, f"{overlay}: {service} requires {sorted(missing)}"
-    if service == "gateway":
-        assert not {"HOST", "PORT"} & set(environment), "the gateway reads ARTSEARCH_HOST/ARTSEARCH_PORT"
+    old_names = set(deprecated_names()) & set(environment)
+    assert not old_names, f"{overlay}: {service} is given deprecated names {sorted(old_names)}"
     if service == "search":
         assert environment.get("QDRANT_URL") or environment.get("SEARCH_DATA_DIR")
 

@@ -40,12 +40,14 @@ async def test_grpc_check_passes_while_serving_and_fails_after_shutdown():
     server = GrpcServiceServer([], "127.0.0.1:0")
     port = await server.start()
     try:
-        assert (await asyncio.to_thread(run_check, "grpc", PORT=str(port))).returncode == 0
-        unknown = await asyncio.to_thread(run_check, "grpc", "artsearch.v1.NoSuchService", PORT=str(port))
+        assert (await asyncio.to_thread(run_check, "grpc", ARTSEARCH_PORT=str(port))).returncode == 0
+        unknown = await asyncio.to_thread(
+            run_check, "grpc", "artsearch.v1.NoSuchService", ARTSEARCH_PORT=str(port)
+        )
         assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr
     finally:
         await server.stop(grace=0)
-    stopped = await asyncio.to_thread(run_check, "grpc", PORT=str(port))
+    stopped = await asyncio.to_thread(run_check, "grpc", ARTSEARCH_PORT=str(port))
     assert stopped.returncode == 1 and "UNAVAILABLE" in stopped.stderr
 
 

@@ -151,7 +151,7 @@ async def test_a_graph_that_cannot_be_opened_is_a_config_error(server, overrides
 
 def test_neo4j_settings_from_the_environment():
     env = {"NEO4J_URI": "bolt://db:7687", "NEO4J_USER": "neo4j", "NEO4J_PASSWORD": "s3cret"}
-    config = InfluenceConfig.from_env(Env({**env, "NEO4J_DIALECT": "falkordb", "NEO4J_REFRESH_SECONDS": "2"}))
+    config = InfluenceConfig.from_env(Env({**env, "NEO4J_DIALECT": "falkordb", "NEO4J_REFRESH_S": "2"}))
     assert config.neo4j is not None and config.neo4j_uri == "bolt://db:7687"
     assert (config.neo4j.user, config.neo4j.password, config.neo4j.database) == ("neo4j", "s3cret", None)
     assert (config.neo4j.dialect, config.neo4j.refresh_seconds) == ("falkordb", 2.0)

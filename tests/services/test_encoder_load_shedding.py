@@ -39,7 +39,7 @@ from services.encoder.load_shedding import default_max_queued_images
 from services.encoder.server import SERVICE_NAME, EncoderService, encoder_registration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PER_CALL = 4  # MAX_BATCH_IMAGES of the in-process services below
+PER_CALL = 4  # MAX_REQUEST_IMAGES of the in-process services below
 QUEUE_LIMIT = 8  # MAX_QUEUED_IMAGES: two full calls
 
 
@@ -210,7 +210,7 @@ class TestSettings:
         [
             ("many", "MAX_QUEUED_IMAGES='many' is not an integer"),
             ("0", "MAX_QUEUED_IMAGES=0 must be >= 1"),
-            ("63", "MAX_QUEUED_IMAGES=63 must be >= MAX_BATCH_IMAGES=64"),
+            ("63", "MAX_QUEUED_IMAGES=63 must be >= MAX_REQUEST_IMAGES=64"),
         ],
     )
     def test_a_malformed_limit_is_refused_at_start_up(self, model_path, value, message):
@@ -226,7 +226,7 @@ async def test_the_service_process_refuses_a_flood_fast_with_resource_exhausted(
     calls of 4 images on its real model: the calls over the limit are refused within a round trip, every
     other call succeeds, nothing else is answered."""
     port = _free_port()
-    settings = {"MAX_BATCH_IMAGES": "4", "MAX_QUEUED_IMAGES": "8", "BATCH_MAX_IMAGES": "4"}
+    settings = {"MAX_REQUEST_IMAGES": "4", "MAX_QUEUED_IMAGES": "8", "BATCH_MAX_IMAGES": "4"}
     process = _start_encoder(model_path, port, settings, tmp_path / "encoder.log")
     try:
         async with open_channel(f"127.0.0.1:{port}") as channel:
@@ -260,8 +260,8 @@ def _start_encoder(
     environ = {
         **os.environ,
         "MODEL_PATH": str(model_path),
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
+        "ARTSEARCH_PORT": str(port),
+        "ARTSEARCH_HOST": "127.0.0.1",
         **settings,
     }
     with log.open("w") as log_file:

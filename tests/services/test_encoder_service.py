@@ -274,7 +274,7 @@ class TestStartUp:
 
     def test_config_reads_the_environment(self, model_path):
         config = EncoderConfig.from_env(
-            Env({"MODEL_PATH": str(model_path), "MAX_BATCH_IMAGES": "16", "ORT_THREADS": "2", "PORT": "0"})
+            Env({"MODEL_PATH": str(model_path), "MAX_REQUEST_IMAGES": "16", "ORT_THREADS": "2", "ARTSEARCH_PORT": "0"})
         )
         assert config.model_path == model_path
         assert (config.max_batch_images, config.ort_threads, config.max_image_pixels) == (16, 2, 50_000_000)
@@ -294,7 +294,7 @@ class TestStartUp:
         [
             ({}, "MODEL_PATH is required"),
             ({"MODEL_PATH": "/no/such/model.onnx"}, "is not a file"),
-            ({"MAX_BATCH_IMAGES": "0"}, "MAX_BATCH_IMAGES=0 must be >= 1"),
+            ({"MAX_REQUEST_IMAGES": "0"}, "MAX_REQUEST_IMAGES=0 must be >= 1"),
             ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
             ({"ORT_PROVIDERS": "gpu"}, "ORT_PROVIDERS='gpu': give distinct names among tensorrt, cuda, cpu"),
             ({"ORT_PROVIDERS": "cuda,cuda"}, "ORT_PROVIDERS"),

@@ -494,7 +494,7 @@ def test_config_needs_a_server_or_a_data_dir() -> None:
 
 
 def test_config_embedded(tmp_path: Path) -> None:
-    config = SearchConfig.from_env(Env({"SEARCH_DATA_DIR": str(tmp_path), "PORT": "6000", "HOST": "::1"}))
+    config = SearchConfig.from_env(Env({"SEARCH_DATA_DIR": str(tmp_path), "ARTSEARCH_PORT": "6000", "ARTSEARCH_HOST": "::1"}))
     assert config.data_dir == tmp_path
     assert config.qdrant_url is None
     assert config.engine == "edge"
@@ -574,7 +574,7 @@ def test_config_server_wins_over_data_dir() -> None:
         ({"SEARCH_DATA_DIR": "/d", "SEARCH_COLLECTION": "bad name"}, "SEARCH_COLLECTION"),
         ({"QDRANT_URL": "http://q", "QDRANT_TIMEOUT_S": "soon"}, "QDRANT_TIMEOUT_S"),
         ({"QDRANT_URL": "http://q", "QDRANT_TIMEOUT_S": "0"}, "QDRANT_TIMEOUT_S"),
-        ({"SEARCH_DATA_DIR": "/d", "PORT": "http"}, "PORT"),
+        ({"SEARCH_DATA_DIR": "/d", "ARTSEARCH_PORT": "http"}, "ARTSEARCH_PORT"),
         ({"QDRANT_URL": "qdrant:6333"}, "must start with http"),
         ({"SEARCH_DATA_DIR": "/d", "SEARCH_ENGINE": "faiss"}, "SEARCH_ENGINE='faiss' must be one of edge"),
         ({"QDRANT_URL": "http://q", "QDRANT_SHARD_NUMBER": "0"}, "QDRANT_SHARD_NUMBER"),
@@ -645,7 +645,7 @@ def test_process_without_storage_settings_fails_fast() -> None:
 
 async def test_process_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = _free_port()
-    process = _run_service({"SEARCH_DATA_DIR": str(tmp_path), "PORT": str(port), "HOST": "127.0.0.1"})
+    process = _run_service({"SEARCH_DATA_DIR": str(tmp_path), "ARTSEARCH_PORT": str(port), "ARTSEARCH_HOST": "127.0.0.1"})
     try:
         async with open_channel(f"127.0.0.1:{port}") as channel:
             for _ in range(100):

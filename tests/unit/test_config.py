@@ -9,8 +9,8 @@ def test_required_variable_fails_fast_with_its_name():
 
 
 def test_defaults_and_typed_values():
-    env = Env({"PORT": "50060", "RATIO": "0.5", "FLAG": "yes", "EMPTY": ""})
-    assert env.int("PORT", 1) == 50060
+    env = Env({"SOME_PORT": "50060", "RATIO": "0.5", "FLAG": "yes", "EMPTY": ""})
+    assert env.int("SOME_PORT", 1) == 50060
     assert env.int("MISSING", 7) == 7
     assert env.float("RATIO", 1.0) == 0.5
     assert env.bool("FLAG", False) is True
@@ -21,8 +21,8 @@ def test_defaults_and_typed_values():
 @pytest.mark.parametrize(
     ("environ", "read"),
     [
-        ({"PORT": "eighty"}, lambda e: e.int("PORT", 1)),
-        ({"PORT": "-1"}, lambda e: e.int("PORT", 1, minimum=0)),
+        ({"SOME_PORT": "eighty"}, lambda e: e.int("SOME_PORT", 1)),
+        ({"SOME_PORT": "-1"}, lambda e: e.int("SOME_PORT", 1, minimum=0)),
         ({"RATIO": "x"}, lambda e: e.float("RATIO", 1.0)),
         ({"FLAG": "maybe"}, lambda e: e.bool("FLAG", True)),
     ],

@@ -225,8 +225,8 @@ def test_config_defaults_and_environment(tmp_path):
     config = InfluenceConfig.from_env(
         Env(
             {
-                "HOST": "0.0.0.0",
-                "PORT": "6000",
+                "ARTSEARCH_HOST": "0.0.0.0",
+                "ARTSEARCH_PORT": "6000",
                 "INFLUENCE_DATA_DIR": str(tmp_path),
                 "INFLUENCE_STATE_DIR": str(tmp_path / "state"),
                 "INFLUENCE_MAX_HOPS": "4",
