@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from artsearch import settings as core
 from artsearch.config import ConfigError, Env
+from services.gateway import settings as declared
 from services.gateway.api_keys import ApiKey, parse_api_keys, refuse_dev_key
 from services.gateway.artwork_records import check_catalogue_name
 from services.gateway.clients import IPNetwork, trusted_proxies_from_env
@@ -37,25 +39,25 @@ class AdminSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> AdminSettings:
-        catalogue = env.str("ADMIN_DEFAULT_CATALOGUE", DEFAULT_CATALOGUE)
+        catalogue = declared.ADMIN_DEFAULT_CATALOGUE.read(env)
         try:
             check_catalogue_name(catalogue)
         except ApiError as error:
             raise ConfigError(f"ADMIN_DEFAULT_CATALOGUE: {error.message}") from None
-        image_root = env.optional("IMAGE_ROOT")
-        api_keys = parse_api_keys(env.optional("ADMIN_API_KEYS"))
-        refuse_dev_key(api_keys, allowed=env.bool("ALLOW_DEV_ADMIN_KEY", False))
+        image_root = declared.IMAGE_ROOT.raw(env)  # the path as given; media.py checks it
+        api_keys = parse_api_keys(declared.ADMIN_API_KEYS.read(env))
+        refuse_dev_key(api_keys, allowed=declared.ALLOW_DEV_ADMIN_KEY.read(env))
         return cls(
             api_keys=api_keys,
-            rate_limit_per_min=env.float("ADMIN_RATE_LIMIT_PER_MIN", 60.0, minimum=0.001),
-            rate_limit_burst=env.int("ADMIN_RATE_LIMIT_BURST", 20, minimum=1),
-            max_batch_items=env.int("ADMIN_MAX_BATCH_ITEMS", 32, minimum=1),
+            rate_limit_per_min=declared.ADMIN_RATE_LIMIT_PER_MIN.read(env),
+            rate_limit_burst=declared.ADMIN_RATE_LIMIT_BURST.read(env),
+            max_batch_items=declared.ADMIN_MAX_BATCH_ITEMS.read(env),
             default_catalogue=catalogue,
             image_root=Path(image_root) if image_root else None,
-            max_image_pixels=env.int("MAX_IMAGE_PIXELS", 50_000_000, minimum=64),
-            write_timeout_s=env.float("ADMIN_WRITE_TIMEOUT_S", 10.0, minimum=0.01),
-            auth_max_failures=env.int("ADMIN_AUTH_MAX_FAILURES", 10, minimum=0),
-            auth_failure_window_s=env.float("ADMIN_AUTH_FAILURE_WINDOW_S", 60.0, minimum=1.0),
+            max_image_pixels=core.MAX_IMAGE_PIXELS.read(env),
+            write_timeout_s=declared.ADMIN_WRITE_TIMEOUT_S.read(env),
+            auth_max_failures=declared.ADMIN_AUTH_MAX_FAILURES.read(env),
+            auth_failure_window_s=declared.ADMIN_AUTH_FAILURE_WINDOW_S.read(env),
             trusted_proxies=trusted_proxies_from_env(env),
-            max_clients=env.int("RATE_LIMIT_MAX_CLIENTS", 100_000, minimum=1),
+            max_clients=declared.RATE_LIMIT_MAX_CLIENTS.read(env),
         )

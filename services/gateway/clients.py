@@ -21,6 +21,7 @@ from starlette.datastructures import Headers
 from starlette.types import Scope
 
 from artsearch.config import ConfigError, Env
+from services.gateway import settings as declared
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -33,7 +34,7 @@ UNKNOWN_CLIENT = "unknown"
 def trusted_proxies_from_env(env: Env) -> tuple[IPNetwork, ...]:
     """TRUSTED_PROXIES: addresses or networks, comma-separated; ConfigError naming a malformed entry."""
     networks = []
-    for entry in env.str("TRUSTED_PROXIES", "").split(","):
+    for entry in declared.TRUSTED_PROXIES.read(env).split(","):
         entry = entry.strip()
         if not entry:
             continue

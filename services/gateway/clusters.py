@@ -45,6 +45,7 @@ from artsearch.config import ConfigError, Env
 from artsearch.descriptor_layout import unit_rows
 from artsearch.jsonlog import request_id_var
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
+from services.gateway import settings as declared
 from services.gateway.errors import ApiError
 from services.gateway.explain import artwork_json
 
@@ -71,23 +72,23 @@ class ClusterSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> Self:
-        max_count = env.int("CLUSTER_MAX_COUNT", 64, minimum=MIN_CLUSTERS)
-        default_count = env.int("CLUSTER_DEFAULT_COUNT", min(12, max_count), minimum=MIN_CLUSTERS)
+        max_count = declared.CLUSTER_MAX_COUNT.read(env)
+        default_count = declared.CLUSTER_DEFAULT_COUNT.read(env, min(12, max_count))
         if default_count > max_count:
             raise ConfigError(f"CLUSTER_DEFAULT_COUNT={default_count} is above CLUSTER_MAX_COUNT={max_count}")
-        scroll_page = env.int("CLUSTER_SCROLL_PAGE", 256, minimum=1)
+        scroll_page = declared.CLUSTER_SCROLL_PAGE.read(env)
         if scroll_page > MAX_SCROLL_PAGE:
             raise ConfigError(
                 f"CLUSTER_SCROLL_PAGE={scroll_page} is above the Scroll limit {MAX_SCROLL_PAGE}"
             )
         return cls(
-            max_artworks=env.int("CLUSTER_MAX_ARTWORKS", 20_000, minimum=1),
-            cache_s=env.float("CLUSTER_CACHE_S", 300.0, minimum=0.0),
+            max_artworks=declared.CLUSTER_MAX_ARTWORKS.read(env),
+            cache_s=declared.CLUSTER_CACHE_S.read(env),
             default_count=default_count,
             max_count=max_count,
             scroll_page=scroll_page,
-            seed=env.int("CLUSTER_SEED", 0, minimum=0),
-            cache_entries=env.int("CLUSTER_CACHE_ENTRIES", 8, minimum=1),
+            seed=declared.CLUSTER_SEED.read(env),
+            cache_entries=declared.CLUSTER_CACHE_ENTRIES.read(env),
         )
 
 

@@ -1,11 +1,14 @@
-"""Gateway settings, from environment variables only."""
+"""Gateway settings, from environment variables only (declared in services/gateway/settings.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from artsearch.config import DEFAULT_PORTS, ConfigError, Env
+from artsearch import settings as core
+from artsearch.config import ConfigError, Env
+from artsearch.settings import OptionalSetting
+from services.gateway import settings as declared
 from services.gateway.admin_settings import AdminSettings
 from services.gateway.clusters import ClusterSettings
 from services.gateway.evaluation_pictures import EvaluationPictureSettings
@@ -67,55 +70,55 @@ class GatewayConfig:
     def from_env(cls, env: Env | None = None) -> GatewayConfig:
         env = env or Env()
         return cls(
-            host=env.str("ARTSEARCH_HOST", "127.0.0.1"),
-            port=env.int("ARTSEARCH_PORT", DEFAULT_PORTS["gateway"], minimum=0),
-            encoder_addr=env.str("ENCODER_ADDR"),
-            search_addr=env.str("SEARCH_ADDR"),
-            influence_addr=env.str("INFLUENCE_ADDR"),
-            encode_timeout_s=env.float("ENCODE_TIMEOUT_S", 10.0, minimum=0.01),
-            search_timeout_s=env.float("SEARCH_TIMEOUT_S", 3.0, minimum=0.01),
-            influence_timeout_s=env.float("INFLUENCE_TIMEOUT_S", 1.0, minimum=0.01),
-            max_upload_bytes=env.int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1),
-            max_image_pixels=env.int("MAX_IMAGE_PIXELS", 50_000_000, minimum=64),
-            default_k=env.int("DEFAULT_K", 25, minimum=1),
-            max_k=env.int("MAX_K", 100, minimum=1),
-            default_pool=env.int("DEFAULT_POOL", 100, minimum=1),
-            max_pool=env.int("MAX_POOL", 1000, minimum=1),
-            collection=env.str("SEARCH_COLLECTION", "artworks"),
-            log_level=env.str("LOG_LEVEL", "INFO"),
-            style_neighbours=env.int("STYLE_NEIGHBOURS", 10, minimum=1),
+            host=declared.GATEWAY_HOST.read(env),
+            port=declared.GATEWAY_PORT.read(env),
+            encoder_addr=declared.ENCODER_ADDR.read(env),
+            search_addr=declared.SEARCH_ADDR.read(env),
+            influence_addr=declared.INFLUENCE_ADDR.read(env),
+            encode_timeout_s=declared.ENCODE_TIMEOUT_S.read(env),
+            search_timeout_s=declared.SEARCH_TIMEOUT_S.read(env),
+            influence_timeout_s=declared.INFLUENCE_TIMEOUT_S.read(env),
+            max_upload_bytes=declared.MAX_UPLOAD_BYTES.read(env),
+            max_image_pixels=core.MAX_IMAGE_PIXELS.read(env),
+            default_k=declared.DEFAULT_K.read(env),
+            max_k=declared.MAX_K.read(env),
+            default_pool=declared.DEFAULT_POOL.read(env),
+            max_pool=declared.MAX_POOL.read(env),
+            collection=core.SEARCH_COLLECTION.read(env),
+            log_level=core.LOG_LEVEL.read(env),
+            style_neighbours=declared.STYLE_NEIGHBOURS.read(env),
             url_fetch=_fetch_settings(env),
             admin=AdminSettings.from_env(env),
             media=MediaSettings.from_env(env),
             telemetry=TelemetrySettings.from_env(env),
             clusters=ClusterSettings.from_env(env),
             evaluation_pictures=EvaluationPictureSettings.from_env(env),
-            model_alias_ttl_s=env.float("MODEL_ALIAS_TTL_S", 5.0, minimum=0.0),
+            model_alias_ttl_s=declared.MODEL_ALIAS_TTL_S.read(env),
             public_limits=PublicLimitSettings.from_env(env),
-            style_min_art_neighbours=env.int("STYLE_MIN_ART_NEIGHBOURS", 3, minimum=0),
-            query_cache_entries=env.int("QUERY_CACHE_ENTRIES", 256, minimum=0),
-            query_cache_ttl_s=env.float("QUERY_CACHE_TTL_S", 300.0, minimum=0.0),
-            similar_cache_entries=env.int("SIMILAR_CACHE_ENTRIES", 256, minimum=0),
-            similar_cache_ttl_s=env.float("SIMILAR_CACHE_TTL_S", 60.0, minimum=0.0),
-            search_cursor_entries=env.int("SEARCH_CURSOR_ENTRIES", 256, minimum=0),
-            search_cursor_ttl_s=env.float("SEARCH_CURSOR_TTL_S", 600.0, minimum=0.0),
+            style_min_art_neighbours=declared.STYLE_MIN_ART_NEIGHBOURS.read(env),
+            query_cache_entries=declared.QUERY_CACHE_ENTRIES.read(env),
+            query_cache_ttl_s=declared.QUERY_CACHE_TTL_S.read(env),
+            similar_cache_entries=declared.SIMILAR_CACHE_ENTRIES.read(env),
+            similar_cache_ttl_s=declared.SIMILAR_CACHE_TTL_S.read(env),
+            search_cursor_entries=declared.SEARCH_CURSOR_ENTRIES.read(env),
+            search_cursor_ttl_s=declared.SEARCH_CURSOR_TTL_S.read(env),
         )
 
 
 def _fetch_settings(env: Env) -> FetchSettings:
     return FetchSettings(
-        timeout_s=env.float("URL_FETCH_TIMEOUT_S", 10.0, minimum=0.1),
-        max_bytes=env.int("URL_FETCH_MAX_BYTES", env.int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024), minimum=1),
-        max_redirects=env.int("URL_FETCH_MAX_REDIRECTS", 3, minimum=0),
+        timeout_s=declared.URL_FETCH_TIMEOUT_S.read(env),
+        max_bytes=declared.URL_FETCH_MAX_BYTES.read(env, declared.MAX_UPLOAD_BYTES.read(env)),
+        max_redirects=declared.URL_FETCH_MAX_REDIRECTS.read(env),
         # Tests only: fetch from loopback and private networks (the test servers run on 127.0.0.1).
-        allow_private=env.bool("URL_FETCH_ALLOW_PRIVATE", False),
-        ca_file=_existing_file(env, "URL_FETCH_CA_FILE"),
-        dns_timeout_s=env.float("URL_FETCH_DNS_TIMEOUT_S", 3.0, minimum=0.01),
+        allow_private=declared.URL_FETCH_ALLOW_PRIVATE.read(env),
+        ca_file=_existing_file(env, declared.URL_FETCH_CA_FILE),
+        dns_timeout_s=declared.URL_FETCH_DNS_TIMEOUT_S.read(env),
     )
 
 
-def _existing_file(env: Env, name: str) -> str | None:
-    path = env.optional(name)
+def _existing_file(env: Env, setting: OptionalSetting) -> str | None:
+    path = setting.read(env)
     if path is not None and not Path(path).is_file():
-        raise ConfigError(f"environment variable {name}={path} is not a file")
+        raise ConfigError(f"environment variable {setting.name}={path} is not a file")
     return path

@@ -23,6 +23,7 @@ from typing import Self
 from urllib.parse import quote
 
 from artsearch.config import Env
+from services.gateway import settings as declared
 from services.gateway.errors import ApiError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -46,8 +47,8 @@ class EvaluationPictureSettings:
     @classmethod
     def from_env(cls, env: Env) -> Self:
         return cls(
-            directory=env.optional_directory("EVALUATION_DIR"),
-            cache_max_age_s=env.int("EVALUATION_CACHE_MAX_AGE_S", 3600, minimum=0),
+            directory=declared.EVALUATION_DIR.read(env),
+            cache_max_age_s=declared.EVALUATION_CACHE_MAX_AGE_S.read(env),
         )
 
 

@@ -22,11 +22,13 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from artsearch import settings as core
 from artsearch.config import ConfigError, Env
 from artsearch.exif_orientation import UPRIGHT_TRANSPOSITION
 from artsearch.image_formats import MEDIA_TYPES, SNIFF_BYTES, sniff_image_format
 from artsearch.jsonlog import request_id_var
 from artsearch.v1 import common_pb2, search_pb2, search_pb2_grpc
+from services.gateway import settings as declared
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ MIN_THUMBNAIL_SIZE = THUMBNAIL_SIZES[0]
 DEFAULT_THUMBNAIL_SIZE = 256
 THUMBNAIL_JPEG_QUALITY = 85
 MAX_ARTWORK_ID_LENGTH = 256
+# A removed setting, refused at start rather than silently ignored.
+RETIRED_THUMBNAIL_SOURCE_PIXELS = "THUMBNAIL_MAX_SOURCE_PIXELS"
 
 
 @dataclass(frozen=True)
@@ -59,17 +63,17 @@ class MediaSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> Self:
-        if env.optional("THUMBNAIL_MAX_SOURCE_PIXELS") is not None:
+        if env.raw(RETIRED_THUMBNAIL_SOURCE_PIXELS) is not None:
             raise ConfigError(
                 "THUMBNAIL_MAX_SOURCE_PIXELS is no longer read: thumbnails decode at most MAX_IMAGE_PIXELS"
             )
         return cls(
-            image_root=env.optional_directory("IMAGE_ROOT"),
-            thumbnail_cache_size=env.int("THUMBNAIL_CACHE_SIZE", 1024, minimum=0),
-            thumbnail_max_size=env.int("THUMBNAIL_MAX_SIZE", 512, minimum=MIN_THUMBNAIL_SIZE),
-            max_source_pixels=env.int("MAX_IMAGE_PIXELS", 50_000_000, minimum=64),
-            thumbnail_concurrency=env.int("THUMBNAIL_CONCURRENCY", 4, minimum=1),
-            cache_max_age_s=env.int("IMAGE_CACHE_MAX_AGE_S", 86_400, minimum=0),
+            image_root=declared.IMAGE_ROOT.read(env),
+            thumbnail_cache_size=declared.THUMBNAIL_CACHE_SIZE.read(env),
+            thumbnail_max_size=declared.THUMBNAIL_MAX_SIZE.read(env),
+            max_source_pixels=core.MAX_IMAGE_PIXELS.read(env),
+            thumbnail_concurrency=declared.THUMBNAIL_CONCURRENCY.read(env),
+            cache_max_age_s=declared.IMAGE_CACHE_MAX_AGE_S.read(env),
         )
 
     @property

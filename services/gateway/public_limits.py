@@ -31,6 +31,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from artsearch.config import Env
+from services.gateway import settings as declared
 from services.gateway.body_limit import error_answer, matched_route, remaining_body, send_early_answer
 from services.gateway.clients import IPNetwork, client_of, trusted_proxies_from_env
 from services.gateway.rate_limit import ClientLimiter, Verdict
@@ -56,11 +57,11 @@ class PublicLimitSettings:
     @classmethod
     def from_env(cls, env: Env) -> PublicLimitSettings:
         return cls(
-            rate_per_min=env.float("PUBLIC_RATE_PER_MIN", 0.0, minimum=0.0),
-            burst=env.int("PUBLIC_RATE_BURST", 20, minimum=1),
-            max_concurrent_per_client=env.int("PUBLIC_MAX_CONCURRENT_PER_CLIENT", 0, minimum=0),
+            rate_per_min=declared.PUBLIC_RATE_PER_MIN.read(env),
+            burst=declared.PUBLIC_RATE_BURST.read(env),
+            max_concurrent_per_client=declared.PUBLIC_MAX_CONCURRENT_PER_CLIENT.read(env),
             trusted_proxies=trusted_proxies_from_env(env),
-            max_clients=env.int("RATE_LIMIT_MAX_CLIENTS", 100_000, minimum=1),
+            max_clients=declared.RATE_LIMIT_MAX_CLIENTS.read(env),
         )
 
 

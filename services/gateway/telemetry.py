@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from artsearch.config import Env
 from artsearch.grpc_client import request_metadata
 from artsearch.telemetry import TracingSettings, inject_trace_context, start_tracing
+from services.gateway import settings as declared
 
 HTTP_REQUESTS = Counter(
     "artsearch_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -67,7 +68,7 @@ class TelemetrySettings:
 
     @classmethod
     def from_env(cls, env: Env) -> TelemetrySettings:
-        origins = env.str("CORS_ALLOW_ORIGINS", "")
+        origins = declared.CORS_ALLOW_ORIGINS.read(env)
         return cls(
             tracing=TracingSettings.from_env(env, "artsearch-gateway"),
             cors_allow_origins=tuple(o.strip().rstrip("/") for o in origins.split(",") if o.strip()),

@@ -342,11 +342,35 @@ def env_reads_in(path: Path) -> tuple[set[str], set[str]]:
     return names, required
 
 
-def env_reads(image: str) -> EnvReads:
-    """The environment variables an image's code reads, and those it requires."""
+def declared_reads(image: str, files: Iterable[Path]) -> tuple[set[str], set[str]]:
+    """(names read, names required) of the settings declared for `image` (artsearch/settings.py,
+    services/<name>/settings.py) by the declaring modules among `files`; old names are not counted."""
+    from artsearch.env import REQUIRED
+    from artsearch.settings import INGEST
+    from artsearch_tools.settings_doc import SETTINGS_MODULES
+
+    reader = INGEST if image == "cli" else image
+    present = {path.resolve() for path in files}
     names: set[str] = set()
     required: set[str] = set()
-    for path in image_closure(image).files.values():
+    for module_name in SETTINGS_MODULES:
+        module = importlib.import_module(module_name)
+        if Path(str(module.__file__)).resolve() not in present:
+            continue
+        for setting in module.SETTINGS:
+            if reader in setting.services:
+                names.add(setting.name)
+                if setting.default is REQUIRED and setting.default_doc is None:
+                    required.add(setting.name)
+    return names, required
+
+
+def env_reads(image: str) -> EnvReads:
+    """The environment variables an image's code reads (through the settings' declarations, or directly in
+    the tools), and those it requires."""
+    files = list(image_closure(image).files.values())
+    names, required = declared_reads(image, files)
+    for path in files:
         found, needed = env_reads_in(path)
         names |= found
         required |= needed
