@@ -11,7 +11,7 @@ MODEL  := models/efficientnet-lite0/model.onnx
 MODEL_INT8 := models/efficientnet-lite0-int8/model.onnx
 GCOMPRIS := data/catalogues/gcompris/metadata.csv
 
-.PHONY: help venv lock image-contents wheelhouse protos model catalogue demo test test-fast lint format clean bench eval loadtest triton-server triton-repo browser eval-retrieval retrain eval-retrain k8s-validate docker-engine images compose-demo test-docker-engine test-repeat loadtest-faults eval-photos
+.PHONY: help venv lock image-contents wheelhouse protos settings-doc model catalogue demo test test-fast lint format clean bench eval loadtest triton-server triton-repo browser eval-retrieval retrain eval-retrain k8s-validate docker-engine images compose-demo test-docker-engine test-repeat loadtest-faults eval-photos
 
 help:
 	@echo "make demo | make test | make model | make catalogue | make images | make compose-demo | make lint | make clean"
@@ -55,8 +55,10 @@ image-contents: $(STAMP)
 protos: $(STAMP)
 	$(BIN)/python -m artsearch_tools.protogen
 
-protos: $(STAMP)
-	$(BIN)/python -m artsearch_tools.protogen
+# The configuration tables of the docs (docs/architecture.md: every setting), generated from the settings'
+# declarations (artsearch/settings.py, services/<name>/settings.py); a test fails when they drift.
+settings-doc: $(STAMP)
+	$(BIN)/python -m artsearch_tools.settings_doc
 
 model: $(MODEL) $(MODEL_INT8)
 $(MODEL): $(STAMP) artsearch_tools/model_export/export_onnx.py artsearch_tools/model_export/onnx_graph.py
