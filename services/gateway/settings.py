@@ -173,6 +173,13 @@ SEARCH_CURSOR_TTL_S = FloatSetting(
     default=600.0,
     minimum=0.0,
 )
+SEARCH_BATCH_MAX_QUERIES = IntSetting(
+    name="SEARCH_BATCH_MAX_QUERIES",
+    doc="Queries (images or artwork ids) one `POST /v1/search/batch` may carry.",
+    services=_GW,
+    default=16,
+    minimum=1,
+)
 
 # Images fetched by URL ([gateway.md](gateway.md)).
 URL_FETCH_TIMEOUT_S = FloatSetting(
@@ -435,6 +442,7 @@ SETTINGS: tuple[Setting[object], ...] = (
     SIMILAR_CACHE_TTL_S,
     SEARCH_CURSOR_ENTRIES,
     SEARCH_CURSOR_TTL_S,
+    SEARCH_BATCH_MAX_QUERIES,
     URL_FETCH_TIMEOUT_S,
     URL_FETCH_MAX_BYTES,
     URL_FETCH_MAX_REDIRECTS,
