@@ -61,7 +61,7 @@ from services.gateway.fusion import (
     rank_with_influence,
     vote_source_artist,
 )
-from services.gateway.query_cache import EncodedPictureCache
+from services.gateway.query_cache import EncodedPictureCache, picture_id_of
 from services.gateway.search_params import SearchOptions
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,9 @@ class QueryVector:
     by_model: bool = False
     # What the encoder found in the photo (the located painting's descriptor, grey-scale), when asked.
     analysis: encoder_pb2.ImageAnalysis | None = None
+    # A picture's id in the gateway's picture cache (query_cache.py), while its encoder answer is kept
+    # there: later searches may send it instead of the picture. None when the cache keeps nothing.
+    picture_id: str | None = None
 
     @property
     def routing_version(self) -> str:
@@ -136,13 +139,32 @@ async def encode_image(
     picture sent a moment ago is not encoded again (`cache`: services/gateway/query_cache.py)."""
     key = await cache.key_of(image, analyse)
     encoded = cache.get(key, downstream.known_model_version())
+    kept = encoded is not None
     if encoded is None:
         with timer.step("encode"):
             encoded = await downstream.encode(image, request_id, analyse=analyse)
-        cache.put(key, encoded)
+        kept = cache.put(key, encoded)
+    return _picture_vector(encoded, picture_id_of(key) if kept else None, analyse)
+
+
+def kept_picture(
+    downstream: Downstream, picture_id: str, cache: EncodedPictureCache, *, analyse: bool = False
+) -> QueryVector:
+    """The descriptor of a picture sent a moment ago, by the `picture_id` its search answered: no upload,
+    decode nor encode. 400 ApiError for a malformed id, 410 `picture_expired` when no longer kept (the
+    client sends the picture again)."""
+    encoded = cache.by_picture_id(picture_id, analyse, downstream.known_model_version())
+    return _picture_vector(encoded, picture_id, analyse)
+
+
+def _picture_vector(
+    encoded: encoder_pb2.EncodeResponse, picture_id: str | None, analyse: bool
+) -> QueryVector:
+    """The query of an encoded picture; an analysis is used only when the search asked for one (an
+    analysed answer kept in the cache also serves a search with locate and grey off, as if not analysed)."""
     values = np.asarray(encoded.embeddings[0].values, dtype=np.float32)
-    analysis = encoded.analyses[0] if encoded.analyses else None
-    return QueryVector(values, encoded.model, by_model=True, analysis=analysis)
+    analysis = encoded.analyses[0] if encoded.analyses and analyse else None
+    return QueryVector(values, encoded.model, by_model=True, analysis=analysis, picture_id=picture_id)
 
 
 async def stored_artwork(downstream: Downstream, artwork_id: str, request_id: str = "") -> common_pb2.Artwork:
@@ -283,6 +305,7 @@ async def rank_search(
             "model": {"name": query.model.name, "version": query.model.version},
             "collection": candidates.collection,
             **({"query": _query_json(query, options, candidates, grey)} if analysed else {}),
+            **({"picture_id": query.picture_id} if query.by_model else {}),
         },
         degraded=degraded,
         origin=query.exclude_ids[0] if query.exclude_ids and not query.by_model else "",

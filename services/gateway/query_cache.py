@@ -8,23 +8,41 @@ descriptor and, for an analysed photo, the located painting's: ~25 KB at 2664-d)
 seconds. An answer made by another model version than the encoder's latest known one is not used: after a
 redeploy with a new model, a picture is encoded again by it. Lookups are counted in
 `artsearch_gateway_query_cache_total{result="hit"|"miss"}`.
+
+A kept answer is also named by a **picture id** (`picture_id` of every picture search's answer): the hex
+SHA-256 of the picture's bytes and whether it was analysed (`<64 hex>-a` or `-n`). A search may send the id
+instead of the picture (`by_picture_id`) to re-rank from the kept descriptors with other parameters: no
+upload, decode nor encode. It lives as long as its answer here (QUERY_CACHE_ENTRIES, QUERY_CACHE_TTL_S, the
+model version); after that the id answers 410 `picture_expired` and the client sends the picture again. The
+id says nothing a holder of the picture could not compute, and nothing about the picture to anyone else.
+Searches by id are counted in `artsearch_gateway_picture_id_searches_total{result="hit"|"expired"}` (their
+lookups are query-cache hits or misses as well).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from collections.abc import Callable
 
 from prometheus_client import Counter
 
 from artsearch.v1 import encoder_pb2
+from services.gateway.errors import ApiError
 from services.gateway.lru import TtlLru
 
 # Pictures larger than this are hashed on a worker thread rather than on the event loop.
 _HASH_INLINE_BYTES = 256 * 1024
 LOOKUPS = Counter("artsearch_gateway_query_cache", "Encoded-picture cache lookups", ["result"])
+PICTURE_ID_SEARCHES = Counter(
+    "artsearch_gateway_picture_id_searches",
+    "Searches by picture_id (hit: re-ranked, expired: 410)",
+    ["result"],
+)
+_PICTURE_ID = re.compile(r"[0-9a-f]{64}-[an]")
+_ANALYSED, _WHOLE = b"A", b"-"
 
 
 class EncodedPictureCache:
@@ -35,7 +53,7 @@ class EncodedPictureCache:
 
     @staticmethod
     def key(picture: bytes, analysed: bool) -> bytes:
-        return hashlib.sha256(picture).digest() + (b"A" if analysed else b"-")
+        return hashlib.sha256(picture).digest() + (_ANALYSED if analysed else _WHOLE)
 
     async def key_of(self, picture: bytes, analysed: bool) -> bytes:
         """`key`, hashed off the event loop for a large picture (SHA-256: ~2 ms a MB; uploads go to 20 MB)."""
@@ -52,8 +70,51 @@ class EncodedPictureCache:
         LOOKUPS.labels("miss" if answer is None else "hit").inc()
         return answer
 
-    def put(self, key: bytes, answer: encoder_pb2.EncodeResponse) -> None:
-        self._entries.put(key, answer)
+    def put(self, key: bytes, answer: encoder_pb2.EncodeResponse) -> bool:
+        """Keeps `answer` (False: the cache is off)."""
+        return self._entries.put(key, answer)
+
+    def by_picture_id(
+        self, picture_id: str, analyse: bool, model_version: str | None
+    ) -> encoder_pb2.EncodeResponse:
+        """The answer a picture id names, for a search that needs the photo's analysis (`analyse`) or not:
+        an analysed answer serves both. 400 ApiError `invalid_picture_id` for a malformed id; 410
+        `picture_expired` when the answer is no longer kept (or was kept without the analysis asked for)."""
+        key = key_of_picture_id(picture_id)
+        if analyse and key.endswith(_WHOLE):
+            PICTURE_ID_SEARCHES.labels("expired").inc()
+            raise ApiError(
+                410,
+                "picture_expired",
+                "picture_id: this picture was searched with locate=off and grey=off, so its analysis was not "
+                "kept: send the picture again",
+            )
+        answer = self.get(key, model_version)
+        PICTURE_ID_SEARCHES.labels("expired" if answer is None else "hit").inc()
+        if answer is None:
+            raise ApiError(
+                410,
+                "picture_expired",
+                "picture_id: this picture's descriptors are no longer kept (expired, evicted, or the model "
+                "changed): send the picture again",
+            )
+        return answer
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def picture_id_of(key: bytes) -> str:
+    """The picture id of a cache key (see the module docstring)."""
+    return key[:-1].hex() + ("-a" if key.endswith(_ANALYSED) else "-n")
+
+
+def key_of_picture_id(picture_id: str) -> bytes:
+    """The cache key a picture id names; 400 ApiError `invalid_picture_id` for anything else."""
+    if not _PICTURE_ID.fullmatch(picture_id):
+        raise ApiError(
+            400,
+            "invalid_picture_id",
+            "picture_id: not a picture id this API gave out (64 hex digits, then -a or -n)",
+        )
+    return bytes.fromhex(picture_id[:64]) + (_ANALYSED if picture_id.endswith("-a") else _WHOLE)

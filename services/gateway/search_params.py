@@ -10,10 +10,11 @@ from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.gateway.config import GatewayConfig
-from services.gateway.errors import ApiError
+from services.gateway.errors import ApiError, error_responses
+from services.gateway.schemas.search import EXAMPLE_PICTURE_ID
 
 MAX_WEIGHT = 100.0
 YEAR_RANGE = (-5000, 3000)
@@ -66,18 +67,44 @@ class SearchOptions:
 AUTO_OFF = ("auto", "off")
 
 
+_PICTURE_ID_DOC = (
+    "Instead of the picture: the picture_id of a previous picture search's answer, re-ranked from the "
+    "descriptors the gateway kept (no upload, no encode); 410 picture_expired once no longer kept "
+    "(send the picture again), 400 invalid_picture_id when malformed"
+)
+# OpenAPI of a search body that carries a picture or the picture_id of one (the route's request body).
+PICTURE_ID_FORM_FIELD = {"type": "string", "description": _PICTURE_ID_DOC, "examples": [EXAMPLE_PICTURE_ID]}
+PICTURE_OR_ID = {"oneOf": [{"required": ["image"]}, {"required": ["picture_id"]}]}
+PICTURE_ID_ERRORS = error_responses(
+    410,
+    notes={
+        410: "The picture_id's descriptors are no longer kept (picture_expired): send the picture again",
+    },
+)
+
+
+def picture_id_examples() -> dict[str, Any]:
+    """The JSON body's example of a search by picture_id."""
+    body = {"picture_id": EXAMPLE_PICTURE_ID, "k": 25, "w_colour": 0.8, "influence_weight": 0}
+    return {"by_picture_id": {"summary": "The same picture again, re-weighted", "value": body}}
+
+
 class UrlRequest(BaseModel):
-    """JSON body of the search and predict-style routes: an image URL, and optionally any search parameter
-    (a body field overrides the query parameter of the same name)."""
+    """JSON body of the search route: an image URL, or the `picture_id` of a picture searched a moment ago,
+    and optionally any search parameter (a body field overrides the query parameter of the same name)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"oneOf": [{"required": ["url"]}, {"required": ["picture_id"]}]}
+    )
 
-    url: str = Field(
+    url: str | None = Field(
+        default=None,
         min_length=1,
         max_length=2048,
-        description="http(s) URL of a picture (JPEG, PNG, WebP, GIF, BMP, TIFF or AVIF)",
+        description="http(s) URL of a picture (JPEG, PNG, WebP, GIF, BMP, TIFF or AVIF); or picture_id",
         examples=["https://upload.wikimedia.org/wikipedia/commons/a/a5/Tsunami_by_hokusai_19th_century.jpg"],
     )
+    picture_id: str | None = Field(default=None, description=_PICTURE_ID_DOC, examples=[EXAMPLE_PICTURE_ID])
     k: int | None = None
     offset: int | None = None
     pool: int | None = None
@@ -100,6 +127,14 @@ class UrlRequest(BaseModel):
     locate: Literal["auto", "off"] | None = None
     grey: Literal["auto", "off"] | None = None
     regions: Literal["auto", "off"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_picture(cls, data: Any) -> Any:
+        # Checked before the fields, so a misspelt `url` is answered as a missing picture too.
+        if isinstance(data, dict) and (data.get("url") is None) == (data.get("picture_id") is None):
+            raise ValueError("send exactly one of url and picture_id")
+        return data
 
 
 def search_query(config: GatewayConfig) -> Callable[..., SearchOptions]:
@@ -239,7 +274,7 @@ def _year_query(description: str) -> Any:
 
 def with_body(options: SearchOptions, body: UrlRequest) -> SearchOptions:
     """The query options with every field the JSON body sets replacing the query's value."""
-    given = body.model_dump(exclude_none=True, exclude={"url"})
+    given = body.model_dump(exclude_none=True, exclude={"url", "picture_id"})
     changes: dict[str, object] = {}
     weights = dict(options.aspect_weights)
     for name, value in given.items():

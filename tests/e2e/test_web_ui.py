@@ -1,7 +1,10 @@
 """The web UI in a real headless Chromium (Debian `chromium` + `chromium-driver`, driven by Selenium) against
 the whole stack started as real processes with the GCompris demo catalogue: upload a painting, see the
 predicted style and result cards with loaded thumbnails, click a result to search from it, move a slider;
-browse the catalogue's clusters in the Explore view and search from one of their artworks."""
+browse the catalogue's clusters in the Explore view and search from one of their artworks. A slider moved
+after an upload re-ranks by the picture's `picture_id` (no upload, no encode: the gateway's metrics say so),
+page 2 follows the answer's cursor, and a picture the gateway no longer keeps (its picture cache holds one
+picture here) is uploaded again without the user noticing."""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
@@ -82,9 +87,10 @@ def catalogue(gcompris_catalogue: Path) -> Catalogue:
 def gateway_url(
     model_path: Path, catalogue: Catalogue, repo_root: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    # The evaluation's pictures, for the Explore view's quality panel.
-    pictures = {"EVALUATION_DIR": str(repo_root / "docs" / "img")}
-    with catalogue_stack(model_path, catalogue, tmp_path_factory.mktemp("stack"), pictures) as running:
+    # The evaluation's pictures, for the Explore view's quality panel; a picture cache of one picture, so
+    # that a second picture sent evicts the first (the web UI's fallback when its picture_id expired).
+    env = {"EVALUATION_DIR": str(repo_root / "docs" / "img"), "QUERY_CACHE_ENTRIES": "1"}
+    with catalogue_stack(model_path, catalogue, tmp_path_factory.mktemp("stack"), env) as running:
         yield running.settings.gateway_url
 
 
@@ -302,3 +308,114 @@ def test_explore_shows_clusters_their_artworks_and_the_evaluation_pictures(
     assert chosen_id not in _card_ids(browser)
     assert chosen_title in browser.find_element(By.ID, "status").text
     assert _severe_console_messages(browser) == []
+
+
+# --- re-ranking without re-uploading (issue 16) -----------------------------------------------------------
+
+OTHER_PAINTING = "van-gogh-cafe-terrace-at-night"
+
+
+def _metric(gateway_url: str, name: str, result: str) -> float:
+    """A sample of the gateway's /metrics (0 when not counted yet)."""
+    text = httpx.get(f"{gateway_url}/metrics", timeout=30, follow_redirects=True).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels.get("result") == result:
+                return sample.value
+    return 0.0
+
+
+def _counters(gateway_url: str) -> dict[str, float]:
+    return {
+        "misses": _metric(gateway_url, "artsearch_gateway_query_cache_total", "miss"),
+        "by_id": _metric(gateway_url, "artsearch_gateway_picture_id_searches_total", "hit"),
+        "expired": _metric(gateway_url, "artsearch_gateway_picture_id_searches_total", "expired"),
+    }
+
+
+def _results(browser: WebDriver) -> WebElement:
+    return browser.find_element(By.ID, "results")
+
+
+def _upload_in_browser(browser: WebDriver, gateway_url: str, path: Path) -> None:
+    browser.get(gateway_url + "/")
+    _severe_console_messages(browser)  # drains what earlier tests left in the log
+    browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(path.resolve()))
+    _wait(browser, lambda d: _results(d).get_attribute("data-sent") == "upload" and _cards(d), "no results")
+
+
+def _favour_colour(browser: WebDriver) -> str:
+    """Moves the colour slider to its end (one key: one request); what the request's URL then holds."""
+    browser.find_element(By.ID, "w-colour").send_keys(Keys.END)
+    return "w_colour=1"
+
+
+def _uploaded_ranking(gateway_url: str, path: Path, request_url: str) -> list[str]:
+    """The ranking the gateway gives when the picture is uploaded with the parameters of `request_url`."""
+    query = request_url.split("?", 1)[1]
+    with path.open("rb") as picture:
+        answer = httpx.post(f"{gateway_url}/v1/search?{query}", files={"image": picture}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return [result["id"] for result in answer.json()["results"]]
+
+
+def test_moving_a_slider_reranks_by_picture_id_without_uploading_again(browser, gateway_url, catalogue):
+    path = catalogue.root / _entry(catalogue, QUERY_PAINTING).filename
+    _upload_in_browser(browser, gateway_url, path)
+    before, counters = _card_ids(browser), _counters(gateway_url)
+    uploads = _results(browser).get_attribute("data-uploads")
+    expected = _favour_colour(browser)
+    _wait(browser, lambda d: expected in _answered(d), f"no answer to a request with {expected}")
+    # The request sent the picture's id, not the picture: no upload, no encode (no picture-cache miss).
+    assert _results(browser).get_attribute("data-sent") == "picture_id"
+    assert _results(browser).get_attribute("data-uploads") == uploads
+    after = _counters(gateway_url)
+    assert after["misses"] == counters["misses"] and after["by_id"] == counters["by_id"] + 1
+    # The ranking is the one the new weights give, as if the picture had been uploaded with them.
+    ranking = _card_ids(browser)
+    assert ranking != before
+    assert ranking == _uploaded_ranking(gateway_url, path, _answered(browser))
+    aspects = {
+        name: float(browser.find_element(By.ID, f"w-{name}").get_attribute("value")) for name in ASPECTS
+    }
+    used = aspects["colour"] / sum(aspects.values())
+    assert f"colour {used:.2f}" in browser.find_element(By.ID, "weights-used").text
+    assert _severe_console_messages(browser) == []
+
+
+def test_more_results_follow_the_answers_cursor(browser, gateway_url, catalogue):
+    path = catalogue.root / _entry(catalogue, QUERY_PAINTING).filename
+    _upload_in_browser(browser, gateway_url, path)
+    first_page = _card_ids(browser)
+    counters = _counters(gateway_url)
+    browser.find_element(By.ID, "more").click()
+    _wait(browser, lambda d: len(_cards(d)) > len(first_page), "no second page")
+    assert _results(browser).get_attribute("data-sent") == "cursor"
+    assert "cursor=" in _answered(browser)
+    everything = _card_ids(browser)
+    assert everything[: len(first_page)] == first_page and len(set(everything)) == len(everything)
+    k = len(everything)
+    assert everything == _uploaded_ranking(gateway_url, path, f"/v1/search?k={k}&influence_weight=1")
+    assert _counters(gateway_url)["misses"] == counters["misses"]  # the upload above hit the cache
+    assert _severe_console_messages(browser) == []
+
+
+def test_an_expired_picture_id_falls_back_to_uploading_the_picture_again(browser, gateway_url, catalogue):
+    path = catalogue.root / _entry(catalogue, QUERY_PAINTING).filename
+    _upload_in_browser(browser, gateway_url, path)
+    uploads = int(_results(browser).get_attribute("data-uploads"))
+    # Another picture sent to the gateway evicts this one from its one-picture cache.
+    other = catalogue.root / _entry(catalogue, OTHER_PAINTING).filename
+    _uploaded_ranking(gateway_url, other, "/v1/search?k=3")
+    counters = _counters(gateway_url)
+    expected = _favour_colour(browser)
+    _wait(browser, lambda d: expected in _answered(d), f"no answer to a request with {expected}")
+    # The picture_id was refused (410), and the page sent the file it still holds: one upload more.
+    assert _results(browser).get_attribute("data-sent") == "upload"
+    assert int(_results(browser).get_attribute("data-uploads")) == uploads + 1
+    after = _counters(gateway_url)
+    # Two picture-cache misses: the picture_id's lookup, then the picture's own (encoded again).
+    assert after["expired"] == counters["expired"] + 1 and after["misses"] == counters["misses"] + 2
+    assert not browser.find_element(By.ID, "error").is_displayed()
+    assert _card_ids(browser) == _uploaded_ranking(gateway_url, path, _answered(browser))
+    assert any("status of 410" in line for line in _severe_console_messages(browser))

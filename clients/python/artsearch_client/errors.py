@@ -73,6 +73,11 @@ class Gone(ArtsearchError):
     """410: a search cursor the gateway no longer keeps (expired, or the catalogue changed): search again."""
 
 
+class PictureExpired(Gone):
+    """410 `picture_expired`: the gateway no longer keeps the descriptors a `picture_id` named (expired,
+    evicted, or the model changed): send the picture again."""
+
+
 class RateLimited(ArtsearchError):
     """429: this client is over its rate or concurrency limit, or the encoder is busy; `retry_after` says
     when to come back. Raised after the client's own retries are spent."""
@@ -111,13 +116,19 @@ _BY_STATUS: dict[int, type[ArtsearchError]] = {
 }
 
 
+# Error codes with an exception of their own (a subclass of their status's).
+_BY_CODE: dict[tuple[int, str], type[ArtsearchError]] = {(410, "picture_expired"): PictureExpired}
+
+
 def error_for_response(response: httpx.Response, retry_after: float | None) -> ArtsearchError:
-    """The exception for an error answer: its class by status, code and message from the JSON error body,
-    or (a body of another shape: a proxy's HTML page, a truncated answer) the body's start as message."""
+    """The exception for an error answer: its class by status (and code), code and message from the JSON
+    error body, or (a body of another shape: a proxy's HTML page, a truncated answer) the body's start as
+    message."""
     status = response.status_code
-    kind = _BY_STATUS.get(status) or (ServerError if status >= 500 else BadRequest)
     text = response.text
     code, message = _error_fields(text)
+    kind = _BY_CODE.get((status, code or "")) or _BY_STATUS.get(status)
+    kind = kind or (ServerError if status >= 500 else BadRequest)
     return kind(
         message or f"HTTP {status}: {_excerpt(text) or response.reason_phrase or 'no body'}",
         status=status,

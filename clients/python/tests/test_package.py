@@ -17,8 +17,10 @@ import artsearch_client
 from artsearch_client import (
     ArtsearchClient,
     AsyncArtsearchClient,
+    Gone,
     NewArtwork,
     NewInfluence,
+    PictureExpired,
     SearchResponse,
 )
 
@@ -156,3 +158,39 @@ def test_a_batch_needs_one_file_name_per_image():
         client.add_artworks(
             [NewArtwork(b"1", "A", filename="x.jpg"), NewArtwork(b"2", "B", filename="x.jpg")]
         )
+
+
+PICTURE_ID = "ab" * 32 + "-a"
+EXPIRED = {"error": {"code": "picture_expired", "message": "picture_id: no longer kept"}}
+
+
+def test_a_picture_is_searched_again_by_its_id_and_sent_again_once_expired(server: ScriptedServer):
+    answer = {"results": [], "source_artist": {"how": "none"}, "picture_id": PICTURE_ID}
+    server.then(Answer.json(200, answer))
+    server.then(Answer.json(410, EXPIRED))
+    server.then(Answer.json(410, EXPIRED))
+    server.then(Answer.json(200, answer))
+    with ArtsearchClient(server.url) as client:
+        again = client.search_by_picture_id(PICTURE_ID, w_style=0.9, filter_artist="Hokusai")
+        assert again.picture_id == PICTURE_ID
+        with pytest.raises(PictureExpired) as expired:
+            client.search_by_picture_id(PICTURE_ID, k=3)
+        assert isinstance(expired.value, Gone) and expired.value.code == "picture_expired"
+        assert expired.value.attempts == 1  # a 410 is an answer: not retried
+        resent = client.search_or_resend(PICTURE_ID, b"\xff\xd8 the picture", k=3)
+        assert resent.picture_id == PICTURE_ID
+    by_id, _expired, expired_again, upload = server.received
+    assert json.loads(by_id.body) == {"picture_id": PICTURE_ID, "w_style": 0.9, "filter_artist": ["Hokusai"]}
+    assert json.loads(expired_again.body) == {"picture_id": PICTURE_ID, "k": 3}
+    assert upload.path == "/v1/search?k=3" and b"the picture" in upload.body  # sent again, as an upload
+
+
+async def test_the_async_client_searches_by_picture_id_too(server: ScriptedServer):
+    server.then(Answer.json(410, EXPIRED))
+    server.then(Answer.json(200, {"results": [], "source_artist": {"how": "none"}, "picture_id": None}))
+    async with AsyncArtsearchClient(server.url) as client:
+        answer = await client.search_or_resend(PICTURE_ID, b"\xff\xd8 picture", w_colour=0)
+    assert answer.picture_id is None
+    by_id, upload = server.received
+    assert json.loads(by_id.body) == {"picture_id": PICTURE_ID, "w_colour": 0}
+    assert upload.path == "/v1/search?w_colour=0" and b"picture" in upload.body

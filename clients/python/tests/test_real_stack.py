@@ -24,6 +24,7 @@ from artsearch_client import (
     NewArtist,
     NewInfluence,
     NotFound,
+    PictureExpired,
     RetryPolicy,
     SearchResponse,
     Unauthorized,
@@ -136,6 +137,24 @@ def test_next_page_follows_the_cursor_through_the_same_ranking(client: Artsearch
     with pytest.raises(BadRequest) as garbage:
         client.search_page("not-a-cursor")
     assert garbage.value.code == "invalid_cursor"
+
+
+def test_a_picture_is_searched_again_by_its_picture_id(client: ArtsearchClient, catalogue: Catalogue):
+    """New weights for a picture sent a moment ago: by its picture_id, the answer a new upload would give."""
+    entry = next(e for e in catalogue.entries if "hokusai" in e.artist.lower())
+    first = client.search(catalogue.root / entry.filename, k=5)
+    assert first.picture_id
+    again = client.search_by_picture_id(first.picture_id, k=8, w_colour=0.9, influence_weight=0)
+    uploaded = client.search(catalogue.root / entry.filename, k=8, w_colour=0.9, influence_weight=0)
+    assert [r.id for r in again.results] == [r.id for r in uploaded.results]
+    assert again.weights == uploaded.weights and "encode" not in again.timings_ms
+    with pytest.raises(BadRequest) as malformed:
+        client.search_by_picture_id("not-a-picture-id")
+    assert malformed.value.code == "invalid_picture_id"
+    with pytest.raises(PictureExpired):
+        client.search_by_picture_id("0" * 64 + "-a")  # never sent: nothing kept
+    resent = client.search_or_resend("0" * 64 + "-a", catalogue.root / entry.filename, k=2)
+    assert resent.results[0].id == entry.id and resent.picture_id == first.picture_id
 
 
 def test_the_gateway_errors_arrive_as_exceptions_with_code_message_and_request_id(

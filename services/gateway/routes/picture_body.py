@@ -14,6 +14,7 @@ from services.gateway.errors import ApiError
 from services.gateway.image_checks import ImageLimits, check_image
 from services.gateway.image_fetch import fetch_image
 from services.gateway.query import Timer
+from services.gateway.search_params import PICTURE_ID_FORM_FIELD, PICTURE_OR_ID, picture_id_examples
 
 MAX_JSON_BYTES = 64 * 1024
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -21,12 +22,22 @@ EXAMPLE_URL = "https://upload.wikimedia.org/wikipedia/commons/a/a5/Tsunami_by_ho
 
 
 class ImageInput:
-    """The picture a request carries (uploaded bytes, or a URL still to fetch) and its body parameters."""
+    """The picture a request carries (uploaded bytes, or a URL still to fetch, or the picture_id of a picture
+    searched a moment ago) and its body parameters."""
 
-    def __init__(self, data: bytes, body: Any = None, form_artist: object = None) -> None:
+    def __init__(
+        self, data: bytes, body: Any = None, form_artist: object = None, form_picture_id: str | None = None
+    ) -> None:
         self.data = data
         self.body = body  # the JSON body's model (it has a `url`), None for an upload
         self.form_artist = form_artist
+        self.form_picture_id = form_picture_id
+
+    @property
+    def picture_id(self) -> str | None:
+        """The picture_id sent instead of the picture (JSON field or form field), if any."""
+        from_json = getattr(self.body, "picture_id", None)
+        return from_json if from_json is not None else self.form_picture_id
 
 
 async def picture_bytes(source: ImageInput, config: GatewayConfig, timer: Timer) -> bytes:
@@ -52,7 +63,7 @@ async def read_body(request: Request, body_model: type[BaseModel], config: Gatew
     """The uploaded picture (multipart `image`) or the JSON body; 4xx ApiError for anything else."""
     media_type = content_type(request)
     if media_type in FORM_TYPES:
-        return await read_form(request, config)
+        return await read_form(request, config, by_picture_id="picture_id" in body_model.model_fields)
     if is_json(media_type):
         return ImageInput(b"", await read_json(request, body_model))
     raise ApiError(
@@ -71,18 +82,23 @@ async def read_json(request: Request, body_model: type[BaseModel], limit: int = 
         raise RequestValidationError(error.errors(include_url=False, include_context=False)) from None
 
 
-async def read_form(request: Request, config: GatewayConfig) -> ImageInput:
-    """The upload and the form's source artist. The body's size is bounded as it arrives (body_limit);
-    the image's own size and pixels are checked with the image (check_image), reading one byte past the
-    limit so an oversized image is seen."""
+async def read_form(request: Request, config: GatewayConfig, *, by_picture_id: bool = False) -> ImageInput:
+    """The upload (or, `by_picture_id`, the field `picture_id` instead) and the form's source artist. The
+    body's size is bounded as it arrives (body_limit); the image's own size and pixels are checked with the
+    image (check_image), reading one byte past the limit so an oversized image is seen."""
     async with request.form(max_files=1, max_fields=20) as form:  # closes the spooled upload after
         image = form.get("image")
+        picture_id = form.get("picture_id") if by_picture_id else None
+        artist = form.get("source_artist") or form.get("artist")
+        if isinstance(picture_id, str):
+            if image is not None:
+                raise ApiError(422, "invalid_request", "send either the field image or picture_id, not both")
+            return ImageInput(b"", None, artist, picture_id)
         if not isinstance(image, UploadFile):
             raise ApiError(
                 422, "invalid_request", "image: a picture file is required (multipart field 'image')"
             )
         data = await image.read(config.max_upload_bytes + 1)
-        artist = form.get("source_artist") or form.get("artist")
     return ImageInput(data, None, artist)
 
 
@@ -101,6 +117,8 @@ def image_request_body(url_model: type[BaseModel], *, search_params: bool) -> di
         "image": {"type": "string", "format": "binary", "description": "The picture (JPEG, PNG, WebP, ...)"}
     }
     json_example: dict[str, Any] = {"url": EXAMPLE_URL}
+    form_required: dict[str, Any] = {"required": ["image"]}
+    json_examples = {"by_url": {"summary": "An image by URL", "value": json_example}}
     if search_params:
         form_properties["artist"] = {
             "type": "string",
@@ -108,17 +126,24 @@ def image_request_body(url_model: type[BaseModel], *, search_params: bool) -> di
             "description": "Source artist (the query parameter source_artist takes precedence)",
         }
         json_example = {**json_example, "k": 10, "w_style": 0.6, "filter_style": ["Ukiyo-e"]}
+        json_examples = {
+            "by_url": {"summary": "An image by URL", "value": json_example},
+            **picture_id_examples(),
+        }
+        # Or the picture_id of a picture searched a moment ago instead of the picture.
+        form_properties["picture_id"] = PICTURE_ID_FORM_FIELD
+        form_required = PICTURE_OR_ID
     return {
         "requestBody": {
             "required": True,
             "content": {
                 "multipart/form-data": {
-                    "schema": {"type": "object", "properties": form_properties, "required": ["image"]},
+                    "schema": {"type": "object", "properties": form_properties, **form_required},
                     "encoding": {"image": {"contentType": "image/*"}},
                 },
                 "application/json": {
                     "schema": url_model.model_json_schema(),
-                    "examples": {"by_url": {"summary": "An image by URL", "value": json_example}},
+                    "examples": json_examples,
                 },
             },
         }

@@ -9,11 +9,12 @@ from fastapi.responses import JSONResponse
 from artsearch.jsonlog import request_id_var
 from services.gateway.answer_cache import AnswerCaches
 from services.gateway.config import GatewayConfig
-from services.gateway.query import Timer, encode_image, rank_search
+from services.gateway.query import Timer, encode_image, kept_picture, rank_search
 from services.gateway.routes import api_router
 from services.gateway.routes.docs import CURSOR_DOC, CURSOR_ERRORS, IMAGE_ROUTE_ERRORS, SEARCH_ANSWER
 from services.gateway.routes.picture_body import image_request_body, picture_bytes, read_body
 from services.gateway.search_params import (
+    PICTURE_ID_ERRORS,
     SearchOptions,
     UrlRequest,
     checked,
@@ -31,26 +32,31 @@ def router(config: GatewayConfig) -> APIRouter:
     @routes.post(
         "/v1/search",
         openapi_extra=image_request_body(UrlRequest, search_params=True),
-        responses={200: SEARCH_ANSWER, **IMAGE_ROUTE_ERRORS},
+        responses={200: SEARCH_ANSWER, **IMAGE_ROUTE_ERRORS, **PICTURE_ID_ERRORS},
     )
     async def search(request: Request, options: options_from_query) -> JSONResponse:
         """Related artworks for a picture, best first, each with its score breakdown and influence path.
 
         Send the picture as multipart form field `image` (optionally with form field `artist`, the source
-        artist), or as JSON `{"url": "https://..."}`, which may also carry any query parameter."""
+        artist), or as JSON `{"url": "https://..."}`, which may also carry any query parameter. To search a
+        picture again with other parameters, send the `picture_id` of its answer instead (JSON or form
+        field): re-ranked from the kept descriptors, no upload nor encode; 410 picture_expired once gone."""
         timer = Timer()
         source = await read_body(request, UrlRequest, config)
         if isinstance(source.body, UrlRequest):
             options = with_body(options, source.body)
         options = checked(with_form_artist(options, source.form_artist), config)
-        data = await picture_bytes(source, config, timer)
         downstream = request.app.state.downstream
         # The encoder analyses the photo (locates the painting, tells grey-scale) unless both are off.
         analyse = "auto" in (options.locate, options.grey)
         cache = request.app.state.picture_cache
         answers: AnswerCaches = request.app.state.answer_caches
         generation = answers.generation
-        query = await encode_image(downstream, data, timer, cache, request_id_var.get(), analyse=analyse)
+        if source.picture_id is not None:  # a picture sent a moment ago: its kept descriptors
+            query = kept_picture(downstream, source.picture_id, cache, analyse=analyse)
+        else:
+            data = await picture_bytes(source, config, timer)
+            query = await encode_image(downstream, data, timer, cache, request_id_var.get(), analyse=analyse)
         ranked = await rank_search(downstream, query, options, config, timer, request_id_var.get())
         return JSONResponse(answers.answer(ranked, options.offset, options.k, timer.timings_ms, generation))
 

@@ -12,6 +12,7 @@ from services.gateway.schemas.artworks import EXAMPLE_ARTWORK, EXAMPLE_METADATA,
 _TIMINGS = {"encode": 38.1, "search": 8.9, "influence": 2.3}
 _MODEL = {"name": "efficientnet-lite0-imagenet", "version": "57934424-g2-d1"}
 _COLLECTION = "artworks__57934424-g2-d1"
+EXAMPLE_PICTURE_ID = "9f2c4e1a7b3d5f60" * 4 + "-a"
 EXAMPLE_SCORES = {
     "visual": 0.874512,
     "content": 0.861203,
@@ -202,6 +203,7 @@ class SearchAnswer(ResponseModel):
             "collection": _COLLECTION,
             "query": EXAMPLE_QUERY,
             "next_cursor": "c2VhcmNoLXRva2VuOjI1OjI1",
+            "picture_id": EXAMPLE_PICTURE_ID,
         }
     )
     results: list[SearchResult] = Field(description="This page of related artworks, best first")
@@ -227,6 +229,15 @@ class SearchAnswer(ResponseModel):
         description="Opaque: pass it as `cursor` (GET /v1/search for a picture search, the same similar "
         "route for similar) for the next page of this same ranked result, without sending the picture "
         "again; null on the last page of the pool (or when cursors are off)",
+    )
+    picture_id: str | None = Field(
+        default=None,
+        description="Picture searches only (absent for similar): the picture's id while the gateway keeps "
+        "its descriptors (the QUERY_CACHE_ENTRIES most recent pictures, QUERY_CACHE_TTL_S seconds at most). "
+        "Send it as `picture_id` instead of the picture to search again with other parameters (weights, k, "
+        "filters, influence...) without uploading or encoding it; 410 picture_expired once no longer kept. "
+        "Null when the cache is off",
+        examples=[EXAMPLE_PICTURE_ID],
     )
 
 

@@ -10,9 +10,14 @@ const RERUN_DELAY_MS = 350;
 const THUMBNAIL_SIZE = 256;
 
 const state = {
-  query: null, // {kind: "file", file, name} | {kind: "url", url} | {kind: "similar", id, title, artist}
+  // {kind: "file", file, name} | {kind: "url", url} | {kind: "similar", id, title, artist}; a file or URL
+  // query also holds the picture_id its last answer gave (the gateway keeps the picture's descriptors).
+  query: null,
   aspectWeightsTouched: false,
   offset: 0,
+  nextCursor: null, // the next_cursor of the last answer shown, and the parameters it was searched with
+  cursorParams: null,
+  uploads: 0, // pictures this page has sent to the gateway (uploads and URLs), for the tests and the curious
   sequence: 0, // answers to older requests than the latest are dropped
   controller: null,
   rerunTimer: null,
@@ -36,24 +41,58 @@ function searchParams(offset) {
   return params;
 }
 
+function jsonPost(body) {
+  return { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+}
+
+// The request that sends the query itself: the artwork's id, the image URL, or the uploaded file.
 function requestFor(query, offset) {
   const params = searchParams(offset);
   if (query.kind === "similar") {
-    return { url: `/v1/artworks/${encodeURIComponent(query.id)}/similar?${params}`, init: { method: "GET" } };
+    const url = `/v1/artworks/${encodeURIComponent(query.id)}/similar?${params}`;
+    return { url, init: { method: "GET" }, sent: "similar" };
   }
   if (query.kind === "url") {
-    return {
-      url: `/v1/search?${params}`,
-      init: {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ url: query.url }),
-      },
-    };
+    return { url: `/v1/search?${params}`, init: jsonPost({ url: query.url }), sent: "url" };
   }
   const form = new FormData();
   form.append("image", query.file, query.name || "query");
-  return { url: `/v1/search?${params}`, init: { method: "POST", body: form } };
+  return { url: `/v1/search?${params}`, init: { method: "POST", body: form }, sent: "upload" };
+}
+
+// The requests to try in turn, cheapest first; a 410 (the gateway no longer keeps what a request refers
+// to) moves on to the next. Another page of the same ranking: its cursor. The same picture with other
+// parameters: its picture_id, so the picture is not uploaded, fetched or encoded again. Last, the query.
+function requestsFor(query, offset, append) {
+  const requests = [];
+  if (append && state.nextCursor && state.cursorParams === searchParams(0).toString()) {
+    const cursor = new URLSearchParams({ cursor: state.nextCursor });
+    const route = query.kind === "similar" ? `/v1/artworks/${encodeURIComponent(query.id)}/similar` : "/v1/search";
+    requests.push({ url: `${route}?${cursor}`, init: { method: "GET" }, sent: "cursor" });
+  }
+  if (query.pictureId && query.kind !== "similar") {
+    const url = `/v1/search?${searchParams(offset)}`;
+    requests.push({ url, init: jsonPost({ picture_id: query.pictureId }), sent: "picture_id" });
+  }
+  requests.push(requestFor(query, offset));
+  return requests;
+}
+
+// The answer to the first request of `requests` that is not a 410 (its error thrown when not ok).
+async function firstAnswer(query, requests, signal) {
+  for (const [index, request] of requests.entries()) {
+    if (request.sent === "upload" || request.sent === "url") state.uploads += 1;
+    $("results").dataset.request = request.url;
+    const reply = await fetch(request.url, { ...request.init, signal });
+    if (reply.status === 410 && index < requests.length - 1) {
+      if (request.sent === "picture_id") query.pictureId = null; // expired: the picture goes again
+      if (request.sent === "cursor") state.nextCursor = null;
+      continue;
+    }
+    if (!reply.ok) throw new Error(await errorMessage(reply));
+    return { answer: await reply.json(), request };
+  }
+  throw new Error("no request to send");
 }
 
 async function errorMessage(reply) {
@@ -73,21 +112,24 @@ async function errorMessage(reply) {
 async function run(query, { append = false } = {}) {
   state.query = query;
   const offset = append ? state.offset : 0;
-  const { url, init } = requestFor(query, offset);
+  const params = searchParams(0).toString();
+  const requests = requestsFor(query, offset, append);
   if (state.controller) state.controller.abort();
   const controller = new AbortController();
   state.controller = controller;
   const sequence = ++state.sequence;
   setBusy(true);
   hideError();
-  $("results").dataset.request = url;
   setStatus(append ? "Loading more results…" : "Searching…");
   try {
-    const reply = await fetch(url, { ...init, signal: controller.signal });
-    if (!reply.ok) throw new Error(await errorMessage(reply));
-    const answer = await reply.json();
+    const { answer, request } = await firstAnswer(query, requests, controller.signal);
     if (sequence !== state.sequence) return;
-    show(answer, { append, offset, request: url });
+    if (query.kind !== "similar" && "picture_id" in answer) query.pictureId = answer.picture_id;
+    state.nextCursor = answer.next_cursor || null;
+    state.cursorParams = params;
+    $("results").dataset.sent = request.sent;
+    $("results").dataset.uploads = String(state.uploads);
+    show(answer, { append, offset, request: request.url });
   } catch (error) {
     if (error.name === "AbortError" || sequence !== state.sequence) return;
     showError(error.message || String(error));
