@@ -40,10 +40,12 @@ lock: $(STAMP)
 	$(BIN)/python scripts/image_contents.py write
 
 # The files of requirements.lock (hashes checked), for tests/integration/test_pip_install.py: `pip install .`
-# into a clean venv from these alone (no index), then the four services started from it.
+# into a clean venv from these alone (no index), then the four services started from it. Emptied first when
+# the lock changed: pip would otherwise pick a stale newer file left there.
 WHEELHOUSE := .cache/wheelhouse
 wheelhouse: $(WHEELHOUSE)/.complete
 $(WHEELHOUSE)/.complete: requirements.lock $(STAMP)
+	rm -rf $(WHEELHOUSE)
 	$(BIN)/pip download --quiet --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \
 	  -r requirements.lock -d $(WHEELHOUSE)
 	touch $@
