@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -20,11 +19,13 @@ from artsearch.telemetry import shutdown_tracing
 from services.gateway.admin import install_admin_guard
 from services.gateway.answer_cache import AnswerCaches
 from services.gateway.backend_factory import open_downstream
+from services.gateway.batch_search import SEARCH_BATCH_ROUTE
 from services.gateway.body_limit import BodyLimitMiddleware, upload_body_limit
 from services.gateway.catalogue_admin import BATCH_ROUTE, sweep_stale_uploads
 from services.gateway.config import GatewayConfig
 from services.gateway.downstream import DownstreamError, ServiceStubs
 from services.gateway.errors import (
+    HTTP_STATUS_FOR_GRPC,
     RETRY_AFTER_S,
     RETRY_STATUSES,
     ApiError,
@@ -44,6 +45,7 @@ from services.gateway.routes import (
     evaluation_pictures,
     health,
     search,
+    search_batch,
     similar,
     styles,
     web_ui,
@@ -55,15 +57,6 @@ from services.gateway.telemetry import (
 )
 
 log = logging.getLogger(__name__)
-
-# gRPC failures of a downstream service, as the HTTP status the client should see.
-_HTTP_STATUS_FOR_GRPC = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 503,
-}
 
 
 def create_app(config: GatewayConfig, stubs: ServiceStubs | None = None) -> FastAPI:
@@ -98,7 +91,10 @@ def create_app(config: GatewayConfig, stubs: ServiceStubs | None = None) -> Fast
         BodyLimitMiddleware,
         routes=app.routes,
         default_limit=upload_limit,
-        route_limits={("POST", BATCH_ROUTE): config.admin.max_batch_items * upload_limit},
+        route_limits={
+            ("POST", BATCH_ROUTE): config.admin.max_batch_items * upload_limit,
+            ("POST", SEARCH_BATCH_ROUTE): config.search_batch_max_queries * upload_limit,
+        },
     )
     # Outside the body limit: a shed request is answered before its body is counted or read.
     app.add_middleware(PublicLimitMiddleware, settings=config.public_limits, routes=app.routes)
@@ -126,7 +122,7 @@ def _install_openapi(app: FastAPI) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DownstreamError)
     async def downstream_failed(_: Request, error: DownstreamError) -> JSONResponse:
-        status = _HTTP_STATUS_FOR_GRPC.get(error.status, 502)
+        status = HTTP_STATUS_FOR_GRPC.get(error.status, 502)
         if status == 400:
             return error_response(400, "invalid_image", error.details)
         headers = {"Retry-After": RETRY_AFTER_S} if status in RETRY_STATUSES else None
@@ -163,6 +159,7 @@ def _install_routes(app: FastAPI, config: GatewayConfig) -> None:
     add_routes(app, health.router)
     add_routes(app, web_ui.router)
     add_routes(app, search.router(config))
+    add_routes(app, search_batch.router(config))
     add_routes(app, similar.router(config))
     add_routes(app, artworks.router)
     add_routes(app, styles.router)

@@ -65,6 +65,8 @@ class GatewayConfig:
     similar_cache_ttl_s: float = 60.0
     search_cursor_entries: int = 256
     search_cursor_ttl_s: float = 600.0
+    # Queries in one POST /v1/search/batch (services/gateway/batch_search.py).
+    search_batch_max_queries: int = 16
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> GatewayConfig:
@@ -102,6 +104,7 @@ class GatewayConfig:
             similar_cache_ttl_s=declared.SIMILAR_CACHE_TTL_S.read(env),
             search_cursor_entries=declared.SEARCH_CURSOR_ENTRIES.read(env),
             search_cursor_ttl_s=declared.SEARCH_CURSOR_TTL_S.read(env),
+            search_batch_max_queries=declared.SEARCH_BATCH_MAX_QUERIES.read(env),
         )
 
 

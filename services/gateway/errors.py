@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import grpc
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,6 +55,14 @@ ERROR_STATUSES: dict[int, str] = {
     422: "Invalid request: a parameter or body field is missing, malformed or out of bounds",
     429: "Too many requests: retry after Retry-After seconds",
     503: "A required service is unavailable: retry after Retry-After seconds",
+}
+# gRPC failures of a downstream service, as the HTTP status the client should see (502 for any other).
+HTTP_STATUS_FOR_GRPC = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 503,
 }
 # Every error answer with one of these statuses carries Retry-After (whole seconds).
 RETRY_STATUSES = frozenset({429, 503})

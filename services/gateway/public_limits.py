@@ -37,7 +37,9 @@ from services.gateway.clients import IPNetwork, client_of, trusted_proxies_from_
 from services.gateway.rate_limit import ClientLimiter, Verdict
 
 # The routes whose requests make the encoder decode an image: (method, route path).
-LIMITED_ROUTES = frozenset({("POST", "/v1/search"), ("POST", "/v1/predict-style")})
+LIMITED_ROUTES = frozenset(
+    {("POST", "/v1/search"), ("POST", "/v1/search/batch"), ("POST", "/v1/predict-style")}
+)
 
 SHED = Counter(
     "artsearch_http_shed_total",

@@ -99,7 +99,8 @@ def test_service_image_exposes_its_port_and_checks_its_health(service: str):
     assert dockerfile.env()[PORT_VARIABLE[service]] == str(port)
     assert dockerfile.all("CMD")[-1] == f'["python", "-m", "services.{service}"]'
     assert f"services/{service}/ services/{service}/" in dockerfile.all("COPY")
-    assert "artsearch/ artsearch/" in dockerfile.all("COPY")
+    # The core package enters through the generated block of the modules the service imports (test_locks.py).
+    assert any(copy.endswith(" artsearch/") for copy in dockerfile.all("COPY"))
     healthcheck = dockerfile.all("HEALTHCHECK")
     assert len(healthcheck) == 1
     assert healthcheck[0].endswith(_healthcheck_command(service))

@@ -523,10 +523,8 @@ async def test_openapi_documents_both_request_bodies(client):
     spec = (await client.get("/openapi.json")).json()
     search = spec["paths"]["/v1/search"]["post"]
     content = search["requestBody"]["content"]
-    # The picture itself, or the picture_id of a previous answer (tests/services/test_gateway_picture_id.py).
-    one_of = [{"required": [picture]} for picture in ("image", "picture_id")]
-    assert content["multipart/form-data"]["schema"]["oneOf"] == one_of
-    assert content["application/json"]["schema"]["oneOf"] == [one_of[0] | {"required": ["url"]}, one_of[1]]
+    assert content["multipart/form-data"]["schema"]["required"] == ["image"]
+    assert content["application/json"]["schema"]["required"] == ["url"]
     assert content["application/json"]["examples"]["by_url"]["value"]["url"].startswith("https://")
     names = {p["name"] for p in search["parameters"]}
     assert {"k", "offset", "pool", "rerank", "influence_weight", "source_artist", "w_content", "w_style",
@@ -556,6 +554,7 @@ async def test_openapi_operation_ids_are_the_handlers_names(client):
         "GET /readyz": "readyz",
         "POST /v1/search": "search",
         "GET /v1/search": "search_page",
+        "POST /v1/search/batch": "search_batch",
         "GET /v1/artworks/{artwork_id}/similar": "similar",
         "GET /v1/artworks/{artwork_id}": "artwork",
         "PATCH /v1/artworks/{artwork_id}": "edit_artwork",

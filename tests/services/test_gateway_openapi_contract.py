@@ -343,6 +343,14 @@ async def test_the_real_answers_of_every_route_are_their_declared_models(gateway
     photo = ok(await http.post("/v1/search", params={"k": 3}, files=files))
     assert photo["query"]["locate"] == "auto"  # the photo's analysis, absent from the next two
     ok(await http.get("/v1/search", params={"cursor": photo["next_cursor"]}))  # its page 2
+    batch = ok(
+        await http.post(
+            "/v1/search/batch",
+            params={"k": 2},
+            files=[("image", ("a.jpg", image)), ("image", ("b.txt", b"text"))],
+        )
+    )
+    assert [item["status"] for item in batch["results"]] == [200, 415]  # an answer and an error, both checked
     plain = ok(
         await http.post(
             "/v1/search",

@@ -100,6 +100,26 @@ class NewInfluence:
 
 
 @dataclass(frozen=True)
+class BatchQuery:
+    """One query of `search_batch`: exactly one of a picture (`image`), a picture URL (`url`) or an artwork
+    of the catalogue (`artwork_id`, as `similar`); `params` are this query's own search parameters (URL and
+    artwork queries only: the uploads of a batch share the call's)."""
+
+    image: ImageSource | None = None
+    url: str | None = None
+    artwork_id: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if sum(x is not None for x in (self.image, self.url, self.artwork_id)) != 1:
+            raise ValueError("a BatchQuery has exactly one of image, url and artwork_id")
+        if self.image is not None and self.params:
+            raise ValueError(
+                "the uploads of a batch share the call's parameters; params are for url / artwork_id"
+            )
+
+
+@dataclass(frozen=True)
 class Call(Generic[R]):
     method: str
     path: str
@@ -171,10 +191,9 @@ def search_query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _search_body(picture: Mapping[str, str], params: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON body of a search: the picture (`url` or `picture_id`) and the parameters."""
+def _search_body(url: str, params: Mapping[str, Any]) -> dict[str, Any]:
     search_query(params)  # the same check of the names
-    body: dict[str, Any] = dict(picture)
+    body: dict[str, Any] = {"url": url}
     for name, value in params.items():
         if value is not None:
             body[name] = [value] if name in _LIST_PARAMS and isinstance(value, str) else value
@@ -205,15 +224,7 @@ def search(image: ImageSource, params: Mapping[str, Any]) -> Call[models.SearchR
 
 
 def search_url(url: str, params: Mapping[str, Any]) -> Call[models.SearchResponse]:
-    body = _search_body({"url": url}, params)
-    return Call("POST", "/v1/search", _parsed(models.SearchResponse.from_json), True, json=body)
-
-
-def search_picture_id(picture_id: str, params: Mapping[str, Any]) -> Call[models.SearchResponse]:
-    """A search from the descriptors the gateway kept for a picture (a previous answer's `picture_id`)."""
-    if not picture_id:
-        raise ValueError("a picture_id cannot be empty")
-    body = _search_body({"picture_id": picture_id}, params)
+    body = _search_body(url, params)
     return Call("POST", "/v1/search", _parsed(models.SearchResponse.from_json), True, json=body)
 
 
@@ -228,6 +239,39 @@ def search_page(cursor: str) -> Call[models.SearchResponse]:
         raise ValueError("a cursor cannot be empty")
     params = [("cursor", cursor)]
     return Call("GET", "/v1/search", _parsed(models.SearchResponse.from_json), True, params=params)
+
+
+def search_batch(
+    queries: Sequence[BatchQuery], params: Mapping[str, Any]
+) -> Call[models.BatchSearchResponse]:
+    """`POST /v1/search/batch`: uploads as a multipart body (the parameters in the query string), URL and
+    artwork queries as JSON (shared parameters at the top, each query's own beside it). The gateway takes
+    one kind per request, so a batch mixing uploads with URL or artwork queries is refused here."""
+    if not queries:
+        raise ValueError("a batch needs at least one query")
+    parse = _parsed(models.BatchSearchResponse.from_json)
+    uploads = [q.image for q in queries if q.image is not None]
+    if uploads:
+        if len(uploads) != len(queries):
+            raise ValueError("a batch holds either uploaded pictures or URL / artwork queries, not both")
+        files = [("image", read_image(image)) for image in uploads]
+        return Call("POST", "/v1/search/batch", parse, True, params=search_query(params), files=files)
+    body = _body_params(params)
+    body["queries"] = [
+        {**({"url": q.url} if q.url is not None else {"artwork_id": q.artwork_id}), **_body_params(q.params)}
+        for q in queries
+    ]
+    return Call("POST", "/v1/search/batch", parse, True, json=body)
+
+
+def _body_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Search parameters as JSON body fields (lists as lists, None left out), their names checked."""
+    search_query(params)
+    return {
+        name: [value] if name in _LIST_PARAMS and isinstance(value, str) else value
+        for name, value in params.items()
+        if value is not None
+    }
 
 
 def artwork(artwork_id: str) -> Call[models.Artwork]:

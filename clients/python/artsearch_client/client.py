@@ -13,6 +13,7 @@ from artsearch_client import _calls, models
 from artsearch_client._attempts import Attempts
 from artsearch_client._calls import (
     ArtworkEdit,
+    BatchQuery,
     Call,
     ImageSource,
     NewArtist,
@@ -20,7 +21,6 @@ from artsearch_client._calls import (
     NewInfluence,
     SearchParams,
 )
-from artsearch_client.errors import PictureExpired
 from artsearch_client.retry import RetryPolicy
 
 R = TypeVar("R")
@@ -105,23 +105,6 @@ class ArtsearchClient:
         """Related artworks for a picture the gateway fetches from `url`."""
         return self._run(_calls.search_url(url, params))
 
-    def search_by_picture_id(self, picture_id: str, **params: Unpack[SearchParams]) -> models.SearchResponse:
-        """A picture searched again with other parameters by the `picture_id` of its previous answer: the
-        gateway re-ranks from the descriptors it kept (no upload, no encode). Raises `PictureExpired` once
-        it no longer keeps them: then search with the picture again (`search_or_resend` does both)."""
-        return self._run(_calls.search_picture_id(picture_id, params))
-
-    def search_or_resend(
-        self, picture_id: str | None, image: ImageSource, **params: Unpack[SearchParams]
-    ) -> models.SearchResponse:
-        """`search_by_picture_id` while the gateway keeps the picture, else `search` with the picture."""
-        if picture_id:
-            try:
-                return self.search_by_picture_id(picture_id, **params)
-            except PictureExpired:
-                pass
-        return self.search(image, **params)
-
     def similar(self, artwork_id: str, **params: Unpack[SearchParams]) -> models.SearchResponse:
         """Related artworks for an artwork of the catalogue (its stored descriptor; itself left out)."""
         return self._run(_calls.similar(artwork_id, params))
@@ -134,6 +117,15 @@ class ArtsearchClient:
     def next_page(self, answer: models.SearchResponse) -> models.SearchResponse | None:
         """The page after `answer` (by its `next_cursor`), or None when `answer` is the last page."""
         return None if answer.next_cursor is None else self.search_page(answer.next_cursor)
+
+    def search_batch(
+        self, queries: Sequence[BatchQuery], **params: Unpack[SearchParams]
+    ) -> models.BatchSearchResponse:
+        """Several searches in one request (`POST /v1/search/batch`): one answer or error per query, in
+        order (`BatchSearchResponse.results`); `params` apply to every query. Either uploaded pictures
+        (`BatchQuery(image=...)`) or URL / artwork queries, not both, at most the gateway's
+        SEARCH_BATCH_MAX_QUERIES (16 by default; more: PayloadTooLarge)."""
+        return self._run(_calls.search_batch(queries, params))
 
     def predict_style(self, image: ImageSource) -> models.StyleResponse:
         """The style of a picture, voted by its nearest catalogue artworks."""

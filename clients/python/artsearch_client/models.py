@@ -228,9 +228,6 @@ class SearchResponse:
     query: JsonObject | None = None
     # The next page's cursor, where the gateway gives one.
     next_cursor: str | None = None
-    # A picture search's picture id while the gateway keeps its descriptors: `search_by_picture_id` searches
-    # the picture again with other parameters without sending it.
-    picture_id: str | None = None
     raw: JsonObject = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -251,7 +248,6 @@ class SearchResponse:
             collection=data.get("collection"),
             query=data.get("query"),
             next_cursor=data.get("next_cursor"),
-            picture_id=data.get("picture_id"),
             raw=data,
         )
 
@@ -608,3 +604,46 @@ class ClusterMembers:
             cached=data.get("cached"),
             raw=data,
         )
+
+
+@dataclass(frozen=True)
+class BatchSearchItem:
+    """One query of a batch search: its `answer` (status 200) or its error (`status`, `error_code`,
+    `error_message`: what the query alone would have been answered)."""
+
+    index: int
+    status: int
+    answer: SearchResponse | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+@dataclass(frozen=True)
+class BatchSearchResponse:
+    """`POST /v1/search/batch`: each query's outcome, in the order of the queries."""
+
+    queries: int
+    answered: int
+    failed: int
+    results: list[BatchSearchItem]
+    raw: JsonObject = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: JsonObject) -> BatchSearchResponse:
+        items = []
+        for item in _objects(data.get("results")):
+            answer, error = item.get("answer"), _object(item.get("error") or {})
+            items.append(
+                BatchSearchItem(
+                    index=item.get("index", len(items)),
+                    status=item.get("status", 0),
+                    answer=SearchResponse.from_json(answer) if isinstance(answer, dict) else None,
+                    error_code=error.get("code"),
+                    error_message=error.get("message"),
+                )
+            )
+        return cls(data.get("queries", 0), data.get("answered", 0), data.get("failed", 0), items, data)
