@@ -191,9 +191,10 @@ def search_query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _search_body(url: str, params: Mapping[str, Any]) -> dict[str, Any]:
+def _search_body(picture: Mapping[str, str], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON body of a search: the picture (`url` or `picture_id`) and the parameters."""
     search_query(params)  # the same check of the names
-    body: dict[str, Any] = {"url": url}
+    body: dict[str, Any] = dict(picture)
     for name, value in params.items():
         if value is not None:
             body[name] = [value] if name in _LIST_PARAMS and isinstance(value, str) else value
@@ -224,7 +225,15 @@ def search(image: ImageSource, params: Mapping[str, Any]) -> Call[models.SearchR
 
 
 def search_url(url: str, params: Mapping[str, Any]) -> Call[models.SearchResponse]:
-    body = _search_body(url, params)
+    body = _search_body({"url": url}, params)
+    return Call("POST", "/v1/search", _parsed(models.SearchResponse.from_json), True, json=body)
+
+
+def search_picture_id(picture_id: str, params: Mapping[str, Any]) -> Call[models.SearchResponse]:
+    """A search from the descriptors the gateway kept for a picture (a previous answer's `picture_id`)."""
+    if not picture_id:
+        raise ValueError("a picture_id cannot be empty")
+    body = _search_body({"picture_id": picture_id}, params)
     return Call("POST", "/v1/search", _parsed(models.SearchResponse.from_json), True, json=body)
 
 

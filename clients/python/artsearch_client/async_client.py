@@ -22,6 +22,7 @@ from artsearch_client._calls import (
     SearchParams,
 )
 from artsearch_client.client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT_S, USER_AGENT
+from artsearch_client.errors import PictureExpired
 from artsearch_client.retry import RetryPolicy
 
 R = TypeVar("R")
@@ -102,6 +103,25 @@ class AsyncArtsearchClient:
     async def search_url(self, url: str, **params: Unpack[SearchParams]) -> models.SearchResponse:
         """Related artworks for a picture the gateway fetches from `url`."""
         return await self._run(_calls.search_url(url, params))
+
+    async def search_by_picture_id(
+        self, picture_id: str, **params: Unpack[SearchParams]
+    ) -> models.SearchResponse:
+        """A picture searched again with other parameters by the `picture_id` of its previous answer: the
+        gateway re-ranks from the descriptors it kept (no upload, no encode). Raises `PictureExpired` once
+        it no longer keeps them: then search with the picture again (`search_or_resend` does both)."""
+        return await self._run(_calls.search_picture_id(picture_id, params))
+
+    async def search_or_resend(
+        self, picture_id: str | None, image: ImageSource, **params: Unpack[SearchParams]
+    ) -> models.SearchResponse:
+        """`search_by_picture_id` while the gateway keeps the picture, else `search` with the picture."""
+        if picture_id:
+            try:
+                return await self.search_by_picture_id(picture_id, **params)
+            except PictureExpired:
+                pass
+        return await self.search(image, **params)
 
     async def similar(self, artwork_id: str, **params: Unpack[SearchParams]) -> models.SearchResponse:
         """Related artworks for an artwork of the catalogue (its stored descriptor; itself left out)."""

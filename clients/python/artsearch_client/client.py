@@ -21,6 +21,7 @@ from artsearch_client._calls import (
     NewInfluence,
     SearchParams,
 )
+from artsearch_client.errors import PictureExpired
 from artsearch_client.retry import RetryPolicy
 
 R = TypeVar("R")
@@ -104,6 +105,23 @@ class ArtsearchClient:
     def search_url(self, url: str, **params: Unpack[SearchParams]) -> models.SearchResponse:
         """Related artworks for a picture the gateway fetches from `url`."""
         return self._run(_calls.search_url(url, params))
+
+    def search_by_picture_id(self, picture_id: str, **params: Unpack[SearchParams]) -> models.SearchResponse:
+        """A picture searched again with other parameters by the `picture_id` of its previous answer: the
+        gateway re-ranks from the descriptors it kept (no upload, no encode). Raises `PictureExpired` once
+        it no longer keeps them: then search with the picture again (`search_or_resend` does both)."""
+        return self._run(_calls.search_picture_id(picture_id, params))
+
+    def search_or_resend(
+        self, picture_id: str | None, image: ImageSource, **params: Unpack[SearchParams]
+    ) -> models.SearchResponse:
+        """`search_by_picture_id` while the gateway keeps the picture, else `search` with the picture."""
+        if picture_id:
+            try:
+                return self.search_by_picture_id(picture_id, **params)
+            except PictureExpired:
+                pass
+        return self.search(image, **params)
 
     def similar(self, artwork_id: str, **params: Unpack[SearchParams]) -> models.SearchResponse:
         """Related artworks for an artwork of the catalogue (its stored descriptor; itself left out)."""

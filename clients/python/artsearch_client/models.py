@@ -228,6 +228,9 @@ class SearchResponse:
     query: JsonObject | None = None
     # The next page's cursor, where the gateway gives one.
     next_cursor: str | None = None
+    # A picture search's picture id while the gateway keeps its descriptors: `search_by_picture_id` searches
+    # the picture again with other parameters without sending it.
+    picture_id: str | None = None
     raw: JsonObject = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -248,6 +251,7 @@ class SearchResponse:
             collection=data.get("collection"),
             query=data.get("query"),
             next_cursor=data.get("next_cursor"),
+            picture_id=data.get("picture_id"),
             raw=data,
         )
 
