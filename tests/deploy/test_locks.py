@@ -32,7 +32,11 @@ import locks
 RUNTIME, DEV, EXPORT = (REPO_ROOT / name for name in ("requirements.lock", "requirements-dev.lock",
                                                        "requirements-export.lock"))  # fmt: skip
 IMAGES = (*SERVICES, "cli")
-ALL_LOCKS = (RUNTIME, DEV, EXPORT, *(requirements_of(image) for image in IMAGES))
+STAND_INS = {
+    name: REPO_ROOT / "deploy" / "images" / name / "Dockerfile" for name in ("falkordb", "tritonserver-cpu")
+}
+FALKORDB = REPO_ROOT / "deploy" / "images" / "falkordb" / "requirements.txt"
+ALL_LOCKS = (RUNTIME, DEV, EXPORT, FALKORDB, *(requirements_of(image) for image in IMAGES))
 
 
 def _project() -> dict:
@@ -132,9 +136,15 @@ def test_service_requirements_are_exactly_what_its_imports_pull_in(service: str)
     )
 
 
-@pytest.mark.parametrize("image", IMAGES)
+def test_falkordb_stand_in_requirements_are_development_lock_entries():
+    dev, pins = read_lock(DEV), read_lock(FALKORDB)
+    assert all(str(entry.requirement) == str(dev[name].requirement) for name, entry in pins.items())
+    assert all(entry.hashes == dev[name].hashes for name, entry in pins.items())
+
+
+@pytest.mark.parametrize("image", [*IMAGES, *STAND_INS])
 def test_image_installs_with_hashes_required(image: str):
-    dockerfile = Dockerfile.read(dockerfile_of(image))
+    dockerfile = Dockerfile.read(STAND_INS.get(image) or dockerfile_of(image))
     install = next(run for run in dockerfile.all("RUN") if "/tmp/requirements.txt" in run)
     assert "pip install --require-hashes --no-deps -r /tmp/requirements.txt" in install
 
