@@ -65,10 +65,10 @@ class Setting(ABC, Generic[T]):
         old_set = [(old, env.raw(old)) for old in self.deprecated_names if env.raw(old) is not None]
         values = {value for _, value in old_set} | ({new_value} if new_value is not None else set())
         if len(values) > 1:
-            names = ", ".join([self.name, *(old for old, _ in old_set)])
+            olds = " and ".join(old for old, _ in old_set)
             raise ConfigError(
-                f"{names} are all set, to different values: {self.name} is the name of this setting, "
-                "the others are its old names; unset them"
+                f"{self.name} and {olds} are set to different values: {olds} is the old name of "
+                f"{self.name}; set only {self.name}"
             )
         for old, _ in old_set:
             warn_deprecated(old, self.name)
