@@ -149,3 +149,44 @@ def test_declared_defaults_are_the_stores_defaults():
         server.retries,
         server.snapshots_path,
     )
+
+
+def test_reading_an_empty_environment_gives_the_settings_classes_own_defaults(tmp_path: Path):
+    """The declared defaults are the ones the code had before the declarations (behaviour unchanged)."""
+    from artsearch.config import Env
+    from services.encoder.config import EncoderConfig
+    from services.gateway.admin_settings import AdminSettings
+    from services.gateway.clusters import MIN_CLUSTERS, ClusterSettings
+    from services.gateway.config import GatewayConfig
+    from services.gateway.evaluation_pictures import EvaluationPictureSettings
+    from services.gateway.media import MIN_THUMBNAIL_SIZE, MediaSettings
+    from services.gateway.public_limits import PublicLimitSettings
+    from services.gateway.settings import CLUSTER_MAX_COUNT, THUMBNAIL_MAX_SIZE
+    from services.search.config import SearchConfig
+
+    empty = Env({})
+    for settings_class in (AdminSettings, ClusterSettings, EvaluationPictureSettings, MediaSettings):
+        assert settings_class.from_env(empty) == settings_class()
+    assert PublicLimitSettings.from_env(empty) == PublicLimitSettings()
+    assert (CLUSTER_MAX_COUNT.minimum, THUMBNAIL_MAX_SIZE.minimum) == (MIN_CLUSTERS, MIN_THUMBNAIL_SIZE)
+    addresses = {"ENCODER_ADDR": "a:1", "SEARCH_ADDR": "b:2", "INFLUENCE_ADDR": "c:3"}
+    gateway = GatewayConfig.from_env(Env(addresses))
+    assert (gateway.host, gateway.port, gateway.max_upload_bytes, gateway.url_fetch.max_bytes) == (
+        "127.0.0.1",
+        8080,
+        20 * 1024 * 1024,
+        20 * 1024 * 1024,
+    )
+    assert (gateway.default_k, gateway.max_k, gateway.default_pool, gateway.max_pool) == (25, 100, 100, 1000)
+    assert (gateway.model_alias_ttl_s, gateway.query_cache_ttl_s, gateway.search_cursor_ttl_s) == (
+        5.0,
+        300.0,
+        600.0,
+    )
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"onnx")
+    encoder = EncoderConfig.from_env(Env({"MODEL_PATH": str(model)}))
+    assert encoder == EncoderConfig(model_path=model, max_queued_images=encoder.max_queued_images)
+    search = SearchConfig.from_env(Env({"SEARCH_DATA_DIR": str(tmp_path)}))
+    assert (search.edge, search.server) == (EdgeSettings(), QdrantServerSettings())
+    assert search == SearchConfig(data_dir=tmp_path, edge=search.edge, server=search.server)
