@@ -1,4 +1,4 @@
-"""Runs the gateway: `python -m services.gateway` (settings from the environment, see config.py).
+"""Runs the gateway: `python -m services.gateway` (settings from the environment: settings.py, config.py).
 
 A configuration error is logged as one JSON line and gives exit code 2 (as the gRPC services'
 `service_main`): an orchestrator sees a failed start with its reason, not a crash loop of tracebacks.

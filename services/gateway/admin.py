@@ -16,24 +16,11 @@ ASGI middleware in front of the routes whose dependencies include the admin chec
 cannot make the gateway receive and spool a large upload. The route's own dependency then reuses that
 decision, so a request takes one token of its key's rate limit, not two.
 
-Settings (environment):
-  ADMIN_API_KEYS              comma-separated `name:sha256hex` (see services/gateway/api_keys.py)
-  ALLOW_DEV_ADMIN_KEY         accept the published development key's entry (default false: refused at start)
-  ADMIN_AUTH_MAX_FAILURES     wrong keys a client may present in quick succession before it has to wait
-                              (default 10; 0: no limit)
-  ADMIN_AUTH_FAILURE_WINDOW_S the window of those failures, seconds (default 60): afterwards one more
-                              attempt every WINDOW / MAX_FAILURES seconds
-  TRUSTED_PROXIES             proxies whose X-Forwarded-For names the client (services/gateway/clients.py)
-  RATE_LIMIT_MAX_CLIENTS      clients each per-client table remembers at most (default 100000)
-  ADMIN_RATE_LIMIT_PER_MIN    sustained requests per minute per key (default 60)
-  ADMIN_RATE_LIMIT_BURST      requests a key may make at once before the sustained rate applies (default 20)
-  ADMIN_MAX_BATCH_ITEMS       images per POST /v1/artworks/batch (default 32)
-  ADMIN_DEFAULT_CATALOGUE     catalogue of an added artwork that names none (default "uploads")
-  ADMIN_WRITE_TIMEOUT_S       deadline of each write the admin routes make in the search and influence
-                              services (default 10); their reads keep the services' query deadlines
-  IMAGE_ROOT                  where added images are written, as IMAGE_ROOT/<catalogue>/<id>.<ext>;
-                              unset: images are encoded and indexed but not kept
-  MAX_IMAGE_PIXELS            largest accepted image, in pixels (default 50,000,000, as the encoder's)
+Settings (environment): ADMIN_API_KEYS, ALLOW_DEV_ADMIN_KEY, ADMIN_AUTH_MAX_FAILURES,
+ADMIN_AUTH_FAILURE_WINDOW_S, TRUSTED_PROXIES, RATE_LIMIT_MAX_CLIENTS, ADMIN_RATE_LIMIT_PER_MIN,
+ADMIN_RATE_LIMIT_BURST, ADMIN_MAX_BATCH_ITEMS, ADMIN_DEFAULT_CATALOGUE, ADMIN_WRITE_TIMEOUT_S, IMAGE_ROOT,
+MAX_IMAGE_PIXELS; each declared, with its default and meaning, in services/gateway/settings.py (the table:
+docs/architecture.md, "Configuration").
 """
 
 from __future__ import annotations

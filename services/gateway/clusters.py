@@ -15,14 +15,9 @@ A catalogue larger than CLUSTER_MAX_ARTWORKS is not clustered (422 `catalogue_to
 held in memory while clustering (2664 float32 values, ~10 KiB, each), and a sample would leave most artworks
 out of every cluster's member list. Raise the limit where memory allows.
 
-Settings (environment):
-  CLUSTER_MAX_ARTWORKS    largest catalogue clustered (default 20000)
-  CLUSTER_CACHE_S         seconds a clustering is reused (default 300; 0 computes one for every request)
-  CLUSTER_DEFAULT_COUNT   clusters when `n` is not given (default 12)
-  CLUSTER_MAX_COUNT       largest `n` (default 64)
-  CLUSTER_SCROLL_PAGE     artworks per Scroll page (default 256, at most 1000)
-  CLUSTER_SEED            k-means seed (default 0)
-  CLUSTER_CACHE_ENTRIES   clusterings kept at once (default 8)
+Settings (environment): CLUSTER_* (CLUSTER_MAX_ARTWORKS, CLUSTER_CACHE_S, CLUSTER_DEFAULT_COUNT,
+CLUSTER_MAX_COUNT, CLUSTER_SCROLL_PAGE, CLUSTER_SEED, CLUSTER_CACHE_ENTRIES); each declared, with its default
+and meaning, in services/gateway/settings.py (the table: docs/architecture.md, "Configuration").
 
 The routes: services/gateway/routes/clusters.py."""
 

@@ -8,9 +8,8 @@ Only PNG files directly in EVALUATION_DIR are served, and a name is served only 
 holds it (a plain file name, PNG bytes, resolving inside the directory): no path from the client is ever
 joined to the directory. Without EVALUATION_DIR both routes answer 404 `evaluation_not_configured`.
 
-Settings (environment):
-  EVALUATION_DIR                  folder of the evaluation's PNG files (e.g. <repo>/docs/img); unset: off
-  EVALUATION_CACHE_MAX_AGE_S      Cache-Control max-age of the pictures, seconds (default 3600)
+Settings (environment): EVALUATION_DIR, EVALUATION_CACHE_MAX_AGE_S; each declared, with its default and
+meaning, in services/gateway/settings.py (the table: docs/architecture.md, "Configuration").
 
 The routes: services/gateway/routes/evaluation_pictures.py."""
 

@@ -13,11 +13,9 @@ Both limits are off by default (0): behind a proxy that is not in TRUSTED_PROXIE
 the proxy's address, and a per-client limit would then be one limit for everybody. Set TRUSTED_PROXIES to
 the ingress or load balancer addresses first.
 
-Settings (environment):
-  PUBLIC_RATE_PER_MIN               sustained requests per minute per client (default 0: no rate limit)
-  PUBLIC_RATE_BURST                 requests a client may make at once before that rate applies (default 20)
-  PUBLIC_MAX_CONCURRENT_PER_CLIENT  requests one client may have in flight (default 0: no limit)
-  TRUSTED_PROXIES, RATE_LIMIT_MAX_CLIENTS   see services/gateway/clients.py and admin.py
+Settings (environment): PUBLIC_RATE_PER_MIN, PUBLIC_RATE_BURST, PUBLIC_MAX_CONCURRENT_PER_CLIENT,
+TRUSTED_PROXIES, RATE_LIMIT_MAX_CLIENTS; each declared, with its default and meaning, in
+services/gateway/settings.py (the table: docs/architecture.md, "Configuration").
 """
 
 from __future__ import annotations
