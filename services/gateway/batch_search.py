@@ -31,7 +31,7 @@ from services.gateway.image_checks import ImageLimits, check_image
 from services.gateway.image_fetch import fetch_image
 from services.gateway.query import Timer, encode_image, rank_search, stored_vector
 from services.gateway.query_cache import EncodedPictureCache
-from services.gateway.search_params import SearchOptions, UrlRequest, checked, with_body
+from services.gateway.search_params import PICTURE_FIELDS, SearchOptions, UrlRequest, checked, with_body
 
 SEARCH_BATCH_ROUTE = "/v1/search/batch"
 # Queries of one batch searched at the same time: enough for the encoder to batch their pictures, few
@@ -39,7 +39,6 @@ SEARCH_BATCH_ROUTE = "/v1/search/batch"
 BATCH_CONCURRENCY = 8
 # The JSON body of a batch: a URL (2 KiB at most) and parameters per query.
 JSON_BYTES_PER_QUERY = 8 * 1024
-_PICTURE_FIELDS = ("url", "picture_id")
 _EXAMPLE_URL = "https://upload.wikimedia.org/wikipedia/commons/a/a5/Tsunami_by_hokusai_19th_century.jpg"
 
 # The search parameters a JSON body may carry (those of POST /v1/search's body, less the picture), shared by
@@ -50,7 +49,7 @@ SearchParams: type[BaseModel] = create_model(
     **{
         name: (info.annotation, info)  # type: ignore[misc]
         for name, info in UrlRequest.model_fields.items()
-        if name not in _PICTURE_FIELDS
+        if name not in PICTURE_FIELDS
     },
 )
 

@@ -13,7 +13,7 @@ from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.gateway.config import GatewayConfig
-from services.gateway.errors import ApiError, error_responses
+from services.gateway.errors import ApiError
 from services.gateway.schemas.search import EXAMPLE_PICTURE_ID
 
 MAX_WEIGHT = 100.0
@@ -67,6 +67,8 @@ class SearchOptions:
 AUTO_OFF = ("auto", "off")
 
 
+# The fields of a search body that say what to search (one of them), not how.
+PICTURE_FIELDS = ("url", "picture_id", "cursor")
 _PICTURE_ID_DOC = (
     "Instead of the picture: the picture_id of a previous picture search's answer, re-ranked from the "
     "descriptors the gateway kept (no upload, no encode); 410 picture_expired once no longer kept "
@@ -74,13 +76,13 @@ _PICTURE_ID_DOC = (
 )
 # OpenAPI of a search body that carries a picture or the picture_id of one (the route's request body).
 PICTURE_ID_FORM_FIELD = {"type": "string", "description": _PICTURE_ID_DOC, "examples": [EXAMPLE_PICTURE_ID]}
-PICTURE_OR_ID = {"oneOf": [{"required": ["image"]}, {"required": ["picture_id"]}]}
-PICTURE_ID_ERRORS = error_responses(
-    410,
-    notes={
-        410: "The picture_id's descriptors are no longer kept (picture_expired): send the picture again",
-    },
+_POST_CURSOR_DOC = (
+    "Instead of the picture: the next_cursor of a previous answer, for its next page of the same ranked "
+    "result, as GET /v1/search?cursor= (for clients that only POST; the other parameters are not read). "
+    "410 cursor_expired when no longer kept, 400 invalid_cursor when malformed"
 )
+CURSOR_FORM_FIELD = {"type": "string", "minLength": 1, "description": _POST_CURSOR_DOC}
+PICTURE_OR_ID = {"oneOf": [{"required": ["image"]}, {"required": ["picture_id"]}, {"required": ["cursor"]}]}
 
 
 def picture_id_examples() -> dict[str, Any]:
@@ -91,10 +93,14 @@ def picture_id_examples() -> dict[str, Any]:
 
 class UrlRequest(BaseModel):
     """JSON body of the search route: an image URL, or the `picture_id` of a picture searched a moment ago,
-    and optionally any search parameter (a body field overrides the query parameter of the same name)."""
+    and optionally any search parameter (a body field overrides the query parameter of the same name); or the
+    `cursor` of a previous answer alone, for its next page (as GET /v1/search?cursor=)."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"oneOf": [{"required": ["url"]}, {"required": ["picture_id"]}]}
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [{"required": ["url"]}, {"required": ["picture_id"]}, {"required": ["cursor"]}]
+        },
     )
 
     url: str | None = Field(
@@ -105,6 +111,7 @@ class UrlRequest(BaseModel):
         examples=["https://upload.wikimedia.org/wikipedia/commons/a/a5/Tsunami_by_hokusai_19th_century.jpg"],
     )
     picture_id: str | None = Field(default=None, description=_PICTURE_ID_DOC, examples=[EXAMPLE_PICTURE_ID])
+    cursor: str | None = Field(default=None, min_length=1, description=_POST_CURSOR_DOC)
     k: int | None = None
     offset: int | None = None
     pool: int | None = None
@@ -132,8 +139,8 @@ class UrlRequest(BaseModel):
     @classmethod
     def _one_picture(cls, data: Any) -> Any:
         # Checked before the fields, so a misspelt `url` is answered as a missing picture too.
-        if isinstance(data, dict) and (data.get("url") is None) == (data.get("picture_id") is None):
-            raise ValueError("send exactly one of url and picture_id")
+        if isinstance(data, dict) and sum(data.get(name) is not None for name in PICTURE_FIELDS) != 1:
+            raise ValueError("send exactly one of url, picture_id and cursor")
         return data
 
 
@@ -274,7 +281,7 @@ def _year_query(description: str) -> Any:
 
 def with_body(options: SearchOptions, body: UrlRequest) -> SearchOptions:
     """The query options with every field the JSON body sets replacing the query's value."""
-    given = body.model_dump(exclude_none=True, exclude={"url", "picture_id"})
+    given = body.model_dump(exclude_none=True, exclude=set(PICTURE_FIELDS))
     changes: dict[str, object] = {}
     weights = dict(options.aspect_weights)
     for name, value in given.items():

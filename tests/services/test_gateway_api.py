@@ -523,10 +523,11 @@ async def test_openapi_documents_both_request_bodies(client):
     spec = (await client.get("/openapi.json")).json()
     search = spec["paths"]["/v1/search"]["post"]
     content = search["requestBody"]["content"]
-    # The picture itself, or the picture_id of a previous answer (tests/services/test_gateway_picture_id.py).
-    one_of = [{"required": [picture]} for picture in ("image", "picture_id")]
+    # The picture itself, or the picture_id of a previous answer (tests/services/test_gateway_picture_id.py),
+    # or the cursor of a previous answer for its next page (tests/services/test_gateway_post_cursor.py).
+    one_of = [{"required": [picture]} for picture in ("image", "picture_id", "cursor")]
     assert content["multipart/form-data"]["schema"]["oneOf"] == one_of
-    assert content["application/json"]["schema"]["oneOf"] == [one_of[0] | {"required": ["url"]}, one_of[1]]
+    assert content["application/json"]["schema"]["oneOf"] == [{"required": ["url"]}, *one_of[1:]]
     assert content["application/json"]["examples"]["by_url"]["value"]["url"].startswith("https://")
     names = {p["name"] for p in search["parameters"]}
     assert {"k", "offset", "pool", "rerank", "influence_weight", "source_artist", "w_content", "w_style",

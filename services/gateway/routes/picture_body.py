@@ -14,10 +14,16 @@ from services.gateway.errors import ApiError
 from services.gateway.image_checks import ImageLimits, check_image
 from services.gateway.image_fetch import fetch_image
 from services.gateway.query import Timer
-from services.gateway.search_params import PICTURE_ID_FORM_FIELD, PICTURE_OR_ID, picture_id_examples
+from services.gateway.search_params import (
+    CURSOR_FORM_FIELD,
+    PICTURE_ID_FORM_FIELD,
+    PICTURE_OR_ID,
+    picture_id_examples,
+)
 
 MAX_JSON_BYTES = 64 * 1024
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+_CURSOR_EXAMPLE = {"cursor": "c2VhcmNoLXRva2VuOjI1OjI1"}
 EXAMPLE_URL = "https://upload.wikimedia.org/wikipedia/commons/a/a5/Tsunami_by_hokusai_19th_century.jpg"
 
 
@@ -26,12 +32,24 @@ class ImageInput:
     searched a moment ago) and its body parameters."""
 
     def __init__(
-        self, data: bytes, body: Any = None, form_artist: object = None, form_picture_id: str | None = None
+        self,
+        data: bytes,
+        body: Any = None,
+        form_artist: object = None,
+        form_picture_id: str | None = None,
+        form_cursor: str | None = None,
     ) -> None:
         self.data = data
         self.body = body  # the JSON body's model (it has a `url`), None for an upload
         self.form_artist = form_artist
         self.form_picture_id = form_picture_id
+        self.form_cursor = form_cursor
+
+    @property
+    def cursor(self) -> str | None:
+        """The cursor sent instead of a picture, for the next page of a previous answer (JSON or form)."""
+        from_json = getattr(self.body, "cursor", None)
+        return from_json if from_json is not None else self.form_cursor
 
     @property
     def picture_id(self) -> str | None:
@@ -63,7 +81,9 @@ async def read_body(request: Request, body_model: type[BaseModel], config: Gatew
     """The uploaded picture (multipart `image`) or the JSON body; 4xx ApiError for anything else."""
     media_type = content_type(request)
     if media_type in FORM_TYPES:
-        return await read_form(request, config, by_picture_id="picture_id" in body_model.model_fields)
+        fields = body_model.model_fields
+        by_id, by_cursor = "picture_id" in fields, "cursor" in fields
+        return await read_form(request, config, by_picture_id=by_id, by_cursor=by_cursor)
     if is_json(media_type):
         return ImageInput(b"", await read_json(request, body_model))
     raise ApiError(
@@ -82,14 +102,22 @@ async def read_json(request: Request, body_model: type[BaseModel], limit: int = 
         raise RequestValidationError(error.errors(include_url=False, include_context=False)) from None
 
 
-async def read_form(request: Request, config: GatewayConfig, *, by_picture_id: bool = False) -> ImageInput:
-    """The upload (or, `by_picture_id`, the field `picture_id` instead) and the form's source artist. The
+async def read_form(
+    request: Request, config: GatewayConfig, *, by_picture_id: bool = False, by_cursor: bool = False
+) -> ImageInput:
+    """The upload (or, `by_picture_id`, the field `picture_id` instead; or, `by_cursor`, the field `cursor`
+    for the next page of a previous answer) and the form's source artist. The
     body's size is bounded as it arrives (body_limit); the image's own size and pixels are checked with the
     image (check_image), reading one byte past the limit so an oversized image is seen."""
     async with request.form(max_files=1, max_fields=20) as form:  # closes the spooled upload after
         image = form.get("image")
         picture_id = form.get("picture_id") if by_picture_id else None
         artist = form.get("source_artist") or form.get("artist")
+        cursor = form.get("cursor") if by_cursor else None
+        if isinstance(cursor, str):
+            if image is not None or picture_id is not None:
+                raise ApiError(422, "invalid_request", "send one of the fields image, picture_id and cursor")
+            return ImageInput(b"", None, None, None, cursor)
         if isinstance(picture_id, str):
             if image is not None:
                 raise ApiError(422, "invalid_request", "send either the field image or picture_id, not both")
@@ -132,6 +160,9 @@ def image_request_body(url_model: type[BaseModel], *, search_params: bool) -> di
         }
         # Or the picture_id of a picture searched a moment ago instead of the picture.
         form_properties["picture_id"] = PICTURE_ID_FORM_FIELD
+        # Or the cursor of a previous answer, for its next page (clients that only POST).
+        form_properties["cursor"] = CURSOR_FORM_FIELD
+        json_examples["by_cursor"] = {"summary": "A previous answer's next page", "value": _CURSOR_EXAMPLE}
         form_required = PICTURE_OR_ID
     return {
         "requestBody": {

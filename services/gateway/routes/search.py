@@ -9,18 +9,30 @@ from fastapi.responses import JSONResponse
 from artsearch.jsonlog import request_id_var
 from services.gateway.answer_cache import AnswerCaches
 from services.gateway.config import GatewayConfig
+from services.gateway.errors import error_responses
 from services.gateway.query import Timer, encode_image, kept_picture, rank_search
 from services.gateway.routes import api_router
 from services.gateway.routes.docs import CURSOR_DOC, CURSOR_ERRORS, IMAGE_ROUTE_ERRORS, SEARCH_ANSWER
 from services.gateway.routes.picture_body import image_request_body, picture_bytes, read_body
 from services.gateway.search_params import (
-    PICTURE_ID_ERRORS,
     SearchOptions,
     UrlRequest,
     checked,
     search_query,
     with_body,
     with_form_artist,
+)
+
+# POST /v1/search's 400 and 410 also cover a picture_id or a cursor sent instead of the picture.
+_PICTURE_OR_CURSOR_ERRORS = error_responses(
+    400,
+    410,
+    notes={
+        400: "Bad image (empty, unreadable), an image URL that is refused or cannot be fetched, a malformed "
+        "picture_id (invalid_picture_id) or cursor (invalid_cursor)",
+        410: "The picture_id's descriptors are no longer kept (picture_expired): send the picture again; or "
+        "the cursor's result is no longer kept (cursor_expired): search again",
+    },
 )
 
 
@@ -32,7 +44,7 @@ def router(config: GatewayConfig) -> APIRouter:
     @routes.post(
         "/v1/search",
         openapi_extra=image_request_body(UrlRequest, search_params=True),
-        responses={200: SEARCH_ANSWER, **IMAGE_ROUTE_ERRORS, **PICTURE_ID_ERRORS},
+        responses={200: SEARCH_ANSWER, **IMAGE_ROUTE_ERRORS, **_PICTURE_OR_CURSOR_ERRORS},
     )
     async def search(request: Request, options: options_from_query) -> JSONResponse:
         """Related artworks for a picture, best first, each with its score breakdown and influence path.
@@ -40,9 +52,14 @@ def router(config: GatewayConfig) -> APIRouter:
         Send the picture as multipart form field `image` (optionally with form field `artist`, the source
         artist), or as JSON `{"url": "https://..."}`, which may also carry any query parameter. To search a
         picture again with other parameters, send the `picture_id` of its answer instead (JSON or form
-        field): re-ranked from the kept descriptors, no upload nor encode; 410 picture_expired once gone."""
+        field): re-ranked from the kept descriptors, no upload nor encode; 410 picture_expired once gone.
+        A client that only POSTs pages by sending the `cursor` of an answer instead (JSON or form field):
+        the same as GET /v1/search?cursor=, the other parameters not read."""
         timer = Timer()
         source = await read_body(request, UrlRequest, config)
+        answers: AnswerCaches = request.app.state.answer_caches
+        if source.cursor is not None:
+            return JSONResponse(answers.page_of(source.cursor, None, timer.timings_ms, config.max_k))
         if isinstance(source.body, UrlRequest):
             options = with_body(options, source.body)
         options = checked(with_form_artist(options, source.form_artist), config)
@@ -50,7 +67,6 @@ def router(config: GatewayConfig) -> APIRouter:
         # The encoder analyses the photo (locates the painting, tells grey-scale) unless both are off.
         analyse = "auto" in (options.locate, options.grey)
         cache = request.app.state.picture_cache
-        answers: AnswerCaches = request.app.state.answer_caches
         generation = answers.generation
         if source.picture_id is not None:  # a picture sent a moment ago: its kept descriptors
             query = kept_picture(downstream, source.picture_id, cache, analyse=analyse)
