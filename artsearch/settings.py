@@ -214,24 +214,28 @@ GRPC_REFLECTION = BoolSetting(
 )
 OTEL_ENABLED = BoolSetting(
     name="OTEL_ENABLED",
-    doc="OpenTelemetry tracing, exported by OTLP/gRPC.",
+    doc="`true` turns OpenTelemetry tracing on in that process (OTLP/gRPC exporter).",
     services=ALL_SERVICES,
     default=False,
 )
 OTEL_EXPORTER_OTLP_ENDPOINT = OptionalSetting(
     name="OTEL_EXPORTER_OTLP_ENDPOINT",
-    doc="The OTLP/gRPC collector's address (unset: the exporter's default).",
+    doc=(
+        "The OTLP/gRPC collector; the exporter reads its own `OTEL_EXPORTER_OTLP_INSECURE`, `_HEADERS`, "
+        "`_CERTIFICATE`."
+    ),
     services=ALL_SERVICES,
+    default_doc="the exporter's (`http://localhost:4317`)",
 )
 OTEL_SERVICE_NAME = StrSetting(
     name="OTEL_SERVICE_NAME",
-    doc="The service name on the traces.",
+    doc="The `service.name` of the spans.",
     services=ALL_SERVICES,
-    default_doc="`artsearch-<service>`",
+    default_doc="`artsearch-<service>` (`artsearch-gateway`, `artsearch-encoder`, ...)",
 )
 OTEL_TRACES_SAMPLER_ARG = FloatSetting(
     name="OTEL_TRACES_SAMPLER_ARG",
-    doc="Fraction of the traces started here that are sampled (0 to 1; a caller's decision is followed).",
+    doc="Fraction of new traces kept, 0 to 1 (parent-based: a sampled caller keeps its children).",
     services=ALL_SERVICES,
     default=1.0,
     minimum=0.0,

@@ -1,8 +1,8 @@
 """`make settings-doc` (`python -m artsearch_tools.settings_doc`): writes the configuration tables of the docs
-(docs/architecture.md's, every setting; docs/influence.md's and docs/performance.md's, a few) between their
-marker comments, from the settings' declarations (artsearch/settings.py, services/<name>/settings.py,
-artsearch_tools/settings.py). `--check` only says whether a committed table is stale (exit 1), as
-tests/unit/test_settings_doc.py does.
+(docs/architecture.md's, every setting; some in README.md, docs/influence.md, performance.md, gateway.md,
+admin.md, observability.md and deploy/triton/README.md) between their marker comments, from the settings'
+declarations (artsearch/settings.py, services/<name>/settings.py, artsearch_tools/settings.py). `--check`
+only says whether a committed table is stale (exit 1), as tests/unit/test_settings_doc.py does.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ SETTINGS_MODULES = (
 )
 DOCS = (
     *(ROOT / "docs" / name for name in ("architecture.md", "influence.md", "performance.md")),
+    *(ROOT / "docs" / name for name in ("gateway.md", "admin.md", "observability.md")),
+    ROOT / "deploy" / "triton" / "README.md",
     ROOT / "README.md",
 )
 # The declarations' links are relative to docs/; a table elsewhere gets them rewritten.

@@ -50,12 +50,15 @@ ORT_PROVIDERS = StrSetting(
 )
 TRITON_URL = OptionalSetting(
     name="TRITON_URL",
-    doc="Set: a Triton Inference Server runs the model (tritonclient gRPC aio); unset: embedded onnxruntime.",
+    doc=(
+        "Triton's gRPC endpoint (`host:port` or `grpc://host:port`): a Triton Inference Server runs the "
+        "model (tritonclient gRPC aio); unset: the embedded onnxruntime."
+    ),
     services=(ENCODER,),
 )
 TRITON_MODEL_NAME = StrSetting(
     name="TRITON_MODEL_NAME",
-    doc="The model's name in Triton's repository.",
+    doc="The model's directory name in Triton's repository.",
     services=(ENCODER,),
     default="efficientnet-lite0",
 )
@@ -82,8 +85,9 @@ TRITON_STARTUP_TIMEOUT_S = FloatSetting(
 TRITON_CHANNEL_MAX_AGE_S = FloatSetting(
     name="TRITON_CHANNEL_MAX_AGE_S",
     doc=(
-        "The channel to Triton (round robin over every resolved Triton) is made anew this often, seconds, so "
-        "Triton pods added since get calls (0: never)."
+        "The channel to Triton (round robin over every address the name resolves to) is made anew this "
+        "often, seconds, so Triton pods added since get calls; the old one is closed at its calls' deadline "
+        "(0: never)."
     ),
     services=(ENCODER,),
     default=300.0,

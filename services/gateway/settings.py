@@ -81,7 +81,7 @@ MODEL_ALIAS_TTL_S = FloatSetting(
 # Request limits.
 MAX_UPLOAD_BYTES = IntSetting(
     name="MAX_UPLOAD_BYTES",
-    doc="Largest uploaded picture, bytes (413 beyond).",
+    doc="Largest accepted image file, bytes (the upload limit; 413 beyond).",
     services=_GW,
     default=20 * 1024 * 1024,
     minimum=1,
@@ -175,7 +175,10 @@ SEARCH_CURSOR_TTL_S = FloatSetting(
 )
 SEARCH_BATCH_MAX_QUERIES = IntSetting(
     name="SEARCH_BATCH_MAX_QUERIES",
-    doc="Queries (images or artwork ids) one `POST /v1/search/batch` may carry.",
+    doc=(
+        "Queries (images or artwork ids) one `POST /v1/search/batch` may carry (more: 413 "
+        '`too_many_queries`; [gateway.md](gateway.md), "Batch search").'
+    ),
     services=_GW,
     default=16,
     minimum=1,
@@ -227,8 +230,9 @@ URL_FETCH_DNS_TIMEOUT_S = FloatSetting(
 IMAGE_ROOT = DirectorySetting(
     name="IMAGE_ROOT",
     doc=(
-        "Folder with one sub-folder per catalogue: images served at `/v1/artworks/{id}/image`; admin uploads "
-        "are written here (unset: only http(s) images shown, uploads not kept)."
+        "Folder with one sub-folder per catalogue: images served at `/v1/artworks/{id}/image`; images of "
+        "added artworks are written to `IMAGE_ROOT/<catalogue>/<id>.<ext>` (unset: only http(s) images are "
+        "shown, and an added artwork is encoded and indexed but its image not kept)."
     ),
     services=_GW,
 )
@@ -314,7 +318,10 @@ ADMIN_DEFAULT_CATALOGUE = StrSetting(
 )
 ADMIN_WRITE_TIMEOUT_S = FloatSetting(
     name="ADMIN_WRITE_TIMEOUT_S",
-    doc="Deadline of the admin routes' writes to search and influence, seconds (reads keep query deadlines).",
+    doc=(
+        "Deadline of each write the admin routes make, seconds (search: upsert, edit, delete; influence: new "
+        "artists and influences); their reads keep the query deadlines."
+    ),
     services=_GW,
     default=10.0,
     minimum=0.01,
@@ -363,14 +370,15 @@ TRUSTED_PROXIES = StrSetting(
     name="TRUSTED_PROXIES",
     doc=(
         "Comma-separated addresses or CIDRs of proxies whose `X-Forwarded-For` names the client (right-most "
-        "untrusted address) for the per-client limits and the admin throttle; empty: the peer address."
+        "untrusted address) for the per-client limits and the admin throttle; empty: the peer address "
+        "([gateway.md](gateway.md#load-shedding-and-who-a-client-is))."
     ),
     services=_GW,
     default="",
 )
 RATE_LIMIT_MAX_CLIENTS = IntSetting(
     name="RATE_LIMIT_MAX_CLIENTS",
-    doc="Clients each per-client table keeps (idle ones forgotten first).",
+    doc="Clients each per-client table (public limits, admin key throttle) keeps (idle ones go first).",
     services=_GW,
     default=100_000,
     minimum=1,
