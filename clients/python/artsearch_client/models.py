@@ -612,18 +612,25 @@ class ClusterMembers:
 
 @dataclass(frozen=True)
 class BatchSearchItem:
-    """One query of a batch search: its `answer` (status 200) or its error (`status`, `error_code`,
-    `error_message`: what the query alone would have been answered)."""
+    """One query of a batch search: its `answer` (status 200) or its `error` ({"code", "message"}, with the
+    `status` the query alone would have been answered)."""
 
     index: int
     status: int
     answer: SearchResponse | None = None
-    error_code: str | None = None
-    error_message: str | None = None
+    error: JsonObject | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == 200
+
+    @property
+    def error_code(self) -> str | None:
+        return None if self.error is None else self.error.get("code")
+
+    @property
+    def error_message(self) -> str | None:
+        return None if self.error is None else self.error.get("message")
 
 
 @dataclass(frozen=True)
@@ -640,14 +647,13 @@ class BatchSearchResponse:
     def from_json(cls, data: JsonObject) -> BatchSearchResponse:
         items = []
         for item in _objects(data.get("results")):
-            answer, error = item.get("answer"), _object(item.get("error") or {})
+            answer, error = item.get("answer"), item.get("error")
             items.append(
                 BatchSearchItem(
                     index=item.get("index", len(items)),
                     status=item.get("status", 0),
                     answer=SearchResponse.from_json(answer) if isinstance(answer, dict) else None,
-                    error_code=error.get("code"),
-                    error_message=error.get("message"),
+                    error=_object(error) if isinstance(error, dict) else None,
                 )
             )
         return cls(data.get("queries", 0), data.get("answered", 0), data.get("failed", 0), items, data)

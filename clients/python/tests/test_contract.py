@@ -35,6 +35,8 @@ CLIENT_TYPES: dict[str, type] = {
     "ArtworkPage": models.ArtworkPage,
     "BatchAnswer": models.BatchResult,
     "BatchItem": models.BatchItem,
+    "BatchSearchAnswer": models.BatchSearchResponse,
+    "BatchSearchItem": models.BatchSearchItem,
     "ArtistInfo": models.Artist,
     "ArtistPage": models.ArtistPage,
     "ArtistNeighbours": models.ArtistNeighbours,
