@@ -23,7 +23,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from artsearch.config import DEFAULT_PORTS
+from artsearch import settings as core
+from artsearch.config import DEFAULT_PORTS, Env
+from artsearch_tools import settings
 from artsearch_tools.regions import DEFAULT_REGION_GRID, RegionGrid, parse_region_grid
 
 if TYPE_CHECKING:
@@ -68,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     how.add_argument("--shard-count", type=_at_least(1), default=1, help="shards in all (default 1)")
     how.add_argument(
         "--state-dir",
-        default=os.environ.get("INGEST_STATE_DIR", "var/ingest"),
+        default=settings.INGEST_STATE_DIR.read(Env()),
         help="where progress is recorded (default $INGEST_STATE_DIR or var/ingest)",
     )
     how.add_argument("--no-state", action="store_true", help="keep no state file")
@@ -79,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     how.add_argument(
         "--regions",
         type=_region_grid,
-        default=os.environ.get("INGEST_REGIONS", str(DEFAULT_REGION_GRID)),
+        default=settings.INGEST_REGIONS.read(Env()),
         help="windows encoded beside each whole picture, so that a photo of a detail finds the artwork: "
         f"scales NxN@S (default $INGEST_REGIONS or {DEFAULT_REGION_GRID}); 'off' for none "
         "(each window costs one more encoding per artwork: see docs/ingest.md)",
@@ -219,7 +221,7 @@ def _targets(args: argparse.Namespace) -> IngestTargets:
         collection=args.collection,
         # What `--collection ""` stands for on the search service (its SEARCH_COLLECTION): the model alias
         # recorded after the run is named after it.
-        default_collection=os.environ.get("SEARCH_COLLECTION") or "artworks",
+        default_collection=core.SEARCH_COLLECTION.read(Env()),
         batch_size=args.batch_size,
         concurrency=args.concurrency,
         timeout_s=args.timeout,
