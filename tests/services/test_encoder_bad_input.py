@@ -197,7 +197,12 @@ def _limit_address_space(pid: int, extra_bytes: int) -> None:
 
 
 def _start_encoder(model_path: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    environ = {**os.environ, "MODEL_PATH": str(model_path), "ARTSEARCH_PORT": str(port), "ARTSEARCH_HOST": "127.0.0.1"}
+    environ = {
+        **os.environ,
+        "MODEL_PATH": str(model_path),
+        "ARTSEARCH_PORT": str(port),
+        "ARTSEARCH_HOST": "127.0.0.1",
+    }
     environ["GLIBC_TUNABLES"] = "glibc.malloc.mmap_threshold=131072"
     with log.open("w") as log_file:
         return subprocess.Popen(

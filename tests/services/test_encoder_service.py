@@ -274,7 +274,14 @@ class TestStartUp:
 
     def test_config_reads_the_environment(self, model_path):
         config = EncoderConfig.from_env(
-            Env({"MODEL_PATH": str(model_path), "MAX_REQUEST_IMAGES": "16", "ORT_THREADS": "2", "ARTSEARCH_PORT": "0"})
+            Env(
+                {
+                    "MODEL_PATH": str(model_path),
+                    "MAX_REQUEST_IMAGES": "16",
+                    "ORT_THREADS": "2",
+                    "ARTSEARCH_PORT": "0",
+                }
+            )
         )
         assert config.model_path == model_path
         assert (config.max_batch_images, config.ort_threads, config.max_image_pixels) == (16, 2, 50_000_000)

@@ -40,7 +40,9 @@ class InfluenceProcess:
 
     def start(self, crash_at: str | None = None) -> None:
         environ = {k: v for k, v in os.environ.items() if not k.startswith(("NEO4J_", "ARTSEARCH_TEST_"))}
-        environ.update(INFLUENCE_STATE_DIR=str(self.state_dir), ARTSEARCH_PORT=str(self.port), ARTSEARCH_HOST="127.0.0.1")
+        environ.update(
+            INFLUENCE_STATE_DIR=str(self.state_dir), ARTSEARCH_PORT=str(self.port), ARTSEARCH_HOST="127.0.0.1"
+        )
         if crash_at is not None:
             environ["ARTSEARCH_TEST_CRASH_AT"] = crash_at
         with self.log.open("ab") as log_file:

@@ -85,7 +85,10 @@ class SearchProcess:
     def start(self, crash_at: str | None = None) -> None:
         environ = {k: v for k, v in os.environ.items() if k not in {"QDRANT_URL", "ARTSEARCH_TEST_CRASH_AT"}}
         environ.update(
-            SEARCH_DATA_DIR=str(self.data_dir), ARTSEARCH_PORT=str(self.port), ARTSEARCH_HOST="127.0.0.1", **self.settings
+            SEARCH_DATA_DIR=str(self.data_dir),
+            ARTSEARCH_PORT=str(self.port),
+            ARTSEARCH_HOST="127.0.0.1",
+            **self.settings,
         )
         if crash_at is not None:
             environ["ARTSEARCH_TEST_CRASH_AT"] = crash_at

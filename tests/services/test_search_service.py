@@ -494,7 +494,9 @@ def test_config_needs_a_server_or_a_data_dir() -> None:
 
 
 def test_config_embedded(tmp_path: Path) -> None:
-    config = SearchConfig.from_env(Env({"SEARCH_DATA_DIR": str(tmp_path), "ARTSEARCH_PORT": "6000", "ARTSEARCH_HOST": "::1"}))
+    config = SearchConfig.from_env(
+        Env({"SEARCH_DATA_DIR": str(tmp_path), "ARTSEARCH_PORT": "6000", "ARTSEARCH_HOST": "::1"})
+    )
     assert config.data_dir == tmp_path
     assert config.qdrant_url is None
     assert config.engine == "edge"
@@ -645,7 +647,9 @@ def test_process_without_storage_settings_fails_fast() -> None:
 
 async def test_process_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = _free_port()
-    process = _run_service({"SEARCH_DATA_DIR": str(tmp_path), "ARTSEARCH_PORT": str(port), "ARTSEARCH_HOST": "127.0.0.1"})
+    process = _run_service(
+        {"SEARCH_DATA_DIR": str(tmp_path), "ARTSEARCH_PORT": str(port), "ARTSEARCH_HOST": "127.0.0.1"}
+    )
     try:
         async with open_channel(f"127.0.0.1:{port}") as channel:
             for _ in range(100):
