@@ -22,6 +22,7 @@ from artsearch_tools.launcher import (
     StateDirRefused,
     Supervisor,
     free_ports,
+    inherited_environment,
     port_holder,
     port_in_use,
     taken_ports,
@@ -222,3 +223,20 @@ def test_taken_ports_name_the_service_the_port_and_the_holder(tmp_path: Path, li
     )
     [problem] = taken_ports(settings)
     assert problem.startswith(f"port {listening} (gateway) on 127.0.0.1 is taken by pid {os.getpid()}: ")
+
+
+def test_every_service_is_given_artsearch_host_and_port_and_no_old_name_from_the_shell(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    """A HOST or PORT left in the shell (the gRPC services' old names) would contradict the ARTSEARCH_HOST /
+    ARTSEARCH_PORT the launcher gives, and the service would refuse to start: they are not passed on."""
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    monkeypatch.setenv("PORT", "1234")
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    settings = StackSettings(model_path=tmp_path / "model.onnx", state_dir=tmp_path)
+    for service, port in settings.ports.items():
+        own = settings.service_env(service)
+        assert (own["ARTSEARCH_HOST"], own["ARTSEARCH_PORT"]) == ("127.0.0.1", str(port))
+        inherited = inherited_environment(own)
+        assert "HOST" not in inherited and "PORT" not in inherited
+        assert inherited["LOG_LEVEL"] == "DEBUG"
