@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from artsearch.config import DEFAULT_PORTS
+from artsearch_tools.cli_output import add_json_options
 
 if TYPE_CHECKING:
     from artsearch_tools.catalogue.folder import Catalogue
@@ -230,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_eval(commands)
     register_training(commands)
     importers.register(commands)
+    add_json_options(parser)
     return parser
 
 

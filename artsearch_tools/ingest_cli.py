@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from artsearch import settings as core
 from artsearch.config import DEFAULT_PORTS, Env
 from artsearch_tools import settings
+from artsearch_tools.cli_output import emit
 from artsearch_tools.regions import DEFAULT_REGION_GRID, RegionGrid, parse_region_grid
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     report = run.report
-    print(report.summary())
+    emit(args, report.summary(), report.to_json())
     if args.report:
         report.write(Path(args.report))
     if report.interrupted or status:

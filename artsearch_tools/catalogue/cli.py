@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from artsearch_tools.cli_output import emit
+
 DATASETS = ("gcompris", "openclipart", "tuxpaint", "wesnoth", "cifar10")
 DEFAULT_LIMIT = 2000
 
@@ -67,7 +69,8 @@ def _build(args: argparse.Namespace) -> int:
 
         entries = build_gcompris_catalogue(output, cache_dir=cache)
         artists = {entry.artist for entry in entries}
-        print(f"wrote {len(entries)} paintings by {len(artists)} artists to {output}")
+        summary = f"wrote {len(entries)} paintings by {len(artists)} artists to {output}"
+        emit(args, summary, _built(args.dataset, output, len(entries), artists=len(artists)))
         return 0
     if args.dataset == "cifar10":
         from artsearch_tools.catalogue.cifar import build_cifar10_catalogue
@@ -84,5 +87,10 @@ def _build(args: argparse.Namespace) -> int:
 
         entries = build_category_catalogue(args.dataset, output, cache, args.limit, args.seed)
     labels = {entry.style for entry in entries}
-    print(f"wrote {len(entries)} {args.dataset} images in {len(labels)} labels to {output}")
+    summary = f"wrote {len(entries)} {args.dataset} images in {len(labels)} labels to {output}"
+    emit(args, summary, _built(args.dataset, output, len(entries), labels=sorted(labels)))
     return 0
+
+
+def _built(dataset: str, output: Path, entries: int, **counts: object) -> dict[str, object]:
+    return {"dataset": dataset, "output": str(output), "entries": entries, **counts}

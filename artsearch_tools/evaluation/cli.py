@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from artsearch_tools.cli_output import add_json_options, emit
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO_ROOT / "models/efficientnet-lite0/model.onnx"
 
@@ -202,10 +204,12 @@ def run_descriptors(args: argparse.Namespace) -> int:
     report = markdown_report(result)
     if args.markdown:
         args.markdown.write_text(report)
-    print(report)
     selection = result["selection"]
-    print(f"grid choice: {selection['chosen']} (meets targets: {selection['meets_targets']})")
-    print(f"wrote {args.output} in {result['timing_s']['total']:.0f} s")
+    summary = (
+        f"{report}\ngrid choice: {selection['chosen']} (meets targets: {selection['meets_targets']})\n"
+        f"wrote {args.output} in {result['timing_s']['total']:.0f} s"
+    )
+    emit(args, summary, result)
     if not selection["defaults_are_chosen"]:
         print("note: the descriptor's default weights are not the grid's choice", file=sys.stderr)
     if not selection["defaults_meet_targets"]:
@@ -219,8 +223,7 @@ def run_style_blocks(args: argparse.Namespace) -> int:
 
     study = style_block_study(_settings(args), args.candidates)
     _write_json(args.output, study)
-    print(style_block_markdown(study))
-    print(f"wrote {args.output}")
+    emit(args, f"{style_block_markdown(study)}\nwrote {args.output}", study)
     return 0
 
 
@@ -232,8 +235,8 @@ def run_retrieval(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown sets {unknown}; choose from {list(SET_CHOICES)}")
     result = run_quality(_settings(args), args.sets, args.images)
     _write_json(args.output, result)
-    print(quality_markdown(result))
-    print(f"wrote {args.output} and {', '.join(result['pictures'])} in {result['timing_s']:.0f} s")
+    written = f"wrote {args.output} and {', '.join(result['pictures'])} in {result['timing_s']:.0f} s"
+    emit(args, f"{quality_markdown(result)}\n{written}", result)
     return 0
 
 
@@ -247,8 +250,7 @@ def run_retrain_comparison(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     result = compare_models(args.base, args.retrained, args.catalogue, args.cache_dir, args.seed)
     _write_json(args.output, result)
-    print(retrain_markdown(result))
-    print(f"wrote {args.output}")
+    emit(args, f"{retrain_markdown(result)}\nwrote {args.output}", result)
     return 0
 
 
@@ -272,9 +274,8 @@ def run_photos(args: argparse.Namespace) -> int:
     )
     if args.output:
         _write_json(args.output, result)
-    print(markdown_table(result))
-    if args.output:
-        print(f"wrote {args.output}")
+    written = f"\nwrote {args.output}" if args.output else ""
+    emit(args, markdown_table(result) + written, result)
     return 0
 
 
@@ -282,13 +283,14 @@ def run_photos_compare(args: argparse.Namespace) -> int:
     from artsearch_tools.evaluation.visitor_search import comparison_table
 
     before, after = (json.loads(Path(path).read_text()) for path in (args.before, args.after))
-    print(comparison_table(before, after))
+    emit(args, comparison_table(before, after), {"before": before, "after": after})
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m artsearch_tools.evaluation.cli")
     register(parser.add_subparsers(dest="command", required=True))
+    add_json_options(parser)
     # `python -m artsearch_tools.evaluation.cli descriptors` reads naturally; accept it as `eval descriptors`.
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] != ["eval"]:

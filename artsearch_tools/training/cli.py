@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from artsearch.config import DEFAULT_PORTS
+from artsearch_tools.cli_output import add_json_options, emit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO_ROOT / "models/efficientnet-lite0/model.onnx"
@@ -121,7 +122,8 @@ def run_retrain(args: argparse.Namespace) -> int:
         triton_model_name=args.triton_model_name,
         triton_python_backend=args.triton_python_backend,
     )
-    print(retrain(settings).summary())
+    report = retrain(settings)
+    emit(args, report.summary(), report.to_json())
     return 0
 
 
@@ -133,7 +135,8 @@ def run_reindex(args: argparse.Namespace) -> int:
     if args.switch_only:
         if not args.alias:
             raise ValueError("--switch-only needs --alias")
-        print(asyncio.run(rollback(args.search, args.alias, args.target)).summary())
+        switch = asyncio.run(rollback(args.search, args.alias, args.target))
+        emit(args, switch.summary(), switch)
         return 0
     if not (args.model or args.encoder):
         raise ValueError("give --model (an encoder is started on it) or --encoder ADDR")
@@ -157,8 +160,8 @@ def run_reindex(args: argparse.Namespace) -> int:
     except ReindexError as error:
         print(f"\nreindex stopped: {error}", file=sys.stderr)
         return 1
-    print()
-    print(report.summary())
+    print(file=sys.stderr)  # ends the progress line
+    emit(args, report.summary(), report)
     return 0 if report.switched or not args.alias else 1
 
 
@@ -169,6 +172,7 @@ def _progress(done: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m artsearch_tools.training.cli")
     register(parser.add_subparsers(dest="command", required=True))
+    add_json_options(parser)
     args = parser.parse_args(argv)
     return args.run(args)
 

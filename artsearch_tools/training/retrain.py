@@ -72,6 +72,16 @@ class RetrainReport:
         lines.append(f"  {self.seconds:.1f} s")
         return "\n".join(lines)
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sidecar": self.sidecar,
+            "training": self.training.summary(),
+            "label": self.label,
+            "holdout_ids": self.holdout_ids,
+            "triton_version": self.triton_version,
+            "seconds": round(self.seconds, 1),
+        }
+
 
 def choose_label(catalogue: Catalogue, wanted: str) -> str:
     """The label field positives come from: "" for none (views of the same artwork)."""

@@ -136,8 +136,9 @@ def test_ingest_reports_and_a_rerun_adds_nothing(stack: ServiceStack, catalogue_
     assert f"{PAINTINGS} artworks stored, 2 rejected, 0 skipped" in first.stdout
     assert count(stack, "") == PAINTINGS
 
-    again = ingest(stack, tmp_path, str(catalogue_dir), name="again")
+    again = ingest(stack, tmp_path, str(catalogue_dir), "--json", name="again")
     assert again.status == 0, again.stderr
+    assert json.loads(again.stdout) == again.report  # --json: the report itself on stdout, for scripts
     assert (again.report["added"], again.report["updated"], again.report["skipped"]) == (0, 0, PAINTINGS)
     assert again.report["encoded"] == 1  # only the corrupt file, which is never stored
     assert again.report["artists_added"] == 0
