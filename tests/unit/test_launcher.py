@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from artsearch.settings import LISTEN_HOST, LISTEN_PORT
 from artsearch_tools.launcher import (
     DEMO_MARKER,
     DemoStateDir,
@@ -230,13 +231,14 @@ def test_every_service_is_given_artsearch_host_and_port_and_no_old_name_from_the
 ):
     """A HOST or PORT left in the shell (the gRPC services' old names) would contradict the ARTSEARCH_HOST /
     ARTSEARCH_PORT the launcher gives, and the service would refuse to start: they are not passed on."""
-    monkeypatch.setenv("HOST", "0.0.0.0")
-    monkeypatch.setenv("PORT", "1234")
+    (old_host,), (old_port,) = LISTEN_HOST.deprecated_names, LISTEN_PORT.deprecated_names  # HOST, PORT
+    monkeypatch.setenv(old_host, "0.0.0.0")
+    monkeypatch.setenv(old_port, "1234")
     monkeypatch.setenv("LOG_LEVEL", "DEBUG")
     settings = StackSettings(model_path=tmp_path / "model.onnx", state_dir=tmp_path)
     for service, port in settings.ports.items():
         own = settings.service_env(service)
         assert (own["ARTSEARCH_HOST"], own["ARTSEARCH_PORT"]) == ("127.0.0.1", str(port))
         inherited = inherited_environment(own)
-        assert "HOST" not in inherited and "PORT" not in inherited
+        assert old_host not in inherited and old_port not in inherited
         assert inherited["LOG_LEVEL"] == "DEBUG"
