@@ -7,16 +7,15 @@ import asyncio
 import importlib.metadata
 import io
 import json
-import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from artsearch.config import DEFAULT_PORTS
+from artsearch.config import ConfigError
 from artsearch_tools.cli_output import add_json_options
+from artsearch_tools.settings import LOCAL_GATEWAY_HELP, demo_ports, local_gateway_url
 
 if TYPE_CHECKING:
     from artsearch_tools.catalogue.folder import Catalogue
@@ -31,7 +30,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     data = Path(args.image).read_bytes()
     try:
-        with ArtsearchClient(args.gateway, timeout=30) as client:
+        with ArtsearchClient(args.gateway or local_gateway_url(), timeout=30) as client:
             answer = client.search(data, k=args.k, source_artist=args.artist)
     except ArtsearchError as error:
         print(f"error {error.status}: {error.body}" if error.status else f"error: {error}", file=sys.stderr)
@@ -79,17 +78,6 @@ def sample_query_image(image_path: Path, fraction: float = 0.6) -> bytes:
     return buffer.getvalue()
 
 
-def demo_ports(environ: Mapping[str, str]) -> dict[str, int]:
-    """Default ports; ARTSEARCH_PORT overrides the gateway's, ENCODER_PORT / SEARCH_PORT / INFLUENCE_PORT
-    the services'."""
-    ports = dict(DEFAULT_PORTS)
-    for service in ports:
-        variable = "ARTSEARCH_PORT" if service == "gateway" else f"{service.upper()}_PORT"
-        if environ.get(variable):
-            ports[service] = int(environ[variable])
-    return ports
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from artsearch_tools.catalogue.folder import load_catalogue
     from artsearch_tools.launcher import (
@@ -105,7 +93,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = StackSettings(
         model_path=Path(args.model).resolve(),
         state_dir=Path(args.state_dir).resolve(),
-        ports=demo_ports(os.environ),
+        ports=demo_ports(),
         image_root=catalogue.root.resolve().parent,
         evaluation_dir=pictures if pictures.is_dir() else None,
     )
@@ -214,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("image")
     query.add_argument("--k", type=int, default=10)
     query.add_argument("--artist", default=None, help="source artist (inferred when absent)")
-    query.add_argument("--gateway", default=f"http://127.0.0.1:{os.environ.get('ARTSEARCH_PORT', 8080)}")
+    query.add_argument("--gateway", default=None, help=LOCAL_GATEWAY_HELP)
     query.add_argument("--json", action="store_true", help="print the gateway's JSON answer as it came")
     query.set_defaults(run=cmd_query)
 
@@ -239,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, ConfigError) as error:
         print(f"artsearch: {error}", file=sys.stderr)
         return 2
 

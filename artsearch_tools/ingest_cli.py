@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
-import os
 import shlex
 import signal
 import sys
@@ -24,10 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from artsearch import settings as core
-from artsearch.config import DEFAULT_PORTS, Env
+from artsearch.config import Env
 from artsearch_tools import settings
 from artsearch_tools.cli_output import emit
 from artsearch_tools.regions import DEFAULT_REGION_GRID, RegionGrid, parse_region_grid
+from artsearch_tools.settings import service_address, service_address_help
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -39,10 +39,6 @@ if TYPE_CHECKING:
 
 EXIT_INTERRUPTED = 130
 EXIT_SERVICE_FAILED = 1
-
-
-def _default_addr(env_name: str, service: str) -> str:
-    return os.environ.get(env_name) or f"127.0.0.1:{DEFAULT_PORTS[service]}"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -109,9 +105,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the same for this network only, e.g. 10.20.0.0/16 (repeatable)",
     )
     services = parser.add_argument_group("services")
-    services.add_argument("--encoder", default=_default_addr("ENCODER_ADDR", "encoder"))
-    services.add_argument("--search", default=_default_addr("SEARCH_ADDR", "search"))
-    services.add_argument("--influence", default=_default_addr("INFLUENCE_ADDR", "influence"))
+    for service in ("encoder", "search", "influence"):
+        services.add_argument(f"--{service}", default=None, help=service_address_help(service))
     parser.set_defaults(run=run_ingest)
 
 
@@ -216,9 +211,9 @@ def _targets(args: argparse.Namespace) -> IngestTargets:
     from artsearch_tools.ingest import IngestTargets
 
     return IngestTargets(
-        encoder_addr=args.encoder,
-        search_addr=args.search,
-        influence_addr=args.influence,
+        encoder_addr=args.encoder or service_address("encoder"),
+        search_addr=args.search or service_address("search"),
+        influence_addr=args.influence or service_address("influence"),
         collection=args.collection,
         # What `--collection ""` stands for on the search service (its SEARCH_COLLECTION): the model alias
         # recorded after the run is named after it.

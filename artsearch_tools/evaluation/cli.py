@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from artsearch_tools.cli_output import add_json_options, emit
+from artsearch_tools.settings import LOCAL_GATEWAY_HELP, local_gateway_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO_ROOT / "models/efficientnet-lite0/model.onnx"
@@ -93,7 +93,7 @@ def _register_photos(commands: argparse._SubParsersAction) -> None:
         "gateway and reports per kind whether the painting comes first / in the top 5. Tune on the "
         "development seeds (the default); --seeds report gives the published numbers.",
     )
-    photos.add_argument("--gateway", default=f"http://127.0.0.1:{os.environ.get('ARTSEARCH_PORT', 8080)}")
+    photos.add_argument("--gateway", default=None, help=LOCAL_GATEWAY_HELP)
     photos.add_argument("--catalogue", type=Path, default=Path("data/catalogues/gcompris"))
     photos.add_argument(
         "--seeds",
@@ -262,7 +262,7 @@ def run_photos(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per query
     result = run_photo_evaluation(
-        args.gateway,
+        args.gateway or local_gateway_url(),
         args.catalogue,
         seeds=args.seeds,
         kinds=args.kinds or list(VISITOR_KINDS),

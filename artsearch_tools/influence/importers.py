@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from artsearch.artists import ArtistIndex, ArtistRecord, normalise_name
 from artsearch.config import ConfigError, Env
+from artsearch_tools.settings import IMPORT_NEO4J_URI, IMPORT_STATE_DIR
 from services.influence.graph import (
     RELATION_INFLUENCED,
     RELATION_TEACHER,
@@ -259,12 +260,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     command.add_argument("--hubs", type=int, default=0, help="leave out the N highest-degree artists")
     command.add_argument(
         "--neo4j-uri",
-        default=os.environ.get("NEO4J_URI"),
+        default=None,
         help="import into Neo4j here (default $NEO4J_URI; NEO4J_USER/PASSWORD/DATABASE/DIALECT apply)",
     )
     command.add_argument(
         "--state-dir",
-        default=os.environ.get("INFLUENCE_STATE_DIR"),
+        default=None,
         help="else import into the embedded graph's additions kept here (default $INFLUENCE_STATE_DIR)",
     )
     command.add_argument("--data-dir", default=None, help="the curated data (default $INFLUENCE_DATA_DIR)")
@@ -277,15 +278,17 @@ def _target_config(args: argparse.Namespace) -> InfluenceConfig:
     from services.influence.config import InfluenceConfig  # here: keeps `artsearch --help` light
 
     environ = dict(os.environ)
-    if args.neo4j_uri:
+    neo4j_uri = args.neo4j_uri or IMPORT_NEO4J_URI.read(Env(environ))
+    if neo4j_uri:
         # One load, no background refresh: the command ends when the import does.
-        environ.update({"NEO4J_URI": args.neo4j_uri, "NEO4J_REFRESH_S": "0"})
+        environ.update({"NEO4J_URI": neo4j_uri, "NEO4J_REFRESH_S": "0"})
     else:
         environ.pop("NEO4J_URI", None)
     if args.data_dir:
         environ["INFLUENCE_DATA_DIR"] = args.data_dir
     config = InfluenceConfig.from_env(Env(environ))
-    state_dir = Path(args.state_dir) if args.state_dir and config.neo4j is None else None
+    state_dir_given = args.state_dir or IMPORT_STATE_DIR.read(Env(environ))
+    state_dir = Path(state_dir_given) if state_dir_given and config.neo4j is None else None
     if config.neo4j is None and state_dir is None and not args.dry_run:
         raise ConfigError("nothing would keep the import: give --neo4j-uri (or NEO4J_URI) or --state-dir")
     return replace(config, state_dir=state_dir)

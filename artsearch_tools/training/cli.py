@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from artsearch.config import DEFAULT_PORTS
+from artsearch.env import Env
 from artsearch_tools.cli_output import add_json_options, emit
+from artsearch_tools.settings import REINDEX_IMAGE_ROOT, service_address, service_address_help
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO_ROOT / "models/efficientnet-lite0/model.onnx"
@@ -60,11 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model", type=Path, default=None, help="start an encoder on this model for the run"
     )
     reindex.add_argument("--encoder", default="", help="or: an encoder already running the new model")
-    reindex.add_argument("--search", default=_address("SEARCH_ADDR", "search"))
+    reindex.add_argument("--search", default=None, help=service_address_help("search"))
     reindex.add_argument(
         "--catalogue", type=Path, action="append", default=[], help="catalogue folder (repeatable)"
     )
-    reindex.add_argument("--image-root", type=Path, default=_env_path("IMAGE_ROOT"))
+    reindex.add_argument("--image-root", type=Path, default=None, help="default $IMAGE_ROOT")
     reindex.add_argument("--batch-size", type=int, default=16)
     reindex.add_argument(
         "--replace-collection",
@@ -85,13 +85,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     reindex.set_defaults(run=run_reindex)
 
 
-def _address(variable: str, service: str) -> str:
-    return os.environ.get(variable) or f"127.0.0.1:{DEFAULT_PORTS[service]}"
-
-
-def _env_path(variable: str) -> Path | None:
-    value = os.environ.get(variable)
-    return Path(value) if value else None
+def _image_root() -> Path | None:
+    root = REINDEX_IMAGE_ROOT.read(Env())
+    return Path(root) if root else None
 
 
 def _logging() -> None:
@@ -135,21 +131,21 @@ def run_reindex(args: argparse.Namespace) -> int:
     if args.switch_only:
         if not args.alias:
             raise ValueError("--switch-only needs --alias")
-        switch = asyncio.run(rollback(args.search, args.alias, args.target))
+        switch = asyncio.run(rollback(args.search or service_address("search"), args.alias, args.target))
         emit(args, switch.summary(), switch)
         return 0
     if not (args.model or args.encoder):
         raise ValueError("give --model (an encoder is started on it) or --encoder ADDR")
     catalogues = {load_catalogue(folder).name: folder for folder in args.catalogue}
     settings = ReindexSettings(
-        search_addr=args.search,
+        search_addr=args.search or service_address("search"),
         source=args.source,
         target=args.target,
         alias=args.alias,
         encoder_addr=args.encoder,
         model=args.model,
         catalogues=catalogues,
-        image_root=args.image_root,
+        image_root=args.image_root or _image_root(),
         batch_size=args.batch_size,
         replace_collection=args.replace_collection,
         allow_missing=args.allow_missing,

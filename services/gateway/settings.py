@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from artsearch.settings import (
     GATEWAY,
-    INGEST,
     BoolSetting,
     DirectorySetting,
     FloatSetting,
@@ -34,17 +33,17 @@ GATEWAY_PORT = IntSetting(
 ENCODER_ADDR = StrSetting(
     name="ENCODER_ADDR",
     doc="The encoder: `host:port` or `dns:///headless-service:port` (round robin over pods).",
-    services=(GATEWAY, INGEST),
+    services=(GATEWAY,),
 )
 SEARCH_ADDR = StrSetting(
     name="SEARCH_ADDR",
     doc="The search service: `host:port` or `dns:///headless-service:port` (round robin over pods).",
-    services=(GATEWAY, INGEST),
+    services=(GATEWAY,),
 )
 INFLUENCE_ADDR = StrSetting(
     name="INFLUENCE_ADDR",
     doc="The influence service: `host:port` or `dns:///headless-service:port` (round robin over pods).",
-    services=(GATEWAY, INGEST),
+    services=(GATEWAY,),
 )
 ENCODE_TIMEOUT_S = FloatSetting(
     name="ENCODE_TIMEOUT_S",

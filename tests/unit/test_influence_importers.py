@@ -192,6 +192,16 @@ async def test_the_command_imports_into_the_state_dir_of_the_embedded_graph(tmp_
     assert (again["artists_added"], again["influences_added"]) == (0, 0)
 
 
+async def test_the_command_takes_its_state_dir_from_the_environment(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("NEO4J_URI", raising=False)
+    monkeypatch.setenv("INFLUENCE_STATE_DIR", str(tmp_path / "state"))
+    source = write_painterpalette(tmp_path / "pp.csv")
+    assert await run_command(["painterpalette", str(source)]) == 0
+    assert json.loads(capsys.readouterr().out)["artists_added"] == 4
+    reopened = InMemoryInfluenceGraph.load(DEFAULT_DATA_DIR, tmp_path / "state")
+    assert [d.hops for d in (await reopened.distances("Ann Pupil", ["Monet"], 10)).distances] == [2]
+
+
 async def test_the_command_refuses_to_import_into_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("NEO4J_URI", raising=False)
     monkeypatch.delenv("INFLUENCE_STATE_DIR", raising=False)

@@ -15,6 +15,8 @@ ROOT = settings_doc.ROOT
 # The one module that reads the process environment itself (Env, under the declarations).
 ENV_READER = ROOT / "artsearch" / "env.py"
 TYPED_READS = {"str", "int", "float", "bool", "optional", "optional_directory", "raw"}
+# Variables of the libraries the tools start, passed on as the user set them: not artsearch's settings.
+LIBRARY_VARIABLES = {"OMP_WAIT_POLICY"}
 # Mentions of an old name that are meant: the health check reads PORT as the services still do.
 OLD_NAME_ALLOWED = {
     "scripts/healthcheck.py",
@@ -76,6 +78,35 @@ def test_every_environment_read_goes_through_a_declaration():
         "declare these settings (artsearch/settings.py, services/<name>/settings.py):\n"
         + ("\n".join(undeclared))
     )
+
+
+def _named_reads(path: Path) -> list[str]:
+    """Reads of one variable by a literal name: os.environ.get("X"), os.getenv("X"), os.environ["X"], and
+    Env reads. (A copy of the whole environment, passed on to a child process, is no setting.)"""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        name = None
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            called = ast.unparse(node.func)
+            if called in {"os.environ.get", "os.getenv", "environ.get"} or (
+                isinstance(node.func, ast.Attribute) and node.func.attr in TYPED_READS
+            ):
+                name = node.args[0].value
+        elif (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.ctx, ast.Load)
+            and ast.unparse(node.value) == "os.environ"
+            and isinstance(node.slice, ast.Constant)
+        ):
+            name = node.slice.value
+        if isinstance(name, str) and re.fullmatch(r"[A-Z][A-Z0-9_]+", name) and name not in LIBRARY_VARIABLES:
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}")
+    return found
+
+
+def test_the_tools_read_their_settings_through_declarations():
+    undeclared = [read for path in (ROOT / "artsearch_tools").rglob("*.py") for read in _named_reads(path)]
+    assert not undeclared, "declare these settings (artsearch_tools/settings.py):\n" + "\n".join(undeclared)
 
 
 def _repository_files() -> list[str]:
