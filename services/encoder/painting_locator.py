@@ -58,6 +58,10 @@ _RECT_FILL = 0.85
 _OUTLINE_BAND = 5
 # A nested quadrilateral is the canvas inside the frame when it keeps at least this much of the frame's area.
 _INNER_MIN_AREA_RATIO = 0.45
+# One side of an outline may be this weakly supported (on edges) when the others make up for it.
+_MIN_SIDE_SUPPORT = 0.35
+# ... on outlines covering at least this share of the photo (a picture photographed on purpose is large).
+_MIN_LENIENT_AREA = 0.15
 # Inside a frame, the canvas must be supported nearly as well as the frame.
 _INNER_SUPPORT_RATIO = 0.8
 # The band outside a candidate, as a fraction of its mean side, compared with its inside.
@@ -262,10 +266,21 @@ def _scored(corners: np.ndarray, edges: np.ndarray, busy: np.ndarray) -> _Candid
         return None
     near_edges = cv2.dilate(edges, np.ones((5, 5), np.uint8)) > 0
     supports = [_on_edges(near_edges, corners[start], corners[(start + 1) % 4]) for start in range(4)]
-    support = min(supports)
+    support = _outline_support(supports, area / (width * height))
     # Confidence is at most the support: a weakly supported outline needs no calmness measured.
     calm = _calmness(corners, busy) if support >= MIN_CONFIDENCE else 0.0
     return _Candidate(corners, area, support, calm)
+
+
+def _outline_support(sides: list[float], area_fraction: float) -> float:
+    """How well edges support an outline: its weakest side's share, except that on a large outline one
+    side interrupted (a caption under a printed picture, a book's gutter, a shadow) leans on the next weakest
+    side - the mean of the two - when it is itself supported along at least _MIN_SIDE_SUPPORT of its length.
+    Small outlines get no such help: in a close-up of the paint, patches with three straight sides abound."""
+    weakest, second = sorted(sides)[:2]
+    if weakest < _MIN_SIDE_SUPPORT or area_fraction < _MIN_LENIENT_AREA:
+        return weakest
+    return (weakest + second) / 2
 
 
 def _on_edges(near_edges: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
