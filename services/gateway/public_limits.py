@@ -5,7 +5,9 @@ headers before a byte of the body is read (a pure ASGI middleware, as the admin 
 A client (services/gateway/clients.py: the peer address, or behind TRUSTED_PROXIES the forwarded one) gets
 429 `rate_limited` with Retry-After (whole seconds, at least 1) when it has PUBLIC_MAX_CONCURRENT_PER_CLIENT
 requests in flight on these routes already, or when its token bucket (PUBLIC_RATE_BURST requests at once,
-refilled at PUBLIC_RATE_PER_MIN) is empty. Answers shed so are counted in `artsearch_http_shed_total`.
+refilled at PUBLIC_RATE_PER_MIN) is empty. A batch of searches (POST /v1/search/batch) costs a token per
+query: one at the door, the others once its body says how many (`charge_queries`). Answers shed so are
+counted in `artsearch_http_shed_total`.
 Memory is bounded: a client is forgotten once it is idle (bucket full again, nothing in flight), and at most
 RATE_LIMIT_MAX_CLIENTS are remembered (services/gateway/rate_limit.py). Limits are per gateway process.
 
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -32,6 +35,7 @@ from artsearch.config import Env
 from services.gateway import settings as declared
 from services.gateway.body_limit import error_answer, matched_route, remaining_body, send_early_answer
 from services.gateway.clients import IPNetwork, client_of, trusted_proxies_from_env
+from services.gateway.errors import ApiError
 from services.gateway.rate_limit import ClientLimiter, Verdict
 
 # The routes whose requests make the encoder decode an image: (method, route path).
@@ -65,6 +69,30 @@ class PublicLimitSettings:
         )
 
 
+# Where an admitted request's client is kept, for `charge_queries` (the request's state, from its scope).
+_ADMITTED = "public_limit_client"
+
+
+@dataclass(frozen=True)
+class AdmittedClient:
+    limiter: ClientLimiter
+    client: str
+
+
+def charge_queries(request: Request, count: int) -> None:
+    """A request found to carry `count` searches (a batch) costs a token each: the first was taken when it
+    was admitted, the others now; 429 rate_limited (Retry-After) when the client's bucket lacks them, before
+    any search is run. Nothing happens where the public limits are off."""
+    admitted = getattr(request.state, _ADMITTED, None)
+    if admitted is None:
+        return
+    verdict = admitted.limiter.charge(admitted.client, count - 1)
+    if not verdict:
+        SHED.labels(request.url.path, verdict.kind).inc()
+        message = f"{verdict.reason} ({count} in this batch); retry in {verdict.retry_after} s"
+        raise ApiError(429, "rate_limited", message, {"Retry-After": str(verdict.retry_after)})
+
+
 class PublicLimitMiddleware:
     """Admits or sheds requests to LIMITED_ROUTES per client (see the module doc); other routes pass."""
 
@@ -86,6 +114,7 @@ class PublicLimitMiddleware:
         if not verdict:
             await self._shed(route, verdict, scope, receive, send)
             return
+        scope.setdefault("state", {})[_ADMITTED] = AdmittedClient(self.limiter, client)
         try:
             await self.app(scope, receive, send)
         finally:

@@ -33,13 +33,15 @@ class TokenBucket:
         self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
         self._updated = now
 
-    def take(self) -> float:
-        """0.0 when a token was taken; otherwise the seconds until one will be there (nothing taken)."""
+    def take(self, count: int = 1) -> float:
+        """0.0 when `count` tokens were taken (at most `burst`: a bucket never holds more); otherwise the
+        seconds until they will be there (nothing taken)."""
         self._refill()
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        wanted = min(float(count), self._burst)
+        if self._tokens >= wanted:
+            self._tokens -= wanted
             return 0.0
-        return (1.0 - self._tokens) / self._rate
+        return (wanted - self._tokens) / self._rate
 
     def wait(self) -> float:
         """Seconds until a token is there (0.0: one is there now), taking nothing."""
@@ -205,6 +207,18 @@ class ClientLimiter:
             if wait:
                 return Verdict(whole_seconds(wait), "too many requests from this client", "rate")
             state.in_flight += 1
+            return Verdict()
+
+    def charge(self, client: str, count: int) -> Verdict:
+        """`count` more tokens from an admitted client's bucket, for a request that turned out to be several
+        (a batch of searches: one token each, the first taken by `admit`)."""
+        with self._lock:
+            state = self._clients.peek(client)
+            if count < 1 or state is None or state.bucket is None:
+                return Verdict()
+            wait = state.bucket.take(count)
+            if wait:
+                return Verdict(whole_seconds(wait), "too many searches from this client", "rate")
             return Verdict()
 
     def release(self, client: str) -> None:

@@ -19,7 +19,7 @@ from artsearch.grpc_client import open_channel
 from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc
 from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
-from artsearch_tools.ingest import IngestTargets
+from artsearch_tools.ingest import IngestTargets, ingest_catalogue
 from services.encoder.backends import OnnxRuntimeBackend
 from services.encoder.server import EncoderService, encoder_registration
 from services.gateway.config import GatewayConfig
@@ -61,9 +61,32 @@ async def in_process_services(
 
 
 def catalogue_subset(folder: Path, ids: Collection[str]) -> Catalogue:
-    """The catalogue in `folder` reduced to the artworks `ids` (small, quick to ingest)."""
+    """The catalogue in `folder` reduced to the artworks `ids` (small, quick to ingest); all must be there."""
     full = load_catalogue(folder)
-    return dataclasses.replace(full, entries=[e for e in full.entries if e.id in ids], problems=[])
+    entries = [e for e in full.entries if e.id in ids]
+    assert len(entries) == len(set(ids)), f"not in {folder}: {set(ids) - {e.id for e in entries}}"
+    return dataclasses.replace(full, entries=entries, problems=[])
+
+
+@asynccontextmanager
+async def ingested_services(
+    model_path: Path, catalogue: Catalogue, folder: Path
+) -> AsyncIterator[dict[str, str]]:
+    """`in_process_services` with `catalogue` ingested, every artwork of it stored."""
+    async with in_process_services(model_path, folder) as addresses:
+        report = await ingest_catalogue(catalogue, ingest_targets(addresses))
+        assert report.added == len(catalogue.entries), report.summary()
+        yield addresses
+
+
+class FakeClock:
+    """A clock the test moves (`now`), for caches that expire entries."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def image_of(catalogue: Catalogue, artwork_id: str) -> bytes:

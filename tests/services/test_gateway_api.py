@@ -21,8 +21,7 @@ from gateway_support import (
     gateway_client,
     gateway_config,
     image_of,
-    in_process_services,
-    ingest_targets,
+    ingested_services,
 )
 from test_gateway_openapi_contract import contract_client
 
@@ -31,7 +30,6 @@ from artsearch.grpc_client import open_channel
 from artsearch.grpc_server import RPC_TOTAL
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc
 from artsearch_tools.catalogue.folder import Catalogue
-from artsearch_tools.ingest import ingest_catalogue
 from services.gateway.app import create_app
 
 pytestmark = pytest.mark.slow
@@ -58,9 +56,7 @@ async def services(
     model_path: Path, catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[dict[str, str]]:
     """The three services in-process, the catalogue subset ingested."""
-    async with in_process_services(model_path, tmp_path_factory.mktemp("services")) as addresses:
-        report = await ingest_catalogue(catalogue, ingest_targets(addresses))
-        assert report.added == len(IDS), report.summary()
+    async with ingested_services(model_path, catalogue, tmp_path_factory.mktemp("services")) as addresses:
         await _copy_without_styles(addresses["SEARCH_ADDR"], ["hokusai-poppies", "gauguin-arearea"])
         yield addresses
 

@@ -20,8 +20,8 @@ from gateway_support import (
     encoder_model_version,
     gateway_client,
     gateway_config,
-    in_process_services,
     ingest_targets,
+    ingested_services,
 )
 
 from artsearch.grpc_client import open_channel
@@ -29,7 +29,7 @@ from artsearch.grpc_server import GrpcServiceServer
 from artsearch.model_aliases import alias_map, model_alias
 from artsearch.v1 import search_pb2, search_pb2_grpc
 from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
-from artsearch_tools.ingest import IngestOptions, IngestRun, ingest_catalogue
+from artsearch_tools.ingest import IngestOptions, IngestRun
 from services.gateway.alias_cache import AliasCache
 from services.gateway.app import create_app
 from services.gateway.downstream import Downstream
@@ -60,9 +60,7 @@ async def services(
 ) -> AsyncIterator[dict[str, str]]:
     """The three services in-process, the paintings ingested into the default collection, three of them
     copied (retitled "copy: ...") into the collection `other`."""
-    async with in_process_services(model_path, tmp_path_factory.mktemp("routing")) as addresses:
-        report = await ingest_catalogue(catalogue, ingest_targets(addresses))
-        assert report.added == len(IDS), report.summary()
+    async with ingested_services(model_path, catalogue, tmp_path_factory.mktemp("routing")) as addresses:
         await copy_artworks(addresses["SEARCH_ADDR"], COPIED, OTHER)
         yield addresses
 

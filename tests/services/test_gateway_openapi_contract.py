@@ -26,15 +26,13 @@ from gateway_support import (
     catalogue_subset,
     gateway_client,
     gateway_config,
-    in_process_services,
-    ingest_targets,
+    ingested_services,
 )
 from PIL import Image
 from pydantic import BaseModel, ValidationError
 from starlette.routing import Match
 
 from artsearch_tools.catalogue.folder import Catalogue
-from artsearch_tools.ingest import ingest_catalogue
 from services.gateway.app import create_app
 from services.gateway.schemas.search import SearchAnswer
 
@@ -315,9 +313,7 @@ async def gateway(
     images.mkdir(parents=True)
     for entry in catalogue.entries:
         (images / entry.filename).write_bytes(catalogue.path_of(entry).read_bytes())
-    async with in_process_services(model_path, folder) as addresses:
-        report = await ingest_catalogue(catalogue, ingest_targets(addresses))
-        assert report.added == len(IDS), report.summary()
+    async with ingested_services(model_path, catalogue, folder) as addresses:
         config = gateway_config(
             addresses,
             ADMIN_API_KEYS=f"curator:{hashlib.sha256(KEY.encode()).hexdigest()}",

@@ -13,14 +13,13 @@ import httpx
 import numpy as np
 import pytest
 import pytest_asyncio
-from gateway_support import gateway_client, gateway_config, in_process_services, ingest_targets
+from gateway_support import gateway_client, gateway_config, ingested_services
 from painting_photos import gallery_wall, grey_print
 from PIL import Image
 
 from artsearch.grpc_client import open_channel
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc
 from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
-from artsearch_tools.ingest import ingest_catalogue
 from services.gateway.app import create_app
 from services.gateway.downstream import SEARCH, DownstreamError
 
@@ -37,9 +36,7 @@ def catalogue(gcompris_catalogue: Path) -> Catalogue:
 async def services(
     model_path: Path, catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[dict[str, str]]:
-    async with in_process_services(model_path, tmp_path_factory.mktemp("services")) as addresses:
-        report = await ingest_catalogue(catalogue, ingest_targets(addresses))
-        assert report.added == len(catalogue.entries), report.summary()
+    async with ingested_services(model_path, catalogue, tmp_path_factory.mktemp("services")) as addresses:
         yield addresses
 
 

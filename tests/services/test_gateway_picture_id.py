@@ -17,17 +17,16 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 from gateway_support import (
+    FakeClock,
     catalogue_subset,
     gateway_client,
     gateway_config,
     image_of,
-    in_process_services,
-    ingest_targets,
+    ingested_services,
 )
 
 from artsearch.grpc_server import RPC_TOTAL
 from artsearch_tools.catalogue.folder import Catalogue
-from artsearch_tools.ingest import ingest_catalogue
 from services.gateway.app import create_app
 from services.gateway.query_cache import LOOKUPS, PICTURE_ID_SEARCHES, EncodedPictureCache
 
@@ -42,14 +41,6 @@ IDS = [CAFE, WAVE, "van-gogh-bedroom-in-arles", "van-gogh-the-harvest", "hokusai
 REWEIGHTED = {"k": 6, "w_content": 0.2, "w_style": 0.7, "w_colour": 0.1, "influence_weight": 2.5}
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture(scope="module")
 def catalogue(gcompris_catalogue: Path) -> Catalogue:
     return catalogue_subset(gcompris_catalogue, IDS)
@@ -59,9 +50,7 @@ def catalogue(gcompris_catalogue: Path) -> Catalogue:
 async def services(
     model_path: Path, catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[dict[str, str]]:
-    async with in_process_services(model_path, tmp_path_factory.mktemp("picture-id")) as addresses:
-        report = await ingest_catalogue(catalogue, ingest_targets(addresses))
-        assert report.added == len(IDS), report.summary()
+    async with ingested_services(model_path, catalogue, tmp_path_factory.mktemp("picture-id")) as addresses:
         yield addresses
 
 

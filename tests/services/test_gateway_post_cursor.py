@@ -16,13 +16,11 @@ from gateway_support import (
     gateway_client,
     gateway_config,
     image_of,
-    in_process_services,
-    ingest_targets,
+    ingested_services,
 )
 from test_gateway_openapi_contract import contract_client
 
 from artsearch_tools.catalogue.folder import Catalogue
-from artsearch_tools.ingest import ingest_catalogue
 from services.gateway.app import create_app
 
 pytestmark = pytest.mark.slow
@@ -45,9 +43,7 @@ async def client(
     model_path: Path, catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway keeping the ranked results of CURSOR_ENTRIES searches; 2xx answers held to their model."""
-    async with in_process_services(model_path, tmp_path_factory.mktemp("cursor")) as addresses:
-        report = await ingest_catalogue(catalogue, ingest_targets(addresses))
-        assert report.added == len(IDS), report.summary()
+    async with ingested_services(model_path, catalogue, tmp_path_factory.mktemp("cursor")) as addresses:
         app = create_app(gateway_config(addresses, SEARCH_CURSOR_ENTRIES=str(CURSOR_ENTRIES)))
         async with gateway_client(app) as http:
             contract_client(http, app)

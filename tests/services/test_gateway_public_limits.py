@@ -143,6 +143,20 @@ async def test_each_client_has_its_own_rate_with_retry_after(services):
         assert after == before + 2
 
 
+async def test_a_batch_of_searches_costs_a_token_per_query(services):
+    app = create_app(gateway_config(services, PUBLIC_RATE_PER_MIN="6", PUBLIC_RATE_BURST="3"))
+    pictures = [("image", (f"q{n}.png", PNG, "image/png")) for n in range(2)]
+    async with running(app), client_from(app, ALICE) as alice:
+        before = shed_count((await alice.get("/metrics/")).text, "/v1/search/batch", "rate")
+        first = await alice.post("/v1/search/batch", files=pictures)
+        assert first.status_code == 200 and len(first.json()["results"]) == 2, first.text
+        # One token left: the next batch of two gets in at the door, then lacks its second token.
+        assert_shed(await alice.post("/v1/search/batch", files=pictures), 10, "2 in this batch")
+        after = shed_count((await alice.get("/metrics/")).text, "/v1/search/batch", "rate")
+        assert after == before + 1
+        assert_shed(await search(alice), 10)  # the refused batch's door token is spent as well
+
+
 async def test_behind_trusted_proxies_each_forwarded_client_has_its_own_limit(services):
     env = {"PUBLIC_RATE_PER_MIN": "1", "PUBLIC_RATE_BURST": "1", "TRUSTED_PROXIES": "10.0.0.0/8"}
     app = create_app(gateway_config(services, **env))

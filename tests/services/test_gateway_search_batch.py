@@ -18,14 +18,12 @@ from gateway_support import (
     gateway_client,
     gateway_config,
     image_of,
-    in_process_services,
-    ingest_targets,
+    ingested_services,
 )
 from PIL import Image
 from test_gateway_openapi_contract import contract_client
 
 from artsearch_tools.catalogue.folder import Catalogue
-from artsearch_tools.ingest import ingest_catalogue
 from services.gateway.app import create_app
 
 pytestmark = pytest.mark.slow
@@ -49,9 +47,7 @@ async def client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway over the three services, the paintings ingested, at most MAX_QUERIES queries a batch;
     every 2xx answer is checked against its declared response model."""
-    async with in_process_services(model_path, tmp_path_factory.mktemp("batch")) as addresses:
-        report = await ingest_catalogue(catalogue, ingest_targets(addresses))
-        assert report.added == len(IDS), report.summary()
+    async with ingested_services(model_path, catalogue, tmp_path_factory.mktemp("batch")) as addresses:
         config = gateway_config(
             addresses,
             SEARCH_BATCH_MAX_QUERIES=str(MAX_QUERIES),

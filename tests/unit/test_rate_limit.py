@@ -128,6 +128,21 @@ def test_per_client_rate_with_retry_after_in_whole_seconds():
     assert limiter.admit("a")
 
 
+def test_a_batch_costs_a_token_per_query_and_at_most_a_full_bucket():
+    clock = FakeClock()
+    limiter = ClientLimiter(per_minute=6, burst=4, max_concurrent=0, max_clients=10, clock=clock)
+    assert limiter.admit("a")
+    assert limiter.charge("a", 2)  # a batch of three: its first token at the door, two now; one left
+    assert limiter.admit("a")
+    refused = limiter.charge("a", 2)  # another batch of three: two more wanted, none left
+    assert refused.retry_after == 20 and "too many searches" in refused.reason
+    clock.now += 40  # full again
+    assert limiter.charge("a", 9)  # more than the bucket holds costs the whole bucket, never a wait forever
+    assert not limiter.admit("a")
+    assert limiter.charge("b", 3)  # not admitted (no state kept): nothing to charge
+    assert ClientLimiter(per_minute=0, burst=1, max_concurrent=2, max_clients=10).charge("a", 5)  # rate off
+
+
 def test_clients_are_forgotten_once_their_bucket_is_full_again():
     clock = FakeClock()
     limiter = ClientLimiter(per_minute=60, burst=5, max_concurrent=4, max_clients=1000, clock=clock)

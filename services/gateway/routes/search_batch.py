@@ -22,6 +22,7 @@ from services.gateway.batch_search import (
 )
 from services.gateway.config import GatewayConfig
 from services.gateway.errors import ApiError, error_responses
+from services.gateway.public_limits import charge_queries
 from services.gateway.routes import api_router
 from services.gateway.routes.picture_body import FORM_TYPES, MAX_JSON_BYTES, content_type, is_json, read_json
 from services.gateway.schemas.batch import BatchSearchAnswer
@@ -38,7 +39,8 @@ _ERRORS = error_responses(
         "that many uploads; an oversized image is its own query's error",
         415: "Not multipart/form-data nor JSON",
         422: "No query, or a malformed body or parameter shared by every query",
-        429: "This client is over its rate or concurrency limit (rate_limited), or the encoder is busy "
+        429: "This client is over its rate or concurrency limit (rate_limited; a batch costs a token per "
+        "query), or the encoder is busy "
         "(encoder_busy): retry after Retry-After seconds",
         503: "The encoder or the search service is unavailable: retry after Retry-After seconds",
     },
@@ -70,6 +72,7 @@ def router(config: GatewayConfig) -> APIRouter:
         parameters too, and a query's own parameters win over both. At most SEARCH_BATCH_MAX_QUERIES
         queries."""
         shared, queries = await _read_queries(request, config)
+        charge_queries(request, len(queries))  # a token per query under the public rate limit
         context = BatchContext(
             downstream=request.app.state.downstream,
             config=config,
