@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from artsearch.config import DEFAULT_PORTS
+from artsearch.settings import LISTEN_HOST, LISTEN_PORT
 from artsearch_tools.settings_doc import deprecated_names
 
 SERVICES = ("encoder", "search", "influence", "gateway")
@@ -67,6 +68,9 @@ class StackSettings:
     image_root: Path | None = None
     # Folder of the evaluation's PNG pictures, served to the web UI (EVALUATION_DIR).
     evaluation_dir: Path | None = None
+    # Services of an older checkout (a benchmark's "before"): the gRPC services also get their listen address
+    # under the names they read before ARTSEARCH_HOST / ARTSEARCH_PORT (the same values, so no conflict).
+    older_listen_names: bool = False
 
     def address(self, service: str) -> str:
         return f"{self.host}:{self.ports[service]}"
@@ -77,6 +81,9 @@ class StackSettings:
 
     def service_env(self, service: str) -> dict[str, str]:
         common = {"ARTSEARCH_HOST": self.host, "ARTSEARCH_PORT": str(self.ports[service]), **self.extra_env}
+        if self.older_listen_names and service != "gateway":
+            common |= {old: common[LISTEN_HOST.name] for old in LISTEN_HOST.deprecated_names}
+            common |= {old: common[LISTEN_PORT.name] for old in LISTEN_PORT.deprecated_names}
         specific = {
             "encoder": {"MODEL_PATH": str(self.model_path)},
             "search": {"SEARCH_DATA_DIR": str(self.state_dir / "search")},

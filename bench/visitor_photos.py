@@ -145,6 +145,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # Every photo encoded: the warm-up photos come again in the run (the gateway's picture cache).
         extra_env={"QUERY_CACHE_ENTRIES": "0"},
         image_root=args.catalogue.resolve().parent,
+        older_listen_names=code_dir != REPO_ROOT,  # another checkout may predate ARTSEARCH_PORT
     )
     stack = ServiceStack(settings)
     try:

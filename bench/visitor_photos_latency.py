@@ -52,6 +52,7 @@ def start_stack(code_dir: Path, state: Path, model: Path, catalogue: Path) -> Se
         # Every photo encoded: the warm-up photos come again in the run (the gateway's picture cache).
         extra_env={"QUERY_CACHE_ENTRIES": "0"},
         image_root=catalogue.resolve().parent,
+        older_listen_names=code_dir.resolve() != REPO_ROOT,  # another checkout may predate ARTSEARCH_PORT
     )
     stack = ServiceStack(settings)
     with contextlib.chdir(code_dir):  # `python -m services.<name>` from code_dir runs its code

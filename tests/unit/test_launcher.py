@@ -242,3 +242,14 @@ def test_every_service_is_given_artsearch_host_and_port_and_no_old_name_from_the
         inherited = inherited_environment(own)
         assert old_host not in inherited and old_port not in inherited
         assert inherited["LOG_LEVEL"] == "DEBUG"
+
+
+def test_an_older_checkout_s_grpc_services_also_get_their_listen_address_under_the_old_names(tmp_path: Path):
+    """A benchmark's "before" stack runs code that read the old names: it is given both, same values."""
+    (old_host,), (old_port,) = LISTEN_HOST.deprecated_names, LISTEN_PORT.deprecated_names  # HOST, PORT
+    settings = StackSettings(model_path=tmp_path / "model.onnx", state_dir=tmp_path, older_listen_names=True)
+    for service, port in settings.ports.items():
+        own = settings.service_env(service)
+        expected = {} if service == "gateway" else {old_host: "127.0.0.1", old_port: str(port)}
+        assert {name: own[name] for name in (old_host, old_port) if name in own} == expected
+        assert (own["ARTSEARCH_HOST"], own["ARTSEARCH_PORT"]) == ("127.0.0.1", str(port))
