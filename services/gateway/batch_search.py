@@ -29,7 +29,7 @@ from services.gateway.downstream import Downstream, DownstreamError
 from services.gateway.errors import HTTP_STATUS_FOR_GRPC, RETRY_STATUSES, ApiError
 from services.gateway.image_checks import ImageLimits, check_image
 from services.gateway.image_fetch import fetch_image
-from services.gateway.query import Timer, encode_image, rank_search, stored_vector
+from services.gateway.query import Timer, encode_image, kept_picture, rank_search, stored_vector
 from services.gateway.query_cache import EncodedPictureCache
 from services.gateway.search_params import PICTURE_FIELDS, SearchOptions, UrlRequest, checked, with_body
 
@@ -55,8 +55,8 @@ SearchParams: type[BaseModel] = create_model(
 
 
 class BatchQuery(SearchParams):  # type: ignore[misc, valid-type]
-    """One query of a JSON batch: a picture URL or an artwork of the catalogue, and any search parameter
-    that differs from the batch's."""
+    """One query of a JSON batch: a picture URL, a picture sent a moment ago (its `picture_id`) or an artwork
+    of the catalogue, and any search parameter that differs from the batch's."""
 
     model_config = ConfigDict(extra="forbid")
     url: str | None = Field(
@@ -73,14 +73,23 @@ class BatchQuery(SearchParams):  # type: ignore[misc, valid-type]
         description="An artwork of the catalogue: its related artworks, as GET /v1/artworks/{id}/similar",
     )
 
+    picture_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=80,
+        description="The picture_id of an earlier picture search's answer: that picture, not sent again "
+        "(410 picture_expired once no longer kept)",
+    )
+
     @model_validator(mode="after")
     def _one_subject(self) -> BatchQuery:
-        if (self.url is None) == (self.artwork_id is None):
-            raise ValueError("each query has exactly one of url and artwork_id")
+        if sum(subject is not None for subject in (self.url, self.artwork_id, self.picture_id)) != 1:
+            raise ValueError("each query has exactly one of url, artwork_id and picture_id")
         return self
 
     def params(self) -> BaseModel:
-        return SearchParams.model_validate(self.model_dump(exclude_none=True, exclude={"url", "artwork_id"}))
+        subjects = {"url", "artwork_id", "picture_id"}
+        return SearchParams.model_validate(self.model_dump(exclude_none=True, exclude=subjects))
 
 
 class BatchRequest(SearchParams):  # type: ignore[misc, valid-type]
@@ -95,6 +104,7 @@ class BatchRequest(SearchParams):  # type: ignore[misc, valid-type]
                     "queries": [
                         {"url": _EXAMPLE_URL},
                         {"artwork_id": "van-gogh-bedroom-in-arles", "w_colour": 0.8},
+                        {"picture_id": "3f2a" + "0" * 60 + "-a", "w_style": 0.7},
                     ],
                     "k": 10,
                 }
@@ -106,11 +116,12 @@ class BatchRequest(SearchParams):  # type: ignore[misc, valid-type]
 
 @dataclass(frozen=True)
 class QueryInput:
-    """One query as received: an uploaded picture, a URL, or an artwork id; and its own parameters."""
+    """One query as received (an upload, a URL, a picture id or an artwork id) and its own parameters."""
 
     image: bytes | None = None
     url: str | None = None
     artwork_id: str | None = None
+    picture_id: str | None = None
     params: BaseModel | None = None
     # An upload that could not be read as a picture file: the query's error, answered in its place.
     refused: ApiError | None = None
@@ -194,13 +205,16 @@ async def _search(
     if query.artwork_id is not None:
         return await _similar(context, query.artwork_id, options)
     timer = Timer()
-    data = await _picture(context.config, query, timer)
     downstream, answers = context.downstream, context.answers
     generation = answers.generation
     analyse = "auto" in (options.locate, options.grey)
-    vector = await encode_image(
-        downstream, data, timer, context.pictures, context.request_id, analyse=analyse
-    )
+    if query.picture_id is not None:
+        vector = kept_picture(downstream, query.picture_id, context.pictures, analyse=analyse)
+    else:
+        data = await _picture(context.config, query, timer)
+        vector = await encode_image(
+            downstream, data, timer, context.pictures, context.request_id, analyse=analyse
+        )
     ranked = await rank_search(downstream, vector, options, context.config, timer, context.request_id)
     return answers.answer(ranked, options.offset, options.k, timer.timings_ms, generation)
 

@@ -129,6 +129,21 @@ async def test_json_queries_by_artwork_and_url_with_shared_and_own_parameters(cl
     assert len(by_query["results"][0]["answer"]["results"]) == 1
 
 
+async def test_pictures_searched_a_moment_ago_are_re_ranked_by_their_picture_id(client, catalogue):
+    wave = image_of(catalogue, WAVE)
+    first = _ok(await client.post("/v1/search", params={"k": 3}, files={"image": ("q.jpg", wave)}))
+    reweighted = {"k": 3, "w_style": 0.7, "w_content": 0.2, "w_colour": 0.1}
+    body = {"queries": [{"picture_id": first["picture_id"], **reweighted}, {"picture_id": "f" * 64 + "-a"}]}
+    batch = _ok(await client.post("/v1/search/batch", json=body))
+    by_id, expired = batch["results"]
+    resent = _ok(await client.post("/v1/search", params=reweighted, files={"image": ("q.jpg", wave)}))
+    assert by_id["status"] == 200 and by_id["answer"]["weights"] == resent["weights"]
+    assert_same_ranking(by_id["answer"], resent)
+    assert expired["status"] == 410 and expired["error"]["code"] == "picture_expired"
+    both = {"queries": [{"picture_id": first["picture_id"], "artwork_id": WAVE}]}
+    _error(await client.post("/v1/search/batch", json=both), 422, "invalid_request")
+
+
 async def test_bad_queries_get_their_own_errors_and_the_others_are_answered(client, catalogue):
     bedroom = image_of(catalogue, BEDROOM)
     truncated = bedroom[: len(bedroom) // 3]  # a JPEG header, then nothing the decoder can finish

@@ -101,22 +101,29 @@ class NewInfluence:
 
 @dataclass(frozen=True)
 class BatchQuery:
-    """One query of `search_batch`: exactly one of a picture (`image`), a picture URL (`url`) or an artwork
-    of the catalogue (`artwork_id`, as `similar`); `params` are this query's own search parameters (URL and
-    artwork queries only: the uploads of a batch share the call's)."""
+    """One query of `search_batch`: exactly one of a picture (`image`), a picture URL (`url`), a picture
+    searched a moment ago (`picture_id`, from its answer: not sent again) or an artwork of the catalogue
+    (`artwork_id`, as `similar`); `params` are this query's own search parameters (not for uploads: the
+    uploads of a batch share the call's)."""
 
     image: ImageSource | None = None
     url: str | None = None
     artwork_id: str | None = None
+    picture_id: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if sum(x is not None for x in (self.image, self.url, self.artwork_id)) != 1:
-            raise ValueError("a BatchQuery has exactly one of image, url and artwork_id")
+        if sum(x is not None for x in (self.image, self.url, self.artwork_id, self.picture_id)) != 1:
+            raise ValueError("a BatchQuery has exactly one of image, url, artwork_id and picture_id")
         if self.image is not None and self.params:
             raise ValueError(
-                "the uploads of a batch share the call's parameters; params are for url / artwork_id"
+                "the uploads of a batch share the call's parameters; params are for the other queries"
             )
+
+    def subject(self) -> dict[str, str]:
+        """The JSON body's field naming what this (not uploaded) query searches."""
+        named = {"url": self.url, "artwork_id": self.artwork_id, "picture_id": self.picture_id}
+        return {name: value for name, value in named.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -262,14 +269,11 @@ def search_batch(
     uploads = [q.image for q in queries if q.image is not None]
     if uploads:
         if len(uploads) != len(queries):
-            raise ValueError("a batch holds either uploaded pictures or URL / artwork queries, not both")
+            raise ValueError("a batch holds uploads or URL / picture id / artwork queries, not both")
         files = [("image", read_image(image)) for image in uploads]
         return Call("POST", "/v1/search/batch", parse, True, params=search_query(params), files=files)
     body = _body_params(params)
-    body["queries"] = [
-        {**({"url": q.url} if q.url is not None else {"artwork_id": q.artwork_id}), **_body_params(q.params)}
-        for q in queries
-    ]
+    body["queries"] = [{**q.subject(), **_body_params(q.params)} for q in queries]
     return Call("POST", "/v1/search/batch", parse, True, json=body)
 
 

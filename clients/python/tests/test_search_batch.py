@@ -109,6 +109,18 @@ def test_async_artwork_queries_with_their_own_parameters(stack: ServiceStack):
     assert (unknown.status, unknown.error_code) == (404, "not_found")
 
 
+def test_a_picture_searched_a_moment_ago_is_batched_by_its_picture_id(
+    client: ArtsearchClient, catalogue: Catalogue
+):
+    wave = _picture(catalogue, WAVE)
+    first = client.search(wave, k=3)
+    assert first.picture_id
+    queries = [BatchQuery(picture_id=first.picture_id, params={"w_style": 0.7}), BatchQuery(artwork_id=WAVE)]
+    by_id, similar = client.search_batch(queries, k=3).results
+    _same_ranking(by_id.answer, client.search(wave, k=3, w_style=0.7))
+    _same_ranking(similar.answer, client.similar(WAVE, k=3))
+
+
 def test_too_many_queries_and_mixed_batches_are_refused(client: ArtsearchClient, catalogue: Catalogue):
     with pytest.raises(PayloadTooLarge):
         client.search_batch([BatchQuery(artwork_id=BEDROOM)] * (MAX_QUERIES + 1))

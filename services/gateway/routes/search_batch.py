@@ -96,7 +96,8 @@ async def _read_queries(request: Request, config: GatewayConfig) -> tuple[BaseMo
         check_query_count(len(body.queries), config)
         shared = SearchParams.model_validate(body.model_dump(exclude_none=True, exclude={"queries"}))
         return shared, [
-            QueryInput(url=q.url, artwork_id=q.artwork_id, params=q.params()) for q in body.queries
+            QueryInput(url=q.url, artwork_id=q.artwork_id, picture_id=q.picture_id, params=q.params())
+            for q in body.queries
         ]
     raise ApiError(
         415,
