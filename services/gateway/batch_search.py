@@ -23,14 +23,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from services.gateway.answer_cache import AnswerCaches, similar_key
+from services.gateway.answer_cache import AnswerCaches
 from services.gateway.config import GatewayConfig
 from services.gateway.downstream import Downstream, DownstreamError
 from services.gateway.errors import HTTP_STATUS_FOR_GRPC, RETRY_STATUSES, ApiError
 from services.gateway.image_checks import ImageLimits, check_image
 from services.gateway.image_fetch import fetch_image
-from services.gateway.query import Timer, encode_image, kept_picture, rank_search, stored_vector
+from services.gateway.query import Timer, rank_search
 from services.gateway.query_cache import EncodedPictureCache
+from services.gateway.search_answers import picture_query, similar_ranking
 from services.gateway.search_params import PICTURE_FIELDS, SearchOptions, UrlRequest, checked, with_body
 
 SEARCH_BATCH_ROUTE = "/v1/search/batch"
@@ -207,14 +208,15 @@ async def _search(
     timer = Timer()
     downstream, answers = context.downstream, context.answers
     generation = answers.generation
-    analyse = "auto" in (options.locate, options.grey)
-    if query.picture_id is not None:
-        vector = kept_picture(downstream, query.picture_id, context.pictures, analyse=analyse)
-    else:
-        data = await _picture(context.config, query, timer)
-        vector = await encode_image(
-            downstream, data, timer, context.pictures, context.request_id, analyse=analyse
-        )
+    vector = await picture_query(
+        downstream,
+        context.pictures,
+        options,
+        timer,
+        context.request_id,
+        picture_id=query.picture_id,
+        picture=lambda: _picture(context.config, query, timer),
+    )
     ranked = await rank_search(downstream, vector, options, context.config, timer, context.request_id)
     return answers.answer(ranked, options.offset, options.k, timer.timings_ms, generation)
 
@@ -234,13 +236,16 @@ async def _picture(config: GatewayConfig, query: QueryInput, timer: Timer) -> by
 async def _similar(context: BatchContext, artwork_id: str, options: SearchOptions) -> dict[str, object]:
     """As GET /v1/artworks/{artwork_id}/similar: from the stored descriptor, through the similar cache."""
     timer = Timer()
-    downstream, answers, config = context.downstream, context.answers, context.config
+    answers = context.answers
     generation = answers.generation
-    model = await downstream.model_info(context.request_id)
-    key = similar_key(artwork_id, options, config.collection, model.version)
-    ranked = answers.similar_answer(key)
-    if ranked is None:
-        vector = await stored_vector(downstream, artwork_id, timer, context.request_id)
-        ranked = await rank_search(downstream, vector, options, config, timer, context.request_id)
-        answers.keep_similar(key, ranked, generation)
+    ranked = await similar_ranking(
+        context.downstream,
+        answers,
+        context.config,
+        artwork_id,
+        options,
+        timer,
+        context.request_id,
+        generation,
+    )
     return answers.answer(ranked, options.offset, options.k, timer.timings_ms, generation)

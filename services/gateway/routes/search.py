@@ -10,10 +10,11 @@ from artsearch.jsonlog import request_id_var
 from services.gateway.answer_cache import AnswerCaches
 from services.gateway.config import GatewayConfig
 from services.gateway.errors import error_responses
-from services.gateway.query import Timer, encode_image, kept_picture, rank_search
+from services.gateway.query import Timer, rank_search
 from services.gateway.routes import api_router
 from services.gateway.routes.docs import CURSOR_DOC, CURSOR_ERRORS, IMAGE_ROUTE_ERRORS, SEARCH_ANSWER
 from services.gateway.routes.picture_body import image_request_body, picture_bytes, read_body
+from services.gateway.search_answers import picture_query
 from services.gateway.search_params import (
     SearchOptions,
     UrlRequest,
@@ -64,15 +65,16 @@ def router(config: GatewayConfig) -> APIRouter:
             options = with_body(options, source.body)
         options = checked(with_form_artist(options, source.form_artist), config)
         downstream = request.app.state.downstream
-        # The encoder analyses the photo (locates the painting, tells grey-scale) unless both are off.
-        analyse = "auto" in (options.locate, options.grey)
-        cache = request.app.state.picture_cache
         generation = answers.generation
-        if source.picture_id is not None:  # a picture sent a moment ago: its kept descriptors
-            query = kept_picture(downstream, source.picture_id, cache, analyse=analyse)
-        else:
-            data = await picture_bytes(source, config, timer)
-            query = await encode_image(downstream, data, timer, cache, request_id_var.get(), analyse=analyse)
+        query = await picture_query(
+            downstream,
+            request.app.state.picture_cache,
+            options,
+            timer,
+            request_id_var.get(),
+            picture_id=source.picture_id,  # a picture sent a moment ago: its kept descriptors
+            picture=lambda: picture_bytes(source, config, timer),
+        )
         ranked = await rank_search(downstream, query, options, config, timer, request_id_var.get())
         return JSONResponse(answers.answer(ranked, options.offset, options.k, timer.timings_ms, generation))
 

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from artsearch.jsonlog import request_id_var
-from services.gateway.answer_cache import AnswerCaches, similar_key
+from services.gateway.answer_cache import AnswerCaches
 from services.gateway.config import GatewayConfig
-from services.gateway.query import Timer, rank_search, stored_vector
+from services.gateway.query import Timer
 from services.gateway.routes import api_router
 from services.gateway.routes.docs import (
     ARTWORK_ID,
@@ -17,6 +17,7 @@ from services.gateway.routes.docs import (
     SEARCH_ANSWER,
     STORED_ROUTE_ERRORS,
 )
+from services.gateway.search_answers import similar_ranking
 from services.gateway.search_params import SearchOptions, checked, search_query
 
 
@@ -46,14 +47,9 @@ def router(config: GatewayConfig) -> APIRouter:
         options = checked(options, config)
         downstream = request.app.state.downstream
         generation = answers.generation
-        # The encoder's model as last seen (asked once): a redeployed model is another key.
-        model = await downstream.model_info(request_id_var.get())
-        key = similar_key(artwork_id, options, config.collection, model.version)
-        ranked = answers.similar_answer(key)
-        if ranked is None:
-            query = await stored_vector(downstream, artwork_id, timer, request_id_var.get())
-            ranked = await rank_search(downstream, query, options, config, timer, request_id_var.get())
-            answers.keep_similar(key, ranked, generation)
+        ranked = await similar_ranking(
+            downstream, answers, config, artwork_id, options, timer, request_id_var.get(), generation
+        )
         return JSONResponse(answers.answer(ranked, options.offset, options.k, timer.timings_ms, generation))
 
     return routes
