@@ -13,7 +13,8 @@ Precision: the share of queries whose inferred artist is the painting's. Also th
 winner's share) of right and of wrong answers, which the boost is scaled by. And, for the photos (the
 painting in the index), how often the painting itself ranks first after the influence re-rank with the
 curated graph (services.influence, in-process): visual order (no re-rank), the seed rule (c = 1) and the
-vote with the default parameters (the boost scaled by c).
+vote with the default parameters (the boost scaled by c: the winner's share, or its lead over the
+runner-up as the gateway applies it, under each `source_min_confidence`).
 
     .venv/bin/python -m bench.source_inference [--output bench/results/source_inference.json]
 """
@@ -175,10 +176,16 @@ async def _top_by_method(
         "nearest": _reranked_top(order, ids, similarity, nearest, None, 1.0),
         "vote": _reranked_top(order, ids, similarity, voted, vote.winner, vote.confidence),
     }
+    second = vote.runner_up[1] if vote.runner_up else 0.0
     for threshold in MIN_CONFIDENCES:
-        c = effective_confidence(vote.confidence, threshold)
+        # The share itself (as before the lead), then the gateway's c: the lead over the runner-up.
+        c = vote.confidence if vote.confidence >= threshold else 0.0
         tops[f"vote min_confidence={threshold:g}"] = _reranked_top(
             order, ids, similarity, voted, vote.winner, c
+        )
+        lead = effective_confidence(vote.confidence, threshold, second)
+        tops[f"vote lead min_confidence={threshold:g}"] = _reranked_top(
+            order, ids, similarity, voted, vote.winner, lead
         )
     return tops
 

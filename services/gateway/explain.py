@@ -31,7 +31,8 @@ class SourceArtist:
     method: str | None = None
     # How sure the choice is: the winner's share of the vote; 1 when named or chosen by the nearest rule.
     confidence: float = 1.0
-    # The c the boost was scaled by: `confidence`, or 0 under the request's source_min_confidence.
+    # The c the boost was scaled by: a vote's lead (`confidence` less the runner-up's share), 0 under the
+    # request's source_min_confidence; `confidence` when named or chosen by the nearest rule.
     applied_confidence: float = 1.0
     # The vote's runner-up (name, share), when there was one.
     runner_up: tuple[str, float] | None = None

@@ -723,9 +723,13 @@ def _source_artist(
         known,
         method=method,
         confidence=confidence,
-        applied_confidence=effective_confidence(confidence, options.source_min_confidence)
-        if method == VOTE
-        else confidence,
+        applied_confidence=_applied_confidence(confidence, voted, options) if method == VOTE else confidence,
         runner_up=voted.runner_up if method == VOTE and voted else None,
         voters=voted.vote.voters if method == VOTE and voted else None,
     )
+
+
+def _applied_confidence(confidence: float, vote: _NamedVote | None, options: SearchOptions) -> float:
+    """The c the boost is scaled by: the voted winner's lead over the runner-up (`effective_confidence`)."""
+    second = vote.vote.runner_up if vote is not None else None
+    return effective_confidence(confidence, options.source_min_confidence, second[1] if second else 0.0)

@@ -156,8 +156,10 @@ async def test_upload_finds_itself_first_and_explains_every_result(client, catal
         "in_influence_graph": True,
         "method": "vote",
     }
-    # The painting itself is far more similar than the rest: nearly all of the vote.
-    assert source["confidence"] == source["applied_confidence"] > 0.99 and source["voters"] == 10
+    # The painting itself is far more similar than the rest: nearly all of the vote (and of the lead).
+    assert source["confidence"] > 0.99 and source["voters"] == 10
+    assert source["applied_confidence"] == pytest.approx(source["confidence"] - source["runner_up"]["share"])
+    assert source["applied_confidence"] > 0.99
     weights = answer["weights"]
     assert set(weights) == {"content", "style", "colour", "influence"} and weights["influence"] == 1.0
     assert weights["content"] + weights["style"] + weights["colour"] == pytest.approx(1.0)

@@ -194,13 +194,16 @@ async def test_the_vote_picks_hokusai_when_a_hiroshige_is_most_similar(client, g
     source = voted["source_artist"]
     assert (source["name"], source["how"], source["method"]) == ("Katsushika Hokusai", "inferred", "vote")
     assert source["in_influence_graph"] is True
-    assert 0.5 < source["confidence"] < 1.0 and source["applied_confidence"] == source["confidence"]
+    assert 0.5 < source["confidence"] < 1.0
     assert source["runner_up"]["name"] == "Utagawa Hiroshige"
     assert source["confidence"] + source["runner_up"]["share"] <= 1.0 + 1e-6
+    # The boost is scaled by the winner's lead over the runner-up, not by its share.
+    lead = source["confidence"] - source["runner_up"]["share"]
+    assert source["applied_confidence"] == pytest.approx(lead, abs=2e-6)
+    assert 0 < source["applied_confidence"] < source["confidence"]
     assert source["voters"] == 10
     assert voted["results"][0]["artist"] == "Katsushika Hokusai"  # now the Hokusai prints get that boost
-    # The boost is scaled by c: each result's applied boost is c x w_i, and the Hokusai prints count as
-    # the source artist's own works.
+    # Each result's applied boost is c x w_i, and the Hokusai prints count as the source artist's own works.
     c = source["applied_confidence"]
     for result in voted["results"]:
         s = result["scores"]

@@ -194,5 +194,31 @@ def test_the_boost_is_scaled_by_the_confidence():
 def test_under_the_threshold_the_confidence_is_zero():
     assert effective_confidence(0.58, 0.5) == 0.58
     assert effective_confidence(0.42, 0.5) == 0.0
+    assert effective_confidence(0.42, 0.5, 0.1) == 0.0
     assert effective_confidence(0.0, 0.0) == 0.0
     assert effective_confidence(1.0, 1.0) == 1.0
+
+
+def test_the_confidence_applied_is_the_lead_over_the_runner_up():
+    # A clear vote keeps nearly all of its share; a vote split between two painters boosts next to nothing.
+    assert effective_confidence(0.9, 0.3, 0.05) == pytest.approx(0.85)
+    assert effective_confidence(0.41, 0.3, 0.38) == pytest.approx(0.03)
+    assert effective_confidence(0.5, 0.3, 0.5) == 0.0  # a tie (the more similar artist won it)
+
+
+def test_a_split_vote_no_longer_pushes_the_best_match_out():
+    # The turned photo of a Bazille (bench/results/visitor_photos.json before the lead): its painting is the
+    # best visual match, the vote 0.41 Van Gogh / 0.38 Bazille, Bazille outside the influence graph's reach.
+    candidates = [
+        Candidate("bazille", "bazille", 0.647),
+        Candidate("bedroom", "van gogh", 0.602),
+        Candidate("wave", "hokusai", 0.579),
+    ]
+    hops = {"van gogh": 0, "hokusai": 1}
+
+    def first(c: float) -> str:
+        ranked = rank_with_influence(candidates, "van gogh", hops, FusionParams(source_confidence=c))
+        return ranked[0].candidate.id
+
+    assert first(effective_confidence(0.41, 0.3)) == "bedroom"  # the share: the painting loses first place
+    assert first(effective_confidence(0.41, 0.3, 0.38)) == "bazille"  # the lead: it keeps it

@@ -145,7 +145,8 @@ class SourceArtist(ResponseModel):
     )
     confidence: float = Field(description="The winner's share of the vote; 1 when named or chosen by nearest")
     applied_confidence: float = Field(
-        description="The confidence the boost was scaled by: confidence, or 0 under source_min_confidence"
+        description="The c the boost was scaled by: a vote's lead (confidence less the runner-up's share), 0 "
+        "under source_min_confidence; confidence when named or chosen by nearest"
     )
     runner_up: RunnerUp | None = Field(description="The vote's second artist, when there was one")
     voters: int | None = Field(description="Candidates that voted; null when not inferred by vote")
