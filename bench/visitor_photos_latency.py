@@ -42,7 +42,9 @@ log = logging.getLogger("bench.visitor_photos_latency")
 WARM_UP = 10
 
 
-def start_stack(code_dir: Path, state: Path, model: Path, catalogue: Path) -> ServiceStack:
+def start_stack(
+    code_dir: Path, state: Path, model: Path, catalogue: Path, env: dict[str, str] | None = None
+) -> ServiceStack:
     if not (state / MARKER).is_file():
         raise SystemExit(f"{state} holds no index of bench/visitor_photos.py; run it first")
     settings = StackSettings(
@@ -50,7 +52,7 @@ def start_stack(code_dir: Path, state: Path, model: Path, catalogue: Path) -> Se
         state_dir=state.resolve(),
         ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
         # Every photo encoded: the warm-up photos come again in the run (the gateway's picture cache).
-        extra_env={"QUERY_CACHE_ENTRIES": "0"},
+        extra_env={"QUERY_CACHE_ENTRIES": "0", **(env or {})},
         image_root=catalogue.resolve().parent,
         older_listen_names=code_dir.resolve() != REPO_ROOT,  # another checkout may predate ARTSEARCH_PORT
     )
@@ -75,8 +77,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit:
         queries = queries[:: max(1, len(queries) // args.limit)][: args.limit]
     versions = {"before": (args.before_code, args.before_state), "after": (args.after_code, args.after_state)}
+    envs = {"before": {}, "after": dict(args.after_env)}
     stacks = {
-        name: start_stack(code, state, args.model, args.catalogue) for name, (code, state) in versions.items()
+        name: start_stack(code, state, args.model, args.catalogue, envs[name])
+        for name, (code, state) in versions.items()
     }
     params = {"k": str(TOP_K)}
     outcomes: dict[str, list[Outcome]] = {name: [] for name in stacks}
@@ -108,6 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         summary = summarise(outcomes[name], args.kinds)
         result[name] = {
             "code": code_version(code),
+            **({"env": envs[name]} if envs[name] else {}),
             "latency_ms": p50_p90(outcomes[name]),
             "gateway_steps_p50_ms": summary["gateway_steps_p50_ms"],
             "top1": summary["overall"]["top1"],
@@ -117,6 +122,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["after"]["latency_ms"]["p50"] / result["before"]["latency_ms"]["p50"], 2
     )
     return result
+
+
+def _env_setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="at most this many photos, spread over all")
     parser.add_argument("--cache-dir", type=Path, default=REPO_ROOT / ".cache/visitor-photos")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--after-env",
+        type=_env_setting,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the 'after' stack only (repeat): what one setting does to the latency",
+    )
     parser.add_argument(
         "--output", type=Path, default=REPO_ROOT / "bench/results/visitor_photos_latency.json"
     )
