@@ -31,6 +31,7 @@ from artsearch_tools.evaluation.visitor_photos import REPORT_SEEDS, VISITOR_KIND
 from artsearch_tools.evaluation.visitor_search import (
     TOP_K,
     Outcome,
+    PhotoQuery,
     prepare_photos,
     search_photo,
     summarise,
@@ -62,6 +63,20 @@ def start_stack(
     return stack
 
 
+def spread_over_kinds(queries: list[PhotoQuery], limit: int) -> list[PhotoQuery]:
+    """At most `limit` photos, as many of each kind (every n-th of the whole list would take only some kinds:
+    the photos come painting by painting, each with every kind in turn)."""
+    by_kind: dict[str, list[PhotoQuery]] = {}
+    for query in queries:
+        by_kind.setdefault(query.kind, []).append(query)
+    each = max(1, limit // len(by_kind))
+    chosen: list[PhotoQuery] = []
+    for number, kind in enumerate(by_kind.values()):
+        step = max(1, len(kind) // each)
+        chosen += kind[number % step :: step][:each]  # the kinds start apart: other paintings too
+    return sorted(chosen, key=queries.index)[:limit]
+
+
 def p50_p90(outcomes: list[Outcome]) -> dict[str, float]:
     values = sorted(o.latency_ms for o in outcomes if o.error is None)
     return {
@@ -75,7 +90,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     catalogue = load_catalogue(args.catalogue)
     queries = prepare_photos(catalogue, args.seeds, args.kinds, args.cache_dir, args.workers)
     if args.limit:
-        queries = queries[:: max(1, len(queries) // args.limit)][: args.limit]
+        queries = spread_over_kinds(queries, args.limit)
     versions = {"before": (args.before_code, args.before_state), "after": (args.after_code, args.after_state)}
     envs = {"before": {}, "after": dict(args.after_env)}
     stacks = {
