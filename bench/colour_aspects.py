@@ -1,0 +1,204 @@
+"""Would a colour aspect blind to a phone's colour cast find more visitor photos? Measured before making one.
+
+The phone photos the search misses lose on the colour aspect (docs/evaluation.md): the cast moves their pixels
+across the bins of the stored 10-level RGB histogram. Changing the histogram is a new descriptor revision
+(every artwork encoded again), so candidates are compared here first, in process, on the demo catalogue's
+paintings and the evaluation's visitor photos (development seeds by default): for each photo, the fused score
+the gateway computes (content 0.5, style 0.3, colour 0.2 of the default weights; colour left out of a grey
+photo; the better of the whole photo and the located painting's crop) against every painting, with the colour
+aspect of each candidate histogram on both sides. Reported per photo kind: the share of photos whose painting
+scores first, and the painting's mean rank on the colour aspect alone.
+
+Candidates: the stored histogram (10 levels per channel, white left out); the same after a grey-world white
+balance of each picture (every channel scaled to the same mean); 6 levels per channel (coarser bins, which a
+shift crosses less often), with and without the balance; the rg chromaticity (8 x 8) by 4 lightness levels
+after the balance.
+
+    .venv/bin/python -m bench.colour_aspects [--seeds development|report|0,1,2] [--output FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from artsearch_tools.catalogue.folder import load_catalogue
+from artsearch_tools.evaluation.cli import _seed_list
+from artsearch_tools.evaluation.visitor_photos import DEVELOPMENT_SEEDS, VISITOR_KINDS
+from artsearch_tools.evaluation.visitor_search import prepare_photos
+from services.encoder.aspect_builder import (
+    DEFAULT_WEIGHTS,
+    WHITE_THRESHOLD,
+    colour_part,
+    content_part,
+    style_part,
+)
+from services.encoder.backends import STYLE_OUTPUT, OnnxRuntimeBackend
+from services.encoder.images import open_image
+from services.encoder.painting_locator import analyse_photo
+from services.encoder.server import ANALYSIS_WORK_SIDE
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_PIXELS = 80_000_000
+Histogram = Callable[[np.ndarray], np.ndarray]
+
+
+def grey_world(pixels: np.ndarray) -> np.ndarray:
+    """Each picture's channels scaled to the same mean over its non-white pixels (uint8 [N, H, W, 3])."""
+    balanced = np.empty_like(pixels)
+    for index, picture in enumerate(pixels.astype(np.float32)):
+        paint = picture[~(picture >= WHITE_THRESHOLD).all(-1)]
+        means = (paint if paint.size else picture.reshape(-1, 3)).mean(0) + 1e-3
+        balanced[index] = np.clip(picture * (means.mean() / means), 0, 255).astype(np.uint8)
+    return balanced
+
+
+def _hellinger(codes: np.ndarray, white: np.ndarray, bins: int) -> np.ndarray:
+    rows = []
+    for picture_codes, picture_white in zip(codes, white, strict=True):
+        counts = np.bincount(picture_codes[~picture_white].ravel(), minlength=bins).astype(np.float64)
+        if counts.sum() == 0:
+            counts[-1] = 1
+        rows.append(np.sqrt(counts / counts.sum()))
+    return np.asarray(rows, dtype=np.float32)
+
+
+def rgb_levels(pixels: np.ndarray, levels: int) -> np.ndarray:
+    """A joint RGB histogram of `levels` per channel, white left out, Hellinger-mapped (as the stored one)."""
+    quantised = (pixels.astype(np.int32) * levels) >> 8
+    codes = (quantised[..., 0] * levels + quantised[..., 1]) * levels + quantised[..., 2]
+    return _hellinger(codes, (pixels >= WHITE_THRESHOLD).all(-1), levels**3)
+
+
+def chromaticity(pixels: np.ndarray, levels: int = 8, lightness_levels: int = 4) -> np.ndarray:
+    """rg chromaticity (`levels` x `levels`) by lightness, after the grey-world balance."""
+    balanced = grey_world(pixels).astype(np.float32)
+    total = balanced.sum(-1) + 1e-3
+    red = np.clip((balanced[..., 0] / total * levels).astype(np.int32), 0, levels - 1)
+    green = np.clip((balanced[..., 1] / total * levels).astype(np.int32), 0, levels - 1)
+    lightness = (balanced.mean(-1) * lightness_levels / 256).astype(np.int32)
+    codes = (lightness * levels + red) * levels + green
+    return _hellinger(codes, (balanced >= WHITE_THRESHOLD).all(-1), lightness_levels * levels * levels)
+
+
+CANDIDATES: dict[str, Histogram] = {
+    "stored (10 levels)": colour_part,
+    "grey-world, 10 levels": lambda pixels: colour_part(grey_world(pixels)),
+    "6 levels": lambda pixels: rgb_levels(pixels, 6),
+    "grey-world, 6 levels": lambda pixels: rgb_levels(grey_world(pixels), 6),
+    "grey-world, rg 8x8 x 4 lightness": chromaticity,
+}
+
+
+class Encoder:
+    """The exported model's content and style aspects, in process."""
+
+    def __init__(self, model: Path) -> None:
+        self.backend = OnnxRuntimeBackend(model)
+
+    def aspects(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        outputs = asyncio.run(self.backend.embed(pixels))
+        return content_part(outputs[self.backend.info.features_output]), style_part(outputs[STYLE_OUTPUT])
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    started = time.perf_counter()
+    catalogue = load_catalogue(args.catalogue)
+    ids = [entry.id for entry in catalogue.entries]
+    paintings = np.stack([_decoded((catalogue.root / e.filename).read_bytes()) for e in catalogue.entries])
+    encoder = Encoder(args.model)
+    content, style = encoder.aspects(paintings)
+    stored = {name: histogram(paintings) for name, histogram in CANDIDATES.items()}
+    queries = prepare_photos(catalogue, args.seeds, list(VISITOR_KINDS), args.cache_dir)
+    tallies: dict[str, dict[str, list[float]]] = {}
+    for query in queries:
+        pixels, grey = _photo_pixels(query.path.read_bytes())
+        photo_content, photo_style = encoder.aspects(pixels)
+        truth = ids.index(query.painting_id)
+        for name, histogram in CANDIDATES.items():
+            colour = histogram(pixels) @ stored[name].T
+            top1, colour_rank = _outcome(
+                photo_content @ content.T, photo_style @ style.T, colour, grey, truth
+            )
+            per_kind = tallies.setdefault(name, {}).setdefault(query.kind, [0, 0, 0.0])
+            per_kind[0] += top1
+            per_kind[1] += 1
+            per_kind[2] += colour_rank
+    return {
+        "what": "fused top-1 over the demo paintings with each candidate colour aspect (in process)",
+        "catalogue": str(args.catalogue),
+        "paintings": len(ids),
+        "seeds": list(args.seeds),
+        "photos": len(queries),
+        "seconds": round(time.perf_counter() - started, 1),
+        "candidates": {
+            name: {
+                "top1_overall": round(
+                    sum(t[0] for t in kinds.values()) / sum(t[1] for t in kinds.values()), 4
+                ),
+                "per_kind": {
+                    kind: {"top1": round(t[0] / t[1], 4), "mean_colour_rank": round(t[2] / t[1], 2)}
+                    for kind, t in kinds.items()
+                },
+            }
+            for name, kinds in tallies.items()
+        },
+    }
+
+
+def _decoded(data: bytes) -> np.ndarray:
+    return open_image(data, size=224, max_pixels=MAX_PIXELS).decode()
+
+
+def _photo_pixels(data: bytes) -> tuple[np.ndarray, bool]:
+    """The pixels the network sees of the whole photo and, when the encoder locates one, of the painting's
+    crop; whether the photo is grey-scale."""
+    whole, working = open_image(
+        data, size=224, max_pixels=MAX_PIXELS, work_side=ANALYSIS_WORK_SIDE
+    ).decode_with_working_copy()
+    analysis = analyse_photo(working, 224)
+    pictures = [whole] if analysis.crop is None else [whole, analysis.crop]
+    return np.stack(pictures), analysis.greyscale
+
+
+def _outcome(
+    content: np.ndarray, style: np.ndarray, colour: np.ndarray, grey: bool, truth: int
+) -> tuple[bool, int]:
+    """Whether the painting scores first (the better of the photo's pictures per painting), and its rank on
+    the colour aspect alone."""
+    weights = dict(DEFAULT_WEIGHTS)
+    if grey:
+        weights["colour"] = 0.0
+    fused = (weights["content"] * content + weights["style"] * style + weights["colour"] * colour).max(0)
+    best_colour = colour.max(0)
+    return bool(fused.argmax() == truth), int((best_colour > best_colour[truth]).sum())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--catalogue", type=Path, default=ROOT / "data/catalogues/gcompris")
+    parser.add_argument("--model", type=Path, default=ROOT / "models/efficientnet-lite0/model.onnx")
+    parser.add_argument("--seeds", type=_seed_list, default=DEVELOPMENT_SEEDS)
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache/visitor-photos")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench/results/colour_aspects.json")
+    args = parser.parse_args(argv)
+    result = run(args)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=1) + "\n")
+    for name, outcome in result["candidates"].items():  # type: ignore[union-attr]
+        kinds = ", ".join(f"{k} {v['top1']}" for k, v in outcome["per_kind"].items())
+        print(f"{name}: overall {outcome['top1_overall']} ({kinds})")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
