@@ -1,4 +1,4 @@
-"""The candidate colour aspects bench/colour_aspects.py compares (the comparison itself is a benchmark run)."""
+"""The candidate colour aspects bench/colour_aspects.py compares (the comparison is a benchmark run)."""
 
 from __future__ import annotations
 
