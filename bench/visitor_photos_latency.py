@@ -74,7 +74,8 @@ def spread_over_kinds(queries: list[PhotoQuery], limit: int) -> list[PhotoQuery]
     for number, kind in enumerate(by_kind.values()):
         step = max(1, len(kind) // each)
         chosen += kind[number % step :: step][:each]  # the kinds start apart: other paintings too
-    return sorted(chosen, key=queries.index)[:limit]
+    position = {id(query): number for number, query in enumerate(queries)}
+    return sorted(chosen, key=lambda query: position[id(query)])[:limit]
 
 
 def p50_p90(outcomes: list[Outcome]) -> dict[str, float]:
