@@ -8,7 +8,8 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -36,6 +37,9 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 REQUEST_ID_KEY = "x-request-id"
 
 RPC_TOTAL = Counter("artsearch_grpc_server_handled_total", "RPCs handled", ["method", "code"])
+# Counted as each call begins (grpc-prometheus's grpc_server_started_total): a streaming call's end, which
+# `handled` counts, may come after its caller has already answered with its first messages.
+RPC_STARTED = Counter("artsearch_grpc_server_started", "RPCs started", ["method"])
 RPC_SECONDS = Histogram(
     "artsearch_grpc_server_handling_seconds",
     "RPC handling time",
@@ -57,7 +61,8 @@ _PROBE_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
 
 class _ObservingInterceptor(grpc.aio.ServerInterceptor):
-    """Sets the request id context for logging, logs and records metrics for every unary call.
+    """Sets the request id context for logging, logs and records metrics for every unary call and every
+    server-streaming one (the encoder's EncodeInStages, health Watch).
 
     The id comes from the caller's `x-request-id` metadata, or is made up when absent, so that every
     line logged while serving a call can be correlated. grpc.aio serves each RPC in its own asyncio
@@ -70,37 +75,65 @@ class _ObservingInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None or (handler.unary_unary is None and handler.unary_stream is None):
             return handler
         method = handler_call_details.method
         proposed = dict(handler_call_details.invocation_metadata or ()).get(REQUEST_ID_KEY)
-        request_id = accept_request_id(proposed if isinstance(proposed, str) else None)
-        access_log = not method.startswith(_PROBE_PREFIXES)
-        inner = handler.unary_unary
+        call = _ObservedCall(method, accept_request_id(proposed if isinstance(proposed, str) else None))
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
 
-        async def observed(request: object, context: grpc.aio.ServicerContext) -> object:
-            request_id_var.set(request_id)
-            started = time.perf_counter()
-            code = "OK"
-            try:
-                return await inner(request, context)
-            except BaseException:
-                code = (context.code() or grpc.StatusCode.UNKNOWN).name
-                raise
-            finally:
-                if context.code() not in (None, grpc.StatusCode.OK):
-                    code = context.code().name
-                elapsed = time.perf_counter() - started
-                RPC_SECONDS.labels(method).observe(elapsed)
-                RPC_TOTAL.labels(method, code).inc()
-                if access_log:
-                    log.info("rpc", extra={"method": method, "code": code, "ms": round(elapsed * 1000, 2)})
+            async def observed(request: object, context: grpc.aio.ServicerContext) -> object:
+                with call.observing(context):
+                    return await inner(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            observed,
+            return grpc.unary_unary_rpc_method_handler(
+                observed,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        streaming = handler.unary_stream
+
+        async def observed_stream(
+            request: object, context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[object]:
+            # A stream is observed from its call to its last message (or its failure).
+            with call.observing(context):
+                async for response in streaming(request, context):
+                    yield response
+
+        return grpc.unary_stream_rpc_method_handler(
+            observed_stream,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+@dataclass(frozen=True)
+class _ObservedCall:
+    method: str
+    request_id: str
+
+    @contextmanager
+    def observing(self, context: grpc.aio.ServicerContext) -> Iterator[None]:
+        """Sets the request id; records the call's time and code, and logs it (probes are not logged)."""
+        request_id_var.set(self.request_id)
+        RPC_STARTED.labels(self.method).inc()
+        started = time.perf_counter()
+        code = "OK"
+        try:
+            yield
+        except BaseException:
+            code = (context.code() or grpc.StatusCode.UNKNOWN).name
+            raise
+        finally:
+            if context.code() not in (None, grpc.StatusCode.OK):
+                code = context.code().name
+            elapsed = time.perf_counter() - started
+            RPC_SECONDS.labels(self.method).observe(elapsed)
+            RPC_TOTAL.labels(self.method, code).inc()
+            if not self.method.startswith(_PROBE_PREFIXES):
+                log.info("rpc", extra={"method": self.method, "code": code, "ms": round(elapsed * 1000, 2)})
 
 
 class GrpcServiceServer:

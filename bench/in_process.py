@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +82,36 @@ class DirectStub:
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._servicer, name)
+        if inspect.isasyncgenfunction(method):
+            return _streaming(method)
 
         async def call(request: object, timeout: float | None = None, metadata: object = None) -> object:
             try:
                 return await method(request, DirectContext(timeout))
             except _Aborted as aborted:
-                empty = grpc.aio.Metadata()
-                raise grpc.aio.AioRpcError(aborted.code, empty, empty, aborted.details) from None
+                raise _rpc_error(aborted) from None
 
         return call
+
+
+def _streaming(method: Callable[..., AsyncIterator[object]]) -> Callable[..., AsyncIterator[object]]:
+    """A server-streaming method (the encoder's EncodeInStages): the call is iterated, as grpc.aio's is."""
+
+    async def call(
+        request: object, timeout: float | None = None, metadata: object = None
+    ) -> AsyncIterator[object]:
+        try:
+            async for message in method(request, DirectContext(timeout)):
+                yield message
+        except _Aborted as aborted:
+            raise _rpc_error(aborted) from None
+
+    return call
+
+
+def _rpc_error(aborted: _Aborted) -> grpc.aio.AioRpcError:
+    empty = grpc.aio.Metadata()
+    return grpc.aio.AioRpcError(aborted.code, empty, empty, aborted.details)
 
 
 def _gateway_config(http_port: int, image_root: Path) -> GatewayConfig:

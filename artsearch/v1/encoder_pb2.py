@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from artsearch.v1 import common_pb2 as artsearch_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61rtsearch/v1/encoder.proto\x12\x0c\x61rtsearch.v1\x1a\x19\x61rtsearch/v1/common.proto\"0\n\rEncodeRequest\x12\x0e\n\x06images\x18\x01 \x03(\x0c\x12\x0f\n\x07\x61nalyse\x18\x02 \x01(\x08\"\x94\x01\n\x0e\x45ncodeResponse\x12+\n\nembeddings\x18\x01 \x03(\x0b\x32\x17.artsearch.v1.Embedding\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.artsearch.v1.ModelInfo\x12-\n\x08\x61nalyses\x18\x03 \x03(\x0b\x32\x1b.artsearch.v1.ImageAnalysis\"\xba\x01\n\rImageAnalysis\x12\x0f\n\x07located\x18\x01 \x01(\x08\x12\x32\n\x11located_embedding\x18\x02 \x01(\x0b\x32\x17.artsearch.v1.Embedding\x12\x0f\n\x07\x63orners\x18\x03 \x03(\x02\x12\x12\n\nconfidence\x18\x04 \x01(\x02\x12\x15\n\rarea_fraction\x18\x05 \x01(\x02\x12\x11\n\tgreyscale\x18\x06 \x01(\x08\x12\x15\n\rchroma_spread\x18\x07 \x01(\x02\"\x15\n\x13GetModelInfoRequest\"\xad\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\x05\x12\x12\n\ninput_size\x18\x04 \x01(\x05\x12\x18\n\x10max_batch_images\x18\x05 \x01(\x05\x12\x0f\n\x07\x62\x61\x63kend\x18\x06 \x01(\t\x12/\n\x07\x61spects\x18\x07 \x03(\x0b\x32\x1e.artsearch.v1.DescriptorAspect\"X\n\x10\x44\x65scriptorAspect\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x05\x12\x0e\n\x06length\x18\x03 \x01(\x05\x12\x16\n\x0e\x64\x65\x66\x61ult_weight\x18\x04 \x01(\x02\x32\xa1\x01\n\x0e\x45ncoderService\x12\x43\n\x06\x45ncode\x12\x1b.artsearch.v1.EncodeRequest\x1a\x1c.artsearch.v1.EncodeResponse\x12J\n\x0cGetModelInfo\x12!.artsearch.v1.GetModelInfoRequest\x1a\x17.artsearch.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61rtsearch/v1/encoder.proto\x12\x0c\x61rtsearch.v1\x1a\x19\x61rtsearch/v1/common.proto\"0\n\rEncodeRequest\x12\x0e\n\x06images\x18\x01 \x03(\x0c\x12\x0f\n\x07\x61nalyse\x18\x02 \x01(\x08\"\x94\x01\n\x0e\x45ncodeResponse\x12+\n\nembeddings\x18\x01 \x03(\x0b\x32\x17.artsearch.v1.Embedding\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.artsearch.v1.ModelInfo\x12-\n\x08\x61nalyses\x18\x03 \x03(\x0b\x32\x1b.artsearch.v1.ImageAnalysis\"\xf0\x01\n\rImageAnalysis\x12\x0f\n\x07located\x18\x01 \x01(\x08\x12\x32\n\x11located_embedding\x18\x02 \x01(\x0b\x32\x17.artsearch.v1.Embedding\x12\x0f\n\x07\x63orners\x18\x03 \x03(\x02\x12\x12\n\nconfidence\x18\x04 \x01(\x02\x12\x15\n\rarea_fraction\x18\x05 \x01(\x02\x12\x11\n\tgreyscale\x18\x06 \x01(\x08\x12\x15\n\rchroma_spread\x18\x07 \x01(\x02\x12\x17\n\x0fphoto_greyscale\x18\x08 \x01(\x08\x12\x1b\n\x13photo_chroma_spread\x18\t \x01(\x02\"\x15\n\x13GetModelInfoRequest\"\xad\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\x05\x12\x12\n\ninput_size\x18\x04 \x01(\x05\x12\x18\n\x10max_batch_images\x18\x05 \x01(\x05\x12\x0f\n\x07\x62\x61\x63kend\x18\x06 \x01(\t\x12/\n\x07\x61spects\x18\x07 \x03(\x0b\x32\x1e.artsearch.v1.DescriptorAspect\"X\n\x10\x44\x65scriptorAspect\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x05\x12\x0e\n\x06length\x18\x03 \x01(\x05\x12\x16\n\x0e\x64\x65\x66\x61ult_weight\x18\x04 \x01(\x02\x32\xf0\x01\n\x0e\x45ncoderService\x12\x43\n\x06\x45ncode\x12\x1b.artsearch.v1.EncodeRequest\x1a\x1c.artsearch.v1.EncodeResponse\x12M\n\x0e\x45ncodeInStages\x12\x1b.artsearch.v1.EncodeRequest\x1a\x1c.artsearch.v1.EncodeResponse0\x01\x12J\n\x0cGetModelInfo\x12!.artsearch.v1.GetModelInfoRequest\x1a\x17.artsearch.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,13 +37,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENCODERESPONSE']._serialized_start=122
   _globals['_ENCODERESPONSE']._serialized_end=270
   _globals['_IMAGEANALYSIS']._serialized_start=273
-  _globals['_IMAGEANALYSIS']._serialized_end=459
-  _globals['_GETMODELINFOREQUEST']._serialized_start=461
-  _globals['_GETMODELINFOREQUEST']._serialized_end=482
-  _globals['_MODELINFO']._serialized_start=485
-  _globals['_MODELINFO']._serialized_end=658
-  _globals['_DESCRIPTORASPECT']._serialized_start=660
-  _globals['_DESCRIPTORASPECT']._serialized_end=748
-  _globals['_ENCODERSERVICE']._serialized_start=751
-  _globals['_ENCODERSERVICE']._serialized_end=912
+  _globals['_IMAGEANALYSIS']._serialized_end=513
+  _globals['_GETMODELINFOREQUEST']._serialized_start=515
+  _globals['_GETMODELINFOREQUEST']._serialized_end=536
+  _globals['_MODELINFO']._serialized_start=539
+  _globals['_MODELINFO']._serialized_end=712
+  _globals['_DESCRIPTORASPECT']._serialized_start=714
+  _globals['_DESCRIPTORASPECT']._serialized_end=802
+  _globals['_ENCODERSERVICE']._serialized_start=805
+  _globals['_ENCODERSERVICE']._serialized_end=1045
 # @@protoc_insertion_point(module_scope)

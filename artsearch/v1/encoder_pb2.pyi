@@ -26,7 +26,7 @@ class EncodeResponse(_message.Message):
     def __init__(self, embeddings: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., analyses: _Optional[_Iterable[_Union[ImageAnalysis, _Mapping]]] = ...) -> None: ...
 
 class ImageAnalysis(_message.Message):
-    __slots__ = ("located", "located_embedding", "corners", "confidence", "area_fraction", "greyscale", "chroma_spread")
+    __slots__ = ("located", "located_embedding", "corners", "confidence", "area_fraction", "greyscale", "chroma_spread", "photo_greyscale", "photo_chroma_spread")
     LOCATED_FIELD_NUMBER: _ClassVar[int]
     LOCATED_EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     CORNERS_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,8 @@ class ImageAnalysis(_message.Message):
     AREA_FRACTION_FIELD_NUMBER: _ClassVar[int]
     GREYSCALE_FIELD_NUMBER: _ClassVar[int]
     CHROMA_SPREAD_FIELD_NUMBER: _ClassVar[int]
+    PHOTO_GREYSCALE_FIELD_NUMBER: _ClassVar[int]
+    PHOTO_CHROMA_SPREAD_FIELD_NUMBER: _ClassVar[int]
     located: bool
     located_embedding: _common_pb2.Embedding
     corners: _containers.RepeatedScalarFieldContainer[float]
@@ -41,7 +43,9 @@ class ImageAnalysis(_message.Message):
     area_fraction: float
     greyscale: bool
     chroma_spread: float
-    def __init__(self, located: _Optional[bool] = ..., located_embedding: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., corners: _Optional[_Iterable[float]] = ..., confidence: _Optional[float] = ..., area_fraction: _Optional[float] = ..., greyscale: _Optional[bool] = ..., chroma_spread: _Optional[float] = ...) -> None: ...
+    photo_greyscale: bool
+    photo_chroma_spread: float
+    def __init__(self, located: _Optional[bool] = ..., located_embedding: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., corners: _Optional[_Iterable[float]] = ..., confidence: _Optional[float] = ..., area_fraction: _Optional[float] = ..., greyscale: _Optional[bool] = ..., chroma_spread: _Optional[float] = ..., photo_greyscale: _Optional[bool] = ..., photo_chroma_spread: _Optional[float] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()

@@ -40,6 +40,11 @@ class EncoderServiceStub:
                 request_serializer=artsearch_dot_v1_dot_encoder__pb2.EncodeRequest.SerializeToString,
                 response_deserializer=artsearch_dot_v1_dot_encoder__pb2.EncodeResponse.FromString,
                 _registered_method=True)
+        self.EncodeInStages = channel.unary_stream(
+                '/artsearch.v1.EncoderService/EncodeInStages',
+                request_serializer=artsearch_dot_v1_dot_encoder__pb2.EncodeRequest.SerializeToString,
+                response_deserializer=artsearch_dot_v1_dot_encoder__pb2.EncodeResponse.FromString,
+                _registered_method=True)
         self.GetModelInfo = channel.unary_unary(
                 '/artsearch.v1.EncoderService/GetModelInfo',
                 request_serializer=artsearch_dot_v1_dot_encoder__pb2.GetModelInfoRequest.SerializeToString,
@@ -59,6 +64,19 @@ class EncoderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EncodeInStages(self, request, context):
+        """Encode with `analyse` set (whatever the request says), answered in two messages so that a caller can
+        search with the whole photos' descriptors while the encoder still looks for the painting in them: the
+        first carries `embeddings`, `model` and per photo an analysis of the whole photo only (`greyscale`,
+        `chroma_spread`, `photo_greyscale`; nothing located yet), the second `model` and the complete
+        `analyses` (no embeddings: they were sent). A single photo's descriptor then arrives after the
+        network alone (the analysis no longer shares the cores with it) and its search overlaps the analysis.
+        Errors as Encode's; an error after the first message ends the stream with its status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetModelInfo(self, request, context):
         """Describes the model that Encode runs.
         """
@@ -71,6 +89,11 @@ def add_EncoderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Encode': grpc.unary_unary_rpc_method_handler(
                     servicer.Encode,
+                    request_deserializer=artsearch_dot_v1_dot_encoder__pb2.EncodeRequest.FromString,
+                    response_serializer=artsearch_dot_v1_dot_encoder__pb2.EncodeResponse.SerializeToString,
+            ),
+            'EncodeInStages': grpc.unary_stream_rpc_method_handler(
+                    servicer.EncodeInStages,
                     request_deserializer=artsearch_dot_v1_dot_encoder__pb2.EncodeRequest.FromString,
                     response_serializer=artsearch_dot_v1_dot_encoder__pb2.EncodeResponse.SerializeToString,
             ),
@@ -106,6 +129,33 @@ class EncoderService:
             request,
             target,
             '/artsearch.v1.EncoderService/Encode',
+            artsearch_dot_v1_dot_encoder__pb2.EncodeRequest.SerializeToString,
+            artsearch_dot_v1_dot_encoder__pb2.EncodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EncodeInStages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/artsearch.v1.EncoderService/EncodeInStages',
             artsearch_dot_v1_dot_encoder__pb2.EncodeRequest.SerializeToString,
             artsearch_dot_v1_dot_encoder__pb2.EncodeResponse.FromString,
             options,

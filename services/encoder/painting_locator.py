@@ -30,7 +30,7 @@ from the working copy the decoder made (<= images.WORK_SIDE a side), never from 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -143,16 +143,27 @@ def rectified_crop(rgb: np.ndarray, located: LocatedPainting, size: int) -> np.n
 @dataclass(frozen=True)
 class PhotoAnalysis:
     """What `analyse_photo` found: the painting (or None), its crop to encode (None when there is nothing
-    to add to the whole photo), and whether the photo is grey-scale."""
+    to add to the whole photo), whether the crop (or, without one, the photo) is grey-scale, and whether
+    the whole photo is."""
 
     located: LocatedPainting | None
     crop: np.ndarray | None
     greyscale: bool
     chroma_spread: float
+    photo_greyscale: bool
+    photo_chroma_spread: float
+
+    @classmethod
+    def of_whole_photo(cls, greyscale: bool, spread: float) -> PhotoAnalysis:
+        """The analysis before the painting is looked for: the whole photo's grey-scale test alone."""
+        return cls(None, None, greyscale, spread, greyscale, spread)
 
     def to_proto(self, located_descriptor: np.ndarray | None) -> encoder_pb2.ImageAnalysis:
         analysis = encoder_pb2.ImageAnalysis(
-            greyscale=self.greyscale, chroma_spread=round(self.chroma_spread, 3)
+            greyscale=self.greyscale,
+            chroma_spread=round(self.chroma_spread, 3),
+            photo_greyscale=self.photo_greyscale,
+            photo_chroma_spread=round(self.photo_chroma_spread, 3),
         )
         if self.located is not None:
             analysis.located = True
@@ -164,15 +175,22 @@ class PhotoAnalysis:
         return analysis
 
 
-def analyse_photo(working: np.ndarray, size: int) -> PhotoAnalysis:
+def analyse_photo(working: np.ndarray, size: int, whole: PhotoAnalysis | None = None) -> PhotoAnalysis:
     """Locates the painting in an upright RGB working copy and cuts its crop for the network (`size`
-    square); tells whether the painting (or, when none was found, the photo) is grey-scale."""
+    square); tells whether the painting (or, when none was found, the photo) is grey-scale. `whole`: the
+    photo's own grey-scale test when already made (`whole_photo_analysis`), not made again."""
+    photo = whole or whole_photo_analysis(working)
     located = locate_painting(working)
-    crop = None
-    if located is not None and located.area_fraction < WHOLE_PHOTO_AREA:
-        crop = rectified_crop(working, located, size)
-    greyscale, spread = is_greyscale(crop if crop is not None else working)
-    return PhotoAnalysis(located, crop, greyscale, spread)
+    if located is None or located.area_fraction >= WHOLE_PHOTO_AREA:
+        return replace(photo, located=located)
+    crop = rectified_crop(working, located, size)
+    greyscale, spread = is_greyscale(crop)
+    return replace(photo, located=located, crop=crop, greyscale=greyscale, chroma_spread=spread)
+
+
+def whole_photo_analysis(working: np.ndarray) -> PhotoAnalysis:
+    """The whole photo's grey-scale test, before (or without) looking for the painting."""
+    return PhotoAnalysis.of_whole_photo(*is_greyscale(working))
 
 
 # --- grey-scale photos -------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from asyncio import Future
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import overload
@@ -29,7 +30,7 @@ from services.encoder.load_shedding import (
     request_deadline,
     set_request_deadline,
 )
-from services.encoder.painting_locator import PhotoAnalysis, analyse_photo
+from services.encoder.painting_locator import PhotoAnalysis, analyse_photo, whole_photo_analysis
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,55 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
     async def Encode(
         self, request: encoder_pb2.EncodeRequest, context: grpc.aio.ServicerContext
     ) -> encoder_pb2.EncodeResponse:
-        count = len(request.images)
+        admitted = await self._admit_or_abort(request.images, request.analyse, context)
+        try:
+            set_request_deadline(context.time_remaining())
+            if request.analyse:
+                return await self._encode_analysed(request.images, context)
+            pixels = await self._decode_or_abort(request.images, context)
+            descriptors = await self._encode_pixels(pixels, context)
+        finally:
+            self._admission.release(admitted)
+        return encoder_pb2.EncodeResponse(embeddings=_embeddings(descriptors), model=self._model_info)
+
+    async def EncodeInStages(
+        self, request: encoder_pb2.EncodeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[encoder_pb2.EncodeResponse]:
+        """The analysed Encode in two messages (encoder.proto): the whole photos' descriptors, from the
+        network running alone (only the cheap grey-scale test beside it), then the painting located in each
+        photo and its crop's descriptor. The caller searches with the first while the second is made."""
+        images = request.images
+        admitted = await self._admit_or_abort(images, True, context)
+        try:
+            set_request_deadline(context.time_remaining())
+            decoded = await self._decode_or_abort(images, context, work_side=ANALYSIS_WORK_SIDE)
+            photos = self._on_pool(whole_photo_analysis, [(working,) for _, working in decoded])
+            descriptors = await _finishing(
+                self._encode_pixels(np.stack([whole for whole, _ in decoded]), context), photos
+            )
+            whole_analyses = await photos
+            yield encoder_pb2.EncodeResponse(
+                embeddings=_embeddings(descriptors),
+                model=self._model_info,
+                analyses=[analysis.to_proto(None) for analysis in whole_analyses],
+            )
+            size = self._backend.info.input_size
+            analyses = await self._on_pool(
+                analyse_photo,
+                [(working, size, whole) for (_, working), whole in zip(decoded, whole_analyses, strict=True)],
+            )
+            yield encoder_pb2.EncodeResponse(
+                model=self._model_info, analyses=await self._analyses_with_crops(analyses, context)
+            )
+        finally:
+            self._admission.release(admitted)
+
+    async def _admit_or_abort(
+        self, images: Sequence[bytes], analyse: bool, context: grpc.aio.ServicerContext
+    ) -> int:
+        """How many images the call was admitted as; aborts an empty or oversized call (INVALID_ARGUMENT)
+        and one the encoder has no room for (RESOURCE_EXHAUSTED)."""
+        count = len(images)
         if count == 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request has no images")
         if count > self._max_batch_images:
@@ -105,23 +154,11 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
             )
         # An analysed photo may add its located crop to the batch: admitted as two images (at most the whole
         # limit, so that a full call is still served when nothing else is in progress).
-        admitted = min(2 * count, self._admission.limit) if request.analyse else count
+        admitted = min(2 * count, self._admission.limit) if analyse else count
         if not self._admission.try_admit(admitted):
             SHED_CALLS.labels("overloaded").inc()
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self._overloaded_message(admitted))
-        try:
-            set_request_deadline(context.time_remaining())
-            if request.analyse:
-                return await self._encode_analysed(request.images, context)
-            pixels = await self._decode_or_abort(request.images, context)
-            outputs = await self._embed_or_abort(pixels, context)
-            descriptors = await self._describe_or_abort(outputs, pixels, context)
-        finally:
-            self._admission.release(admitted)
-        return encoder_pb2.EncodeResponse(
-            embeddings=[common_pb2.Embedding(values=row.tolist()) for row in descriptors],
-            model=self._model_info,
-        )
+        return admitted
 
     async def _encode_analysed(
         self, images: Sequence[bytes], context: grpc.aio.ServicerContext
@@ -132,36 +169,34 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
         analysis + a network batch of two (docs/gateway.md, "Visitor photos")."""
         decoded = await self._decode_or_abort(images, context, work_side=ANALYSIS_WORK_SIDE)
         size = self._backend.info.input_size
-        loop = asyncio.get_running_loop()
-        analysing = asyncio.gather(
-            *(loop.run_in_executor(self._decode_pool, analyse_photo, working, size) for _, working in decoded)
-        )
+        analysing = self._on_pool(analyse_photo, [(working, size) for _, working in decoded])
         wholes = np.stack([whole for whole, _ in decoded])
-        try:
-            whole_outputs = await self._embed_or_abort(wholes, context)
-        except BaseException:
-            # The analyses run on pool threads either way: wait for them, so that an aborted call leaves
-            # no work behind that still holds its working copies.
-            await asyncio.gather(analysing, return_exceptions=True)
-            raise
-        analyses: list[PhotoAnalysis] = await analysing
-        crops = [analysis.crop for analysis in analyses if analysis.crop is not None]
-        outputs, pixels = whole_outputs, wholes
-        if crops:
-            located_pixels = np.stack(crops)
-            crop_outputs = await self._embed_or_abort(located_pixels, context)
-            outputs = {name: np.concatenate([values, crop_outputs[name]]) for name, values in outputs.items()}
-            pixels = np.concatenate([wholes, located_pixels])
-        descriptors = await self._describe_or_abort(outputs, pixels, context)
-        located = iter(descriptors[len(images) :])
+        descriptors = await _finishing(self._encode_pixels(wholes, context), analysing)
         return encoder_pb2.EncodeResponse(
-            embeddings=[common_pb2.Embedding(values=row.tolist()) for row in descriptors[: len(images)]],
+            embeddings=_embeddings(descriptors),
             model=self._model_info,
-            analyses=[
-                analysis.to_proto(next(located) if analysis.crop is not None else None)
-                for analysis in analyses
-            ],
+            analyses=await self._analyses_with_crops(await analysing, context),
         )
+
+    def _on_pool(self, function: Callable[..., PhotoAnalysis], calls: list[tuple[object, ...]]) -> Future:
+        """`function` applied to each argument tuple on the decode pool, gathered in order."""
+        loop = asyncio.get_running_loop()
+        return asyncio.gather(*(loop.run_in_executor(self._decode_pool, function, *args) for args in calls))
+
+    async def _encode_pixels(self, pixels: np.ndarray, context: grpc.aio.ServicerContext) -> np.ndarray:
+        """The descriptors [N, dimension] of network inputs [N, size, size, 3]."""
+        outputs = await self._embed_or_abort(pixels, context)
+        return await self._describe_or_abort(outputs, pixels, context)
+
+    async def _analyses_with_crops(
+        self, analyses: Sequence[PhotoAnalysis], context: grpc.aio.ServicerContext
+    ) -> list[encoder_pb2.ImageAnalysis]:
+        """The analyses as sent, each located crop's descriptor in it (the crops encoded as one batch)."""
+        crops = [analysis.crop for analysis in analyses if analysis.crop is not None]
+        located = iter(await self._encode_pixels(np.stack(crops), context) if crops else ())
+        return [
+            analysis.to_proto(next(located) if analysis.crop is not None else None) for analysis in analyses
+        ]
 
     def _overloaded_message(self, count: int) -> str:
         waiting, limit = self._admission.in_progress, self._admission.limit
@@ -263,6 +298,20 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
             log.exception("descriptor assembly failed", extra={"images": len(pixels)})
             await context.abort(grpc.StatusCode.INTERNAL, "the encoder failed to assemble the descriptors")
             raise  # unreachable: abort raises
+
+
+def _embeddings(descriptors: np.ndarray) -> list[common_pb2.Embedding]:
+    return [common_pb2.Embedding(values=row.tolist()) for row in descriptors]
+
+
+async def _finishing(work: Awaitable[np.ndarray], beside: Future) -> np.ndarray:
+    """`work`'s result; when it fails, `beside` (analyses running on pool threads either way) is waited for
+    first, so that an aborted call leaves no work behind that still holds its working copies."""
+    try:
+        return await work
+    except BaseException:
+        await asyncio.gather(beside, return_exceptions=True)
+        raise
 
 
 def _decode_failure(decoded: Sequence[object]) -> tuple[grpc.StatusCode, str] | None:

@@ -55,6 +55,8 @@ class GatewayConfig:
     # A search whose nearest `style_neighbours` candidates hold fewer art-style labels than this (the rest
     # from catalogues whose labels are categories) searches again for art-style neighbours to vote.
     style_min_art_neighbours: int = 3
+    # A photo whose own best match scores at least this is answered from the whole photo alone.
+    whole_photo_confident_score: float = 0.7
     # Encoder answers kept per picture (services/gateway/query_cache.py): how many, and how long.
     query_cache_entries: int = 256
     query_cache_ttl_s: float = 300.0
@@ -98,6 +100,7 @@ class GatewayConfig:
             model_alias_ttl_s=declared.MODEL_ALIAS_TTL_S.read(env),
             public_limits=PublicLimitSettings.from_env(env),
             style_min_art_neighbours=declared.STYLE_MIN_ART_NEIGHBOURS.read(env),
+            whole_photo_confident_score=declared.WHOLE_PHOTO_CONFIDENT_SCORE.read(env),
             query_cache_entries=declared.QUERY_CACHE_ENTRIES.read(env),
             query_cache_ttl_s=declared.QUERY_CACHE_TTL_S.read(env),
             similar_cache_entries=declared.SIMILAR_CACHE_ENTRIES.read(env),

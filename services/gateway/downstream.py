@@ -92,6 +92,43 @@ class Downstream:
         self.remember_model(response.model)
         return response
 
+    async def encode_in_stages(
+        self, image: bytes, request_id: str = ""
+    ) -> tuple[encoder_pb2.EncodeResponse, asyncio.Future[encoder_pb2.EncodeResponse]]:
+        """The analysed picture in two stages (encoder.proto, EncodeInStages): the whole photo's descriptor,
+        returned as soon as it comes, and the analysis to come (a task reading the rest of the call, under
+        the same deadline). DownstreamError as `encode`, from this call or from the task."""
+        whole: asyncio.Future[encoder_pb2.EncodeResponse] = asyncio.get_running_loop().create_future()
+        reading = asyncio.ensure_future(self._read_stages(image, request_id, whole))
+        try:
+            await asyncio.wait((whole, reading), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            reading.cancel()
+            raise
+        if not whole.done():
+            await reading  # the call failed before its first message: raises its DownstreamError
+            raise DownstreamError(ENCODER, grpc.StatusCode.INTERNAL, "the encoder sent no descriptor")
+        return whole.result(), reading
+
+    async def _read_stages(
+        self, image: bytes, request_id: str, whole: asyncio.Future[encoder_pb2.EncodeResponse]
+    ) -> encoder_pb2.EncodeResponse:
+        request = encoder_pb2.EncodeRequest(images=[image], analyse=True)
+        method = self._encoder.EncodeInStages
+        with downstream_call(ENCODER, method, request_id) as metadata:
+            try:
+                messages = aiter(method(request, timeout=self._config.encode_timeout_s, metadata=metadata))
+                first = await anext(messages)
+                self.remember_model(first.model)
+                whole.set_result(first)
+                return await anext(messages)
+            except grpc.aio.AioRpcError as error:
+                raise DownstreamError(ENCODER, error.code(), error.details() or "") from error
+            except StopAsyncIteration:
+                raise DownstreamError(
+                    ENCODER, grpc.StatusCode.INTERNAL, "the encoder's answer ended before the analysis"
+                ) from None
+
     async def search(
         self,
         query: common_pb2.Embedding,

@@ -26,7 +26,8 @@ import logging
 import math
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
 import grpc
 import numpy as np
@@ -61,7 +62,7 @@ from services.gateway.fusion import (
     rank_with_influence,
     vote_source_artist,
 )
-from services.gateway.query_cache import EncodedPictureCache, picture_id_of
+from services.gateway.query_cache import EncodedPictureCache, KeptPicture, picture_id_of
 from services.gateway.search_params import SearchOptions
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,12 @@ class QueryVector:
     # A picture's id in the gateway's picture cache (query_cache.py), while its encoder answer is kept
     # there: later searches may send it instead of the picture. None when the cache keeps nothing.
     picture_id: str | None = None
+    # The encoder's analysis still under way (EncodeInStages: `analysis` is then the whole photo's grey-scale
+    # test alone): the same query with the complete analysis, once it comes. The whole photo is searched
+    # meanwhile (`_photo_candidates`).
+    rest: asyncio.Future[QueryVector] | None = None
+    # Answered from the whole photo alone: its best match scored at least WHOLE_PHOTO_CONFIDENT_SCORE.
+    whole_photo_confident: bool = False
 
     @property
     def routing_version(self) -> str:
@@ -97,6 +104,7 @@ class _Candidates:
     hits: list[search_pb2.ScoredArtwork]
     visual: list[float]
     collection: str  # the collection (or alias) searched
+    weights: dict[str, float]  # the aspect weights of the search the best candidate came from
     # Merged from the whole photo's and the located painting's searches: the best came from the latter.
     best_from_located: bool = False
 
@@ -138,13 +146,57 @@ async def encode_image(
     whether it is grey-scale (searched with in `run_search`, per the request's `locate` and `grey`). A
     picture sent a moment ago is not encoded again (`cache`: services/gateway/query_cache.py)."""
     key = await cache.key_of(image, analyse)
-    encoded = cache.get(key, downstream.known_model_version())
-    kept = encoded is not None
-    if encoded is None:
+    kept = cache.get(key, downstream.known_model_version())
+    if kept is not None:
+        return _kept_vector(kept, picture_id_of(key), analyse)
+    if analyse:
+        return await _encode_in_stages(downstream, image, timer, cache, key, request_id)
+    with timer.step("encode"):
+        encoded = await downstream.encode(image, request_id)
+    return _picture_vector(encoded, picture_id_of(key) if cache.put(key, encoded) else None, analyse)
+
+
+async def _encode_in_stages(
+    downstream: Downstream,
+    image: bytes,
+    timer: Timer,
+    cache: EncodedPictureCache,
+    key: bytes,
+    request_id: str,
+) -> QueryVector:
+    """The photo's query as soon as the encoder has described the whole photo, its analysis to follow
+    (`QueryVector.rest`; kept in `cache` once complete). An encoder without EncodeInStages (a release
+    before it, during a rolling upgrade) answers one analysed Encode instead."""
+    try:
         with timer.step("encode"):
-            encoded = await downstream.encode(image, request_id, analyse=analyse)
-        kept = cache.put(key, encoded)
-    return _picture_vector(encoded, picture_id_of(key) if kept else None, analyse)
+            whole, complete = await downstream.encode_in_stages(image, request_id)
+    except DownstreamError as error:
+        if error.status != grpc.StatusCode.UNIMPLEMENTED:
+            raise
+        with timer.step("encode"):
+            encoded = await downstream.encode(image, request_id, analyse=True)
+        return _picture_vector(encoded, picture_id_of(key) if cache.put(key, encoded) else None, True)
+
+    analysis = asyncio.ensure_future(_analysed_answer(whole, complete, timer))
+    analysis.add_done_callback(_taken)
+    kept = cache.put_pending(key, whole, analysis)
+    return _kept_vector(KeptPicture(whole, analysis), picture_id_of(key) if kept else None, True)
+
+
+async def _analysed_answer(
+    whole: encoder_pb2.EncodeResponse, complete: Awaitable[encoder_pb2.EncodeResponse], timer: Timer
+) -> encoder_pb2.EncodeResponse:
+    """The photo's encoder answer as one analysed Encode gives it, from its two stages."""
+    with timer.step("analyse"):
+        analyses = (await complete).analyses
+    return encoder_pb2.EncodeResponse(embeddings=whole.embeddings, model=whole.model, analyses=analyses)
+
+
+def _taken(done: asyncio.Future[object]) -> None:
+    """Takes an ended task's error: one nobody waited for (a whole photo matched with confidence) is not
+    reported by asyncio as never retrieved; whoever waits for it handles it."""
+    if not done.cancelled():
+        done.exception()
 
 
 def kept_picture(
@@ -153,8 +205,24 @@ def kept_picture(
     """The descriptor of a picture sent a moment ago, by the `picture_id` its search answered: no upload,
     decode nor encode. 400 ApiError for a malformed id, 410 `picture_expired` when no longer kept (the
     client sends the picture again)."""
-    encoded = cache.by_picture_id(picture_id, analyse, downstream.known_model_version())
-    return _picture_vector(encoded, picture_id, analyse)
+    kept = cache.by_picture_id(picture_id, analyse, downstream.known_model_version())
+    return _kept_vector(kept, picture_id, analyse)
+
+
+def _kept_vector(kept: KeptPicture, picture_id: str | None, analyse: bool) -> QueryVector:
+    """The query of a kept (or just made) encoder answer; with its analysis under way, that analysis to come
+    (`QueryVector.rest`: waited for by this search without being cancelled by it, since other searches of
+    the same picture and the cache wait for it too)."""
+    vector = _picture_vector(kept.answer, picture_id, analyse)
+    if kept.analysis is None or not analyse:
+        return vector
+
+    async def completed() -> QueryVector:
+        return _picture_vector(await asyncio.shield(kept.analysis), picture_id, True)
+
+    rest = asyncio.ensure_future(completed())
+    rest.add_done_callback(_taken)
+    return replace(vector, rest=rest)
 
 
 def _picture_vector(
@@ -263,12 +331,16 @@ async def rank_search(
     request_id: str = "",
 ) -> RankedAnswer:
     """The whole ranked pool of a search (steps 1-5 of the module docstring); pages are explained from it."""
-    layout = _layout(query)
+    try:
+        layout = _layout(query)
+        with timer.step("search"):
+            candidates, query = await _photo_candidates(
+                downstream, query, layout, options, config.whole_photo_confident_score, request_id
+            )
+    finally:
+        _discard_analysis(query)
     grey = _grey_applies(query, options, layout)
-    given = {**options.aspect_weights, COLOUR: 0.0} if grey else options.aspect_weights
-    weights = _aspect_weights(layout, given)
-    with timer.step("search"):
-        candidates = await _photo_candidates(downstream, query, layout, weights, options, request_id)
+    weights = _aspect_weights(layout, _grey_weights(options, grey))
     named = options.source_artist or query.artist
     vote = None if named or options.source_inference != VOTE else _source_vote(candidates, options)
     with timer.step("influence"):
@@ -304,7 +376,7 @@ async def rank_search(
             "degraded": degraded,
             "model": {"name": query.model.name, "version": query.model.version},
             "collection": candidates.collection,
-            **({"query": _query_json(query, options, candidates, grey)} if analysed else {}),
+            **({"query": _query_json(query, options, candidates, layout, grey)} if analysed else {}),
             **({"picture_id": query.picture_id} if query.by_model else {}),
         },
         degraded=degraded,
@@ -367,9 +439,10 @@ async def _style_of_candidates(
     art = [(hit.artwork.style, score) for hit, score in nearest if labels_are_art(hit.artwork.extra)]
     if len(art) >= config.style_min_art_neighbours or not candidates.hits:
         return _Style(predict_style(art), _labelled(art), False)
-    # The descriptor that found the best candidate: the located painting's when its search did.
+    # The descriptor that found the best candidate (the located painting's when its search did), weighted
+    # as in that search.
     located = _located_values(query, options) if candidates.best_from_located else None
-    vector = reweight_query(query.values if located is None else located, layout, weights)
+    vector = reweight_query(query.values if located is None else located, layout, candidates.weights)
     length = float(np.linalg.norm(vector))
     art_filter = _filter(options, query)
     art_filter.exclude_style_labels.extend(NOT_ART)
@@ -436,17 +509,25 @@ COLOUR = "colour"
 LOCATE_MIN_CONFIDENCE = 0.5
 
 
-def _grey_applies(query: QueryVector, options: SearchOptions, layout: DescriptorLayout) -> bool:
+def _grey_applies(
+    query: QueryVector, options: SearchOptions, layout: DescriptorLayout, *, whole_photo: bool = False
+) -> bool:
     """A grey-scale photo leaves the colour aspect out (`grey=auto`), unless the client set its weight: a
-    grey print's colour histogram matches grey artworks, not the painting it shows."""
+    grey print's colour histogram matches grey artworks, not the painting it shows. The located painting
+    (or a photo without one) by its own test, the whole photo by the photo's (`whole_photo`): a grey print
+    on a coloured wall."""
     analysis = query.analysis
     return (
         options.grey == "auto"
         and analysis is not None
-        and analysis.greyscale
+        and (analysis.photo_greyscale if whole_photo else analysis.greyscale)
         and COLOUR in layout.names
         and COLOUR not in options.aspect_weights
     )
+
+
+def _grey_weights(options: SearchOptions, grey: bool) -> dict[str, float]:
+    return {**options.aspect_weights, COLOUR: 0.0} if grey else options.aspect_weights
 
 
 def _located_values(query: QueryVector, options: SearchOptions) -> np.ndarray | None:
@@ -463,28 +544,87 @@ async def _photo_candidates(
     downstream: Downstream,
     query: QueryVector,
     layout: DescriptorLayout,
-    weights: dict[str, float],
     options: SearchOptions,
+    confident_score: float,
     request_id: str,
-) -> _Candidates:
-    """The visual candidates of the whole photo and, when the encoder located the painting in it, of the
-    located crop, searched concurrently (each within the search deadline) and merged per artwork
-    (`_merged`)."""
+) -> tuple[_Candidates, QueryVector]:
+    """The visual candidates of the photo, and the query with what of the encoder's analysis was used.
+
+    The whole photo is searched as soon as its descriptor is there (its analysis may still be under way:
+    `QueryVector.rest`), first by the artworks alone, then, unless that found a match scoring at least
+    `confident_score`, by their regions too (a detail of a painting matches one of its regions, not the
+    whole). A confident match is the answer: the painting located in the photo is neither waited for nor
+    searched (`_whole_photo_only`; a clean photo of a painting, a book page the painting fills), and the
+    costlier region matching is spared. Otherwise the located painting's crop is searched too and the
+    two merged per artwork (`_merged`). Measured in docs/evaluation.md ("Latency")."""
+    whole_grey = _grey_applies(query, options, layout, whole_photo=True)
+    whole_weights = _aspect_weights(layout, _grey_weights(options, whole_grey))
+    search_whole = partial(_visual_candidates, downstream, query, layout, whole_weights, options, request_id)
+    found = await search_whole(regions=False)
+    if _best_visual(found) >= confident_score:
+        return found, _whole_photo_only(query)
+    if _matches_regions(query, options):
+        found = await search_whole()
+        if _best_visual(found) >= confident_score:
+            return found, _whole_photo_only(query)
+    query = await _completed(query)
     located = _located_values(query, options)
     if located is None or located.shape != query.values.shape:
-        return await _visual_candidates(downstream, query, layout, weights, options, request_id)
-    whole, crop = await asyncio.gather(
-        _visual_candidates(downstream, query, layout, weights, options, request_id),
-        _visual_candidates(downstream, query, layout, weights, options, request_id, values=located),
-        return_exceptions=True,
-    )
-    if isinstance(whole, BaseException):
-        raise whole  # the photo's own search failed: the request fails as it always did
-    if isinstance(crop, BaseException):
+        return found, query
+    located_weights = _aspect_weights(layout, _grey_weights(options, _grey_applies(query, options, layout)))
+    try:
+        crop = await _visual_candidates(
+            downstream, query, layout, located_weights, options, request_id, values=located
+        )
+    except Exception as error:
         # The located painting's search is an improvement, not a requirement: the whole photo's answers.
-        log.warning("search with the located painting failed; whole photo only", extra={"error": str(crop)})
-        return whole
-    return _merged(whole, crop, options.pool)
+        log.warning("search with the located painting failed; whole photo only", extra={"error": str(error)})
+        return found, query
+    return _merged(found, crop, options.pool), query
+
+
+def _matches_regions(query: QueryVector, options: SearchOptions) -> bool:
+    """Whether the photo's own search also matches the artworks' regions: a photo (not a stored artwork's
+    descriptor) may show a detail; `regions=off` turns it off."""
+    return query.by_model and options.regions == "auto"
+
+
+def _best_visual(candidates: _Candidates) -> float:
+    return max(candidates.visual, default=-1.0)
+
+
+def _whole_photo_only(query: QueryVector) -> QueryVector:
+    """The query answered from the whole photo alone: its analysis as far as the whole photo goes (the same
+    whether the painting's was known yet or not, so that the same photo is explained the same way)."""
+    analysis = query.analysis
+    if analysis is not None:
+        analysis = encoder_pb2.ImageAnalysis(
+            greyscale=analysis.photo_greyscale,
+            chroma_spread=analysis.photo_chroma_spread,
+            photo_greyscale=analysis.photo_greyscale,
+            photo_chroma_spread=analysis.photo_chroma_spread,
+        )
+    # The analysis under way goes on: complete, it is kept for the picture's next searches (picture_id).
+    return replace(query, analysis=analysis, rest=None, whole_photo_confident=True)
+
+
+def _discard_analysis(query: QueryVector) -> None:
+    """A search that failed before it needed its photo's analysis stops waiting for it (the analysis itself
+    goes on for the picture cache: `_kept_vector`)."""
+    if query.rest is not None:
+        query.rest.cancel()
+
+
+async def _completed(query: QueryVector) -> QueryVector:
+    """The query with the photo's complete analysis; without it (the encoder failed after sending the whole
+    photo's descriptor: its deadline, a crash), the whole photo alone, as with `locate=off`."""
+    if query.rest is None:
+        return query
+    try:
+        return await query.rest
+    except DownstreamError as error:
+        log.warning("the photo's analysis failed; whole photo only", extra={"error": str(error)})
+        return replace(query, rest=None)
 
 
 def _merged(whole: _Candidates, located: _Candidates, pool: int) -> _Candidates:
@@ -500,11 +640,13 @@ def _merged(whole: _Candidates, located: _Candidates, pool: int) -> _Candidates:
             if kept is None or score > kept[0]:
                 best[hit.artwork.id] = (score, hit, from_crop)
     ranked = sorted(best.values(), key=lambda entry: entry[0], reverse=True)[:pool]
+    best_from_located = bool(ranked) and ranked[0][2]
     return _Candidates(
         [hit for _, hit, _ in ranked],
         [score for score, _, _ in ranked],
         whole.collection,
-        best_from_located=bool(ranked) and ranked[0][2],
+        (located if best_from_located else whole).weights,
+        best_from_located=best_from_located,
     )
 
 
@@ -518,7 +660,7 @@ def _with_region_match(result: dict[str, object], hit: search_pb2.ScoredArtwork)
 
 
 def _query_json(
-    query: QueryVector, options: SearchOptions, candidates: _Candidates, grey: bool
+    query: QueryVector, options: SearchOptions, candidates: _Candidates, layout: DescriptorLayout, grey: bool
 ) -> dict[str, object]:
     """What was done with the photo: the painting located (corners as fractions of the upright photo,
     top-left first, clockwise; confidence; its share of the photo), whether the best match came from it,
@@ -537,11 +679,14 @@ def _query_json(
         "locate": options.locate,
         "located": located,
         "searched_located": _located_values(query, options) is not None,
+        "whole_photo_confident": query.whole_photo_confident,
         "best_from_located": candidates.best_from_located,
         "grey": options.grey,
         "greyscale": analysis.greyscale,
+        "photo_greyscale": analysis.photo_greyscale,
         "chroma_spread": round(analysis.chroma_spread, 3),
         "colour_dropped": grey,
+        "photo_colour_dropped": _grey_applies(query, options, layout, whole_photo=True),
     }
 
 
@@ -553,12 +698,15 @@ async def _visual_candidates(
     options: SearchOptions,
     request_id: str,
     values: np.ndarray | None = None,
+    *,
+    regions: bool = True,
 ) -> _Candidates:
     """The `pool` artworks most similar to the query's descriptor (or to `values`, another descriptor of
     the same picture: the located painting's). Only the photo as taken is matched against the artworks'
-    regions too: it may show a detail, while a located painting is a whole picture, and region matching is
-    the costlier search (docs/search.md, "Regions")."""
-    match_regions = query.by_model and options.regions == "auto" and values is None
+    regions too (unless `regions` is off: `_photo_candidates` tries without first): it may show a detail,
+    while a located painting is a whole picture, and region matching is the costlier search
+    (docs/search.md, "Regions")."""
+    match_regions = regions and values is None and _matches_regions(query, options)
     values = query.values if values is None else values
     vector = reweight_query(values, layout, weights)
     # The engine scores by cosine (it divides by the query's length); its length brings back Σ v_a cos_a.
@@ -587,7 +735,7 @@ async def _visual_candidates(
         # Year 0 means unknown: the engine's range would let it through an upper bound.
         hits = [hit for hit in hits if hit.artwork.year != 0]
     visual = [_clipped(float(hit.score) * length) for hit in hits]
-    return _Candidates(hits, visual, collection)
+    return _Candidates(hits, visual, collection, weights)
 
 
 def _part_query(values: np.ndarray, weights: dict[str, float]) -> common_pb2.Embedding | None:

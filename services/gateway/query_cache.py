@@ -17,6 +17,11 @@ model version); after that the id answers 410 `picture_expired` and the client s
 id says nothing a holder of the picture could not compute, and nothing about the picture to anyone else.
 Searches by id are counted in `artsearch_gateway_picture_id_searches_total{result="hit"|"expired"}` (their
 lookups are query-cache hits or misses as well).
+
+A photo encoded in stages (encoder.proto, EncodeInStages) is kept from its first stage on, with its analysis
+still under way (`put_pending`): a search of the same picture meanwhile waits for that analysis, where it
+needs it, rather than encoding the photo again; once it comes, the complete answer replaces the first stage
+(when it fails, the first stage stays: the whole photo alone, as its own search was answered).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import hashlib
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 from prometheus_client import Counter
 
@@ -45,11 +52,22 @@ _PICTURE_ID = re.compile(r"[0-9a-f]{64}-[an]")
 _ANALYSED, _WHOLE = b"A", b"-"
 
 
+@dataclass(frozen=True)
+class KeptPicture:
+    """A kept encoder answer; with its analysis still under way (`analysis`, the complete answer to come),
+    `answer` is the first stage's: the whole photo's descriptor and grey-scale test."""
+
+    answer: encoder_pb2.EncodeResponse
+    analysis: asyncio.Future[encoder_pb2.EncodeResponse] | None = None
+
+
 class EncodedPictureCache:
     """Recent encoder answers by picture (see the module docstring); `max_entries` 0 keeps nothing."""
 
     def __init__(self, max_entries: int, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._entries: TtlLru[bytes, encoder_pb2.EncodeResponse] = TtlLru(max_entries, ttl_s, clock)
+        # Analyses under way of first stages kept in `_entries`, by key; each leaves when it ends.
+        self._pending: dict[bytes, asyncio.Future[encoder_pb2.EncodeResponse]] = {}
 
     @staticmethod
     def key(picture: bytes, analysed: bool) -> bytes:
@@ -61,22 +79,40 @@ class EncodedPictureCache:
             return self.key(picture, analysed)
         return await asyncio.to_thread(self.key, picture, analysed)
 
-    def get(self, key: bytes, model_version: str | None) -> encoder_pb2.EncodeResponse | None:
+    def get(self, key: bytes, model_version: str | None) -> KeptPicture | None:
         """The answer kept for `key`, unless expired or made by another model than `model_version` (None:
         not known yet, any)."""
         answer = self._entries.get(
             key, lambda kept: model_version is None or kept.model.version == model_version
         )
         LOOKUPS.labels("miss" if answer is None else "hit").inc()
-        return answer
+        return None if answer is None else KeptPicture(answer, self._pending.get(key))
 
     def put(self, key: bytes, answer: encoder_pb2.EncodeResponse) -> bool:
         """Keeps `answer` (False: the cache is off)."""
         return self._entries.put(key, answer)
 
-    def by_picture_id(
-        self, picture_id: str, analyse: bool, model_version: str | None
-    ) -> encoder_pb2.EncodeResponse:
+    def put_pending(
+        self,
+        key: bytes,
+        first_stage: encoder_pb2.EncodeResponse,
+        analysis: asyncio.Future[encoder_pb2.EncodeResponse],
+    ) -> bool:
+        """Keeps a photo's first stage, and its complete answer in its place once `analysis` ends with one
+        (False: the cache is off)."""
+        if not self._entries.put(key, first_stage):
+            return False
+        self._pending[key] = analysis
+        analysis.add_done_callback(partial(self._analysis_ended, key))
+        return True
+
+    def _analysis_ended(self, key: bytes, analysis: asyncio.Future[encoder_pb2.EncodeResponse]) -> None:
+        if self._pending.get(key) is analysis:
+            del self._pending[key]
+        if not analysis.cancelled() and analysis.exception() is None:
+            self._entries.put(key, analysis.result())
+
+    def by_picture_id(self, picture_id: str, analyse: bool, model_version: str | None) -> KeptPicture:
         """The answer a picture id names, for a search that needs the photo's analysis (`analyse`) or not:
         an analysed answer serves both. 400 ApiError `invalid_picture_id` for a malformed id; 410
         `picture_expired` when the answer is no longer kept (or was kept without the analysis asked for)."""

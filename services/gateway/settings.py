@@ -119,6 +119,17 @@ STYLE_MIN_ART_NEIGHBOURS = IntSetting(
     default=3,
     minimum=0,
 )
+WHOLE_PHOTO_CONFIDENT_SCORE = FloatSetting(
+    name="WHOLE_PHOTO_CONFIDENT_SCORE",
+    doc=(
+        "A photo whose own best match scores at least this visual similarity is answered from the whole "
+        "photo alone: the painting the encoder locates in it is neither waited for nor searched "
+        '(docs/gateway.md, "Visitor photos"; above 1: always both).'
+    ),
+    services=_GW,
+    default=0.7,
+    minimum=0.0,
+)
 
 # Caches.
 QUERY_CACHE_ENTRIES = IntSetting(
@@ -443,6 +454,7 @@ SETTINGS: tuple[Setting[object], ...] = (
     MAX_POOL,
     STYLE_NEIGHBOURS,
     STYLE_MIN_ART_NEIGHBOURS,
+    WHOLE_PHOTO_CONFIDENT_SCORE,
     QUERY_CACHE_ENTRIES,
     QUERY_CACHE_TTL_S,
     SIMILAR_CACHE_ENTRIES,

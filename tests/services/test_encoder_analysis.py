@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 from painting_photos import gallery_wall, grey_print
 from PIL import Image
+from prometheus_client import REGISTRY
 
 from artsearch.grpc_client import open_channel
 from artsearch.grpc_server import GrpcServiceServer
@@ -152,3 +153,74 @@ async def test_a_photo_over_the_pixel_limit_is_refused_before_any_analysis(model
     finally:
         await server.stop(0)
         await service.close()
+
+
+# --- EncodeInStages: the whole photos' descriptors first, the analyses after --------------------------------
+
+
+async def staged(
+    stub: encoder_pb2_grpc.EncoderServiceStub, images: list[bytes]
+) -> list[encoder_pb2.EncodeResponse]:
+    return [
+        message async for message in stub.EncodeInStages(encoder_pb2.EncodeRequest(images=images), timeout=30)
+    ]
+
+
+async def test_in_stages_the_answer_is_the_analysed_encode_in_two_messages(stub, paintings):
+    """The first message: the whole photos' descriptors (the analysed Encode's, exactly) with only their
+    grey-scale test; the second: the complete analyses, the same as the analysed Encode's."""
+    photos = [jpeg(gallery_wall(paintings[1], 1)[0]), jpeg(paintings[2])]
+    whole_first, complete = await staged(stub, photos)
+    unary = await stub.Encode(encoder_pb2.EncodeRequest(images=photos, analyse=True), timeout=30)
+    np.testing.assert_array_equal(vectors(whole_first.embeddings), vectors(unary.embeddings))
+    assert whole_first.model == unary.model == complete.model
+    assert [a.located for a in whole_first.analyses] == [False, False]
+    assert not any(a.HasField("located_embedding") for a in whole_first.analyses)
+    assert [a.greyscale for a in whole_first.analyses] == [False, False]
+    assert len(complete.embeddings) == 0
+    for streamed, single in zip(complete.analyses, unary.analyses, strict=True):
+        assert streamed.located == single.located
+        np.testing.assert_allclose(streamed.corners, single.corners)
+        np.testing.assert_array_equal(streamed.located_embedding.values, single.located_embedding.values)
+        assert (streamed.greyscale, streamed.photo_greyscale) == (single.greyscale, single.photo_greyscale)
+    assert complete.analyses[0].located and complete.analyses[0].HasField("located_embedding")
+
+
+async def test_a_grey_print_on_a_coloured_wall_is_grey_but_its_photo_is_not(stub, paintings):
+    """With a crop, `greyscale` is the painting's and `photo_greyscale` the whole photo's: the whole photo
+    is searched with its colour (the wall's), the crop without."""
+    photo = jpeg(gallery_wall(grey_print(paintings[0], 4), 4)[0])
+    whole_first, complete = await staged(stub, [photo])
+    assert not whole_first.analyses[0].greyscale and not whole_first.analyses[0].photo_greyscale
+    analysis = complete.analyses[0]
+    assert analysis.HasField("located_embedding")
+    assert analysis.greyscale and not analysis.photo_greyscale
+    unary = await stub.Encode(encoder_pb2.EncodeRequest(images=[photo], analyse=True), timeout=30)
+    assert (unary.analyses[0].greyscale, unary.analyses[0].photo_greyscale) == (True, False)
+
+
+async def test_a_grey_photo_is_known_grey_from_the_first_message(stub, paintings):
+    whole_first, complete = await staged(stub, [jpeg(grey_print(paintings[2], 2))])
+    assert whole_first.analyses[0].greyscale and whole_first.analyses[0].photo_greyscale
+    assert complete.analyses[0].greyscale and complete.analyses[0].photo_greyscale
+
+
+async def test_a_bad_image_in_stages_is_invalid_argument_and_the_service_goes_on(stub, paintings):
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await staged(stub, [jpeg(paintings[0]), b"not an image"])
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "1" in (raised.value.details() or "")  # the image's index
+    with pytest.raises(grpc.aio.AioRpcError) as empty:
+        await staged(stub, [])
+    assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(await staged(stub, [jpeg(paintings[0])])) == 2
+
+
+async def test_a_staged_call_is_counted_and_timed_like_a_unary_one(stub, paintings):
+    method = "/artsearch.v1.EncoderService/EncodeInStages"
+    before = REGISTRY.get_sample_value(
+        "artsearch_grpc_server_handled_total", {"method": method, "code": "OK"}
+    )
+    await staged(stub, [jpeg(paintings[1])])
+    after = REGISTRY.get_sample_value("artsearch_grpc_server_handled_total", {"method": method, "code": "OK"})
+    assert after == (before or 0.0) + 1

@@ -3,6 +3,8 @@ age, blind to answers of another model version, keyed by the bytes and whether t
 
 from __future__ import annotations
 
+import asyncio
+
 from artsearch.v1 import common_pb2, encoder_pb2
 from services.gateway.query_cache import LOOKUPS, EncodedPictureCache
 
@@ -33,7 +35,7 @@ def test_a_picture_sent_again_is_answered_from_the_cache_as_analysed_or_not():
     assert cache.get(analysed, "v1") is None
     cache.put(analysed, answer(first=0.75))
     before = hits()
-    assert cache.get(cache.key(photo, analysed=True), "v1").embeddings[0].values[0] == 0.75
+    assert cache.get(cache.key(photo, analysed=True), "v1").answer.embeddings[0].values[0] == 0.75
     assert hits() == before + 1
     assert cache.get(cache.key(photo, analysed=False), "v1") is None  # no analysis in that answer
     assert cache.get(cache.key(photo + b"!", analysed=True), "v1") is None  # other bytes
@@ -68,3 +70,43 @@ def test_zero_entries_keeps_nothing():
     cache = EncodedPictureCache(max_entries=0, ttl_s=300)
     cache.put(cache.key(b"a", analysed=False), answer())
     assert len(cache) == 0
+
+
+async def test_a_first_stage_is_kept_with_its_analysis_to_come_then_replaced_by_the_complete_answer():
+    cache = EncodedPictureCache(max_entries=4, ttl_s=60)
+    key = cache.key(b"a photo", analysed=True)
+    analysis: asyncio.Future[encoder_pb2.EncodeResponse] = asyncio.get_running_loop().create_future()
+    assert cache.put_pending(key, answer(first=0.5), analysis)
+    kept = cache.get(key, "v1")
+    assert kept.answer.embeddings[0].values[0] == 0.5 and kept.analysis is analysis
+    complete = answer(first=0.5)
+    complete.analyses.add(located=True)
+    analysis.set_result(complete)
+    await asyncio.sleep(0)  # the done callback
+    kept = cache.get(key, "v1")
+    assert kept.analysis is None and kept.answer.analyses[0].located
+
+
+async def test_a_failed_or_cancelled_analysis_leaves_the_first_stage_kept():
+    cache = EncodedPictureCache(max_entries=4, ttl_s=60)
+    for number, end in enumerate(("failed", "cancelled")):
+        key = cache.key(f"photo {number}".encode(), analysed=True)
+        analysis: asyncio.Future[encoder_pb2.EncodeResponse] = asyncio.get_running_loop().create_future()
+        cache.put_pending(key, answer(first=0.25), analysis)
+        if end == "failed":
+            analysis.set_exception(RuntimeError("the encoder failed"))
+            analysis.exception()  # taken, as the gateway's waiters take it
+        else:
+            analysis.cancel()
+        await asyncio.sleep(0)
+        kept = cache.get(key, "v1")
+        assert kept.analysis is None and kept.answer.embeddings[0].values[0] == 0.25
+
+
+def test_with_zero_entries_a_first_stage_is_not_kept():
+    cache = EncodedPictureCache(max_entries=0, ttl_s=60)
+    loop = asyncio.new_event_loop()
+    try:
+        assert not cache.put_pending(cache.key(b"p", analysed=True), answer(), loop.create_future())
+    finally:
+        loop.close()

@@ -57,11 +57,14 @@ EXAMPLE_QUERY = {
         "area_fraction": 0.6411,
     },
     "searched_located": True,
+    "whole_photo_confident": False,
     "best_from_located": True,
     "grey": "auto",
     "greyscale": False,
+    "photo_greyscale": False,
     "chroma_spread": 18.288,
     "colour_dropped": False,
+    "photo_colour_dropped": False,
 }
 
 
@@ -171,13 +174,31 @@ class QueryAnalysis(ResponseModel):
 
     model_config = example(EXAMPLE_QUERY)
     locate: Literal["auto", "off"] = Field(description="The locate parameter")
-    located: LocatedPainting | None = Field(description="The painting the encoder located; null when none")
+    located: LocatedPainting | None = Field(
+        description="The painting the encoder located; null when none, or when the whole photo matched with "
+        "confidence (`whole_photo_confident`)"
+    )
     searched_located: bool = Field(description="Whether the located painting was searched for too")
+    whole_photo_confident: bool = Field(
+        description="Whether the whole photo's best match scored at least the gateway's "
+        "WHOLE_PHOTO_CONFIDENT_SCORE: answered from it alone, the painting in it neither located nor searched"
+    )
     best_from_located: bool = Field(description="Whether the best match came from the located painting")
     grey: Literal["auto", "off"] = Field(description="The grey parameter")
-    greyscale: bool = Field(description="Whether the photo is grey-scale")
-    chroma_spread: float = Field(description="The photo's spread of colour (chroma; low: grey-scale)")
-    colour_dropped: bool = Field(description="Whether the colour aspect was left out of the search")
+    greyscale: bool = Field(
+        description="Whether the located painting (when one was searched for; else the photo) is grey-scale"
+    )
+    photo_greyscale: bool = Field(description="Whether the whole photo is grey-scale")
+    chroma_spread: float = Field(
+        description="The spread of colour (chroma; low: grey-scale) `greyscale` was decided on"
+    )
+    colour_dropped: bool = Field(
+        description="Whether the colour aspect was left out of the located painting's search (when one was "
+        "searched for; else of the photo's): `weights` are that search's"
+    )
+    photo_colour_dropped: bool = Field(
+        description="Whether the colour aspect was left out of the whole photo's search"
+    )
 
 
 _TIMINGS_DOC = "Milliseconds spent per step of this request"
