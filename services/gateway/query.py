@@ -22,6 +22,7 @@ client's aspect weights and filters, the influence re-rank, one page of explaine
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import math
 import time
@@ -507,6 +508,10 @@ def _aspect_weights(layout: DescriptorLayout, given: dict[str, float]) -> dict[s
 COLOUR = "colour"
 # The located crop's search is used only when the encoder is at least this sure of the painting it found.
 LOCATE_MIN_CONFIDENCE = 0.5
+# A whole photo's best match is confident (WHOLE_PHOTO_CONFIDENT_SCORE) only when it leads the next artwork by
+# this much. Measured on the development seeds (1,080 photos, 6,066 artworks): 0.02 leaves no wrong match
+# confident (two without it) and 610 of the 617 photos confident at 0.7 still so.
+CONFIDENT_LEAD = 0.02
 
 
 def _grey_applies(
@@ -561,11 +566,11 @@ async def _photo_candidates(
     whole_weights = _aspect_weights(layout, _grey_weights(options, whole_grey))
     search_whole = partial(_visual_candidates, downstream, query, layout, whole_weights, options, request_id)
     found = await search_whole(regions=False)
-    if _best_visual(found) >= confident_score:
+    if _confident(found, confident_score):
         return found, _whole_photo_only(query)
     if _matches_regions(query, options):
         found = await search_whole()
-        if _best_visual(found) >= confident_score:
+        if _confident(found, confident_score):
             return found, _whole_photo_only(query)
     query = await _completed(query)
     located = _located_values(query, options)
@@ -589,8 +594,12 @@ def _matches_regions(query: QueryVector, options: SearchOptions) -> bool:
     return query.by_model and options.regions == "auto"
 
 
-def _best_visual(candidates: _Candidates) -> float:
-    return max(candidates.visual, default=-1.0)
+def _confident(candidates: _Candidates, score: float) -> bool:
+    """Whether the best match scores at least `score` and leads the next artwork by CONFIDENT_LEAD: two
+    paintings of one hand that the photo matches about as well (a detail of a Bruegel at 0.708 and 0.703)
+    are left to the costlier searches."""
+    best, second = [*heapq.nlargest(2, candidates.visual), -1.0, -1.0][:2]
+    return best >= score and best - second >= CONFIDENT_LEAD
 
 
 def _whole_photo_only(query: QueryVector) -> QueryVector:
