@@ -535,6 +535,14 @@ def _grey_weights(options: SearchOptions, grey: bool) -> dict[str, float]:
     return {**options.aspect_weights, COLOUR: 0.0} if grey else options.aspect_weights
 
 
+def _search_weights(
+    query: QueryVector, options: SearchOptions, layout: DescriptorLayout, *, whole_photo: bool = False
+) -> dict[str, float]:
+    """The aspect weights one search of the photo uses: colour left out where `_grey_applies`."""
+    grey = _grey_applies(query, options, layout, whole_photo=whole_photo)
+    return _aspect_weights(layout, _grey_weights(options, grey))
+
+
 def _located_values(query: QueryVector, options: SearchOptions) -> np.ndarray | None:
     """The located painting's descriptor, when `locate=auto` and the encoder found one with confidence."""
     analysis = query.analysis
@@ -562,8 +570,7 @@ async def _photo_candidates(
     searched (`_whole_photo_only`; a clean photo of a painting, a book page the painting fills), and the
     costlier region matching is spared. Otherwise the located painting's crop is searched too and the
     two merged per artwork (`_merged`). Measured in docs/evaluation.md ("Latency")."""
-    whole_grey = _grey_applies(query, options, layout, whole_photo=True)
-    whole_weights = _aspect_weights(layout, _grey_weights(options, whole_grey))
+    whole_weights = _search_weights(query, options, layout, whole_photo=True)
     search_whole = partial(_visual_candidates, downstream, query, layout, whole_weights, options, request_id)
     found = await search_whole(regions=False)
     if _confident(found, confident_score):
@@ -576,7 +583,7 @@ async def _photo_candidates(
     located = _located_values(query, options)
     if located is None or located.shape != query.values.shape:
         return found, query
-    located_weights = _aspect_weights(layout, _grey_weights(options, _grey_applies(query, options, layout)))
+    located_weights = _search_weights(query, options, layout)
     try:
         crop = await _visual_candidates(
             downstream, query, layout, located_weights, options, request_id, values=located
