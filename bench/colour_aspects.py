@@ -12,7 +12,11 @@ scores first, and the painting's mean rank on the colour aspect alone.
 Candidates: the stored histogram (10 levels per channel, white left out); the same after a grey-world white
 balance of each picture (every channel scaled to the same mean); 6 levels per channel (coarser bins, which a
 shift crosses less often), with and without the balance; the rg chromaticity (8 x 8) by 4 lightness levels
-after the balance.
+after the balance. Two more leave the stored histograms as they are and change only how the photo's is
+compared, which would need no re-encoding: the photo's histogram spread to the neighbouring bins (a cast that
+moves pixels one bin over still meets them), and the best of the 27 shifts of the photo's histogram by one
+level per channel (a shifted one counted at 0.8), also for the located painting's crop alone (a crop shows a
+whole painting, whose cast is the photo's; a detail is seldom located).
 
     .venv/bin/python -m bench.colour_aspects [--seeds development|report|0,1,2] [--output FILE]
 """
@@ -47,6 +51,9 @@ from services.encoder.server import ANALYSIS_WORK_SIDE
 ROOT = Path(__file__).resolve().parents[1]
 MAX_PIXELS = 80_000_000
 Histogram = Callable[[np.ndarray], np.ndarray]
+# (the photo's pictures' pixels, the stored histograms) -> colour scores [pictures, paintings]
+QuerySideScore = Callable[[np.ndarray, np.ndarray], np.ndarray]
+_LEVELS = 10  # the stored histogram's levels per channel
 
 
 def grey_world(pixels: np.ndarray) -> np.ndarray:
@@ -96,6 +103,68 @@ CANDIDATES: dict[str, Histogram] = {
 }
 
 
+def _shifted(cube: np.ndarray, axis: int, step: int) -> np.ndarray:
+    """Rows of [N, L, L, L] moved `step` bins along a channel axis; what moves past the edge is dropped."""
+    if step == 0:
+        return cube
+    moved = np.zeros_like(cube)
+    source = [slice(None)] * 4
+    target = [slice(None)] * 4
+    source[axis] = slice(0, -step) if step > 0 else slice(-step, None)
+    target[axis] = slice(step, None) if step > 0 else slice(0, step)
+    moved[tuple(target)] = cube[tuple(source)]
+    return moved
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / (np.linalg.norm(rows, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
+
+
+def spread_to_neighbours(rows: np.ndarray, neighbour_weight: float = 0.5) -> np.ndarray:
+    """Stored-layout histograms with each bin's value added, times `neighbour_weight`, to its neighbours along
+    each channel (separable), then made unit again."""
+    cube = rows.reshape(-1, _LEVELS, _LEVELS, _LEVELS).astype(np.float64)
+    for axis in (1, 2, 3):
+        cube = cube + neighbour_weight * (_shifted(cube, axis, 1) + _shifted(cube, axis, -1))
+    return _unit(cube.reshape(len(rows), -1))
+
+
+def best_channel_shift(photo: np.ndarray, stored: np.ndarray, shifted_factor: float = 0.8) -> np.ndarray:
+    """Per picture and painting, the best cosine over the photo's histogram moved by -1, 0 or +1 level in each
+    channel (27 shifts); a moved one's cosine counted at `shifted_factor`."""
+    cube = photo.reshape(-1, _LEVELS, _LEVELS, _LEVELS)
+    best = np.full((len(photo), len(stored)), -np.inf, dtype=np.float32)
+    for steps in np.ndindex(3, 3, 3):
+        moved = cube
+        for axis, step in zip((1, 2, 3), steps, strict=True):
+            moved = _shifted(moved, axis, step - 1)
+        factor = 1.0 if steps == (1, 1, 1) else shifted_factor
+        best = np.maximum(best, factor * (_unit(moved.reshape(len(photo), -1)) @ stored.T))
+    return best
+
+
+QUERY_SIDE: dict[str, QuerySideScore] = {
+    "stored; the photo's spread to neighbouring bins": lambda photo, stored: (
+        spread_to_neighbours(colour_part(photo)) @ stored.T
+    ),
+    "stored; the photo's best one-level channel shift": lambda photo, stored: best_channel_shift(
+        colour_part(photo), stored
+    ),
+    "stored; the located crop's best one-level channel shift": lambda photo, stored: _crop_only(
+        best_channel_shift, photo, stored
+    ),
+}
+
+
+def _crop_only(score: QuerySideScore, pictures: np.ndarray, stored: np.ndarray) -> np.ndarray:
+    """The whole photo compared as stored; the located painting's crop (the second picture, when there is
+    one: it shows a whole painting, never a part of one) by `score`."""
+    rows = colour_part(pictures) @ stored.T
+    if len(pictures) > 1:
+        rows[1:] = score(colour_part(pictures[1:]), stored)
+    return rows
+
+
 class Encoder:
     """The exported model's content and style aspects, in process."""
 
@@ -111,18 +180,23 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     started = time.perf_counter()
     catalogue = load_catalogue(args.catalogue)
     ids = [entry.id for entry in catalogue.entries]
-    paintings = np.stack([_decoded((catalogue.root / e.filename).read_bytes()) for e in catalogue.entries])
+    paintings = np.stack(
+        [decoded_painting((catalogue.root / e.filename).read_bytes()) for e in catalogue.entries]
+    )
     encoder = Encoder(args.model)
     content, style = encoder.aspects(paintings)
     stored = {name: histogram(paintings) for name, histogram in CANDIDATES.items()}
+    stored_histograms = colour_part(paintings)
     queries = prepare_photos(catalogue, args.seeds, list(VISITOR_KINDS), args.cache_dir)
     tallies: dict[str, dict[str, list[float]]] = {}
     for query in queries:
-        pixels, grey = _photo_pixels(query.path.read_bytes())
+        pixels, grey = photo_pictures(query.path.read_bytes())
         photo_content, photo_style = encoder.aspects(pixels)
         truth = ids.index(query.painting_id)
-        for name, histogram in CANDIDATES.items():
-            colour = histogram(pixels) @ stored[name].T
+        colours = {name: histogram(pixels) @ stored[name].T for name, histogram in CANDIDATES.items()}
+        for name, score in QUERY_SIDE.items():
+            colours[name] = score(pixels, stored_histograms)
+        for name, colour in colours.items():
             top1, colour_rank = _outcome(
                 photo_content @ content.T, photo_style @ style.T, colour, grey, truth
             )
@@ -152,11 +226,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def _decoded(data: bytes) -> np.ndarray:
+def decoded_painting(data: bytes) -> np.ndarray:
     return open_image(data, size=224, max_pixels=MAX_PIXELS).decode()
 
 
-def _photo_pixels(data: bytes) -> tuple[np.ndarray, bool]:
+def photo_pictures(data: bytes) -> tuple[np.ndarray, bool]:
     """The pixels the network sees of the whole photo and, when the encoder locates one, of the painting's
     crop; whether the photo is grey-scale."""
     whole, working = open_image(
