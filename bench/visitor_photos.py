@@ -78,6 +78,12 @@ def fresh_state_dir(path: Path, keep: bool = False) -> None:
     (path / MARKER).write_text("made by bench/visitor_photos.py\n")
 
 
+def cli_module(code_dir: Path) -> str:
+    """The CLI's module in `code_dir`: a checkout from before 212b091 has it in the core package (its own
+    `artsearch` would otherwise meet this checkout's `artsearch_tools`, which it does not fit)."""
+    return "artsearch_tools.cli" if (code_dir / "artsearch_tools").is_dir() else "artsearch.cli"
+
+
 def ingest(
     code_dir: Path, settings: StackSettings, folder: Path, report: Path, extra: list[str]
 ) -> dict[str, Any]:
@@ -85,7 +91,7 @@ def ingest(
     command = [
         sys.executable,
         "-m",
-        "artsearch_tools.cli",
+        cli_module(code_dir),
         "ingest",
         str(folder.resolve()),
         "--encoder",

@@ -50,6 +50,7 @@ WHOLE_PHOTO_AREA = 0.95
 # A painting filling less of the photo than this is not searched for: its crop would be too coarse anyway.
 MIN_AREA_FRACTION = 0.04
 MIN_CONFIDENCE = 0.5
+_MIN_CANNY_LOW = 4.0
 # Corner angles of a rectangle seen at up to ~60 degrees off-axis.
 _MIN_CORNER_DEGREES = 50.0
 _MAX_CORNER_DEGREES = 130.0
@@ -100,18 +101,40 @@ class _Candidate:
         return all(cv2.pointPolygonTest(outline, (float(x), float(y)), False) >= 0 for x, y in other.corners)
 
 
+@dataclass(frozen=True)
+class _EdgePass:
+    """One look for the outline: edges at this sensitivity, and what of an outline found is accepted."""
+
+    sensitivity: float
+    min_area: float = MIN_AREA_FRACTION
+    max_area: float = 1.0
+    min_calm: float = 0.0
+
+    def accepts(self, candidate: _Candidate, photo_area: int) -> bool:
+        share = candidate.area / photo_area
+        return (
+            candidate.confidence >= MIN_CONFIDENCE
+            and self.min_area <= share <= self.max_area
+            and candidate.calm >= self.min_calm
+        )
+
+
+# Tried in turn until one finds an outline. The second, twice as sensitive, finds a washed-out painting whose
+# pale sky meets a light wall with too little contrast for the first; at that sensitivity the photo's own
+# border and patches inside a close-up also come out as outlines, so it accepts only what a painting
+# photographed on a wall looks like: 30-80 % of the photo, its surround calm (docs/evaluation.md).
+EDGE_PASSES = (_EdgePass(1.0), _EdgePass(2.0, min_area=0.3, max_area=0.8, min_calm=0.5))
+
+
 def locate_painting(rgb: np.ndarray) -> LocatedPainting | None:
     """The painting in an upright uint8 RGB photo [H, W, 3], or None when none is found with confidence."""
     small, _scale = _downscaled(rgb, DETECTION_SIDE)
-    edges, busy = _edge_maps(small)
-    height, width = edges.shape
-    candidates = [
-        candidate
-        for corners in _quadrilaterals(edges, width * height)
-        if (candidate := _scored(corners, edges, busy)) is not None
-    ]
-    chosen = _frame_then_canvas(candidates)
-    if chosen is None or chosen.confidence < MIN_CONFIDENCE:
+    height, width = small.shape[:2]
+    for edge_pass in EDGE_PASSES:
+        chosen = _outline(small, edge_pass.sensitivity)
+        if chosen is not None and edge_pass.accepts(chosen, width * height):
+            break
+    else:
         return None
     canvas = chosen.corners
     if chosen.area < WHOLE_PHOTO_AREA * width * height:
@@ -124,6 +147,18 @@ def locate_painting(rgb: np.ndarray) -> LocatedPainting | None:
         confidence=round(float(chosen.confidence), 4),
         area_fraction=round(float(abs(cv2.contourArea(canvas)) / (width * height)), 4),
     )
+
+
+def _outline(small: np.ndarray, sensitivity: float) -> _Candidate | None:
+    """The best outline in the detection-size photo, from edges found at this sensitivity."""
+    edges, busy = _edge_maps(small, sensitivity)
+    height, width = edges.shape
+    candidates = [
+        candidate
+        for corners in _quadrilaterals(edges, width * height)
+        if (candidate := _scored(corners, edges, busy)) is not None
+    ]
+    return _frame_then_canvas(candidates)
 
 
 def rectified_crop(rgb: np.ndarray, located: LocatedPainting, size: int) -> np.ndarray:
@@ -239,21 +274,23 @@ def _downscaled(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
 
 
-def _canny(rgb: np.ndarray) -> np.ndarray:
+def _canny(rgb: np.ndarray, sensitivity: float = 1.0) -> np.ndarray:
     """Canny edges of an RGB picture on its three Lab channels (per pixel the channel with the strongest
-    gradient), thresholds from the median lightness gradient so uneven light does not move them."""
+    gradient), thresholds from the median lightness gradient so uneven light does not move them, divided
+    by `sensitivity`."""
     lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab)
     gradient = cv2.magnitude(
         cv2.Sobel(lab[..., 0], cv2.CV_32F, 1, 0), cv2.Sobel(lab[..., 0], cv2.CV_32F, 0, 1)
     )
     moving = gradient[gradient > 0]
     low = float(np.clip(np.median(moving), 8.0, 60.0)) if moving.size else 8.0
+    low = max(_MIN_CANNY_LOW, low / sensitivity)
     return cv2.Canny(lab, low, 2.5 * low, L2gradient=True)
 
 
-def _edge_maps(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _edge_maps(small: np.ndarray, sensitivity: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Closed edges (uint8 0/255) for the outlines, and a busyness map (local edge density, float32)."""
-    edges = _canny(small)
+    edges = _canny(small, sensitivity)
     closed = cv2.dilate(edges, np.ones((3, 3), np.uint8))
     busy = cv2.blur((edges > 0).astype(np.float32), (9, 9))
     return closed, busy
