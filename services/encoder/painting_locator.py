@@ -109,6 +109,9 @@ class _EdgePass:
     min_area: float = MIN_AREA_FRACTION
     max_area: float = 1.0
     min_calm: float = 0.0
+    # Looked at only when the previous look's edges leave the photo's border at most this busy relative to
+    # its middle (`_border_busyness`).
+    max_border_busyness: float = float("inf")
 
     def accepts(self, candidate: _Candidate, photo_area: int) -> bool:
         share = candidate.area / photo_area
@@ -122,16 +125,26 @@ class _EdgePass:
 # Tried in turn until one finds an outline. The second, twice as sensitive, finds a washed-out painting whose
 # pale sky meets a light wall with too little contrast for the first; at that sensitivity the photo's own
 # border and patches inside a close-up also come out as outlines, so it accepts only what a painting
-# photographed on a wall looks like: 30-80 % of the photo, its surround calm (docs/evaluation.md).
-EDGE_PASSES = (_EdgePass(1.0), _EdgePass(2.0, min_area=0.3, max_area=0.8, min_calm=0.5))
+# photographed on a wall looks like: 30-80 % of the photo, its surround calm. It is not even tried on a photo
+# whose border is busy (paint up to the border: a close-up, a crop, a print), which keeps its cost off most
+# photos the first look found nothing in (docs/evaluation.md).
+EDGE_PASSES = (
+    _EdgePass(1.0),
+    _EdgePass(2.0, min_area=0.3, max_area=0.8, min_calm=0.5, max_border_busyness=0.35),
+)
+_BORDER_BAND = 0.06
 
 
 def locate_painting(rgb: np.ndarray) -> LocatedPainting | None:
     """The painting in an upright uint8 RGB photo [H, W, 3], or None when none is found with confidence."""
     small, _scale = _downscaled(rgb, DETECTION_SIDE)
     height, width = small.shape[:2]
+    lab, low = _lab_and_threshold(small)
+    busy: np.ndarray | None = None
     for edge_pass in EDGE_PASSES:
-        chosen = _outline(small, edge_pass.sensitivity)
+        if busy is not None and _border_busyness(busy) > edge_pass.max_border_busyness:
+            return None
+        chosen, busy = _outline(lab, low, edge_pass.sensitivity)
         if chosen is not None and edge_pass.accepts(chosen, width * height):
             break
     else:
@@ -149,16 +162,29 @@ def locate_painting(rgb: np.ndarray) -> LocatedPainting | None:
     )
 
 
-def _outline(small: np.ndarray, sensitivity: float) -> _Candidate | None:
-    """The best outline in the detection-size photo, from edges found at this sensitivity."""
-    edges, busy = _edge_maps(small, sensitivity)
+def _outline(lab: np.ndarray, low: float, sensitivity: float) -> tuple[_Candidate | None, np.ndarray]:
+    """The best outline in the detection-size photo (`_lab_and_threshold`), from edges found at this
+    sensitivity, and the busyness map of those edges."""
+    edges, busy = _edge_maps(lab, low, sensitivity)
     height, width = edges.shape
     candidates = [
         candidate
         for corners in _quadrilaterals(edges, width * height)
         if (candidate := _scored(corners, edges, busy)) is not None
     ]
-    return _frame_then_canvas(candidates)
+    return _frame_then_canvas(candidates), busy
+
+
+def _border_busyness(busy: np.ndarray) -> float:
+    """Edge density along the photo's border (a band 6 % of its shorter side) over that of its middle (the
+    central half of each side): a painting photographed on a wall leaves a calm margin of wall, a close-up,
+    a crop or a print filling the photo has paint up to its border."""
+    height, width = busy.shape
+    band = max(3, round(_BORDER_BAND * min(height, width)))
+    border = np.ones(busy.shape, bool)
+    border[band:-band, band:-band] = False
+    middle = float(busy[height // 4 : height - height // 4, width // 4 : width - width // 4].mean())
+    return float(busy[border].mean()) / max(middle, 1e-6)
 
 
 def rectified_crop(rgb: np.ndarray, located: LocatedPainting, size: int) -> np.ndarray:
@@ -274,23 +300,27 @@ def _downscaled(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
 
 
-def _canny(rgb: np.ndarray, sensitivity: float = 1.0) -> np.ndarray:
-    """Canny edges of an RGB picture on its three Lab channels (per pixel the channel with the strongest
-    gradient), thresholds from the median lightness gradient so uneven light does not move them, divided
-    by `sensitivity`."""
+def _lab_and_threshold(rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    """The blurred picture's Lab channels, and the Canny low threshold at sensitivity 1: the median lightness
+    gradient, so uneven light does not move it. Computed once for every look at the edges."""
     lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab)
     gradient = cv2.magnitude(
         cv2.Sobel(lab[..., 0], cv2.CV_32F, 1, 0), cv2.Sobel(lab[..., 0], cv2.CV_32F, 0, 1)
     )
     moving = gradient[gradient > 0]
-    low = float(np.clip(np.median(moving), 8.0, 60.0)) if moving.size else 8.0
+    return lab, float(np.clip(np.median(moving), 8.0, 60.0)) if moving.size else 8.0
+
+
+def _canny(lab: np.ndarray, low: float, sensitivity: float) -> np.ndarray:
+    """Canny edges on the three Lab channels (per pixel the channel with the strongest gradient), the
+    thresholds divided by `sensitivity`."""
     low = max(_MIN_CANNY_LOW, low / sensitivity)
     return cv2.Canny(lab, low, 2.5 * low, L2gradient=True)
 
 
-def _edge_maps(small: np.ndarray, sensitivity: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def _edge_maps(lab: np.ndarray, low: float, sensitivity: float) -> tuple[np.ndarray, np.ndarray]:
     """Closed edges (uint8 0/255) for the outlines, and a busyness map (local edge density, float32)."""
-    edges = _canny(small, sensitivity)
+    edges = _canny(lab, low, sensitivity)
     closed = cv2.dilate(edges, np.ones((3, 3), np.uint8))
     busy = cv2.blur((edges > 0).astype(np.float32), (9, 9))
     return closed, busy

@@ -17,6 +17,7 @@ from services.encoder.images import open_image
 from services.encoder.painting_locator import (
     EDGE_PASSES,
     GREY_MAX_CHROMA_SPREAD,
+    _border_busyness,
     _Candidate,
     _outline_support,
     analyse_photo,
@@ -202,3 +203,13 @@ def test_the_sensitive_pass_takes_only_what_a_painting_on_a_wall_looks_like():
     assert not sensitive.accepts(outline(0.2, 0.9), 10_000)
     # The first pass takes any confident outline, the photo's border included (the photo is the painting).
     assert EDGE_PASSES[0].accepts(outline(0.93, 1.0), 10_000)
+
+
+def test_the_border_of_a_photo_of_a_wall_is_calm_and_that_of_a_close_up_busy():
+    wall_around_a_painting = np.zeros((288, 384), np.float32)
+    wall_around_a_painting[40:-40, 50:-50] = 0.3  # edges only on the painting
+    assert _border_busyness(wall_around_a_painting) == pytest.approx(0.0)
+    paint_up_to_the_border = np.full((288, 384), 0.3, np.float32)
+    assert _border_busyness(paint_up_to_the_border) == pytest.approx(1.0)
+    # The sensitive look is only tried on the first kind.
+    assert EDGE_PASSES[1].max_border_busyness < 1.0
