@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from artsearch_tools.catalogue.folder import load_catalogue
+from artsearch_tools.catalogue.folder import Catalogue, load_catalogue
 from artsearch_tools.evaluation.cli import _seed_list
 from artsearch_tools.evaluation.visitor_photos import DEVELOPMENT_SEEDS, VISITOR_KINDS
 from artsearch_tools.evaluation.visitor_search import prepare_photos
@@ -176,15 +176,23 @@ class Encoder:
         return content_part(outputs[self.backend.info.features_output]), style_part(outputs[STYLE_OUTPUT])
 
 
-def run(args: argparse.Namespace) -> dict[str, object]:
-    started = time.perf_counter()
-    catalogue = load_catalogue(args.catalogue)
+def described_paintings(
+    catalogue: Catalogue, encoder: Encoder
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """The catalogue's ids, its paintings decoded as the network sees them, their content and style."""
     ids = [entry.id for entry in catalogue.entries]
     paintings = np.stack(
         [decoded_painting((catalogue.root / e.filename).read_bytes()) for e in catalogue.entries]
     )
-    encoder = Encoder(args.model)
     content, style = encoder.aspects(paintings)
+    return ids, paintings, content, style
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    started = time.perf_counter()
+    catalogue = load_catalogue(args.catalogue)
+    encoder = Encoder(args.model)
+    ids, paintings, content, style = described_paintings(catalogue, encoder)
     stored = {name: histogram(paintings) for name, histogram in CANDIDATES.items()}
     stored_histograms = colour_part(paintings)
     queries = prepare_photos(catalogue, args.seeds, list(VISITOR_KINDS), args.cache_dir)
@@ -254,19 +262,28 @@ def _outcome(
     return bool(fused.argmax() == truth), int((best_colour > best_colour[truth]).sum())
 
 
-def main(argv: list[str] | None = None) -> int:
+def photo_bench_arguments(argv: list[str] | None, description: str, output: str) -> argparse.Namespace:
+    """The arguments of an in-process bench over the demo paintings and the visitor photos."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--catalogue", type=Path, default=ROOT / "data/catalogues/gcompris")
     parser.add_argument("--model", type=Path, default=ROOT / "models/efficientnet-lite0/model.onnx")
     parser.add_argument("--seeds", type=_seed_list, default=DEVELOPMENT_SEEDS)
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache/visitor-photos")
-    parser.add_argument("--output", type=Path, default=ROOT / "bench/results/colour_aspects.json")
-    args = parser.parse_args(argv)
-    result = run(args)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=1) + "\n")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench/results" / output)
+    return parser.parse_args(argv)
+
+
+def written(result: dict[str, object], output: Path) -> dict[str, object]:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = photo_bench_arguments(argv, __doc__ or "", "colour_aspects.json")
+    result = written(run(args), args.output)
     for name, outcome in result["candidates"].items():  # type: ignore[union-attr]
         kinds = ", ".join(f"{k} {v['top1']}" for k, v in outcome["per_kind"].items())
         print(f"{name}: overall {outcome['top1_overall']} ({kinds})")

@@ -17,22 +17,24 @@ top-1, and the share of photos that would need the turned copies encoded.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from artsearch_tools.catalogue.folder import load_catalogue
-from artsearch_tools.evaluation.cli import _seed_list
-from artsearch_tools.evaluation.visitor_photos import DEVELOPMENT_SEEDS, VISITOR_KINDS
+from artsearch_tools.evaluation.visitor_photos import VISITOR_KINDS
 from artsearch_tools.evaluation.visitor_search import prepare_photos
-from bench.colour_aspects import Encoder, decoded_painting, photo_pictures
+from bench.colour_aspects import (
+    Encoder,
+    described_paintings,
+    photo_bench_arguments,
+    photo_pictures,
+    written,
+)
 from services.encoder.aspect_builder import DEFAULT_WEIGHTS, colour_part
 
-ROOT = Path(__file__).resolve().parents[1]
 MARGINS = (0.0, 0.02, 0.05, 0.1)
 THRESHOLDS = (0.6, 0.7, 0.8, float("inf"))
 
@@ -75,12 +77,8 @@ def tally(photos: Sequence[PhotoScores], margin: float, threshold: float) -> dic
 
 def measure(args: argparse.Namespace) -> list[PhotoScores]:
     catalogue = load_catalogue(args.catalogue)
-    ids = [entry.id for entry in catalogue.entries]
-    paintings = np.stack(
-        [decoded_painting((catalogue.root / entry.filename).read_bytes()) for entry in catalogue.entries]
-    )
     encoder = Encoder(args.model)
-    content, style = encoder.aspects(paintings)
+    ids, paintings, content, style = described_paintings(catalogue, encoder)
     colour = colour_part(paintings)
     photos = []
     for query in prepare_photos(catalogue, args.seeds, list(VISITOR_KINDS), args.cache_dir):
@@ -121,18 +119,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--catalogue", type=Path, default=ROOT / "data/catalogues/gcompris")
-    parser.add_argument("--model", type=Path, default=ROOT / "models/efficientnet-lite0/model.onnx")
-    parser.add_argument("--seeds", type=_seed_list, default=DEVELOPMENT_SEEDS)
-    parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache/visitor-photos")
-    parser.add_argument("--output", type=Path, default=ROOT / "bench/results/turned_photos.json")
-    args = parser.parse_args(argv)
-    result = run(args)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=1) + "\n")
+    args = photo_bench_arguments(argv, __doc__ or "", "turned_photos.json")
+    result = written(run(args), args.output)
     for rule, kinds in {"upright only": result["upright_only"], **result["rules"]}.items():  # type: ignore[dict-item]
         summary = ", ".join(f"{kind} {v['top1']}" for kind, v in kinds.items())
         print(f"{rule}: {summary} (turned copies encoded for {kinds['overall']['turned_encoded']:.0%})")
