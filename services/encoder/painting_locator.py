@@ -50,6 +50,7 @@ WHOLE_PHOTO_AREA = 0.95
 # A painting filling less of the photo than this is not searched for: its crop would be too coarse anyway.
 MIN_AREA_FRACTION = 0.04
 MIN_CONFIDENCE = 0.5
+# A floor for Canny's low threshold however sensitive a look: half the first look's own floor (8).
 _MIN_CANNY_LOW = 4.0
 # Corner angles of a rectangle seen at up to ~60 degrees off-axis.
 _MIN_CORNER_DEGREES = 50.0
