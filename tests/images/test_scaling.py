@@ -21,7 +21,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from image_support import METRICS_PORT, ServiceContainer, Stack, StackOptions, metric_total, running_stack
+from image_support import (
+    METRICS_PORT,
+    ServiceContainer,
+    Stack,
+    StackOptions,
+    metric_total,
+    running_stack,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("images")]
 
@@ -149,15 +157,6 @@ def gateway_calls(stack: Stack, service: str) -> float:
     return metric_total(reply.text, name, service=service, method=GATEWAY_METHODS[service])
 
 
-def _when_reached(count: Callable[[], float], expected: float, timeout_s: float = 30.0) -> float:
-    """`count()` once it reaches `expected`, or as it is after `timeout_s` (the caller's assertion then
-    says what is missing)."""
-    deadline = time.monotonic() + timeout_s
-    while (value := count()) < expected and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return value
-
-
 def crash(container: ServiceContainer) -> None:
     """SIGKILL of the replica's process from outside, as a crash or the OOM killer: Docker's restart policy
     brings it back (a `docker kill` would not: Docker counts it as a manual stop)."""
@@ -184,7 +183,14 @@ def test_a_load_of_searches_is_shared_by_every_replica(stack: Stack, pictures: l
     assert all(answer.ok for answer in answers), summary(answers)
     shares = [served(replica, method) - earlier for replica, earlier in zip(replicas, before, strict=True)]
     # The gateway counts a call when it ends: the staged encodes still running after their answers first.
-    made = _when_reached(lambda: gateway_calls(stack, service) - gateway_before, sum(shares))
+    began = sum(shares)
+    wait_until(
+        lambda: gateway_calls(stack, service) - gateway_before >= began,
+        30,
+        f"the gateway's {service} calls ended reaching the {began:.0f} the replicas began",
+        every=0.1,
+    )
+    made = gateway_calls(stack, service) - gateway_before
     print(f"{service}: {len(answers)} searches in {elapsed:.1f} s, {made:.0f} calls, replicas {shares}")
     assert made >= len(answers)  # one call a search at least
     assert sum(shares) == made, (shares, made)
