@@ -50,8 +50,6 @@ WHOLE_PHOTO_AREA = 0.95
 # A painting filling less of the photo than this is not searched for: its crop would be too coarse anyway.
 MIN_AREA_FRACTION = 0.04
 MIN_CONFIDENCE = 0.5
-# A floor for Canny's low threshold however sensitive a look: half the first look's own floor (8).
-_MIN_CANNY_LOW = 4.0
 # Corner angles of a rectangle seen at up to ~60 degrees off-axis.
 _MIN_CORNER_DEGREES = 50.0
 _MAX_CORNER_DEGREES = 130.0
@@ -315,7 +313,7 @@ def _lab_and_threshold(rgb: np.ndarray) -> tuple[np.ndarray, float]:
 def _canny(lab: np.ndarray, low: float, sensitivity: float) -> np.ndarray:
     """Canny edges on the three Lab channels (per pixel the channel with the strongest gradient), the
     thresholds divided by `sensitivity`."""
-    low = max(_MIN_CANNY_LOW, low / sensitivity)
+    low /= sensitivity
     return cv2.Canny(lab, low, 2.5 * low, L2gradient=True)
 
 
