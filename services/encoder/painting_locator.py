@@ -277,9 +277,9 @@ def chroma_spread(rgb: np.ndarray) -> float:
     small, _ = _downscaled(rgb, GREY_SIDE)
     lab = cv2.cvtColor(small.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab).reshape(-1, 3).astype(np.float64)
     lightness = np.column_stack([np.ones(len(lab)), lab[:, 0]])
-    # The normal equations (2 x 2) rather than lstsq's SVD of the whole [pixels, 2] matrix: the same fit to
-    # 1e-13, in a third less time (this test runs beside the network on every photo).
-    coefficients = np.linalg.solve(lightness.T @ lightness, lightness.T @ lab[:, 1:])
+    # lstsq, not the 2 x 2 normal equations (a third faster): those are singular for a picture of one
+    # lightness (a flat colour), whose fit is then its mean chroma.
+    coefficients, *_ = np.linalg.lstsq(lightness, lab[:, 1:], rcond=None)
     residual = lab[:, 1:] - lightness @ coefficients
     return float(np.percentile(np.hypot(residual[:, 0], residual[:, 1]), 95))
 

@@ -213,3 +213,14 @@ def test_the_border_of_a_photo_of_a_wall_is_calm_and_that_of_a_close_up_busy():
     assert _border_busyness(paint_up_to_the_border) == pytest.approx(1.0)
     # The sensitive look is only tried on the first kind.
     assert EDGE_PASSES[1].max_border_busyness < 1.0
+
+
+@pytest.mark.parametrize("shape", [(5, 452), (300, 400), (8, 8)])
+def test_a_picture_of_one_flat_colour_is_analysed_without_error(shape):
+    # One lightness everywhere makes the grey-scale test's fit of chroma on lightness degenerate (a 65,000 x
+    # 760 JPEG's working copy is 5 pixels high and was such a picture): its chroma is then its mean's.
+    flat = np.full((*shape, 3), (120, 90, 60), np.uint8)
+    greyscale, spread = is_greyscale(flat)
+    assert greyscale and spread == pytest.approx(0.0, abs=1e-6)
+    analysis = analyse_photo(flat, 224)
+    assert analysis.located is None and analysis.crop is None
