@@ -17,6 +17,7 @@ import warnings
 
 from PIL import Image, ImageOps
 
+from artsearch.image_formats import ACCEPTED_FORMATS
 from artsearch_tools.regions import RegionGrid
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,8 @@ def region_crops(data: bytes, grid: RegionGrid, size: int = INPUT_SIZE) -> list[
 def _decoded(data: bytes, grid: RegionGrid, size: int) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = Image.open(io.BytesIO(data))
+        # The formats the encoder decodes (HEIF among them), and no other decoder Pillow might try.
+        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     width, height = image.size
     if width * height > MAX_DECODED_PIXELS:
         raise RegionCropFailed(f"picture of {width}x{height} pixels is over {MAX_DECODED_PIXELS:,}")

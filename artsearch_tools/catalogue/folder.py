@@ -33,7 +33,9 @@ from typing import Any
 
 from artsearch.style_vote import LABEL_KINDS
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".avif", ".heic", ".heif"}
+)
 METADATA_FILES = ("metadata.csv", "metadata.json")
 # The catalogue's own facts (what its style labels are), beside its metadata file.
 CATALOGUE_INFO_FILE = "catalogue.json"

@@ -107,7 +107,9 @@ class UrlRequest(BaseModel):
         default=None,
         min_length=1,
         max_length=2048,
-        description="http(s) URL of a picture (JPEG, PNG, WebP, GIF, BMP, TIFF or AVIF); or picture_id",
+        description=(
+            "http(s) URL of a picture (JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF or HEIF/HEIC); or picture_id"
+        ),
         examples=["https://upload.wikimedia.org/wikipedia/commons/a/a5/Tsunami_by_hokusai_19th_century.jpg"],
     )
     picture_id: str | None = Field(default=None, description=_PICTURE_ID_DOC, examples=[EXAMPLE_PICTURE_ID])

@@ -13,12 +13,15 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from heic_files import heic
 from PIL import Image
 from stack_support import catalogue_stack
 
 from artsearch_client import ArtsearchClient, NotFound, RetryPolicy
 from artsearch_tools.cli import sample_query_image
+from artsearch_tools.evaluation.photo_variants import phone_photo
 from artsearch_tools.launcher import ServiceStack
 
 pytestmark = pytest.mark.slow
@@ -109,6 +112,22 @@ def test_a_60_percent_crop_finds_its_painting_in_the_top_5(client: ArtsearchClie
         if entry.id not in [r["id"] for r in answer["results"]]:
             misses.append(entry.title)
     assert not misses, f"{len(misses)}/{len(catalogue.entries)} crops missed their painting: {misses}"
+
+
+def test_a_phones_heic_photo_finds_its_painting_as_its_jpeg_twin_does(client: ArtsearchClient, catalogue):
+    """iPhones (and many Android phones) save HEIC, with the sensor's pixels stored turned and the turn
+    recorded: a museum app sending the camera's file as it is gets the answer the JPEG would get."""
+    for number, entry in enumerate(catalogue.entries[:: max(1, len(catalogue.entries) // 6)]):
+        painting = Image.open(catalogue.root / entry.filename).convert("RGB")
+        photo = phone_photo(painting, np.random.default_rng(2026 + number))
+        stored_turned = heic(photo.transpose(Image.Transpose.ROTATE_90), orientation=6, quality=80)
+        twin = io.BytesIO()
+        photo.save(twin, "JPEG", quality=90)
+        from_heic, from_jpeg = search(client, stored_turned, k=3), search(client, twin.getvalue(), k=3)
+        assert from_heic["results"][0]["id"] == entry.id, (entry.title, from_heic["results"][0]["title"])
+        assert from_jpeg["results"][0]["id"] == entry.id
+        visual = [answer["results"][0]["scores"]["visual"] for answer in (from_heic, from_jpeg)]
+        assert visual[0] == pytest.approx(visual[1], abs=0.05)
 
 
 def test_results_are_explained_and_best_first(client: ArtsearchClient, catalogue):

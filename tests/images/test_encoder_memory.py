@@ -30,6 +30,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+from heic_files import deep_heic, heic
 from image_support import ServiceContainer, Stack, StackOptions, running_stack
 from PIL import Image
 
@@ -189,6 +190,20 @@ def rgba_avif(side: int) -> bytes:
     return saved(image, "AVIF", quality=30, speed=10)
 
 
+def phone_heic() -> bytes:
+    """A 24-megapixel phone photo (an iPhone's default since the 15): 8 bits, 4:2:0."""
+    image = Image.new("RGB", (5712, 4284), (60, 120, 200))
+    image.paste((200, 60, 60), (0, 0, 2856, 2142))
+    return heic(image, quality=50)
+
+
+def deep_rgba_heic(side: int) -> bytes:
+    """libheif's costliest kind: 10 bits, chroma at full resolution, alpha."""
+    image = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+    image.paste((30, 30, 160, 255), (0, 0, side // 2, side // 2))
+    return deep_heic(image, chroma=444, quality=30)
+
+
 # name -> (how to make it, what the gateway must answer)
 ACCEPTED = 200
 TOO_HUNGRY = 400  # the encoder's decoding budget: the client is told how many pixels of that format pass
@@ -206,6 +221,8 @@ WORST: dict[str, tuple[Callable[[], bytes], int]] = {
     "webp-rgba-7000x7000": (lambda: rgba_webp(SIDE), TOO_HUNGRY),
     "avif-rgba-3500x3500": (lambda: rgba_avif(3500), ACCEPTED),
     "avif-rgba-7000x7000": (lambda: rgba_avif(SIDE), TOO_HUNGRY),
+    "heic-phone-5712x4284": (phone_heic, ACCEPTED),
+    "heic-rgba-10bit-444-4000x4000": (lambda: deep_rgba_heic(4000), TOO_HUNGRY),
 }
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from heic_files import heic
 from image_support import (
     DEV_ADMIN_KEY,
     LABELS,
@@ -22,6 +23,7 @@ from image_support import (
     tag,
     wait_until,
 )
+from PIL import Image
 
 from scripts.images import added_sizes_mb, resolve_base
 
@@ -66,11 +68,12 @@ def test_readyz_lists_every_downstream_service_as_up(stack: Stack):
     assert body["services"] == {"encoder": True, "search": True, "influence": True}
 
 
-def test_search_by_upload_through_the_published_port_finds_the_painting(stack: Stack, catalogues: Path):
+@pytest.mark.parametrize("kind", ["jpeg", "heic"])
+def test_search_by_upload_through_the_published_port_finds_the_painting(stack: Stack, catalogues: Path, kind):
+    """The painting's file, and the same as a phone's HEIC (libheif inside the encoder and gateway images)."""
     painting = catalogues / "gcompris" / "hokusai-the-great-wave-off-kanagawa.jpg"
-    reply = httpx.post(
-        f"{stack.gateway_url}/v1/search", params={"k": 5}, files={"image": painting.read_bytes()}, timeout=30
-    )
+    image = painting.read_bytes() if kind == "jpeg" else heic(Image.open(painting).convert("RGB"), quality=90)
+    reply = httpx.post(f"{stack.gateway_url}/v1/search", params={"k": 5}, files={"image": image}, timeout=30)
     assert reply.status_code == 200, reply.text
     answer = reply.json()
     assert answer["results"][0]["id"] == "hokusai-the-great-wave-off-kanagawa"

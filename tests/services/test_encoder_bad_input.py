@@ -21,6 +21,7 @@ import grpc
 import numpy as np
 import pytest
 import pytest_asyncio
+from heic_files import heic
 from PIL import Image, ImageCms
 
 from artsearch.grpc_client import is_serving, open_channel
@@ -59,7 +60,12 @@ def seed_files() -> list[bytes]:
     files += [saved(rgb, "GIF", save_all=True, append_images=[grey.convert("RGB")])]
     files += [saved(rgb.convert(mode), "BMP") for mode in ("1", "P", "RGB", "RGBA")]
     files += [saved(rgb, "WEBP"), saved(rgb.convert("RGBA"), "WEBP", lossless=True), saved(rgb, "AVIF")]
-    return files
+    return files + heif_seed_files(rgb)
+
+
+def heif_seed_files(rgb: Image.Image) -> list[bytes]:
+    """A phone's HEIC (8 bits, 4:2:0), and one with alpha and chroma at full resolution."""
+    return [heic(rgb), heic(rgb.convert("RGBA"), chroma=444)]
 
 
 def mutated(data: bytes, rng: random.Random) -> bytes:
@@ -117,6 +123,24 @@ async def test_malformed_real_files_are_invalid_argument_never_internal(stub):
     ]
     assert codes.count(grpc.StatusCode.INVALID_ARGUMENT) > FUZZ_CASES // 4  # the faults did reach decoders
     assert await answer_code(stub, seeds[0]) == grpc.StatusCode.OK
+
+
+@pytest.mark.slow
+async def test_malformed_heic_photos_are_invalid_argument_never_internal(stub):
+    """libheif (C, through pillow-heif) on damaged files: every failure a client's INVALID_ARGUMENT, the
+    service unharmed. The mixed fuzz above gives HEIF only its share of cases."""
+    rgb = Image.open(io.BytesIO(seed_files()[3])).convert("RGB")  # the RGB TIFF's picture
+    seeds = heif_seed_files(rgb)
+    rng = random.Random(FUZZ_SEED)
+    cases = [mutated(rng.choice(seeds), rng) for _ in range(FUZZ_CASES // 2)]
+    codes = [await answer_code(stub, data) for data in cases]
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT}, [
+        (index, code)
+        for index, code in enumerate(codes)
+        if code not in {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT}
+    ]
+    assert codes.count(grpc.StatusCode.INVALID_ARGUMENT) > len(cases) // 4
+    assert [await answer_code(stub, data) for data in seeds] == [grpc.StatusCode.OK] * 2
 
 
 async def test_a_picture_on_which_pillow_raises_is_invalid_argument(stub, monkeypatch):

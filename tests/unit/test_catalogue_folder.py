@@ -178,12 +178,17 @@ def test_folder_without_metadata_lists_every_image(tmp_path):
     make_image(tmp_path / "nested" / "Irises.PNG")
     make_image(tmp_path / ".hidden" / "secret.jpg")
     (tmp_path / "notes.txt").write_text("not an image")
+    # A phone's photos and AVIF: by their names here; their bytes are checked when ingested.
+    (tmp_path / "IMG_0042.HEIC").write_bytes(b"\x00")
+    (tmp_path / "wheatfield.avif").write_bytes(b"\x00")
 
     catalogue = load_catalogue(tmp_path)
 
     assert sorted((entry.id, entry.filename, entry.title) for entry in catalogue.entries) == [
+        ("img-0042", "IMG_0042.HEIC", "IMG_0042"),
         ("irises", "nested/Irises.PNG", "Irises"),
         ("sunflowers", "Sunflowers.jpg", "Sunflowers"),
+        ("wheatfield", "wheatfield.avif", "wheatfield"),
     ]
     assert catalogue.problems == []
 

@@ -7,6 +7,7 @@ import struct
 import zlib
 
 import pytest
+from heic_files import heic
 from PIL import Image
 
 from artsearch.image_formats import sniff_image_format as sniff_format
@@ -17,8 +18,11 @@ LIMITS = ImageLimits(max_bytes=200_000, max_pixels=10_000)
 
 
 def encoded(fmt: str, size: tuple[int, int] = (40, 30), mode: str = "RGB") -> bytes:
+    picture = Image.new(mode, size, "red" if mode == "RGB" else 0)
+    if fmt == "HEIF":
+        return heic(picture)
     buffer = io.BytesIO()
-    Image.new(mode, size, "red" if mode == "RGB" else 0).save(buffer, fmt)
+    picture.save(buffer, fmt)
     return buffer.getvalue()
 
 
@@ -34,7 +38,7 @@ def png_header_only(width: int, height: int) -> bytes:
     )
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF"])
 def test_accepted_formats_are_recognised_by_their_bytes(fmt: str):
     data = encoded(fmt)
     assert sniff_format(data) == fmt
@@ -42,9 +46,39 @@ def test_accepted_formats_are_recognised_by_their_bytes(fmt: str):
     assert (info.format, info.width, info.height) == (fmt, 40, 30)
 
 
-def test_avif_brand_is_recognised():
-    assert sniff_format(b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00") == "AVIF"
-    assert sniff_format(b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00") is None
+def file_type_box(major: bytes, *compatible: bytes) -> bytes:
+    """An ISO base media file's leading `ftyp` box: size, type, major brand, minor version, brands."""
+    body = major + b"\x00\x00\x00\x00" + b"".join(compatible)
+    return struct.pack(">I", 8 + len(body)) + b"ftyp" + body
+
+
+@pytest.mark.parametrize(
+    ("box", "expected"),
+    [
+        (file_type_box(b"avif", b"mif1", b"avif"), "AVIF"),
+        (file_type_box(b"heic", b"mif1", b"heic"), "HEIF"),  # an iPhone's photo
+        (file_type_box(b"heix"), "HEIF"),  # 10-bit
+        # A generic image file: its coding is among the compatible brands.
+        (file_type_box(b"mif1", b"mif1", b"miaf", b"heic"), "HEIF"),
+        (file_type_box(b"mif1", b"mif1", b"avif"), "AVIF"),
+        (file_type_box(b"mif1", b"mif1", b"miaf"), None),  # JPEG-in-HEIF and the like: not decoded here
+        (file_type_box(b"isom", b"mp41"), None),  # an MP4 video
+        (file_type_box(b"qt  "), None),
+    ],
+)
+def test_heif_and_avif_are_told_by_their_brands(box: bytes, expected: str | None):
+    assert sniff_format(box + b"\x00" * 32) == expected
+
+
+def test_a_brand_after_the_file_type_box_does_not_count():
+    box = file_type_box(b"mif1", b"mif1")
+    assert sniff_format(box + b"\x00\x00\x00\x10heic") is None
+
+
+def test_a_heic_photo_over_the_pixel_limit_is_refused_from_its_header():
+    with pytest.raises(ApiError) as caught:
+        check_image(encoded("HEIF", (200, 100)), LIMITS)
+    assert caught.value.status == 413 and caught.value.code == "too_many_pixels"
 
 
 @pytest.mark.parametrize(

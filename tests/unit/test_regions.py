@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from heic_files import heic
 from PIL import Image
 
 from artsearch_tools.ingest_regions import INPUT_SIZE, RegionCropFailed, region_crops
@@ -99,6 +100,21 @@ def test_region_crops_are_the_windows_of_the_painting_at_the_input_size(gcompris
             # The same part of the painting (a JPEG may be decoded at a reduced scale first).
             difference = np.abs(np.asarray(crop, dtype=np.int16) - np.asarray(expected, dtype=np.int16))
             assert difference.mean() < 6
+
+
+def test_a_phones_heic_stored_turned_is_cut_as_its_upright_picture(gcompris_catalogue: Path) -> None:
+    with Image.open(io.BytesIO(painting_bytes(gcompris_catalogue))) as opened:
+        upright = opened.convert("RGB")
+    png = io.BytesIO()
+    upright.save(png, "PNG")
+    stored_turned = heic(upright.transpose(Image.Transpose.ROTATE_90), orientation=6, quality=95)
+    grid = RegionGrid((RegionScale(2, 0.5),))
+    for from_heic, from_png in zip(
+        region_crops(stored_turned, grid), region_crops(png.getvalue(), grid), strict=True
+    ):
+        with Image.open(io.BytesIO(from_heic)) as crop, Image.open(io.BytesIO(from_png)) as expected:
+            difference = np.abs(np.asarray(crop, dtype=np.int16) - np.asarray(expected, dtype=np.int16))
+            assert difference.mean() < 4  # HEVC at quality 95
 
 
 def test_a_picture_that_cannot_be_decoded_fails_with_a_reason() -> None:

@@ -142,7 +142,11 @@ async def read_limited(request: Request, limit: int) -> bytes:
 def image_request_body(url_model: type[BaseModel], *, search_params: bool) -> dict[str, Any]:
     """OpenAPI for a body that is either a multipart upload or a JSON URL (FastAPI cannot declare both)."""
     form_properties: dict[str, Any] = {
-        "image": {"type": "string", "format": "binary", "description": "The picture (JPEG, PNG, WebP, ...)"}
+        "image": {
+            "type": "string",
+            "format": "binary",
+            "description": "The picture (JPEG, PNG, WebP, HEIC, ...)",
+        }
     }
     json_example: dict[str, Any] = {"url": EXAMPLE_URL}
     form_required: dict[str, Any] = {"required": ["image"]}
