@@ -61,6 +61,15 @@ class TtlLru(Generic[K, V]):
             self._entries.popitem(last=False)
         return True
 
+    def replace(self, key: K, value: V) -> bool:
+        """Puts `value` in the place of the value kept for `key`, which keeps its age and its place in the
+        order of use; nothing when none is kept (evicted, expired or never put). Whether it was replaced."""
+        entry = self._entries.get(key)
+        if entry is None or self._clock() - entry.stored_at > self._ttl_s:
+            return False
+        self._entries[key] = _Entry(value, entry.stored_at)
+        return True
+
     def clear(self) -> None:
         self._entries.clear()
         self._generation += 1

@@ -99,7 +99,9 @@ class EncodedPictureCache:
         analysis: asyncio.Future[encoder_pb2.EncodeResponse],
     ) -> bool:
         """Keeps a photo's first stage, and its complete answer in its place once `analysis` ends with one
-        (False: the cache is off)."""
+        (False: the cache is off). The complete answer takes the first stage's age: the picture expires
+        `ttl_s` after it was sent, however long its analysis took, and one evicted or expired meanwhile is
+        not brought back."""
         if not self._entries.put(key, first_stage):
             return False
         self._pending[key] = analysis
@@ -110,7 +112,7 @@ class EncodedPictureCache:
         if self._pending.get(key) is analysis:
             del self._pending[key]
         if not analysis.cancelled() and analysis.exception() is None:
-            self._entries.put(key, analysis.result())
+            self._entries.replace(key, analysis.result())
 
     def by_picture_id(self, picture_id: str, analyse: bool, model_version: str | None) -> KeptPicture:
         """The answer a picture id names, for a search that needs the photo's analysis (`analyse`) or not:

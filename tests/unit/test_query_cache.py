@@ -87,6 +87,30 @@ async def test_a_first_stage_is_kept_with_its_analysis_to_come_then_replaced_by_
     assert kept.analysis is None and kept.answer.analyses[0].located
 
 
+async def test_the_complete_answer_keeps_the_first_stages_age_and_never_brings_one_back():
+    """The picture expires `ttl_s` after it was sent, whenever its analysis ends (an analysis ending after
+    the expiry used to store the picture afresh); one evicted while its analysis ran stays evicted."""
+    clock = Clock()
+    cache = EncodedPictureCache(max_entries=2, ttl_s=60, clock=clock)
+    loop = asyncio.get_running_loop()
+    evicted, kept, newer = (cache.key(name, analysed=True) for name in (b"evicted", b"kept", b"newer"))
+    analyses = {key: loop.create_future() for key in (evicted, kept)}
+    for key, analysis in analyses.items():
+        cache.put_pending(key, answer(first=0.5), analysis)
+    cache.put(newer, answer())  # evicts the least recently used
+    clock.now = 59
+    for analysis in analyses.values():
+        complete = answer(first=0.5)
+        complete.analyses.add(located=True)
+        analysis.set_result(complete)
+    await asyncio.sleep(0)  # the done callbacks
+    assert cache.get(evicted, "v1") is None and len(cache) == 2  # not brought back
+    assert cache.get(kept, "v1").answer.analyses[0].located  # replaced in place...
+    clock.now = 61
+    assert cache.get(kept, "v1") is None  # ...with the age of its first stage
+    assert cache.get(newer, "v1") is None  # stored at the same time: expired too
+
+
 async def test_a_failed_or_cancelled_analysis_leaves_the_first_stage_kept():
     cache = EncodedPictureCache(max_entries=4, ttl_s=60)
     for number, end in enumerate(("failed", "cancelled")):
