@@ -46,6 +46,10 @@ SHED_CALLS = Counter(
     "Encode calls refused or dropped unrun: overloaded (RESOURCE_EXHAUSTED) or expired (deadline passed)",
     ["reason"],
 )
+ANALYSIS_FAILURES = Counter(
+    "artsearch_encoder_analysis_failures_total",
+    "Photos whose painting locator raised (a bug on that photo): answered as photos with no painting found",
+)
 
 
 class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
@@ -130,7 +134,7 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
             )
             size = self._backend.info.input_size
             analyses = await self._on_pool(
-                analyse_photo,
+                analysed_or_whole,
                 [(working, size, whole) for (_, working), whole in zip(decoded, whole_analyses, strict=True)],
             )
             yield encoder_pb2.EncodeResponse(
@@ -169,7 +173,7 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
         analysis + a network batch of two (docs/gateway.md, "Visitor photos")."""
         decoded = await self._decode_or_abort(images, context, work_side=ANALYSIS_WORK_SIDE)
         size = self._backend.info.input_size
-        analysing = self._on_pool(analyse_photo, [(working, size) for _, working in decoded])
+        analysing = self._on_pool(analysed_or_whole, [(working, size) for _, working in decoded])
         wholes = np.stack([whole for whole, _ in decoded])
         descriptors = await _finishing(self._encode_pixels(wholes, context), analysing)
         return encoder_pb2.EncodeResponse(
@@ -298,6 +302,20 @@ class EncoderService(encoder_pb2_grpc.EncoderServiceServicer):
             log.exception("descriptor assembly failed", extra={"images": len(pixels)})
             await context.abort(grpc.StatusCode.INTERNAL, "the encoder failed to assemble the descriptors")
             raise  # unreachable: abort raises
+
+
+def analysed_or_whole(working: np.ndarray, size: int, whole: PhotoAnalysis | None = None) -> PhotoAnalysis:
+    """`analyse_photo`; when its painting's part raises (locating the painting, cutting it out, its grey-scale
+    test: a bug met on this photo), the photo as one with no painting found. The analysis improves the
+    search, as the gateway's search of the crop does: the photo is searched as a whole rather than failed.
+    Logged with its traceback and counted (`artsearch_encoder_analysis_failures_total`)."""
+    whole = whole or whole_photo_analysis(working)
+    try:
+        return analyse_photo(working, size, whole)
+    except Exception:
+        ANALYSIS_FAILURES.inc()
+        log.exception("locating the painting failed; the photo is answered as a whole")
+        return whole
 
 
 def _embeddings(descriptors: np.ndarray) -> list[common_pb2.Embedding]:

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from artsearch.grpc_client import open_channel
 from artsearch.grpc_server import GrpcServiceServer
 from artsearch.v1 import encoder_pb2, encoder_pb2_grpc
+from services.encoder import painting_locator
 from services.encoder.backends import OnnxRuntimeBackend
 from services.encoder.images import decode_image
 from services.encoder.server import EncoderService, encoder_registration
@@ -224,3 +225,29 @@ async def test_a_staged_call_is_counted_and_timed_like_a_unary_one(stub, paintin
     await staged(stub, [jpeg(paintings[1])])
     after = REGISTRY.get_sample_value("artsearch_grpc_server_handled_total", {"method": method, "code": "OK"})
     assert after == (before or 0.0) + 1
+
+
+async def test_a_locator_that_raises_leaves_the_photo_answered_as_a_whole(
+    stub, paintings, monkeypatch, caplog
+):
+    """A bug met by the locator on some photo costs that photo its crop, not its answer: both the analysed
+    Encode and the staged one answer with the whole photo's descriptor and no painting located; the failure
+    is logged with its traceback and counted."""
+
+    def broken(rgb: np.ndarray) -> None:
+        raise ValueError("a bug in the locator")
+
+    monkeypatch.setattr(painting_locator, "locate_painting", broken)
+    photo = jpeg(gallery_wall(paintings[1], 1)[0])
+    counted = "artsearch_encoder_analysis_failures_total"
+    before = REGISTRY.get_sample_value(counted) or 0.0
+    unary = await stub.Encode(encoder_pb2.EncodeRequest(images=[photo], analyse=True), timeout=30)
+    whole_first, complete = await staged(stub, [photo])
+    plain = await stub.Encode(encoder_pb2.EncodeRequest(images=[photo]), timeout=30)
+    for analysis in (unary.analyses[0], complete.analyses[0]):
+        assert not analysis.located and not analysis.HasField("located_embedding")
+        assert analysis.greyscale == whole_first.analyses[0].greyscale is False
+    np.testing.assert_array_equal(vectors(unary.embeddings), vectors(plain.embeddings))
+    assert REGISTRY.get_sample_value(counted) == before + 2
+    failures = [r for r in caplog.records if "locating the painting failed" in r.getMessage()]
+    assert len(failures) == 2 and all(r.exc_info and r.exc_info[0] is ValueError for r in failures)
