@@ -4,6 +4,7 @@ injects each fault on purpose (scripted_server.py)."""
 from __future__ import annotations
 
 import email.utils
+import math
 import threading
 import time
 
@@ -67,13 +68,19 @@ def test_503_with_retry_after_seconds_is_waited_for_then_the_answer_comes(server
 
 
 def test_retry_after_as_an_http_date_is_honoured(server: ScriptedServer):
-    in_two_seconds = email.utils.formatdate(time.time() + 2, usegmt=True)
-    server.then(Answer.error(503, "encoder_unavailable", "down", **{"Retry-After": in_two_seconds}))
+    # An HTTP date has whole seconds: two whole seconds after the next one (the date written from the clock
+    # as it is could name a moment only just over a second away, and the first request's own time came
+    # off that: a wall-clock lower bound on the gap then failed under load).
+    retry_at = math.ceil(time.time()) + 2
+    date = email.utils.formatdate(retry_at, usegmt=True)
+    server.then(Answer.error(503, "encoder_unavailable", "down", **{"Retry-After": date}))
     server.then(Answer.json(200, {"status": "ok"}))
     with client_of(server) as client:
         assert client.health() == {"status": "ok"}
-    # An HTTP date has whole seconds: the wait is between 1 and 2 s, never the backoff's 0.05 s.
-    assert 0.95 <= server.gaps_s()[0] < 2.5
+    retried = server.received[1]
+    arrived_at = time.time() - (time.monotonic() - retried.at)  # the retry's arrival on the wall clock
+    assert arrived_at >= retry_at - 0.01  # not before the date
+    assert 1.5 <= server.gaps_s()[0] < 3.5  # the date's wait (2-3 s from the date's writing), not a backoff
 
 
 def test_429_without_retry_after_backs_off_exponentially_with_jitter(server: ScriptedServer):
