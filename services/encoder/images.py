@@ -222,13 +222,13 @@ def decode_bytes(image: Image.Image) -> int:
     return pixels * stored + min(pixels, _BLOCK_PIXELS) * _BLOCK_BYTES_PER_PIXEL
 
 
-def _heif_decoder_bytes(image: Image.Image) -> float:
+def _heif_decoder_bytes(image: Image.Image) -> int:
     """libheif's own buffers per pixel: doubled by 16-bit samples (above 8 bits) and by alpha, x1.5 for
     chroma at full resolution (4:4:4, 4:2:2 counted as such)."""
     deep = 2 if int(image.info.get("bit_depth") or 8) > 8 else 1
     alpha = 2 if "A" in image.mode else 1
-    full_chroma = 1.5 if str(image.info.get("chroma", 420)) != "420" else 1
-    return _HEIF_BASE_BYTES_PER_PIXEL * deep * alpha * full_chroma
+    per_pixel = _HEIF_BASE_BYTES_PER_PIXEL * deep * alpha
+    return per_pixel if str(image.info.get("chroma", 420)) == "420" else per_pixel * 3 // 2
 
 
 def _jpeg_coefficient_bytes(image: Image.Image) -> int:
