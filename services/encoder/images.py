@@ -59,7 +59,7 @@ _NARROW_MODES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;1
 _DECODER_BYTES_PER_PIXEL = {"WEBP": 12, "AVIF": 12}
 # libheif (pi-heif 1.4) keeps the YUV planes and an interleaved RGB(A) copy, 16-bit above 8-bit depth,
 # and hands Pillow a third: measured on 12-megapixel pictures, besides Pillow's 4 bytes, 3.96 bytes a pixel
-# at 8 bits 4:2:0 (what phones save), up to 16.8 at 10 bits 4:4:4 with alpha; `_heif_decoder_bytes`
+# at 8 bits 4:2:0 (what phones save), up to 16.8 at 10 bits 4:4:4 with alpha; `_decoder_bytes`
 # bounds every measured kind, 8-bit 4:2:0 closely (a 24-megapixel phone photo fits the default budget).
 _HEIF_BASE_BYTES_PER_PIXEL = 4
 # By decoder (tile codec): Pillow's run-length BMP decoder is Python, building the picture in a bytearray
@@ -215,16 +215,16 @@ def decode_bytes(image: Image.Image) -> int:
     added by `open_image`, which sees the size before libjpeg's scaling)."""
     width, height = image.size
     pixels = width * height
-    stored = _NARROW_MODES.get(image.mode, 4) + _DECODER_BYTES_PER_PIXEL.get(image.format or "", 0)
-    if image.format == "HEIF":
-        stored += _heif_decoder_bytes(image)
+    stored = _NARROW_MODES.get(image.mode, 4) + _decoder_bytes(image)
     stored += max((_CODEC_BYTES_PER_PIXEL.get(tile.codec_name, 0) for tile in image.tile), default=0)
     return pixels * stored + min(pixels, _BLOCK_PIXELS) * _BLOCK_BYTES_PER_PIXEL
 
 
-def _heif_decoder_bytes(image: Image.Image) -> int:
-    """libheif's own buffers per pixel: doubled by 16-bit samples (above 8 bits) and by alpha, x1.5 for
-    chroma at full resolution (4:4:4, 4:2:2 counted as such)."""
+def _decoder_bytes(image: Image.Image) -> int:
+    """The bytes a pixel the format's decoder holds besides Pillow's picture. libheif's: doubled by 16-bit
+    samples (above 8 bits) and by alpha, x1.5 for chroma at full resolution (4:4:4, 4:2:2 counted as such)."""
+    if image.format != "HEIF":
+        return _DECODER_BYTES_PER_PIXEL.get(image.format or "", 0)
     deep = 2 if int(image.info.get("bit_depth") or 8) > 8 else 1
     alpha = 2 if "A" in image.mode else 1
     per_pixel = _HEIF_BASE_BYTES_PER_PIXEL * deep * alpha

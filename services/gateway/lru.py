@@ -45,7 +45,7 @@ class TtlLru(Generic[K, V]):
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if self._clock() - entry.stored_at > self._ttl_s or (valid is not None and not valid(entry.value)):
+        if self._expired(entry) or (valid is not None and not valid(entry.value)):
             del self._entries[key]
             return None
         self._entries.move_to_end(key)
@@ -65,10 +65,13 @@ class TtlLru(Generic[K, V]):
         """Puts `value` in the place of the value kept for `key`, which keeps its age and its place in the
         order of use; nothing when none is kept (evicted, expired or never put). Whether it was replaced."""
         entry = self._entries.get(key)
-        if entry is None or self._clock() - entry.stored_at > self._ttl_s:
+        if entry is None or self._expired(entry):
             return False
         self._entries[key] = _Entry(value, entry.stored_at)
         return True
+
+    def _expired(self, entry: _Entry[V]) -> bool:
+        return self._clock() - entry.stored_at > self._ttl_s
 
     def clear(self) -> None:
         self._entries.clear()
