@@ -29,10 +29,11 @@ from services.gateway.downstream import Downstream, DownstreamError
 from services.gateway.errors import HTTP_STATUS_FOR_GRPC, RETRY_STATUSES, ApiError
 from services.gateway.image_checks import ImageLimits, check_image
 from services.gateway.image_fetch import fetch_image
-from services.gateway.query import Timer, rank_search
+from services.gateway.query import rank_search
 from services.gateway.query_cache import EncodedPictureCache
 from services.gateway.search_answers import picture_query, similar_ranking
 from services.gateway.search_params import PICTURE_FIELDS, SearchOptions, UrlRequest, checked, with_body
+from services.gateway.step_timer import Timer
 
 SEARCH_BATCH_ROUTE = "/v1/search/batch"
 # Queries of one batch searched at the same time: enough for the encoder to batch their pictures, few

@@ -8,17 +8,11 @@ from collections.abc import Awaitable, Callable
 from services.gateway.answer_cache import AnswerCaches, similar_key
 from services.gateway.config import GatewayConfig
 from services.gateway.downstream import Downstream
-from services.gateway.query import (
-    QueryVector,
-    RankedAnswer,
-    Timer,
-    encode_image,
-    kept_picture,
-    rank_search,
-    stored_vector,
-)
+from services.gateway.query import RankedAnswer, rank_search
 from services.gateway.query_cache import EncodedPictureCache
+from services.gateway.query_vectors import QueryVector, encode_image, kept_picture, stored_vector
 from services.gateway.search_params import SearchOptions
+from services.gateway.step_timer import Timer
 
 
 async def picture_query(

@@ -5,7 +5,7 @@ from fastapi.responses import JSONResponse
 
 from artsearch.jsonlog import request_id_var
 from services.gateway.explain import artwork_json
-from services.gateway.query import stored_artwork
+from services.gateway.query_vectors import stored_artwork
 from services.gateway.routes import api_router
 from services.gateway.routes.docs import ARTWORK_ID, STORED_ROUTE_ERRORS
 from services.gateway.schemas.artworks import Artwork

@@ -13,13 +13,13 @@ from services.gateway.config import GatewayConfig
 from services.gateway.errors import ApiError
 from services.gateway.image_checks import ImageLimits, check_image
 from services.gateway.image_fetch import fetch_image
-from services.gateway.query import Timer
 from services.gateway.search_params import (
     CURSOR_FORM_FIELD,
     PICTURE_ID_FORM_FIELD,
     PICTURE_OR_ID,
     picture_id_examples,
 )
+from services.gateway.step_timer import Timer
 
 MAX_JSON_BYTES = 64 * 1024
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")

@@ -10,7 +10,7 @@ from artsearch.jsonlog import request_id_var
 from services.gateway.answer_cache import AnswerCaches
 from services.gateway.config import GatewayConfig
 from services.gateway.errors import error_responses
-from services.gateway.query import Timer, rank_search
+from services.gateway.query import rank_search
 from services.gateway.routes import api_router
 from services.gateway.routes.docs import CURSOR_DOC, CURSOR_ERRORS, IMAGE_ROUTE_ERRORS, SEARCH_ANSWER
 from services.gateway.routes.picture_body import image_request_body, picture_bytes, read_body
@@ -23,6 +23,7 @@ from services.gateway.search_params import (
     with_body,
     with_form_artist,
 )
+from services.gateway.step_timer import Timer
 
 # POST /v1/search's 400 and 410 also cover a picture_id or a cursor sent instead of the picture.
 _PICTURE_OR_CURSOR_ERRORS = error_responses(

@@ -8,7 +8,6 @@ from fastapi.responses import JSONResponse
 from artsearch.jsonlog import request_id_var
 from services.gateway.answer_cache import AnswerCaches
 from services.gateway.config import GatewayConfig
-from services.gateway.query import Timer
 from services.gateway.routes import api_router
 from services.gateway.routes.docs import (
     ARTWORK_ID,
@@ -19,6 +18,7 @@ from services.gateway.routes.docs import (
 )
 from services.gateway.search_answers import similar_ranking
 from services.gateway.search_params import SearchOptions, checked, search_query
+from services.gateway.step_timer import Timer
 
 
 def router(config: GatewayConfig) -> APIRouter:

@@ -6,11 +6,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from artsearch.jsonlog import request_id_var
 from services.gateway.config import GatewayConfig
-from services.gateway.query import Timer, encode_image, run_style_prediction
+from services.gateway.query_vectors import encode_image
 from services.gateway.routes import api_router
 from services.gateway.routes.docs import IMAGE_ROUTE_ERRORS
 from services.gateway.routes.picture_body import EXAMPLE_URL, image_request_body, picture_bytes, read_body
 from services.gateway.schemas.search import StyleAnswer
+from services.gateway.step_timer import Timer
+from services.gateway.style_prediction import run_style_prediction
 
 router = api_router(tags=["search"])
 
