@@ -96,6 +96,31 @@ def engine_shard_folders(shard_folder: Path) -> list[Path]:
     return [shard_folder]
 
 
+# Bytes a stored vector value takes, by the datatype edge_config.json names.
+BYTES_PER_VALUE = {"float32": 4, "float16": 2, "uint8": 1}
+ENGINE_CONFIG_FILE = "edge_config.json"
+
+
+def indexing_thresholds(shard_folder: Path) -> list[int]:
+    """Per engine shard (in `Shards.all()` order), how many unindexed points its optimizer indexes from: its
+    indexing threshold is in KB of vector storage (its own edge_config.json, as it was created), so a
+    point's bytes depend on the vectors' sizes and datatype. 0 for a shard whose config says none."""
+    thresholds = []
+    for folder in engine_shard_folders(shard_folder):
+        config = json.loads((folder / ENGINE_CONFIG_FILE).read_text())
+        threshold_kb = (config.get("optimizers") or {}).get("indexing_threshold") or 0
+        largest = max(
+            (
+                int(vector["size"]) * BYTES_PER_VALUE.get(str(vector.get("datatype", "float32")), 4)
+                for vector in (config.get("vectors") or {}).values()
+            ),
+            default=0,
+        )
+        # The optimizer indexes a segment once any one vector's storage reaches the threshold.
+        thresholds.append(-(-int(threshold_kb) * 1024 // largest) if largest else 0)
+    return thresholds
+
+
 def load_shards(shard_folder: Path) -> Shards:
     loaded = [edge.EdgeShard.load(str(folder)) for folder in engine_shard_folders(shard_folder)]
     return Shards(*loaded)

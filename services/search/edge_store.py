@@ -552,6 +552,18 @@ class EdgeArtworkStore:
         infos = await self._read(target, lambda shards: [shard.info() for shard in shards.all()])
         return sum(int(i.points_count) for i in infos), sum(int(i.indexed_vectors_count) for i in infos)
 
+    async def _needs_build(self, collection: _Collection) -> bool:
+        """Whether an engine shard holds as many unindexed points as its optimizer indexes from (its own
+        threshold, `edge_files.indexing_thresholds`): the optimizer decides per shard, and a build it would
+        leave as it was costs a copy and a swap that holds reads up (one after every burst of writes, and at
+        every start, when the shards' unindexed points were summed against the setting)."""
+        infos = await self._read(collection, lambda shards: [shard.info() for shard in shards.all()])
+        thresholds = await self._call(edge_files.indexing_thresholds, collection.folder / edge_files.SHARD)
+        return any(
+            int(info.points_count) - int(info.indexed_vectors_count) >= max(1, threshold)
+            for info, threshold in zip(infos, thresholds, strict=True)
+        )
+
     def _plan_build(self, collection: _Collection) -> None:
         collection.dirty = True
         if self._closed or (collection.build_task is not None and not collection.build_task.done()):
@@ -577,10 +589,8 @@ class EdgeArtworkStore:
     async def _run_build(self, collection: _Collection, only_when_needed: bool) -> bool:
         """One build at a time per collection: copy, index the copy in a child process, swap it in."""
         async with collection.build_lock:
-            if only_when_needed:
-                points, indexed = await self.index_status(collection.name)
-                if points - indexed < self._settings.index_threshold:
-                    return False
+            if only_when_needed and not await self._needs_build(collection):
+                return False
             started = time.monotonic()
             build = _Build()
             copy = collection.folder / edge_files.BUILDING
@@ -593,6 +603,10 @@ class EdgeArtworkStore:
             try:
                 report = await self._index_copy(build, copy)
                 indexed = time.monotonic()
+                if not report.get("optimized"):
+                    # The copy is the live shard as it was: swapping it in would only hold reads up.
+                    log.info("index build: nothing to index", extra={"collection": collection.name, **report})
+                    return False
                 if not await _uncancellable(self._swap_build_in(collection, build)):
                     return False
             finally:
@@ -817,8 +831,11 @@ def edge_config(dimension: int, settings: EdgeSettings) -> edge.EdgeConfig:
         if settings.quantization
         else None
     )
-    # Qdrant's own indexing threshold (KB of vectors) is set to agree with ours (points).
-    threshold_kb = max(1, settings.index_threshold * dimension * 4 // 1024)
+    # Qdrant's own indexing threshold (KB of vector storage) is set to agree with ours (points): a point's
+    # bytes are those of its datatype (float16: 2 a value; counted as 4 before 2026-12-07, which made a
+    # float16 collection index segments from twice the points: see `_needs_build`).
+    bytes_per_value = edge_files.BYTES_PER_VALUE[settings.vector_datatype]
+    threshold_kb = max(1, settings.index_threshold * dimension * bytes_per_value // 1024)
     vectors = edge.EdgeVectorParams(
         size=dimension,
         distance=edge.Distance.Cosine,

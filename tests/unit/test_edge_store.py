@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 import qdrant_edge as edge
 
+from services.search import edge_files
 from services.search.edge_store import EdgeArtworkStore, EdgeSettings
 from services.search.store import (
     ArtworkFilter,
@@ -239,6 +240,63 @@ async def test_reads_are_served_while_a_build_runs(store: EdgeArtworkStore, tmp_
         await asyncio.sleep(0.01)
     assert await build
     assert answered_during_build > 0
+
+
+# 64 points of 16 float16 values are exactly 2 KB of vector storage (the engine's threshold is in KB).
+EXACT_THRESHOLD = EdgeSettings(index_threshold=64, index_delay_s=0.2)
+
+
+def with_one_region(items: list[IndexedArtwork]) -> list[IndexedArtwork]:
+    return [IndexedArtwork(item.artwork, item.vector, item.vector[None, :]) for item in items]
+
+
+@pytest.mark.parametrize("datatype", ["float16", "float32"])
+async def test_the_engine_indexes_from_the_threshold_in_points_whatever_the_datatype(
+    tmp_path: Path, datatype: str
+) -> None:
+    settings = EdgeSettings(index_threshold=64, index_delay_s=0.2, vector_datatype=datatype)
+    store = await EdgeArtworkStore.open(tmp_path, settings=settings)
+    try:
+        await store.upsert("", artworks(clustered(100)))  # 1.6x the threshold
+        assert await _wait_until_indexed(store, timeout_s=30) == (100, 100)
+        # Each engine shard's own threshold, read back from what the engine stored (in KB), is the setting.
+        assert edge_files.indexing_thresholds(tmp_path / "artworks" / "shard") == [64, 64]
+    finally:
+        await store.close()
+
+
+async def test_no_build_starts_when_no_shard_would_index(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """40 artworks with one region each: 80 unindexed points in all, but 40 in each engine shard, under
+    the threshold of 64 of each: the engine would index nothing, so no copy nor swap is made."""
+    store = await EdgeArtworkStore.open(tmp_path, settings=EXACT_THRESHOLD)
+    caplog.set_level("INFO", logger="services.search.edge_store")
+    try:
+        await store.upsert("", with_one_region(artworks(clustered(40))))
+        planned = store._collections["artworks"].build_task
+        assert planned is not None
+        await asyncio.wait_for(planned, timeout=30)  # the quiet period passed, the build was considered
+        assert not [r for r in caplog.records if r.getMessage().startswith("index build")]
+        assert not [r for r in caplog.records if r.getMessage() == "index built"]
+        assert await store.index_status("") == (80, 0)
+    finally:
+        await store.close()
+
+
+async def test_a_build_with_nothing_to_index_leaves_the_live_shards_in_place(tmp_path: Path) -> None:
+    store = await EdgeArtworkStore.open(tmp_path, settings=EXACT_THRESHOLD)
+    try:
+        vectors = clustered(100)
+        await store.upsert("", artworks(vectors))
+        await _wait_until_indexed(store, timeout_s=30)
+        live = store._collections["artworks"].shards
+        assert not await store.build_index("")  # nothing left to index: no swap, reads never held up
+        assert store._collections["artworks"].shards is live
+        assert not (tmp_path / "artworks" / "shard.building").exists()
+        assert [h.artwork.id for h in await store.search("", vectors[9], limit=1)] == ["p9"]
+    finally:
+        await store.close()
 
 
 async def test_a_crash_during_a_swap_is_undone_at_the_next_open(tmp_path: Path) -> None:
