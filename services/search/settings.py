@@ -143,7 +143,10 @@ SEARCH_VECTORS_ON_DISK = BoolSetting(
 )
 SEARCH_INDEX_THRESHOLD = IntSetting(
     name="SEARCH_INDEX_THRESHOLD",
-    doc="Embedded engine: unindexed points that make a background HNSW build worth it.",
+    doc=(
+        "Embedded engine: unindexed points of an engine shard that make a background HNSW build worth it "
+        "(the engine keeps it per collection, as it was when the collection was created)."
+    ),
     services=(SEARCH,),
     default=2000,
     minimum=1,
