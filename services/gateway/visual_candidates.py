@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class VisualCandidates:
+    """The artworks a query's search found, best first, each with its visual similarity (the weighted sum
+    of its aspect cosines, `visual`), and where and how they were searched."""
+
     hits: list[search_pb2.ScoredArtwork]
     visual: list[float]
     collection: str  # the collection (or alias) searched
