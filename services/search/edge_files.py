@@ -101,14 +101,15 @@ BYTES_PER_VALUE = {"float32": 4, "float16": 2, "uint8": 1}
 ENGINE_CONFIG_FILE = "edge_config.json"
 
 
-def indexing_thresholds(shard_folder: Path) -> list[int]:
+def indexing_thresholds(shard_folder: Path) -> list[int | None]:
     """Per engine shard (in `Shards.all()` order), how many unindexed points its optimizer indexes from: its
     indexing threshold is in KB of vector storage (its own edge_config.json, as it was created), so a
-    point's bytes depend on the vectors' sizes and datatype. 0 for a shard whose config says none."""
-    thresholds = []
+    point's bytes depend on the vectors' sizes and datatype. None where the config names no threshold or
+    vectors (the engine's own default applies, which the store does not guess)."""
+    thresholds: list[int | None] = []
     for folder in engine_shard_folders(shard_folder):
         config = json.loads((folder / ENGINE_CONFIG_FILE).read_text())
-        threshold_kb = (config.get("optimizers") or {}).get("indexing_threshold") or 0
+        threshold_kb = (config.get("optimizers") or {}).get("indexing_threshold")
         largest = max(
             (
                 int(vector["size"]) * BYTES_PER_VALUE.get(str(vector.get("datatype", "float32")), 4)
@@ -117,7 +118,7 @@ def indexing_thresholds(shard_folder: Path) -> list[int]:
             default=0,
         )
         # The optimizer indexes a segment once any one vector's storage reaches the threshold.
-        thresholds.append(-(-int(threshold_kb) * 1024 // largest) if largest else 0)
+        thresholds.append(-(-int(threshold_kb) * 1024 // largest) if threshold_kb and largest else None)
     return thresholds
 
 

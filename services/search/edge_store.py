@@ -554,13 +554,15 @@ class EdgeArtworkStore:
 
     async def _needs_build(self, collection: _Collection) -> bool:
         """Whether an engine shard holds as many unindexed points as its optimizer indexes from (its own
-        threshold, `edge_files.indexing_thresholds`): the optimizer decides per shard, and a build it would
-        leave as it was costs a copy and a swap that holds reads up (one after every burst of writes, and at
-        every start, when the shards' unindexed points were summed against the setting)."""
+        threshold, `edge_files.indexing_thresholds`; the setting where it names none): the optimizer
+        decides per shard, and a build it would leave as it was costs a copy and a swap that holds reads up
+        (one after every burst of writes, and at every start, when the shards' unindexed points were summed
+        against the setting)."""
         infos = await self._read(collection, lambda shards: [shard.info() for shard in shards.all()])
         thresholds = await self._call(edge_files.indexing_thresholds, collection.folder / edge_files.SHARD)
         return any(
-            int(info.points_count) - int(info.indexed_vectors_count) >= max(1, threshold)
+            int(info.points_count) - int(info.indexed_vectors_count)
+            >= (threshold or self._settings.index_threshold)
             for info, threshold in zip(infos, thresholds, strict=True)
         )
 

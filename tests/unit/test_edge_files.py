@@ -1,6 +1,6 @@
 """The embedded store's files (services/search/edge_files.py): metadata written atomically and durably
 (fsync of the file before its rename, of the folder after), and recovery of a restore interrupted on either
-side of its commit. The kills of a real service process at each step are in
+side of its commit; each engine shard's indexing threshold read back from its own config. The kills of a real service process at each step are in
 tests/services/test_search_durability.py; these pin the file-level rules."""
 
 from __future__ import annotations
@@ -91,3 +91,25 @@ def test_a_restore_interrupted_after_its_commit_keeps_the_snapshot_and_its_metad
     _collection(tmp_path, 8, "snapshot")
     edge_files.recover(tmp_path)
     assert _state(tmp_path) == (8, "snapshot", ["collection.json", "shard"])
+
+
+def _engine_config(folder: Path, threshold_kb: int | None, vectors: dict[str, dict[str, object]]) -> None:
+    folder.mkdir(parents=True)
+    config = {"vectors": vectors, "optimizers": {"indexing_threshold": threshold_kb}}
+    (folder / edge_files.ENGINE_CONFIG_FILE).write_text(json.dumps(config))
+
+
+def test_each_engine_shards_threshold_is_read_in_points_from_its_own_config(tmp_path: Path) -> None:
+    shard = tmp_path / "shard"
+    # Made by the rule before 2026-12-07 (4 bytes a value): 2,000 points of 2,664 float16 values -> 20,812
+    # KB, which the engine reaches at 4,000 points; and the region points' shard made by today's rule.
+    _engine_config(shard / "artworks", 20812, {"": {"size": 2664, "datatype": "float16"}})
+    _engine_config(shard / "regions", 10406, {"": {"size": 2664, "datatype": "float16"}})
+    assert edge_files.indexing_thresholds(shard) == [4000, 2000]
+
+
+def test_a_shard_without_a_threshold_or_in_the_one_shard_layout_is_read_too(tmp_path: Path) -> None:
+    _engine_config(tmp_path / "old", None, {"": {"size": 1280}})  # float32 unless named
+    assert edge_files.indexing_thresholds(tmp_path / "old") == [None]  # the engine's default: not guessed
+    _engine_config(tmp_path / "named", 5000, {"whole": {"size": 1280}, "regions": {"size": 1280}})
+    assert edge_files.indexing_thresholds(tmp_path / "named") == [1000]  # 5,000 KB / (1,280 x 4 bytes)
