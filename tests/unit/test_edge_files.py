@@ -1,7 +1,8 @@
 """The embedded store's files (services/search/edge_files.py): metadata written atomically and durably
-(fsync of the file before its rename, of the folder after), and recovery of a restore interrupted on either
-side of its commit; each engine shard's indexing threshold read back from its own config. The kills of a real service process at each step are in
-tests/services/test_search_durability.py; these pin the file-level rules."""
+(fsync of the file before its rename, of the folder after), recovery of a restore interrupted on either
+side of its commit, and each engine shard's indexing threshold read back from its own config. The kills of
+a real service process at each step are in tests/services/test_search_durability.py; these pin the
+file-level rules."""
 
 from __future__ import annotations
 
