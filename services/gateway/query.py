@@ -122,19 +122,6 @@ class RankedAnswer:
         }
 
 
-async def run_search(
-    downstream: Downstream,
-    query: QueryVector,
-    options: SearchOptions,
-    config: GatewayConfig,
-    timer: Timer,
-    request_id: str = "",
-) -> dict[str, object]:
-    """One page of the search's answer (`rank_search`, then `RankedAnswer.page`)."""
-    ranked = await rank_search(downstream, query, options, config, timer, request_id)
-    return ranked.page(options.offset, options.k, timer.timings_ms)
-
-
 async def rank_search(
     downstream: Downstream,
     query: QueryVector,

@@ -65,7 +65,7 @@ async def encode_image(
     analyse: bool = False,
 ) -> QueryVector:
     """The picture's descriptor; with `analyse`, the encoder also locates the painting in it and says
-    whether it is grey-scale (searched with in `run_search`, per the request's `locate` and `grey`). A
+    whether it is grey-scale (searched with in query.rank_search, per the request's `locate` and `grey`). A
     picture sent a moment ago is not encoded again (`cache`: services/gateway/query_cache.py)."""
     key = await cache.key_of(image, analyse)
     kept = cache.get(key, downstream.known_model_version())
