@@ -549,8 +549,12 @@ class EdgeArtworkStore:
         target = await self._collection(self._resolve(collection))
         if target is None:
             return 0, 0
-        infos = await self._read(target, lambda shards: [shard.info() for shard in shards.all()])
+        infos = await self._shard_infos(target)
         return sum(int(i.points_count) for i in infos), sum(int(i.indexed_vectors_count) for i in infos)
+
+    async def _shard_infos(self, collection: _Collection) -> list[Any]:
+        """Each engine shard's info (points, indexed points), in `Shards.all()` order."""
+        return await self._read(collection, lambda shards: [shard.info() for shard in shards.all()])
 
     async def _needs_build(self, collection: _Collection) -> bool:
         """Whether an engine shard holds as many unindexed points as its optimizer indexes from (its own
@@ -558,7 +562,7 @@ class EdgeArtworkStore:
         decides per shard, and a build it would leave as it was costs a copy and a swap that holds reads up
         (one after every burst of writes, and at every start, when the shards' unindexed points were summed
         against the setting)."""
-        infos = await self._read(collection, lambda shards: [shard.info() for shard in shards.all()])
+        infos = await self._shard_infos(collection)
         thresholds = await self._call(edge_files.indexing_thresholds, collection.folder / edge_files.SHARD)
         return any(
             int(info.points_count) - int(info.indexed_vectors_count)
