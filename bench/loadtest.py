@@ -163,11 +163,20 @@ def wait_for_index_build(search_pid: int, timeout_s: float = 600.0) -> float:
     cores with the first levels. TimeoutError past `timeout_s`."""
     started = time.monotonic()
     time.sleep(EdgeSettings.index_delay_s + 2.0)  # long enough for a build to have started
-    while child_pids(search_pid):
+    while child_pids(search_pid) or not _quiet(search_pid):
         if time.monotonic() - started > timeout_s:
             raise TimeoutError(f"the search service's index build took more than {timeout_s:.0f} s")
         time.sleep(0.5)
     return round(time.monotonic() - started, 1)
+
+
+def _quiet(pid: int, window_s: float = 1.0, busy_share: float = 0.05) -> bool:
+    """Whether the process used under `busy_share` of a core over `window_s`: once the build child has
+    ended, the service still swaps the built shard in (loads it, syncs it to disk, removes the old copy),
+    a second or more of CPU that would otherwise fall into the first level."""
+    before = process_cpu_seconds(pid)
+    time.sleep(window_s)
+    return process_cpu_seconds(pid) - before < busy_share * window_s
 
 
 def child_pids(pid: int) -> set[int]:

@@ -22,6 +22,12 @@ A photo encoded in stages (encoder.proto, EncodeInStages) is kept from its first
 still under way (`put_pending`): a search of the same picture meanwhile waits for that analysis, where it
 needs it, rather than encoding the photo again; once it comes, the complete answer replaces the first stage
 (when it fails, the first stage stays: the whole photo alone, as its own search was answered).
+
+The analysis is made only while some search may still need it (`PendingAnalysis`): when every search of the
+photo was answered without it (its whole matched with confidence), it is cancelled, and with it the rest of
+the encoder's call - the locator and the crop's network pass are work no answer uses (they were ~a fifth of
+the stack's CPU per clean query, docs/performance.md). The first stage stays kept, as after a failed
+analysis: a later search of the picture is answered from the whole photo alone.
 """
 
 from __future__ import annotations
@@ -52,13 +58,37 @@ _PICTURE_ID = re.compile(r"[0-9a-f]{64}-[an]")
 _ANALYSED, _WHOLE = b"A", b"-"
 
 
+class PendingAnalysis:
+    """A photo's analysis under way (`task`: the complete encoder answer to come) and the searches that may
+    still need it (`join`). When the last of them leaves, having had no use for it, the analysis is
+    cancelled: no one would wait for it (see the module docstring)."""
+
+    def __init__(self, task: asyncio.Future[encoder_pb2.EncodeResponse]) -> None:
+        self.task = task
+        self._users = 0
+
+    def join(self) -> asyncio.Future[encoder_pb2.EncodeResponse]:
+        """The complete answer for one more search: cancel the returned future when that search no longer
+        needs it (its cancellation does not reach the analysis while others still wait). Cancelled itself
+        when the analysis was (every other search left before this one joined)."""
+        self._users += 1
+        waiter = asyncio.shield(self.task)
+        waiter.add_done_callback(self._left)
+        return waiter
+
+    def _left(self, _waiter: asyncio.Future[encoder_pb2.EncodeResponse]) -> None:
+        self._users -= 1
+        if self._users == 0:
+            self.task.cancel()  # nothing when it has ended
+
+
 @dataclass(frozen=True)
 class KeptPicture:
     """A kept encoder answer; with its analysis still under way (`analysis`, the complete answer to come),
     `answer` is the first stage's: the whole photo's descriptor and grey-scale test."""
 
     answer: encoder_pb2.EncodeResponse
-    analysis: asyncio.Future[encoder_pb2.EncodeResponse] | None = None
+    analysis: PendingAnalysis | None = None
 
 
 class EncodedPictureCache:
@@ -67,7 +97,7 @@ class EncodedPictureCache:
     def __init__(self, max_entries: int, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._entries: TtlLru[bytes, encoder_pb2.EncodeResponse] = TtlLru(max_entries, ttl_s, clock)
         # Analyses under way of first stages kept in `_entries`, by key; each leaves when it ends.
-        self._pending: dict[bytes, asyncio.Future[encoder_pb2.EncodeResponse]] = {}
+        self._pending: dict[bytes, PendingAnalysis] = {}
 
     @staticmethod
     def key(picture: bytes, analysed: bool) -> bytes:
@@ -93,10 +123,7 @@ class EncodedPictureCache:
         return self._entries.put(key, answer)
 
     def put_pending(
-        self,
-        key: bytes,
-        first_stage: encoder_pb2.EncodeResponse,
-        analysis: asyncio.Future[encoder_pb2.EncodeResponse],
+        self, key: bytes, first_stage: encoder_pb2.EncodeResponse, analysis: PendingAnalysis
     ) -> bool:
         """Keeps a photo's first stage, and its complete answer in its place once `analysis` ends with one
         (False: the cache is off). The complete answer takes the first stage's age: the picture expires
@@ -105,14 +132,16 @@ class EncodedPictureCache:
         if not self._entries.put(key, first_stage):
             return False
         self._pending[key] = analysis
-        analysis.add_done_callback(partial(self._analysis_ended, key))
+        analysis.task.add_done_callback(partial(self._analysis_ended, key, analysis))
         return True
 
-    def _analysis_ended(self, key: bytes, analysis: asyncio.Future[encoder_pb2.EncodeResponse]) -> None:
+    def _analysis_ended(
+        self, key: bytes, analysis: PendingAnalysis, task: asyncio.Future[encoder_pb2.EncodeResponse]
+    ) -> None:
         if self._pending.get(key) is analysis:
             del self._pending[key]
-        if not analysis.cancelled() and analysis.exception() is None:
-            self._entries.replace(key, analysis.result())
+        if not task.cancelled() and task.exception() is None:
+            self._entries.replace(key, task.result())
 
     def by_picture_id(self, picture_id: str, analyse: bool, model_version: str | None) -> KeptPicture:
         """The answer a picture id names, for a search that needs the photo's analysis (`analyse`) or not:

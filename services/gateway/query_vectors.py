@@ -17,7 +17,7 @@ import numpy as np
 from artsearch.v1 import common_pb2, encoder_pb2, search_pb2
 from services.gateway.downstream import Downstream, DownstreamError
 from services.gateway.errors import ApiError
-from services.gateway.query_cache import EncodedPictureCache, KeptPicture, picture_id_of
+from services.gateway.query_cache import EncodedPictureCache, KeptPicture, PendingAnalysis, picture_id_of
 from services.gateway.step_timer import Timer
 
 
@@ -99,8 +99,9 @@ async def _encode_in_stages(
             encoded = await downstream.encode(image, request_id, analyse=True)
         return _picture_vector(encoded, picture_id_of(key) if cache.put(key, encoded) else None, True)
 
-    analysis = asyncio.ensure_future(_analysed_answer(whole, complete, timer))
-    analysis.add_done_callback(_taken)
+    task = asyncio.ensure_future(_analysed_answer(whole, complete, timer))
+    task.add_done_callback(_taken)
+    analysis = PendingAnalysis(task)
     kept = cache.put_pending(key, whole, analysis)
     return _kept_vector(KeptPicture(whole, analysis), picture_id_of(key) if kept else None, True)
 
@@ -133,16 +134,26 @@ def kept_picture(
 
 def _kept_vector(kept: KeptPicture, picture_id: str | None, analyse: bool) -> QueryVector:
     """The query of a kept (or just made) encoder answer; with its analysis under way, that analysis to come
-    (`QueryVector.rest`: waited for by this search without being cancelled by it, since other searches of
-    the same picture and the cache wait for it too)."""
+    (`QueryVector.rest`: cancelled by this search when it has no use for it, which cancels the analysis only
+    when no other search of the same picture waits for it: query_cache.PendingAnalysis)."""
     vector = _picture_vector(kept.answer, picture_id, analyse)
     if kept.analysis is None or not analyse:
         return vector
+    # Joined now, not when `completed` first runs: a search leaving at once still counts as having been.
+    waiter = kept.analysis.join()
 
     async def completed() -> QueryVector:
-        return _picture_vector(await asyncio.shield(kept.analysis), picture_id, True)
+        try:
+            return _picture_vector(await waiter, picture_id, True)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            # Dropped by the searches before this one joined it: this search gets the whole photo alone.
+            return vector
 
     rest = asyncio.ensure_future(completed())
+    rest.add_done_callback(lambda _: waiter.cancel())
     rest.add_done_callback(_taken)
     return replace(vector, rest=rest)
 

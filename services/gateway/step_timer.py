@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 
@@ -22,5 +23,7 @@ class _Step:
     def __enter__(self) -> None:
         self._started = time.perf_counter()
 
-    def __exit__(self, *_: object) -> None:
-        self._timings[self._name] = round((time.perf_counter() - self._started) * 1000, 2)
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        # A step cancelled (a photo's analysis no search needed) took no part in the answer.
+        if kind is not asyncio.CancelledError:
+            self._timings[self._name] = round((time.perf_counter() - self._started) * 1000, 2)

@@ -171,13 +171,14 @@ def _whole_photo_only(query: QueryVector) -> QueryVector:
             photo_greyscale=analysis.photo_greyscale,
             photo_chroma_spread=analysis.photo_chroma_spread,
         )
-    # The analysis under way goes on: complete, it is kept for the picture's next searches (picture_id).
+    # The analysis under way is not needed: dropped, unless another search of the photo waits for it.
+    discard_analysis(query)
     return replace(query, analysis=analysis, rest=None, whole_photo_confident=True)
 
 
 def discard_analysis(query: QueryVector) -> None:
-    """A search that failed before it needed its photo's analysis stops waiting for it (the analysis itself
-    goes on for the picture cache: query_vectors._kept_vector)."""
+    """A search answered (or failed) without its photo's analysis stops waiting for it; the encoder's
+    analysis is cancelled when no other search of the photo waits for it (query_cache.PendingAnalysis)."""
     if query.rest is not None:
         query.rest.cancel()
 

@@ -56,12 +56,18 @@ class SlowAnalysis(EncoderService):
     when it is sent."""
 
     analysis_sent_at: list[float] = []
+    # Calls cancelled by the gateway while the analysis was held back (it needed none); set by the test.
+    cancelled = asyncio.Event()
 
     async def EncodeInStages(self, request, context):
         stages = super().EncodeInStages(request, context)
         try:
             yield await anext(stages)
-            await asyncio.sleep(ANALYSIS_DELAY_S)
+            try:
+                await asyncio.sleep(ANALYSIS_DELAY_S)
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
             analysis = await anext(stages)
             self.analysis_sent_at.append(time.monotonic())
             yield analysis
@@ -181,12 +187,20 @@ async def test_a_confident_whole_photo_is_answered_without_its_analysis_or_regio
     entry = catalogue.entries[7]
     photo = jpeg(Image.open(catalogue.path_of(entry)).convert("RGB"))
     encoder = encoder_of(SlowAnalysis, backend)
+    SlowAnalysis.analysis_sent_at.clear()
+    SlowAnalysis.cancelled = asyncio.Event()
     async with gateway_over(services, encoder_registration(encoder)) as (http, downstream):
         calls = record_searches(downstream)
         started = time.monotonic()
         answer = await search_json(http, photo)
         answered_in = time.monotonic() - started
-    assert [kwargs.get("match_regions", False) for kwargs in calls] == [False]
+        # No search needs the analysis any more: the gateway cancelled the encoder's call (its locator and
+        # the crop's network pass are not run), and the kept picture is the whole photo's.
+        await asyncio.wait_for(SlowAnalysis.cancelled.wait(), ANALYSIS_DELAY_S)
+        again = await search_json(http, picture_id=answer["picture_id"])
+    assert not SlowAnalysis.analysis_sent_at
+    assert ranking(again) == ranking(answer) and again["query"] == answer["query"]
+    assert [kwargs.get("match_regions", False) for kwargs in calls] == [False, False]
     assert answer["results"][0]["id"] == entry.id and answer["results"][0]["scores"]["visual"] >= 0.7
     query = answer["query"]
     assert query["whole_photo_confident"] is True

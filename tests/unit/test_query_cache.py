@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from artsearch.v1 import common_pb2, encoder_pb2
-from services.gateway.query_cache import LOOKUPS, EncodedPictureCache
+from services.gateway.query_cache import LOOKUPS, EncodedPictureCache, PendingAnalysis
 
 
 def answer(version: str = "v1", first: float = 0.5) -> encoder_pb2.EncodeResponse:
@@ -76,9 +76,9 @@ async def test_a_first_stage_is_kept_with_its_analysis_to_come_then_replaced_by_
     cache = EncodedPictureCache(max_entries=4, ttl_s=60)
     key = cache.key(b"a photo", analysed=True)
     analysis: asyncio.Future[encoder_pb2.EncodeResponse] = asyncio.get_running_loop().create_future()
-    assert cache.put_pending(key, answer(first=0.5), analysis)
+    assert cache.put_pending(key, answer(first=0.5), PendingAnalysis(analysis))
     kept = cache.get(key, "v1")
-    assert kept.answer.embeddings[0].values[0] == 0.5 and kept.analysis is analysis
+    assert kept.answer.embeddings[0].values[0] == 0.5 and kept.analysis.task is analysis
     complete = answer(first=0.5)
     complete.analyses.add(located=True)
     analysis.set_result(complete)
@@ -96,7 +96,7 @@ async def test_the_complete_answer_keeps_the_first_stages_age_and_never_brings_o
     evicted, kept, newer = (cache.key(name, analysed=True) for name in (b"evicted", b"kept", b"newer"))
     analyses = {key: loop.create_future() for key in (evicted, kept)}
     for key, analysis in analyses.items():
-        cache.put_pending(key, answer(first=0.5), analysis)
+        cache.put_pending(key, answer(first=0.5), PendingAnalysis(analysis))
     cache.put(newer, answer())  # evicts the least recently used
     clock.now = 59
     for analysis in analyses.values():
@@ -116,7 +116,7 @@ async def test_a_failed_or_cancelled_analysis_leaves_the_first_stage_kept():
     for number, end in enumerate(("failed", "cancelled")):
         key = cache.key(f"photo {number}".encode(), analysed=True)
         analysis: asyncio.Future[encoder_pb2.EncodeResponse] = asyncio.get_running_loop().create_future()
-        cache.put_pending(key, answer(first=0.25), analysis)
+        cache.put_pending(key, answer(first=0.25), PendingAnalysis(analysis))
         if end == "failed":
             analysis.set_exception(RuntimeError("the encoder failed"))
             analysis.exception()  # taken, as the gateway's waiters take it
@@ -131,6 +131,42 @@ def test_with_zero_entries_a_first_stage_is_not_kept():
     cache = EncodedPictureCache(max_entries=0, ttl_s=60)
     loop = asyncio.new_event_loop()
     try:
-        assert not cache.put_pending(cache.key(b"p", analysed=True), answer(), loop.create_future())
+        assert not cache.put_pending(
+            cache.key(b"p", analysed=True), answer(), PendingAnalysis(loop.create_future())
+        )
     finally:
         loop.close()
+
+
+async def test_an_analysis_is_cancelled_when_the_last_search_that_could_need_it_leaves():
+    """Two searches of one photo: the first answered without the analysis leaves, the analysis goes on for
+    the second; when that one leaves too, the analysis (the encoder's call) is cancelled."""
+    task: asyncio.Future[encoder_pb2.EncodeResponse] = asyncio.get_running_loop().create_future()
+    analysis = PendingAnalysis(task)
+    first, second = analysis.join(), analysis.join()
+    first.cancel()
+    await asyncio.sleep(0)
+    assert not task.cancelled()
+    second.cancel()
+    await asyncio.sleep(0)
+    assert task.cancelled()
+
+
+async def test_a_search_still_waiting_gets_the_analysis_the_other_left():
+    task: asyncio.Future[encoder_pb2.EncodeResponse] = asyncio.get_running_loop().create_future()
+    analysis = PendingAnalysis(task)
+    leaving, waiting = analysis.join(), analysis.join()
+    leaving.cancel()
+    complete = answer(first=0.5)
+    task.set_result(complete)
+    assert await waiting is complete and not task.cancelled()
+
+
+async def test_joining_an_analysis_already_dropped_gets_a_cancelled_future():
+    task: asyncio.Future[encoder_pb2.EncodeResponse] = asyncio.get_running_loop().create_future()
+    analysis = PendingAnalysis(task)
+    analysis.join().cancel()
+    await asyncio.sleep(0)
+    late = analysis.join()
+    await asyncio.sleep(0)
+    assert task.cancelled() and late.cancelled()
