@@ -101,6 +101,8 @@ async def _encode_in_stages(
 
     task = asyncio.ensure_future(_analysed_answer(whole, complete, timer))
     task.add_done_callback(_taken)
+    # Cancelled before its first step, the task never awaits the call: the call is cancelled with it.
+    task.add_done_callback(lambda ended: complete.cancel() if ended.cancelled() else None)
     analysis = PendingAnalysis(task)
     kept = cache.put_pending(key, whole, analysis)
     return _kept_vector(KeptPicture(whole, analysis), picture_id_of(key) if kept else None, True)

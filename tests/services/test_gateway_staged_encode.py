@@ -213,6 +213,23 @@ async def test_a_confident_whole_photo_is_answered_without_its_analysis_or_regio
     assert both["results"][0]["id"] == entry.id
 
 
+async def test_a_search_refused_after_the_encode_cancels_the_encoders_analysis(services, catalogue, backend):
+    """Weights that leave nothing to search with are refused (422) once the encoder's layout is known, before
+    the gateway has read anything of the analysis: the encoder's call is cancelled all the same."""
+    _, photo = wall_photo(catalogue, 6)
+    SlowAnalysis.analysis_sent_at.clear()
+    SlowAnalysis.cancelled = asyncio.Event()
+    async with gateway_over(services, encoder_registration(encoder_of(SlowAnalysis, backend))) as (http, _):
+        response = await http.post(
+            "/v1/search",
+            params={"k": "5", "w_content": "0", "w_style": "0", "w_colour": "0"},
+            files={"image": ("p.jpg", photo)},
+        )
+        assert response.status_code == 422, response.text
+        await asyncio.wait_for(SlowAnalysis.cancelled.wait(), ANALYSIS_DELAY_S)
+    assert not SlowAnalysis.analysis_sent_at
+
+
 def record_searches(downstream: object) -> list[dict]:
     """The keyword arguments of every search call the gateway makes (the calls themselves unchanged)."""
     real_search = downstream.search
