@@ -138,7 +138,9 @@ def downstream_call(
     service: str, stub_method: object, request_id: str
 ) -> Iterator[tuple[tuple[str, str], ...]]:
     """Wraps one gRPC call to a service: yields the metadata to send (request id and trace context),
-    and records its latency, its failure if any, and a client span (a no-op when tracing is off)."""
+    and records its latency, its failure if any, and a client span (a no-op when tracing is off). A call
+    the gateway cancels itself (an analysis no search needs, a client gone) is timed under `CANCELLED` but
+    is no failure of the service: not counted in the errors, its span not marked as one."""
     full_name = rpc_name(stub_method)
     method = full_name.rsplit("/", 1)[-1]
     attributes = {"rpc.system": "grpc", "rpc.service": full_name.split("/", 1)[0], "rpc.method": method}
@@ -149,15 +151,17 @@ def downstream_call(
         code = grpc.StatusCode.OK
         try:
             yield (*request_metadata(request_id), *inject_trace_context({}).items())
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
         except BaseException as error:
             code = grpc_status_of(error)
             span.set_status(Status(StatusCode.ERROR, code.name))
+            DOWNSTREAM_ERRORS.labels(service, method, code.name).inc()
             raise
         finally:
             span.set_attribute("rpc.grpc.status_code", code.value[0])
             DOWNSTREAM_SECONDS.labels(service, method, code.name).observe(time.perf_counter() - started)
-            if code != grpc.StatusCode.OK:
-                DOWNSTREAM_ERRORS.labels(service, method, code.name).inc()
 
 
 def grpc_status_of(error: BaseException) -> grpc.StatusCode:
@@ -167,6 +171,4 @@ def grpc_status_of(error: BaseException) -> grpc.StatusCode:
         return status
     if isinstance(error, grpc.aio.AioRpcError):
         return error.code()
-    if isinstance(error, asyncio.CancelledError):
-        return grpc.StatusCode.CANCELLED
     return grpc.StatusCode.UNKNOWN

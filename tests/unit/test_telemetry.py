@@ -27,7 +27,7 @@ from artsearch_tools.launcher import free_ports
 from services.gateway.app import create_app
 from services.gateway.config import GatewayConfig
 from services.gateway.downstream import Downstream, DownstreamError
-from services.gateway.telemetry import TelemetrySettings, rpc_name
+from services.gateway.telemetry import TelemetrySettings, downstream_call, rpc_name
 
 
 def gateway_config(encoder: str, search: str, influence: str, **env: str) -> GatewayConfig:
@@ -174,6 +174,19 @@ async def test_downstream_calls_are_timed_and_failures_counted_by_status():
     previous = down_before if failed.value.status == grpc.StatusCode.UNAVAILABLE else 0.0
     assert errors >= previous + 1
     assert metric("artsearch_downstream_call_errors_total", **labels, code="OK") == 0.0
+
+
+async def test_a_call_the_gateway_cancels_is_timed_but_not_counted_as_a_failure():
+    """An analysis no search needs is cancelled by the gateway (services/gateway/query_cache.py): the
+    encoder did nothing wrong, so an error-ratio alert must not see it."""
+    labels = {"service": "encoder", "method": "Check"}
+    timed = metric("artsearch_downstream_call_seconds_count", **labels, code="CANCELLED")
+    async with open_channel(f"127.0.0.1:{free_ports(1)[0]}") as nowhere:
+        check = health_pb2_grpc.HealthStub(nowhere).Check
+        with pytest.raises(asyncio.CancelledError), downstream_call("encoder", check, "rid-3"):
+            raise asyncio.CancelledError
+    assert metric("artsearch_downstream_call_seconds_count", **labels, code="CANCELLED") == timed + 1
+    assert metric("artsearch_downstream_call_errors_total", **labels, code="CANCELLED") == 0.0
 
 
 # --- tracing ----------------------------------------------------------------------------------------
