@@ -123,6 +123,9 @@ class _ObservedCall:
         code = "OK"
         try:
             yield
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED.name  # the caller cancelled (or the server is stopping)
+            raise
         except BaseException:
             code = (context.code() or grpc.StatusCode.UNKNOWN).name
             raise

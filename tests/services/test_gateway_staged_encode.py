@@ -19,6 +19,7 @@ import pytest_asyncio
 from gateway_support import catalogue_subset, gateway_client, gateway_config, ingested_services
 from painting_photos import gallery_wall, grey_print
 from PIL import Image
+from prometheus_client import REGISTRY
 
 from artsearch.grpc_server import GrpcServiceServer, ServiceRegistration
 from artsearch.v1 import encoder_pb2
@@ -189,6 +190,7 @@ async def test_a_confident_whole_photo_is_answered_without_its_analysis_or_regio
     encoder = encoder_of(SlowAnalysis, backend)
     SlowAnalysis.analysis_sent_at.clear()
     SlowAnalysis.cancelled = asyncio.Event()
+    cancelled_calls = handled_stages("CANCELLED")
     async with gateway_over(services, encoder_registration(encoder)) as (http, downstream):
         calls = record_searches(downstream)
         started = time.monotonic()
@@ -199,6 +201,8 @@ async def test_a_confident_whole_photo_is_answered_without_its_analysis_or_regio
         await asyncio.wait_for(SlowAnalysis.cancelled.wait(), ANALYSIS_DELAY_S)
         again = await search_json(http, picture_id=answer["picture_id"])
     assert not SlowAnalysis.analysis_sent_at
+    # The encoder counts the call as the caller ended it: CANCELLED, not a failure of its own (UNKNOWN).
+    assert handled_stages("CANCELLED") == cancelled_calls + 1
     assert ranking(again) == ranking(answer) and again["query"] == answer["query"]
     assert [kwargs.get("match_regions", False) for kwargs in calls] == [False, False]
     assert answer["results"][0]["id"] == entry.id and answer["results"][0]["scores"]["visual"] >= 0.7
@@ -228,6 +232,12 @@ async def test_a_search_refused_after_the_encode_cancels_the_encoders_analysis(s
         assert response.status_code == 422, response.text
         await asyncio.wait_for(SlowAnalysis.cancelled.wait(), ANALYSIS_DELAY_S)
     assert not SlowAnalysis.analysis_sent_at
+
+
+def handled_stages(code: str) -> float:
+    """The encoder's EncodeInStages calls ended with `code` so far (its servers run in this process)."""
+    labels = {"method": f"/{SERVICE_NAME}/EncodeInStages", "code": code}
+    return REGISTRY.get_sample_value("artsearch_grpc_server_handled_total", labels) or 0.0
 
 
 def record_searches(downstream: object) -> list[dict]:
