@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import REGISTRY
 
 from artsearch.config import ConfigError, Env
@@ -280,7 +280,8 @@ async def test_a_search_is_one_trace_from_the_gateway_through_every_service(
         async with app.router.lifespan_context(app), client_of(app) as client:
             reply = await client.post("/v1/search", params={"k": 3}, files={"image": ("q.jpg", image)})
             # A photo is encoded in stages; a whole photo matched with confidence is answered before the
-            # encoder's call ends with the analysis (kept for the next searches): its span ends then.
+            # encoder's call ends with the analysis, or the gateway cancels it (no search needs it): its span
+            # ends then.
             await _span_finished(spans, "artsearch.v1.EncoderService/EncodeInStages", SpanKind.CLIENT)
     assert reply.status_code == 200, reply.text
     assert reply.json()["degraded"] == []
@@ -296,7 +297,11 @@ async def test_a_search_is_one_trace_from_the_gateway_through_every_service(
         client_span = _by_name(finished, rpc, SpanKind.CLIENT)
         assert client_span.context.trace_id == trace_id
         assert client_span.parent is not None and client_span.parent.span_id == request.context.span_id
-        assert client_span.attributes["rpc.grpc.status_code"] == 0
+        # The staged encode ends OK, or CANCELLED when the gateway dropped the analysis before it came (a
+        # busy machine): either way not an error.
+        ended = {0, 1} if rpc.endswith("EncodeInStages") else {0}
+        assert client_span.attributes["rpc.grpc.status_code"] in ended
+        assert client_span.status.status_code != StatusCode.ERROR
         # The service's span: same trace, child of the gateway's client span (context sent in metadata).
         server_span = _by_name(finished, f"/{rpc}", SpanKind.SERVER)
         assert server_span.context.trace_id == trace_id
