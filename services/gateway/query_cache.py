@@ -54,6 +54,12 @@ PICTURE_ID_SEARCHES = Counter(
     "Searches by picture_id (hit: re-ranked, expired: 410)",
     ["result"],
 )
+ANALYSES = Counter(
+    "artsearch_gateway_photo_analyses",
+    "Photo analyses asked of the encoder in stages, by how they ended (completed, dropped: cancelled as no "
+    "search needed them, failed)",
+    ["outcome"],
+)
 _PICTURE_ID = re.compile(r"[0-9a-f]{64}-[an]")
 _ANALYSED, _WHOLE = b"A", b"-"
 
@@ -66,6 +72,7 @@ class PendingAnalysis:
     def __init__(self, task: asyncio.Future[encoder_pb2.EncodeResponse]) -> None:
         self.task = task
         self._users = 0
+        task.add_done_callback(_count_analysis)
 
     def join(self) -> asyncio.Future[encoder_pb2.EncodeResponse]:
         """The complete answer for one more search: cancel the returned future when that search no longer
@@ -80,6 +87,16 @@ class PendingAnalysis:
         self._users -= 1
         if self._users == 0:
             self.task.cancel()  # nothing when it has ended
+
+
+def _count_analysis(task: asyncio.Future[encoder_pb2.EncodeResponse]) -> None:
+    ANALYSES.labels(_outcome(task)).inc()
+
+
+def _outcome(task: asyncio.Future[encoder_pb2.EncodeResponse]) -> str:
+    if task.cancelled():
+        return "dropped"
+    return "failed" if task.exception() is not None else "completed"
 
 
 @dataclass(frozen=True)

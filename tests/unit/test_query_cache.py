@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from artsearch.v1 import common_pb2, encoder_pb2
-from services.gateway.query_cache import LOOKUPS, EncodedPictureCache, PendingAnalysis
+from services.gateway.query_cache import ANALYSES, LOOKUPS, EncodedPictureCache, PendingAnalysis
 
 
 def answer(version: str = "v1", first: float = 0.5) -> encoder_pb2.EncodeResponse:
@@ -136,6 +136,21 @@ def test_with_zero_entries_a_first_stage_is_not_kept():
         )
     finally:
         loop.close()
+
+
+async def test_analyses_are_counted_by_how_they_ended():
+    outcomes = ("completed", "dropped", "failed")
+    counted = {outcome: ANALYSES.labels(outcome)._value.get() for outcome in outcomes}
+    loop = asyncio.get_running_loop()
+    completed, dropped, failed = (PendingAnalysis(loop.create_future()) for _ in range(3))
+    completed.task.set_result(answer())
+    dropped.join().cancel()
+    failed.task.set_exception(RuntimeError("the encoder failed"))
+    failed.task.exception()
+    for _ in range(2):  # the waiter's done callback cancels the analysis, whose own callback counts it
+        await asyncio.sleep(0)
+    for outcome, before in counted.items():
+        assert ANALYSES.labels(outcome)._value.get() == before + 1, outcome
 
 
 async def test_an_analysis_is_cancelled_when_the_last_search_that_could_need_it_leaves():
