@@ -7,6 +7,8 @@ takes it, with every parameter drawn from a seeded generator (the same photos on
   the photo's width, bevelled, sometimes with a mat), the painting itself 40-55 % of the photo's width, a
   mild perspective and roll, a wall of some colour with plaster texture, the frame's shadow, a spotlight
   from above, vignetting, a warm or cool white balance, sometimes a label card and a neighbour's frame edge;
+* ``gallery_neighbours`` -- the same wall photo with the paintings hung beside it in view: one or two other
+  paintings of the collection in their frames, as tall as it or smaller, cut by the photo's side or not;
 * ``grey_print`` -- a black-and-white print of it, 0-8 % cut off each side, on tinted paper, with grain,
   lit unevenly;
 * ``tiny_detail`` -- 3-7 % of the painting's area, enlarged to a phone's picture and blurred;
@@ -22,7 +24,8 @@ takes it, with every parameter drawn from a seeded generator (the same photos on
 
 What it cannot imitate: real optics (lens distortion, depth of field over a scene, motion blur paths),
 real lighting on a canvas's relief, real people and rooms, printers' colour management, and paintings
-other than the ones it is given. See docs/evaluation.md ("Finding the artwork in a visitor's photo").
+other than the ones it is given (the neighbours on the wall are the collection's other paintings). See
+docs/evaluation.md ("Finding the artwork in a visitor's photo").
 
 Seed sets: `DEVELOPMENT_SEEDS` are for tuning; `REPORT_SEEDS` are used only for the published numbers.
 """
@@ -65,6 +68,8 @@ class VisitorPhoto:
 
 
 Generator = Callable[[Image.Image, np.random.Generator], Shot]
+# A kind that shows other paintings beside the one photographed: given the collection's others.
+NeighbourGenerator = Callable[[Image.Image, np.random.Generator, Sequence[Image.Image]], Shot]
 
 
 # ---------------------------------------------------------------- shared pieces of a camera
@@ -281,6 +286,17 @@ def _frame_texture(name: str, size: tuple[int, int], rng: np.random.Generator) -
 
 def _gallery_scene(painting: Image.Image, layout: dict, rng: np.random.Generator) -> Image.Image:
     """The wall seen flat: neighbour frame, shadow, the frame with bevels, mat, painting, label card."""
+    scene, outer = _shadowed_wall(layout, rng)
+    if rng.random() < 0.5:
+        _neighbour_frame(scene, outer, rng)
+    _hang(scene, painting, layout, outer, rng)
+    if rng.random() < 0.6:
+        _label_card(scene, outer, rng)
+    return scene
+
+
+def _shadowed_wall(layout: dict, rng: np.random.Generator) -> tuple[Image.Image, tuple[float, ...]]:
+    """The wall with the frame's shadow on it, and the frame's outer box (scene pixels)."""
     photo_w, photo_h = layout["photo_size"]
     left, top, paint_w, paint_h = layout["paint_box"]
     frame_px, mat_px = layout["frame_px"], layout["mat_px"]
@@ -291,10 +307,19 @@ def _gallery_scene(painting: Image.Image, layout: dict, rng: np.random.Generator
         left + paint_w + frame_px + mat_px,
         top + paint_h + frame_px + mat_px,
     )
-    wall = _drop_shadow(wall, outer, rng)
-    scene = _to_image(wall)
-    if rng.random() < 0.5:
-        _neighbour_frame(scene, outer, rng)
+    return _to_image(_drop_shadow(wall, outer, rng)), outer
+
+
+def _hang(
+    scene: Image.Image,
+    painting: Image.Image,
+    layout: dict,
+    outer: tuple[float, ...],
+    rng: np.random.Generator,
+) -> None:
+    """The frame with its bevels, the mat, and the painting in it."""
+    left, top, paint_w, paint_h = layout["paint_box"]
+    frame_px, mat_px = layout["frame_px"], layout["mat_px"]
     box = tuple(round(v) for v in outer)
     frame = _frame_texture(layout["frame_name"], (box[2] - box[0], box[3] - box[1]), rng)
     scene.paste(_to_image(frame), box[:2])
@@ -305,9 +330,6 @@ def _gallery_scene(painting: Image.Image, layout: dict, rng: np.random.Generator
         ImageDraw.Draw(scene).rectangle([round(v) for v in mat_box], fill=(tone, tone, int(tone * 0.97)))
     canvas = painting.resize((max(1, round(paint_w)), max(1, round(paint_h))), Image.Resampling.LANCZOS)
     scene.paste(canvas, (round(left), round(top)))
-    if rng.random() < 0.6:
-        _label_card(scene, outer, rng)
-    return scene
 
 
 def _drop_shadow(wall: np.ndarray, outer: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:
@@ -399,6 +421,58 @@ def _neighbour_frame(scene: Image.Image, outer: tuple[float, ...], rng: np.rando
         mix = np.stack([(_smooth_noise(rng, size, 5) + 1) / 2 for _ in range(3)], axis=-1)
         picture = mix @ colours / mix.sum(axis=-1, keepdims=True).clip(1e-3)
         scene.paste(_to_image(picture), inner[:2])
+
+
+def gallery_neighbours(
+    painting: Image.Image, rng: np.random.Generator, neighbours: Sequence[Image.Image]
+) -> Shot:
+    """`gallery_wall` with the paintings hung beside it in view: on each side, most of the time, another
+    painting of the collection (`neighbours`) in its frame, 55-100 % as tall, 4-10 % of the photo's width
+    away; the photo's side cuts it or not. The painting photographed is the one in the middle."""
+    if not neighbours:
+        raise ValueError("gallery_neighbours needs the collection's other paintings to hang beside it")
+    layout = _gallery_layout(painting.size, rng)
+    scene, outer = _shadowed_wall(layout, rng)
+    sides = [side for side in (-1, 1) if rng.random() < 0.75] or [1 if rng.random() < 0.5 else -1]
+    visible = [
+        _hung_neighbour(scene, neighbours[int(rng.integers(0, len(neighbours)))], outer, side, rng)
+        for side in sides
+    ]
+    _hang(scene, painting, layout, outer, rng)
+    photo = _warp(scene, layout["view"], layout["photo_size"], fill=(0, 0, 0))
+    photo = _gallery_light(photo, rng)
+    return Shot(
+        _camera(photo, rng),
+        {
+            "width_fraction": float(layout["width_fraction"]),
+            "frame": layout["frame_name"],
+            "neighbours": float(sum(share > 0 for share in visible)),
+            "neighbour_visible": float(max(visible)),
+        },
+    )
+
+
+def _hung_neighbour(
+    scene: Image.Image, other: Image.Image, outer: tuple[float, ...], side: int, rng: np.random.Generator
+) -> float:
+    """Hangs `other`, framed, on the `side` (-1 left, 1 right) of the frame `outer`; returns the share of its
+    canvas's width the photo shows (0 when only its frame, or nothing of it, is in view)."""
+    width = scene.width
+    framed_h = (outer[3] - outer[1]) * rng.uniform(0.55, 1.0)
+    border = rng.uniform(0.02, 0.07) * width
+    inner_h = framed_h - 2 * border
+    inner_w = inner_h * other.width / other.height
+    framed_w = inner_w + 2 * border
+    gap = rng.uniform(0.04, 0.10) * width
+    x0 = outer[2] + gap if side > 0 else outer[0] - gap - framed_w
+    y0 = (outer[1] + outer[3] - framed_h) / 2 + rng.uniform(-0.08, 0.08) * (outer[3] - outer[1])
+    name, _ = _FRAMES[int(rng.integers(0, len(_FRAMES)))]
+    box = tuple(round(v) for v in (x0, y0, x0 + framed_w, y0 + framed_h))
+    scene.paste(_to_image(_frame_texture(name, (box[2] - box[0], box[3] - box[1]), rng)), box[:2])
+    canvas = to_rgb(other).resize((max(1, round(inner_w)), max(1, round(inner_h))), Image.Resampling.LANCZOS)
+    scene.paste(canvas, (round(x0 + border), round(y0 + border)))
+    left, right = x0 + border, x0 + border + inner_w
+    return max(0.0, min(right, width) - max(left, 0.0)) / inner_w
 
 
 def _gallery_light(photo: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -701,8 +775,9 @@ def _gutter_curve(page: Image.Image, spine_left: bool, bend: float) -> Image.Ima
 # ---------------------------------------------------------------- the registry
 
 # Kinds the issue names as hard, then the clean ones it expects to stay at 1.00.
-VISITOR_KINDS: dict[str, Generator] = {
+VISITOR_KINDS: dict[str, Generator | NeighbourGenerator] = {
     "gallery_wall": gallery_wall,
+    "gallery_neighbours": gallery_neighbours,
     "grey_print": grey_print,
     "tiny_detail": tiny_detail,
     "occlusion": occlusion,
@@ -713,22 +788,40 @@ VISITOR_KINDS: dict[str, Generator] = {
     "screen": screen,
     "book": book,
 }
-HARD_KINDS: tuple[str, ...] = ("gallery_wall", "grey_print", "tiny_detail", "occlusion", "glare", "sideways")
+HARD_KINDS: tuple[str, ...] = (
+    "gallery_wall",
+    "gallery_neighbours",
+    "grey_print",
+    "tiny_detail",
+    "occlusion",
+    "glare",
+    "sideways",
+)
+# The kinds that hang the collection's other paintings beside the one photographed.
+NEIGHBOUR_KINDS: frozenset[str] = frozenset({"gallery_neighbours"})
 CLEAN_KINDS: tuple[str, ...] = ("phone", "crop", "screen", "book")
 
 
 def visitor_photos(
-    painting: Image.Image, *, seed: int, key: str, kinds: Sequence[str] = tuple(VISITOR_KINDS)
+    painting: Image.Image,
+    *,
+    seed: int,
+    key: str,
+    kinds: Sequence[str] = tuple(VISITOR_KINDS),
+    neighbours: Sequence[Image.Image] = (),
 ) -> Iterator[VisitorPhoto]:
-    """One photo of each kind of `painting`. Each depends only on (seed, key, kind): adding a painting or
-    a kind never changes the photos of the others."""
+    """One photo of each kind of `painting`; `neighbours`, the collection's other paintings in a fixed order,
+    are what `NEIGHBOUR_KINDS` hang beside it (read only when drawn: a lazy sequence loads two, not all). Each
+    photo depends only on (seed, key, kind, neighbours): adding a painting or a kind never changes the photos
+    of the others, except the neighbour kinds', whose choice of neighbours is drawn from that list."""
     unknown = [kind for kind in kinds if kind not in VISITOR_KINDS]
     if unknown:
         raise ValueError(f"unknown visitor photo kinds {unknown}; choose from {list(VISITOR_KINDS)}")
     rgb = to_rgb(painting)
     for kind in kinds:
         rng = np.random.default_rng([seed, _stable_hash(key), _stable_hash("visitor:" + kind)])
-        shot = VISITOR_KINDS[kind](rgb, rng)
+        generator = VISITOR_KINDS[kind]
+        shot = generator(rgb, rng, neighbours) if kind in NEIGHBOUR_KINDS else generator(rgb, rng)
         yield VisitorPhoto(kind=kind, seed=seed, image=shot.image, facts=shot.facts)
 
 

@@ -35,6 +35,7 @@ from artsearch_tools.evaluation.visitor_photos import (
     CLEAN_KINDS,
     DEVELOPMENT_SEEDS,
     HARD_KINDS,
+    NEIGHBOUR_KINDS,
     REPORT_SEEDS,
     VISITOR_KINDS,
 )
@@ -83,19 +84,55 @@ def seed_set_name(seeds: Sequence[int]) -> str:
     return "custom"
 
 
-def _photo_path(cache: Path, entry: CatalogueEntry, image: Path, seed: int, kind: str) -> Path:
-    painting = hashlib.sha256(image.read_bytes()).hexdigest()[:12]
-    return cache / str(seed) / kind / f"{entry.id}.{painting}.jpg"
+class PaintingFiles(Sequence[Image.Image]):
+    """Paintings read from their files only when taken: a neighbour kind hangs two of the collection's
+    others beside the painting photographed, and the other thirty-odd are never decoded."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self._paths = tuple(paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __getitem__(self, index: int) -> Image.Image:  # type: ignore[override]  # no slices needed
+        with Image.open(self._paths[index]) as opened:
+            return opened.convert("RGB")
 
 
-def _make_photos(job: tuple[str, str, str, int, tuple[tuple[str, str], ...]]) -> int:
-    """Writes the missing photos of one painting and seed (a worker process's unit of work)."""
-    image_path, painting_id, _, seed, targets = job
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def _photo_path(
+    cache: Path, entry: CatalogueEntry, painting: str, seed: int, kind: str, neighbours: str
+) -> Path:
+    """Where the photo is cached: by the painting's file digest and, for a kind that hangs the collection's
+    other paintings beside it, the digest of those (`_neighbours_digest`)."""
+    suffix = f".{neighbours}" if kind in NEIGHBOUR_KINDS else ""
+    return cache / str(seed) / kind / f"{entry.id}.{painting}{suffix}.jpg"
+
+
+def _neighbours_digest(digests: Mapping[str, str], painting_id: str) -> str:
+    """Names the other paintings in their order, by content: another catalogue gives other neighbours."""
+    others = "".join(f"{key}={value};" for key, value in digests.items() if key != painting_id)
+    return hashlib.sha256(others.encode()).hexdigest()[:12]
+
+
+PhotoJob = tuple[str, str, int, tuple[tuple[str, str], ...], tuple[str, ...]]
+
+
+def _make_photos(job: PhotoJob) -> int:
+    """Writes the missing photos of one painting and seed (a worker process's unit of work): the job is
+    (painting file, id, seed, ((kind, photo path), ...), the other paintings' files)."""
+    image_path, painting_id, seed, targets, neighbour_paths = job
     with Image.open(image_path) as opened:
         painting = opened.convert("RGB")
     kinds = tuple(kind for kind, _ in targets)
     paths = dict(targets)
-    for photo in visitor_photos.visitor_photos(painting, seed=seed, key=painting_id, kinds=kinds):
+    photos = visitor_photos.visitor_photos(
+        painting, seed=seed, key=painting_id, kinds=kinds, neighbours=PaintingFiles(neighbour_paths)
+    )
+    for photo in photos:
         buffer = io.BytesIO()
         photo.image.save(buffer, "JPEG", quality=JPEG_QUALITY)
         path = Path(paths[photo.kind])
@@ -118,22 +155,25 @@ def prepare_photos(
     if unknown:
         raise ValueError(f"unknown visitor photo kinds {unknown}; choose from {list(VISITOR_KINDS)}")
     cache = cache_dir / generator_digest()
+    files = {entry.id: catalogue.root / entry.filename for entry in catalogue.entries}
+    digests = {painting_id: _file_digest(path) for painting_id, path in files.items()}
     queries: list[PhotoQuery] = []
-    jobs = []
+    jobs: list[PhotoJob] = []
     for entry in catalogue.entries:
-        image = catalogue.root / entry.filename
+        neighbours = _neighbours_digest(digests, entry.id)
         for seed in seeds:
             missing = []
             for kind in kinds:
-                path = _photo_path(cache, entry, image, seed, kind)
+                path = _photo_path(cache, entry, digests[entry.id], seed, kind, neighbours)
                 queries.append(PhotoQuery(entry.id, kind, seed, path))
                 if not path.is_file():
                     missing.append((kind, str(path)))
             if missing:
-                jobs.append((str(image), entry.id, entry.title, seed, tuple(missing)))
+                others = tuple(str(path) for key, path in files.items() if key != entry.id)
+                jobs.append((str(files[entry.id]), entry.id, seed, tuple(missing), others))
     if jobs:
         started = time.perf_counter()
-        log.info("making %d photos in %s (%d workers) ...", sum(len(j[4]) for j in jobs), cache, workers)
+        log.info("making %d photos in %s (%d workers) ...", sum(len(j[3]) for j in jobs), cache, workers)
         if workers > 1:
             # Spawned, not forked: a worker forked while another thread starts a service would hold that
             # Popen's exec-status pipe open, and the Popen would wait for the worker to end.

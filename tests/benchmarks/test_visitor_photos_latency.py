@@ -13,7 +13,7 @@ from artsearch_tools.evaluation.visitor_photos import VISITOR_KINDS
 from artsearch_tools.evaluation.visitor_search import PhotoQuery
 from bench.visitor_photos_latency import _env_setting, spread_over_kinds
 
-KINDS = tuple(VISITOR_KINDS)  # ten
+KINDS = tuple(VISITOR_KINDS)
 
 
 def photos(paintings: int) -> list[PhotoQuery]:
@@ -23,9 +23,9 @@ def photos(paintings: int) -> list[PhotoQuery]:
 
 def test_a_limited_run_takes_as_many_photos_of_each_kind_in_their_order():
     queries = photos(36)
-    chosen = spread_over_kinds(queries, 100)
-    # Every other photo of this list would hold only half of the kinds.
-    assert len({q.kind for q in queries[::2]}) == len(KINDS) // 2
+    chosen = spread_over_kinds(queries, 10 * len(KINDS))
+    # Every n-th photo of this list (n kinds) would hold one kind only.
+    assert len({q.kind for q in queries[:: len(KINDS)]}) == 1
     assert Counter(q.kind for q in chosen) == dict.fromkeys(KINDS, 10)
     assert chosen == sorted(chosen, key=queries.index)
     assert len({q.painting_id for q in chosen}) > 20  # spread over the paintings, not the first ten

@@ -16,7 +16,7 @@ from artsearch_tools.launcher import ServiceStack
 
 pytestmark = pytest.mark.slow
 
-KINDS = ("phone", "crop", "gallery_wall", "grey_print")
+KINDS = ("phone", "crop", "gallery_wall", "gallery_neighbours", "grey_print")
 PAINTINGS = 3
 
 

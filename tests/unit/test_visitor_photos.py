@@ -15,6 +15,7 @@ from artsearch_tools.evaluation.visitor_photos import (
     DEVELOPMENT_SEEDS,
     GALLERY_WIDTH_FRACTION,
     HARD_KINDS,
+    NEIGHBOUR_KINDS,
     REPORT_SEEDS,
     VISITOR_KINDS,
     visitor_photos,
@@ -29,8 +30,13 @@ def paintings(gcompris_catalogue: Path) -> dict[str, Image.Image]:
     return {name: Image.open(gcompris_catalogue / f"{name}.jpg").convert("RGB") for name in PAINTINGS}
 
 
-def photos(painting: Image.Image, seed: int, key: str, kinds=tuple(VISITOR_KINDS)) -> dict:
-    return {photo.kind: photo for photo in visitor_photos(painting, seed=seed, key=key, kinds=kinds)}
+# What the neighbour kinds hang beside the painting photographed (a pure colour, easy to find in a photo).
+RED = Image.new("RGB", (300, 400), (230, 10, 10))
+
+
+def photos(painting: Image.Image, seed: int, key: str, kinds=tuple(VISITOR_KINDS), neighbours=(RED,)) -> dict:
+    made = visitor_photos(painting, seed=seed, key=key, kinds=kinds, neighbours=neighbours)
+    return {photo.kind: photo for photo in made}
 
 
 def pixels(image: Image.Image) -> np.ndarray:
@@ -40,7 +46,16 @@ def pixels(image: Image.Image) -> np.ndarray:
 def test_every_kind_is_registered_once_and_split_into_hard_and_clean():
     assert set(HARD_KINDS) | set(CLEAN_KINDS) == set(VISITOR_KINDS)
     assert not set(HARD_KINDS) & set(CLEAN_KINDS)
-    assert {"gallery_wall", "grey_print", "tiny_detail", "occlusion", "glare", "sideways"} == set(HARD_KINDS)
+    assert {
+        "gallery_wall",
+        "gallery_neighbours",
+        "grey_print",
+        "tiny_detail",
+        "occlusion",
+        "glare",
+        "sideways",
+    } == set(HARD_KINDS)
+    assert set(HARD_KINDS) >= NEIGHBOUR_KINDS
     assert {"phone", "crop", "screen", "book"} == set(CLEAN_KINDS)
 
 
@@ -98,6 +113,53 @@ def test_gallery_wall_photo_shows_the_painting_on_a_wall_not_the_painting_alone(
     strip = grey[:, : photo.width // 12]
     middle = grey[photo.height // 3 : 2 * photo.height // 3, 2 * photo.width // 5 : 3 * photo.width // 5]
     assert np.abs(np.diff(strip, axis=0)).mean() < np.abs(np.diff(middle, axis=0)).mean()
+
+
+def red_columns(image: Image.Image) -> np.ndarray:
+    """Which columns of the photo hold a patch of the red neighbour (its camera's light and cast allowed)."""
+    rgb = pixels(image)
+    # Far redder than a museum-red wall (120, 38, 42), also in a dim corner.
+    red = (rgb[..., 0] > 40) & (rgb[..., 1] < 0.2 * rgb[..., 0]) & (rgb[..., 2] < 0.2 * rgb[..., 0])
+    return red.sum(axis=0) > 0.05 * image.height
+
+
+@pytest.mark.parametrize("name", PAINTINGS)
+def test_gallery_neighbours_hangs_other_paintings_beside_the_one_in_the_middle(paintings, name):
+    low, high = GALLERY_WIDTH_FRACTION
+    counts = set()
+    for seed in range(5):
+        made = photos(paintings[name], seed=seed, key=name, kinds=("gallery_neighbours",))
+        photo = made["gallery_neighbours"]
+        assert low <= photo.facts["width_fraction"] <= high, (seed, photo.facts)
+        counts.add(photo.facts["neighbours"])
+        columns = red_columns(photo.image)
+        width = photo.image.width
+        if photo.facts["neighbour_visible"] >= 0.3:
+            # A third of the neighbour's canvas is in view, beside the painting (never in the middle, where
+            # the painting photographed hangs).
+            assert columns.sum() > 0.02 * width, (seed, photo.facts, columns.sum())
+        assert not columns[int(0.45 * width) : int(0.55 * width)].any(), seed
+    assert counts <= {0.0, 1.0, 2.0} and 2.0 in counts and len(counts) >= 2, counts
+
+
+def test_gallery_neighbours_takes_the_neighbours_it_draws_and_needs_some(paintings):
+    painting, other = (paintings[name] for name in PAINTINGS)
+    taken: list[int] = []
+
+    class Recorded(list):
+        def __getitem__(self, index):
+            taken.append(index)
+            return super().__getitem__(index)
+
+    collection = Recorded([other, RED, other, RED, other])
+    made = photos(painting, seed=4, key="wave", kinds=("gallery_neighbours",), neighbours=collection)
+    assert 1 <= len(taken) <= 2  # one per side drawn: the collection's others are not all read
+    again = photos(painting, seed=4, key="wave", kinds=("gallery_neighbours",), neighbours=list(collection))
+    np.testing.assert_array_equal(
+        pixels(made["gallery_neighbours"].image), pixels(again["gallery_neighbours"].image)
+    )
+    with pytest.raises(ValueError, match="other paintings"):
+        photos(painting, seed=4, key="wave", kinds=("gallery_neighbours",), neighbours=())
 
 
 @pytest.mark.parametrize("name", PAINTINGS)

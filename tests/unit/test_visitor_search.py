@@ -6,11 +6,16 @@ from __future__ import annotations
 import argparse
 
 import pytest
+from PIL import Image
 
+from artsearch_tools.catalogue.folder import CatalogueEntry
 from artsearch_tools.evaluation.cli import _query_params, _seed_list
 from artsearch_tools.evaluation.visitor_photos import DEVELOPMENT_SEEDS, REPORT_SEEDS
 from artsearch_tools.evaluation.visitor_search import (
     Outcome,
+    PaintingFiles,
+    _neighbours_digest,
+    _photo_path,
     comparison_table,
     markdown_table,
     seed_set_name,
@@ -80,3 +85,30 @@ def test_comparison_table_puts_before_and_after_side_by_side():
     assert "| glare | 0.00 | 1.00 | 0.00 | 1.00 |" in table
     assert "| **overall** | 0.50 | 1.00 | 0.50 | 1.00 |" in table
     assert "| single-query p50 latency | 40.0 ms | 50.0 ms (1.25 x) | | |" in table
+
+
+def test_a_neighbour_photo_is_cached_by_the_other_paintings_too(tmp_path):
+    entry = CatalogueEntry(id="wave", filename="wave.jpg", title="The Great Wave", artist="Hokusai")
+    digests = {"wave": "aaa", "lisa": "bbb", "spring": "ccc"}
+    neighbours = _neighbours_digest(digests, "wave")
+    # Its own picture is in the file name already; another painting beside it changes the photo.
+    assert neighbours == _neighbours_digest({**digests, "wave": "zzz"}, "wave")
+    assert neighbours != _neighbours_digest({**digests, "spring": "ddd"}, "wave")
+    assert neighbours != _neighbours_digest({k: digests[k] for k in ("wave", "spring", "lisa")}, "wave")
+    wall = _photo_path(tmp_path, entry, "aaa", 0, "gallery_wall", neighbours)
+    hung = _photo_path(tmp_path, entry, "aaa", 0, "gallery_neighbours", neighbours)
+    assert wall == tmp_path / "0" / "gallery_wall" / "wave.aaa.jpg"
+    assert hung == tmp_path / "0" / "gallery_neighbours" / f"wave.aaa.{neighbours}.jpg"
+
+
+def test_painting_files_decode_only_the_painting_taken(tmp_path):
+    paths = []
+    for number, colour in enumerate(("red", "blue")):
+        path = tmp_path / f"{number}.png"
+        Image.new("RGB", (20, 10), colour).save(path)
+        paths.append(str(path))
+    paths.append(str(tmp_path / "missing.png"))  # never read: not taken
+    files = PaintingFiles(paths)
+    assert len(files) == 3
+    assert files[1].getpixel((0, 0)) == (0, 0, 255)
+    assert files[0].mode == "RGB" and files[0].size == (20, 10)
