@@ -87,6 +87,15 @@ def p50_p90(outcomes: list[Outcome]) -> dict[str, float]:
     }
 
 
+def p50_by_kind(outcomes: list[Outcome], kinds: list[str]) -> dict[str, float | None]:
+    """Each kind's median latency (answered queries): which photos the mix's p50 depends on."""
+    by_kind = {}
+    for kind in kinds:
+        values = [o.latency_ms for o in outcomes if o.kind == kind and o.error is None]
+        by_kind[kind] = round(statistics.median(values), 1) if values else None
+    return by_kind
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     catalogue = load_catalogue(args.catalogue)
     queries = prepare_photos(catalogue, args.seeds, args.kinds, args.cache_dir, args.workers)
@@ -130,6 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "code": code_version(code),
             **({"env": envs[name]} if envs[name] else {}),
             "latency_ms": p50_p90(outcomes[name]),
+            "p50_ms_by_kind": p50_by_kind(outcomes[name], args.kinds),
             "gateway_steps_p50_ms": summary["gateway_steps_p50_ms"],
             "top1": summary["overall"]["top1"],
             "errors": summary["overall"]["errors"],
@@ -137,6 +147,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["p50_ratio_after_over_before"] = round(
         result["after"]["latency_ms"]["p50"] / result["before"]["latency_ms"]["p50"], 2
     )
+    before_kinds, after_kinds = result["before"]["p50_ms_by_kind"], result["after"]["p50_ms_by_kind"]
+    result["p50_ratio_by_kind"] = {
+        kind: round(after_kinds[kind] / before_kinds[kind], 2)
+        if before_kinds[kind] and after_kinds[kind]
+        else None
+        for kind in args.kinds
+    }
     return result
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from artsearch_tools.evaluation.visitor_photos import VISITOR_KINDS
-from artsearch_tools.evaluation.visitor_search import PhotoQuery
-from bench.visitor_photos_latency import _env_setting, spread_over_kinds
+from artsearch_tools.evaluation.visitor_search import Outcome, PhotoQuery
+from bench.visitor_photos_latency import _env_setting, p50_by_kind, spread_over_kinds
 
 KINDS = tuple(VISITOR_KINDS)
 
@@ -42,3 +42,13 @@ def test_an_after_setting_is_name_equals_value():
     for bad in ("ORT_THREADS", "=1"):
         with pytest.raises(argparse.ArgumentTypeError):
             _env_setting(bad)
+
+
+def test_each_kinds_median_counts_its_answered_queries_only():
+    outcomes = [
+        Outcome("a", "glare", 0, 1, "a", 30.0),
+        Outcome("b", "glare", 0, 1, "b", 50.0),
+        Outcome("c", "glare", 0, None, None, 900.0, error="HTTP 503"),
+        Outcome("a", "book", 0, 2, "x", 70.0),
+    ]
+    assert p50_by_kind(outcomes, ["glare", "book", "screen"]) == {"glare": 40.0, "book": 70.0, "screen": None}
