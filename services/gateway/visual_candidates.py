@@ -1,10 +1,10 @@
 """The visual candidates of a query: the `pool` artworks most similar to its descriptor under the client's
 aspect weights and filters (steps 1-2 of services/gateway/query.py).
 
-For a visitor's photo, also what the encoder found in it: the whole photo is searched first (then against
-the artworks' regions too: it may show a detail), and unless that finds a confident match, the painting
-located in the photo is searched as well and the two merged per artwork; a grey-scale photo (or located
-painting) leaves the colour aspect out. Measured in docs/evaluation.md ("Finding the artwork in a visitor's
+For a visitor's photo, also what the encoder found in it: the whole photo is searched first, and unless that
+finds a confident match, the painting located in the photo as well, then (unless that one's match is
+confident) the whole photo against the artworks' regions too (it may show a detail); the searches are
+merged per artwork. A grey-scale photo (or located painting) leaves the colour aspect out. Measured in docs/evaluation.md ("Finding the artwork in a visitor's
 photo")."""
 
 from __future__ import annotations
@@ -114,36 +114,54 @@ async def photo_candidates(
 ) -> tuple[VisualCandidates, QueryVector]:
     """The visual candidates of the photo, and the query with what of the encoder's analysis was used.
 
-    The whole photo is searched as soon as its descriptor is there (its analysis may still be under way:
-    `QueryVector.rest`), first by the artworks alone, then, unless that found a match scoring at least
-    `confident_score`, by their regions too (a detail of a painting matches one of its regions, not the
-    whole). A confident match is the answer: the painting located in the photo is neither waited for nor
-    searched (`_whole_photo_only`; a clean photo of a painting, a book page the painting fills), and the
-    costlier region matching is spared. Otherwise the located painting's crop is searched too and the
-    two merged per artwork (`_merged`). Measured in docs/evaluation.md ("Latency")."""
+    The whole photo is searched by the artworks alone as soon as its descriptor is there (its analysis may
+    still be under way: `QueryVector.rest`). A match scoring at least `confident_score` (and leading the
+    next) is the answer: the painting located in the photo is neither waited for nor searched
+    (`_whole_photo_only`; a clean photo of a painting, a book page the painting fills). Otherwise the
+    analysis is waited for and the located painting's crop searched; its confident match is the answer,
+    merged with the whole photo's (`_merged`). Only then is the whole photo matched against the artworks'
+    regions too (a detail of a painting matches one of its regions, not the whole: the costlier search,
+    which a located painting seldom needs), a confident match again the answer from the whole photo alone,
+    else merged with the crop's. Measured in docs/gateway.md ("Staged answers")."""
     whole_weights = _search_weights(query, options, layout, whole_photo=True)
     search_whole = partial(_visual_candidates, downstream, query, layout, whole_weights, options, request_id)
     found = await search_whole(regions=False)
     if _confident(found, confident_score):
         return found, _whole_photo_only(query)
+    query = await _completed(query)
+    crop = await _located_candidates(downstream, query, layout, options, request_id)
+    if crop is not None and _confident(crop, confident_score):
+        # The painting located in the photo matched with confidence: the whole photo's region matching (for
+        # a photo of a detail) is spared; run beside the analysis it slowed both (docs/evaluation.md).
+        return _merged(found, crop, options.pool), query
     if _matches_regions(query, options):
         found = await search_whole()
         if _confident(found, confident_score):
             return found, _whole_photo_only(query)
-    query = await _completed(query)
+    return (found if crop is None else _merged(found, crop, options.pool)), query
+
+
+async def _located_candidates(
+    downstream: Downstream,
+    query: QueryVector,
+    layout: DescriptorLayout,
+    options: SearchOptions,
+    request_id: str,
+) -> VisualCandidates | None:
+    """The candidates of the painting located in the photo (its complete analysis); None when none was
+    located with confidence or its search failed (the whole photo's answers stand)."""
     located = located_values(query, options)
     if located is None or located.shape != query.values.shape:
-        return found, query
+        return None
     located_weights = _search_weights(query, options, layout)
     try:
-        crop = await _visual_candidates(
+        return await _visual_candidates(
             downstream, query, layout, located_weights, options, request_id, values=located
         )
     except Exception as error:
         # The located painting's search is an improvement, not a requirement: the whole photo's answers.
         log.warning("search with the located painting failed; whole photo only", extra={"error": str(error)})
-        return found, query
-    return _merged(found, crop, options.pool), query
+        return None
 
 
 def _matches_regions(query: QueryVector, options: SearchOptions) -> bool:

@@ -159,8 +159,9 @@ async def test_a_failed_search_with_the_located_painting_leaves_the_whole_photos
 
 async def test_only_the_photo_as_taken_is_matched_against_regions(services, catalogue):
     """The located painting is a whole picture: its search skips the costlier region matching, the photo's
-    own search (which may show a detail) keeps it when the artworks alone gave no confident match. The search
-    calls are recorded, not changed."""
+    own search (which may show a detail) keeps it when neither the artworks alone nor the located painting
+    gave a confident match (none is, here: WHOLE_PHOTO_CONFIDENT_SCORE above 1). The search calls are
+    recorded, not changed."""
     entry = catalogue.entries[2]
     photo = jpeg(gallery_wall(Image.open(catalogue.path_of(entry)).convert("RGB"), 2)[0])
     async with open_channel(services["ENCODER_ADDR"]) as channel:
@@ -169,7 +170,7 @@ async def test_only_the_photo_as_taken_is_matched_against_regions(services, cata
         )
     whole = np.array(encoded.embeddings[0].values, dtype=np.float32)
     located = np.array(encoded.analyses[0].located_embedding.values, dtype=np.float32)
-    app = create_app(gateway_config(services))
+    app = create_app(gateway_config({**services, "WHOLE_PHOTO_CONFIDENT_SCORE": "1.5"}))
     async with gateway_client(app) as http:
         downstream = app.state.downstream
         real_search = downstream.search
@@ -183,13 +184,14 @@ async def test_only_the_photo_as_taken_is_matched_against_regions(services, cata
         answer = await search_json(http, photo)
     assert answer["query"]["searched_located"] is True
     assert answer["results"][0]["id"] == entry.id
-    # The photo searched by the artworks alone, then (no confident match) with their regions; the crop not.
-    assert [matched for _, matched in calls] == [False, True, False], calls
+    # The photo searched by the artworks alone, the crop (no confident match either way), then the photo
+    # with the artworks' regions too; the crop never against the regions.
+    assert [matched for _, matched in calls] == [False, False, True], calls
 
     def closer_to_whole(vector: np.ndarray) -> bool:
         return cosine(vector, whole) > cosine(vector, located)
 
-    assert [closer_to_whole(vector) for vector, _ in calls] == [True, True, False]
+    assert [closer_to_whole(vector) for vector, _ in calls] == [True, False, True]
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -29,7 +29,7 @@ from services.encoder.server import SERVICE_NAME, EncoderService, encoder_regist
 from services.gateway.app import create_app
 
 pytestmark = pytest.mark.slow
-# Long enough for the whole photo's two searches to run first on a loaded CI machine (each ~15 ms idle).
+# Long enough for the whole photo's search to run first on a loaded CI machine (~15 ms idle).
 ANALYSIS_DELAY_S = 1.5
 
 
@@ -163,21 +163,42 @@ async def test_the_whole_photo_is_searched_while_the_encoder_still_analyses_it(s
     async with gateway_over(services, encoder_registration(encoder)) as (http, downstream):
         real_search = downstream.search
         searched_at: list[float] = []
+        calls: list[dict] = []
 
         async def search(*args, **kwargs):
             searched_at.append(time.monotonic())
+            calls.append(kwargs)
             return await real_search(*args, **kwargs)
 
         downstream.search = search
         SlowAnalysis.analysis_sent_at.clear()
         answer = await search_json(http, photo)
-    assert len(SlowAnalysis.analysis_sent_at) == 1 and len(searched_at) == 3
-    # The whole photo's searches (the artworks alone, then with their regions: no confident match on the
-    # wall) began before the analysis was sent; the located painting's after it.
-    assert searched_at[0] < searched_at[1] < SlowAnalysis.analysis_sent_at[0] < searched_at[2]
+    assert len(SlowAnalysis.analysis_sent_at) == 1 and len(searched_at) == 2
+    # The whole photo's search (the artworks alone: no confident match on the wall) began before the analysis
+    # was sent, the located painting's after it; that one matched with confidence, which spared the whole
+    # photo's region matching.
+    assert searched_at[0] < SlowAnalysis.analysis_sent_at[0] < searched_at[1]
+    assert [kwargs.get("match_regions", False) for kwargs in calls] == [False, False]
     assert answer["query"]["located"] is not None and answer["query"]["searched_located"] is True
     assert answer["results"][0]["id"] == artwork_id
     assert answer["timings_ms"]["analyse"] >= ANALYSIS_DELAY_S * 1000 * 0.9
+
+
+async def test_a_located_painting_matched_without_confidence_leaves_the_region_matching_to_run(
+    services, catalogue
+):
+    """With no match confident (WHOLE_PHOTO_CONFIDENT_SCORE above 1), the wall photo's located painting is
+    searched, then the whole photo against the artworks' regions too, and the two merged: the answer the
+    whole photo's three searches gave before the located painting's confident match could spare one."""
+    artwork_id, photo = wall_photo(catalogue, 1)
+    app = create_app(gateway_config({**services, "WHOLE_PHOTO_CONFIDENT_SCORE": "1.5"}))
+    async with gateway_client(app) as http:
+        calls = record_searches(app.state.downstream)
+        answer = await search_json(http, photo)
+    assert [kwargs.get("match_regions", False) for kwargs in calls] == [False, False, True]
+    assert answer["query"]["searched_located"] is True and answer["query"]["whole_photo_confident"] is False
+    assert answer["query"]["best_from_located"] is True
+    assert answer["results"][0]["id"] == artwork_id
 
 
 async def test_a_confident_whole_photo_is_answered_without_its_analysis_or_regions(
