@@ -86,13 +86,15 @@ def fused_vectors(describer: Describer, images: Sequence[EvalImage]) -> np.ndarr
 
 def visitor_images(paintings: dict[str, Image.Image]) -> list[EvalImage]:
     try:
-        from artsearch_tools.evaluation.visitor_photos import visitor_photos
+        from artsearch_tools.evaluation.visitor_photos import NEIGHBOUR_KINDS, VISITOR_KINDS, visitor_photos
     except ImportError:
         return []
+    # The kinds of the published run (bench/results/source_inference.json): those of one painting alone.
+    kinds = tuple(kind for kind in VISITOR_KINDS if kind not in NEIGHBOUR_KINDS)
     return [
         EvalImage(f"{pid}#{photo.kind}", pid, pixels_from_image(photo.image), f"visitor:{photo.kind}")
         for pid, image in paintings.items()
-        for photo in visitor_photos(image, seed=SEED, key=pid)
+        for photo in visitor_photos(image, seed=SEED, key=pid, kinds=kinds)
     ]
 
 
