@@ -207,16 +207,22 @@ def gallery_wall(painting: Image.Image, rng: np.random.Generator) -> Shot:
     """The painting on a wall in its frame, filling 40-55 % of the photo's width, lit unevenly."""
     layout = _gallery_layout(painting.size, rng)
     scene = _gallery_scene(painting, layout, rng)
+    return _wall_shot(
+        scene,
+        layout,
+        rng,
+        frame_fraction=float(layout["frame_px"] / layout["photo_size"][0]),
+        mat=float(layout["mat_px"] > 0),
+    )
+
+
+def _wall_shot(scene: Image.Image, layout: dict, rng: np.random.Generator, **facts: float | str) -> Shot:
+    """The wall seen through the view, under the gallery's light, through a phone's last steps."""
     photo = _warp(scene, layout["view"], layout["photo_size"], fill=(0, 0, 0))
     photo = _gallery_light(photo, rng)
     return Shot(
         _camera(photo, rng),
-        {
-            "width_fraction": float(layout["width_fraction"]),
-            "frame": layout["frame_name"],
-            "frame_fraction": float(layout["frame_px"] / layout["photo_size"][0]),
-            "mat": float(layout["mat_px"] > 0),
-        },
+        {"width_fraction": float(layout["width_fraction"]), "frame": layout["frame_name"], **facts},
     )
 
 
@@ -439,16 +445,12 @@ def gallery_neighbours(
         for side in sides
     ]
     _hang(scene, painting, layout, outer, rng)
-    photo = _warp(scene, layout["view"], layout["photo_size"], fill=(0, 0, 0))
-    photo = _gallery_light(photo, rng)
-    return Shot(
-        _camera(photo, rng),
-        {
-            "width_fraction": float(layout["width_fraction"]),
-            "frame": layout["frame_name"],
-            "neighbours": float(sum(share > 0 for share in visible)),
-            "neighbour_visible": float(max(visible)),
-        },
+    return _wall_shot(
+        scene,
+        layout,
+        rng,
+        neighbours=float(sum(share > 0 for share in visible)),
+        neighbour_visible=float(max(visible)),
     )
 
 

@@ -4,8 +4,8 @@ aspect weights and filters (steps 1-2 of services/gateway/query.py).
 For a visitor's photo, also what the encoder found in it: the whole photo is searched first, and unless that
 finds a confident match, the painting located in the photo as well, then (unless that one's match is
 confident) the whole photo against the artworks' regions too (it may show a detail); the searches are
-merged per artwork. A grey-scale photo (or located painting) leaves the colour aspect out. Measured in docs/evaluation.md ("Finding the artwork in a visitor's
-photo")."""
+merged per artwork. A grey-scale photo (or located painting) leaves the colour aspect out. Measured in
+docs/evaluation.md ("Finding the artwork in a visitor's photo")."""
 
 from __future__ import annotations
 
