@@ -3,8 +3,9 @@
 
 Starts both stacks at once, each from its checkout on the index an earlier `bench/visitor_photos.py` run left
 in its state folder (nothing is ingested), then sends every visitor photo to one and then the other (which
-goes first alternates), one query at a time, and reports each one's client-side p50/p90, the ratio, and the
-gateway's step medians.
+goes first alternates), one query at a time, and reports each one's client-side p50/p90, the ratio, the
+gateway's step medians, and each kind's p50 (a mix's p50 depends on how many of its photos take the longer
+path: a painting located, a detail matched against the regions).
 
     python -m bench.visitor_photos_latency --before-code /work/before \\
         --before-state var/eval-photos/state-before --after-code /work/after \\
