@@ -6,8 +6,9 @@ id is looked for in the answer: top-1 and top-5 per kind and overall, and the si
 the client (p50, p90). The index size (the search service's Count) and the query parameters are recorded
 beside the numbers.
 
-The photos are made once per (generator source, painting, seed, kind) and kept as JPEG files under a cache
-folder, so that runs against two versions of the stack send exactly the same bytes.
+The photos are made once per (generator source, painting, seed, kind; for a kind that hangs the collection's
+other paintings beside the one photographed, those too) and kept as JPEG files under a cache folder, so that
+runs against two versions of the stack send exactly the same bytes.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class PaintingFiles(Sequence[Image.Image]):
     def __len__(self) -> int:
         return len(self._paths)
 
-    def __getitem__(self, index: int) -> Image.Image:  # type: ignore[override]  # no slices needed
+    def __getitem__(self, index: int) -> Image.Image:  # one painting at a time: no slices
         with Image.open(self._paths[index]) as opened:
             return opened.convert("RGB")
 
@@ -154,6 +155,9 @@ def prepare_photos(
     unknown = [kind for kind in kinds if kind not in VISITOR_KINDS]
     if unknown:
         raise ValueError(f"unknown visitor photo kinds {unknown}; choose from {list(VISITOR_KINDS)}")
+    hanging = sorted(NEIGHBOUR_KINDS & set(kinds))
+    if hanging and len(catalogue.entries) < 2:
+        raise ValueError(f"{', '.join(hanging)} hangs other paintings beside each one: the catalogue has one")
     cache = cache_dir / generator_digest()
     files = {entry.id: catalogue.root / entry.filename for entry in catalogue.entries}
     digests = {painting_id: _file_digest(path) for painting_id, path in files.items()}

@@ -8,7 +8,7 @@ import argparse
 import pytest
 from PIL import Image
 
-from artsearch_tools.catalogue.folder import CatalogueEntry
+from artsearch_tools.catalogue.folder import Catalogue, CatalogueEntry
 from artsearch_tools.evaluation.cli import _query_params, _seed_list
 from artsearch_tools.evaluation.visitor_photos import DEVELOPMENT_SEEDS, REPORT_SEEDS
 from artsearch_tools.evaluation.visitor_search import (
@@ -18,6 +18,7 @@ from artsearch_tools.evaluation.visitor_search import (
     _photo_path,
     comparison_table,
     markdown_table,
+    prepare_photos,
     seed_set_name,
     summarise,
 )
@@ -112,3 +113,10 @@ def test_painting_files_decode_only_the_painting_taken(tmp_path):
     assert len(files) == 3
     assert files[1].getpixel((0, 0)) == (0, 0, 255)
     assert files[0].mode == "RGB" and files[0].size == (20, 10)
+
+
+def test_a_neighbour_kind_needs_two_paintings_in_the_catalogue(tmp_path):
+    entry = CatalogueEntry(id="wave", filename="wave.jpg", title="The Great Wave")
+    alone = Catalogue(name="one", root=tmp_path, entries=[entry], problems=[])
+    with pytest.raises(ValueError, match="gallery_neighbours hangs other paintings"):
+        prepare_photos(alone, [0], ["glare", "gallery_neighbours"], tmp_path / "cache")
