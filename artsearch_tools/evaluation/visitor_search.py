@@ -164,7 +164,8 @@ def prepare_photos(
     queries: list[PhotoQuery] = []
     jobs: list[PhotoJob] = []
     for entry in catalogue.entries:
-        neighbours = _neighbours_digest(digests, entry.id)
+        # Only a neighbour kind depends on the other paintings: naming them costs O(catalogue) per painting.
+        neighbours = _neighbours_digest(digests, entry.id) if hanging else ""
         for seed in seeds:
             missing = []
             for kind in kinds:
@@ -173,7 +174,8 @@ def prepare_photos(
                 if not path.is_file():
                     missing.append((kind, str(path)))
             if missing:
-                others = tuple(str(path) for key, path in files.items() if key != entry.id)
+                hangs = any(kind in NEIGHBOUR_KINDS for kind, _ in missing)
+                others = tuple(str(path) for key, path in files.items() if key != entry.id) if hangs else ()
                 jobs.append((str(files[entry.id]), entry.id, seed, tuple(missing), others))
     if jobs:
         started = time.perf_counter()
