@@ -63,6 +63,13 @@ LOCATE_MIN_CONFIDENCE = 0.5
 # this much. Measured on the development seeds (1,080 photos, 6,066 artworks): 0.02 leaves no wrong match
 # confident (two without it) and 610 of the 617 photos confident at 0.7 still so.
 CONFIDENT_LEAD = 0.02
+# The whole photo's first search (the artworks alone) also answers when its best match leads the next by
+# CLEAR_LEAD while scoring up to CLEAR_LEAD_ALLOWANCE below the confident score: a photo matched that clearly
+# is the painting's whole, however the light or a phone's bezel lowered its similarity. Measured on 2,376
+# photos (development and report seeds, 6,066 artworks): 130 more photos answered from the whole photo, none
+# wrong; a lead of 0.04 at that score let wrong matches through (docs/evaluation.md, "Clear leads").
+CLEAR_LEAD = 0.06
+CLEAR_LEAD_ALLOWANCE = 0.04
 
 
 def grey_applies(
@@ -126,7 +133,7 @@ async def photo_candidates(
     whole_weights = _search_weights(query, options, layout, whole_photo=True)
     search_whole = partial(_visual_candidates, downstream, query, layout, whole_weights, options, request_id)
     found = await search_whole(regions=False)
-    if _confident(found, confident_score):
+    if _confident(found, confident_score) or _clearly_leading(found, confident_score):
         return found, _whole_photo_only(query)
     query = await _completed(query)
     crop = await _located_candidates(downstream, query, layout, options, request_id)
@@ -174,8 +181,22 @@ def _confident(candidates: VisualCandidates, score: float) -> bool:
     """Whether the best match scores at least `score` and leads the next artwork by CONFIDENT_LEAD: two
     paintings of one hand that the photo matches about as well (a detail of a Bruegel at 0.708 and 0.703)
     are left to the costlier searches."""
-    best, second = [*heapq.nlargest(2, candidates.visual), -1.0, -1.0][:2]
+    best, second = _best_two(candidates)
     return best >= score and best - second >= CONFIDENT_LEAD
+
+
+def _clearly_leading(candidates: VisualCandidates, score: float) -> bool:
+    """Whether the best match scores at least `score` - CLEAR_LEAD_ALLOWANCE and leads the next artwork by
+    CLEAR_LEAD: for the whole photo's first search alone (a crop or a region, a part of a picture, was not
+    measured so)."""
+    best, second = _best_two(candidates)
+    return best >= score - CLEAR_LEAD_ALLOWANCE and best - second >= CLEAR_LEAD
+
+
+def _best_two(candidates: VisualCandidates) -> tuple[float, float]:
+    """The two best visual similarities (-1 for a missing one)."""
+    best, second = [*heapq.nlargest(2, candidates.visual), -1.0, -1.0][:2]
+    return best, second
 
 
 def _whole_photo_only(query: QueryVector) -> QueryVector:

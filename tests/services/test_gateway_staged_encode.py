@@ -27,10 +27,13 @@ from artsearch_tools.catalogue.folder import Catalogue
 from services.encoder.backends import OnnxRuntimeBackend
 from services.encoder.server import SERVICE_NAME, EncoderService, encoder_registration
 from services.gateway.app import create_app
+from services.gateway.config import GatewayConfig
+from services.gateway.visual_candidates import CLEAR_LEAD, CLEAR_LEAD_ALLOWANCE
 
 pytestmark = pytest.mark.slow
 # Long enough for the whole photo's search to run first on a loaded CI machine (~15 ms idle).
 ANALYSIS_DELAY_S = 1.5
+CONFIDENT_SCORE = GatewayConfig.whole_photo_confident_score
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +161,7 @@ def ranking(answer: dict) -> list[tuple[str, float]]:
 
 
 async def test_the_whole_photo_is_searched_while_the_encoder_still_analyses_it(services, catalogue, backend):
-    artwork_id, photo = wall_photo(catalogue, 1)
+    artwork_id, photo = wall_photo(catalogue, 2)
     encoder = encoder_of(SlowAnalysis, backend)
     async with gateway_over(services, encoder_registration(encoder)) as (http, downstream):
         real_search = downstream.search
@@ -236,6 +239,31 @@ async def test_a_confident_whole_photo_is_answered_without_its_analysis_or_regio
         both = await search_json(http, photo)
     assert both["query"]["whole_photo_confident"] is False and "analyse" in both["timings_ms"]
     assert both["results"][0]["id"] == entry.id
+
+
+async def test_a_wall_photo_matched_with_a_clear_lead_is_answered_below_the_confident_score(
+    services, catalogue
+):
+    """This wall photo's whole matches its painting at 0.69 (below WHOLE_PHOTO_CONFIDENT_SCORE, 0.7) and leads
+    the next artwork by 0.14: answered from the whole photo, one search. The allowance is relative to the
+    score set: at 0.75 the same photo is left to its located painting."""
+    artwork_id, photo = wall_photo(catalogue, 1)
+    app = create_app(gateway_config(services))
+    async with gateway_client(app) as http:
+        calls = record_searches(app.state.downstream)
+        answer = await search_json(http, photo)
+    (best, _), (second, _) = [(r["scores"]["visual"], r["id"]) for r in answer["results"][:2]]
+    assert CONFIDENT_SCORE - CLEAR_LEAD_ALLOWANCE <= best < CONFIDENT_SCORE and best - second >= CLEAR_LEAD
+    assert [kwargs.get("match_regions", False) for kwargs in calls] == [False]
+    assert answer["query"]["whole_photo_confident"] is True and answer["query"]["searched_located"] is False
+    assert answer["results"][0]["id"] == artwork_id
+    stricter = create_app(gateway_config({**services, "WHOLE_PHOTO_CONFIDENT_SCORE": "0.75"}))
+    async with gateway_client(stricter) as http:
+        calls = record_searches(stricter.state.downstream)
+        located = await search_json(http, photo)
+    assert len(calls) >= 2 and located["query"]["searched_located"] is True
+    assert located["query"]["whole_photo_confident"] is False
+    assert located["results"][0]["id"] == artwork_id
 
 
 async def test_a_search_refused_after_the_encode_cancels_the_encoders_analysis(services, catalogue, backend):
