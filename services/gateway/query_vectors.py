@@ -43,7 +43,7 @@ class QueryVector:
     # test alone): the same query with the complete analysis, once it comes. The whole photo is searched
     # meanwhile (visual_candidates.photo_candidates).
     rest: asyncio.Future[QueryVector] | None = None
-    # Answered from the whole photo alone: its best match scored at least WHOLE_PHOTO_CONFIDENT_SCORE.
+    # Answered from the whole photo alone: its best match was confident (visual_candidates.photo_candidates).
     whole_photo_confident: bool = False
 
     @property

@@ -181,7 +181,8 @@ class QueryAnalysis(ResponseModel):
     searched_located: bool = Field(description="Whether the located painting was searched for too")
     whole_photo_confident: bool = Field(
         description="Whether the whole photo's best match scored at least the gateway's "
-        "WHOLE_PHOTO_CONFIDENT_SCORE: answered from it alone, the painting in it neither located nor searched"
+        "WHOLE_PHOTO_CONFIDENT_SCORE (or led the next artwork clearly a little below it): answered from it "
+        "alone, the painting in it neither located nor searched"
     )
     best_from_located: bool = Field(description="Whether the best match came from the located painting")
     grey: Literal["auto", "off"] = Field(description="The grey parameter")
