@@ -122,9 +122,9 @@ STYLE_MIN_ART_NEIGHBOURS = IntSetting(
 WHOLE_PHOTO_CONFIDENT_SCORE = FloatSetting(
     name="WHOLE_PHOTO_CONFIDENT_SCORE",
     doc=(
-        "A photo whose own best match scores at least this visual similarity (or up to 0.04 below it, "
-        "leading the next artwork by 0.06) is answered from the whole photo alone: the painting the encoder "
-        'locates in it is neither waited for nor searched (docs/gateway.md, "Visitor photos"; above 1.04: '
+        "A photo whose own best match scores at least this visual similarity (or up to 0.05 below it, "
+        "leading the next artwork by 0.07) is answered from the whole photo alone: the painting the encoder "
+        'locates in it is neither waited for nor searched (docs/gateway.md, "Visitor photos"; above 1.05: '
         "always both)."
     ),
     services=_GW,
