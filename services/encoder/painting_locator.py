@@ -12,8 +12,10 @@ How a painting is found (`locate_painting`), on a copy at most `DETECTION_SIDE` 
    a boundary broken by a glare or a shadow still closes;
 2. candidate quadrilaterals: every contour (`RETR_LIST`, so nested ones too: the frame's outer edge, its
    bevels, the canvas edge) simplified by `approxPolyDP` at two tolerances; a contour that is not a 4-gon
-   yields its `minAreaRect` when it fills that rectangle. Kept: convex, at least `MIN_AREA_FRACTION` of the
-   photo, corner angles a plausible view of a rectangle would give;
+   yields its `minAreaRect` when it fills that rectangle, and a 5- or 6-gon (a frame whose outline took in
+   the label on the wall beside it) its quadrilaterals of four corners that keep most of its area, those
+   kept only at `_APPENDAGE_MIN_CONFIDENCE`. Kept: convex, at least `MIN_AREA_FRACTION` of the photo,
+   corner angles a plausible view of a rectangle would give;
 3. each candidate's evidence: the share of its outline, side by side, that lies on edges (the weakest side
    counts: a painting's four sides are all visible), and how much calmer the band just outside it is than
    its inside (a wall or a frame is calm, paint is busy; a rectangle *inside* a painting - a window, a
