@@ -179,13 +179,13 @@ def _outline(lab: np.ndarray, low: float, sensitivity: float) -> tuple[_Candidat
     height, width = edges.shape
     near_edges = cv2.dilate(edges, np.ones((5, 5), np.uint8)) > 0
     outlines, without_appendage = _quadrilaterals(edges, width * height)
+    asked = [(corners, 0.0) for corners in outlines]
+    asked += [(corners, _APPENDAGE_MIN_CONFIDENCE) for corners in without_appendage]
     candidates = [
-        candidate for corners in outlines if (candidate := _scored(corners, near_edges, busy)) is not None
-    ] + [
         candidate
-        for corners in without_appendage
+        for corners, least_confidence in asked
         if (candidate := _scored(corners, near_edges, busy)) is not None
-        and candidate.confidence >= _APPENDAGE_MIN_CONFIDENCE
+        and candidate.confidence >= least_confidence
     ]
     return _frame_then_canvas(candidates), busy
 
